@@ -1,0 +1,540 @@
+//! The standalone gateway's TOML file: serde types mirroring the file, turned into a validated
+//! [`GatewayConfig`]. Errors name the file, the site and the key.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::model::*;
+use super::units::{parse_duration, parse_size};
+use crate::error::ConfigError;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    gateway: GatewaySection,
+    #[serde(default, rename = "site")]
+    sites: Vec<SiteSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GatewaySection {
+    listen: Option<Vec<String>>,
+    admin: Option<String>,
+    workers: Option<usize>,
+    unknown_host: Option<String>,
+    access_log: Option<String>,
+    connect_timeout: Option<String>,
+    read_timeout: Option<String>,
+    drain_timeout: Option<String>,
+    header_timeout: Option<String>,
+    max_body: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteSection {
+    name: String,
+    hosts: Vec<String>,
+    path: Option<String>,
+    root: Option<PathBuf>,
+    index: Option<Vec<String>>,
+    not_found: Option<String>,
+    upstreams: Option<Vec<String>>,
+    balance: Option<String>,
+    health: Option<HealthSection>,
+    strip_prefix: Option<bool>,
+    listen: Option<Vec<String>>,
+    max_body: Option<String>,
+    allow: Option<Vec<String>>,
+    access_log: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthSection {
+    path: Option<String>,
+    interval: Option<String>,
+    timeout: Option<String>,
+    rise: Option<u32>,
+    fall: Option<u32>,
+}
+
+impl GatewayConfig {
+    /// Reads and validates a gateway TOML file. Relative `root` paths are taken from the file's folder.
+    pub fn from_file(path: &Path) -> Result<GatewayConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_path_buf()),
+            site: None,
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base).map_err(|mut e| {
+            e.file = Some(path.to_path_buf());
+            e
+        })
+    }
+
+    /// Parses and validates TOML text; `base` is the folder relative paths start from.
+    pub fn from_toml(text: &str, base: &Path) -> Result<GatewayConfig, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError {
+            file: None,
+            site: None,
+            key: String::new(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        convert(file, base)
+    }
+}
+
+fn err(site: Option<&str>, key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: None,
+        site: site.map(str::to_string),
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+fn addr(site: Option<&str>, key: &str, raw: &str) -> Result<SocketAddr, ConfigError> {
+    raw.parse().map_err(|_| {
+        err(
+            site,
+            key,
+            format!("`{raw}` is not an address; write IP:PORT, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\""),
+        )
+    })
+}
+
+fn convert(file: FileConfig, base: &Path) -> Result<GatewayConfig, ConfigError> {
+    let g = file.gateway;
+    let mut cfg = GatewayConfig::default();
+    if let Some(listen) = g.listen {
+        cfg.listen = listen
+            .iter()
+            .map(|l| addr(None, "gateway.listen", l))
+            .collect::<Result<_, _>>()?;
+    }
+    cfg.admin = g
+        .admin
+        .map(|a| addr(None, "gateway.admin", &a))
+        .transpose()?;
+    cfg.workers = g.workers.unwrap_or(0);
+    cfg.unknown_host = match g.unknown_host.as_deref() {
+        None | Some("404") => UnknownHost::NotFound,
+        Some("close") => UnknownHost::Close,
+        Some(other) => {
+            return Err(err(
+                None,
+                "gateway.unknown_host",
+                format!("`{other}` is not allowed; use \"404\" or \"close\""),
+            ));
+        }
+    };
+    cfg.access_log = match g.access_log.as_deref() {
+        None | Some("off") => AccessLogTarget::Off,
+        Some("stdout") => AccessLogTarget::Stdout,
+        Some(path) => AccessLogTarget::File(base.join(path)),
+    };
+    let dur = |v: Option<String>, key: &str, default| -> Result<_, ConfigError> {
+        v.map(|s| parse_duration(&s).map_err(|m| err(None, key, m)))
+            .transpose()
+            .map(|d| d.unwrap_or(default))
+    };
+    let t = Timeouts::default();
+    cfg.timeouts = Timeouts {
+        connect: dur(g.connect_timeout, "gateway.connect_timeout", t.connect)?,
+        read: dur(g.read_timeout, "gateway.read_timeout", t.read)?,
+        drain: dur(g.drain_timeout, "gateway.drain_timeout", t.drain)?,
+        header_read: dur(g.header_timeout, "gateway.header_timeout", t.header_read)?,
+    };
+    let default_body = g
+        .max_body
+        .map(|s| parse_size(&s).map_err(|m| err(None, "gateway.max_body", m)))
+        .transpose()?
+        .unwrap_or(DEFAULT_MAX_BODY);
+
+    for site in file.sites {
+        cfg.sites.push(convert_site(site, base, default_body)?);
+    }
+    check_conflicts(&cfg)?;
+    Ok(cfg)
+}
+
+fn convert_site(s: SiteSection, base: &Path, default_body: u64) -> Result<SiteConfig, ConfigError> {
+    let name = s.name.clone();
+    if name.is_empty()
+        || name.len() > 63
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Err(err(
+            Some(&name),
+            "name",
+            "a site name is 1–63 characters of a-z, 0-9, '-' and '_'",
+        ));
+    }
+    let site = Some(name.as_str());
+    if s.hosts.is_empty() {
+        return Err(err(
+            site,
+            "hosts",
+            "list at least one host, e.g. [\"blog.example.test\"]",
+        ));
+    }
+    let hosts = s
+        .hosts
+        .iter()
+        .map(|h| HostPattern::parse(h).map_err(|m| err(site, "hosts", m)))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let path = match s.path {
+        None => "/".to_string(),
+        Some(p) => normalize_prefix(&p).map_err(|m| err(site, "path", m))?,
+    };
+
+    let backend = match (s.root, s.upstreams) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                site,
+                "root",
+                "set either `root` (static) or `upstreams` (proxy), not both",
+            ));
+        }
+        (None, None) => {
+            return Err(err(
+                site,
+                "root",
+                "set `root` (a folder to serve) or `upstreams` (addresses to proxy to)",
+            ));
+        }
+        (Some(root), None) => {
+            for (key, set) in [
+                ("balance", s.balance.is_some()),
+                ("health", s.health.is_some()),
+                ("strip_prefix", s.strip_prefix.is_some()),
+            ] {
+                if set {
+                    return Err(err(
+                        site,
+                        key,
+                        "only proxy sites (with `upstreams`) take this key",
+                    ));
+                }
+            }
+            let root = base.join(root);
+            if !root.is_dir() {
+                return Err(err(
+                    site,
+                    "root",
+                    format!("`{}` is not a folder", root.display()),
+                ));
+            }
+            let index = s.index.unwrap_or_else(|| vec!["index.html".into()]);
+            for i in &index {
+                if i.is_empty() || i.contains(['/', '\\', '\0']) || i.starts_with('.') {
+                    return Err(err(
+                        site,
+                        "index",
+                        format!("`{i}` must be a plain file name"),
+                    ));
+                }
+            }
+            let not_found = s.not_found.map(|p| p.trim_start_matches('/').to_string());
+            if let Some(nf) = &not_found {
+                if nf.split('/').any(|seg| seg == ".." || seg.is_empty()) {
+                    return Err(err(site, "not_found", "must be a path inside `root`"));
+                }
+            }
+            BackendConfig::Static(StaticConfig {
+                root,
+                index,
+                not_found,
+            })
+        }
+        (None, Some(ups)) => {
+            for (key, set) in [
+                ("index", s.index.is_some()),
+                ("not_found", s.not_found.is_some()),
+            ] {
+                if set {
+                    return Err(err(
+                        site,
+                        key,
+                        "only static sites (with `root`) take this key",
+                    ));
+                }
+            }
+            if ups.is_empty() {
+                return Err(err(site, "upstreams", "list at least one \"host:port\""));
+            }
+            let upstreams = ups
+                .iter()
+                .map(|u| resolve_upstream(u).map_err(|m| err(site, "upstreams", m)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let balance = match s.balance.as_deref() {
+                None | Some("round-robin") => Balance::RoundRobin,
+                Some("least-conn") => Balance::LeastConn,
+                Some(other) => {
+                    return Err(err(
+                        site,
+                        "balance",
+                        format!("`{other}` is unknown; use \"round-robin\" or \"least-conn\""),
+                    ));
+                }
+            };
+            let health = s.health.map(|h| convert_health(h, site)).transpose()?;
+            BackendConfig::Proxy(ProxyConfig {
+                upstreams,
+                balance,
+                health,
+                strip_prefix: s.strip_prefix.unwrap_or(false),
+            })
+        }
+    };
+
+    let listen = s
+        .listen
+        .unwrap_or_default()
+        .iter()
+        .map(|l| addr(site, "listen", l))
+        .collect::<Result<_, _>>()?;
+    let max_body = s
+        .max_body
+        .map(|b| parse_size(&b).map_err(|m| err(site, "max_body", m)))
+        .transpose()?
+        .unwrap_or(default_body);
+    let allow = s
+        .allow
+        .unwrap_or_default()
+        .iter()
+        .map(|a| parse_net(a).map_err(|m| err(site, "allow", m)))
+        .collect::<Result<_, _>>()?;
+
+    Ok(SiteConfig {
+        name,
+        hosts,
+        path,
+        backend,
+        listen,
+        max_body,
+        allow,
+        access_log: s.access_log.unwrap_or(true),
+    })
+}
+
+fn convert_health(h: HealthSection, site: Option<&str>) -> Result<HealthConfig, ConfigError> {
+    let d = HealthConfig::default();
+    let path = h.path.unwrap_or(d.path);
+    if !path.starts_with('/') || path.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(err(
+            site,
+            "health.path",
+            format!("`{path}` must be a path starting with '/'"),
+        ));
+    }
+    let dur = |v: Option<String>, key: &str, default| -> Result<_, ConfigError> {
+        let d = v
+            .map(|s| parse_duration(&s).map_err(|m| err(site, key, m)))
+            .transpose()?
+            .unwrap_or(default);
+        if d.is_zero() {
+            return Err(err(site, key, "must be greater than zero"));
+        }
+        Ok(d)
+    };
+    let rise = h.rise.unwrap_or(d.rise);
+    let fall = h.fall.unwrap_or(d.fall);
+    if rise == 0 || fall == 0 {
+        return Err(err(site, "health", "`rise` and `fall` must be at least 1"));
+    }
+    Ok(HealthConfig {
+        path,
+        interval: dur(h.interval, "health.interval", d.interval)?,
+        timeout: dur(h.timeout, "health.timeout", d.timeout)?,
+        rise,
+        fall,
+    })
+}
+
+/// `host:port` with a literal IP, or a name resolved once at load time.
+fn resolve_upstream(raw: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = raw.parse() {
+        return Ok(a);
+    }
+    let bad = || format!("`{raw}` is not \"host:port\", e.g. \"127.0.0.1:3000\"");
+    let (host, port) = raw.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>().map_err(|_| bad())?;
+    super::model::validate_host_name(&host.to_ascii_lowercase()).map_err(|_| bad())?;
+    raw.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{raw}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{raw}` resolves to no address"))
+}
+
+fn parse_net(raw: &str) -> Result<ipnet::IpNet, String> {
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{raw}` is not an IP or network, e.g. \"10.0.0.0/8\" or \"::1\""))
+}
+
+fn normalize_prefix(raw: &str) -> Result<String, String> {
+    if !raw.starts_with('/') {
+        return Err(format!("`{raw}` must start with '/'"));
+    }
+    if raw.split('/').any(|seg| {
+        seg == ".."
+            || seg == "."
+            || seg.contains(|c: char| {
+                c.is_whitespace() || c.is_control() || c == '%' || c == '?' || c == '#'
+            })
+    }) {
+        return Err(format!("`{raw}` must be a plain path such as \"/api\""));
+    }
+    let trimmed = raw.trim_end_matches('/');
+    Ok(if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.to_string()
+    })
+}
+
+/// Cross-site checks: one owner per (host, path) and per listen address.
+fn check_conflicts(cfg: &GatewayConfig) -> Result<(), ConfigError> {
+    let mut names = HashSet::new();
+    let mut routes: HashMap<(HostPattern, &str), &str> = HashMap::new();
+    let shared: HashSet<SocketAddr> = cfg.listen.iter().copied().collect();
+    let mut own_ports: HashMap<SocketAddr, &str> = HashMap::new();
+    for site in &cfg.sites {
+        let name = Some(site.name.as_str());
+        if !names.insert(&site.name) {
+            return Err(err(name, "name", "another site has the same name"));
+        }
+        for host in &site.hosts {
+            if let Some(other) = routes.insert((host.clone(), &site.path), &site.name) {
+                return Err(err(
+                    name,
+                    "hosts",
+                    format!(
+                        "`{host}` with path `{}` is already served by site \"{other}\"",
+                        site.path
+                    ),
+                ));
+            }
+        }
+        for l in &site.listen {
+            if shared.contains(l) || Some(*l) == cfg.admin {
+                return Err(err(
+                    name,
+                    "listen",
+                    format!("{l} is already a gateway listener"),
+                ));
+            }
+            if let Some(other) = own_ports.insert(*l, &site.name) {
+                return Err(err(
+                    name,
+                    "listen",
+                    format!("{l} is already the own port of site \"{other}\""),
+                ));
+            }
+        }
+    }
+    if let Some(a) = cfg.admin {
+        if shared.contains(&a) {
+            return Err(err(
+                None,
+                "gateway.admin",
+                format!("{a} is also in gateway.listen"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<GatewayConfig, String> {
+        GatewayConfig::from_toml(text, Path::new(env!("CARGO_MANIFEST_DIR")))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn example_config_loads() {
+        let cfg = load(
+            r#"
+            [gateway]
+            listen = ["127.0.0.1:8080"]
+            admin = "127.0.0.1:9901"
+            [[site]]
+            name = "pages"
+            hosts = ["pages.example.test", "*.pages.example.test"]
+            root = "src"
+            listen = ["127.0.0.1:7777"]
+            [[site]]
+            name = "api"
+            hosts = ["api.example.test"]
+            path = "/v1/"
+            upstreams = ["127.0.0.1:3000", "localhost:3001"]
+            health = { path = "/up", interval = "1s" }
+            max_body = "1MB"
+            allow = ["127.0.0.1", "10.0.0.0/8"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.sites.len(), 2);
+        assert_eq!(cfg.sites[1].path, "/v1");
+        assert_eq!(cfg.sites[1].max_body, 1 << 20);
+        let BackendConfig::Proxy(p) = &cfg.sites[1].backend else {
+            panic!()
+        };
+        assert_eq!(p.health.as_ref().unwrap().interval.as_secs(), 1);
+    }
+
+    #[test]
+    fn errors_name_site_and_key() {
+        let cases = [
+            (
+                "[[site]]\nname='a'\nhosts=['a b']\nroot='src'",
+                "site \"a\": `hosts`",
+            ),
+            (
+                "[[site]]\nname='a'\nhosts=['a.test']\nupstreams=['nope']",
+                "site \"a\": `upstreams`",
+            ),
+            ("[[site]]\nname='a'\nhosts=['a.test']", "site \"a\": `root`"),
+            (
+                "[[site]]\nname='a'\nhosts=['a.test']\nroot='/does/not/exist'",
+                "is not a folder",
+            ),
+            (
+                "[[site]]\nname='a'\nhosts=['a.test']\nroot='src'\nbogus=1",
+                "unknown field `bogus`",
+            ),
+            ("[gateway]\nlisten=['8080']", "`gateway.listen`"),
+            (
+                "[[site]]\nname='a'\nhosts=['x.test']\nroot='src'\n[[site]]\nname='b'\nhosts=['x.test']\nroot='src'",
+                "already served by site \"a\"",
+            ),
+            (
+                "[[site]]\nname='a'\nhosts=['x.test']\nupstreams=['127.0.0.1:1']\nhealth={interval='0s'}",
+                "`health.interval`",
+            ),
+            ("[[site]]\nname='A'\nhosts=['x.test']\nroot='src'", "`name`"),
+        ];
+        for (text, want) in cases {
+            let got = load(text).unwrap_err();
+            assert!(
+                got.contains(want),
+                "for {text:?}\n got: {got}\nwant: {want}"
+            );
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Validated gateway configuration: what the gateway runs from, whoever wrote it (a TOML file or
+//! the control plane). Every value here has already been checked.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// The whole gateway: listeners, defaults and sites.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatewayConfig {
+    /// Plain-HTTP listeners for Host-routed traffic.
+    pub listen: Vec<SocketAddr>,
+    /// Admin listener serving `/metrics` and `/healthz`.
+    pub admin: Option<SocketAddr>,
+    /// Worker threads; 0 means one per core. Read once at start.
+    pub workers: usize,
+    pub unknown_host: UnknownHost,
+    pub access_log: AccessLogTarget,
+    pub timeouts: Timeouts,
+    pub sites: Vec<SiteConfig>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            admin: None,
+            workers: 0,
+            unknown_host: UnknownHost::NotFound,
+            access_log: AccessLogTarget::Off,
+            timeouts: Timeouts::default(),
+            sites: Vec::new(),
+        }
+    }
+}
+
+/// What happens to a request whose Host matches no site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnknownHost {
+    /// Answer with a small 404 page.
+    NotFound,
+    /// Close the connection without an answer (nginx's `return 444`).
+    Close,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect to an upstream.
+    pub connect: Duration,
+    /// From sending the request to receiving the upstream's response headers.
+    pub read: Duration,
+    /// How long in-flight requests may finish after their target was swapped out, or on shutdown.
+    pub drain: Duration,
+    /// How long a client may take to send its request headers (slowloris guard).
+    pub header_read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(60),
+            drain: Duration::from_secs(30),
+            header_read: Duration::from_secs(15),
+        }
+    }
+}
+
+/// One site: the hosts (and optional path prefix) it answers and what serves it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SiteConfig {
+    pub name: String,
+    pub hosts: Vec<HostPattern>,
+    /// Path prefix, always starting with `/`; `/` matches everything. Matched on segment
+    /// boundaries: `/api` matches `/api` and `/api/x`, never `/apix`.
+    pub path: String,
+    pub backend: BackendConfig,
+    /// Extra listeners that serve this site alone, whatever the Host.
+    pub listen: Vec<SocketAddr>,
+    pub max_body: u64,
+    /// Client networks allowed in; empty allows everyone.
+    pub allow: Vec<IpNet>,
+    pub access_log: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostPattern {
+    /// A full host name, lower-case, without port.
+    Exact(String),
+    /// `*.example.test`, stored as the suffix `.example.test`; matches one or more labels.
+    Wildcard(String),
+    /// `*`: any host no other site claims.
+    Any,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum BackendConfig {
+    Static(StaticConfig),
+    Proxy(ProxyConfig),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticConfig {
+    pub root: PathBuf,
+    /// Index file names tried for a directory, in order.
+    pub index: Vec<String>,
+    /// Page (relative to root) served with status 404 when nothing matches.
+    pub not_found: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProxyConfig {
+    pub upstreams: Vec<SocketAddr>,
+    pub balance: Balance,
+    pub health: Option<HealthConfig>,
+    /// Remove the site's path prefix before forwarding.
+    pub strip_prefix: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConn,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthConfig {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down target back.
+    pub rise: u32,
+    /// Consecutive failures that take a target out.
+    pub fall: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            path: "/".into(),
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+        }
+    }
+}
+
+pub(crate) const DEFAULT_MAX_BODY: u64 = 10 << 20;
+
+impl HostPattern {
+    /// Parses and validates a host pattern as written by a user. Only letters, digits, `-`, `_`
+    /// and `.` may appear, so nothing written here can smuggle syntax into routing or logs.
+    pub fn parse(raw: &str) -> Result<HostPattern, String> {
+        let host = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+        if host == "*" {
+            return Ok(HostPattern::Any);
+        }
+        let (wild, name) = match host.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, host.as_str()),
+        };
+        validate_host_name(name).map_err(|why| format!("`{raw}` is not a valid host: {why}"))?;
+        Ok(if wild {
+            HostPattern::Wildcard(format!(".{name}"))
+        } else {
+            HostPattern::Exact(name.to_string())
+        })
+    }
+}
+
+impl std::fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostPattern::Exact(h) => f.write_str(h),
+            HostPattern::Wildcard(suffix) => write!(f, "*{suffix}"),
+            HostPattern::Any => f.write_str("*"),
+        }
+    }
+}
+
+/// A DNS name (or IPv4 literal): dot-separated labels of `[a-z0-9_-]`, 1–63 bytes each, 253 in all.
+pub(crate) fn validate_host_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.len() > 253 {
+        return Err("it is longer than 253 characters");
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("it has an empty label (two dots in a row?)");
+        }
+        if label.len() > 63 {
+            return Err("a label is longer than 63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err("only letters, digits, '-', '_' and '.' are allowed");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("a label starts or ends with '-'");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expected: Result<&str, ()>) {
+        let got = HostPattern::parse(input)
+            .map(|p| p.to_string())
+            .map_err(|_| ());
+        assert_eq!(got.as_deref().map_err(|_| ()), expected, "{input}");
+    }
+
+    #[test]
+    fn host_patterns() {
+        check("Blog.Example.TEST.", Ok("blog.example.test"));
+        check("*.pages.test", Ok("*.pages.test"));
+        check("*", Ok("*"));
+        check("127.0.0.1", Ok("127.0.0.1"));
+        for bad in [
+            "", "a b", "a`b", "a||b", "a..b", "*.", "-a.test", "a*.test", "a.*.test", "a/b",
+            "a:80", "ä.test",
+        ] {
+            check(bad, Err(()));
+        }
+    }
+}

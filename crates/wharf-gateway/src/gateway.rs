@@ -1,0 +1,392 @@
+//! The running gateway: start, reload, deploy, shutdown. This is the library API the standalone
+//! binary and the control plane both drive.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::access_log::AccessLog;
+use crate::config::GatewayConfig;
+use crate::error::{GatewayError, Result};
+use crate::metrics::{Metrics, ReloadResult};
+use crate::proxy::{Client, new_client};
+use crate::routing::RouteTable;
+use crate::server::{Role, bind, spawn_accept_loop};
+use crate::site::{Backend, Site};
+use crate::upstream::{Target, probe, spawn_checker};
+
+/// State every connection and request reaches through one `Arc`.
+pub(crate) struct Shared {
+    pub(crate) table: ArcSwap<RouteTable>,
+    pub(crate) metrics: Metrics,
+    pub(crate) access_log: ArcSwap<AccessLog>,
+    pub(crate) client: Client,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+}
+
+struct Listening {
+    local: SocketAddr,
+    stop: CancellationToken,
+}
+
+/// Control-side state, touched only by reloads and deploys.
+struct Control {
+    config: GatewayConfig,
+    listeners: HashMap<(SocketAddr, Role), Listening>,
+}
+
+/// A running gateway. Cheap to clone; all clones drive the same gateway.
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+    control: Arc<Mutex<Control>>,
+    deploys: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Settings of one [`Gateway::deploy`].
+#[derive(Clone, Debug)]
+pub struct DeployOptions {
+    /// How long the new targets have to pass their health checks.
+    pub health_timeout: Duration,
+    /// How long in-flight requests on the old targets may run; `None` takes the config's.
+    pub drain_timeout: Option<Duration>,
+}
+
+impl Default for DeployOptions {
+    fn default() -> Self {
+        DeployOptions {
+            health_timeout: Duration::from_secs(30),
+            drain_timeout: None,
+        }
+    }
+}
+
+/// What a deploy did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeployReport {
+    /// Targets that were swapped out (and drained).
+    pub removed: Vec<SocketAddr>,
+    /// False when the drain timeout cut in-flight requests short.
+    pub drained: bool,
+}
+
+impl Gateway {
+    /// Binds every listener and starts serving. Must run inside a Tokio runtime.
+    pub fn start(config: GatewayConfig) -> Result<Gateway> {
+        let shared = Arc::new(Shared {
+            table: ArcSwap::from_pointee(RouteTable::new(
+                Vec::new(),
+                config.unknown_host,
+                config.timeouts,
+            )),
+            metrics: Metrics::new(),
+            access_log: ArcSwap::from_pointee(AccessLog::open(
+                &crate::config::AccessLogTarget::Off,
+            )?),
+            client: new_client(config.timeouts.connect),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        let gw = Gateway {
+            shared,
+            control: Arc::new(Mutex::new(Control {
+                // Differs from any real config so the first apply opens the access log.
+                config: GatewayConfig {
+                    sites: Vec::new(),
+                    listen: Vec::new(),
+                    admin: None,
+                    ..Default::default()
+                },
+                listeners: HashMap::new(),
+            })),
+            deploys: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        gw.apply(config, true)?;
+        Ok(gw)
+    }
+
+    /// Replaces the configuration. Everything is built and every new address bound first; only
+    /// then is the new route table swapped in. On error nothing changes and the old config keeps
+    /// serving. Existing listeners are never re-bound.
+    pub fn reload(&self, config: GatewayConfig) -> Result<()> {
+        let result = self.apply(config, false);
+        let label = if result.is_ok() { "ok" } else { "refused" };
+        self.shared
+            .metrics
+            .reloads
+            .get_or_create(&ReloadResult { result: label })
+            .inc();
+        result
+    }
+
+    fn apply(&self, config: GatewayConfig, first: bool) -> Result<()> {
+        let mut control = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.shared.table.load_full();
+
+        // 1. Build sites, reusing pools that did not change.
+        let mut sites = Vec::with_capacity(config.sites.len());
+        let mut fresh_pools = Vec::new();
+        for site_cfg in &config.sites {
+            let previous = old.site(&site_cfg.name).map(|s| s.as_ref());
+            let (site, fresh) = Site::build(site_cfg.clone(), previous, &self.shared.metrics)?;
+            if let (true, Backend::Proxy(pool)) = (fresh, &site.backend) {
+                fresh_pools.push(pool.clone());
+            }
+            sites.push(Arc::new(site));
+        }
+
+        // 2. Access log, if its target changed.
+        let new_log = (first || config.access_log != control.config.access_log)
+            .then(|| AccessLog::open(&config.access_log))
+            .transpose()?;
+
+        // 3. Bind addresses not yet bound.
+        let wanted = wanted_listeners(&config);
+        let mut bound = Vec::new();
+        for key in &wanted {
+            if !control.listeners.contains_key(key) {
+                bound.push((key.clone(), bind(key.0)?));
+            }
+        }
+
+        // 4. Commit.
+        let table = RouteTable::new(sites, config.unknown_host, config.timeouts);
+        self.shared.table.store(Arc::new(table));
+        if let Some(log) = new_log {
+            self.shared.access_log.store(Arc::new(log));
+        }
+        for pool in &fresh_pools {
+            spawn_checker(pool, self.shared.shutdown.clone());
+        }
+        for (key, listener) in bound {
+            let stop = self.shared.shutdown.child_token();
+            let local =
+                spawn_accept_loop(self.shared.clone(), listener, key.1.clone(), stop.clone())?;
+            tracing::info!(address = %local, role = ?key.1, "listening");
+            control.listeners.insert(key, Listening { local, stop });
+        }
+        let wanted: HashSet<_> = wanted.into_iter().collect();
+        control.listeners.retain(|key, l| {
+            let keep = wanted.contains(key);
+            if !keep {
+                tracing::info!(address = %l.local, "listener removed by the new configuration");
+                l.stop.cancel();
+            }
+            keep
+        });
+        control.config = config;
+        Ok(())
+    }
+
+    /// Health-checks `targets`, swaps them in as the site's upstreams, then waits until requests
+    /// in flight on the old targets finish (up to the drain timeout) before returning. If the new
+    /// targets never get healthy, returns an error and the old targets keep serving.
+    pub async fn deploy(
+        &self,
+        site: &str,
+        targets: Vec<SocketAddr>,
+        opts: DeployOptions,
+    ) -> Result<DeployReport> {
+        let _one_at_a_time = self.deploys.lock().await;
+        let table = self.shared.table.load_full();
+        let found = table
+            .site(site)
+            .ok_or_else(|| GatewayError::UnknownSite(site.to_string()))?;
+        let Backend::Proxy(pool) = &found.backend else {
+            return Err(GatewayError::NotAProxy(site.to_string()));
+        };
+        if targets.is_empty() {
+            return Err(GatewayError::NoTargets {
+                site: site.to_string(),
+            });
+        }
+        let current = pool.targets();
+        let fresh: Vec<SocketAddr> = targets
+            .iter()
+            .filter(|a| !current.iter().any(|t| t.addr == **a))
+            .copied()
+            .collect();
+        wait_healthy(pool, site, &fresh, opts.health_timeout).await?;
+
+        let new: Vec<Arc<Target>> = targets
+            .iter()
+            .map(|a| {
+                current
+                    .iter()
+                    .find(|t| t.addr == *a)
+                    .cloned()
+                    .unwrap_or_else(|| Target::new(*a, true))
+            })
+            .collect();
+        let old = pool.swap(new);
+        let removed: Vec<Arc<Target>> = old
+            .iter()
+            .filter(|t| !targets.contains(&t.addr))
+            .cloned()
+            .collect();
+        tracing::info!(site, new = ?targets, removed = ?removed.iter().map(|t| t.addr).collect::<Vec<_>>(), "deploy swapped targets; draining");
+        let drain = opts.drain_timeout.unwrap_or(table.timeouts.drain);
+        let drained = tokio::time::timeout(
+            drain,
+            futures_util::future::join_all(removed.iter().map(|t| t.drained())),
+        )
+        .await
+        .is_ok();
+        if !drained {
+            tracing::warn!(
+                site,
+                ?drain,
+                "drain timeout reached with requests still in flight on old targets"
+            );
+        }
+        Ok(DeployReport {
+            removed: removed.iter().map(|t| t.addr).collect(),
+            drained,
+        })
+    }
+
+    /// Addresses the Host-routed listeners are bound to (useful with port 0).
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(|r| *r == Role::Routed)
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.addrs(|r| *r == Role::Admin).first().copied()
+    }
+
+    /// Addresses of a site's own listeners.
+    pub fn site_addrs(&self, site: &str) -> Vec<SocketAddr> {
+        self.addrs(|r| matches!(r, Role::Site(s) if &**s == site))
+    }
+
+    fn addrs(&self, pred: impl Fn(&Role) -> bool) -> Vec<SocketAddr> {
+        let control = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = control
+            .listeners
+            .iter()
+            .filter(|((_, role), _)| pred(role))
+            .map(|(_, l)| l.local)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The site's current upstream targets and whether each is healthy.
+    pub fn targets(&self, site: &str) -> Option<Vec<(SocketAddr, bool)>> {
+        let table = self.shared.table.load();
+        match &table.site(site)?.backend {
+            Backend::Proxy(pool) => Some(
+                pool.targets()
+                    .iter()
+                    .map(|t| (t.addr, t.is_healthy()))
+                    .collect(),
+            ),
+            Backend::Static(_) => None,
+        }
+    }
+
+    /// Prometheus text, as served on the admin listener.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.encode()
+    }
+
+    /// Stops accepting, lets open requests finish (up to the drain timeout), then returns.
+    pub async fn shutdown(&self) {
+        let drain = self.shared.table.load().timeouts.drain;
+        self.shared.shutdown.cancel();
+        self.shared.tracker.close();
+        if tokio::time::timeout(drain, self.shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?drain,
+                "shutdown drain timeout reached; closing remaining connections"
+            );
+        }
+    }
+}
+
+fn wanted_listeners(config: &GatewayConfig) -> Vec<(SocketAddr, Role)> {
+    let mut v: Vec<_> = config.listen.iter().map(|a| (*a, Role::Routed)).collect();
+    v.extend(config.admin.map(|a| (a, Role::Admin)));
+    for site in &config.sites {
+        let name: Arc<str> = Arc::from(site.name.as_str());
+        v.extend(site.listen.iter().map(|a| (*a, Role::Site(name.clone()))));
+    }
+    v
+}
+
+/// Probes each new target until it passes `rise` checks in a row, or the timeout ends.
+async fn wait_healthy(
+    pool: &crate::upstream::Pool,
+    site: &str,
+    fresh: &[SocketAddr],
+    timeout: Duration,
+) -> Result<()> {
+    let (path, strict, rise, every, probe_timeout) = match &pool.health {
+        Some(h) => (
+            h.path.as_str(),
+            true,
+            h.rise,
+            h.interval.min(Duration::from_millis(500)),
+            h.timeout,
+        ),
+        None => (
+            "/",
+            false,
+            1,
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+        ),
+    };
+    let deadline = Instant::now() + timeout;
+    for addr in fresh {
+        let mut passed = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result = probe(
+                *addr,
+                &pool.check_host,
+                path,
+                probe_timeout.min(left.max(Duration::from_millis(1))),
+                strict,
+            )
+            .await;
+            match result {
+                Ok(()) => {
+                    passed += 1;
+                    if passed >= rise {
+                        break;
+                    }
+                }
+                Err(why) => {
+                    passed = 0;
+                    if Instant::now() >= deadline {
+                        return Err(GatewayError::Unhealthy {
+                            site: site.to_string(),
+                            waited: timeout,
+                            last_error: why,
+                        });
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(GatewayError::Unhealthy {
+                    site: site.to_string(),
+                    waited: timeout,
+                    last_error: format!("{addr} passed {passed} of {rise} checks"),
+                });
+            }
+            // Pacing between probes of a starting process, not synchronisation.
+            tokio::time::sleep(every).await;
+        }
+    }
+    Ok(())
+}

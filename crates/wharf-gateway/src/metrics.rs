@@ -1,0 +1,135 @@
+//! Prometheus metrics. Per-site handles are resolved once when a site is built, so the request
+//! path only bumps atomics and never looks up a label set.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SiteClass {
+    site: String,
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SiteLabel {
+    site: String,
+}
+
+pub(crate) struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<SiteClass, Counter>,
+    latency: Family<SiteLabel, Histogram>,
+    upstream_errors: Family<SiteLabel, Counter>,
+    pub(crate) open_connections: Gauge,
+    pub(crate) unknown_host: Counter,
+    pub(crate) reloads: Family<ReloadResult, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReloadResult {
+    pub(crate) result: &'static str,
+}
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The counters one site touches on each request.
+pub(crate) struct SiteMetrics {
+    by_class: [Counter; 5],
+    latency: Histogram,
+    pub(crate) upstream_errors: Counter,
+}
+
+impl SiteMetrics {
+    pub(crate) fn record(&self, status: u16, seconds: f64) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.by_class[class].inc();
+        self.latency.observe(seconds);
+    }
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("wharf");
+        let requests = Family::<SiteClass, Counter>::default();
+        let latency = Family::<SiteLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
+        });
+        let upstream_errors = Family::<SiteLabel, Counter>::default();
+        let open_connections = Gauge::default();
+        let unknown_host = Counter::default();
+        let reloads = Family::<ReloadResult, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by site and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to response headers, by site",
+            latency.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Upstream connection failures, timeouts and broken answers, by site",
+            upstream_errors.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Client connections currently open",
+            open_connections.clone(),
+        );
+        registry.register(
+            "unknown_host_requests",
+            "Requests for a host no site serves",
+            unknown_host.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads, by result",
+            reloads.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            latency,
+            upstream_errors,
+            open_connections,
+            unknown_host,
+            reloads,
+        }
+    }
+
+    pub(crate) fn for_site(&self, site: &str) -> SiteMetrics {
+        let label = SiteLabel {
+            site: site.to_string(),
+        };
+        SiteMetrics {
+            by_class: CLASSES.map(|class| {
+                self.requests
+                    .get_or_create(&SiteClass {
+                        site: site.to_string(),
+                        class,
+                    })
+                    .clone()
+            }),
+            latency: self.latency.get_or_create(&label).clone(),
+            upstream_errors: self.upstream_errors.get_or_create(&label).clone(),
+        }
+    }
+
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}

@@ -1,0 +1,241 @@
+//! Sends a request to one of the site's targets and streams the answer back.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode, Uri, Version, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use super::headers::{add_forwarding, requested_upgrade, strip_hop_by_hop};
+use crate::body::{Body, BoxError, empty};
+use crate::server::ConnInfo;
+use crate::site::Site;
+use crate::synthetic;
+use crate::upstream::{Pool, TargetGuard};
+
+/// Pooled keep-alive HTTP/1.1 client shared by every site.
+pub(crate) type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
+
+pub(crate) fn new_client(connect_timeout: Duration) -> Client {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(1024)
+        .pool_timer(TokioTimer::new())
+        .build(connector)
+}
+
+/// What the proxy answered, and which target (if any) it went to, for the access log.
+pub(crate) struct Forwarded {
+    pub(crate) response: Response<Body>,
+    pub(crate) upstream: Option<SocketAddr>,
+}
+
+pub(crate) async fn forward(
+    client: &Client,
+    site: &Site,
+    pool: &Pool,
+    conn: &ConnInfo,
+    host: &str,
+    read_timeout: Duration,
+    mut req: Request<Incoming>,
+) -> Forwarded {
+    let upgrade = requested_upgrade(req.headers());
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let (mut parts, incoming) = req.into_parts();
+
+    let path_and_query = upstream_path(site, &parts.uri);
+    strip_hop_by_hop(&mut parts.headers, upgrade.as_ref());
+    add_forwarding(
+        &mut parts.headers,
+        conn.remote.ip().to_canonical(),
+        conn.scheme,
+        host,
+    );
+    if !parts.headers.contains_key(header::HOST) {
+        // HTTP/2 clients send the host as :authority only.
+        if let Ok(v) = header::HeaderValue::try_from(host) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+
+    // A request without a body can be sent again to another target when the first refuses the
+    // connection: the user sees an answer instead of a 502 while a target is going away.
+    let retryable = incoming.is_end_stream();
+    let mut body = Some(if retryable {
+        empty()
+    } else {
+        Limited::new(incoming, site.config.max_body as usize).boxed_unsync()
+    });
+    let mut skip = None;
+    let mut tries = pool.targets().len().max(1);
+    loop {
+        tries -= 1;
+        let Some(guard) = pool.pick(skip) else {
+            site.metrics.upstream_errors.inc();
+            return Forwarded {
+                response: synthetic::no_upstream(),
+                upstream: skip,
+            };
+        };
+        let target = guard.0.clone();
+        let uri = format!("http://{}{}", target.authority, path_and_query);
+        let mut up = Request::new(body.take().unwrap_or_else(empty));
+        *up.method_mut() = parts.method.clone();
+        *up.version_mut() = Version::HTTP_11;
+        *up.headers_mut() = if retryable && tries > 0 {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
+        match uri.parse::<Uri>() {
+            Ok(u) => *up.uri_mut() = u,
+            Err(_) => {
+                return Forwarded {
+                    response: synthetic::bad_request(),
+                    upstream: None,
+                };
+            }
+        }
+
+        let outcome = tokio::time::timeout(read_timeout, client.request(up)).await;
+        let response = match outcome {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) if e.is_connect() => {
+                target.eject();
+                site.metrics.upstream_errors.inc();
+                tracing::warn!(site = %site.config.name, upstream = %target.addr, error = %error_chain(&e), "upstream connection failed");
+                if retryable && tries > 0 {
+                    skip = Some(target.addr);
+                    body = Some(empty());
+                    continue;
+                }
+                return Forwarded {
+                    response: synthetic::bad_gateway(),
+                    upstream: Some(target.addr),
+                };
+            }
+            Ok(Err(e)) => {
+                if caused_by_body_limit(&e) {
+                    return Forwarded {
+                        response: synthetic::too_large(),
+                        upstream: Some(target.addr),
+                    };
+                }
+                site.metrics.upstream_errors.inc();
+                tracing::warn!(site = %site.config.name, upstream = %target.addr, error = %error_chain(&e), "upstream request failed");
+                return Forwarded {
+                    response: synthetic::bad_gateway(),
+                    upstream: Some(target.addr),
+                };
+            }
+            Err(_) => {
+                site.metrics.upstream_errors.inc();
+                tracing::warn!(site = %site.config.name, upstream = %target.addr, timeout = ?read_timeout, "upstream did not answer in time");
+                return Forwarded {
+                    response: synthetic::gateway_timeout(),
+                    upstream: Some(target.addr),
+                };
+            }
+        };
+        target.mark_ok();
+        return Forwarded {
+            response: relay(response, client_upgrade, guard),
+            upstream: Some(target.addr),
+        };
+    }
+}
+
+/// Turns the upstream's answer into the client's: headers cleaned, body streamed as it comes
+/// (server-sent events included), the target counted busy until the body ends or the tunnel closes.
+fn relay(
+    mut resp: Response<Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    guard: TargetGuard,
+) -> Response<Body> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_side) = client_upgrade {
+            let proto = resp.headers().get(header::UPGRADE).cloned();
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            tokio::spawn(tunnel(client_side, upstream_side, guard));
+            let (mut parts, _) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers, proto.as_ref());
+            return Response::from_parts(parts, empty());
+        }
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, None);
+    let body = body
+        .map_err(move |e| {
+            let _busy = &guard;
+            BoxError::from(e)
+        })
+        .boxed_unsync();
+    Response::from_parts(parts, body)
+}
+
+async fn tunnel(
+    client_side: hyper::upgrade::OnUpgrade,
+    upstream_side: hyper::upgrade::OnUpgrade,
+    guard: TargetGuard,
+) {
+    match tokio::join!(client_side, upstream_side) {
+        (Ok(c), Ok(u)) => {
+            let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(u)).await;
+        }
+        (c, u) => {
+            tracing::debug!(
+                client_ok = c.is_ok(),
+                upstream_ok = u.is_ok(),
+                "upgrade did not complete"
+            );
+        }
+    }
+    drop(guard);
+}
+
+fn upstream_path(site: &Site, uri: &Uri) -> String {
+    let path = uri.path();
+    let prefix = site.config.path.as_str();
+    let strip =
+        matches!(&site.config.backend, crate::config::BackendConfig::Proxy(p) if p.strip_prefix);
+    let path = if strip && prefix != "/" {
+        match path.strip_prefix(prefix) {
+            Some("") | None => "/",
+            Some(rest) => rest,
+        }
+    } else {
+        path
+    };
+    match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    }
+}
+
+fn caused_by_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        out.push_str(": ");
+        out.push_str(&err.to_string());
+        cur = err.source();
+    }
+    out
+}

@@ -1,0 +1,7 @@
+//! Reverse proxying to a site's upstreams: header rules, forwarding with retry of unsent
+//! requests, WebSocket/upgrade tunnels, and streaming bodies through unbuffered.
+
+mod forward;
+mod headers;
+
+pub(crate) use forward::{Client, forward, new_client};

@@ -1,0 +1,197 @@
+//! The immutable route table: (host, path) → site. Built whole from a config and swapped in
+//! atomically; lookups never lock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{HostPattern, Timeouts, UnknownHost};
+use crate::site::Site;
+
+/// Sites for one host pattern, longest path prefix first.
+#[derive(Default)]
+struct Routes(Vec<Arc<Site>>);
+
+impl Routes {
+    fn insert(&mut self, site: Arc<Site>) {
+        self.0.push(site);
+        self.0
+            .sort_by(|a, b| b.config.path.len().cmp(&a.config.path.len()));
+    }
+
+    fn matching(&self, path: &str) -> Option<&Arc<Site>> {
+        self.0.iter().find(|s| prefix_matches(&s.config.path, path))
+    }
+}
+
+/// `/api` matches `/api`, `/api/` and `/api/x`, never `/apix`; `/` matches everything.
+pub(crate) fn prefix_matches(prefix: &str, path: &str) -> bool {
+    prefix == "/"
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+pub(crate) struct RouteTable {
+    pub(crate) sites: Vec<Arc<Site>>,
+    by_name: HashMap<String, Arc<Site>>,
+    exact: HashMap<String, Routes>,
+    /// Keyed by suffix including the leading dot (`.example.test`).
+    wildcard: HashMap<String, Routes>,
+    any: Routes,
+    pub(crate) unknown_host: UnknownHost,
+    pub(crate) timeouts: Timeouts,
+}
+
+impl RouteTable {
+    pub(crate) fn new(
+        sites: Vec<Arc<Site>>,
+        unknown_host: UnknownHost,
+        timeouts: Timeouts,
+    ) -> RouteTable {
+        let mut t = RouteTable {
+            by_name: HashMap::new(),
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            any: Routes::default(),
+            unknown_host,
+            timeouts,
+            sites: Vec::new(),
+        };
+        for site in &sites {
+            t.by_name.insert(site.config.name.clone(), site.clone());
+            for host in &site.config.hosts {
+                match host {
+                    HostPattern::Exact(h) => {
+                        t.exact.entry(h.clone()).or_default().insert(site.clone())
+                    }
+                    HostPattern::Wildcard(s) => t
+                        .wildcard
+                        .entry(s.clone())
+                        .or_default()
+                        .insert(site.clone()),
+                    HostPattern::Any => t.any.insert(site.clone()),
+                }
+            }
+        }
+        t.sites = sites;
+        t
+    }
+
+    pub(crate) fn site(&self, name: &str) -> Option<&Arc<Site>> {
+        self.by_name.get(name)
+    }
+
+    /// Exact host first, then the most specific wildcard, then `*`. `host` is already lower-case
+    /// and without port. Within a host, the longest matching path prefix wins.
+    pub(crate) fn lookup(&self, host: &str, path: &str) -> Option<&Arc<Site>> {
+        if let Some(site) = self.exact.get(host).and_then(|r| r.matching(path)) {
+            return Some(site);
+        }
+        if !self.wildcard.is_empty() {
+            let mut rest = host;
+            while let Some(dot) = rest.find('.') {
+                let suffix = &rest[dot..];
+                if let Some(site) = self.wildcard.get(suffix).and_then(|r| r.matching(path)) {
+                    return Some(site);
+                }
+                rest = &rest[dot + 1..];
+            }
+        }
+        self.any.matching(path)
+    }
+}
+
+/// Normalises a request's host (from the URI authority or the Host header): lower-case, port and
+/// trailing dot removed. `None` if it holds anything a host name cannot.
+pub(crate) fn normalize_host(raw: &str) -> Option<String> {
+    let host = if let Some(v6) = raw.strip_prefix('[') {
+        // IPv6 literal: keep the brackets off, the port after `]` goes.
+        let end = v6.find(']')?;
+        return v6[..end]
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|ip| ip.to_string());
+    } else {
+        match raw.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            Some(_) => return None,
+            None => raw,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    crate::config::validate_host_name(&host).ok()?;
+    Some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::*;
+
+    fn site(name: &str, hosts: &[&str], path: &str) -> SiteConfig {
+        SiteConfig {
+            name: name.into(),
+            hosts: hosts
+                .iter()
+                .map(|h| HostPattern::parse(h).unwrap())
+                .collect(),
+            path: path.into(),
+            backend: BackendConfig::Proxy(ProxyConfig {
+                upstreams: vec!["127.0.0.1:9".parse().unwrap()],
+                balance: Balance::RoundRobin,
+                health: None,
+                strip_prefix: false,
+            }),
+            listen: vec![],
+            max_body: 1,
+            allow: vec![],
+            access_log: false,
+        }
+    }
+
+    #[test]
+    fn lookups() {
+        let sites = [
+            site("app", &["app.test"], "/"),
+            site("api", &["app.test"], "/api"),
+            site("wild", &["*.app.test"], "/"),
+            site("deep", &["*.x.app.test"], "/"),
+            site("fallback", &["*"], "/"),
+        ];
+        let built = sites
+            .iter()
+            .map(|c| Arc::new(Site::for_test(c.clone())))
+            .collect();
+        let table = RouteTable::new(built, UnknownHost::NotFound, Timeouts::default());
+        let check = |host: &str, path: &str, want: &str| {
+            let got = table.lookup(host, path).map(|s| s.config.name.as_str());
+            assert_eq!(got, Some(want), "{host}{path}");
+        };
+        check("app.test", "/", "app");
+        check("app.test", "/apix", "app");
+        check("app.test", "/api", "api");
+        check("app.test", "/api/v1", "api");
+        check("a.app.test", "/", "wild");
+        check("a.b.app.test", "/api", "wild");
+        check("y.x.app.test", "/", "deep");
+        check("x.app.test", "/", "wild");
+        check("other.test", "/", "fallback");
+    }
+
+    #[test]
+    fn host_normalisation() {
+        let cases = [
+            ("App.Test:8080", Some("app.test")),
+            ("app.test.", Some("app.test")),
+            ("[::1]:80", Some("::1")),
+            ("127.0.0.1:80", Some("127.0.0.1")),
+            ("a b", None),
+            ("a.test:x", None),
+            ("a`b", None),
+            ("", None),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(normalize_host(raw).as_deref(), want, "{raw}");
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The request pipeline, top to bottom:
+//! 1. admin listener → admin endpoints;
+//! 2. host: URI authority (HTTP/2) or `Host`, normalised; missing or malformed → 400;
+//! 3. site: the listener's own site, or the route table by (host, path); none → 404 page or
+//!    closed connection, per `unknown_host`;
+//! 4. allowlist → 403;
+//! 5. declared body size over the site's limit → 413 (streamed bodies are cut at the limit too);
+//! 6. static files or proxy;
+//! 7. metrics and access log.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::{Request, Response, header};
+use hyper::body::Incoming;
+
+use super::listener::{ConnInfo, Role};
+use crate::access_log::Entry;
+use crate::body::Body;
+use crate::config::UnknownHost;
+use crate::gateway::Shared;
+use crate::routing::{normalize_host, prefix_matches};
+use crate::site::Backend;
+use crate::{proxy, synthetic};
+
+/// Returned to hyper to drop the connection without an answer.
+#[derive(Debug)]
+pub(crate) struct Close;
+
+impl std::fmt::Display for Close {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection closed for an unknown host")
+    }
+}
+
+impl std::error::Error for Close {}
+
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Close> {
+    if conn.role == Role::Admin {
+        return Ok(super::admin::handle(&shared, &req));
+    }
+    let start = Instant::now();
+    let table = shared.table.load_full();
+
+    let raw_host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+    });
+    let host = match raw_host.map(normalize_host) {
+        Some(Some(h)) => h,
+        Some(None) => return Ok(synthetic::bad_request()),
+        // A site's own port serves HTTP/1.0 clients that send no Host.
+        None if matches!(conn.role, Role::Site(_)) => String::new(),
+        None => return Ok(synthetic::bad_request()),
+    };
+
+    let site = match &conn.role {
+        Role::Site(name) => table
+            .site(name)
+            .filter(|s| prefix_matches(&s.config.path, req.uri().path())),
+        _ => table.lookup(&host, req.uri().path()),
+    };
+    let Some(site) = site.cloned() else {
+        shared.metrics.unknown_host.inc();
+        return match table.unknown_host {
+            UnknownHost::Close => Err(Close),
+            UnknownHost::NotFound => Ok(synthetic::unknown_host()),
+        };
+    };
+
+    let log = shared.access_log.load_full();
+    let logged = (site.config.access_log && log.enabled())
+        .then(|| (req.method().clone(), req.uri().path().to_owned()));
+
+    let (response, upstream) = if !allowed(&site.config.allow, &conn) {
+        (synthetic::forbidden(), None)
+    } else if declared_length(&req).is_some_and(|n| n > site.config.max_body) {
+        (synthetic::too_large(), None)
+    } else {
+        match &site.backend {
+            Backend::Static(files) => {
+                let path = req.uri().path();
+                let rel = if site.config.path == "/" {
+                    path
+                } else {
+                    &path[site.config.path.len().min(path.len())..]
+                };
+                let resp = files
+                    .serve(req.method(), rel, path, req.uri().query(), req.headers())
+                    .await;
+                (resp, None)
+            }
+            Backend::Proxy(pool) => {
+                let f = proxy::forward(
+                    &shared.client,
+                    &site,
+                    pool,
+                    &conn,
+                    &host,
+                    table.timeouts.read,
+                    req,
+                )
+                .await;
+                (f.response, f.upstream)
+            }
+        }
+    };
+
+    let elapsed = start.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    site.metrics.record(status, elapsed);
+    if let Some((method, path)) = logged {
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        log.write(&Entry {
+            ts,
+            site: &site.config.name,
+            client: conn.remote.ip().to_canonical(),
+            method: method.as_str(),
+            host: &host,
+            path: &path,
+            status,
+            duration_ms: elapsed * 1000.0,
+            upstream: upstream.map(|u| u.to_string()),
+        });
+    }
+    Ok(response)
+}
+
+fn allowed(allow: &[ipnet::IpNet], conn: &ConnInfo) -> bool {
+    if allow.is_empty() {
+        return true;
+    }
+    let ip = conn.remote.ip().to_canonical();
+    allow.iter().any(|net| net.contains(&ip))
+}
+
+fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}

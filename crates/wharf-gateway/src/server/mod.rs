@@ -1,0 +1,7 @@
+//! Client-facing side: accepting connections and the per-request pipeline.
+
+mod admin;
+mod handler;
+mod listener;
+
+pub(crate) use listener::{ConnInfo, Role, bind, spawn_accept_loop};

@@ -1,0 +1,98 @@
+//! Every response the gateway makes up itself (errors, redirects, the unknown-host page) is built
+//! here, so they all look alike and none reflects request input.
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::{Body, empty, full};
+
+/// A short HTML page for `status` with a fixed, user-facing explanation.
+pub(crate) fn page(status: StatusCode, detail: &'static str) -> Response<Body> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\
+         <body><h1>{code} {reason}</h1><p>{detail}</p><hr><p>wharf</p></body></html>\n",
+        code = status.as_u16()
+    );
+    let mut resp = Response::new(full(html));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+pub(crate) fn bad_request() -> Response<Body> {
+    page(
+        StatusCode::BAD_REQUEST,
+        "The request could not be understood.",
+    )
+}
+
+pub(crate) fn unknown_host() -> Response<Body> {
+    page(
+        StatusCode::NOT_FOUND,
+        "No site is configured for this host name.",
+    )
+}
+
+pub(crate) fn not_found() -> Response<Body> {
+    page(
+        StatusCode::NOT_FOUND,
+        "The page you asked for does not exist.",
+    )
+}
+
+pub(crate) fn forbidden() -> Response<Body> {
+    page(
+        StatusCode::FORBIDDEN,
+        "Your address is not allowed to use this site.",
+    )
+}
+
+pub(crate) fn too_large() -> Response<Body> {
+    page(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "The request body is larger than this site accepts.",
+    )
+}
+
+pub(crate) fn bad_gateway() -> Response<Body> {
+    page(
+        StatusCode::BAD_GATEWAY,
+        "The application behind this site did not answer properly.",
+    )
+}
+
+pub(crate) fn no_upstream() -> Response<Body> {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The application behind this site is not available right now.",
+    )
+}
+
+pub(crate) fn gateway_timeout() -> Response<Body> {
+    page(
+        StatusCode::GATEWAY_TIMEOUT,
+        "The application behind this site took too long to answer.",
+    )
+}
+
+pub(crate) fn method_not_allowed() -> Response<Body> {
+    let mut r = page(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Static files can only be read (GET or HEAD).",
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    r
+}
+
+pub(crate) fn redirect(status: StatusCode, location: HeaderValue) -> Response<Body> {
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::LOCATION, location);
+    resp
+}

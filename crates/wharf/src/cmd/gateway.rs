@@ -1,0 +1,103 @@
+//! `wharf gateway --config FILE`: the standalone gateway. SIGHUP or a change to the file
+//! reloads it; an invalid file is refused and the running config keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use wharf_gateway::Gateway;
+use wharf_gateway::config::GatewayConfig;
+
+use super::signals::{Event, next_event, runtime};
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// The gateway's TOML file (see docs/gateway.md).
+    #[arg(long, short, env = "WHARF_GATEWAY_CONFIG")]
+    config: PathBuf,
+    /// Check the file and exit: prints what is wrong, or nothing.
+    #[arg(long)]
+    check: bool,
+    /// Do not reload when the file changes (SIGHUP still reloads).
+    #[arg(long)]
+    no_watch: bool,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let config = GatewayConfig::from_file(&args.config)?;
+    if args.check {
+        println!(
+            "{}: ok, {} site(s)",
+            args.config.display(),
+            config.sites.len()
+        );
+        return Ok(());
+    }
+    runtime(config.workers)?.block_on(serve(args, config))
+}
+
+async fn serve(args: Args, config: GatewayConfig) -> anyhow::Result<()> {
+    let gateway = Gateway::start(config).context("cannot start the gateway")?;
+    tracing::info!(config = %args.config.display(), "gateway running; SIGHUP or editing the file reloads it");
+    let (tx, mut changes) = mpsc::channel(1);
+    let _watcher = if args.no_watch {
+        None
+    } else {
+        Some(watch(&args.config, tx)?)
+    };
+    loop {
+        let changed = async {
+            changes.recv().await;
+            // Editors write in several steps; let them finish before reading.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            while changes.try_recv().is_ok() {}
+            Event::Reload
+        };
+        match next_event(changed).await? {
+            Event::Reload => reload(&gateway, &args.config),
+            Event::Stop => break,
+        }
+    }
+    tracing::info!("stopping: finishing open requests");
+    gateway.shutdown().await;
+    Ok(())
+}
+
+fn reload(gateway: &Gateway, path: &Path) {
+    match GatewayConfig::from_file(path)
+        .map_err(wharf_gateway::GatewayError::from)
+        .and_then(|c| gateway.reload(c))
+    {
+        Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
+        Err(e) => {
+            tracing::error!(error = %e, "configuration refused; the previous one keeps serving")
+        }
+    }
+}
+
+/// Watches the file's folder (editors often replace the file by renaming a new one over it).
+fn watch(path: &Path, tx: mpsc::Sender<()>) -> anyhow::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let file = path.file_name().map(|f| f.to_owned());
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if ev.kind.is_access() {
+                return;
+            }
+            if ev.paths.iter().any(|p| p.file_name() == file.as_deref()) {
+                let _ = tx.try_send(());
+            }
+        }
+    })
+    .context("cannot watch the config file")?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .with_context(|| format!("cannot watch {}", dir.display()))?;
+    Ok(watcher)
+}

@@ -1,0 +1,20 @@
+//! Process-wide log setup: `RUST_LOG` filters, text or JSON lines on stderr.
+
+use tracing_subscriber::EnvFilter;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Format {
+    Text,
+    Json,
+}
+
+pub(crate) fn init(format: Format) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        Format::Text => builder.init(),
+        Format::Json => builder.json().init(),
+    }
+}
