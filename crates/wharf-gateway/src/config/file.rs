@@ -428,7 +428,8 @@ fn check_conflicts(cfg: &GatewayConfig) -> Result<(), ConfigError> {
                 ));
             }
         }
-        for l in &site.listen {
+        // Port 0 (any free port, used by tests) cannot clash.
+        for l in site.listen.iter().filter(|l| l.port() != 0) {
             if shared.contains(l) || Some(*l) == cfg.admin {
                 return Err(err(
                     name,
@@ -445,7 +446,7 @@ fn check_conflicts(cfg: &GatewayConfig) -> Result<(), ConfigError> {
             }
         }
     }
-    if let Some(a) = cfg.admin {
+    if let Some(a) = cfg.admin.filter(|a| a.port() != 0) {
         if shared.contains(&a) {
             return Err(err(
                 None,

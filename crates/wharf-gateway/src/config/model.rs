@@ -161,13 +161,14 @@ impl HostPattern {
     /// Parses and validates a host pattern as written by a user. Only letters, digits, `-`, `_`
     /// and `.` may appear, so nothing written here can smuggle syntax into routing or logs.
     pub fn parse(raw: &str) -> Result<HostPattern, String> {
-        let host = raw.trim().trim_end_matches('.').to_ascii_lowercase();
-        if host == "*" {
+        let lower = raw.trim().to_ascii_lowercase();
+        if lower == "*" {
             return Ok(HostPattern::Any);
         }
+        let host = lower.strip_suffix('.').unwrap_or(&lower);
         let (wild, name) = match host.strip_prefix("*.") {
             Some(rest) => (true, rest),
-            None => (false, host.as_str()),
+            None => (false, host),
         };
         validate_host_name(name).map_err(|why| format!("`{raw}` is not a valid host: {why}"))?;
         Ok(if wild {

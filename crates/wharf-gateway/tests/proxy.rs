@@ -1,0 +1,624 @@
+//! The gateway as a reverse proxy, over real sockets with in-process upstreams: routing,
+//! forwarding headers, limits and errors, WebSocket, SSE, h2c, health, reload and deploy.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wharf_gateway::config::GatewayConfig;
+use wharf_gateway::{DeployOptions, Gateway, GatewayError};
+use wharf_testkit::{Load, MockUpstream, assert_eventually, get, get_h2, request};
+
+fn config(toml: &str) -> GatewayConfig {
+    GatewayConfig::from_toml(toml, Path::new(env!("CARGO_MANIFEST_DIR")))
+        .expect("test config is valid")
+}
+
+fn start(toml: &str) -> (Gateway, SocketAddr) {
+    let gw = Gateway::start(config(toml)).expect("gateway starts");
+    let addr = gw.listen_addrs()[0];
+    (gw, addr)
+}
+
+async fn body_of(addr: SocketAddr, host: &str, path: &str) -> String {
+    get(addr, host, path)
+        .await
+        .expect("request answered")
+        .text()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_exact_wildcard_prefix_and_catch_all() {
+    let [app, api, wild, any] = [
+        MockUpstream::start("app").await,
+        MockUpstream::start("api").await,
+        MockUpstream::start("wild").await,
+        MockUpstream::start("any").await,
+    ];
+    let (_gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "app"
+        hosts = ["app.test"]
+        upstreams = ["{}"]
+        [[site]]
+        name = "api"
+        hosts = ["app.test"]
+        path = "/api"
+        upstreams = ["{}"]
+        [[site]]
+        name = "wild"
+        hosts = ["*.pages.test"]
+        upstreams = ["{}"]
+        [[site]]
+        name = "any"
+        hosts = ["*"]
+        path = "/catch"
+        upstreams = ["{}"]
+        "#,
+        app.addr, api.addr, wild.addr, any.addr
+    ));
+    let cases = [
+        ("app.test", "/", Some("app")),
+        ("APP.test:8080", "/x", Some("app")),
+        ("app.test", "/api", Some("api")),
+        ("app.test", "/api/users?x=1", Some("api")),
+        ("app.test", "/apix", Some("app")),
+        ("a.pages.test", "/", Some("wild")),
+        ("a.b.pages.test", "/", Some("wild")),
+        ("pages.test", "/", None),
+        ("unknown.test", "/catch/me", Some("any")),
+        ("unknown.test", "/", None),
+    ];
+    for (host, path, want) in cases {
+        let reply = get(addr, host, path).await.unwrap();
+        match want {
+            Some(name) => {
+                assert_eq!(reply.status, StatusCode::OK, "{host}{path}");
+                assert_eq!(reply.text(), name, "{host}{path}");
+            }
+            None => {
+                assert_eq!(reply.status, StatusCode::NOT_FOUND, "{host}{path}");
+                assert!(
+                    reply.text().contains("No site is configured"),
+                    "{host}{path}"
+                );
+            }
+        }
+    }
+    let bad = get(addr, "bad host", "/").await.unwrap();
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_host_can_close_the_connection() {
+    let (_gw, addr) = start(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        unknown_host = "close"
+    "#,
+    );
+    let err = get(addr, "nobody.test", "/").await.unwrap_err();
+    assert!(
+        err.contains("request"),
+        "expected a closed connection, got {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_client_headers_and_strips_hop_by_hop() {
+    let up = MockUpstream::start("up").await;
+    let (_gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "app"
+        hosts = ["app.test"]
+        upstreams = ["{}"]
+        "#,
+        up.addr
+    ));
+    let req = Request::get("/headers")
+        .header("host", "app.test")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("connection", "keep-alive, x-private")
+        .header("x-private", "secret")
+        .header("keep-alive", "timeout=5")
+        .header("x-custom", "kept")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let seen = request(addr, req).await.unwrap().text();
+    for want in [
+        "host: app.test",
+        "x-forwarded-for: 203.0.113.9, 127.0.0.1",
+        "x-real-ip: 127.0.0.1",
+        "x-forwarded-proto: http",
+        "x-forwarded-host: app.test",
+        "x-custom: kept",
+    ] {
+        assert!(
+            seen.contains(want),
+            "upstream did not see `{want}` in:\n{seen}"
+        );
+    }
+    for gone in ["x-private", "keep-alive:"] {
+        assert!(
+            !seen.contains(gone),
+            "upstream saw hop-by-hop `{gone}` in:\n{seen}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_limit_gives_413_and_small_bodies_pass() {
+    let up = MockUpstream::start("up").await;
+    let (_gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "app"
+        hosts = ["app.test"]
+        upstreams = ["{}"]
+        max_body = "1KB"
+        "#,
+        up.addr
+    ));
+    let post = |n: usize| {
+        Request::post("/body")
+            .header("host", "app.test")
+            .body(Full::new(Bytes::from(vec![b'x'; n])))
+            .unwrap()
+    };
+    let ok = request(addr, post(1000)).await.unwrap();
+    assert_eq!((ok.status, ok.text().as_str()), (StatusCode::OK, "1000"));
+    let big = request(addr, post(5000)).await.unwrap();
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Chunked: no length announced, so the limit cuts the stream.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let chunk = "x".repeat(800);
+    let raw = format!(
+        "POST /body HTTP/1.1\r\nhost: app.test\r\ntransfer-encoding: chunked\r\n\r\n320\r\n{chunk}\r\n320\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut buf = vec![0; 64];
+    let n = s.read(&mut buf).await.unwrap();
+    let line = String::from_utf8_lossy(&buf[..n]);
+    assert!(line.starts_with("HTTP/1.1 413"), "got {line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_upstream_gives_502_and_slow_one_504() {
+    let slow = MockUpstream::start("slow").await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (_gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        read_timeout = "300ms"
+        [[site]]
+        name = "dead"
+        hosts = ["dead.test"]
+        upstreams = ["{dead}"]
+        [[site]]
+        name = "slow"
+        hosts = ["slow.test"]
+        upstreams = ["{}"]
+        "#,
+        slow.addr
+    ));
+    let r = get(addr, "dead.test", "/").await.unwrap();
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert!(r.text().contains("did not answer properly"));
+    // Once ejected, the site says plainly that nothing can serve it.
+    let r = get(addr, "dead.test", "/").await.unwrap();
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    let r = get(addr, "slow.test", "/hold").await.unwrap();
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    slow.release_held();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowlist_refuses_other_addresses() {
+    let up = MockUpstream::start("up").await;
+    let (_gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "open"
+        hosts = ["open.test"]
+        upstreams = ["{0}"]
+        allow = ["127.0.0.0/8"]
+        [[site]]
+        name = "closed"
+        hosts = ["closed.test"]
+        upstreams = ["{0}"]
+        allow = ["10.0.0.0/8"]
+        "#,
+        up.addr
+    ));
+    assert_eq!(
+        get(addr, "open.test", "/").await.unwrap().status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(addr, "closed.test", "/").await.unwrap().status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(up.requests(), 1, "a refused request must not reach the app");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_echo_through_the_gateway() {
+    let up = MockUpstream::start("ws").await;
+    let (_gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "ws"
+        hosts = ["ws.test"]
+        upstreams = ["{}"]
+        "#,
+        up.addr
+    ));
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async("ws://ws.test/ws", stream)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    for msg in ["hello", "world", &"x".repeat(100_000)] {
+        ws.send(msg.into()).await.unwrap();
+        let back = ws.next().await.unwrap().unwrap();
+        assert_eq!(back.into_text().unwrap().as_str(), msg);
+    }
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sent_events_arrive_one_by_one() {
+    let up = MockUpstream::start("sse").await;
+    let feed = up.sse_feed().await;
+    let (_gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "sse"
+        hosts = ["sse.test"]
+        upstreams = ["{}"]
+        "#,
+        up.addr
+    ));
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut tx, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/sse")
+        .header("host", "sse.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = tx.send_request(req).await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    // Each event must reach the client before the next is even produced: nothing buffers.
+    for i in 0..3 {
+        feed.send(&format!("tick {i}")).await;
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("event delivered without waiting for more")
+            .unwrap()
+            .unwrap();
+        let data = frame.into_data().unwrap();
+        assert_eq!(data, format!("data: tick {i}\n\n"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_clients_are_served() {
+    let up = MockUpstream::start("h2").await;
+    let (_gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "h2"
+        hosts = ["h2.test"]
+        upstreams = ["{}"]
+        "#,
+        up.addr
+    ));
+    let r = get_h2(addr, "h2.test", "/").await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "h2"));
+    let seen = get_h2(addr, "h2.test", "/headers").await.unwrap().text();
+    assert!(
+        seen.contains("host: h2.test"),
+        "h2 authority becomes the upstream Host:\n{seen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_and_health_ejection_and_recovery() {
+    let a = MockUpstream::start("a").await;
+    let b = MockUpstream::start("b").await;
+    let (gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "app"
+        hosts = ["app.test"]
+        upstreams = ["{}", "{}"]
+        health = {{ path = "/up", interval = "50ms", timeout = "500ms", rise = 2, fall = 2 }}
+        "#,
+        a.addr, b.addr
+    ));
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(body_of(addr, "app.test", "/").await);
+    }
+    assert_eq!(seen.iter().filter(|s| *s == "a").count(), 2, "{seen:?}");
+
+    a.set_healthy(false);
+    assert_eventually!(
+        gw.targets("app").unwrap()[0] == (a.addr, false),
+        "a is taken out"
+    );
+    for _ in 0..6 {
+        assert_eq!(body_of(addr, "app.test", "/").await, "b");
+    }
+    a.set_healthy(true);
+    assert_eventually!(gw.targets("app").unwrap()[0] == (a.addr, true), "a is back");
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(body_of(addr, "app.test", "/").await);
+    }
+    assert!(seen.contains(&"a".to_string()), "a serves again: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_upstream_is_ejected_without_failed_requests() {
+    let a = MockUpstream::start("a").await;
+    let b = MockUpstream::start("b").await;
+    let (gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "app"
+        hosts = ["app.test"]
+        upstreams = ["{}", "{}"]
+        "#,
+        a.addr, b.addr
+    ));
+    let a_addr = a.addr;
+    a.stop();
+    // Requests without a body are retried on the other target: users see no error.
+    for _ in 0..6 {
+        let r = get(addr, "app.test", "/").await.unwrap();
+        assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "b"));
+    }
+    assert_eq!(gw.targets("app").unwrap()[0], (a_addr, false));
+    assert!(
+        gw.metrics_text()
+            .contains("wharf_upstream_errors_total{site=\"app\"} 1")
+    );
+}
+
+const LOAD_CLIENTS: usize = 8;
+const LOAD_BUDGET: usize = 20_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_drops_nothing() {
+    let up = MockUpstream::start("v1").await;
+    let other = MockUpstream::start("other").await;
+    let base = format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "app"
+        hosts = ["app.test"]
+        upstreams = ["{}"]
+        "#,
+        up.addr
+    );
+    let (gw, addr) = start(&base);
+    let load = Load::start(addr, "app.test", "/", LOAD_CLIENTS, LOAD_BUDGET);
+    load.until_sent(200).await;
+    for i in 0..10 {
+        let with_new_site = format!(
+            "{base}\n[[site]]\nname = \"new{i}\"\nhosts = [\"new{i}.test\"]\nupstreams = [\"{}\"]\n",
+            other.addr
+        );
+        gw.reload(config(&with_new_site)).unwrap();
+        assert_eq!(body_of(addr, &format!("new{i}.test"), "/").await, "other");
+        // An invalid config is refused and changes nothing.
+        let broken = config(&base);
+        let mut broken_sites = broken.clone();
+        broken_sites.listen = vec!["203.0.113.1:1".parse().unwrap()];
+        assert!(matches!(
+            gw.reload(broken_sites),
+            Err(GatewayError::Bind { .. })
+        ));
+    }
+    let report = load.finish().await;
+    assert_eq!(
+        report.failed, 0,
+        "failures during reloads: {:?}",
+        report.failures
+    );
+    assert!(report.ok > 200, "load ran: {report:?}");
+    assert_eq!(
+        gw.listen_addrs(),
+        vec![addr],
+        "listeners are never re-bound"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_under_load_swaps_with_zero_failures_and_drains() {
+    let v1 = MockUpstream::start("v1").await;
+    let v2 = MockUpstream::start("v2").await;
+    let (gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "app"
+        hosts = ["app.test"]
+        upstreams = ["{}"]
+        health = {{ path = "/up", interval = "100ms" }}
+        "#,
+        v1.addr
+    ));
+    // One slow request is in flight on v1 when the deploy happens.
+    let held = tokio::spawn(async move { body_of(addr, "app.test", "/hold").await });
+    v1.until_held(1).await;
+
+    let load = Load::start(addr, "app.test", "/", LOAD_CLIENTS, LOAD_BUDGET);
+    load.until_sent(200).await;
+    let deploy = {
+        let gw = gw.clone();
+        let to = v2.addr;
+        tokio::spawn(async move { gw.deploy("app", vec![to], DeployOptions::default()).await })
+    };
+    // New requests go to v2 while the deploy still waits for v1's in-flight request.
+    assert_eventually!(v2.requests() > 50, "v2 takes traffic");
+    assert!(!deploy.is_finished(), "deploy returns only after draining");
+    v1.release_held();
+    let report = deploy.await.unwrap().unwrap();
+    assert_eq!(report.removed, vec![v1.addr]);
+    assert!(report.drained);
+    assert_eq!(
+        held.await.unwrap(),
+        "v1 held",
+        "the in-flight request finished on v1"
+    );
+
+    let load = load.finish().await;
+    assert_eq!(
+        load.failed, 0,
+        "failures during deploy: {:?}",
+        load.failures
+    );
+    let before = v1.requests();
+    for _ in 0..5 {
+        assert_eq!(body_of(addr, "app.test", "/").await, "v2");
+    }
+    assert_eq!(v1.requests(), before, "v1 gets nothing after the swap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_of_unhealthy_targets_keeps_the_old_ones() {
+    let v1 = MockUpstream::start("v1").await;
+    let bad = MockUpstream::start("bad").await;
+    bad.set_healthy(false);
+    let (gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "app"
+        hosts = ["app.test"]
+        upstreams = ["{}"]
+        health = {{ path = "/up", interval = "50ms" }}
+        "#,
+        v1.addr
+    ));
+    let opts = DeployOptions {
+        health_timeout: Duration::from_millis(400),
+        drain_timeout: None,
+    };
+    let err = gw.deploy("app", vec![bad.addr], opts).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("did not become healthy") && msg.contains("previous targets keep serving"),
+        "{msg}"
+    );
+    assert_eq!(body_of(addr, "app.test", "/").await, "v1");
+    let unknown = gw
+        .deploy("nope", vec![bad.addr], DeployOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.to_string(), "site \"nope\" does not exist");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_serves_metrics_and_health() {
+    let up = MockUpstream::start("up").await;
+    let (gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        admin = "127.0.0.1:0"
+        [[site]]
+        name = "app"
+        hosts = ["app.test"]
+        upstreams = ["{}"]
+        "#,
+        up.addr
+    ));
+    for _ in 0..3 {
+        get(addr, "app.test", "/").await.unwrap();
+    }
+    get(addr, "nobody.test", "/").await.unwrap();
+    let admin = gw.admin_addr().unwrap();
+    assert_eq!(body_of(admin, "localhost", "/healthz").await, "ok\n");
+    let metrics = body_of(admin, "localhost", "/metrics").await;
+    for want in [
+        "wharf_requests_total{site=\"app\",class=\"2xx\"} 3",
+        "wharf_request_duration_seconds_count{site=\"app\"} 3",
+        "wharf_unknown_host_requests_total 1",
+        "wharf_open_connections",
+    ] {
+        assert!(metrics.contains(want), "missing `{want}` in:\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let up = MockUpstream::start("up").await;
+    let (gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "app"
+        hosts = ["app.test"]
+        upstreams = ["{}"]
+        "#,
+        up.addr
+    ));
+    let held = tokio::spawn(async move { get(addr, "app.test", "/hold").await });
+    up.until_held(1).await;
+    let stopping = {
+        let gw = gw.clone();
+        tokio::spawn(async move { gw.shutdown().await })
+    };
+    up.release_held();
+    let r = held.await.unwrap().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "up held"));
+    stopping.await.unwrap();
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+}
