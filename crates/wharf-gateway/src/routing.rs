@@ -15,7 +15,7 @@ impl Routes {
     fn insert(&mut self, site: Arc<Site>) {
         self.0.push(site);
         self.0
-            .sort_by(|a, b| b.config.path.len().cmp(&a.config.path.len()));
+            .sort_by_key(|s| std::cmp::Reverse(s.config.path.len()));
     }
 
     fn matching(&self, path: &str) -> Option<&Arc<Site>> {

@@ -247,10 +247,10 @@ fn convert_site(s: SiteSection, base: &Path, default_body: u64) -> Result<SiteCo
                 }
             }
             let not_found = s.not_found.map(|p| p.trim_start_matches('/').to_string());
-            if let Some(nf) = &not_found {
-                if nf.split('/').any(|seg| seg == ".." || seg.is_empty()) {
-                    return Err(err(site, "not_found", "must be a path inside `root`"));
-                }
+            if let Some(nf) = &not_found
+                && nf.split('/').any(|seg| seg == ".." || seg.is_empty())
+            {
+                return Err(err(site, "not_found", "must be a path inside `root`"));
             }
             BackendConfig::Static(StaticConfig {
                 root,
@@ -446,14 +446,14 @@ fn check_conflicts(cfg: &GatewayConfig) -> Result<(), ConfigError> {
             }
         }
     }
-    if let Some(a) = cfg.admin.filter(|a| a.port() != 0) {
-        if shared.contains(&a) {
-            return Err(err(
-                None,
-                "gateway.admin",
-                format!("{a} is also in gateway.listen"),
-            ));
-        }
+    if let Some(a) = cfg.admin.filter(|a| a.port() != 0)
+        && shared.contains(&a)
+    {
+        return Err(err(
+            None,
+            "gateway.admin",
+            format!("{a} is also in gateway.listen"),
+        ));
     }
     Ok(())
 }

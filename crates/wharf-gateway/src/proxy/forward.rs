@@ -158,15 +158,15 @@ fn relay(
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     guard: TargetGuard,
 ) -> Response<Body> {
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_side) = client_upgrade {
-            let proto = resp.headers().get(header::UPGRADE).cloned();
-            let upstream_side = hyper::upgrade::on(&mut resp);
-            tokio::spawn(tunnel(client_side, upstream_side, guard));
-            let (mut parts, _) = resp.into_parts();
-            strip_hop_by_hop(&mut parts.headers, proto.as_ref());
-            return Response::from_parts(parts, empty());
-        }
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_side) = client_upgrade
+    {
+        let proto = resp.headers().get(header::UPGRADE).cloned();
+        let upstream_side = hyper::upgrade::on(&mut resp);
+        tokio::spawn(tunnel(client_side, upstream_side, guard));
+        let (mut parts, _) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers, proto.as_ref());
+        return Response::from_parts(parts, empty());
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, None);

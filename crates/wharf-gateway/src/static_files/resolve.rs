@@ -15,7 +15,7 @@ pub(crate) struct Found {
 }
 
 pub(crate) enum Resolution {
-    File(Found),
+    File(Box<Found>),
     /// A folder asked for without its trailing slash: redirect so relative links work.
     AddSlash,
     NotFound,
@@ -82,7 +82,7 @@ pub(crate) fn resolve(
         return Resolution::NotFound;
     };
     match contained(root, file, meta, accepts) {
-        Some(found) => Resolution::File(found),
+        Some(found) => Resolution::File(Box::new(found)),
         None => Resolution::NotFound,
     }
 }
@@ -110,15 +110,16 @@ fn contained(root: &Path, file: PathBuf, meta: Metadata, accepts: Accepts) -> Op
         sibling.push(".");
         sibling.push(ext);
         let sibling = PathBuf::from(sibling);
-        if let Ok(m) = std::fs::metadata(&sibling) {
-            if m.is_file() && inside(root, &sibling) {
-                return Some(Found {
-                    path: sibling,
-                    meta: m,
-                    logical: file,
-                    encoding: Some(encoding),
-                });
-            }
+        if let Ok(m) = std::fs::metadata(&sibling)
+            && m.is_file()
+            && inside(root, &sibling)
+        {
+            return Some(Found {
+                path: sibling,
+                meta: m,
+                logical: file,
+                encoding: Some(encoding),
+            });
         }
     }
     Some(Found {

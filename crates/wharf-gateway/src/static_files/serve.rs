@@ -59,7 +59,7 @@ impl StaticSite {
                 .and_then(|v| v.to_str().ok()),
         );
         match resolve(&self.root, &self.index, &safe, accepts) {
-            Resolution::File(found) => reply(method, headers, found, StatusCode::OK).await,
+            Resolution::File(found) => reply(method, headers, *found, StatusCode::OK).await,
             Resolution::AddSlash => {
                 let location = match query {
                     Some(q) => format!("{full_path}/?{q}"),
@@ -131,32 +131,33 @@ async fn reply(
     let mut start = 0;
     let mut count = len;
     *resp.status_mut() = status;
-    if status == StatusCode::OK && validators.range_applies(req) {
-        if let Some(range) = req.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-            match http_range_header::parse_range_header(range).map(|r| r.validate(len)) {
-                Ok(Ok(ranges)) if ranges.len() == 1 => {
-                    let r = &ranges[0];
-                    start = *r.start();
-                    count = r.end() - r.start() + 1;
-                    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-                    let cr = format!("bytes {}-{}/{}", r.start(), r.end(), len);
-                    insert(resp.headers_mut(), header::CONTENT_RANGE, &cr);
-                }
-                // Several ranges: answering with the whole file is allowed and simpler.
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => {
-                    let mut r = Response::new(empty());
-                    *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-                    insert(
-                        r.headers_mut(),
-                        header::CONTENT_RANGE,
-                        &format!("bytes */{len}"),
-                    );
-                    return r;
-                }
-                // A Range header we cannot parse is ignored, as RFC 9110 allows.
-                Err(_) => {}
+    if status == StatusCode::OK
+        && validators.range_applies(req)
+        && let Some(range) = req.get(header::RANGE).and_then(|v| v.to_str().ok())
+    {
+        match http_range_header::parse_range_header(range).map(|r| r.validate(len)) {
+            Ok(Ok(ranges)) if ranges.len() == 1 => {
+                let r = &ranges[0];
+                start = *r.start();
+                count = r.end() - r.start() + 1;
+                *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+                let cr = format!("bytes {}-{}/{}", r.start(), r.end(), len);
+                insert(resp.headers_mut(), header::CONTENT_RANGE, &cr);
             }
+            // Several ranges: answering with the whole file is allowed and simpler.
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => {
+                let mut r = Response::new(empty());
+                *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                insert(
+                    r.headers_mut(),
+                    header::CONTENT_RANGE,
+                    &format!("bytes */{len}"),
+                );
+                return r;
+            }
+            // A Range header we cannot parse is ignored, as RFC 9110 allows.
+            Err(_) => {}
         }
     }
     resp.headers_mut()

@@ -29,11 +29,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     runtime(0)?.block_on(async move {
         let gateway = Gateway::start(config).context("cannot start the gateway")?;
         tracing::info!(http = %args.http, admin = %args.admin, "wharf server running");
-        loop {
-            match next_event(std::future::pending()).await? {
-                Event::Reload => tracing::info!("nothing to reload yet"),
-                Event::Stop => break,
-            }
+        while let Event::Reload = next_event(std::future::pending()).await? {
+            tracing::info!("nothing to reload yet");
         }
         gateway.shutdown().await;
         Ok(())
