@@ -1,0 +1,81 @@
+//! Versioned schema migrations, tracked in `PRAGMA user_version`. Each step runs in its own
+//! transaction; a database newer than this build is refused rather than guessed at.
+
+use rusqlite::Connection;
+
+use crate::error::{Result, StoreError};
+
+const STEPS: &[&str] = &[
+    // 1: apps, domains, env, tokens, operations.
+    "CREATE TABLE apps (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE,
+        kind          TEXT NOT NULL CHECK (kind IN ('process', 'static')),
+        availability  TEXT NOT NULL DEFAULT 'enabled'
+                      CHECK (availability IN ('enabled', 'not-served', 'disabled')),
+        run           TEXT,
+        workdir       TEXT,
+        root          TEXT,
+        replicas      INTEGER NOT NULL DEFAULT 1 CHECK (replicas >= 0),
+        memory_bytes  INTEGER,
+        cpu_millis    INTEGER,
+        max_body      INTEGER,
+        health_path   TEXT,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL
+    );
+    CREATE TABLE domains (
+        app_id  INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        host    TEXT NOT NULL UNIQUE,
+        PRIMARY KEY (app_id, host)
+    );
+    CREATE TABLE env (
+        app_id  INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        name    TEXT NOT NULL,
+        value   TEXT NOT NULL,
+        PRIMARY KEY (app_id, name)
+    );
+    CREATE TABLE tokens (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        hash        TEXT NOT NULL UNIQUE,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE operations (
+        id           INTEGER PRIMARY KEY,
+        app          TEXT,
+        kind         TEXT NOT NULL,
+        status       TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+        message      TEXT NOT NULL DEFAULT '',
+        started_at   INTEGER NOT NULL,
+        finished_at  INTEGER
+    );
+    CREATE INDEX operations_app ON operations (app, id);
+    CREATE TABLE actions (
+        operation_id  INTEGER NOT NULL REFERENCES operations(id) ON DELETE CASCADE,
+        seq           INTEGER NOT NULL,
+        name          TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        message       TEXT NOT NULL,
+        at            INTEGER NOT NULL,
+        PRIMARY KEY (operation_id, seq)
+    );",
+];
+
+pub(crate) fn run(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = STEPS.len() as i64;
+    if current > known {
+        return Err(StoreError::TooNew {
+            found: current,
+            known,
+        });
+    }
+    for (i, step) in STEPS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! The records the store keeps. Values are validated by their constructors or by the caller
+//! (the API) before they reach a query.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppKind {
+    /// Served by the gateway from a folder; no process.
+    Static,
+    /// A supervised process listening on `$PORT`.
+    Process,
+}
+
+/// Director's three states: served and running, running but not routed, or off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Availability {
+    Enabled,
+    NotServed,
+    Disabled,
+}
+
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $text),+ }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($ty::$variant),)+
+                    _ => Err(format!(
+                        "`{s}` is not one of: {}",
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(AppKind { Static = "static", Process = "process" });
+text_enum!(Availability { Enabled = "enabled", NotServed = "not-served", Disabled = "disabled" });
+text_enum!(OpStatus { Running = "running", Succeeded = "succeeded", Failed = "failed" });
+
+/// An app as stored: its desired state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct App {
+    pub name: String,
+    pub kind: AppKind,
+    pub availability: Availability,
+    pub run: Option<String>,
+    pub workdir: Option<String>,
+    pub root: Option<String>,
+    pub replicas: u32,
+    pub memory_bytes: Option<u64>,
+    pub cpu_millis: Option<u32>,
+    pub max_body: Option<u64>,
+    pub health_path: Option<String>,
+    /// Custom host names, sorted.
+    pub domains: Vec<String>,
+    /// Names of env vars, sorted. Values are only read by [`crate::Store::env`].
+    pub env_names: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The settable fields of an app; `None` leaves a field as it is on update.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppSettings {
+    pub availability: Option<Availability>,
+    pub run: Option<Option<String>>,
+    pub workdir: Option<Option<String>>,
+    pub root: Option<Option<String>>,
+    pub replicas: Option<u32>,
+    pub memory_bytes: Option<Option<u64>>,
+    pub cpu_millis: Option<Option<u32>>,
+    pub max_body: Option<Option<u64>>,
+    pub health_path: Option<Option<String>>,
+}
+
+/// App names are DNS labels: they become host names (`<app>.<base-domain>`) and folder names.
+pub fn validate_app_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid app name: use 1-63 lower-case letters, digits and single dashes, not at either end (e.g. \"my-blog\")"
+        ))
+    }
+}
+
+/// Env var names as shells accept them.
+pub fn validate_env_name(name: &str) -> Result<(), String> {
+    let mut bytes = name.bytes();
+    let ok = matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.len() <= 128;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid variable name: use letters, digits and '_', not starting with a digit"
+        ))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// One operation (create, deploy, restart…) with its ordered actions and a user-facing message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
+    pub id: i64,
+    pub app: Option<String>,
+    pub kind: String,
+    pub status: OpStatus,
+    pub message: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Action {
+    pub name: String,
+    pub status: OpStatus,
+    pub message: String,
+    pub at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names() {
+        for ok in ["a", "blog", "my-blog", "a1-b2", &"x".repeat(63)] {
+            assert!(validate_app_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a--b",
+            "A",
+            "a_b",
+            "a b",
+            "a.b",
+            "a`b",
+            &"x".repeat(64),
+        ] {
+            assert!(validate_app_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn env_names() {
+        for ok in ["A", "_X", "DATABASE_URL", "a1"] {
+            assert!(validate_env_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1A", "A-B", "A B", "A=B", "ä"] {
+            assert!(validate_env_name(bad).is_err(), "{bad}");
+        }
+    }
+}
