@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::access_log::AccessLog;
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, HealthConfig};
 use crate::error::{GatewayError, Result};
 use crate::metrics::{Metrics, ReloadResult};
 use crate::proxy::{Client, new_client};
@@ -212,7 +212,18 @@ impl Gateway {
             .filter(|a| !current.iter().any(|t| t.addr == **a))
             .copied()
             .collect();
-        wait_healthy(pool, site, &fresh, opts.health_timeout).await?;
+        wait_healthy(
+            &fresh,
+            &pool.check_host,
+            pool.health.as_ref(),
+            opts.health_timeout,
+        )
+        .await
+        .map_err(|last_error| GatewayError::Unhealthy {
+            site: site.to_string(),
+            waited: opts.health_timeout,
+            last_error,
+        })?;
 
         let new: Vec<Arc<Target>> = targets
             .iter()
@@ -323,14 +334,16 @@ fn wanted_listeners(config: &GatewayConfig) -> Vec<(SocketAddr, Role)> {
     v
 }
 
-/// Probes each new target until it passes `rise` checks in a row, or the timeout ends.
-async fn wait_healthy(
-    pool: &crate::upstream::Pool,
-    site: &str,
-    fresh: &[SocketAddr],
+/// Probes each target until it passes `rise` checks in a row (the site's health settings, or any
+/// answer below 500 on `/` without them), or the timeout ends. Used by [`Gateway::deploy`], and by
+/// the control plane for instances that are not routed.
+pub async fn wait_healthy(
+    targets: &[SocketAddr],
+    host: &str,
+    health: Option<&HealthConfig>,
     timeout: Duration,
-) -> Result<()> {
-    let (path, strict, rise, every, probe_timeout) = match &pool.health {
+) -> std::result::Result<(), String> {
+    let (path, strict, rise, every, probe_timeout) = match health {
         Some(h) => (
             h.path.as_str(),
             true,
@@ -347,13 +360,13 @@ async fn wait_healthy(
         ),
     };
     let deadline = Instant::now() + timeout;
-    for addr in fresh {
+    for addr in targets {
         let mut passed = 0;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let result = probe(
                 *addr,
-                &pool.check_host,
+                host,
                 path,
                 probe_timeout.min(left.max(Duration::from_millis(1))),
                 strict,
@@ -369,20 +382,12 @@ async fn wait_healthy(
                 Err(why) => {
                     passed = 0;
                     if Instant::now() >= deadline {
-                        return Err(GatewayError::Unhealthy {
-                            site: site.to_string(),
-                            waited: timeout,
-                            last_error: why,
-                        });
+                        return Err(why);
                     }
                 }
             }
             if Instant::now() >= deadline {
-                return Err(GatewayError::Unhealthy {
-                    site: site.to_string(),
-                    waited: timeout,
-                    last_error: format!("{addr} passed {passed} of {rise} checks"),
-                });
+                return Err(format!("{addr} passed {passed} of {rise} checks"));
             }
             // Pacing between probes of a starting process, not synchronisation.
             tokio::time::sleep(every).await;

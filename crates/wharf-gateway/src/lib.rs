@@ -22,4 +22,4 @@ mod upstream;
 
 pub use body::Body;
 pub use error::{ConfigError, GatewayError, Result};
-pub use gateway::{DeployOptions, DeployReport, Gateway};
+pub use gateway::{DeployOptions, DeployReport, Gateway, wait_healthy};

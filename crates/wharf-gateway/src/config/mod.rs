@@ -5,3 +5,4 @@ mod model;
 mod units;
 
 pub use model::*;
+pub use units::{parse_duration, parse_size};

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Parses `"250ms"`, `"2s"`, `"5m"`, `"1h"`; a bare number means seconds.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -31,7 +31,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses `"1024"`, `"64KB"`, `"64KiB"`, `"10MB"`, `"1GiB"`; decimal and binary units are both 1024-based
 /// because that is what nginx's `client_max_body_size 10m` means to most users.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);

@@ -1,0 +1,173 @@
+//! The API's JSON shapes: the only place that knows the wire format (the server in
+//! `wharf-control` and every client use these types). Requests refuse unknown
+//! fields; responses never carry env values or tokens.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/v1/apps`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApp {
+    pub name: String,
+    /// `"process"` (default) or `"static"`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub settings: Settings,
+    /// Extra host names besides `<name>.<base-domain>`.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Settable fields: `settings` of a create, and the whole body of `PATCH /api/v1/apps/{app}`;
+/// absent = unchanged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Shell command of a process app; it must listen on `$PORT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// Folder the command runs in (default `<data>/apps/<app>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// Folder a static app serves (default `<data>/apps/<app>/public`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// e.g. `"256MB"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// Cores, e.g. `0.5`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    /// Largest request body, e.g. `"10MB"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<String>,
+    /// Path answering 2xx when the app is healthy, e.g. `"/up"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_path: Option<String>,
+    /// `"enabled"`, `"not-served"` or `"disabled"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability: Option<String>,
+}
+
+/// `POST /api/v1/apps/{app}/domains`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddDomain {
+    pub host: String,
+}
+
+/// `POST /api/v1/apps/{app}/env`: set some variables, unset others.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeEnv {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub unset: Vec<String>,
+}
+
+/// `POST /api/v1/apps/{app}/scale`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    pub replicas: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppView {
+    pub name: String,
+    pub kind: String,
+    pub availability: String,
+    /// Where the app answers, e.g. `http://blog.localhost:8080`.
+    pub url: String,
+    /// Every host name routed to the app (default first).
+    pub hosts: Vec<String>,
+    /// The custom ones (removable).
+    pub domains: Vec<String>,
+    /// Names only; values are write-only.
+    pub env: Vec<String>,
+    pub run: Option<String>,
+    pub workdir: String,
+    pub root: Option<String>,
+    pub replicas: u32,
+    pub memory_bytes: Option<u64>,
+    pub cpu: Option<f64>,
+    pub max_body_bytes: Option<u64>,
+    pub health_path: Option<String>,
+    pub volume: String,
+    /// Running / backoff / failed / stopped per instance.
+    pub instances: Vec<InstanceView>,
+    /// `running`, `starting`, `crashed`, `failed`, `stopped`, `not-served`, `static`.
+    pub state: String,
+    /// Set when memory/CPU limits are not enforced here, saying why.
+    pub limits_note: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceView {
+    pub name: String,
+    pub port: u16,
+    pub state: String,
+    pub pid: Option<u32>,
+    pub restarts: u32,
+    pub uptime_seconds: Option<u64>,
+    pub rss_bytes: Option<u64>,
+    pub cpu_seconds: Option<f64>,
+    pub last_exit: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperationView {
+    pub id: i64,
+    pub app: Option<String>,
+    pub kind: String,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// What happened, for the user.
+    pub message: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub actions: Vec<ActionView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionView {
+    pub name: String,
+    pub status: String,
+    pub message: String,
+    pub at: i64,
+}
+
+/// What a change returns: the app as it is now and the operation that changed it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Changed {
+    pub app: AppView,
+    pub operation: OperationView,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    pub uptime_seconds: u64,
+    pub gateway: String,
+    pub base_domain: String,
+    pub data_dir: String,
+    pub rss_bytes: Option<u64>,
+    pub apps: Vec<AppView>,
+}
+
+/// Every error: a stable code and a sentence saying what to fix.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub message: String,
+}

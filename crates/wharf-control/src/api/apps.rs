@@ -1,0 +1,312 @@
+//! Apps and everything hanging off them: domains, env, start/stop/restart, scale. A change is
+//! stored first (refused input stores nothing), then carried out by the reconciler under an
+//! operation whose outcome comes back with the app.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use http::StatusCode;
+use serde_json::json;
+use wharf_client::dto::{
+    AddDomain, AppView, ChangeEnv, Changed, CreateApp, OperationView, Scale, Settings,
+};
+use wharf_store::{AppKind, AppSettings, Availability, validate_app_name, validate_env_name};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::ApiJson;
+use super::{validate, views};
+use crate::Control;
+use crate::oplog::OpLog;
+
+pub(crate) async fn list(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<AppView>>> {
+    let apps = c.store.apps()?;
+    Ok(Json(apps.iter().map(|a| views::app(&c, a)).collect()))
+}
+
+pub(crate) async fn show(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<AppView>> {
+    Ok(Json(views::app(&c, &c.store.app(&app)?)))
+}
+
+pub(crate) async fn create(
+    State(c): State<Arc<Control>>,
+    ApiJson(req): ApiJson<CreateApp>,
+) -> ApiResult<(StatusCode, Json<Changed>)> {
+    validate_app_name(&req.name).map_err(ApiError::invalid)?;
+    let kind = validate::kind(req.kind.as_deref())?;
+    let mut settings = validate::settings(&req.settings, kind)?;
+    let existing = c.store.apps()?;
+    let domains = req
+        .domains
+        .iter()
+        .map(|d| {
+            validate::domain(d, &c.reconciler.routing().base_domain, |n| {
+                existing.iter().any(|a| a.name == n)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let default_host = c.reconciler.default_host(&req.name);
+    if let Some(owner) = existing.iter().find(|a| a.domains.contains(&default_host)) {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            message: format!(
+                "`{default_host}` is already a domain of app \"{}\"",
+                owner.name
+            ),
+        });
+    }
+    check_env(
+        &req.env.keys().cloned().collect::<Vec<_>>(),
+        req.env.values(),
+    )?;
+    if settings.replicas.is_none() {
+        settings.replicas = Some(1);
+    }
+    c.store
+        .create_app(&req.name, kind, &settings, &domains, &req.env)?;
+    if let Err(e) = prepare_folders(&c, &req.name, kind, &settings) {
+        // Without its folders the app cannot work: take it back out rather than half-create it.
+        c.store.delete_app(&req.name)?;
+        return Err(e);
+    }
+    let changed = carry_out(&c, &req.name, "create", false, "app saved").await?;
+    Ok((StatusCode::CREATED, Json(changed)))
+}
+
+pub(crate) async fn update(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+    ApiJson(req): ApiJson<Settings>,
+) -> ApiResult<Json<Changed>> {
+    let kind = c.store.app(&app)?.kind;
+    let settings = validate::settings(&req, kind)?;
+    c.store.update_app(&app, &settings)?;
+    Ok(Json(
+        carry_out(&c, &app, "update", false, "settings saved").await?,
+    ))
+}
+
+pub(crate) async fn remove(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<OperationView>> {
+    c.store.delete_app(&app)?;
+    let op = OpLog::begin(&c.store, Some(&app), "delete");
+    op.ok(
+        "save",
+        "app removed from the store; its volume and logs are kept",
+    );
+    let result = c.reconciler.reconcile(&app, false, &op).await;
+    op.finish(&result);
+    Ok(Json(views::operation(c.store.operation(op.id)?)))
+}
+
+pub(crate) async fn add_domain(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+    ApiJson(req): ApiJson<AddDomain>,
+) -> ApiResult<Json<Changed>> {
+    c.store.app(&app)?;
+    let existing = c.store.apps()?;
+    let host = validate::domain(&req.host, &c.reconciler.routing().base_domain, |n| {
+        existing.iter().any(|a| a.name == n)
+    })?;
+    c.store.add_domain(&app, &host)?;
+    Ok(Json(
+        carry_out(&c, &app, "domains", false, &format!("added {host}")).await?,
+    ))
+}
+
+pub(crate) async fn remove_domain(
+    State(c): State<Arc<Control>>,
+    Path((app, host)): Path<(String, String)>,
+) -> ApiResult<Json<Changed>> {
+    c.store.remove_domain(&app, &host.to_ascii_lowercase())?;
+    Ok(Json(
+        carry_out(&c, &app, "domains", false, &format!("removed {host}")).await?,
+    ))
+}
+
+pub(crate) async fn env_names(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(json!({ "names": c.store.app(&app)?.env_names })))
+}
+
+pub(crate) async fn change_env(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+    ApiJson(req): ApiJson<ChangeEnv>,
+) -> ApiResult<Json<Changed>> {
+    let mut names: Vec<String> = req.set.keys().cloned().collect();
+    names.extend(req.unset.iter().cloned());
+    if names.is_empty() {
+        return Err(ApiError::invalid(
+            "nothing to change: give `set` and/or `unset`",
+        ));
+    }
+    check_env(&names, req.set.values())?;
+    c.store.change_env(&app, &req.set, &req.unset)?;
+    // Names only: values never reach the operations log.
+    let mut what = Vec::new();
+    if !req.set.is_empty() {
+        what.push(format!(
+            "set {}",
+            req.set.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if !req.unset.is_empty() {
+        what.push(format!("unset {}", req.unset.join(", ")));
+    }
+    Ok(Json(
+        carry_out(&c, &app, "env", false, &what.join("; ")).await?,
+    ))
+}
+
+pub(crate) async fn start(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Changed>> {
+    set_availability(&c, &app, Availability::Enabled, "start").await
+}
+
+pub(crate) async fn stop(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Changed>> {
+    set_availability(&c, &app, Availability::Disabled, "stop").await
+}
+
+pub(crate) async fn restart(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Changed>> {
+    c.store.app(&app)?;
+    Ok(Json(
+        carry_out(&c, &app, "restart", true, "restart requested").await?,
+    ))
+}
+
+pub(crate) async fn scale(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+    ApiJson(req): ApiJson<Scale>,
+) -> ApiResult<Json<Changed>> {
+    let kind = c.store.app(&app)?.kind;
+    if kind == AppKind::Static {
+        return Err(ApiError::invalid("a static app has no instances to scale"));
+    }
+    let settings = validate::settings(
+        &Settings {
+            replicas: Some(req.replicas),
+            ..Default::default()
+        },
+        kind,
+    )?;
+    c.store.update_app(&app, &settings)?;
+    Ok(Json(
+        carry_out(
+            &c,
+            &app,
+            "scale",
+            false,
+            &format!("replicas set to {}", req.replicas),
+        )
+        .await?,
+    ))
+}
+
+async fn set_availability(
+    c: &Arc<Control>,
+    app: &str,
+    a: Availability,
+    kind: &str,
+) -> ApiResult<Json<Changed>> {
+    c.store.update_app(
+        app,
+        &AppSettings {
+            availability: Some(a),
+            ..Default::default()
+        },
+    )?;
+    Ok(Json(
+        carry_out(c, app, kind, false, &format!("availability set to {a}")).await?,
+    ))
+}
+
+/// Runs the reconciler for a stored change and returns the app with the operation's outcome.
+async fn carry_out(
+    c: &Arc<Control>,
+    app: &str,
+    kind: &str,
+    force: bool,
+    saved: &str,
+) -> ApiResult<Changed> {
+    let op = OpLog::begin(&c.store, Some(app), kind);
+    op.ok("save", saved);
+    let result = c.reconciler.reconcile(app, force, &op).await;
+    op.finish(&result);
+    Ok(Changed {
+        app: views::app(c, &c.store.app(app)?),
+        operation: views::operation(c.store.operation(op.id)?),
+    })
+}
+
+fn check_env<'a>(
+    names: &[String],
+    values: impl Iterator<Item = &'a String>,
+) -> Result<(), ApiError> {
+    for n in names {
+        validate_env_name(n).map_err(ApiError::invalid)?;
+        if matches!(n.as_str(), "PORT" | "HOST" | "WHARF_VOLUME" | "DATA_DIR") {
+            return Err(ApiError::invalid(format!(
+                "`{n}` is set by wharf for every instance; choose another name"
+            )));
+        }
+    }
+    for v in values {
+        if v.contains('\0') || v.len() > 64 * 1024 {
+            return Err(ApiError::invalid(
+                "variable values must not contain NUL and must be under 64 KiB",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Creates the app's default folders so a new app works before anything is deployed.
+fn prepare_folders(
+    c: &Control,
+    name: &str,
+    kind: AppKind,
+    settings: &AppSettings,
+) -> Result<(), ApiError> {
+    let mkdir = |p: &std::path::Path| std::fs::create_dir_all(p).map_err(ApiError::internal);
+    mkdir(&c.data.volume(name))?;
+    mkdir(&c.data.logs(name))?;
+    match kind {
+        AppKind::Process if !matches!(settings.workdir, Some(Some(_))) => {
+            mkdir(&c.data.app_dir(name))?
+        }
+        AppKind::Static if !matches!(settings.root, Some(Some(_))) => {
+            let public = c.data.public_dir(name);
+            mkdir(&public)?;
+            let index = public.join("index.html");
+            if !index.exists() {
+                let page = format!(
+                    "<!doctype html><meta charset=\"utf-8\"><title>{name}</title>\
+                     <h1>{name}</h1><p>This static site has no content yet. Put files in <code>{}</code>.</p>\n",
+                    public.display()
+                );
+                std::fs::write(&index, page).map_err(ApiError::internal)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! The REST API under `/api/v1`, built by [`router`]. Every route but the OpenAPI document
+//! needs a bearer token.
+
+mod apps;
+mod error;
+mod extract;
+mod logs;
+pub(crate) mod openapi;
+mod operations;
+mod status;
+mod validate;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+
+use crate::Control;
+use error::ApiError;
+
+pub(crate) fn router(control: Arc<Control>) -> Router {
+    let v1 = Router::new()
+        .route("/status", get(status::status))
+        .route("/apps", get(apps::list).post(apps::create))
+        .route(
+            "/apps/{app}",
+            get(apps::show).patch(apps::update).delete(apps::remove),
+        )
+        .route("/apps/{app}/domains", post(apps::add_domain))
+        .route("/apps/{app}/domains/{host}", delete(apps::remove_domain))
+        .route(
+            "/apps/{app}/env",
+            get(apps::env_names).post(apps::change_env),
+        )
+        .route("/apps/{app}/start", post(apps::start))
+        .route("/apps/{app}/stop", post(apps::stop))
+        .route("/apps/{app}/restart", post(apps::restart))
+        .route("/apps/{app}/scale", post(apps::scale))
+        .route("/apps/{app}/logs", get(logs::logs))
+        .route("/operations", get(operations::list))
+        .route("/operations/{id}", get(operations::show))
+        .route_layer(middleware::from_fn_with_state(
+            control.clone(),
+            require_token,
+        ))
+        .route("/openapi.json", get(openapi::document));
+    Router::new()
+        .nest("/api/v1", v1)
+        .fallback(|| async {
+            ApiError::not_found("no such endpoint; the API is described at /api/v1/openapi.json")
+        })
+        .layer(DefaultBodyLimit::max(1 << 20))
+        .with_state(control)
+}
+
+async fn require_token(State(control): State<Arc<Control>>, req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match crate::auth::check(&control.store, header) {
+        Some(_) => next.run(req).await,
+        None => ApiError::unauthorized().into_response(),
+    }
+}

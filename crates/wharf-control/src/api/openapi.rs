@@ -1,0 +1,134 @@
+//! `GET /api/v1/openapi.json`: the API described for tools and people. Kept beside the router;
+//! a test checks that every route is documented.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+fn op(summary: &str, body: Option<&str>, ok: &str) -> Value {
+    let mut v = json!({
+        "summary": summary,
+        "security": [{ "bearer": [] }],
+        "responses": {
+            ok: { "description": "success" },
+            "4XX": { "description": "refused; `message` says what to fix",
+                     "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+        }
+    });
+    if let Some(schema) = body {
+        v["requestBody"] = json!({
+            "required": true,
+            "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } }
+        });
+    }
+    v
+}
+
+fn app_param() -> Value {
+    json!([{ "name": "app", "in": "path", "required": true, "schema": { "type": "string" } }])
+}
+
+pub(crate) fn spec() -> Value {
+    let with_app = |mut v: Value| {
+        v["parameters"] = app_param();
+        v
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "wharf API", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "Apps, domains, env, lifecycle, logs and the operations log. Send `Authorization: Bearer <token>`." },
+        "servers": [{ "url": "/api/v1" }],
+        "paths": {
+            "/status": { "get": op("Server and apps at a glance", None, "200") },
+            "/apps": {
+                "get": op("List apps", None, "200"),
+                "post": op("Create an app and start it", Some("CreateApp"), "201")
+            },
+            "/apps/{app}": {
+                "get": with_app(op("Show an app with its instances", None, "200")),
+                "patch": with_app(op("Change settings", Some("Settings"), "200")),
+                "delete": with_app(op("Delete an app (volume and logs are kept)", None, "200"))
+            },
+            "/apps/{app}/domains": { "post": with_app(op("Add a host name", Some("AddDomain"), "200")) },
+            "/apps/{app}/domains/{host}": { "delete": {
+                "summary": "Remove a host name",
+                "security": [{ "bearer": [] }],
+                "parameters": [
+                    { "name": "app", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "host", "in": "path", "required": true, "schema": { "type": "string" } }
+                ],
+                "responses": { "200": { "description": "success" } }
+            } },
+            "/apps/{app}/env": {
+                "get": with_app(op("Names of the app's variables (values are write-only)", None, "200")),
+                "post": with_app(op("Set and unset variables", Some("ChangeEnv"), "200"))
+            },
+            "/apps/{app}/start": { "post": with_app(op("Enable and start", None, "200")) },
+            "/apps/{app}/stop": { "post": with_app(op("Disable and stop", None, "200")) },
+            "/apps/{app}/restart": { "post": with_app(op("Restart with zero downtime", None, "200")) },
+            "/apps/{app}/scale": { "post": with_app(op("Set the number of instances", Some("Scale"), "200")) },
+            "/apps/{app}/logs": { "get": {
+                "summary": "Last lines of the app's log; `follow=true` streams new lines",
+                "security": [{ "bearer": [] }],
+                "parameters": [
+                    { "name": "app", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "lines", "in": "query", "schema": { "type": "integer", "maximum": 10000 } },
+                    { "name": "follow", "in": "query", "schema": { "type": "boolean" } }
+                ],
+                "responses": { "200": { "description": "text/plain lines" } }
+            } },
+            "/operations": { "get": {
+                "summary": "Operations log, newest first",
+                "security": [{ "bearer": [] }],
+                "parameters": [
+                    { "name": "app", "in": "query", "schema": { "type": "string" } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "maximum": 500 } }
+                ],
+                "responses": { "200": { "description": "success" } }
+            } },
+            "/operations/{id}": { "get": {
+                "summary": "One operation with its actions",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } }],
+                "responses": { "200": { "description": "success" } }
+            } },
+            "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "success" } } } }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": { "type": "object", "required": ["error", "message"],
+                           "properties": { "error": { "type": "string" }, "message": { "type": "string" } } },
+                "Settings": { "type": "object", "additionalProperties": false, "properties": {
+                    "run": { "type": "string", "description": "shell command; must listen on $PORT" },
+                    "workdir": { "type": "string", "description": "absolute folder the command runs in" },
+                    "root": { "type": "string", "description": "absolute folder a static app serves" },
+                    "replicas": { "type": "integer", "minimum": 0, "maximum": 64 },
+                    "memory": { "type": "string", "examples": ["256MB"] },
+                    "cpu": { "type": "number", "examples": [0.5] },
+                    "max_body": { "type": "string", "examples": ["10MB"] },
+                    "health_path": { "type": "string", "examples": ["/up"] },
+                    "availability": { "enum": ["enabled", "not-served", "disabled"] }
+                } },
+                "CreateApp": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+                    "name": { "type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$", "maxLength": 63 },
+                    "kind": { "enum": ["process", "static"] },
+                    "settings": { "$ref": "#/components/schemas/Settings" },
+                    "domains": { "type": "array", "items": { "type": "string" } },
+                    "env": { "type": "object", "additionalProperties": { "type": "string" } }
+                } },
+                "AddDomain": { "type": "object", "required": ["host"], "additionalProperties": false,
+                               "properties": { "host": { "type": "string" } } },
+                "ChangeEnv": { "type": "object", "additionalProperties": false, "properties": {
+                    "set": { "type": "object", "additionalProperties": { "type": "string" } },
+                    "unset": { "type": "array", "items": { "type": "string" } }
+                } },
+                "Scale": { "type": "object", "required": ["replicas"], "additionalProperties": false,
+                           "properties": { "replicas": { "type": "integer", "minimum": 0, "maximum": 64 } } }
+            }
+        }
+    })
+}
+
+pub(crate) async fn document() -> Json<Value> {
+    Json(spec())
+}

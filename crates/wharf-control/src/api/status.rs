@@ -1,0 +1,37 @@
+//! `GET /status`: the server and every app at a glance.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use wharf_client::dto::StatusView;
+
+use super::error::ApiResult;
+use super::views;
+use crate::Control;
+
+pub(crate) async fn status(State(c): State<Arc<Control>>) -> ApiResult<Json<StatusView>> {
+    let apps = c.store.apps()?;
+    Ok(Json(StatusView {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_seconds: c.started.elapsed().as_secs(),
+        gateway: c
+            .reconciler
+            .gateway_addrs()
+            .iter()
+            .map(|a| format!("http://{a}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        base_domain: c.reconciler.routing().base_domain.clone(),
+        data_dir: c.data.root().display().to_string(),
+        rss_bytes: own_rss(),
+        apps: apps.iter().map(|a| views::app(&c, a)).collect(),
+    }))
+}
+
+fn own_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -1,0 +1,131 @@
+//! Checks API input and turns it into store values. Every refusal says what to fix.
+
+use wharf_client::dto::Settings;
+use wharf_gateway::config::{HostPattern, parse_size};
+use wharf_store::{AppKind, AppSettings, Availability};
+
+use super::error::ApiError;
+
+const MAX_REPLICAS: u32 = 64;
+
+pub(crate) fn settings(s: &Settings, kind: AppKind) -> Result<AppSettings, ApiError> {
+    let mut out = AppSettings::default();
+    if let Some(run) = &s.run {
+        if run.trim().is_empty() || run.contains('\0') || run.len() > 4096 {
+            return Err(ApiError::invalid(
+                "`run` must be a non-empty shell command (at most 4096 characters)",
+            ));
+        }
+        if kind == AppKind::Static {
+            return Err(ApiError::invalid(
+                "a static app has no `run` command; it serves `root`",
+            ));
+        }
+        out.run = Some(Some(run.clone()));
+    }
+    if let Some(dir) = &s.workdir {
+        out.workdir = Some(Some(existing_dir("workdir", dir)?));
+    }
+    if let Some(dir) = &s.root {
+        if kind == AppKind::Process {
+            return Err(ApiError::invalid(
+                "`root` is for static apps; a process app uses `workdir`",
+            ));
+        }
+        out.root = Some(Some(existing_dir("root", dir)?));
+    }
+    if let Some(n) = s.replicas {
+        if n > MAX_REPLICAS {
+            return Err(ApiError::invalid(format!(
+                "`replicas` must be between 0 and {MAX_REPLICAS}"
+            )));
+        }
+        out.replicas = Some(n);
+    }
+    if let Some(m) = &s.memory {
+        let bytes = parse_size(m).map_err(|e| ApiError::invalid(format!("`memory`: {e}")))?;
+        if bytes < 4 << 20 {
+            return Err(ApiError::invalid("`memory` must be at least 4MB"));
+        }
+        out.memory_bytes = Some(Some(bytes));
+    }
+    if let Some(cpu) = s.cpu {
+        if !(0.01..=1024.0).contains(&cpu) {
+            return Err(ApiError::invalid(
+                "`cpu` is in cores, between 0.01 and 1024 (e.g. 0.5)",
+            ));
+        }
+        out.cpu_millis = Some(Some((cpu * 1000.0).round() as u32));
+    }
+    if let Some(b) = &s.max_body {
+        let bytes = parse_size(b).map_err(|e| ApiError::invalid(format!("`max_body`: {e}")))?;
+        out.max_body = Some(Some(bytes));
+    }
+    if let Some(p) = &s.health_path {
+        if !p.starts_with('/')
+            || p.len() > 1024
+            || p.contains(|c: char| c.is_whitespace() || c.is_control())
+        {
+            return Err(ApiError::invalid(
+                "`health_path` must be a path such as \"/up\"",
+            ));
+        }
+        out.health_path = Some(Some(p.clone()));
+    }
+    if let Some(a) = &s.availability {
+        let a: Availability = a
+            .parse()
+            .map_err(|e| ApiError::invalid(format!("`availability`: {e}")))?;
+        out.availability = Some(a);
+    }
+    Ok(out)
+}
+
+fn existing_dir(key: &str, dir: &str) -> Result<String, ApiError> {
+    let path = std::path::Path::new(dir);
+    if !path.is_absolute() {
+        return Err(ApiError::invalid(format!(
+            "`{key}` must be an absolute path, got `{dir}`"
+        )));
+    }
+    if !path.is_dir() {
+        return Err(ApiError::invalid(format!(
+            "`{key}`: the folder `{dir}` does not exist on the server"
+        )));
+    }
+    Ok(dir.to_string())
+}
+
+/// A custom host name: a DNS name or `*.wildcard`, never `*` alone, never an app's default host.
+pub(crate) fn domain(
+    raw: &str,
+    base_domain: &str,
+    app_exists: impl Fn(&str) -> bool,
+) -> Result<String, ApiError> {
+    let pattern = HostPattern::parse(raw).map_err(|e| ApiError::invalid(format!("host {e}")))?;
+    if pattern == HostPattern::Any {
+        return Err(ApiError::invalid(
+            "`*` would take every host; name a host such as \"blog.example.com\"",
+        ));
+    }
+    let host = pattern.to_string();
+    if let Some(label) = host.strip_suffix(&format!(".{base_domain}")) {
+        if !label.contains('.') && app_exists(label) {
+            return Err(ApiError {
+                status: http::StatusCode::CONFLICT,
+                code: "conflict",
+                message: format!("`{host}` is the default host of app \"{label}\""),
+            });
+        }
+    }
+    Ok(host)
+}
+
+pub(crate) fn kind(raw: Option<&str>) -> Result<AppKind, ApiError> {
+    match raw {
+        None => Ok(AppKind::Process),
+        Some(k) => k
+            .parse()
+            .map_err(|e| ApiError::invalid(format!("`kind`: {e}"))),
+    }
+}

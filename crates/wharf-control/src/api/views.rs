@@ -1,0 +1,118 @@
+//! Store records and runtime state turned into the API's views.
+
+use std::time::SystemTime;
+
+use wharf_client::dto::{ActionView, AppView, InstanceView, OperationView};
+use wharf_runtime::InstanceState;
+use wharf_store::{App, AppKind, Availability, Operation};
+
+use crate::Control;
+
+pub(crate) fn app(control: &Control, app: &App) -> AppView {
+    let rec = &control.reconciler;
+    let mut instances: Vec<InstanceView> = control
+        .runtime
+        .list()
+        .into_iter()
+        .filter(|i| i.app == app.name)
+        .map(|i| InstanceView {
+            name: i.instance,
+            port: i.port,
+            state: i.state.as_str().to_string(),
+            pid: i.pid,
+            restarts: i.restarts,
+            uptime_seconds: i
+                .started_at
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .map(|d| d.as_secs()),
+            rss_bytes: i.rss_bytes,
+            cpu_seconds: i.cpu_seconds,
+            last_exit: i.last_exit,
+        })
+        .collect();
+    instances.sort_by(|a, b| a.name.cmp(&b.name));
+    let limits_note = control
+        .runtime
+        .list()
+        .into_iter()
+        .find(|i| i.app == app.name)
+        .and_then(|i| i.limits_note);
+    let state = state(
+        app,
+        &control
+            .runtime
+            .list()
+            .iter()
+            .filter(|i| i.app == app.name)
+            .map(|i| i.state)
+            .collect::<Vec<_>>(),
+    );
+    let mut hosts = vec![rec.default_host(&app.name)];
+    hosts.extend(app.domains.iter().cloned());
+    AppView {
+        name: app.name.clone(),
+        kind: app.kind.to_string(),
+        availability: app.availability.to_string(),
+        url: rec.app_url(&app.name),
+        hosts,
+        domains: app.domains.clone(),
+        env: app.env_names.clone(),
+        run: app.run.clone(),
+        workdir: app
+            .workdir
+            .clone()
+            .unwrap_or_else(|| control.data.app_dir(&app.name).display().to_string()),
+        root: match app.kind {
+            AppKind::Static => Some(rec.static_root(app).display().to_string()),
+            AppKind::Process => None,
+        },
+        replicas: app.replicas,
+        memory_bytes: app.memory_bytes,
+        cpu: app.cpu_millis.map(|m| f64::from(m) / 1000.0),
+        max_body_bytes: app.max_body,
+        health_path: app.health_path.clone(),
+        volume: control.data.volume(&app.name).display().to_string(),
+        instances,
+        state,
+        limits_note,
+        created_at: app.created_at,
+        updated_at: app.updated_at,
+    }
+}
+
+fn state(app: &App, instances: &[InstanceState]) -> String {
+    let s = match (app.availability, app.kind) {
+        (Availability::Disabled, _) => "stopped",
+        (_, AppKind::Static) if app.availability == Availability::NotServed => "not-served",
+        (_, AppKind::Static) => "static",
+        _ if app.run.is_none() => "no-command",
+        _ if instances.contains(&InstanceState::Failed) => "failed",
+        _ if instances.contains(&InstanceState::Backoff) => "crashed",
+        _ if instances.is_empty() => "stopped",
+        (Availability::NotServed, _) => "not-served",
+        _ => "running",
+    };
+    s.to_string()
+}
+
+pub(crate) fn operation(op: Operation) -> OperationView {
+    OperationView {
+        id: op.id,
+        app: op.app,
+        kind: op.kind,
+        status: op.status.to_string(),
+        message: op.message,
+        started_at: op.started_at,
+        finished_at: op.finished_at,
+        actions: op
+            .actions
+            .into_iter()
+            .map(|a| ActionView {
+                name: a.name,
+                status: a.status.to_string(),
+                message: a.message,
+                at: a.at,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,176 @@
+//! wharf's control plane: the REST API, the reconciler that turns desired state into running
+//! instances and routes, and the operations log. [`Server`] wires it to a store, a runtime and
+//! a gateway; the `wharf server` command is a thin wrapper around it.
+#![forbid(unsafe_code)]
+
+mod api;
+mod auth;
+mod error;
+mod oplog;
+mod paths;
+mod reconciler;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use wharf_gateway::Gateway;
+use wharf_gateway::config::GatewayConfig;
+use wharf_runtime::Runtime;
+use wharf_store::Store;
+
+pub use error::ControlError;
+use oplog::OpLog;
+use paths::DataDir;
+use reconciler::{Reconciler, Routing};
+
+/// Everything `wharf server` needs to know.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    /// The REST API.
+    pub api: SocketAddr,
+    /// The gateway's Host-routed listeners.
+    pub http: Vec<SocketAddr>,
+    /// The gateway's admin listener (`/metrics`, `/healthz`).
+    pub admin: Option<SocketAddr>,
+    /// Apps answer at `<app>.<base_domain>`.
+    pub base_domain: String,
+}
+
+/// State shared by API handlers.
+pub(crate) struct Control {
+    pub(crate) store: Arc<Store>,
+    pub(crate) reconciler: Reconciler,
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) data: DataDir,
+    pub(crate) started: Instant,
+}
+
+/// A running control plane with its gateway and runtime.
+pub struct Server {
+    control: Arc<Control>,
+    gateway: Gateway,
+    api_addr: SocketAddr,
+    stop_api: CancellationToken,
+    api_task: tokio::task::JoinHandle<()>,
+    new_token_file: Option<PathBuf>,
+}
+
+impl Server {
+    /// Opens the store, starts the gateway and the API, then brings every app back up in the
+    /// background (the API answers meanwhile).
+    pub async fn start(
+        config: ServerConfig,
+        runtime: Arc<dyn Runtime>,
+    ) -> Result<Server, ControlError> {
+        let data = DataDir::new(config.data_dir.clone());
+        std::fs::create_dir_all(data.root()).map_err(|source| ControlError::Io {
+            context: format!("cannot create the data folder {}", data.root().display()),
+            source,
+        })?;
+        let store = Arc::new(Store::open(&data.db())?);
+        let interrupted = store.fail_interrupted_operations()?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "operations left running by the previous server are marked failed"
+            );
+        }
+        let new_token_file = auth::ensure_admin_token(&store, &data)?;
+
+        let gateway = Gateway::start(GatewayConfig {
+            listen: config.http.clone(),
+            admin: config.admin,
+            ..Default::default()
+        })?;
+        let routing = Routing {
+            listen: config.http.clone(),
+            admin: config.admin,
+            public_port: gateway.listen_addrs().first().map_or(80, |a| a.port()),
+            base_domain: config.base_domain.clone(),
+        };
+        let reconciler = Reconciler::new(
+            store.clone(),
+            runtime.clone(),
+            gateway.clone(),
+            data.clone(),
+            routing,
+        );
+        let control = Arc::new(Control {
+            store,
+            reconciler,
+            runtime,
+            data,
+            started: Instant::now(),
+        });
+
+        let listener = tokio::net::TcpListener::bind(config.api)
+            .await
+            .map_err(|source| ControlError::Io {
+                context: format!("cannot listen on {} for the API", config.api),
+                source,
+            })?;
+        let api_addr = listener.local_addr().map_err(|source| ControlError::Io {
+            context: "cannot read the API address".into(),
+            source,
+        })?;
+        let stop_api = CancellationToken::new();
+        let app = api::router(control.clone());
+        let stop = stop_api.clone();
+        let api_task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the API server stopped");
+            }
+        });
+
+        let boot = control.clone();
+        tokio::spawn(async move {
+            let op = OpLog::begin(&boot.store, None, "boot");
+            let result = boot.reconciler.reconcile_all(&op).await;
+            op.finish(&result);
+            match result {
+                Ok(m) => tracing::info!("{m}"),
+                Err(e) => tracing::error!(error = %e, "some apps did not start"),
+            }
+        });
+
+        Ok(Server {
+            control,
+            gateway,
+            api_addr,
+            stop_api,
+            api_task,
+            new_token_file,
+        })
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    pub fn http_addrs(&self) -> Vec<SocketAddr> {
+        self.gateway.listen_addrs()
+    }
+
+    /// Set when this start created the first admin token.
+    pub fn new_token_file(&self) -> Option<&std::path::Path> {
+        self.new_token_file.as_deref()
+    }
+
+    /// Stops the API, every app instance, then the gateway (draining open requests).
+    pub async fn shutdown(self) {
+        self.stop_api.cancel();
+        let _ = self.api_task.await;
+        self.control.reconciler.stop_everything().await;
+        self.gateway.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

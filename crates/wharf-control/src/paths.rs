@@ -1,0 +1,46 @@
+//! The data directory layout, in one place.
+
+use std::path::{Path, PathBuf};
+
+/// `<data>/wharf.db`, `apps/<app>/`, `volumes/<app>/`, `logs/<app>/`, `admin.token`.
+#[derive(Clone, Debug)]
+pub(crate) struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub(crate) fn new(root: PathBuf) -> DataDir {
+        DataDir { root }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn db(&self) -> PathBuf {
+        self.root.join("wharf.db")
+    }
+
+    pub(crate) fn admin_token(&self) -> PathBuf {
+        self.root.join("admin.token")
+    }
+
+    /// Where a process app runs unless it names its own folder.
+    pub(crate) fn app_dir(&self, app: &str) -> PathBuf {
+        self.root.join("apps").join(app)
+    }
+
+    /// What a static app serves unless it names its own folder.
+    pub(crate) fn public_dir(&self, app: &str) -> PathBuf {
+        self.app_dir(app).join("public")
+    }
+
+    /// Persistent data, kept apart from the app's code.
+    pub(crate) fn volume(&self, app: &str) -> PathBuf {
+        self.root.join("volumes").join(app)
+    }
+
+    pub(crate) fn logs(&self, app: &str) -> PathBuf {
+        self.root.join("logs").join(app)
+    }
+}

@@ -1,0 +1,470 @@
+//! The reconciler turns desired state (the store) into running instances (the runtime) and
+//! routes (the gateway). It is the only writer of the gateway's configuration.
+//!
+//! For one app: desired instances are compared with what runs by a fingerprint of everything
+//! that needs a restart (command, folder, env, limits, replicas). When they differ it starts the
+//! new instances on fresh ports, lets the gateway health-check and swap them in (`deploy`: old
+//! requests drain first), then stops the old ones. If the new instances never get healthy they
+//! are stopped and the old ones keep serving. Route-only changes (hosts, availability) just
+//! rebuild the route table.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wharf_gateway::config::{
+    BackendConfig, Balance, GatewayConfig, HealthConfig, HostPattern, ProxyConfig, SiteConfig,
+    StaticConfig,
+};
+use wharf_gateway::{DeployOptions, Gateway};
+use wharf_runtime::{InstanceSpec, Limits, RestartPolicy, Runtime};
+use wharf_store::{App, AppKind, Availability, Store, StoreError};
+
+use crate::oplog::OpLog;
+use crate::paths::DataDir;
+
+/// How long new instances have to answer their health check.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Listener settings the route table is built around.
+#[derive(Clone, Debug)]
+pub(crate) struct Routing {
+    /// As configured (the gateway keys its listeners by these, port 0 included).
+    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) admin: Option<SocketAddr>,
+    /// The port the first listener really got, for the URLs shown to users.
+    pub(crate) public_port: u16,
+    pub(crate) base_domain: String,
+}
+
+#[derive(Clone, Debug)]
+struct Instance {
+    name: String,
+    addr: SocketAddr,
+}
+
+#[derive(Clone, Debug, Default)]
+struct AppRun {
+    fingerprint: u64,
+    instances: Vec<Instance>,
+}
+
+pub(crate) struct Reconciler {
+    store: Arc<Store>,
+    runtime: Arc<dyn Runtime>,
+    gateway: Gateway,
+    data: DataDir,
+    routing: Routing,
+    /// What runs, per app. The lock also makes reconciles one at a time, so two changes never
+    /// interleave their starts and swaps.
+    runs: tokio::sync::Mutex<HashMap<String, AppRun>>,
+}
+
+impl Reconciler {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        runtime: Arc<dyn Runtime>,
+        gateway: Gateway,
+        data: DataDir,
+        routing: Routing,
+    ) -> Reconciler {
+        Reconciler {
+            store,
+            runtime,
+            gateway,
+            data,
+            routing,
+            runs: Default::default(),
+        }
+    }
+
+    pub(crate) fn routing(&self) -> &Routing {
+        &self.routing
+    }
+
+    /// Where the gateway really listens.
+    pub(crate) fn gateway_addrs(&self) -> Vec<SocketAddr> {
+        self.gateway.listen_addrs()
+    }
+
+    /// The default host of an app: `<app>.<base-domain>`.
+    pub(crate) fn default_host(&self, app: &str) -> String {
+        format!("{app}.{}", self.routing.base_domain)
+    }
+
+    /// Brings one app to its desired state. `force` restarts its instances even if nothing
+    /// changed. Returns the user-facing outcome.
+    pub(crate) async fn reconcile(
+        &self,
+        name: &str,
+        force: bool,
+        op: &OpLog,
+    ) -> Result<String, String> {
+        let mut runs = self.runs.lock().await;
+        let app = match self.store.app(name) {
+            Ok(a) => Some(a),
+            Err(StoreError::NotFound { .. }) => None,
+            Err(e) => return Err(format!("cannot read the app: {e}")),
+        };
+        let desired = match &app {
+            Some(a) => self.desired(a)?,
+            None => None,
+        };
+        let current = runs.get(name).cloned().unwrap_or_default();
+        let wanted_count = desired.as_ref().map_or(0, |d| d.specs.len());
+        let changed = force
+            || desired.as_ref().map_or(0, |d| d.fingerprint) != current.fingerprint
+            || wanted_count != current.instances.len();
+
+        if !changed {
+            self.apply_routes(&runs).map_err(|e| {
+                op.failed("route", &e);
+                e
+            })?;
+            op.ok("route", "routes updated");
+            return Ok(outcome(app.as_ref(), &self.url(name)));
+        }
+
+        let Some(desired) = desired.filter(|d| !d.specs.is_empty()) else {
+            // Nothing should run: take the route away first, then stop.
+            runs.remove(name);
+            self.apply_routes(&runs).map_err(|e| {
+                op.failed("route", &e);
+                e
+            })?;
+            self.stop_all(&current.instances, op).await;
+            return Ok(outcome(app.as_ref(), &self.url(name)));
+        };
+        let app = app.expect("desired instances imply an app");
+
+        // 1. Start the new instances.
+        let mut started = Vec::new();
+        for spec in desired.specs {
+            let (instance, addr) = (spec.instance.clone(), SocketAddr::new(spec.host, spec.port));
+            if let Err(e) = self.runtime.start(spec).await {
+                let msg = format!("{name} could not start: {e}");
+                op.failed("start", &msg);
+                self.stop_all(&started, op).await;
+                return Err(msg);
+            }
+            op.ok("start", format!("started {instance} on {addr}"));
+            started.push(Instance {
+                name: instance,
+                addr,
+            });
+        }
+        let addrs: Vec<SocketAddr> = started.iter().map(|i| i.addr).collect();
+
+        // 2. Health check and swap (served apps), or just the health check.
+        let served = app.availability == Availability::Enabled;
+        let checked = if served {
+            // The site must exist before deploy can swap into it; a new app gets an empty pool
+            // (503) for the moment it takes to become healthy.
+            if !runs.contains_key(name) {
+                runs.insert(
+                    name.to_string(),
+                    AppRun {
+                        fingerprint: 0,
+                        instances: Vec::new(),
+                    },
+                );
+            }
+            match self.apply_routes(&runs) {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    let opts = DeployOptions {
+                        health_timeout: HEALTH_TIMEOUT,
+                        drain_timeout: None,
+                    };
+                    self.gateway
+                        .deploy(name, addrs.clone(), opts)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            }
+        } else {
+            wharf_gateway::wait_healthy(
+                &addrs,
+                &self.default_host(name),
+                health(&app).as_ref(),
+                HEALTH_TIMEOUT,
+            )
+            .await
+        };
+        if let Err(why) = checked {
+            let msg = if current.instances.is_empty() {
+                format!("{name} did not become healthy: {why}")
+            } else {
+                format!("{name} did not become healthy, the previous instances keep serving: {why}")
+            };
+            op.failed("health", &msg);
+            self.stop_all(&started, op).await;
+            if current.instances.is_empty() {
+                runs.remove(name);
+            } else {
+                runs.insert(name.to_string(), current);
+            }
+            let _ = self.apply_routes(&runs);
+            return Err(msg);
+        }
+        op.ok(
+            "health",
+            format!("{} healthy", plural(started.len(), "instance")),
+        );
+
+        // 3. Record, route, and stop what ran before.
+        runs.insert(
+            name.to_string(),
+            AppRun {
+                fingerprint: desired.fingerprint,
+                instances: started,
+            },
+        );
+        self.apply_routes(&runs).map_err(|e| {
+            op.failed("route", &e);
+            e
+        })?;
+        op.ok(
+            "route",
+            if served {
+                "traffic switched to the new instances"
+            } else {
+                "not served: no route"
+            },
+        );
+        self.stop_all(&current.instances, op).await;
+        Ok(outcome(Some(&app), &self.url(name)))
+    }
+
+    /// Every app, e.g. after the server started.
+    pub(crate) async fn reconcile_all(&self, op: &OpLog) -> Result<String, String> {
+        let apps = self.store.apps().map_err(|e| e.to_string())?;
+        let mut failed = Vec::new();
+        for app in &apps {
+            if let Err(e) = self.reconcile(&app.name, false, op).await {
+                failed.push(e);
+            }
+        }
+        if failed.is_empty() {
+            Ok(format!("{} ready", plural(apps.len(), "app")))
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+
+    /// Stops every instance (server shutdown).
+    pub(crate) async fn stop_everything(&self) {
+        let mut runs = self.runs.lock().await;
+        for (_, run) in runs.drain() {
+            for i in run.instances {
+                let _ = self.runtime.stop(&i.name).await;
+            }
+        }
+    }
+
+    async fn stop_all(&self, instances: &[Instance], op: &OpLog) {
+        for i in instances {
+            match self.runtime.stop(&i.name).await {
+                Ok(()) => op.ok("stop", format!("stopped {}", i.name)),
+                Err(e) => op.failed("stop", format!("could not stop {}: {e}", i.name)),
+            }
+        }
+    }
+
+    fn url(&self, app: &str) -> String {
+        let port = self.routing.public_port;
+        let host = self.default_host(app);
+        if port == 80 {
+            format!("http://{host}")
+        } else {
+            format!("http://{host}:{port}")
+        }
+    }
+
+    /// Public URL of an app, for API views.
+    pub(crate) fn app_url(&self, app: &str) -> String {
+        self.url(app)
+    }
+
+    /// Builds the gateway configuration from the store and what runs, and swaps it in.
+    fn apply_routes(&self, runs: &HashMap<String, AppRun>) -> Result<(), String> {
+        let apps = self
+            .store
+            .apps()
+            .map_err(|e| format!("cannot read apps: {e}"))?;
+        let mut sites = Vec::new();
+        for app in apps
+            .iter()
+            .filter(|a| a.availability == Availability::Enabled)
+        {
+            let backend = match app.kind {
+                AppKind::Static => {
+                    let root = self.static_root(app);
+                    if !root.is_dir() {
+                        // One app's missing folder must not block every other route.
+                        tracing::warn!(app = %app.name, root = %root.display(), "static folder missing; not served");
+                        continue;
+                    }
+                    BackendConfig::Static(StaticConfig {
+                        root,
+                        index: vec!["index.html".into()],
+                        not_found: None,
+                    })
+                }
+                AppKind::Process => match runs.get(&app.name) {
+                    Some(run) => BackendConfig::Proxy(ProxyConfig {
+                        upstreams: run.instances.iter().map(|i| i.addr).collect(),
+                        balance: Balance::RoundRobin,
+                        health: health(app),
+                        strip_prefix: false,
+                    }),
+                    None => continue,
+                },
+            };
+            let mut hosts = vec![HostPattern::Exact(self.default_host(&app.name))];
+            hosts.extend(
+                app.domains
+                    .iter()
+                    .filter_map(|d| HostPattern::parse(d).ok()),
+            );
+            sites.push(SiteConfig {
+                name: app.name.clone(),
+                hosts,
+                path: "/".into(),
+                backend,
+                listen: Vec::new(),
+                max_body: app.max_body.unwrap_or(10 << 20),
+                allow: Vec::new(),
+                access_log: true,
+            });
+        }
+        let config = GatewayConfig {
+            listen: self.routing.listen.clone(),
+            admin: self.routing.admin,
+            sites,
+            ..Default::default()
+        };
+        self.gateway
+            .reload(config)
+            .map_err(|e| format!("routes not updated: {e}"))
+    }
+
+    pub(crate) fn static_root(&self, app: &App) -> std::path::PathBuf {
+        app.root
+            .as_ref()
+            .map_or_else(|| self.data.public_dir(&app.name), Into::into)
+    }
+
+    fn desired(&self, app: &App) -> Result<Option<Desired>, String> {
+        let runnable = app.kind == AppKind::Process && app.availability != Availability::Disabled;
+        let Some(run) = app.run.as_ref().filter(|_| runnable) else {
+            return Ok(None);
+        };
+        let env = self
+            .store
+            .env(&app.name)
+            .map_err(|e| format!("cannot read env: {e}"))?;
+        let workdir = app
+            .workdir
+            .as_ref()
+            .map_or_else(|| self.data.app_dir(&app.name), Into::into);
+        let limits = Limits {
+            memory_bytes: app.memory_bytes,
+            cpu_millis: app.cpu_millis,
+        };
+        let fingerprint = fingerprint(run, &workdir, &env, &limits, app.replicas);
+        let mut specs = Vec::new();
+        for _ in 0..app.replicas {
+            let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+            specs.push(InstanceSpec {
+                app: app.name.clone(),
+                instance: format!("{}-{port}", app.name),
+                command: run.clone(),
+                workdir: workdir.clone(),
+                env: env.clone(),
+                host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port,
+                volume: self.data.volume(&app.name),
+                log_dir: self.data.logs(&app.name),
+                limits: limits.clone(),
+                restart: RestartPolicy::default(),
+                stop_grace: STOP_GRACE,
+            });
+        }
+        Ok(Some(Desired { fingerprint, specs }))
+    }
+}
+
+struct Desired {
+    fingerprint: u64,
+    specs: Vec<InstanceSpec>,
+}
+
+fn health(app: &App) -> Option<HealthConfig> {
+    app.health_path.as_ref().map(|path| HealthConfig {
+        path: path.clone(),
+        interval: Duration::from_secs(2),
+        timeout: Duration::from_secs(1),
+        rise: 1,
+        fall: 2,
+    })
+}
+
+fn fingerprint(
+    run: &str,
+    workdir: &std::path::Path,
+    env: &BTreeMap<String, String>,
+    limits: &Limits,
+    replicas: u32,
+) -> u64 {
+    let mut h = DefaultHasher::new();
+    (
+        run,
+        workdir,
+        env,
+        limits.memory_bytes,
+        limits.cpu_millis,
+        replicas,
+    )
+        .hash(&mut h);
+    // Zero means "nothing runs"; keep real fingerprints away from it.
+    h.finish().max(1)
+}
+
+/// A port the OS considers free now. The instance binds it moments later; a clash shows up as
+/// a failed health check and the old instances keep serving.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn outcome(app: Option<&App>, url: &str) -> String {
+    match app {
+        None => "app removed".into(),
+        Some(a) => match (a.availability, a.kind, a.run.is_some()) {
+            (Availability::Disabled, ..) => format!("{} is disabled: nothing runs", a.name),
+            (Availability::NotServed, ..) => format!("{} runs but is not served", a.name),
+            (_, AppKind::Process, false) => {
+                format!(
+                    "{} has no run command yet: set one with `wharf apps set {} --run CMD`",
+                    a.name, a.name
+                )
+            }
+            _ => format!("{} is live at {url}", a.name),
+        },
+    }
+}
