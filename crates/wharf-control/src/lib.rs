@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub admin: Option<SocketAddr>,
     /// Apps answer at `<app>.<base_domain>`.
     pub base_domain: String,
+    /// How long new instances have to pass their health check before a change is given up.
+    pub health_timeout: std::time::Duration,
 }
 
 /// State shared by API handlers.
@@ -91,6 +93,7 @@ impl Server {
             admin: config.admin,
             public_port: gateway.listen_addrs().first().map_or(80, |a| a.port()),
             base_domain: config.base_domain.clone(),
+            health_timeout: config.health_timeout,
         };
         let reconciler = Reconciler::new(
             store.clone(),

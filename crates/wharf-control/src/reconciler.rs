@@ -26,8 +26,6 @@ use wharf_store::{App, AppKind, Availability, Store, StoreError};
 use crate::oplog::OpLog;
 use crate::paths::DataDir;
 
-/// How long new instances have to answer their health check.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Listener settings the route table is built around.
@@ -39,6 +37,8 @@ pub(crate) struct Routing {
     /// The port the first listener really got, for the URLs shown to users.
     pub(crate) public_port: u16,
     pub(crate) base_domain: String,
+    /// How long new instances have to pass their health check.
+    pub(crate) health_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -177,7 +177,7 @@ impl Reconciler {
                 Err(e) => Err(e),
                 Ok(()) => {
                     let opts = DeployOptions {
-                        health_timeout: HEALTH_TIMEOUT,
+                        health_timeout: self.routing.health_timeout,
                         drain_timeout: None,
                     };
                     self.gateway
@@ -192,7 +192,7 @@ impl Reconciler {
                 &addrs,
                 &self.default_host(name),
                 health(&app).as_ref(),
-                HEALTH_TIMEOUT,
+                self.routing.health_timeout,
             )
             .await
         };

@@ -73,6 +73,7 @@ fn harness(name: &str) -> Harness {
         admin: None,
         public_port: gateway.listen_addrs()[0].port(),
         base_domain: "localhost".into(),
+        health_timeout: std::time::Duration::from_secs(2),
     };
     let runtime: Arc<dyn Runtime> = Arc::new(NoRuntime::default());
     let reconciler = Reconciler::new(
