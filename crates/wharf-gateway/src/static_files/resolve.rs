@@ -1,16 +1,25 @@
-//! Maps safe segments to a file under the root: try_files, containment, precompressed siblings.
+//! Maps safe segments to an open file under the root: try_files, containment, precompressed
+//! siblings.
+//!
+//! Containment is enforced by the kernel: files are opened with `openat2(RESOLVE_BENEATH)`
+//! relative to the root's descriptor, so no `..` or symlink can lead out, and the opened file is
+//! the one checked (no window between check and open). Kernels without `openat2` (before 5.6)
+//! fall back to comparing the canonical path with the root.
 
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::path::SafePath;
 
 pub(crate) struct Found {
-    /// The file whose bytes are sent (maybe a `.br`/`.gz` sibling).
-    pub(crate) path: PathBuf,
+    pub(crate) file: File,
     pub(crate) meta: Metadata,
-    /// The file the client asked for; its extension gives the MIME type.
-    pub(crate) logical: PathBuf,
+    /// The path the client asked for (relative to the root); its extension gives the MIME type.
+    pub(crate) logical: String,
     pub(crate) encoding: Option<&'static str>,
 }
 
@@ -52,27 +61,98 @@ impl Accepts {
     }
 }
 
+/// A site root: its canonical path and an open descriptor files are resolved beneath.
+pub(crate) struct Root {
+    path: PathBuf,
+    dir: OwnedFd,
+    beneath: bool,
+}
+
+impl Root {
+    pub(crate) fn open(path: &Path) -> io::Result<Root> {
+        let path = std::fs::canonicalize(path)?;
+        let dir = rustix::fs::open(
+            &path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let beneath = match open_beneath(&dir, ".") {
+            Ok(_) => true,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOSYS.raw_os_error()) => false,
+            Err(e) => return Err(e),
+        };
+        Ok(Root { path, dir, beneath })
+    }
+
+    /// Opens `rel` if it exists inside the root; `None` for missing files and refused escapes.
+    fn open_file(&self, rel: &str) -> Option<(File, Metadata)> {
+        let file = if self.beneath {
+            match open_beneath(&self.dir, rel) {
+                Ok(f) => f,
+                Err(e) => {
+                    if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) {
+                        tracing::warn!(
+                            path = rel,
+                            "refused a path that leads out of the site root"
+                        );
+                    }
+                    return None;
+                }
+            }
+        } else {
+            let full = self.path.join(rel);
+            let real = std::fs::canonicalize(&full).ok()?;
+            if !real.starts_with(&self.path) {
+                tracing::warn!(path = rel, "refused a path that leads out of the site root");
+                return None;
+            }
+            File::open(real).ok()?
+        };
+        let meta = file.metadata().ok()?;
+        Some((file, meta))
+    }
+}
+
+fn open_beneath(dir: &OwnedFd, rel: &str) -> io::Result<File> {
+    let fd = rustix::fs::openat2(
+        dir,
+        rel,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+    )?;
+    Ok(File::from(fd))
+}
+
 pub(crate) fn resolve(
-    root: &Path,
+    root: &Root,
     index: &[String],
     safe: &SafePath,
     accepts: Accepts,
 ) -> Resolution {
-    let mut path = root.to_path_buf();
-    path.extend(&safe.segments);
-    let Ok(meta) = std::fs::metadata(&path) else {
+    let rel = if safe.segments.is_empty() {
+        ".".to_string()
+    } else {
+        safe.segments.join("/")
+    };
+    let Some((file, meta)) = root.open_file(&rel) else {
         return Resolution::NotFound;
     };
-    let (file, meta) = if meta.is_file() {
-        (path, meta)
+    let (rel, file, meta) = if meta.is_file() {
+        (rel, file, meta)
     } else if meta.is_dir() {
         if !safe.trailing_slash {
             return Resolution::AddSlash;
         }
+        drop(file);
         let found = index.iter().find_map(|name| {
-            let candidate = path.join(name);
-            let m = std::fs::metadata(&candidate).ok()?;
-            m.is_file().then_some((candidate, m))
+            let candidate = if rel == "." {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let (f, m) = root.open_file(&candidate)?;
+            m.is_file().then_some((candidate, f, m))
         });
         match found {
             Some(f) => f,
@@ -81,55 +161,37 @@ pub(crate) fn resolve(
     } else {
         return Resolution::NotFound;
     };
-    match contained(root, file, meta, accepts) {
-        Some(found) => Resolution::File(Box::new(found)),
-        None => Resolution::NotFound,
-    }
+    Resolution::File(Box::new(with_sibling(root, rel, file, meta, accepts)))
 }
 
 /// Resolves a file given relative to the root (the custom 404 page).
-pub(crate) fn resolve_relative(root: &Path, rel: &str, accepts: Accepts) -> Option<Found> {
-    let path = root.join(rel);
-    let meta = std::fs::metadata(&path).ok()?;
+pub(crate) fn resolve_relative(root: &Root, rel: &str, accepts: Accepts) -> Option<Found> {
+    let (file, meta) = root.open_file(rel)?;
     meta.is_file().then_some(())?;
-    contained(root, path, meta, accepts)
+    Some(with_sibling(root, rel.to_string(), file, meta, accepts))
 }
 
-/// Checks that the real path (symlinks resolved) stays under the root, then picks a
-/// precompressed sibling the client accepts, if one exists and is contained too.
-fn contained(root: &Path, file: PathBuf, meta: Metadata, accepts: Accepts) -> Option<Found> {
-    if !inside(root, &file) {
-        tracing::warn!(path = %file.display(), "refused a file whose real path leaves the site root");
-        return None;
-    }
+/// Picks a precompressed sibling the client accepts, if one exists (inside the root too).
+fn with_sibling(root: &Root, rel: String, file: File, meta: Metadata, accepts: Accepts) -> Found {
     for (on, ext, encoding) in [(accepts.br, "br", "br"), (accepts.gzip, "gz", "gzip")] {
         if !on {
             continue;
         }
-        let mut sibling = file.clone().into_os_string();
-        sibling.push(".");
-        sibling.push(ext);
-        let sibling = PathBuf::from(sibling);
-        if let Ok(m) = std::fs::metadata(&sibling)
+        if let Some((f, m)) = root.open_file(&format!("{rel}.{ext}"))
             && m.is_file()
-            && inside(root, &sibling)
         {
-            return Some(Found {
-                path: sibling,
+            return Found {
+                file: f,
                 meta: m,
-                logical: file,
+                logical: rel,
                 encoding: Some(encoding),
-            });
+            };
         }
     }
-    Some(Found {
-        path: file.clone(),
+    Found {
+        file,
         meta,
-        logical: file,
+        logical: rel,
         encoding: None,
-    })
-}
-
-fn inside(root: &Path, file: &Path) -> bool {
-    std::fs::canonicalize(file).is_ok_and(|real| real.starts_with(root))
+    }
 }

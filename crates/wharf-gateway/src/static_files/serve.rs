@@ -2,7 +2,6 @@
 
 use std::io::SeekFrom;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
@@ -11,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::conditional::Validators;
 use super::path::{PathError, sanitize};
-use super::resolve::{Accepts, Found, Resolution, resolve, resolve_relative};
+use super::resolve::{Accepts, Found, Resolution, Root, resolve, resolve_relative};
 use crate::body::{Body, empty, full};
 use crate::config::StaticConfig;
 use crate::synthetic;
@@ -20,8 +19,7 @@ use crate::synthetic;
 pub(crate) const INLINE_MAX: u64 = 256 * 1024;
 
 pub(crate) struct StaticSite {
-    /// Canonical root: containment checks compare real paths against it.
-    root: PathBuf,
+    root: Root,
     index: Vec<String>,
     not_found: Option<String>,
 }
@@ -29,7 +27,7 @@ pub(crate) struct StaticSite {
 impl StaticSite {
     pub(crate) fn new(cfg: &StaticConfig) -> std::io::Result<StaticSite> {
         Ok(StaticSite {
-            root: std::fs::canonicalize(&cfg.root)?,
+            root: Root::open(&cfg.root)?,
             index: cfg.index.clone(),
             not_found: cfg.not_found.clone(),
         })
@@ -166,12 +164,12 @@ async fn reply(
         return resp;
     }
     let body = if count <= INLINE_MAX {
-        match read_at(&found.path, start, count) {
+        match read_at(&found.file, start, count) {
             Ok(bytes) => full(bytes),
             Err(e) => return read_failed(&found, e),
         }
     } else {
-        match stream(&found.path, start, count).await {
+        match stream(found.file.try_clone(), start, count).await {
             Ok(body) => body,
             Err(e) => return read_failed(&found, e),
         }
@@ -181,22 +179,25 @@ async fn reply(
 }
 
 fn read_failed(found: &Found, e: std::io::Error) -> Response<Body> {
-    tracing::error!(path = %found.path.display(), error = %e, "cannot read a static file");
+    tracing::error!(path = %found.logical, error = %e, "cannot read a static file");
     synthetic::page(
         StatusCode::INTERNAL_SERVER_ERROR,
         "The file could not be read.",
     )
 }
 
-fn read_at(path: &std::path::Path, start: u64, count: u64) -> std::io::Result<Bytes> {
-    let file = std::fs::File::open(path)?;
+fn read_at(file: &std::fs::File, start: u64, count: u64) -> std::io::Result<Bytes> {
     let mut buf = vec![0; count as usize];
     file.read_exact_at(&mut buf, start)?;
     Ok(Bytes::from(buf))
 }
 
-async fn stream(path: &std::path::Path, start: u64, count: u64) -> std::io::Result<Body> {
-    let mut file = tokio::fs::File::open(path).await?;
+async fn stream(
+    file: std::io::Result<std::fs::File>,
+    start: u64,
+    count: u64,
+) -> std::io::Result<Body> {
+    let mut file = tokio::fs::File::from_std(file?);
     file.seek(SeekFrom::Start(start)).await?;
     let reader = tokio_util::io::ReaderStream::with_capacity(file.take(count), 64 * 1024);
     let frames = futures_util::StreamExt::map(reader, |r| {
