@@ -622,3 +622,31 @@ async fn shutdown_lets_in_flight_requests_finish() {
         "no longer accepting"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strip_prefix_forwards_the_rest_of_the_path() {
+    let up = MockUpstream::start("up").await;
+    let (_gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "api"
+        hosts = ["app.test"]
+        path = "/api"
+        strip_prefix = true
+        upstreams = ["{}"]
+        "#,
+        up.addr
+    ));
+    let seen = body_of(addr, "app.test", "/api/headers?x=1").await;
+    assert!(
+        seen.contains("host: app.test"),
+        "/api/headers reached the app as /headers:\n{seen}"
+    );
+    assert_eq!(
+        body_of(addr, "app.test", "/api").await,
+        "up",
+        "/api reaches the app as /"
+    );
+}

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
@@ -84,7 +85,11 @@ pub(crate) async fn forward(
             };
         };
         let target = guard.0.clone();
-        let uri = format!("http://{}{}", target.authority, path_and_query);
+        let uri = Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(target.authority.clone())
+            .path_and_query(path_and_query.clone())
+            .build();
         let mut up = Request::new(body.take().unwrap_or_else(empty));
         *up.method_mut() = parts.method.clone();
         *up.version_mut() = Version::HTTP_11;
@@ -93,7 +98,7 @@ pub(crate) async fn forward(
         } else {
             std::mem::take(&mut parts.headers)
         };
-        match uri.parse::<Uri>() {
+        match uri {
             Ok(u) => *up.uri_mut() = u,
             Err(_) => {
                 return Forwarded {
@@ -199,23 +204,28 @@ async fn tunnel(
     drop(guard);
 }
 
-fn upstream_path(site: &Site, uri: &Uri) -> String {
-    let path = uri.path();
+/// The path and query to send upstream: the client's, minus the site prefix when asked to strip it.
+/// Without stripping this is a cheap clone of the client's bytes.
+fn upstream_path(site: &Site, uri: &Uri) -> PathAndQuery {
+    let original = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let prefix = site.config.path.as_str();
     let strip =
         matches!(&site.config.backend, crate::config::BackendConfig::Proxy(p) if p.strip_prefix);
-    let path = if strip && prefix != "/" {
-        match path.strip_prefix(prefix) {
-            Some("") | None => "/",
-            Some(rest) => rest,
-        }
-    } else {
-        path
-    };
-    match uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
+    if !strip || prefix == "/" {
+        return original;
     }
+    let rest = match uri.path().strip_prefix(prefix) {
+        Some("") | None => "/",
+        Some(rest) => rest,
+    };
+    let stripped = match uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    PathAndQuery::try_from(stripped).unwrap_or(original)
 }
 
 fn caused_by_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {

@@ -16,8 +16,8 @@ const PASSIVE_EJECT: Duration = Duration::from_secs(10);
 
 pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
-    /// `ip:port`, ready to put in an upstream URI.
-    pub(crate) authority: String,
+    /// `ip:port`, parsed once for every upstream URI.
+    pub(crate) authority: http::uri::Authority,
     healthy: AtomicBool,
     inflight: AtomicUsize,
     /// Consecutive active-check results, for rise/fall.
@@ -33,7 +33,8 @@ impl Target {
     pub(crate) fn new(addr: SocketAddr, healthy: bool) -> Arc<Target> {
         Arc::new(Target {
             addr,
-            authority: addr.to_string(),
+            authority: http::uri::Authority::try_from(addr.to_string())
+                .expect("a socket address is a valid authority"),
             healthy: AtomicBool::new(healthy),
             inflight: AtomicUsize::new(0),
             successes: AtomicU32::new(0),
