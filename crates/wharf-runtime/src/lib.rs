@@ -3,6 +3,10 @@
 //! container runtimes implement the same trait.
 #![forbid(unsafe_code)]
 
+mod process;
+
+pub use process::ProcessRuntime;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;

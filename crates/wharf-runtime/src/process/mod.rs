@@ -1,0 +1,8 @@
+//! The process runtime: each instance is a supervised child process.
+
+mod cgroup;
+mod logs;
+mod stats;
+mod supervisor;
+
+pub use supervisor::ProcessRuntime;

@@ -1,0 +1,47 @@
+//! CPU time and memory of an instance's whole process group, read from `/proc`.
+
+/// Clock ticks per second of `/proc/<pid>/stat` times; 100 on every Linux platform we run on.
+const TICKS: f64 = 100.0;
+
+#[derive(Default)]
+pub(crate) struct Usage {
+    pub(crate) rss_bytes: u64,
+    pub(crate) cpu_seconds: f64,
+}
+
+/// Sums over every process whose process group is `pgid` (the shell and what it started).
+pub(crate) fn group_usage(pgid: u32) -> Option<Usage> {
+    let mut usage = Usage::default();
+    let mut found = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // rest[0] is field 3 (state): pgrp is field 5, utime 14, stime 15, rss (pages) 24.
+        if fields.get(2).and_then(|f| f.parse::<u32>().ok()) != Some(pgid) {
+            continue;
+        }
+        found = true;
+        let num = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        usage.cpu_seconds += (num(11) + num(12)) as f64 / TICKS;
+        usage.rss_bytes += num(21) * 4096;
+    }
+    found.then_some(usage)
+}

@@ -1,0 +1,370 @@
+//! Supervision: start a child in its own process group with a clean environment, restart it
+//! with exponential backoff when it dies, give up after too many quick crashes, and stop it with
+//! SIGTERM then SIGKILL.
+
+use std::collections::HashMap;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{broadcast, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::cgroup::Cgroup;
+use super::logs::AppLog;
+use super::stats::group_usage;
+use crate::{
+    BoxFuture, InstanceSpec, InstanceState, InstanceStatus, Result, Runtime, RuntimeError,
+};
+
+/// Runs app instances as supervised child processes.
+#[derive(Default)]
+pub struct ProcessRuntime {
+    instances: Mutex<HashMap<String, Arc<Instance>>>,
+    logs: Mutex<HashMap<String, Arc<AppLog>>>,
+}
+
+struct Instance {
+    spec: InstanceSpec,
+    status: Mutex<Live>,
+    stop: CancellationToken,
+    /// Becomes true once the supervisor has finished (process gone, no restart coming).
+    done: watch::Receiver<bool>,
+}
+
+#[derive(Clone, Default)]
+struct Live {
+    state: Option<InstanceState>,
+    pid: Option<u32>,
+    restarts: u32,
+    started_at: Option<SystemTime>,
+    limits_note: Option<String>,
+    last_exit: Option<String>,
+}
+
+impl ProcessRuntime {
+    pub fn new() -> ProcessRuntime {
+        ProcessRuntime::default()
+    }
+
+    fn app_log(&self, spec: &InstanceSpec) -> Arc<AppLog> {
+        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        let log = logs
+            .entry(spec.app.clone())
+            .or_insert_with(|| Arc::new(AppLog::new(None)))
+            .clone();
+        log.set_dir(&spec.log_dir);
+        log
+    }
+
+    /// Stops every instance (the server is shutting down).
+    pub async fn shutdown(&self) {
+        let names: Vec<String> = self
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for name in names {
+            let _ = self.stop_instance(&name).await;
+        }
+    }
+
+    async fn start_instance(&self, spec: InstanceSpec) -> Result<()> {
+        let name = spec.instance.clone();
+        let (done_tx, done_rx) = watch::channel(false);
+        let instance = Arc::new(Instance {
+            spec: spec.clone(),
+            status: Mutex::new(Live::default()),
+            stop: CancellationToken::new(),
+            done: done_rx,
+        });
+        {
+            let mut map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+            if map.contains_key(&name) {
+                return Err(RuntimeError::AlreadyRunning(name));
+            }
+            map.insert(name.clone(), instance.clone());
+        }
+        std::fs::create_dir_all(&spec.volume).map_err(|source| RuntimeError::Io {
+            context: format!("cannot create the volume {}", spec.volume.display()),
+            source,
+        })?;
+        let log = self.app_log(&spec);
+        let (first_tx, first_rx) = oneshot::channel();
+        tokio::spawn(supervise(instance, log, first_tx, done_tx));
+        match first_rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => {
+                self.instances
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&name);
+                Err(RuntimeError::Spawn {
+                    instance: name,
+                    source,
+                })
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
+    async fn stop_instance(&self, name: &str) -> Result<()> {
+        let instance = self
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+            .ok_or_else(|| RuntimeError::UnknownInstance(name.to_string()))?;
+        instance.stop.cancel();
+        let mut done = instance.done.clone();
+        let _ = done.wait_for(|d| *d).await;
+        Ok(())
+    }
+}
+
+impl Runtime for ProcessRuntime {
+    fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.start_instance(spec))
+    }
+
+    fn stop<'a>(&'a self, instance: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.stop_instance(instance))
+    }
+
+    fn status(&self, instance: &str) -> Option<InstanceStatus> {
+        let map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(instance).map(|i| status_of(i))
+    }
+
+    fn list(&self) -> Vec<InstanceStatus> {
+        let map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().map(|i| status_of(i)).collect()
+    }
+
+    fn subscribe_logs(&self, app: &str) -> broadcast::Receiver<String> {
+        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        // Before any instance ran, follow a channel the first instance will use.
+        logs.entry(app.to_string())
+            .or_insert_with(|| Arc::new(AppLog::new(None)))
+            .live
+            .subscribe()
+    }
+}
+
+fn status_of(i: &Instance) -> InstanceStatus {
+    let live = i.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let usage = live.pid.and_then(group_usage);
+    InstanceStatus {
+        app: i.spec.app.clone(),
+        instance: i.spec.instance.clone(),
+        port: i.spec.port,
+        state: live.state.unwrap_or(InstanceState::Running),
+        pid: live.pid,
+        restarts: live.restarts,
+        started_at: live.started_at,
+        rss_bytes: usage.as_ref().map(|u| u.rss_bytes),
+        cpu_seconds: usage.as_ref().map(|u| u.cpu_seconds),
+        limits_note: live.limits_note,
+        last_exit: live.last_exit,
+    }
+}
+
+fn command(spec: &InstanceSpec) -> Command {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(&spec.command)
+        .current_dir(&spec.workdir)
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+        )
+        .envs(&spec.env)
+        .env("PORT", spec.port.to_string())
+        .env("HOST", spec.host.to_string())
+        .env("WHARF_VOLUME", &spec.volume)
+        .env("DATA_DIR", &spec.volume)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+    cmd
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "ended".to_string(),
+    }
+}
+
+fn pump(
+    reader: impl AsyncRead + Unpin + Send + 'static,
+    log: Arc<AppLog>,
+    instance: String,
+    stream: &'static str,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.line(&instance, stream, &line);
+        }
+    });
+}
+
+async fn supervise(
+    inst: Arc<Instance>,
+    log: Arc<AppLog>,
+    first: oneshot::Sender<std::io::Result<()>>,
+    done: watch::Sender<bool>,
+) {
+    let spec = &inst.spec;
+    let name = spec.instance.clone();
+    let set = |f: &dyn Fn(&mut Live)| f(&mut inst.status.lock().unwrap_or_else(|p| p.into_inner()));
+    let wants_limits = spec.limits.memory_bytes.is_some() || spec.limits.cpu_millis.is_some();
+    let cgroup = if wants_limits {
+        match Cgroup::create(&name, &spec.limits) {
+            Ok(cg) => Some(cg),
+            Err(note) => {
+                set(&|l| l.limits_note = Some(note.clone()));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut first = Some(first);
+    let mut crashes = 0u32;
+    let mut backoff = spec.restart.backoff_initial;
+    loop {
+        let mut child: Child = match command(spec).spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                log.line(&name, "wharf", &format!("cannot start: {e}"));
+                let msg = format!("could not start: {e}");
+                set(&|l| {
+                    l.state = Some(InstanceState::Failed);
+                    l.last_exit = Some(msg.clone());
+                });
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(Err(e));
+                }
+                break;
+            }
+        };
+        let pid = child.id();
+        if let (Some(cg), Some(pid)) = (&cgroup, pid)
+            && let Err(note) = cg.add(pid)
+        {
+            set(&|l| l.limits_note = Some(note.clone()));
+        }
+        set(&|l| {
+            l.state = Some(InstanceState::Running);
+            l.pid = pid;
+            l.started_at = Some(SystemTime::now());
+        });
+        if let Some(out) = child.stdout.take() {
+            pump(out, log.clone(), name.clone(), "out");
+        }
+        if let Some(err) = child.stderr.take() {
+            pump(err, log.clone(), name.clone(), "err");
+        }
+        log.line(
+            &name,
+            "wharf",
+            &format!(
+                "started (pid {}) on {}:{}",
+                pid.unwrap_or(0),
+                spec.host,
+                spec.port
+            ),
+        );
+        if let Some(tx) = first.take() {
+            let _ = tx.send(Ok(()));
+        }
+        let started = Instant::now();
+
+        let exit = tokio::select! {
+            status = child.wait() => status,
+            _ = inst.stop.cancelled() => {
+                terminate(&mut child, pid, spec.stop_grace).await;
+                log.line(&name, "wharf", "stopped");
+                set(&|l| { l.state = Some(InstanceState::Stopped); l.pid = None; });
+                break;
+            }
+        };
+        let how = exit
+            .map(describe)
+            .unwrap_or_else(|e| format!("lost track of the process: {e}"));
+        // Anything the shell left behind in the group goes with it.
+        if let Some(pid) = pid.and_then(|p| Pid::from_raw(p as i32)) {
+            let _ = kill_process_group(pid, Signal::KILL);
+        }
+        if started.elapsed() >= spec.restart.stable_after {
+            crashes = 0;
+            backoff = spec.restart.backoff_initial;
+        }
+        crashes += 1;
+        if crashes > spec.restart.max_restarts {
+            log.line(
+                &name,
+                "wharf",
+                &format!("{how}; crashed {crashes} times in a row, giving up"),
+            );
+            set(&|l| {
+                l.state = Some(InstanceState::Failed);
+                l.pid = None;
+                l.last_exit = Some(how.clone());
+            });
+            break;
+        }
+        log.line(
+            &name,
+            "wharf",
+            &format!("{how}; restarting in {}ms", backoff.as_millis()),
+        );
+        set(&|l| {
+            l.state = Some(InstanceState::Backoff);
+            l.pid = None;
+            l.last_exit = Some(how.clone());
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = inst.stop.cancelled() => {
+                set(&|l| l.state = Some(InstanceState::Stopped));
+                break;
+            }
+        }
+        backoff = (backoff * 2).min(spec.restart.backoff_max);
+        set(&|l| l.restarts += 1);
+    }
+    if let Some(cg) = cgroup {
+        cg.remove();
+    }
+    let _ = done.send(true);
+}
+
+/// SIGTERM to the group, then SIGKILL once the grace period is over.
+async fn terminate(child: &mut Child, pid: Option<u32>, grace: Duration) {
+    let group = pid.and_then(|p| Pid::from_raw(p as i32));
+    if let Some(g) = group {
+        let _ = kill_process_group(g, Signal::TERM);
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        if let Some(g) = group {
+            let _ = kill_process_group(g, Signal::KILL);
+        }
+        let _ = child.kill().await;
+    } else if let Some(g) = group {
+        // The leader is gone; make sure nothing it started lingers.
+        let _ = kill_process_group(g, Signal::KILL);
+    }
+}
