@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the platform with its embedded defaults (today: the gateway on 127.0.0.1:8080).
+    /// Run the platform: API on 127.0.0.1:7070, gateway on :8080, apps, all with embedded defaults.
     Server(cmd::server::Args),
     /// Run the gateway alone from a TOML file, as an nginx replacement.
     Gateway(cmd::gateway::Args),

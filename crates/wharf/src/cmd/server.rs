@@ -1,38 +1,95 @@
-//! `wharf server`: the whole platform with embedded defaults. Today that is the gateway on
-//! 127.0.0.1:8080 with its admin listener on 127.0.0.1:9901; the control plane (store, API,
-//! runtimes) joins it here.
+//! `wharf server`: the whole platform in one process: store, API, reconciler, process runtime
+//! and gateway. Every default is embedded; flags and `WHARF_*` variables change them.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
-use wharf_gateway::Gateway;
-use wharf_gateway::config::GatewayConfig;
+use wharf_control::{Server, ServerConfig};
+use wharf_runtime::ProcessRuntime;
 
 use super::signals::{Event, next_event, runtime};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// Address of the Host-routed HTTP listener.
-    #[arg(long, default_value = "127.0.0.1:8080", env = "WHARF_HTTP")]
+    /// Data folder: database, app folders, volumes, logs, the admin token.
+    #[arg(long, default_value = "./wharf-data", env = "WHARF_DATA")]
+    data: PathBuf,
+    /// Address of the REST API (keep it on loopback unless a proxy with TLS is in front).
+    #[arg(long, default_value = "127.0.0.1:7070", env = "WHARF_API")]
+    api: SocketAddr,
+    /// Address of the gateway's Host-routed HTTP listener (e.g. 0.0.0.0:80).
+    #[arg(long, default_value = "0.0.0.0:8080", env = "WHARF_HTTP")]
     http: SocketAddr,
-    /// Address of the admin listener (/metrics, /healthz).
+    /// Address of the gateway's admin listener (/metrics, /healthz).
     #[arg(long, default_value = "127.0.0.1:9901", env = "WHARF_ADMIN")]
     admin: SocketAddr,
+    /// Apps answer at <app>.<base-domain>; `localhost` works in browsers and curl with no DNS.
+    #[arg(long, default_value = "localhost", env = "WHARF_BASE_DOMAIN")]
+    base_domain: String,
+    /// How long new instances have to pass their health check (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", env = "WHARF_HEALTH_TIMEOUT", value_parser = duration)]
+    health_timeout: std::time::Duration,
+}
+
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    wharf_gateway::config::parse_duration(s)
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    let config = GatewayConfig {
-        listen: vec![args.http],
+    runtime(0)?.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let config = ServerConfig {
+        data_dir: args.data.clone(),
+        api: args.api,
+        http: vec![args.http],
         admin: Some(args.admin),
-        ..Default::default()
+        base_domain: args.base_domain.clone(),
+        health_timeout: args.health_timeout,
     };
-    runtime(0)?.block_on(async move {
-        let gateway = Gateway::start(config).context("cannot start the gateway")?;
-        tracing::info!(http = %args.http, admin = %args.admin, "wharf server running");
-        while let Event::Reload = next_event(std::future::pending()).await? {
-            tracing::info!("nothing to reload yet");
+    let processes = Arc::new(ProcessRuntime::new());
+    let server = Server::start(config, processes.clone())
+        .await
+        .context("cannot start wharf server")?;
+    if let Some(file) = server.new_token_file() {
+        tracing::info!(file = %file.display(), "created the admin API token (mode 0600); the CLI finds it there");
+    }
+    let http = server.http_addrs().iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    tracing::info!(
+        api = %server.api_addr(),
+        http = %http,
+        data = %args.data.display(),
+        "wharf server ready"
+    );
+    notify_ready();
+    while let Event::Reload = next_event(std::future::pending()).await? {
+        tracing::info!("SIGHUP: nothing to reload; state lives in the database");
+    }
+    tracing::info!("stopping: apps and open requests are given time to finish");
+    server.shutdown().await;
+    processes.shutdown().await;
+    Ok(())
+}
+
+/// Tells systemd (`Type=notify`) that the server is ready, when it runs under it.
+fn notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(e) => return tracing::warn!(error = %e, "cannot notify systemd"),
+    };
+    let sent = match path.to_str().and_then(|p| p.strip_prefix('@')) {
+        Some(abstract_name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())
+                .and_then(|addr| sock.send_to_addr(b"READY=1", &addr))
         }
-        gateway.shutdown().await;
-        Ok(())
-    })
+        None => sock.send_to(b"READY=1", &path),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
 }
