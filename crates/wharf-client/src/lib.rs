@@ -1,5 +1,8 @@
-//! The REST API's wire types ([`dto`]) and a typed client for them. The server
+//! The REST API's wire types ([`dto`]) and a typed client for them ([`Client`]). The server
 //! (`wharf-control`) serialises these same types, so the two cannot drift apart.
 #![forbid(unsafe_code)]
 
+mod client;
 pub mod dto;
+
+pub use client::{Client, ClientError};

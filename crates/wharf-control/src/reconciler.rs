@@ -121,10 +121,7 @@ impl Reconciler {
             || wanted_count != current.instances.len();
 
         if !changed {
-            self.apply_routes(&runs).map_err(|e| {
-                op.failed("route", &e);
-                e
-            })?;
+            self.route(&runs, op)?;
             op.ok("route", "routes updated");
             return Ok(outcome(app.as_ref(), &self.url(name)));
         }
@@ -132,10 +129,7 @@ impl Reconciler {
         let Some(desired) = desired.filter(|d| !d.specs.is_empty()) else {
             // Nothing should run: take the route away first, then stop.
             runs.remove(name);
-            self.apply_routes(&runs).map_err(|e| {
-                op.failed("route", &e);
-                e
-            })?;
+            self.route(&runs, op)?;
             self.stop_all(&current.instances, op).await;
             return Ok(outcome(app.as_ref(), &self.url(name)));
         };
@@ -225,10 +219,7 @@ impl Reconciler {
                 instances: started,
             },
         );
-        self.apply_routes(&runs).map_err(|e| {
-            op.failed("route", &e);
-            e
-        })?;
+        self.route(&runs, op)?;
         op.ok(
             "route",
             if served {
@@ -289,6 +280,12 @@ impl Reconciler {
     /// Public URL of an app, for API views.
     pub(crate) fn app_url(&self, app: &str) -> String {
         self.url(app)
+    }
+
+    /// `apply_routes`, recording a failure in the operation.
+    fn route(&self, runs: &HashMap<String, AppRun>, op: &OpLog) -> Result<(), String> {
+        self.apply_routes(runs)
+            .inspect_err(|e| op.failed("route", e))
     }
 
     /// Builds the gateway configuration from the store and what runs, and swaps it in.

@@ -380,10 +380,3 @@ mod tests {
         assert!(a.domains.is_empty());
     }
 }
-
-#[cfg(test)]
-impl Store {
-    pub(crate) fn open_test() -> Store {
-        Store::in_memory().unwrap()
-    }
-}

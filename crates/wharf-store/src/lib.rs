@@ -52,6 +52,11 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    #[cfg(test)]
+    pub(crate) fn open_test() -> Store {
+        Store::in_memory().expect("in-memory database")
+    }
+
     /// `PRAGMA integrity_check`: "ok" when the file is sound.
     pub fn integrity_check(&self) -> Result<String> {
         Ok(self

@@ -1,6 +1,7 @@
 //! The `wharf` binary: argument parsing and dispatch only; the work lives in the library crates.
 #![forbid(unsafe_code)]
 
+mod cli;
 mod cmd;
 mod logging;
 
@@ -32,13 +33,91 @@ enum Command {
     Server(cmd::server::Args),
     /// Run the gateway alone from a TOML file, as an nginx replacement.
     Gateway(cmd::gateway::Args),
+    /// Create, change, start, stop and delete apps.
+    Apps {
+        #[command(subcommand)]
+        cmd: cli::AppsCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// An app's environment variables (values are write-only).
+    Env {
+        #[command(subcommand)]
+        cmd: cli::EnvCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// Host names routed to an app.
+    Domains {
+        #[command(subcommand)]
+        cmd: cli::DomainsCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// The server and its apps at a glance, or one app in detail.
+    Status {
+        app: Option<String>,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// An app's output (stdout and stderr of its instances).
+    Logs {
+        app: String,
+        /// How many past lines to show.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: u32,
+        /// Keep streaming new lines until Ctrl-C.
+        #[arg(short, long)]
+        follow: bool,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// The operations log: what was done, step by step, and how it ended.
+    Ops {
+        app: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// Remember an API address and token for the CLI.
+    Login(cli::Login),
+    /// Print a shell completion script, e.g. `wharf completions bash > /etc/bash_completion.d/wharf`.
+    Completions { shell: clap_complete::Shell },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {
         Command::Server(args) => cmd::server::run(args),
         Command::Gateway(args) => cmd::gateway::run(args),
+        Command::Apps { cmd, conn } => cli::run(conn, cli::Verb::Apps(cmd)),
+        Command::Env { cmd, conn } => cli::run(conn, cli::Verb::Env(cmd)),
+        Command::Domains { cmd, conn } => cli::run(conn, cli::Verb::Domains(cmd)),
+        Command::Status { app, conn } => cli::run(conn, cli::Verb::Status { app }),
+        Command::Logs {
+            app,
+            lines,
+            follow,
+            conn,
+        } => cli::run(conn, cli::Verb::Logs { app, lines, follow }),
+        Command::Ops { app, limit, conn } => cli::run(conn, cli::Verb::Ops { app, limit }),
+        Command::Login(args) => cli::login(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "wharf", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }

@@ -109,8 +109,11 @@ pub(crate) fn domain(
         ));
     }
     let host = pattern.to_string();
-    if let Some(label) = host.strip_suffix(&format!(".{base_domain}")) {
-        if !label.contains('.') && app_exists(label) {
+    if let Some(label) = host.strip_suffix(&format!(".{base_domain}"))
+        && !label.contains('.')
+        && app_exists(label)
+    {
+        {
             return Err(ApiError {
                 status: http::StatusCode::CONFLICT,
                 code: "conflict",

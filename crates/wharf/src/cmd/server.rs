@@ -57,7 +57,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if let Some(file) = server.new_token_file() {
         tracing::info!(file = %file.display(), "created the admin API token (mode 0600); the CLI finds it there");
     }
-    let http = server.http_addrs().iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let http = server
+        .http_addrs()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     tracing::info!(
         api = %server.api_addr(),
         http = %http,
@@ -76,7 +81,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 
 /// Tells systemd (`Type=notify`) that the server is ready, when it runs under it.
 fn notify_ready() {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
     let sock = match std::os::unix::net::UnixDatagram::unbound() {
         Ok(s) => s,
         Err(e) => return tracing::warn!(error = %e, "cannot notify systemd"),

@@ -1,0 +1,284 @@
+//! A typed async client for the REST API (plain HTTP; put TLS in front for remote use).
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http::{Method, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::dto::{
+    AddDomain, AppView, ChangeEnv, Changed, CreateApp, ErrorBody, OperationView, Scale, Settings,
+    StatusView,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the wharf API at {url}: {reason}; is `wharf server` running?")]
+    Connect { url: String, reason: String },
+    /// The server refused; `message` says what to fix.
+    #[error("{message}")]
+    Api {
+        status: u16,
+        error: String,
+        message: String,
+    },
+    #[error("unexpected answer from the API: {0}")]
+    Decode(String),
+    #[error("`{0}` is not an API address; use e.g. http://127.0.0.1:7070")]
+    BadUrl(String),
+}
+
+pub(crate) type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    pub fn new(base_url: &str, token: Option<String>) -> Result<Client> {
+        let base = base_url.trim_end_matches('/').to_string();
+        let uri: Uri = base
+            .parse()
+            .map_err(|_| ClientError::BadUrl(base_url.to_string()))?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(ClientError::BadUrl(base_url.to_string()));
+        }
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+        Ok(Client { base, token, http })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<http::Response<Incoming>> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut req = Request::builder().method(method).uri(&url);
+        if let Some(t) = &self.token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|_| ClientError::BadUrl(url.clone()))?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| ClientError::Connect {
+                url: self.base.clone(),
+                reason: root_cause(&e),
+            })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => ClientError::Api {
+                status: status.as_u16(),
+                error: e.error,
+                message: e.message,
+            },
+            Err(_) => ClientError::Api {
+                status: status.as_u16(),
+                error: "http".into(),
+                message: format!("the API answered {status}"),
+            },
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T> {
+        let body = body.map(|b| serde_json::to_vec(b).expect("request types serialise"));
+        let resp = self.send(method, path, body).await?;
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?
+            .to_bytes();
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// The raw JSON of a GET, for `--json` output.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value> {
+        self.json(Method::GET, path, None::<&()>).await
+    }
+
+    pub async fn status(&self) -> Result<StatusView> {
+        self.json(Method::GET, "/status", None::<&()>).await
+    }
+
+    pub async fn apps(&self) -> Result<Vec<AppView>> {
+        self.json(Method::GET, "/apps", None::<&()>).await
+    }
+
+    pub async fn app(&self, name: &str) -> Result<AppView> {
+        self.json(Method::GET, &format!("/apps/{}", seg(name)), None::<&()>)
+            .await
+    }
+
+    pub async fn create_app(&self, req: &CreateApp) -> Result<Changed> {
+        self.json(Method::POST, "/apps", Some(req)).await
+    }
+
+    pub async fn update_app(&self, name: &str, s: &Settings) -> Result<Changed> {
+        self.json(Method::PATCH, &format!("/apps/{}", seg(name)), Some(s))
+            .await
+    }
+
+    pub async fn delete_app(&self, name: &str) -> Result<OperationView> {
+        self.json(Method::DELETE, &format!("/apps/{}", seg(name)), None::<&()>)
+            .await
+    }
+
+    pub async fn add_domain(&self, app: &str, host: &str) -> Result<Changed> {
+        let body = AddDomain {
+            host: host.to_string(),
+        };
+        self.json(
+            Method::POST,
+            &format!("/apps/{}/domains", seg(app)),
+            Some(&body),
+        )
+        .await
+    }
+
+    pub async fn remove_domain(&self, app: &str, host: &str) -> Result<Changed> {
+        self.json(
+            Method::DELETE,
+            &format!("/apps/{}/domains/{}", seg(app), seg(host)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn env_names(&self, app: &str) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Names {
+            names: Vec<String>,
+        }
+        let n: Names = self
+            .json(Method::GET, &format!("/apps/{}/env", seg(app)), None::<&()>)
+            .await?;
+        Ok(n.names)
+    }
+
+    pub async fn change_env(&self, app: &str, req: &ChangeEnv) -> Result<Changed> {
+        self.json(Method::POST, &format!("/apps/{}/env", seg(app)), Some(req))
+            .await
+    }
+
+    /// `start`, `stop` or `restart`.
+    pub async fn action(&self, app: &str, verb: &str) -> Result<Changed> {
+        self.json(
+            Method::POST,
+            &format!("/apps/{}/{verb}", seg(app)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn scale(&self, app: &str, replicas: u32) -> Result<Changed> {
+        self.json(
+            Method::POST,
+            &format!("/apps/{}/scale", seg(app)),
+            Some(&Scale { replicas }),
+        )
+        .await
+    }
+
+    pub async fn logs(&self, app: &str, lines: u32) -> Result<String> {
+        let resp = self
+            .send(
+                Method::GET,
+                &format!("/apps/{}/logs?lines={lines}", seg(app)),
+                None,
+            )
+            .await?;
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok(String::from_utf8_lossy(&bytes.to_bytes()).into_owned())
+    }
+
+    /// The last `lines`, then new lines as they are written, until the stream is dropped.
+    pub async fn follow_logs(
+        &self,
+        app: &str,
+        lines: u32,
+    ) -> Result<impl Stream<Item = Result<Bytes>> + use<>> {
+        let resp = self
+            .send(
+                Method::GET,
+                &format!("/apps/{}/logs?lines={lines}&follow=true", seg(app)),
+                None,
+            )
+            .await?;
+        let stream = resp.into_body().into_data_stream();
+        Ok(futures_util::StreamExt::map(stream, |chunk| {
+            chunk.map_err(|e| ClientError::Decode(e.to_string()))
+        }))
+    }
+
+    pub async fn operations(&self, app: Option<&str>, limit: u32) -> Result<Vec<OperationView>> {
+        let path = match app {
+            Some(a) => format!("/operations?app={}&limit={limit}", seg(a)),
+            None => format!("/operations?limit={limit}"),
+        };
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+}
+
+/// Keeps user input from changing the path: anything outside a DNS-ish alphabet is escaped.
+fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+impl ClientError {
+    /// True for 401: the token is missing or wrong.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, ClientError::Api { status, .. } if *status == StatusCode::UNAUTHORIZED.as_u16())
+    }
+}

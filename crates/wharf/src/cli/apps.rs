@@ -1,0 +1,206 @@
+//! `wharf apps`, `wharf env` and `wharf domains`.
+
+use std::collections::BTreeMap;
+
+use wharf_client::Client;
+use wharf_client::dto::{ChangeEnv, CreateApp, Settings};
+
+use super::print::{changed, json, table};
+use super::{AppsCmd, Conn, DomainsCmd, EnvCmd};
+
+/// Settings flags shared by `apps create` and `apps set`.
+#[derive(clap::Args, Clone, Default)]
+pub(crate) struct SettingsArgs {
+    /// Shell command that serves the app on $PORT (process apps).
+    #[arg(long, value_name = "CMD")]
+    run: Option<String>,
+    /// Absolute folder the command runs in (default <data>/apps/<app>).
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// Absolute folder a static app serves (default <data>/apps/<app>/public).
+    #[arg(long, value_name = "DIR")]
+    root: Option<String>,
+    /// Number of instances.
+    #[arg(long)]
+    replicas: Option<u32>,
+    /// Memory limit, e.g. 256MB.
+    #[arg(long)]
+    memory: Option<String>,
+    /// CPU limit in cores, e.g. 0.5.
+    #[arg(long)]
+    cpu: Option<f64>,
+    /// Largest request body the gateway lets through, e.g. 10MB.
+    #[arg(long)]
+    max_body: Option<String>,
+    /// Path that answers 2xx when the app is healthy, e.g. /up.
+    #[arg(long, value_name = "PATH")]
+    health_path: Option<String>,
+}
+
+impl SettingsArgs {
+    fn into_settings(self, availability: Option<String>) -> Settings {
+        Settings {
+            run: self.run,
+            workdir: self.workdir.map(absolute),
+            root: self.root.map(absolute),
+            replicas: self.replicas,
+            memory: self.memory,
+            cpu: self.cpu,
+            max_body: self.max_body,
+            health_path: self.health_path,
+            availability,
+        }
+    }
+}
+
+/// Relative folders are taken from where the CLI runs, as users expect.
+fn absolute(dir: String) -> String {
+    let p = std::path::Path::new(&dir);
+    if p.is_absolute() {
+        return dir;
+    }
+    std::env::current_dir().map_or(dir.clone(), |cwd| cwd.join(p).display().to_string())
+}
+
+/// Parses `KEY=VALUE`.
+pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+pub(crate) async fn apps(client: &Client, conn: &Conn, cmd: AppsCmd) -> anyhow::Result<()> {
+    match cmd {
+        AppsCmd::List => {
+            if conn.json {
+                return json(&client.get_json("/apps").await?);
+            }
+            let apps = client.apps().await?;
+            if apps.is_empty() {
+                println!(
+                    "no apps yet: create one with `wharf apps create NAME --run CMD` or `--static`"
+                );
+                return Ok(());
+            }
+            let rows = apps
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.name.clone(),
+                        a.kind.clone(),
+                        a.state.clone(),
+                        a.instances.len().to_string(),
+                        a.url.clone(),
+                    ]
+                })
+                .collect();
+            table(&["NAME", "KIND", "STATE", "INSTANCES", "URL"], rows);
+            Ok(())
+        }
+        AppsCmd::Create {
+            name,
+            r#static,
+            settings,
+            domains,
+            env,
+        } => {
+            let req = CreateApp {
+                name,
+                kind: Some(if r#static { "static" } else { "process" }.to_string()),
+                settings: settings.into_settings(None),
+                domains,
+                env: env.into_iter().collect::<BTreeMap<_, _>>(),
+            };
+            changed(conn, client.create_app(&req).await?)
+        }
+        AppsCmd::Show { name } => {
+            if conn.json {
+                return json(&client.get_json(&format!("/apps/{name}")).await?);
+            }
+            super::watch::show_app(&client.app(&name).await?);
+            Ok(())
+        }
+        AppsCmd::Set {
+            name,
+            settings,
+            availability,
+        } => changed(
+            conn,
+            client
+                .update_app(&name, &settings.into_settings(availability))
+                .await?,
+        ),
+        AppsCmd::Delete { name, yes } => {
+            if !yes {
+                anyhow::bail!(
+                    "deleting `{name}` stops it and removes its routes; add --yes to confirm (its volume and logs are kept)"
+                );
+            }
+            let op = client.delete_app(&name).await?;
+            if conn.json {
+                return json(&op);
+            }
+            super::print::operation(&op);
+            Ok(())
+        }
+        AppsCmd::Start { name } => changed(conn, client.action(&name, "start").await?),
+        AppsCmd::Stop { name } => changed(conn, client.action(&name, "stop").await?),
+        AppsCmd::Restart { name } => changed(conn, client.action(&name, "restart").await?),
+        AppsCmd::Scale { name, replicas } => changed(conn, client.scale(&name, replicas).await?),
+    }
+}
+
+pub(crate) async fn env(client: &Client, conn: &Conn, cmd: EnvCmd) -> anyhow::Result<()> {
+    match cmd {
+        EnvCmd::List { app } => {
+            let names = client.env_names(&app).await?;
+            if conn.json {
+                return json(&serde_json::json!({ "names": names }));
+            }
+            if names.is_empty() {
+                println!("{app} has no variables");
+            }
+            for n in names {
+                println!("{n}");
+            }
+            Ok(())
+        }
+        EnvCmd::Set { app, vars } => {
+            let req = ChangeEnv {
+                set: vars.into_iter().collect(),
+                unset: Vec::new(),
+            };
+            changed(conn, client.change_env(&app, &req).await?)
+        }
+        EnvCmd::Unset { app, keys } => {
+            let req = ChangeEnv {
+                set: BTreeMap::new(),
+                unset: keys,
+            };
+            changed(conn, client.change_env(&app, &req).await?)
+        }
+    }
+}
+
+pub(crate) async fn domains(client: &Client, conn: &Conn, cmd: DomainsCmd) -> anyhow::Result<()> {
+    match cmd {
+        DomainsCmd::List { app } => {
+            let a = client.app(&app).await?;
+            if conn.json {
+                return json(&serde_json::json!({ "hosts": a.hosts, "domains": a.domains }));
+            }
+            for h in &a.hosts {
+                let note = if a.domains.contains(h) {
+                    ""
+                } else {
+                    "  (default)"
+                };
+                println!("{h}{note}");
+            }
+            Ok(())
+        }
+        DomainsCmd::Add { app, host } => changed(conn, client.add_domain(&app, &host).await?),
+        DomainsCmd::Remove { app, host } => changed(conn, client.remove_domain(&app, &host).await?),
+    }
+}

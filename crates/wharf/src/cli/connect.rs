@@ -1,0 +1,97 @@
+//! Where the CLI finds the API and its token: flags/env, the login file, or the local server's
+//! admin token file.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use wharf_client::Client;
+
+use super::Conn;
+
+const DEFAULT_URL: &str = "http://127.0.0.1:7070";
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct LoginFile {
+    url: Option<String>,
+    token: Option<String>,
+}
+
+fn login_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("wharf").join("cli.toml"))
+}
+
+fn read_login() -> LoginFile {
+    login_path()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| toml::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+pub(crate) fn client(conn: &Conn) -> anyhow::Result<Client> {
+    let login = read_login();
+    let url = conn
+        .url
+        .clone()
+        .or(login.url)
+        .unwrap_or_else(|| DEFAULT_URL.to_string());
+    let token = conn.token.clone().or(login.token).or_else(|| {
+        let data = std::env::var_os("WHARF_DATA")
+            .map_or_else(|| PathBuf::from("./wharf-data"), PathBuf::from);
+        std::fs::read_to_string(data.join("admin.token"))
+            .ok()
+            .map(|t| t.trim().to_string())
+    });
+    Ok(Client::new(&url, token)?)
+}
+
+/// `wharf login`: check the URL and token against the API, then remember them.
+#[derive(clap::Args)]
+pub(crate) struct Login {
+    /// API address, e.g. http://127.0.0.1:7070.
+    #[arg(long)]
+    url: String,
+    /// An API token.
+    #[arg(long, env = "WHARF_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+pub(crate) fn login(args: Login) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = Client::new(&args.url, Some(args.token.clone()))?;
+    let status = rt.block_on(client.status())?;
+    let path =
+        login_path().context("cannot tell where to keep the login: set HOME or XDG_CONFIG_HOME")?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let text = toml::to_string(&LoginFile {
+        url: Some(args.url.clone()),
+        token: Some(args.token),
+    })?;
+    write_private(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "logged in to {} (wharf {}, {} apps); saved in {}",
+        args.url,
+        status.version,
+        status.apps.len(),
+        path.display()
+    );
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}

@@ -1,0 +1,143 @@
+//! The client verbs (`wharf <noun> <verb>`): parse, call the API through `wharf-client`, print a
+//! table or `--json`. A failed operation exits with status 1 and says why.
+
+mod apps;
+mod connect;
+mod print;
+mod watch;
+
+use clap::{Args, Subcommand};
+
+pub(crate) use connect::{Login, login};
+
+/// Options every client verb takes.
+#[derive(Args, Clone)]
+pub(crate) struct Conn {
+    /// API address.
+    #[arg(long, global = true, env = "WHARF_URL")]
+    pub(crate) url: Option<String>,
+    /// API token (default: the login file, then <data>/admin.token on this machine).
+    #[arg(long, global = true, env = "WHARF_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AppsCmd {
+    /// List apps with their state and URL.
+    List,
+    /// Create an app and start it (a process app needs --run; a static one serves a folder).
+    Create {
+        name: String,
+        /// A static site served by the gateway (no process).
+        #[arg(long)]
+        r#static: bool,
+        #[command(flatten)]
+        settings: apps::SettingsArgs,
+        /// Extra host name (repeatable); <app>.<base-domain> is always routed.
+        #[arg(long = "domain", value_name = "HOST")]
+        domains: Vec<String>,
+        /// Environment variable KEY=VALUE (repeatable).
+        #[arg(long = "env", value_name = "KEY=VALUE", value_parser = apps::key_value)]
+        env: Vec<(String, String)>,
+    },
+    /// Show one app with its instances.
+    Show { name: String },
+    /// Change an app's settings (only the flags given change).
+    Set {
+        name: String,
+        #[command(flatten)]
+        settings: apps::SettingsArgs,
+        /// enabled (served), not-served (running, no route) or disabled (stopped).
+        #[arg(long, value_parser = ["enabled", "not-served", "disabled"])]
+        availability: Option<String>,
+    },
+    /// Delete an app (its volume and logs are kept).
+    Delete {
+        name: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Enable an app and start it.
+    Start { name: String },
+    /// Stop an app and disable it.
+    Stop { name: String },
+    /// Restart an app's instances with zero downtime.
+    Restart { name: String },
+    /// Set the number of instances.
+    Scale { name: String, replicas: u32 },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum EnvCmd {
+    /// Names of the app's variables (values are never shown).
+    List { app: String },
+    /// Set variables and restart the app with them.
+    Set {
+        app: String,
+        #[arg(required = true, value_name = "KEY=VALUE", value_parser = apps::key_value)]
+        vars: Vec<(String, String)>,
+    },
+    /// Remove variables and restart the app without them.
+    Unset {
+        app: String,
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum DomainsCmd {
+    /// Host names routed to the app.
+    List { app: String },
+    /// Route another host name to the app.
+    Add { app: String, host: String },
+    /// Stop routing a host name to the app.
+    Remove { app: String, host: String },
+}
+
+pub(crate) enum Verb {
+    Apps(AppsCmd),
+    Env(EnvCmd),
+    Domains(DomainsCmd),
+    Status {
+        app: Option<String>,
+    },
+    Logs {
+        app: String,
+        lines: u32,
+        follow: bool,
+    },
+    Ops {
+        app: Option<String>,
+        limit: u32,
+    },
+}
+
+/// Runs one client verb on a small single-threaded runtime.
+pub(crate) fn run(conn: Conn, verb: Verb) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let client = connect::client(&conn)?;
+        let result = match verb {
+            Verb::Apps(cmd) => apps::apps(&client, &conn, cmd).await,
+            Verb::Env(cmd) => apps::env(&client, &conn, cmd).await,
+            Verb::Domains(cmd) => apps::domains(&client, &conn, cmd).await,
+            Verb::Status { app } => watch::status(&client, &conn, app).await,
+            Verb::Logs { app, lines, follow } => watch::logs(&client, &app, lines, follow).await,
+            Verb::Ops { app, limit } => watch::ops(&client, &conn, app, limit).await,
+        };
+        result.map_err(|e| match e.downcast::<wharf_client::ClientError>() {
+            Ok(ce) if ce.is_unauthorized() => anyhow::anyhow!(
+                "{ce}\nhint: set WHARF_TOKEN, run `wharf login`, or run the CLI where WHARF_DATA/admin.token is readable"
+            ),
+            Ok(ce) => anyhow::Error::new(ce),
+            Err(other) => other,
+        })
+    })
+}

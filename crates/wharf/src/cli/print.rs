@@ -1,0 +1,63 @@
+//! Output: aligned tables, operations with their actions, pretty JSON.
+
+use serde::Serialize;
+use wharf_client::dto::{Changed, OperationView};
+
+pub(crate) fn json(v: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+pub(crate) fn operation(op: &OperationView) {
+    for a in &op.actions {
+        let mark = if a.status == "failed" { "✗" } else { "✓" };
+        println!("  {mark} {}: {}", a.name, a.message);
+    }
+    println!("{}", op.message);
+}
+
+/// Prints a change's outcome; a failed operation becomes an error (exit status 1).
+pub(crate) fn changed(conn: &super::Conn, c: Changed) -> anyhow::Result<()> {
+    if conn.json {
+        json(&c)?;
+    } else {
+        operation(&c.operation);
+    }
+    if c.operation.status == "failed" {
+        anyhow::bail!("{}", c.operation.message);
+    }
+    Ok(())
+}
+
+pub(crate) fn bytes(n: Option<u64>) -> String {
+    match n {
+        None => "-".into(),
+        Some(b) if b >= 1 << 30 => format!("{:.1}G", b as f64 / f64::from(1 << 30)),
+        Some(b) if b >= 1 << 20 => format!("{:.1}M", b as f64 / f64::from(1 << 20)),
+        Some(b) => format!("{}K", b / 1024),
+    }
+}

@@ -1,0 +1,203 @@
+//! Read-only views: `wharf status`, `wharf logs`, `wharf ops`.
+
+use std::io::Write;
+
+use futures_util::StreamExt;
+use wharf_client::Client;
+use wharf_client::dto::AppView;
+
+use super::Conn;
+use super::print::{bytes, json, operation, table};
+
+pub(crate) async fn status(
+    client: &Client,
+    conn: &Conn,
+    app: Option<String>,
+) -> anyhow::Result<()> {
+    if let Some(app) = app {
+        if conn.json {
+            return json(&client.get_json(&format!("/apps/{app}")).await?);
+        }
+        show_app(&client.app(&app).await?);
+        return Ok(());
+    }
+    if conn.json {
+        return json(&client.get_json("/status").await?);
+    }
+    let s = client.status().await?;
+    println!(
+        "wharf {}  up {}s  gateway {}  memory {}  data {}",
+        s.version,
+        s.uptime_seconds,
+        s.gateway,
+        bytes(s.rss_bytes),
+        s.data_dir
+    );
+    if s.apps.is_empty() {
+        println!("no apps yet");
+        return Ok(());
+    }
+    println!();
+    let rows = s
+        .apps
+        .iter()
+        .map(|a| {
+            let cpu: f64 = a.instances.iter().filter_map(|i| i.cpu_seconds).sum();
+            let mem: u64 = a.instances.iter().filter_map(|i| i.rss_bytes).sum();
+            let restarts: u32 = a.instances.iter().map(|i| i.restarts).sum();
+            vec![
+                a.name.clone(),
+                a.state.clone(),
+                a.instances.len().to_string(),
+                a.url.clone(),
+                if a.instances.is_empty() {
+                    "-".into()
+                } else {
+                    format!("{cpu:.1}s")
+                },
+                if a.instances.is_empty() {
+                    "-".into()
+                } else {
+                    bytes(Some(mem))
+                },
+                restarts.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "STATE",
+            "INSTANCES",
+            "URL",
+            "CPU",
+            "MEM",
+            "RESTARTS",
+        ],
+        rows,
+    );
+    Ok(())
+}
+
+pub(crate) fn show_app(a: &AppView) {
+    println!("{} ({}, {}): {}", a.name, a.kind, a.availability, a.state);
+    println!("  url       {}", a.url);
+    println!("  hosts     {}", a.hosts.join(", "));
+    if let Some(run) = &a.run {
+        println!("  run       {run}");
+        println!("  workdir   {}", a.workdir);
+    }
+    if let Some(root) = &a.root {
+        println!("  root      {root}");
+    }
+    println!("  volume    {}", a.volume);
+    println!(
+        "  env       {}",
+        if a.env.is_empty() {
+            "-".to_string()
+        } else {
+            a.env.join(", ")
+        }
+    );
+    if a.kind == "process" {
+        let mut limits = Vec::new();
+        if let Some(m) = a.memory_bytes {
+            limits.push(format!("memory {}", bytes(Some(m))));
+        }
+        if let Some(c) = a.cpu {
+            limits.push(format!("cpu {c}"));
+        }
+        println!("  replicas  {}", a.replicas);
+        println!(
+            "  limits    {}",
+            if limits.is_empty() {
+                "none".to_string()
+            } else {
+                limits.join(", ")
+            }
+        );
+        if let Some(note) = &a.limits_note {
+            println!("            ({note})");
+        }
+    }
+    if !a.instances.is_empty() {
+        println!();
+        let rows = a
+            .instances
+            .iter()
+            .map(|i| {
+                vec![
+                    i.name.clone(),
+                    i.state.clone(),
+                    i.pid.map_or("-".into(), |p| p.to_string()),
+                    i.port.to_string(),
+                    i.uptime_seconds.map_or("-".into(), |s| format!("{s}s")),
+                    i.cpu_seconds.map_or("-".into(), |c| format!("{c:.1}s")),
+                    bytes(i.rss_bytes),
+                    i.restarts.to_string(),
+                    i.last_exit.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "INSTANCE",
+                "STATE",
+                "PID",
+                "PORT",
+                "UPTIME",
+                "CPU",
+                "MEM",
+                "RESTARTS",
+                "LAST EXIT",
+            ],
+            rows,
+        );
+    }
+}
+
+pub(crate) async fn logs(
+    client: &Client,
+    app: &str,
+    lines: u32,
+    follow: bool,
+) -> anyhow::Result<()> {
+    if !follow {
+        print!("{}", client.logs(app, lines).await?);
+        return Ok(());
+    }
+    let mut stream = Box::pin(client.follow_logs(app, lines).await?);
+    let mut out = std::io::stdout();
+    while let Some(chunk) = stream.next().await {
+        out.write_all(&chunk?)?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn ops(
+    client: &Client,
+    conn: &Conn,
+    app: Option<String>,
+    limit: u32,
+) -> anyhow::Result<()> {
+    let ops = client.operations(app.as_deref(), limit).await?;
+    if conn.json {
+        return json(&ops);
+    }
+    if ops.is_empty() {
+        println!("no operations yet");
+    }
+    for op in ops.iter().rev() {
+        println!(
+            "#{} {} {} [{}]",
+            op.id,
+            op.app.as_deref().unwrap_or("-"),
+            op.kind,
+            op.status
+        );
+        operation(op);
+        println!();
+    }
+    Ok(())
+}

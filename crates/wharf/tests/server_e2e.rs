@@ -1,0 +1,319 @@
+//! `wharf server` end to end, as a user drives it: a real server process, the real CLI, real app
+//! processes behind the real gateway, state in a real SQLite file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, Command};
+use wharf_testkit::{assert_eventually, get};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("wharf-e2e-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct ServerProc {
+    child: Child,
+    log: Lines<BufReader<ChildStderr>>,
+    api: String,
+    http: SocketAddr,
+    token: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ServerProc {
+    /// Starts `wharf server` and waits for its "ready" log line.
+    async fn start(data: &Path, http_port: u16) -> ServerProc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .arg("server")
+            .env("WHARF_DATA", data)
+            .env("WHARF_API", "127.0.0.1:0")
+            .env("WHARF_HTTP", format!("127.0.0.1:{http_port}"))
+            .env("WHARF_ADMIN", "127.0.0.1:0")
+            .env("WHARF_HEALTH_TIMEOUT", "5s")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env("WHARF_LOG_FORMAT", "json")
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("wharf server starts");
+        let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = log.next_line().await.unwrap() {
+                if line.contains("wharf server ready") {
+                    return line;
+                }
+            }
+            panic!("wharf server exited before it was ready");
+        })
+        .await
+        .expect("wharf server ready within 30 s");
+        let fields: serde_json::Value = serde_json::from_str(&ready).unwrap();
+        let api = fields["fields"]["api"].as_str().unwrap().to_string();
+        let http = fields["fields"]["http"].as_str().unwrap().parse().unwrap();
+        let token = std::fs::read_to_string(data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        ServerProc {
+            child,
+            log,
+            api,
+            http,
+            token,
+        }
+    }
+
+    /// Runs the CLI against this server; returns (success, stdout, stderr).
+    async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(args)
+            .env("WHARF_URL", format!("http://{}", self.api))
+            .env("WHARF_TOKEN", &self.token)
+            .env("NO_COLOR", "1")
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.cli(args).await;
+        assert!(ok, "wharf {args:?} failed:\n{out}\n{err}");
+        out
+    }
+
+    async fn app_json(&self, app: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["apps", "show", app, "--json"]).await).unwrap()
+    }
+
+    async fn stop(mut self) {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "clean exit: {status}");
+        // Drain what is left so the pipe never blocks the child.
+        while let Ok(Some(_)) = self.log.next_line().await {}
+    }
+}
+
+fn require_python() {
+    let ok = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "these tests run a small Python web app: install python3 (apt-get install -y python3)"
+    );
+}
+
+/// A tiny app: writes $GREETING into its page, then serves the folder on $PORT.
+fn app_command(dir: &Path) -> String {
+    format!(
+        "cd {} && printf '%s' \"$GREETING\" > index.html && exec python3 -m http.server \"$PORT\" --bind \"$HOST\"",
+        dir.display()
+    )
+}
+
+async fn page(addr: SocketAddr, host: &str) -> Option<String> {
+    match get(addr, host, "/").await {
+        Ok(r) if r.status == 200 => Some(r.text()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_run_restart_follow_routes_and_come_back_after_a_server_restart() {
+    require_python();
+    let tmp = TempDir::new("lifecycle");
+    let data = tmp.0.join("data");
+    let site = tmp.0.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    let port = free_port();
+    let server = ServerProc::start(&data, port).await;
+    let http = server.http;
+
+    // Create: the app becomes reachable through the gateway by Host.
+    let out = server
+        .ok(&[
+            "apps",
+            "create",
+            "blog",
+            "--run",
+            &app_command(&site),
+            "--env",
+            "GREETING=hello",
+        ])
+        .await;
+    assert!(out.contains("live at http://blog.localhost"), "{out}");
+    assert_eq!(page(http, "blog.localhost").await.as_deref(), Some("hello"));
+
+    // Env change: new instances with the new value, the route swapped to them.
+    server.ok(&["env", "set", "blog", "GREETING=bonjour"]).await;
+    assert_eq!(
+        page(http, "blog.localhost").await.as_deref(),
+        Some("bonjour")
+    );
+    let env_list = server.ok(&["env", "list", "blog"]).await;
+    assert!(
+        env_list.contains("GREETING") && !env_list.contains("bonjour"),
+        "values stay hidden: {env_list}"
+    );
+
+    // Kill the app: the runtime restarts it and the site answers again.
+    let app = server.app_json("blog").await;
+    let pid = app["instances"][0]["pid"].as_u64().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eventually!(
+        server.app_json("blog").await["instances"][0]["restarts"].as_u64() == Some(1),
+        "the killed app is restarted"
+    );
+    assert_eventually!(
+        page(http, "blog.localhost").await.as_deref() == Some("bonjour"),
+        "serves again after the crash"
+    );
+
+    // Host names: routing follows.
+    server
+        .ok(&["domains", "add", "blog", "blog.example.test"])
+        .await;
+    assert_eq!(
+        page(http, "blog.example.test").await.as_deref(),
+        Some("bonjour")
+    );
+    server
+        .ok(&["domains", "remove", "blog", "blog.example.test"])
+        .await;
+    assert_eq!(
+        get(http, "blog.example.test", "/").await.unwrap().status,
+        404
+    );
+
+    // Not served: no traffic, but the app keeps running.
+    server
+        .ok(&["apps", "set", "blog", "--availability", "not-served"])
+        .await;
+    assert_eq!(get(http, "blog.localhost", "/").await.unwrap().status, 404);
+    assert_eq!(
+        server.app_json("blog").await["instances"][0]["state"],
+        "running"
+    );
+    server
+        .ok(&["apps", "set", "blog", "--availability", "enabled"])
+        .await;
+    assert_eq!(
+        page(http, "blog.localhost").await.as_deref(),
+        Some("bonjour")
+    );
+
+    // Logs and the operations log tell what happened.
+    let logs = server.ok(&["logs", "blog", "-n", "50"]).await;
+    assert!(
+        logs.contains("GET / HTTP/1.1"),
+        "app output is in its log:\n{logs}"
+    );
+    let ops = server.ok(&["ops", "blog"]).await;
+    assert!(ops.contains("create") && ops.contains("env"), "{ops}");
+
+    // Without a token the API says 401.
+    let api: SocketAddr = server.api.parse().unwrap();
+    assert_eq!(
+        get(api, "localhost", "/api/v1/apps").await.unwrap().status,
+        401
+    );
+
+    // A server restart brings the app back.
+    server.stop().await;
+    assert!(
+        get(http, "blog.localhost", "/").await.is_err(),
+        "gateway is down with the server"
+    );
+    let server = ServerProc::start(&data, port).await;
+    assert_eventually!(
+        page(http, "blog.localhost").await.as_deref() == Some("bonjour"),
+        "app back after restart"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_apps_and_cli_errors() {
+    let tmp = TempDir::new("static");
+    let data = tmp.0.join("data");
+    let server = ServerProc::start(&data, free_port()).await;
+    let out = server.ok(&["apps", "create", "docs", "--static"]).await;
+    assert!(out.contains("live at"), "{out}");
+    let r = get(server.http, "docs.localhost", "/").await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("no content yet"), "{}", r.text());
+
+    // Bad input: a clear message from the server, exit status non-zero, nothing stored.
+    let (ok, _, err) = server.cli(&["apps", "create", "Bad Name"]).await;
+    assert!(!ok);
+    assert!(err.contains("not a valid app name"), "{err}");
+    let (ok, _, err) = server.cli(&["domains", "add", "docs", "a||b.test"]).await;
+    assert!(!ok && err.contains("not a valid host"), "{err}");
+    let (ok, _, err) = server.cli(&["apps", "create", "docs", "--static"]).await;
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let list = server.ok(&["apps", "list"]).await;
+    assert_eq!(
+        list.lines().filter(|l| l.starts_with("docs")).count(),
+        1,
+        "{list}"
+    );
+    assert!(!list.contains("Bad"), "{list}");
+
+    // A process app whose command never listens is reported, not left half-live.
+    let (ok, out, err) = server
+        .cli(&["apps", "create", "broken", "--run", "exit 3"])
+        .await;
+    assert!(!ok, "a failed start exits non-zero:\n{out}\n{err}");
+    assert!(
+        format!("{out}{err}").contains("did not become healthy"),
+        "{out}\n{err}"
+    );
+    server.stop().await;
+}
