@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# wharf next to nginx and HAProxy, in one run, on this machine.
+#
+#   bash bench/run.sh            # everything (about 3 minutes)
+#   DURATION=5 bash bench/run.sh # shorter runs
+#
+# Method: one backend (nginx, one worker, `return 200`), and each proxy under test with ONE worker
+# thread pinned to its own core (CPU 1); wrk and the backend share the other core (CPU 0). Each
+# measurement is a warm-up run then a measured run with keep-alive connections. Results go to
+# stdout and bench/out/latest.md; docs/benchmarks.md holds the numbers of record.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-3}
+CONNS=${CONNS:-50}
+LOAD_CPU=${LOAD_CPU:-0}
+SERVER_CPU=${SERVER_CPU:-1}
+
+need() {
+  command -v "$1" >/dev/null 2>&1 && return
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  else
+    echo "bench: '$1' is missing; install it with: sudo apt-get install -y $2" >&2
+    exit 1
+  fi
+}
+need wrk wrk
+need nginx nginx-light
+need haproxy haproxy
+need curl curl
+need python3 python3
+
+cargo build --release -q -p wharf
+WHARF=$PWD/target/release/wharf
+
+OUT=$PWD/bench/out
+TMP=$(mktemp -d)
+mkdir -p "$OUT" "$TMP/www"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# The same 1 KiB file for both static servers.
+head -c 1024 /dev/urandom > "$TMP/www/1k.bin"
+
+BACKEND=127.0.0.1:18100
+NGINX_PROXY=127.0.0.1:18101
+NGINX_STATIC=127.0.0.1:18102
+HAPROXY=127.0.0.1:18103
+WHARF_ADDR=127.0.0.1:18104
+
+user_line=""
+[ "$(id -u)" = 0 ] && user_line="user root;"
+
+nginx_conf() { # name, server blocks
+  cat > "$TMP/$1.conf" <<CONF
+worker_processes 1;
+daemon off;
+$user_line
+pid $TMP/$1.pid;
+error_log $TMP/$1.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/$1-body; proxy_temp_path $TMP/$1-proxy;
+  fastcgi_temp_path $TMP/$1-fcgi; uwsgi_temp_path $TMP/$1-uwsgi; scgi_temp_path $TMP/$1-scgi;
+  $2
+}
+CONF
+}
+
+nginx_conf backend "server { listen $BACKEND; location / { return 200 \"hello, world\\n\"; } }"
+nginx_conf proxy "upstream be { server $BACKEND; keepalive 64; }
+  server { listen $NGINX_PROXY; location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+nginx_conf static "server { listen $NGINX_STATIC; root $TMP/www; }"
+
+cat > "$TMP/haproxy.cfg" <<CFG
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind $HAPROXY
+  default_backend be
+backend be
+  server s1 $BACKEND
+CFG
+
+cat > "$TMP/wharf.toml" <<TOML
+[gateway]
+listen = ["$WHARF_ADDR"]
+workers = 1
+[[site]]
+name = "proxy"
+hosts = ["proxy.bench"]
+upstreams = ["$BACKEND"]
+[[site]]
+name = "static"
+hosts = ["static.bench"]
+root = "$TMP/www"
+TOML
+
+start() { # cpu, command...
+  local cpu=$1; shift
+  taskset -c "$cpu" "$@" >/dev/null 2>&1 &
+  LAST=$!
+  PIDS+=("$LAST")
+}
+
+start "$LOAD_CPU" nginx -c "$TMP/backend.conf"
+start "$SERVER_CPU" nginx -c "$TMP/proxy.conf"
+NGINX_PROXY_MASTER=$LAST
+start "$SERVER_CPU" nginx -c "$TMP/static.conf"
+start "$SERVER_CPU" haproxy -f "$TMP/haproxy.cfg" -db
+HAPROXY_PID=$LAST
+RUST_LOG=warn start "$SERVER_CPU" "$WHARF" gateway --config "$TMP/wharf.toml" --no-watch
+WHARF_PID=$LAST
+
+wait_up() { # addr, host
+  for _ in $(seq 100); do
+    curl -sf -o /dev/null -H "Host: $2" "http://$1/" && return 0
+    curl -s -o /dev/null -H "Host: $2" "http://$1/1k.bin" && return 0
+    sleep 0.1
+  done
+  echo "bench: nothing answers on $1" >&2
+  exit 1
+}
+wait_up $BACKEND x; wait_up $NGINX_PROXY x; wait_up $NGINX_STATIC x; wait_up $HAPROXY x; wait_up $WHARF_ADDR proxy.bench
+
+# Runs wrk and prints "req/s p99_ms".
+measure() { # url, host
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "Host: $2" "$1" >/dev/null
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $2" "$1" > "$TMP/wrk.txt"
+  if grep -q "Non-2xx" "$TMP/wrk.txt"; then
+    echo "bench: $1 answered errors:" >&2; cat "$TMP/wrk.txt" >&2; exit 1
+  fi
+  local rps p99
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$TMP/wrk.txt")
+  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$TMP/wrk.txt")
+  echo "$rps $p99"
+}
+
+rss() { # pid -> "rss_kb peak_kb"
+  awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} END {print r, h}' "/proc/$1/status"
+}
+
+read -r direct_rps direct_p99 < <(measure "http://$BACKEND/" x)
+read -r wharf_rps wharf_p99 < <(measure "http://$WHARF_ADDR/" proxy.bench)
+read -r nginx_rps nginx_p99 < <(measure "http://$NGINX_PROXY/" x)
+read -r hap_rps hap_p99 < <(measure "http://$HAPROXY/" x)
+read -r wstat_rps wstat_p99 < <(measure "http://$WHARF_ADDR/1k.bin" static.bench)
+read -r nstat_rps nstat_p99 < <(measure "http://$NGINX_STATIC/1k.bin" x)
+
+read -r wharf_rss wharf_hwm < <(rss "$WHARF_PID")
+read -r hap_rss hap_hwm < <(rss "$HAPROXY_PID")
+read -r nginx_rss nginx_hwm < <(rss "$(pgrep -P "$NGINX_PROXY_MASTER" | head -1)")
+
+# wharf server: idle memory with 20 apps, and time from an API call to a live route.
+SERVER_DATA=$TMP/server
+RUST_LOG=warn WHARF_DATA=$SERVER_DATA WHARF_API=127.0.0.1:18110 WHARF_HTTP=127.0.0.1:18111 WHARF_ADMIN=127.0.0.1:18112 \
+  start "$SERVER_CPU" "$WHARF" server
+SERVER_PID=$LAST
+for _ in $(seq 100); do [ -s "$SERVER_DATA/admin.token" ] && curl -sf -o /dev/null http://127.0.0.1:18110/api/v1/openapi.json && break; sleep 0.1; done
+TOKEN=$(cat "$SERVER_DATA/admin.token")
+times=()
+for i in $(seq -w 1 20); do
+  # The API answers once the route is live, so the call's duration is the time to live.
+  t=$(curl -s -o "$TMP/create.json" -w '%{time_total}' -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+        -d "{\"name\":\"site$i\",\"kind\":\"static\"}" http://127.0.0.1:18110/api/v1/apps)
+  grep -q '"status":"succeeded"' "$TMP/create.json" || { echo "bench: create failed: $(cat "$TMP/create.json")" >&2; exit 1; }
+  curl -sf -o /dev/null -H "Host: site$i.localhost" http://127.0.0.1:18111/ || { echo "bench: site$i not live" >&2; exit 1; }
+  times+=("$t")
+done
+live_ms=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int((NR+1)/2)]*1000}')
+live_max_ms=$(printf '%s\n' "${times[@]}" | sort -n | tail -1 | awk '{printf "%.1f", $1*1000}')
+# A process app: create → instance started → health check → route live.
+t0=$(date +%s.%N)
+curl -s -o "$TMP/create.json" -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+  -d '{"name":"pyapp","settings":{"run":"exec python3 -m http.server $PORT --bind $HOST"}}' http://127.0.0.1:18110/api/v1/apps
+proc_ms=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", (b-a)*1000}')
+grep -q '"status":"succeeded"' "$TMP/create.json" || { echo "bench: process app failed: $(cat "$TMP/create.json")" >&2; exit 1; }
+sleep 2 # let the server settle before reading its idle memory
+read -r server_rss server_hwm < <(rss "$SERVER_PID")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+report=$(cat <<MD
+Machine: $(nproc) cores, ${cpu_model:-unknown CPU}, Linux $(uname -r)
+Versions: $(nginx -v 2>&1 | sed 's/.*: //'), HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}'), wharf $(git rev-parse --short HEAD)
+Method: one worker each, pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS keep-alive connections, ${WARMUP}s warm-up then ${DURATION}s) and the backend on CPU $LOAD_CPU.
+
+| target | requests/s | p99 ms | RSS after run |
+|---|---:|---:|---:|
+| backend direct (nginx return 200) | $direct_rps | $direct_p99 | |
+| wharf proxy | $wharf_rps | $wharf_p99 | ${wharf_rss} kB (peak ${wharf_hwm} kB) |
+| nginx proxy | $nginx_rps | $nginx_p99 | ${nginx_rss:-?} kB |
+| HAProxy proxy | $hap_rps | $hap_p99 | ${hap_rss} kB (peak ${hap_hwm} kB) |
+| wharf static 1 KiB | $wstat_rps | $wstat_p99 | |
+| nginx static 1 KiB | $nstat_rps | $nstat_p99 | |
+
+| ratio | value | target |
+|---|---:|---:|
+| wharf proxy / HAProxy | $(ratio "$wharf_rps" "$hap_rps") | ≥ 1.15 |
+| wharf proxy / nginx proxy | $(ratio "$wharf_rps" "$nginx_rps") | |
+| wharf proxy / backend direct | $(ratio "$wharf_rps" "$direct_rps") | ≥ 0.70 |
+| wharf static / nginx static | $(ratio "$wstat_rps" "$nstat_rps") | ≥ 1.0 |
+
+| wharf server | value | target |
+|---|---:|---:|
+| RSS with 21 apps defined (20 static, 1 process), idle | ${server_rss} kB | < 30 MB |
+| API call → route live, static app (median of 20; max) | ${live_ms} ms (max ${live_max_ms} ms) | < 50 ms |
+| API call → route live, Python process app (start + health check) | ${proc_ms} ms | |
+MD
+)
+echo "$report" | tee "$OUT/latest.md"
