@@ -40,7 +40,8 @@ pub(crate) fn sanitize(raw: &str) -> Result<SafePath, PathError> {
     }
     Ok(SafePath {
         segments,
-        trailing_slash: raw.is_empty() || raw.ends_with('/'),
+        // Empty is a prefixed site's own path (`/docs`): a folder without its slash.
+        trailing_slash: raw.ends_with('/'),
     })
 }
 
@@ -52,7 +53,7 @@ mod tests {
     fn table() {
         let ok = [
             ("/", vec![], true),
-            ("", vec![], true),
+            ("", vec![], false),
             ("/a/b.html", vec!["a", "b.html"], false),
             ("/a//b/", vec!["a", "b"], true),
             ("/caf%C3%A9", vec!["café"], false),

@@ -3,8 +3,9 @@
 //!
 //! Containment is enforced by the kernel: files are opened with `openat2(RESOLVE_BENEATH)`
 //! relative to the root's descriptor, so no `..` or symlink can lead out, and the opened file is
-//! the one checked (no window between check and open). Kernels without `openat2` (before 5.6)
-//! fall back to comparing the canonical path with the root.
+//! the one checked (no window between check and open). Kernels without `openat2` (before 5.6),
+//! and absolute symlinks (which `RESOLVE_BENEATH` refuses outright), fall back to comparing the
+//! canonical path with the root.
 
 use std::fs::{File, Metadata};
 use std::io;
@@ -89,27 +90,28 @@ impl Root {
         let file = if self.beneath {
             match open_beneath(&self.dir, rel) {
                 Ok(f) => f,
-                Err(e) => {
-                    if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) {
-                        tracing::warn!(
-                            path = rel,
-                            "refused a path that leads out of the site root"
-                        );
-                    }
-                    return None;
+                // RESOLVE_BENEATH also refuses absolute symlinks, even to files inside the root
+                // (deploy tools make those); judge such paths by where they really lead.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+                    self.open_canonical(rel)?
                 }
+                Err(_) => return None,
             }
         } else {
-            let full = self.path.join(rel);
-            let real = std::fs::canonicalize(&full).ok()?;
-            if !real.starts_with(&self.path) {
-                tracing::warn!(path = rel, "refused a path that leads out of the site root");
-                return None;
-            }
-            File::open(real).ok()?
+            self.open_canonical(rel)?
         };
         let meta = file.metadata().ok()?;
         Some((file, meta))
+    }
+
+    /// The slow path: resolve every link, then require the real path to be inside the root.
+    fn open_canonical(&self, rel: &str) -> Option<File> {
+        let real = std::fs::canonicalize(self.path.join(rel)).ok()?;
+        if !real.starts_with(&self.path) {
+            tracing::warn!(path = rel, "refused a path that leads out of the site root");
+            return None;
+        }
+        File::open(real).ok()
     }
 }
 
