@@ -68,11 +68,16 @@ impl Server {
         config: ServerConfig,
         runtime: Arc<dyn Runtime>,
     ) -> Result<Server, ControlError> {
-        let data = DataDir::new(config.data_dir.clone());
-        std::fs::create_dir_all(data.root()).map_err(|source| ControlError::Io {
-            context: format!("cannot create the data folder {}", data.root().display()),
+        let io = |source| ControlError::Io {
+            context: format!(
+                "cannot create the data folder {}",
+                config.data_dir.display()
+            ),
             source,
-        })?;
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(io)?;
+        // Absolute, because apps run in other folders and get volume paths from it.
+        let data = DataDir::new(std::fs::canonicalize(&config.data_dir).map_err(io)?);
         let store = Arc::new(Store::open(&data.db())?);
         let interrupted = store.fail_interrupted_operations()?;
         if interrupted > 0 {

@@ -48,7 +48,9 @@ impl ServerProc {
     async fn start(data: &Path, http_port: u16) -> ServerProc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
             .arg("server")
-            .env("WHARF_DATA", data)
+            // A relative data folder, as in the README: apps must still get absolute paths.
+            .current_dir(data.parent().unwrap())
+            .env("WHARF_DATA", data.file_name().unwrap())
             .env("WHARF_API", "127.0.0.1:0")
             .env("WHARF_HTTP", format!("127.0.0.1:{http_port}"))
             .env("WHARF_ADMIN", "127.0.0.1:0")
@@ -147,7 +149,8 @@ fn require_python() {
 /// A tiny app: writes $GREETING into its page, then serves the folder on $PORT.
 fn app_command(dir: &Path) -> String {
     format!(
-        "cd {} && printf '%s' \"$GREETING\" > index.html && exec python3 -m http.server \"$PORT\" --bind \"$HOST\"",
+        "cd {} && printf '%s' \"$GREETING\" > index.html && printf '%s' \"$WHARF_VOLUME\" > volume.txt \
+         && exec python3 -m http.server \"$PORT\" --bind \"$HOST\"",
         dir.display()
     )
 }
@@ -184,6 +187,17 @@ async fn apps_run_restart_follow_routes_and_come_back_after_a_server_restart() {
         .await;
     assert!(out.contains("live at http://blog.localhost"), "{out}");
     assert_eq!(page(http, "blog.localhost").await.as_deref(), Some("hello"));
+    let volume = get(http, "blog.localhost", "/volume.txt")
+        .await
+        .unwrap()
+        .text();
+    let expected = std::fs::canonicalize(&data).unwrap().join("volumes/blog");
+    assert_eq!(
+        volume,
+        expected.display().to_string(),
+        "the app gets its volume as an absolute path"
+    );
+    assert!(expected.is_dir());
 
     // Env change: new instances with the new value, the route swapped to them.
     server.ok(&["env", "set", "blog", "GREETING=bonjour"]).await;
