@@ -224,3 +224,51 @@ async fn a_missing_workdir_fails_the_start_clearly() {
     );
     assert!(rt.status("m-1").is_none());
 }
+
+#[tokio::test]
+async fn orphans_of_a_killed_server_are_reaped() {
+    let d = dir("orphans");
+    let pids = d.0.join("run");
+    // A previous server started an instance and died without stopping it: its async runtime
+    // (and so its supervisor) is gone, the child process is not.
+    let old_spec = spec(&d, "o-1", "exec sleep 30");
+    let old_pids = pids.clone();
+    let pid = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let pid = rt.block_on(async {
+            let before = ProcessRuntime::with_pid_dir(old_pids).unwrap();
+            before.start(old_spec).await.unwrap();
+            let pid = before.status("o-1").unwrap().pid.unwrap();
+            std::mem::forget(before);
+            pid
+        });
+        drop(rt);
+        pid
+    })
+    .join()
+    .unwrap();
+    assert!(pids.join("o-1.pid").exists());
+
+    // A recorded pid that now belongs to nobody (or to another process) is left alone.
+    std::fs::write(pids.join("stale.pid"), "999999 12345\n").unwrap();
+
+    let after = ProcessRuntime::with_pid_dir(pids.clone()).unwrap();
+    assert_eq!(after.reap_orphans(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while PathBuf::from(format!("/proc/{pid}/stat")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+    {
+        assert!(Instant::now() < deadline, "orphan {pid} still running");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        std::fs::read_dir(&pids).unwrap().count(),
+        0,
+        "pid files cleaned up"
+    );
+}

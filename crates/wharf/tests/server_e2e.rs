@@ -331,3 +331,51 @@ async fn static_apps_and_cli_errors() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_leaves_no_duplicate_apps_behind() {
+    require_python();
+    let tmp = TempDir::new("kill9");
+    let data = tmp.0.join("data");
+    let site = tmp.0.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    let port = free_port();
+    let mut server = ServerProc::start(&data, port).await;
+    server
+        .ok(&[
+            "apps",
+            "create",
+            "blog",
+            "--run",
+            &app_command(&site),
+            "--env",
+            "GREETING=one",
+        ])
+        .await;
+    let old_pid = server.app_json("blog").await["instances"][0]["pid"]
+        .as_u64()
+        .unwrap();
+
+    server.child.start_kill().unwrap();
+    server.child.wait().await.unwrap();
+    assert!(
+        Path::new(&format!("/proc/{old_pid}")).exists(),
+        "the app outlives a killed server"
+    );
+
+    let server = ServerProc::start(&data, port).await;
+    assert_eventually!(
+        page(server.http, "blog.localhost").await.as_deref() == Some("one"),
+        "app back"
+    );
+    let stat = std::fs::read_to_string(format!("/proc/{old_pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "the old instance was stopped: {stat}"
+    );
+    let new_pid = server.app_json("blog").await["instances"][0]["pid"]
+        .as_u64()
+        .unwrap();
+    assert_ne!(new_pid, old_pid);
+    server.stop().await;
+}

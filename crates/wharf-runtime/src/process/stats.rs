@@ -9,6 +9,15 @@ pub(crate) struct Usage {
     pub(crate) cpu_seconds: f64,
 }
 
+/// The process's start time (clock ticks since boot, field 22 of `/proc/<pid>/stat`) and its
+/// process group: together they tell a process apart from a later one that reused its pid.
+pub(crate) fn identity(pid: u32) -> Option<(u64, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some((fields.get(19)?.parse().ok()?, fields.get(2)?.parse().ok()?))
+}
+
 /// Sums over every process whose process group is `pgid` (the shell and what it started).
 pub(crate) fn group_usage(pgid: u32) -> Option<Usage> {
     let mut usage = Usage::default();

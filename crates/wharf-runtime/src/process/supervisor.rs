@@ -3,6 +3,7 @@
 //! SIGTERM then SIGKILL.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cgroup::Cgroup;
 use super::logs::AppLog;
-use super::stats::group_usage;
+use super::stats::{group_usage, identity};
 use crate::{
     BoxFuture, InstanceSpec, InstanceState, InstanceStatus, Result, Runtime, RuntimeError,
 };
@@ -25,6 +26,9 @@ use crate::{
 pub struct ProcessRuntime {
     instances: Mutex<HashMap<String, Arc<Instance>>>,
     logs: Mutex<HashMap<String, Arc<AppLog>>>,
+    /// Where each running instance's pid is recorded, so a later start can stop what a killed
+    /// server left behind.
+    pids: Option<PathBuf>,
 }
 
 struct Instance {
@@ -48,6 +52,45 @@ struct Live {
 impl ProcessRuntime {
     pub fn new() -> ProcessRuntime {
         ProcessRuntime::default()
+    }
+
+    /// A runtime that records instance pids in `dir` (see [`ProcessRuntime::reap_orphans`]).
+    pub fn with_pid_dir(dir: PathBuf) -> std::io::Result<ProcessRuntime> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(ProcessRuntime {
+            pids: Some(dir),
+            ..Default::default()
+        })
+    }
+
+    /// Kills the process groups of instances a previous run recorded and did not stop (the
+    /// server was killed). Returns how many were still running.
+    pub fn reap_orphans(&self) -> usize {
+        let Some(dir) = &self.pids else { return 0 };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut reaped = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let recorded = std::fs::read_to_string(&path).ok().and_then(|t| {
+                let mut parts = t.split_whitespace();
+                Some((
+                    parts.next()?.parse::<u32>().ok()?,
+                    parts.next()?.parse::<u64>().ok()?,
+                ))
+            });
+            if let Some((pid, started)) = recorded
+                && identity(pid) == Some((started, pid))
+                && let Some(group) = Pid::from_raw(pid as i32)
+            {
+                tracing::warn!(pid, file = %path.display(), "stopping an app process left by a previous run");
+                let _ = kill_process_group(group, Signal::KILL);
+                reaped += 1;
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        reaped
     }
 
     fn app_log(&self, spec: &InstanceSpec) -> Arc<AppLog> {
@@ -96,7 +139,8 @@ impl ProcessRuntime {
         })?;
         let log = self.app_log(&spec);
         let (first_tx, first_rx) = oneshot::channel();
-        tokio::spawn(supervise(instance, log, first_tx, done_tx));
+        let pid_file = self.pids.as_ref().map(|d| d.join(format!("{name}.pid")));
+        tokio::spawn(supervise(instance, log, pid_file, first_tx, done_tx));
         match first_rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(source)) => {
@@ -223,6 +267,7 @@ fn pump(
 async fn supervise(
     inst: Arc<Instance>,
     log: Arc<AppLog>,
+    pid_file: Option<PathBuf>,
     first: oneshot::Sender<std::io::Result<()>>,
     done: watch::Sender<bool>,
 ) {
@@ -261,6 +306,11 @@ async fn supervise(
             }
         };
         let pid = child.id();
+        if let (Some(file), Some(p)) = (&pid_file, pid)
+            && let Some((started, _)) = identity(p)
+        {
+            let _ = std::fs::write(file, format!("{p} {started}\n"));
+        }
         if let (Some(cg), Some(pid)) = (&cgroup, pid)
             && let Err(note) = cg.add(pid)
         {
@@ -348,6 +398,9 @@ async fn supervise(
     }
     if let Some(cg) = cgroup {
         cg.remove();
+    }
+    if let Some(file) = pid_file {
+        let _ = std::fs::remove_file(file);
     }
     let _ = done.send(true);
 }

@@ -50,7 +50,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         base_domain: args.base_domain.clone(),
         health_timeout: args.health_timeout,
     };
-    let processes = Arc::new(ProcessRuntime::new());
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("cannot create the data folder {}", args.data.display()))?;
+    let processes = Arc::new(
+        ProcessRuntime::with_pid_dir(args.data.join("run"))
+            .context("cannot create the folder for instance pids")?,
+    );
+    let reaped = processes.reap_orphans();
+    if reaped > 0 {
+        tracing::warn!(
+            reaped,
+            "stopped app processes a previous server left running (it was killed)"
+        );
+    }
     let server = Server::start(config, processes.clone())
         .await
         .context("cannot start wharf server")?;
