@@ -9,7 +9,8 @@ use crate::model::{App, AppKind, AppSettings, Availability};
 use crate::{Store, now};
 
 const APP_COLUMNS: &str = "id, name, kind, availability, run, workdir, root, replicas, memory_bytes, \
-                           cpu_millis, max_body, health_path, created_at, updated_at";
+                           cpu_millis, max_body, health_path, created_at, updated_at, release, keep_releases, \
+                           git_url, git_ref, webhook_secret IS NOT NULL";
 
 fn not_found(name: &str) -> StoreError {
     StoreError::NotFound {
@@ -43,6 +44,11 @@ fn row_to_app(row: &Row<'_>) -> rusqlite::Result<(i64, App)> {
             env_names: Vec::new(),
             created_at: row.get(12)?,
             updated_at: row.get(13)?,
+            release: row.get(14)?,
+            keep_releases: row.get(15)?,
+            git_url: row.get(16)?,
+            git_ref: row.get(17)?,
+            has_webhook: row.get(18)?,
         },
     ))
 }
@@ -99,6 +105,9 @@ fn apply_settings(tx: &Transaction<'_>, id: i64, s: &AppSettings) -> Result<()> 
     set!(cpu_millis, "cpu_millis", |v: &Option<u32>| *v);
     set!(max_body, "max_body", |v: &Option<u64>| *v);
     set!(health_path, "health_path", |v: &Option<String>| v.clone());
+    set!(keep_releases, "keep_releases", |v: &u32| *v);
+    set!(git_url, "git_url", |v: &Option<String>| v.clone());
+    set!(git_ref, "git_ref", |v: &Option<String>| v.clone());
     tx.execute(
         "UPDATE apps SET updated_at = ?1 WHERE id = ?2",
         params![now(), id],
@@ -261,6 +270,26 @@ impl Store {
         let a = load(&tx, app)?;
         tx.commit()?;
         Ok(a)
+    }
+
+    /// Sets (or with `None` removes) the app's webhook secret.
+    pub fn set_webhook_secret(&self, app: &str, secret: Option<&str>) -> Result<()> {
+        let n = self.conn().execute(
+            "UPDATE apps SET webhook_secret = ?1, updated_at = ?2 WHERE name = ?3",
+            params![secret, now(), app],
+        )?;
+        if n == 0 {
+            return Err(not_found(app));
+        }
+        Ok(())
+    }
+
+    /// The webhook secret, for signature checks only.
+    pub fn webhook_secret(&self, app: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row("SELECT webhook_secret FROM apps WHERE name = ?1", [app], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| not_found(app))
     }
 
     /// The app's env vars with their values: for the runtime only, never for API output.

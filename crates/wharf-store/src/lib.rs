@@ -7,6 +7,7 @@ mod error;
 mod migrations;
 mod model;
 mod operations;
+mod releases;
 mod tokens;
 
 use std::path::Path;

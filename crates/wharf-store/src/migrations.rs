@@ -60,6 +60,30 @@ const STEPS: &[&str] = &[
         at            INTEGER NOT NULL,
         PRIMARY KEY (operation_id, seq)
     );",
+    // 2: releases (deploys), the active one per app, deploy source and webhook secret.
+    "CREATE TABLE releases (
+        id            INTEGER PRIMARY KEY,
+        app_id        INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+        number        INTEGER NOT NULL,
+        status        TEXT NOT NULL CHECK (status IN ('building', 'ready', 'failed', 'active')),
+        source        TEXT NOT NULL,
+        commit_sha    TEXT,
+        build         TEXT NOT NULL DEFAULT '',
+        run           TEXT,
+        static_dir    TEXT,
+        health_path   TEXT,
+        config        TEXT NOT NULL DEFAULT '{}',
+        backup        TEXT,
+        backup_sha256 TEXT,
+        message       TEXT NOT NULL DEFAULT '',
+        created_at    INTEGER NOT NULL,
+        UNIQUE (app_id, number)
+    );
+    ALTER TABLE apps ADD COLUMN release INTEGER;
+    ALTER TABLE apps ADD COLUMN keep_releases INTEGER NOT NULL DEFAULT 5;
+    ALTER TABLE apps ADD COLUMN git_url TEXT;
+    ALTER TABLE apps ADD COLUMN git_ref TEXT;
+    ALTER TABLE apps ADD COLUMN webhook_secret TEXT;",
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

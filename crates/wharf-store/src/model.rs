@@ -50,6 +50,7 @@ macro_rules! text_enum {
 text_enum!(AppKind { Static = "static", Process = "process" });
 text_enum!(Availability { Enabled = "enabled", NotServed = "not-served", Disabled = "disabled" });
 text_enum!(OpStatus { Running = "running", Succeeded = "succeeded", Failed = "failed" });
+text_enum!(ReleaseStatus { Building = "building", Ready = "ready", Failed = "failed", Active = "active" });
 
 /// An app as stored: its desired state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +70,14 @@ pub struct App {
     pub domains: Vec<String>,
     /// Names of env vars, sorted. Values are only read by [`crate::Store::env`].
     pub env_names: Vec<String>,
+    /// The active release, once something was deployed.
+    pub release: Option<u32>,
+    pub keep_releases: u32,
+    /// Where `git` deploys and webhooks fetch from.
+    pub git_url: Option<String>,
+    pub git_ref: Option<String>,
+    /// Whether a webhook secret is set (the secret itself is read by [`crate::Store::webhook_secret`]).
+    pub has_webhook: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -85,6 +94,52 @@ pub struct AppSettings {
     pub cpu_millis: Option<Option<u32>>,
     pub max_body: Option<Option<u64>>,
     pub health_path: Option<Option<String>>,
+    pub keep_releases: Option<u32>,
+    pub git_url: Option<Option<String>>,
+    pub git_ref: Option<Option<String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseStatus {
+    Building,
+    Ready,
+    Failed,
+    Active,
+}
+
+/// One deploy's result: the code (in `<data>/apps/<app>/releases/<number>`), how it was built and
+/// run, and the config it ran with (for rollback).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Release {
+    pub app: String,
+    pub number: u32,
+    pub status: ReleaseStatus,
+    /// Where the code came from, e.g. `git file:///srv/blog.git main` or `archive`.
+    pub source: String,
+    pub commit: Option<String>,
+    /// What the build detection found: `manifest`, `procfile`, `node`, `python`, `static`.
+    pub build: String,
+    pub run: Option<String>,
+    /// For static releases, the folder (relative to the release) that is served.
+    pub static_dir: Option<String>,
+    pub health_path: Option<String>,
+    /// JSON snapshot of the app's config when the release went live.
+    pub config: String,
+    pub backup: Option<String>,
+    pub backup_sha256: Option<String>,
+    pub message: String,
+    pub created_at: i64,
+}
+
+/// What a finished build records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildResult {
+    pub commit: Option<String>,
+    pub build: String,
+    pub run: Option<String>,
+    pub static_dir: Option<String>,
+    pub health_path: Option<String>,
+    pub message: String,
 }
 
 /// App names are DNS labels: they become host names (`<app>.<base-domain>`) and folder names.

@@ -1,0 +1,191 @@
+//! Releases: one per deploy, numbered per app; at most one active.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use crate::error::{Result, StoreError};
+use crate::model::{BuildResult, Release, ReleaseStatus};
+use crate::{Store, now};
+
+const COLUMNS: &str = "a.name, r.number, r.status, r.source, r.commit_sha, r.build, r.run, r.static_dir, \
+                       r.health_path, r.config, r.backup, r.backup_sha256, r.message, r.created_at";
+
+fn row(r: &Row<'_>) -> rusqlite::Result<Release> {
+    let status: String = r.get(2)?;
+    Ok(Release {
+        app: r.get(0)?,
+        number: r.get(1)?,
+        status: status.parse().map_err(|e: String| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into())
+        })?,
+        source: r.get(3)?,
+        commit: r.get(4)?,
+        build: r.get(5)?,
+        run: r.get(6)?,
+        static_dir: r.get(7)?,
+        health_path: r.get(8)?,
+        config: r.get(9)?,
+        backup: r.get(10)?,
+        backup_sha256: r.get(11)?,
+        message: r.get(12)?,
+        created_at: r.get(13)?,
+    })
+}
+
+fn app_id(conn: &rusqlite::Connection, app: &str) -> Result<i64> {
+    conn.query_row("SELECT id FROM apps WHERE name = ?1", [app], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound { what: "app", name: app.to_string() })
+}
+
+fn missing(app: &str, number: u32) -> StoreError {
+    StoreError::NotFound { what: "release", name: format!("{app} #{number}") }
+}
+
+impl Store {
+    /// Starts release N+1 in state `building` and returns N+1.
+    pub fn begin_release(&self, app: &str, source: &str) -> Result<u32> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let id = app_id(&tx, app)?;
+        let next: u32 = tx.query_row(
+            "SELECT COALESCE(MAX(number), 0) + 1 FROM releases WHERE app_id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO releases (app_id, number, status, source, created_at) VALUES (?1, ?2, 'building', ?3, ?4)",
+            params![id, next, source, now()],
+        )?;
+        tx.commit()?;
+        Ok(next)
+    }
+
+    /// Records a build's outcome: `ready` (with what was built) or `failed` (with why).
+    pub fn finish_release(&self, app: &str, number: u32, status: ReleaseStatus, b: &BuildResult) -> Result<()> {
+        let conn = self.conn();
+        let id = app_id(&conn, app)?;
+        let n = conn.execute(
+            "UPDATE releases SET status = ?3, commit_sha = ?4, build = ?5, run = ?6, static_dir = ?7,
+                 health_path = ?8, message = ?9
+             WHERE app_id = ?1 AND number = ?2",
+            params![id, number, status.as_str(), b.commit, b.build, b.run, b.static_dir, b.health_path, b.message],
+        )?;
+        if n == 0 {
+            return Err(missing(app, number));
+        }
+        Ok(())
+    }
+
+    pub fn set_release_backup(&self, app: &str, number: u32, path: &str, sha256: &str) -> Result<()> {
+        let conn = self.conn();
+        let id = app_id(&conn, app)?;
+        conn.execute(
+            "UPDATE releases SET backup = ?3, backup_sha256 = ?4 WHERE app_id = ?1 AND number = ?2",
+            params![id, number, path, sha256],
+        )?;
+        Ok(())
+    }
+
+    /// Makes `number` the app's active release (the previous active one becomes `ready`), with
+    /// the config snapshot it runs with. Returns the previously active number.
+    pub fn activate_release(&self, app: &str, number: u32, config: &str) -> Result<Option<u32>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let id = app_id(&tx, app)?;
+        let previous: Option<u32> = tx.query_row("SELECT release FROM apps WHERE id = ?1", [id], |r| r.get(0))?;
+        tx.execute("UPDATE releases SET status = 'ready' WHERE app_id = ?1 AND status = 'active'", [id])?;
+        let n = tx.execute(
+            "UPDATE releases SET status = 'active', config = ?3 WHERE app_id = ?1 AND number = ?2",
+            params![id, number, config],
+        )?;
+        if n == 0 {
+            return Err(missing(app, number));
+        }
+        tx.execute("UPDATE apps SET release = ?2, updated_at = ?3 WHERE id = ?1", params![id, number, now()])?;
+        tx.commit()?;
+        Ok(previous)
+    }
+
+    /// Puts `previous` back as the active release after `failed` could not go live.
+    pub fn revert_release(&self, app: &str, failed: u32, previous: Option<u32>, message: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let id = app_id(&tx, app)?;
+        tx.execute(
+            "UPDATE releases SET status = 'failed', message = ?3 WHERE app_id = ?1 AND number = ?2",
+            params![id, failed, message],
+        )?;
+        if let Some(p) = previous {
+            tx.execute("UPDATE releases SET status = 'active' WHERE app_id = ?1 AND number = ?2", params![id, p])?;
+        }
+        tx.execute("UPDATE apps SET release = ?2 WHERE id = ?1", params![id, previous])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Newest first.
+    pub fn releases(&self, app: &str) -> Result<Vec<Release>> {
+        let conn = self.conn();
+        let id = app_id(&conn, app)?;
+        let mut q = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM releases r JOIN apps a ON a.id = r.app_id WHERE r.app_id = ?1 ORDER BY r.number DESC"
+        ))?;
+        Ok(q.query_map([id], row)?.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn release(&self, app: &str, number: u32) -> Result<Release> {
+        let conn = self.conn();
+        let id = app_id(&conn, app)?;
+        conn.query_row(
+            &format!("SELECT {COLUMNS} FROM releases r JOIN apps a ON a.id = r.app_id WHERE r.app_id = ?1 AND r.number = ?2"),
+            params![id, number],
+            row,
+        )
+        .optional()?
+        .ok_or_else(|| missing(app, number))
+    }
+
+    pub fn delete_release(&self, app: &str, number: u32) -> Result<()> {
+        let conn = self.conn();
+        let id = app_id(&conn, app)?;
+        conn.execute("DELETE FROM releases WHERE app_id = ?1 AND number = ?2", params![id, number])?;
+        Ok(())
+    }
+
+    /// Releases left `building` by a server that stopped mid-deploy become `failed`.
+    pub fn fail_interrupted_releases(&self) -> Result<usize> {
+        Ok(self.conn().execute(
+            "UPDATE releases SET status = 'failed', message = 'interrupted: the server stopped during the build'
+             WHERE status = 'building'",
+            [],
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::{AppKind, AppSettings};
+
+    #[test]
+    fn release_lifecycle() {
+        let s = Store::open_test();
+        s.create_app("blog", AppKind::Process, &AppSettings::default(), &[], &BTreeMap::new()).unwrap();
+        assert_eq!(s.begin_release("blog", "git x main").unwrap(), 1);
+        s.finish_release("blog", 1, ReleaseStatus::Ready, &BuildResult { build: "static".into(), ..Default::default() })
+            .unwrap();
+        assert_eq!(s.activate_release("blog", 1, "{}").unwrap(), None);
+        assert_eq!(s.begin_release("blog", "git x main").unwrap(), 2);
+        s.finish_release("blog", 2, ReleaseStatus::Ready, &BuildResult::default()).unwrap();
+        assert_eq!(s.activate_release("blog", 2, "{}").unwrap(), Some(1));
+        s.revert_release("blog", 2, Some(1), "did not start").unwrap();
+        let r = s.releases("blog").unwrap();
+        assert_eq!(r.iter().map(|r| (r.number, r.status)).collect::<Vec<_>>(), [(2, ReleaseStatus::Failed), (1, ReleaseStatus::Active)]);
+        assert_eq!(s.app("blog").unwrap().release, Some(1));
+        assert_eq!(s.begin_release("blog", "archive").unwrap(), 3);
+        assert_eq!(s.fail_interrupted_releases().unwrap(), 1);
+        assert_eq!(s.release("blog", 3).unwrap().status, ReleaseStatus::Failed);
+    }
+}
