@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::dto::{
-    AddDomain, AppView, ChangeEnv, Changed, CreateApp, ErrorBody, OperationView, Scale, Settings,
-    StatusView,
+    AddDomain, AppView, ChangeEnv, Changed, CreateApp, DeployEvent, DeployRequest, ErrorBody,
+    OperationView, ReleaseView, Rollback, Scale, Settings, StatusView, WebhookView,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -64,16 +64,32 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<http::Response<Incoming>> {
+        let kind = if body.is_some() {
+            "application/json"
+        } else {
+            ""
+        };
+        self.send_typed(method, path, body.unwrap_or_default(), kind)
+            .await
+    }
+
+    async fn send_typed(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        kind: &str,
+    ) -> Result<http::Response<Incoming>> {
         let url = format!("{}/api/v1{path}", self.base);
         let mut req = Request::builder().method(method).uri(&url);
         if let Some(t) = &self.token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
-        if body.is_some() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
+        if !kind.is_empty() {
+            req = req.header(header::CONTENT_TYPE, kind);
         }
         let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(Bytes::from(body)))
             .map_err(|_| ClientError::BadUrl(url.clone()))?;
         let resp = self
             .http
@@ -245,6 +261,84 @@ impl Client {
         Ok(futures_util::StreamExt::map(stream, |chunk| {
             chunk.map_err(|e| ClientError::Decode(e.to_string()))
         }))
+    }
+
+    /// Deploys from git (`req`) or from a tar.gz archive; yields build output, then the operation.
+    pub async fn deploy(
+        &self,
+        app: &str,
+        req: &DeployRequest,
+        archive: Option<Vec<u8>>,
+    ) -> Result<impl Stream<Item = Result<DeployEvent>> + use<>> {
+        let path = format!("/apps/{}/deploy", seg(app));
+        let resp = match archive {
+            Some(bytes) => {
+                self.send_typed(Method::POST, &path, bytes, "application/gzip")
+                    .await?
+            }
+            None => {
+                self.send(
+                    Method::POST,
+                    &path,
+                    Some(serde_json::to_vec(req).expect("serialisable")),
+                )
+                .await?
+            }
+        };
+        let chunks = resp.into_body().into_data_stream();
+        // Reassemble newline-delimited JSON across chunk boundaries.
+        let lines = futures_util::stream::unfold(
+            (chunks, Vec::<u8>::new()),
+            |(mut chunks, mut buf)| async move {
+                loop {
+                    if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = buf.drain(..=pos).collect();
+                        let event = serde_json::from_slice::<DeployEvent>(&line)
+                            .map_err(|e| ClientError::Decode(e.to_string()));
+                        return Some((event, (chunks, buf)));
+                    }
+                    match futures_util::StreamExt::next(&mut chunks).await {
+                        Some(Ok(bytes)) => buf.extend_from_slice(&bytes),
+                        Some(Err(e)) => {
+                            return Some((
+                                Err(ClientError::Decode(e.to_string())),
+                                (chunks, Vec::new()),
+                            ));
+                        }
+                        None => return None,
+                    }
+                }
+            },
+        );
+        Ok(lines)
+    }
+
+    pub async fn releases(&self, app: &str) -> Result<Vec<ReleaseView>> {
+        self.json(
+            Method::GET,
+            &format!("/apps/{}/releases", seg(app)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn rollback(&self, app: &str, release: Option<u32>) -> Result<Changed> {
+        self.json(
+            Method::POST,
+            &format!("/apps/{}/rollback", seg(app)),
+            Some(&Rollback { release }),
+        )
+        .await
+    }
+
+    /// A new webhook secret for the app (shown this once).
+    pub async fn rotate_webhook(&self, app: &str) -> Result<WebhookView> {
+        self.json(
+            Method::POST,
+            &format!("/apps/{}/webhook", seg(app)),
+            None::<&()>,
+        )
+        .await
     }
 
     pub async fn operations(&self, app: Option<&str>, limit: u32) -> Result<Vec<OperationView>> {

@@ -54,6 +54,15 @@ pub struct Settings {
     /// `"enabled"`, `"not-served"` or `"disabled"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub availability: Option<String>,
+    /// Git repository deploys and webhooks fetch from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_url: Option<String>,
+    /// Branch deployed by default and accepted from webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+    /// How many releases to keep (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_releases: Option<u32>,
 }
 
 /// `POST /api/v1/apps/{app}/domains`
@@ -108,6 +117,14 @@ pub struct AppView {
     pub state: String,
     /// Set when memory/CPU limits are not enforced here, saying why.
     pub limits_note: Option<String>,
+    /// The live release, once something was deployed.
+    #[serde(default)]
+    pub release: Option<u32>,
+    /// Where deploys without an explicit source (and webhooks) fetch from.
+    #[serde(default)]
+    pub git_url: Option<String>,
+    #[serde(default)]
+    pub git_ref: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -170,4 +187,59 @@ pub struct StatusView {
 pub struct ErrorBody {
     pub error: String,
     pub message: String,
+}
+
+/// `POST /api/v1/apps/{app}/deploy` with a JSON body: deploy from git. Without `git`, the app's
+/// saved repository is used; `ref` defaults to the saved branch, then `main`. (An archive is
+/// deployed by sending a tar.gz body with `Content-Type: application/gzip` instead.)
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<String>,
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+/// One line of a deploy's streamed answer (newline-delimited JSON): build output as it happens,
+/// then the finished operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployEvent {
+    Log(String),
+    Done(OperationView),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseView {
+    pub number: u32,
+    /// `building`, `ready`, `failed` or `active`.
+    pub status: String,
+    pub source: String,
+    pub commit: Option<String>,
+    pub build: String,
+    pub run: Option<String>,
+    pub static_dir: Option<String>,
+    pub backup: Option<String>,
+    pub backup_sha256: Option<String>,
+    pub message: String,
+    pub created_at: i64,
+}
+
+/// `POST /api/v1/apps/{app}/rollback`: to `release`, or to the newest earlier one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<u32>,
+}
+
+/// `POST /api/v1/apps/{app}/webhook`: a new secret, shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookView {
+    /// Where the git host sends push events.
+    pub url: String,
+    pub secret: String,
+    /// Pushes to other branches are ignored.
+    pub branch: String,
 }

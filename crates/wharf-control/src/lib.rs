@@ -5,6 +5,7 @@
 
 mod api;
 mod auth;
+mod deploy;
 mod error;
 mod oplog;
 mod paths;
@@ -49,6 +50,7 @@ pub(crate) struct Control {
     pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) data: DataDir,
     pub(crate) started: Instant,
+    pub(crate) deploys: deploy::Deploys,
 }
 
 /// A running control plane with its gateway and runtime.
@@ -79,7 +81,8 @@ impl Server {
         // Absolute, because apps run in other folders and get volume paths from it.
         let data = DataDir::new(std::fs::canonicalize(&config.data_dir).map_err(io)?);
         let store = Arc::new(Store::open(&data.db())?);
-        let interrupted = store.fail_interrupted_operations()?;
+        let interrupted =
+            store.fail_interrupted_operations()? + store.fail_interrupted_releases()?;
         if interrupted > 0 {
             tracing::warn!(
                 interrupted,
@@ -113,6 +116,7 @@ impl Server {
             runtime,
             data,
             started: Instant::now(),
+            deploys: Default::default(),
         });
 
         let listener = tokio::net::TcpListener::bind(config.api)

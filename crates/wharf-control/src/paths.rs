@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-/// `<data>/wharf.db`, `apps/<app>/`, `volumes/<app>/`, `logs/<app>/`, `admin.token`.
+/// `<data>/wharf.db`, `apps/<app>/[releases/<n>/]`, `volumes/<app>/`, `logs/<app>/`,
+/// `backups/<app>/`, `cache/<app>.git`, `admin.token`.
 #[derive(Clone, Debug)]
 pub(crate) struct DataDir {
     root: PathBuf,
@@ -42,5 +43,23 @@ impl DataDir {
 
     pub(crate) fn logs(&self, app: &str) -> PathBuf {
         self.root.join("logs").join(app)
+    }
+
+    /// `apps/<app>/releases/`: one folder per kept release.
+    pub(crate) fn releases(&self, app: &str) -> PathBuf {
+        self.app_dir(app).join("releases")
+    }
+
+    pub(crate) fn release(&self, app: &str, number: u32) -> PathBuf {
+        self.releases(app).join(number.to_string())
+    }
+
+    /// The bare git repository deploys fetch into.
+    pub(crate) fn git_cache(&self, app: &str) -> PathBuf {
+        self.root.join("cache").join(format!("{app}.git"))
+    }
+
+    pub(crate) fn backups(&self, app: &str) -> PathBuf {
+        self.root.join("backups").join(app)
     }
 }

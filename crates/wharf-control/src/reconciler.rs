@@ -130,6 +130,7 @@ impl Reconciler {
             // Nothing should run: take the route away first, then stop.
             runs.remove(name);
             self.route(&runs, op)?;
+            op.ok("route", "routes updated");
             self.stop_all(&current.instances, op).await;
             return Ok(outcome(app.as_ref(), &self.url(name)));
         };
@@ -182,10 +183,11 @@ impl Reconciler {
                 }
             }
         } else {
+            let path = self.effective(&app).health_path;
             wharf_gateway::wait_healthy(
                 &addrs,
                 &self.default_host(name),
-                health(&app).as_ref(),
+                health(path.as_deref()).as_ref(),
                 self.routing.health_timeout,
             )
             .await
@@ -299,29 +301,27 @@ impl Reconciler {
             .iter()
             .filter(|a| a.availability == Availability::Enabled)
         {
-            let backend = match app.kind {
-                AppKind::Static => {
-                    let root = self.static_root(app);
+            let eff = self.effective(app);
+            let backend = match (&eff.static_root, runs.get(&app.name)) {
+                (Some(root), _) => {
                     if !root.is_dir() {
                         // One app's missing folder must not block every other route.
                         tracing::warn!(app = %app.name, root = %root.display(), "static folder missing; not served");
                         continue;
                     }
                     BackendConfig::Static(StaticConfig {
-                        root,
+                        root: root.clone(),
                         index: vec!["index.html".into()],
                         not_found: None,
                     })
                 }
-                AppKind::Process => match runs.get(&app.name) {
-                    Some(run) => BackendConfig::Proxy(ProxyConfig {
-                        upstreams: run.instances.iter().map(|i| i.addr).collect(),
-                        balance: Balance::RoundRobin,
-                        health: health(app),
-                        strip_prefix: false,
-                    }),
-                    None => continue,
-                },
+                (None, Some(run)) => BackendConfig::Proxy(ProxyConfig {
+                    upstreams: run.instances.iter().map(|i| i.addr).collect(),
+                    balance: Balance::RoundRobin,
+                    health: health(eff.health_path.as_deref()),
+                    strip_prefix: false,
+                }),
+                (None, None) => continue,
             };
             let mut hosts = vec![HostPattern::Exact(self.default_host(&app.name))];
             hosts.extend(
@@ -357,19 +357,50 @@ impl Reconciler {
             .map_or_else(|| self.data.public_dir(&app.name), Into::into)
     }
 
+    /// What an app runs: its active release's command and folder if it has one, else its own.
+    fn effective(&self, app: &App) -> Effective {
+        let release = app
+            .release
+            .and_then(|n| self.store.release(&app.name, n).ok());
+        let own_static = (app.kind == AppKind::Static).then(|| self.static_root(app));
+        match release {
+            Some(r) => {
+                let dir = self.data.release(&app.name, r.number);
+                let run = r.run.clone().or_else(|| app.run.clone());
+                let static_root = match (&run, &r.static_dir) {
+                    (None, Some(d)) => Some(dir.join(d)),
+                    _ => own_static,
+                };
+                Effective {
+                    run,
+                    workdir: dir,
+                    static_root,
+                    health_path: r.health_path.clone().or_else(|| app.health_path.clone()),
+                }
+            }
+            None => Effective {
+                run: app.run.clone(),
+                workdir: app
+                    .workdir
+                    .as_ref()
+                    .map_or_else(|| self.data.app_dir(&app.name), Into::into),
+                static_root: own_static,
+                health_path: app.health_path.clone(),
+            },
+        }
+    }
+
     fn desired(&self, app: &App) -> Result<Option<Desired>, String> {
-        let runnable = app.kind == AppKind::Process && app.availability != Availability::Disabled;
-        let Some(run) = app.run.as_ref().filter(|_| runnable) else {
+        let eff = self.effective(app);
+        let runnable = eff.static_root.is_none() && app.availability != Availability::Disabled;
+        let Some(run) = eff.run.as_ref().filter(|_| runnable) else {
             return Ok(None);
         };
         let env = self
             .store
             .env(&app.name)
             .map_err(|e| format!("cannot read env: {e}"))?;
-        let workdir = app
-            .workdir
-            .as_ref()
-            .map_or_else(|| self.data.app_dir(&app.name), Into::into);
+        let workdir = eff.workdir;
         let limits = Limits {
             memory_bytes: app.memory_bytes,
             cpu_millis: app.cpu_millis,
@@ -397,14 +428,23 @@ impl Reconciler {
     }
 }
 
+/// An app's command, folder and health path once its active release is taken into account.
+struct Effective {
+    run: Option<String>,
+    workdir: std::path::PathBuf,
+    /// Set when the gateway serves files instead of a process.
+    static_root: Option<std::path::PathBuf>,
+    health_path: Option<String>,
+}
+
 struct Desired {
     fingerprint: u64,
     specs: Vec<InstanceSpec>,
 }
 
-fn health(app: &App) -> Option<HealthConfig> {
-    app.health_path.as_ref().map(|path| HealthConfig {
-        path: path.clone(),
+fn health(path: Option<&str>) -> Option<HealthConfig> {
+    path.map(|path| HealthConfig {
+        path: path.to_string(),
         interval: Duration::from_secs(2),
         timeout: Duration::from_secs(1),
         rise: 1,

@@ -89,6 +89,7 @@ fn harness(name: &str) -> Harness {
         runtime,
         data,
         started: Instant::now(),
+        deploys: Default::default(),
     });
     Harness {
         router: api::router(control),

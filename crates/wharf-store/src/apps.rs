@@ -287,7 +287,11 @@ impl Store {
     /// The webhook secret, for signature checks only.
     pub fn webhook_secret(&self, app: &str) -> Result<Option<String>> {
         self.conn()
-            .query_row("SELECT webhook_secret FROM apps WHERE name = ?1", [app], |r| r.get(0))
+            .query_row(
+                "SELECT webhook_secret FROM apps WHERE name = ?1",
+                [app],
+                |r| r.get(0),
+            )
             .optional()?
             .ok_or_else(|| not_found(app))
     }

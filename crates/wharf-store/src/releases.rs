@@ -34,11 +34,17 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Release> {
 fn app_id(conn: &rusqlite::Connection, app: &str) -> Result<i64> {
     conn.query_row("SELECT id FROM apps WHERE name = ?1", [app], |r| r.get(0))
         .optional()?
-        .ok_or_else(|| StoreError::NotFound { what: "app", name: app.to_string() })
+        .ok_or_else(|| StoreError::NotFound {
+            what: "app",
+            name: app.to_string(),
+        })
 }
 
 fn missing(app: &str, number: u32) -> StoreError {
-    StoreError::NotFound { what: "release", name: format!("{app} #{number}") }
+    StoreError::NotFound {
+        what: "release",
+        name: format!("{app} #{number}"),
+    }
 }
 
 impl Store {
@@ -61,7 +67,13 @@ impl Store {
     }
 
     /// Records a build's outcome: `ready` (with what was built) or `failed` (with why).
-    pub fn finish_release(&self, app: &str, number: u32, status: ReleaseStatus, b: &BuildResult) -> Result<()> {
+    pub fn finish_release(
+        &self,
+        app: &str,
+        number: u32,
+        status: ReleaseStatus,
+        b: &BuildResult,
+    ) -> Result<()> {
         let conn = self.conn();
         let id = app_id(&conn, app)?;
         let n = conn.execute(
@@ -76,7 +88,13 @@ impl Store {
         Ok(())
     }
 
-    pub fn set_release_backup(&self, app: &str, number: u32, path: &str, sha256: &str) -> Result<()> {
+    pub fn set_release_backup(
+        &self,
+        app: &str,
+        number: u32,
+        path: &str,
+        sha256: &str,
+    ) -> Result<()> {
         let conn = self.conn();
         let id = app_id(&conn, app)?;
         conn.execute(
@@ -92,8 +110,12 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let id = app_id(&tx, app)?;
-        let previous: Option<u32> = tx.query_row("SELECT release FROM apps WHERE id = ?1", [id], |r| r.get(0))?;
-        tx.execute("UPDATE releases SET status = 'ready' WHERE app_id = ?1 AND status = 'active'", [id])?;
+        let previous: Option<u32> =
+            tx.query_row("SELECT release FROM apps WHERE id = ?1", [id], |r| r.get(0))?;
+        tx.execute(
+            "UPDATE releases SET status = 'ready' WHERE app_id = ?1 AND status = 'active'",
+            [id],
+        )?;
         let n = tx.execute(
             "UPDATE releases SET status = 'active', config = ?3 WHERE app_id = ?1 AND number = ?2",
             params![id, number, config],
@@ -101,13 +123,22 @@ impl Store {
         if n == 0 {
             return Err(missing(app, number));
         }
-        tx.execute("UPDATE apps SET release = ?2, updated_at = ?3 WHERE id = ?1", params![id, number, now()])?;
+        tx.execute(
+            "UPDATE apps SET release = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, number, now()],
+        )?;
         tx.commit()?;
         Ok(previous)
     }
 
     /// Puts `previous` back as the active release after `failed` could not go live.
-    pub fn revert_release(&self, app: &str, failed: u32, previous: Option<u32>, message: &str) -> Result<()> {
+    pub fn revert_release(
+        &self,
+        app: &str,
+        failed: u32,
+        previous: Option<u32>,
+        message: &str,
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let id = app_id(&tx, app)?;
@@ -116,9 +147,15 @@ impl Store {
             params![id, failed, message],
         )?;
         if let Some(p) = previous {
-            tx.execute("UPDATE releases SET status = 'active' WHERE app_id = ?1 AND number = ?2", params![id, p])?;
+            tx.execute(
+                "UPDATE releases SET status = 'active' WHERE app_id = ?1 AND number = ?2",
+                params![id, p],
+            )?;
         }
-        tx.execute("UPDATE apps SET release = ?2 WHERE id = ?1", params![id, previous])?;
+        tx.execute(
+            "UPDATE apps SET release = ?2 WHERE id = ?1",
+            params![id, previous],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -148,7 +185,10 @@ impl Store {
     pub fn delete_release(&self, app: &str, number: u32) -> Result<()> {
         let conn = self.conn();
         let id = app_id(&conn, app)?;
-        conn.execute("DELETE FROM releases WHERE app_id = ?1 AND number = ?2", params![id, number])?;
+        conn.execute(
+            "DELETE FROM releases WHERE app_id = ?1 AND number = ?2",
+            params![id, number],
+        )?;
         Ok(())
     }
 
@@ -172,17 +212,37 @@ mod tests {
     #[test]
     fn release_lifecycle() {
         let s = Store::open_test();
-        s.create_app("blog", AppKind::Process, &AppSettings::default(), &[], &BTreeMap::new()).unwrap();
+        s.create_app(
+            "blog",
+            AppKind::Process,
+            &AppSettings::default(),
+            &[],
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert_eq!(s.begin_release("blog", "git x main").unwrap(), 1);
-        s.finish_release("blog", 1, ReleaseStatus::Ready, &BuildResult { build: "static".into(), ..Default::default() })
-            .unwrap();
+        s.finish_release(
+            "blog",
+            1,
+            ReleaseStatus::Ready,
+            &BuildResult {
+                build: "static".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(s.activate_release("blog", 1, "{}").unwrap(), None);
         assert_eq!(s.begin_release("blog", "git x main").unwrap(), 2);
-        s.finish_release("blog", 2, ReleaseStatus::Ready, &BuildResult::default()).unwrap();
+        s.finish_release("blog", 2, ReleaseStatus::Ready, &BuildResult::default())
+            .unwrap();
         assert_eq!(s.activate_release("blog", 2, "{}").unwrap(), Some(1));
-        s.revert_release("blog", 2, Some(1), "did not start").unwrap();
+        s.revert_release("blog", 2, Some(1), "did not start")
+            .unwrap();
         let r = s.releases("blog").unwrap();
-        assert_eq!(r.iter().map(|r| (r.number, r.status)).collect::<Vec<_>>(), [(2, ReleaseStatus::Failed), (1, ReleaseStatus::Active)]);
+        assert_eq!(
+            r.iter().map(|r| (r.number, r.status)).collect::<Vec<_>>(),
+            [(2, ReleaseStatus::Failed), (1, ReleaseStatus::Active)]
+        );
         assert_eq!(s.app("blog").unwrap().release, Some(1));
         assert_eq!(s.begin_release("blog", "archive").unwrap(), 3);
         assert_eq!(s.fail_interrupted_releases().unwrap(), 1);

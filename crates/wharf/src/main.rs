@@ -80,6 +80,33 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
+    /// Deploy an app from git, a local folder or an archive, and watch the build.
+    Deploy {
+        #[command(flatten)]
+        args: cli::DeployArgs,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// An app's releases, newest first.
+    Releases {
+        app: String,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// Go back to an earlier release (default: the one before), with the config it ran with.
+    Rollback {
+        app: String,
+        release: Option<u32>,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// Push webhooks from GitHub, Gitea or GitLab.
+    Hooks {
+        #[command(subcommand)]
+        cmd: cli::HooksCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
     /// Remember an API address and token for the CLI.
     Login(cli::Login),
     /// Print a shell completion script, e.g. `wharf completions bash > /etc/bash_completion.d/wharf`.
@@ -113,6 +140,12 @@ fn run() -> anyhow::Result<()> {
             conn,
         } => cli::run(conn, cli::Verb::Logs { app, lines, follow }),
         Command::Ops { app, limit, conn } => cli::run(conn, cli::Verb::Ops { app, limit }),
+        Command::Deploy { args, conn } => cli::run(conn, cli::Verb::Deploy(args)),
+        Command::Releases { app, conn } => cli::run(conn, cli::Verb::Releases { app }),
+        Command::Rollback { app, release, conn } => {
+            cli::run(conn, cli::Verb::Rollback { app, release })
+        }
+        Command::Hooks { cmd, conn } => cli::run(conn, cli::Verb::Hooks(cmd)),
         Command::Login(args) => cli::login(args),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -2,8 +2,10 @@
 //! needs a bearer token.
 
 mod apps;
+mod deploys;
 mod error;
 mod extract;
+mod hooks;
 mod logs;
 pub(crate) mod openapi;
 mod operations;
@@ -41,6 +43,13 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
         .route("/apps/{app}/restart", post(apps::restart))
         .route("/apps/{app}/scale", post(apps::scale))
         .route("/apps/{app}/logs", get(logs::logs))
+        .route(
+            "/apps/{app}/deploy",
+            post(deploys::deploy).layer(DefaultBodyLimit::max(deploys::MAX_ARCHIVE)),
+        )
+        .route("/apps/{app}/releases", get(deploys::releases))
+        .route("/apps/{app}/rollback", post(deploys::rollback))
+        .route("/apps/{app}/webhook", post(hooks::rotate))
         .route("/operations", get(operations::list))
         .route("/operations/{id}", get(operations::show))
         .route_layer(middleware::from_fn_with_state(
@@ -50,6 +59,7 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
         .route("/openapi.json", get(openapi::document));
     Router::new()
         .nest("/api/v1", v1)
+        .route("/hooks/{app}", post(hooks::receive))
         .fallback(|| async {
             ApiError::not_found("no such endpoint; the API is described at /api/v1/openapi.json")
         })

@@ -76,6 +76,12 @@ pub(crate) fn spec() -> Value {
                 ],
                 "responses": { "200": { "description": "text/plain lines" } }
             } },
+            "/apps/{app}/deploy": { "post": with_app(op(
+                "Deploy from git (JSON body) or a tar.gz archive (Content-Type: application/gzip); answers newline-delimited JSON: build output, then the operation",
+                Some("DeployRequest"), "200")) },
+            "/apps/{app}/releases": { "get": with_app(op("Releases, newest first", None, "200")) },
+            "/apps/{app}/rollback": { "post": with_app(op("Re-activate a kept release with its config", Some("Rollback"), "200")) },
+            "/apps/{app}/webhook": { "post": with_app(op("Create a new webhook secret (shown once)", None, "200")) },
             "/operations": { "get": {
                 "summary": "Operations log, newest first",
                 "security": [{ "bearer": [] }],
@@ -91,6 +97,18 @@ pub(crate) fn spec() -> Value {
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } }],
                 "responses": { "200": { "description": "success" } }
             } },
+            "/hooks/{app}": {
+                "servers": [{ "url": "/" }],
+                "post": {
+                    "summary": "Push webhook (GitHub, Gitea, GitLab): signed with the app's secret, deploys pushes to its branch",
+                    "parameters": [{ "name": "app", "in": "path", "required": true, "schema": { "type": "string" } }],
+                    "responses": {
+                        "200": { "description": "ping answered" },
+                        "202": { "description": "deploy started, or the push was for another branch" },
+                        "401": { "description": "missing or wrong signature; nothing deployed" }
+                    }
+                }
+            },
             "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "success" } } } }
         },
         "components": {
@@ -107,7 +125,10 @@ pub(crate) fn spec() -> Value {
                     "cpu": { "type": "number", "examples": [0.5] },
                     "max_body": { "type": "string", "examples": ["10MB"] },
                     "health_path": { "type": "string", "examples": ["/up"] },
-                    "availability": { "enum": ["enabled", "not-served", "disabled"] }
+                    "availability": { "enum": ["enabled", "not-served", "disabled"] },
+                    "git_url": { "type": "string" },
+                    "git_ref": { "type": "string" },
+                    "keep_releases": { "type": "integer", "minimum": 1, "maximum": 100 }
                 } },
                 "CreateApp": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": {
                     "name": { "type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$", "maxLength": 63 },
@@ -122,6 +143,12 @@ pub(crate) fn spec() -> Value {
                     "set": { "type": "object", "additionalProperties": { "type": "string" } },
                     "unset": { "type": "array", "items": { "type": "string" } }
                 } },
+                "DeployRequest": { "type": "object", "additionalProperties": false, "properties": {
+                    "git": { "type": "string", "description": "repository URL; default: the app's saved one" },
+                    "ref": { "type": "string", "description": "branch, tag or commit; default: the app's branch, then main" }
+                } },
+                "Rollback": { "type": "object", "additionalProperties": false,
+                              "properties": { "release": { "type": "integer", "minimum": 1 } } },
                 "Scale": { "type": "object", "required": ["replicas"], "additionalProperties": false,
                            "properties": { "replicas": { "type": "integer", "minimum": 0, "maximum": 64 } } }
             }

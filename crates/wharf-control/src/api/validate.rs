@@ -72,6 +72,24 @@ pub(crate) fn settings(s: &Settings, kind: AppKind) -> Result<AppSettings, ApiEr
         }
         out.health_path = Some(Some(p.clone()));
     }
+    if let Some(url) = &s.git_url {
+        let url = url.trim();
+        let reference = s.git_ref.as_deref().unwrap_or("main");
+        crate::deploy::check_git(url, reference).map_err(ApiError::invalid)?;
+        out.git_url = Some((!url.is_empty()).then(|| url.to_string()));
+    }
+    if let Some(r) = &s.git_ref {
+        crate::deploy::check_git("x", r).map_err(ApiError::invalid)?;
+        out.git_ref = Some(Some(r.clone()));
+    }
+    if let Some(k) = s.keep_releases {
+        if !(1..=100).contains(&k) {
+            return Err(ApiError::invalid(
+                "`keep_releases` must be between 1 and 100",
+            ));
+        }
+        out.keep_releases = Some(k);
+    }
     if let Some(a) = &s.availability {
         let a: Availability = a
             .parse()

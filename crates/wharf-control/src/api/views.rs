@@ -2,9 +2,9 @@
 
 use std::time::SystemTime;
 
-use wharf_client::dto::{ActionView, AppView, InstanceView, OperationView};
+use wharf_client::dto::{ActionView, AppView, InstanceView, OperationView, ReleaseView};
 use wharf_runtime::InstanceState;
-use wharf_store::{App, AppKind, Availability, Operation};
+use wharf_store::{App, AppKind, Availability, Operation, Release};
 
 use crate::Control;
 
@@ -75,6 +75,9 @@ pub(crate) fn app(control: &Control, app: &App) -> AppView {
         instances,
         state,
         limits_note,
+        release: app.release,
+        git_url: app.git_url.clone(),
+        git_ref: app.git_ref.clone(),
         created_at: app.created_at,
         updated_at: app.updated_at,
     }
@@ -85,7 +88,8 @@ fn state(app: &App, instances: &[InstanceState]) -> String {
         (Availability::Disabled, _) => "stopped",
         (_, AppKind::Static) if app.availability == Availability::NotServed => "not-served",
         (_, AppKind::Static) => "static",
-        _ if app.run.is_none() => "no-command",
+        _ if app.run.is_none() && app.release.is_none() => "no-command",
+        _ if instances.is_empty() && app.release.is_some() => "static",
         _ if instances.contains(&InstanceState::Failed) => "failed",
         _ if instances.contains(&InstanceState::Backoff) => "crashed",
         _ if instances.is_empty() => "stopped",
@@ -93,6 +97,22 @@ fn state(app: &App, instances: &[InstanceState]) -> String {
         _ => "running",
     };
     s.to_string()
+}
+
+pub(crate) fn release(r: Release) -> ReleaseView {
+    ReleaseView {
+        number: r.number,
+        status: r.status.to_string(),
+        source: r.source,
+        commit: r.commit,
+        build: r.build,
+        run: r.run,
+        static_dir: r.static_dir,
+        backup: r.backup,
+        backup_sha256: r.backup_sha256,
+        message: r.message,
+        created_at: r.created_at,
+    }
 }
 
 pub(crate) fn operation(op: Operation) -> OperationView {

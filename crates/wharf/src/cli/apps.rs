@@ -35,6 +35,15 @@ pub(crate) struct SettingsArgs {
     /// Path that answers 2xx when the app is healthy, e.g. /up.
     #[arg(long, value_name = "PATH")]
     health_path: Option<String>,
+    /// Git repository that `wharf deploy` (without --git) and webhooks fetch from.
+    #[arg(long, value_name = "URL")]
+    git: Option<String>,
+    /// Branch deployed by default and accepted from webhooks (default main).
+    #[arg(long)]
+    branch: Option<String>,
+    /// How many releases to keep for rollback (default 5).
+    #[arg(long)]
+    keep_releases: Option<u32>,
 }
 
 impl SettingsArgs {
@@ -49,6 +58,9 @@ impl SettingsArgs {
             max_body: self.max_body,
             health_path: self.health_path,
             availability,
+            git_url: self.git,
+            git_ref: self.branch,
+            keep_releases: self.keep_releases,
         }
     }
 }

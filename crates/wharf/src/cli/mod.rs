@@ -3,6 +3,7 @@
 
 mod apps;
 mod connect;
+mod deploy;
 mod print;
 mod watch;
 
@@ -99,6 +100,8 @@ pub(crate) enum DomainsCmd {
     Remove { app: String, host: String },
 }
 
+pub(crate) use deploy::{DeployArgs, HooksCmd};
+
 pub(crate) enum Verb {
     Apps(AppsCmd),
     Env(EnvCmd),
@@ -115,6 +118,15 @@ pub(crate) enum Verb {
         app: Option<String>,
         limit: u32,
     },
+    Deploy(DeployArgs),
+    Releases {
+        app: String,
+    },
+    Rollback {
+        app: String,
+        release: Option<u32>,
+    },
+    Hooks(HooksCmd),
 }
 
 /// Runs one client verb on a small single-threaded runtime.
@@ -131,6 +143,13 @@ pub(crate) fn run(conn: Conn, verb: Verb) -> anyhow::Result<()> {
             Verb::Status { app } => watch::status(&client, &conn, app).await,
             Verb::Logs { app, lines, follow } => watch::logs(&client, &app, lines, follow).await,
             Verb::Ops { app, limit } => watch::ops(&client, &conn, app, limit).await,
+            Verb::Deploy(args) => deploy::deploy(&client, &conn, args).await,
+            Verb::Releases { app } => deploy::releases(&client, &conn, &app).await,
+            Verb::Rollback { app, release } => {
+                let changed = client.rollback(&app, release).await?;
+                print::changed(&conn, changed)
+            }
+            Verb::Hooks(cmd) => deploy::hooks(&client, &conn, cmd).await,
         };
         result.map_err(|e| match e.downcast::<wharf_client::ClientError>() {
             Ok(ce) if ce.is_unauthorized() => anyhow::anyhow!(

@@ -1,0 +1,115 @@
+//! Deploys, releases and rollback. A deploy answers with newline-delimited JSON: the build's
+//! output line by line as it happens, then the finished operation. The deploy itself runs to
+//! the end even if the client goes away.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
+use wharf_client::dto::{Changed, DeployEvent, DeployRequest, ReleaseView, Rollback};
+
+use super::error::{ApiError, ApiResult};
+use super::views;
+use crate::Control;
+use crate::deploy::{Output, Source};
+
+/// Largest archive upload.
+pub(crate) const MAX_ARCHIVE: usize = 512 << 20;
+
+pub(crate) async fn deploy(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let current = c.store.app(&app)?;
+    let gzip = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/gzip") || t.starts_with("application/x-gzip"));
+    let source = if gzip {
+        Source::Archive(body)
+    } else {
+        let req: DeployRequest = if body.is_empty() {
+            DeployRequest::default()
+        } else {
+            serde_json::from_slice(&body)
+                .map_err(|e| ApiError::invalid(format!("deploy request: {e}")))?
+        };
+        let url = req.git.or(current.git_url).ok_or_else(|| {
+            ApiError::invalid("say what to deploy: a `git` URL, an archive, or save one with `wharf apps set APP --git URL`")
+        })?;
+        let reference = req
+            .reference
+            .or(current.git_ref)
+            .unwrap_or_else(|| "main".into());
+        crate::deploy::check_git(&url, &reference).map_err(ApiError::invalid)?;
+        Source::Git { url, reference }
+    };
+    Ok(stream(c, app, source))
+}
+
+/// Starts the deploy in the background and streams its events.
+pub(crate) fn stream(c: Arc<Control>, app: String, source: Source) -> Response {
+    let (lines_tx, lines) = tokio::sync::mpsc::unbounded_channel();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (op, _) = crate::deploy::deploy(&c, &app, source, Output::new(Some(lines_tx))).await;
+        if let Ok(view) = c.store.operation(op) {
+            let _ = done_tx.send(views::operation(view));
+        }
+    });
+    let events =
+        futures_util::stream::unfold((Some(lines), Some(done)), |(lines, done)| async move {
+            if let Some(mut rx) = lines
+                && let Some(line) = rx.recv().await
+            {
+                return Some((event(&DeployEvent::Log(line)), (Some(rx), done)));
+            }
+            let op = done?.await.ok()?;
+            Some((event(&DeployEvent::Done(op)), (None, None)))
+        });
+    let headers = [(http::header::CONTENT_TYPE, "application/x-ndjson")];
+    (headers, Body::from_stream(events)).into_response()
+}
+
+fn event(e: &DeployEvent) -> Result<Bytes, std::io::Error> {
+    let mut line = serde_json::to_vec(e).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    Ok(Bytes::from(line))
+}
+
+pub(crate) async fn releases(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<ReleaseView>>> {
+    Ok(Json(
+        c.store
+            .releases(&app)?
+            .into_iter()
+            .map(views::release)
+            .collect(),
+    ))
+}
+
+pub(crate) async fn rollback(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Changed>> {
+    c.store.app(&app)?;
+    let req: Rollback = if body.is_empty() {
+        Rollback::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("rollback request: {e}")))?
+    };
+    let (op, _) = crate::deploy::rollback(&c, &app, req.release).await;
+    Ok(Json(Changed {
+        app: views::app(&c, &c.store.app(&app)?),
+        operation: views::operation(c.store.operation(op)?),
+    }))
+}

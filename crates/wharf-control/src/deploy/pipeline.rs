@@ -1,0 +1,507 @@
+//! The deploy pipeline, each step an action of the operation:
+//! release N (`building`) → fetch → detect and build (into `<n>.tmp`, renamed once complete) →
+//! pre-deploy backup (current release + volume) → activate through the reconciler (start new,
+//! health check, swap, drain, stop old) → prune old releases. Any failure leaves the previous
+//! release serving and no half-written release folder.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use wharf_store::{App, AppSettings, BuildResult, ReleaseStatus};
+
+use super::{Output, backup, manifest, source};
+use crate::Control;
+use crate::oplog::OpLog;
+
+pub(crate) enum Source {
+    Git { url: String, reference: String },
+    Archive(Bytes),
+}
+
+/// Apps with a deploy or rollback under way: a second one is refused, never interleaved.
+#[derive(Default)]
+pub(crate) struct Deploys {
+    running: Mutex<HashSet<String>>,
+}
+
+pub(crate) struct Claim<'a> {
+    deploys: &'a Deploys,
+    app: String,
+}
+
+impl Deploys {
+    pub(crate) fn claim(&self, app: &str) -> Option<Claim<'_>> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.insert(app.to_string()).then(|| Claim {
+            deploys: self,
+            app: app.to_string(),
+        })
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.deploys
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.app);
+    }
+}
+
+/// The config a release ran with, restored by a rollback.
+#[derive(Serialize, Deserialize, Default)]
+struct Snapshot {
+    env: BTreeMap<String, String>,
+    run: Option<String>,
+    replicas: u32,
+    memory_bytes: Option<u64>,
+    cpu_millis: Option<u32>,
+    max_body: Option<u64>,
+    health_path: Option<String>,
+}
+
+fn snapshot(c: &Control, app: &App) -> Result<String, String> {
+    let env = c.store.env(&app.name).map_err(|e| e.to_string())?;
+    let s = Snapshot {
+        env,
+        run: app.run.clone(),
+        replicas: app.replicas,
+        memory_bytes: app.memory_bytes,
+        cpu_millis: app.cpu_millis,
+        max_body: app.max_body,
+        health_path: app.health_path.clone(),
+    };
+    serde_json::to_string(&s).map_err(|e| e.to_string())
+}
+
+/// Runs one deploy; returns the operation id and its outcome.
+pub(crate) async fn deploy(
+    c: &Arc<Control>,
+    app: &str,
+    source: Source,
+    mut out: Output,
+) -> (i64, Result<String, String>) {
+    let op = OpLog::begin(&c.store, Some(app), "deploy");
+    let result = match c.deploys.claim(app) {
+        None => {
+            let msg =
+                format!("a deploy of {app} is already running; try again when it has finished");
+            op.failed("queue", &msg);
+            Err(msg)
+        }
+        Some(_claim) => {
+            if let Ok(env) = c.store.env(app) {
+                out.mask(env.into_values());
+            }
+            run(c, app, source, &out, &op).await
+        }
+    };
+    match &result {
+        Ok(m) => out.line(m),
+        Err(e) => out.line(&format!("deploy failed: {e}")),
+    }
+    op.finish(&result);
+    (op.id, result)
+}
+
+async fn run(
+    c: &Arc<Control>,
+    app: &str,
+    source: Source,
+    out: &Output,
+    op: &OpLog,
+) -> Result<String, String> {
+    let current = c.store.app(app).map_err(|e| e.to_string())?;
+    let description = match &source {
+        Source::Git { url, reference } => format!("git {url} {reference}"),
+        Source::Archive(_) => "archive".to_string(),
+    };
+    let n = c
+        .store
+        .begin_release(app, &description)
+        .map_err(|e| e.to_string())?;
+    op.ok("release", format!("release {n} from {description}"));
+    out.line(&format!("release {n} of {app} from {description}"));
+    let tmp = c.data.releases(app).join(format!("{n}.tmp"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(c.data.releases(app))
+        .map_err(|e| format!("cannot create the releases folder: {e}"))?;
+    let fail = |step: &str, msg: String| {
+        let _ = std::fs::remove_dir_all(&tmp);
+        let _ = c.store.finish_release(
+            app,
+            n,
+            ReleaseStatus::Failed,
+            &BuildResult {
+                message: msg.clone(),
+                ..Default::default()
+            },
+        );
+        op.failed(step, &msg);
+        let live = match current.release {
+            Some(r) => format!("; release {r} keeps serving"),
+            None => String::new(),
+        };
+        Err(format!("{msg}{live}"))
+    };
+
+    // 1. The code.
+    let commit = match source {
+        Source::Git { url, reference } => {
+            match source::fetch_git(&c.data.git_cache(app), &url, &reference, &tmp, out).await {
+                Ok(sha) => Some(sha),
+                Err(e) => return fail("fetch", e),
+            }
+        }
+        Source::Archive(bytes) => {
+            let dest = tmp.clone();
+            match tokio::task::spawn_blocking(move || source::unpack_targz(&bytes, &dest)).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => return fail("fetch", e),
+                Err(e) => return fail("fetch", format!("unpacking failed: {e}")),
+            }
+        }
+    };
+    op.ok(
+        "fetch",
+        match &commit {
+            Some(sha) => format!("commit {}", &sha[..sha.len().min(12)]),
+            None => "archive unpacked".into(),
+        },
+    );
+
+    // 2. Build.
+    let plan = match manifest::detect(&tmp) {
+        Ok(p) => p,
+        Err(e) => return fail("build", e),
+    };
+    out.line(&format!("detected a {} app", plan.kind));
+    if let Some(cmd) = &plan.build {
+        out.line(&format!("$ {cmd}"));
+        let env = c.store.env(app).unwrap_or_default();
+        if let Err(e) = build(cmd, &tmp, &env, plan.timeout, out).await {
+            return fail("build", e);
+        }
+    }
+    if plan.run.is_none()
+        && let Some(dir) = &plan.static_dir
+        && !tmp.join(dir).is_dir()
+    {
+        return fail(
+            "build",
+            format!("the static folder `{dir}` does not exist after the build"),
+        );
+    }
+    let dir = c.data.release(app, n);
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = std::fs::rename(&tmp, &dir) {
+        return fail("build", format!("cannot move the release into place: {e}"));
+    }
+    let built = BuildResult {
+        commit: commit.clone(),
+        build: plan.kind.to_string(),
+        run: plan.run.clone(),
+        static_dir: plan.static_dir.clone(),
+        health_path: plan.health.clone(),
+        message: String::new(),
+    };
+    c.store
+        .finish_release(app, n, ReleaseStatus::Ready, &built)
+        .map_err(|e| format!("cannot record release {n}: {e}"))?;
+    op.ok(
+        "build",
+        match (&plan.run, &plan.static_dir) {
+            (Some(run), _) => format!("{} app, runs `{run}`", plan.kind),
+            (None, Some(d)) => format!("static site from `{d}`"),
+            _ => plan.kind.to_string(),
+        },
+    );
+
+    // 3. Back up what runs now, before anything changes.
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let archive = c
+        .data
+        .backups(app)
+        .join(format!("before-{n}-{stamp}.tar.gz"));
+    let previous_dir = current.release.map(|r| c.data.release(app, r));
+    let volume = c.data.volume(app);
+    let mut parts: Vec<(&str, &Path)> = vec![("volume", volume.as_path())];
+    if let Some(p) = &previous_dir {
+        parts.push(("release", p.as_path()));
+    }
+    let exclude = plan.exclude.clone();
+    let archive_for_task = archive.clone();
+    let parts_owned: Vec<(String, std::path::PathBuf)> = parts
+        .iter()
+        .map(|(n, p)| (n.to_string(), p.to_path_buf()))
+        .collect();
+    let written = tokio::task::spawn_blocking(move || {
+        let parts: Vec<(&str, &Path)> = parts_owned
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.as_path()))
+            .collect();
+        backup::write(&archive_for_task, &parts, &exclude)
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    match written {
+        Ok(sum) => {
+            let path = archive.display().to_string();
+            let _ = c.store.set_release_backup(app, n, &path, &sum);
+            op.ok("backup", format!("{path} (sha256 {})", &sum[..12]));
+            out.line(&format!("backup: {path}"));
+        }
+        Err(e) => {
+            let msg = format!("the pre-deploy backup failed, nothing was changed: {e}");
+            op.failed("backup", &msg);
+            return Err(msg);
+        }
+    }
+
+    // 4. Go live through the zero-downtime switch.
+    let snap = snapshot(c, &current)?;
+    let previous = c
+        .store
+        .activate_release(app, n, &snap)
+        .map_err(|e| e.to_string())?;
+    out.line("starting the new release");
+    if let Err(e) = c.reconciler.reconcile(app, true, op).await {
+        let _ = c.store.revert_release(app, n, previous, &e);
+        // The old instances kept serving; this only restores the routes' view of them.
+        let _ = c.reconciler.reconcile(app, false, op).await;
+        return Err(match previous {
+            Some(p) => format!("release {n} did not go live ({e}); release {p} keeps serving"),
+            None => format!("release {n} did not go live: {e}"),
+        });
+    }
+
+    // 5. Keep the last releases.
+    prune(c, app);
+    let short = commit
+        .as_deref()
+        .map(|s| format!(" ({})", &s[..s.len().min(7)]))
+        .unwrap_or_default();
+    Ok(format!(
+        "release {n}{short} of {app} is live at {}",
+        c.reconciler.app_url(app)
+    ))
+}
+
+/// Runs the build command in the release folder, streaming its output, within the timeout.
+async fn build(
+    cmd: &str,
+    dir: &Path,
+    env: &BTreeMap<String, String>,
+    timeout: Duration,
+    out: &Output,
+) -> Result<(), String> {
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+        )
+        .env("HOME", dir)
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run the build: {e}"))?;
+    let pumps: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|r| {
+        let out = out.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(r).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                out.line(&line);
+            }
+        })
+    })
+    .collect();
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(s) => s.map_err(|e| format!("the build could not be watched: {e}"))?,
+        Err(_) => {
+            if let Some(pid) = child.id().and_then(rustix_pid) {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+            let _ = child.kill().await;
+            return Err(format!(
+                "the build took longer than {timeout:?} and was stopped"
+            ));
+        }
+    };
+    for p in pumps {
+        let _ = p.await;
+    }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the build failed ({})", describe(status)))
+    }
+}
+
+fn rustix_pid(p: u32) -> Option<rustix::process::Pid> {
+    rustix::process::Pid::from_raw(p as i32)
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => "ended".into(),
+    }
+}
+
+/// Deletes releases (and their backups) beyond the app's `keep_releases`, never the active one.
+fn prune(c: &Control, app: &str) {
+    let Ok(a) = c.store.app(app) else { return };
+    let Ok(releases) = c.store.releases(app) else {
+        return;
+    };
+    for r in releases.iter().skip(a.keep_releases.max(1) as usize) {
+        if Some(r.number) == a.release {
+            continue;
+        }
+        let _ = std::fs::remove_dir_all(c.data.release(app, r.number));
+        if let Some(b) = &r.backup {
+            let _ = std::fs::remove_file(b);
+        }
+        let _ = c.store.delete_release(app, r.number);
+    }
+}
+
+/// Re-activates a kept release with the config it ran with, through the same switch.
+pub(crate) async fn rollback(
+    c: &Arc<Control>,
+    app: &str,
+    target: Option<u32>,
+) -> (i64, Result<String, String>) {
+    let op = OpLog::begin(&c.store, Some(app), "rollback");
+    let result = match c.deploys.claim(app) {
+        None => Err(format!(
+            "a deploy of {app} is running; roll back when it has finished"
+        )),
+        Some(_claim) => roll_back(c, app, target, &op).await,
+    };
+    if let Err(e) = &result {
+        op.failed("rollback", e);
+    }
+    op.finish(&result);
+    (op.id, result)
+}
+
+async fn roll_back(
+    c: &Arc<Control>,
+    app: &str,
+    target: Option<u32>,
+    op: &OpLog,
+) -> Result<String, String> {
+    let current = c.store.app(app).map_err(|e| e.to_string())?;
+    let releases = c.store.releases(app).map_err(|e| e.to_string())?;
+    let release = match target {
+        Some(n) => releases
+            .into_iter()
+            .find(|r| r.number == n)
+            .ok_or(format!("{app} has no release {n}"))?,
+        None => releases
+            .into_iter()
+            .find(|r| r.status == ReleaseStatus::Ready && Some(r.number) < current.release)
+            .ok_or(format!("{app} has no earlier release to roll back to"))?,
+    };
+    if Some(release.number) == current.release {
+        return Err(format!("release {} is already live", release.number));
+    }
+    if release.status != ReleaseStatus::Ready || !c.data.release(app, release.number).is_dir() {
+        return Err(format!(
+            "release {} is {} and cannot go live",
+            release.number, release.status
+        ));
+    }
+    // Restore the config the release ran with (a release that never ran keeps today's).
+    let snap: Snapshot = serde_json::from_str(&release.config).unwrap_or_default();
+    let now_config = snapshot(c, &current)?;
+    if release.config != "{}" {
+        let unset: Vec<String> = current
+            .env_names
+            .iter()
+            .filter(|n| !snap.env.contains_key(*n))
+            .cloned()
+            .collect();
+        c.store
+            .change_env(app, &snap.env, &unset)
+            .map_err(|e| e.to_string())?;
+        let settings = AppSettings {
+            run: Some(snap.run.clone()),
+            replicas: Some(snap.replicas),
+            memory_bytes: Some(snap.memory_bytes),
+            cpu_millis: Some(snap.cpu_millis),
+            max_body: Some(snap.max_body),
+            health_path: Some(snap.health_path.clone()),
+            ..Default::default()
+        };
+        c.store
+            .update_app(app, &settings)
+            .map_err(|e| e.to_string())?;
+        op.ok(
+            "config",
+            format!(
+                "restored the config of release {} (env: {})",
+                release.number,
+                snap.env.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+    let previous = c
+        .store
+        .activate_release(
+            app,
+            release.number,
+            if release.config != "{}" {
+                &release.config
+            } else {
+                &now_config
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    if let Err(e) = c.reconciler.reconcile(app, true, op).await {
+        let _ = c
+            .store
+            .activate_release(app, previous.unwrap_or(release.number), &now_config);
+        let _ = c.reconciler.reconcile(app, false, op).await;
+        return Err(format!("release {} did not go live: {e}", release.number));
+    }
+    Ok(format!(
+        "rolled back to release {} of {app}, live at {}",
+        release.number,
+        c.reconciler.app_url(app)
+    ))
+}

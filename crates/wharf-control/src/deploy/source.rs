@@ -1,0 +1,315 @@
+//! Getting a release's code: from a git repository (fetched into a per-app cache, the exact
+//! commit recorded) or from an uploaded tar.gz archive (entries that could land outside the
+//! release folder are refused).
+
+use std::path::{Component, Path};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use super::Output;
+
+const GIT_TIMEOUT: Duration = Duration::from_secs(300);
+
+async fn git(args: &[&str], out: &Output) -> Result<String, String> {
+    let mut cmd = Command::new("git");
+    cmd.args(args)
+        // Never wait for a password prompt nobody can answer.
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let run = tokio::time::timeout(GIT_TIMEOUT, cmd.output());
+    let output = match run.await {
+        Err(_) => return Err(format!("git {} took longer than {GIT_TIMEOUT:?}", args[0])),
+        Ok(Err(e)) => {
+            return Err(format!(
+                "cannot run git (is it installed? apt-get install -y git): {e}"
+            ));
+        }
+        Ok(Ok(o)) => o,
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        out.line(&format!("git: {line}"));
+    }
+    if !output.status.success() {
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("failed");
+        return Err(last.trim().trim_start_matches("fatal: ").to_string());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// Checks user input that becomes git arguments: nothing that git could take as an option.
+pub(crate) fn check_git(url: &str, reference: &str) -> Result<(), String> {
+    if url.is_empty()
+        || url.starts_with('-')
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!("`{url}` is not a git URL"));
+    }
+    if reference.is_empty()
+        || reference.starts_with('-')
+        || reference.contains("..")
+        || reference
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
+    {
+        return Err(format!("`{reference}` is not a branch, tag or commit"));
+    }
+    Ok(())
+}
+
+/// Fetches `reference` of `url` into the app's cache and writes its files into `dest`.
+/// Returns the exact commit.
+pub(crate) async fn fetch_git(
+    cache: &Path,
+    url: &str,
+    reference: &str,
+    dest: &Path,
+    out: &Output,
+) -> Result<String, String> {
+    check_git(url, reference)?;
+    let cache_s = cache.to_str().ok_or("the data folder path is not UTF-8")?;
+    if !cache.join("HEAD").exists() {
+        std::fs::create_dir_all(cache)
+            .map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
+        git(&["init", "--bare", "--quiet", cache_s], out).await?;
+    }
+    out.line(&format!("fetching {reference} from {url}"));
+    let fetched = git(
+        &[
+            "-C",
+            cache_s,
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--depth",
+            "1",
+            "--",
+            url,
+            reference,
+        ],
+        out,
+    )
+    .await;
+    let commit = match fetched {
+        Ok(_) => git(&["-C", cache_s, "rev-parse", "FETCH_HEAD^{commit}"], out).await?,
+        // Servers refuse to hand out an unadvertised commit by its hash; fetch the branches
+        // and tags and look the commit up instead.
+        Err(first) if reference.len() >= 7 && reference.chars().all(|c| c.is_ascii_hexdigit()) => {
+            git(
+                &[
+                    "-C",
+                    cache_s,
+                    "fetch",
+                    "--quiet",
+                    "--",
+                    url,
+                    "+refs/heads/*:refs/remotes/src/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+                out,
+            )
+            .await
+            .map_err(|e| format!("cannot fetch from {url}: {e}"))?;
+            git(
+                &[
+                    "-C",
+                    cache_s,
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("{reference}^{{commit}}"),
+                ],
+                out,
+            )
+            .await
+            .map_err(|_| format!("{reference} is not a commit of {url} ({first})"))?
+        }
+        Err(e) => return Err(format!("cannot fetch {reference} from {url}: {e}")),
+    };
+    let tar = dest.with_extension("tar");
+    let tar_s = tar.to_str().ok_or("the data folder path is not UTF-8")?;
+    git(
+        &[
+            "-C",
+            cache_s,
+            "archive",
+            "--format=tar",
+            "-o",
+            tar_s,
+            &commit,
+        ],
+        out,
+    )
+    .await?;
+    let file = std::fs::File::open(&tar).map_err(|e| format!("cannot read the checkout: {e}"))?;
+    let unpacked = unpack(tar::Archive::new(file), dest);
+    let _ = std::fs::remove_file(&tar);
+    unpacked?;
+    out.line(&format!("checked out {}", &commit[..commit.len().min(12)]));
+    Ok(commit)
+}
+
+/// Unpacks a tar.gz upload into `dest`.
+pub(crate) fn unpack_targz(bytes: &[u8], dest: &Path) -> Result<(), String> {
+    let gz = flate2::read::GzDecoder::new(bytes);
+    unpack(tar::Archive::new(gz), dest)
+}
+
+/// Refuses the whole archive if any entry could write outside `dest`: absolute paths, `..`,
+/// links that point out, devices.
+fn unpack<R: std::io::Read>(mut archive: tar::Archive<R>, dest: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
+    let entries = archive
+        .entries()
+        .map_err(|e| format!("not a valid archive: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("not a valid archive: {e}"))?;
+        let path = entry
+            .path()
+            .map_err(|e| format!("archive entry with a bad name: {e}"))?
+            .into_owned();
+        if !is_inside(&path) {
+            return Err(format!(
+                "archive entry `{}` has an absolute path or `..`: refused",
+                path.display()
+            ));
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry
+                .link_name()
+                .ok()
+                .flatten()
+                .map(|t| t.into_owned())
+                .unwrap_or_default();
+            let resolved = path.parent().unwrap_or(Path::new("")).join(&target);
+            if target.is_absolute() || !is_inside(&normalize(&resolved)) {
+                return Err(format!(
+                    "archive link `{}` points outside the archive: refused",
+                    path.display()
+                ));
+            }
+        } else if !(kind.is_file()
+            || kind.is_dir()
+            || kind == tar::EntryType::GNULongName
+            || kind.is_pax_global_extensions()
+            || kind.is_pax_local_extensions())
+        {
+            return Err(format!(
+                "archive entry `{}` is not a file, folder or link: refused",
+                path.display()
+            ));
+        }
+        entry
+            .unpack_in(dest)
+            .map_err(|e| format!("cannot unpack `{}`: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn is_inside(path: &Path) -> bool {
+    path.components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+/// Lexically resolves `..` (for link targets); an escape leaves a `..` behind.
+fn normalize(path: &Path) -> std::path::PathBuf {
+    let mut out = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                if out.pop().is_none() {
+                    return Path::new("..").to_path_buf();
+                }
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out.iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targz(entries: &[(&str, &[u8])], links: &[(&str, &str)]) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut b = tar::Builder::new(gz);
+        for (path, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            // Write the raw name so hostile paths survive the builder's own checks.
+            let name = h.as_old_mut().name.as_mut();
+            name[..path.len()].copy_from_slice(path.as_bytes());
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        for (path, target) in links {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, path, target).unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn hostile_archives_are_refused_whole() {
+        let dest = std::env::temp_dir().join(format!("wharf-unpack-{}", std::process::id()));
+        let ok = targz(
+            &[("index.html", b"hi"), ("a/b.txt", b"b")],
+            &[("a/link", "b.txt")],
+        );
+        unpack_targz(&ok, &dest.join("ok")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dest.join("ok/a/b.txt")).unwrap(),
+            "b"
+        );
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                targz(&[("../evil.txt", b"x")], &[]),
+                "absolute path or `..`",
+            ),
+            (
+                targz(&[("/etc/evil.txt", b"x")], &[]),
+                "absolute path or `..`",
+            ),
+            (
+                targz(&[("a/../../evil.txt", b"x")], &[]),
+                "absolute path or `..`",
+            ),
+            (targz(&[], &[("link", "/etc/passwd")]), "points outside"),
+            (
+                targz(&[], &[("a/link", "../../etc/passwd")]),
+                "points outside",
+            ),
+            (b"not an archive".to_vec(), "not a valid archive"),
+        ];
+        for (bytes, says) in cases {
+            let err = unpack_targz(&bytes, &dest.join("bad")).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
+        assert!(!dest.join("evil.txt").exists() && !std::env::temp_dir().join("evil.txt").exists());
+        std::fs::remove_dir_all(dest).unwrap();
+    }
+
+    #[test]
+    fn git_arguments_cannot_become_options() {
+        assert!(check_git("file:///srv/app.git", "main").is_ok());
+        assert!(check_git("--upload-pack=touch /tmp/x", "main").is_err());
+        assert!(check_git("file:///x", "--output=/tmp/x").is_err());
+        assert!(check_git("file:///x", "a b").is_err());
+        assert!(check_git("file:///x", "main..evil").is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! `wharf deploy`, `wharf releases`, `wharf rollback`, `wharf hooks`.
+
+use std::io::Write;
+use std::path::Path;
+
+use futures_util::StreamExt;
+use wharf_client::Client;
+use wharf_client::dto::{DeployEvent, DeployRequest};
+
+use super::Conn;
+use super::print::{json, operation, table};
+
+#[derive(clap::Args, Clone)]
+pub(crate) struct DeployArgs {
+    app: String,
+    /// Git repository URL (default: the app's saved one).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["dir", "archive"])]
+    git: Option<String>,
+    /// Branch, tag or commit to deploy (default: the app's branch, then main).
+    #[arg(long = "ref", value_name = "REF", conflicts_with_all = ["dir", "archive"])]
+    reference: Option<String>,
+    /// Deploy this local folder (honours .gitignore and .wharfignore).
+    #[arg(long, value_name = "PATH", conflicts_with = "archive")]
+    dir: Option<String>,
+    /// Deploy a tar.gz archive.
+    #[arg(long, value_name = "FILE")]
+    archive: Option<String>,
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum HooksCmd {
+    /// Create a new webhook secret and print the URL and secret to give your git host.
+    Enable { app: String },
+}
+
+pub(crate) async fn deploy(client: &Client, conn: &Conn, args: DeployArgs) -> anyhow::Result<()> {
+    let archive = match (&args.dir, &args.archive) {
+        (Some(dir), _) => Some(pack(Path::new(dir))?),
+        (None, Some(file)) => {
+            Some(std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?)
+        }
+        _ => None,
+    };
+    let req = DeployRequest {
+        git: args.git,
+        reference: args.reference,
+    };
+    let mut events = Box::pin(client.deploy(&args.app, &req, archive).await?);
+    let mut stdout = std::io::stdout();
+    let mut outcome = None;
+    while let Some(event) = events.next().await {
+        match event? {
+            DeployEvent::Log(line) if !conn.json => {
+                writeln!(stdout, "{line}")?;
+                stdout.flush()?;
+            }
+            DeployEvent::Log(_) => {}
+            DeployEvent::Done(op) => outcome = Some(op),
+        }
+    }
+    let op = outcome.ok_or_else(|| {
+        anyhow::anyhow!("the server stopped answering before the deploy finished")
+    })?;
+    if conn.json {
+        json(&op)?;
+    } else {
+        println!();
+        operation(&op);
+    }
+    if op.status == "failed" {
+        anyhow::bail!("{}", op.message);
+    }
+    Ok(())
+}
+
+/// A tar.gz of `dir`, leaving out what .gitignore/.wharfignore leave out, and `.git`.
+fn pack(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    if !dir.is_dir() {
+        anyhow::bail!("{} is not a folder", dir.display());
+    }
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    tar.follow_symlinks(false);
+    let walk = ignore::WalkBuilder::new(dir)
+        .hidden(false)
+        .git_ignore(true)
+        .require_git(false)
+        .add_custom_ignore_filename(".wharfignore")
+        .filter_entry(|e| e.file_name() != ".git")
+        .build();
+    let mut files = 0;
+    for entry in walk {
+        let entry = entry?;
+        let rel = entry.path().strip_prefix(dir)?;
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let kind = entry.file_type();
+        if kind.is_some_and(|k| k.is_dir()) {
+            tar.append_dir(rel, entry.path())?;
+        } else {
+            tar.append_path_with_name(entry.path(), rel)?;
+            files += 1;
+        }
+    }
+    let bytes = tar.into_inner()?.finish()?;
+    eprintln!(
+        "packed {files} files from {} ({} KiB)",
+        dir.display(),
+        bytes.len() / 1024
+    );
+    Ok(bytes)
+}
+
+pub(crate) async fn releases(client: &Client, conn: &Conn, app: &str) -> anyhow::Result<()> {
+    let releases = client.releases(app).await?;
+    if conn.json {
+        return json(&releases);
+    }
+    if releases.is_empty() {
+        println!("{app} has no releases yet: wharf deploy {app} --git URL (or --dir .)");
+        return Ok(());
+    }
+    let rows = releases
+        .iter()
+        .map(|r| {
+            vec![
+                r.number.to_string(),
+                r.status.clone(),
+                r.commit
+                    .as_deref()
+                    .map_or("-".into(), |c| c[..c.len().min(7)].to_string()),
+                r.build.clone(),
+                r.source.clone(),
+                r.message.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["RELEASE", "STATUS", "COMMIT", "BUILD", "SOURCE", "MESSAGE"],
+        rows,
+    );
+    Ok(())
+}
+
+pub(crate) async fn hooks(client: &Client, conn: &Conn, cmd: HooksCmd) -> anyhow::Result<()> {
+    match cmd {
+        HooksCmd::Enable { app } => {
+            let hook = client.rotate_webhook(&app).await?;
+            if conn.json {
+                return json(&hook);
+            }
+            println!("payload URL   {}", hook.url);
+            println!("secret        {}", hook.secret);
+            println!("branch        {}", hook.branch);
+            println!();
+            println!(
+                "Give both to your git host (content type application/json). The secret is shown only now;"
+            );
+            println!("run this again to replace it.");
+            Ok(())
+        }
+    }
+}

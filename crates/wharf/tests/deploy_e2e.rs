@@ -1,0 +1,315 @@
+//! Deploys end to end: real git repositories (bare, over file://), the real server and CLI, real
+//! builds and app processes; rollback, broken builds, archives, webhooks, and 20 deploys under
+//! load with zero failed requests.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command as StdCommand;
+
+use support::{ServerProc, TempDir, free_port, page, require_python};
+use wharf_testkit::{Load, get};
+
+/// A git work tree with a bare clone the server fetches from.
+struct Repo {
+    work: std::path::PathBuf,
+    bare: std::path::PathBuf,
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = StdCommand::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs (apt-get install -y git)");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Repo {
+    fn new(root: &Path, name: &str, files: &[(&str, &str)]) -> Repo {
+        let work = root.join(format!("{name}-src"));
+        let bare = root.join(format!("{name}.git"));
+        std::fs::create_dir_all(&work).unwrap();
+        git(&work, &["init", "-q", "-b", "main"]);
+        git(&work, &["config", "user.email", "dev@example.test"]);
+        git(&work, &["config", "user.name", "dev"]);
+        let repo = Repo { work, bare };
+        repo.commit(files, "first");
+        git(
+            root,
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                repo.work.to_str().unwrap(),
+                repo.bare.to_str().unwrap(),
+            ],
+        );
+        repo
+    }
+
+    fn commit(&self, files: &[(&str, &str)], message: &str) {
+        for (path, body) in files {
+            let p = self.work.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "-m", message]);
+        if self.bare.exists() {
+            git(
+                &self.work,
+                &["push", "-q", self.bare.to_str().unwrap(), "main"],
+            );
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}", self.bare.display())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_site_deploy_change_rollback_and_broken_build() {
+    let tmp = TempDir::new("deploy-static");
+    let repo = Repo::new(&tmp.0, "site", &[("index.html", "v1")]);
+    let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
+    let http = server.http;
+    server
+        .ok(&["apps", "create", "site", "--git", &repo.url()])
+        .await;
+
+    let out = server.ok(&["deploy", "site"]).await;
+    assert!(
+        out.contains("detected a static app") && out.contains("release 1"),
+        "{out}"
+    );
+    assert_eq!(page(http, "site.localhost").await.as_deref(), Some("v1"));
+
+    repo.commit(&[("index.html", "v2")], "second");
+    let out = server.ok(&["deploy", "site"]).await;
+    assert!(
+        out.contains("release 2") && out.contains("backup:"),
+        "{out}"
+    );
+    assert_eq!(page(http, "site.localhost").await.as_deref(), Some("v2"));
+
+    // A broken build: the old release keeps serving and the user is told why.
+    repo.commit(
+        &[(
+            "wharf.toml",
+            "build = \"echo compiling; exit 7\"\nstatic = \".\"\n",
+        )],
+        "broken",
+    );
+    let (ok, out, err) = server.cli(&["deploy", "site"]).await;
+    assert!(!ok, "a failed deploy exits non-zero");
+    assert!(
+        out.contains("compiling"),
+        "build output streams to the terminal:\n{out}"
+    );
+    assert!(
+        err.contains("the build failed (exit status 7)") && err.contains("release 2 keeps serving"),
+        "{err}"
+    );
+    assert_eq!(page(http, "site.localhost").await.as_deref(), Some("v2"));
+    let releases_dir = tmp.0.join("data/apps/site/releases");
+    assert!(
+        !releases_dir.join("3").exists() && !releases_dir.join("3.tmp").exists(),
+        "no half-written release"
+    );
+
+    // A bad ref and an unreachable repository fail clearly too.
+    let (ok, _, err) = server
+        .cli(&["deploy", "site", "--ref", "no-such-branch"])
+        .await;
+    assert!(!ok && err.contains("cannot fetch no-such-branch"), "{err}");
+    let (ok, _, err) = server
+        .cli(&["deploy", "site", "--git", "file:///nowhere/x.git"])
+        .await;
+    assert!(!ok && err.contains("cannot fetch"), "{err}");
+
+    let releases = server.ok(&["releases", "site"]).await;
+    assert!(
+        releases.contains("active") && releases.contains("failed"),
+        "{releases}"
+    );
+
+    let out = server.ok(&["rollback", "site"]).await;
+    assert!(out.contains("rolled back to release 1"), "{out}");
+    assert_eq!(page(http, "site.localhost").await.as_deref(), Some("v1"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_app_from_a_procfile_with_env_rollback_and_a_crashing_release() {
+    require_python();
+    let tmp = TempDir::new("deploy-process");
+    let app = [
+        "import http.server, os",
+        "class H(http.server.BaseHTTPRequestHandler):",
+        "    def do_GET(self):",
+        "        body = (open('version').read().strip() + ' ' + os.environ.get('GREETING', '-')).encode()",
+        "        self.send_response(200); self.send_header('content-length', str(len(body))); self.end_headers(); self.wfile.write(body)",
+        "    def log_message(self, *a): pass",
+        "http.server.ThreadingHTTPServer((os.environ['HOST'], int(os.environ['PORT'])), H).serve_forever()",
+        "",
+    ]
+    .join("\n");
+    let app = app.as_str();
+    let repo = Repo::new(
+        &tmp.0,
+        "api",
+        &[
+            ("app.py", app),
+            ("version", "v1"),
+            ("Procfile", "web: exec python3 app.py\n"),
+        ],
+    );
+    let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
+    let http = server.http;
+    server
+        .ok(&["apps", "create", "api", "--env", "GREETING=hello"])
+        .await;
+    let out = server.ok(&["deploy", "api", "--git", &repo.url()]).await;
+    assert!(out.contains("detected a procfile app"), "{out}");
+    assert_eq!(
+        page(http, "api.localhost").await.as_deref(),
+        Some("v1 hello")
+    );
+
+    repo.commit(&[("version", "v2")], "v2");
+    server.ok(&["env", "set", "api", "GREETING=bonjour"]).await;
+    server.ok(&["deploy", "api", "--git", &repo.url()]).await;
+    assert_eq!(
+        page(http, "api.localhost").await.as_deref(),
+        Some("v2 bonjour")
+    );
+
+    // A release that crashes on start never takes traffic.
+    repo.commit(&[("Procfile", "web: exit 3\n")], "crash");
+    let (ok, _, err) = server.cli(&["deploy", "api", "--git", &repo.url()]).await;
+    assert!(
+        !ok && err.contains("did not go live") && err.contains("release 2 keeps serving"),
+        "{err}"
+    );
+    assert_eq!(
+        page(http, "api.localhost").await.as_deref(),
+        Some("v2 bonjour")
+    );
+
+    // Rollback brings back release 1 with the config it ran with.
+    let out = server.ok(&["rollback", "api", "1"]).await;
+    assert!(out.contains("restored the config of release 1"), "{out}");
+    assert_eq!(
+        page(http, "api.localhost").await.as_deref(),
+        Some("v1 hello")
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_deploys_under_load_fail_no_request() {
+    require_python();
+    let tmp = TempDir::new("deploy-load");
+    let repo = Repo::new(
+        &tmp.0,
+        "web",
+        &[
+            ("index.html", "ok"),
+            (
+                "Procfile",
+                "web: exec python3 -m http.server $PORT --bind $HOST\n",
+            ),
+        ],
+    );
+    let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
+    server
+        .ok(&["apps", "create", "web", "--git", &repo.url()])
+        .await;
+    server.ok(&["deploy", "web"]).await;
+    let load = Load::start(server.http, "web.localhost", "/", 4, 200_000);
+    load.until_sent(50).await;
+    for i in 0..20 {
+        repo.commit(&[("version.txt", &i.to_string())], &format!("change {i}"));
+        server.ok(&["deploy", "web"]).await;
+    }
+    let report = load.finish().await;
+    assert_eq!(
+        report.failed, 0,
+        "failed requests during 20 deploys: {:?}",
+        report.failures
+    );
+    assert!(
+        report.ok > 100,
+        "the load really ran: {} requests",
+        report.ok
+    );
+    let releases = server.ok(&["releases", "web"]).await;
+    assert_eq!(
+        releases.lines().count(),
+        1 + 5,
+        "only the last 5 releases are kept:\n{releases}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_and_dir_deploys() {
+    let tmp = TempDir::new("deploy-archive");
+    let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
+    server.ok(&["apps", "create", "pages"]).await;
+    let dir = tmp.0.join("pages");
+    std::fs::create_dir_all(dir.join("node_modules/x")).unwrap();
+    std::fs::write(dir.join("index.html"), "from a folder").unwrap();
+    std::fs::write(dir.join("secret.key"), "do not ship").unwrap();
+    std::fs::write(dir.join(".gitignore"), "node_modules\n").unwrap();
+    std::fs::write(dir.join(".wharfignore"), "secret.key\n").unwrap();
+    std::fs::write(dir.join("node_modules/x/big.js"), "x").unwrap();
+    server
+        .ok(&["deploy", "pages", "--dir", dir.to_str().unwrap()])
+        .await;
+    assert_eq!(
+        page(server.http, "pages.localhost").await.as_deref(),
+        Some("from a folder")
+    );
+    let live = tmp.0.join("data/apps/pages/releases/1");
+    assert!(
+        !live.join("secret.key").exists() && !live.join("node_modules").exists(),
+        "ignored files stay home"
+    );
+    assert_eq!(
+        get(server.http, "pages.localhost", "/secret.key")
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+
+    // An archive with a `..` entry is refused whole.
+    let evil = tmp.0.join("evil.tar.gz");
+    let status = StdCommand::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {} && mkdir -p a && echo x > a/f && tar -czf {} --transform 's,^a/f,../escaped,' a/f",
+            tmp.0.display(),
+            evil.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (ok, _, err) = server
+        .cli(&["deploy", "pages", "--archive", evil.to_str().unwrap()])
+        .await;
+    assert!(!ok && err.contains("refused"), "{err}");
+    assert!(!tmp.0.join("data/apps/pages/releases/escaped").exists());
+    assert_eq!(
+        page(server.http, "pages.localhost").await.as_deref(),
+        Some("from a folder")
+    );
+    server.stop().await;
+}

@@ -1,0 +1,154 @@
+//! Shared by the end-to-end tests: a real `wharf server` process driven through the real CLI.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, Command};
+use wharf_testkit::get;
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("wharf-e2e-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct ServerProc {
+    pub child: Child,
+    log: Lines<BufReader<ChildStderr>>,
+    pub api: String,
+    pub http: SocketAddr,
+    pub token: String,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ServerProc {
+    /// Starts `wharf server` and waits for its "ready" log line.
+    pub async fn start(data: &Path, http_port: u16) -> ServerProc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .arg("server")
+            // A relative data folder, as in the README: apps must still get absolute paths.
+            .current_dir(data.parent().unwrap())
+            .env("WHARF_DATA", data.file_name().unwrap())
+            .env("WHARF_API", "127.0.0.1:0")
+            .env("WHARF_HTTP", format!("127.0.0.1:{http_port}"))
+            .env("WHARF_ADMIN", "127.0.0.1:0")
+            .env("WHARF_HEALTH_TIMEOUT", "5s")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env("WHARF_LOG_FORMAT", "json")
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("wharf server starts");
+        let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = log.next_line().await.unwrap() {
+                if line.contains("wharf server ready") {
+                    return line;
+                }
+            }
+            panic!("wharf server exited before it was ready");
+        })
+        .await
+        .expect("wharf server ready within 30 s");
+        let fields: serde_json::Value = serde_json::from_str(&ready).unwrap();
+        let api = fields["fields"]["api"].as_str().unwrap().to_string();
+        let http = fields["fields"]["http"].as_str().unwrap().parse().unwrap();
+        let token = std::fs::read_to_string(data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        ServerProc {
+            child,
+            log,
+            api,
+            http,
+            token,
+        }
+    }
+
+    /// Runs the CLI against this server; returns (success, stdout, stderr).
+    pub async fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(args)
+            .env("WHARF_URL", format!("http://{}", self.api))
+            .env("WHARF_TOKEN", &self.token)
+            .env("NO_COLOR", "1")
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.cli(args).await;
+        assert!(ok, "wharf {args:?} failed:\n{out}\n{err}");
+        out
+    }
+
+    pub async fn app_json(&self, app: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["apps", "show", app, "--json"]).await).unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "clean exit: {status}");
+        // Drain what is left so the pipe never blocks the child.
+        while let Ok(Some(_)) = self.log.next_line().await {}
+    }
+}
+
+pub fn require_python() {
+    let ok = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "these tests run a small Python web app: install python3 (apt-get install -y python3)"
+    );
+}
+
+pub async fn page(addr: SocketAddr, host: &str) -> Option<String> {
+    match get(addr, host, "/").await {
+        Ok(r) if r.status == 200 => Some(r.text()),
+        _ => None,
+    }
+}
