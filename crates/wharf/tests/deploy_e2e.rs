@@ -313,3 +313,136 @@ async fn archive_and_dir_deploys() {
     );
     server.stop().await;
 }
+
+fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn hook(
+    server: &ServerProc,
+    app: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> (u16, String) {
+    let mut req = http::Request::post(format!("/hooks/{app}"))
+        .header("host", &server.api)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let reply = wharf_testkit::request(
+        server.api.parse().unwrap(),
+        req.body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    (reply.status.as_u16(), reply.text())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_from_github_gitea_and_gitlab() {
+    let tmp = TempDir::new("deploy-hooks");
+    let repo = Repo::new(&tmp.0, "site", &[("index.html", "v1")]);
+    let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
+    server
+        .ok(&[
+            "apps",
+            "create",
+            "site",
+            "--git",
+            &repo.url(),
+            "--branch",
+            "main",
+        ])
+        .await;
+    let hook_info: serde_json::Value =
+        serde_json::from_str(&server.ok(&["hooks", "enable", "site", "--json"]).await).unwrap();
+    let secret = hook_info["secret"].as_str().unwrap().to_string();
+    assert!(hook_info["url"].as_str().unwrap().ends_with("/hooks/site"));
+    let releases = || async { server.ok(&["releases", "site", "--json"]).await };
+    let count = |json: String| {
+        serde_json::from_str::<Vec<serde_json::Value>>(&json)
+            .unwrap()
+            .len()
+    };
+
+    let push = r#"{"ref":"refs/heads/main","after":"0000000000000000000000000000000000000000"}"#;
+    let other = r#"{"ref":"refs/heads/feature"}"#;
+    let gh = |body: &str, secret: &str| {
+        vec![
+            ("x-github-event", "push".to_string()),
+            (
+                "x-hub-signature-256",
+                format!("sha256={}", hmac_hex(secret, body.as_bytes())),
+            ),
+        ]
+    };
+    let gitea = |body: &str, secret: &str| {
+        vec![
+            ("x-gitea-event", "push".to_string()),
+            ("x-gitea-signature", hmac_hex(secret, body.as_bytes())),
+        ]
+    };
+    let gitlab = |secret: &str| {
+        vec![
+            ("x-gitlab-event", "Push Hook".to_string()),
+            ("x-gitlab-token", secret.to_string()),
+        ]
+    };
+
+    // Wrong signatures: 401 and nothing deployed, for each provider; none at all: 401 too.
+    for headers in [
+        gh(push, "wrong"),
+        gitea(push, "wrong"),
+        gitlab("wrong"),
+        vec![],
+    ] {
+        let (status, text) = hook(&server, "site", &headers, push).await;
+        assert_eq!(status, 401, "{headers:?}: {text}");
+    }
+    assert_eq!(
+        count(releases().await),
+        0,
+        "nothing deployed by a bad signature"
+    );
+
+    // Ping and other branches are answered without deploying.
+    let (status, text) = hook(
+        &server,
+        "site",
+        &[
+            ("x-github-event", "ping".to_string()),
+            gh("{}", &secret)[1].clone(),
+        ],
+        "{}",
+    )
+    .await;
+    assert_eq!((status, text.contains("pong")), (200, true));
+    let (status, text) = hook(&server, "site", &gh(other, &secret), other).await;
+    assert_eq!(status, 202);
+    assert!(text.contains("ignored"), "{text}");
+    assert_eq!(count(releases().await), 0);
+
+    // A correctly signed push deploys, for each provider in turn.
+    for (n, headers) in [gh(push, &secret), gitea(push, &secret), gitlab(&secret)]
+        .into_iter()
+        .enumerate()
+    {
+        repo.commit(&[("index.html", &format!("v{}", n + 2))], "change");
+        let (status, text) = hook(&server, "site", &headers, push).await;
+        assert_eq!(status, 202, "{text}");
+        let want = format!("v{}", n + 2);
+        wharf_testkit::assert_eventually!(
+            page(server.http, "site.localhost").await.as_deref() == Some(want.as_str()),
+            "push {n} deployed"
+        );
+    }
+    assert_eq!(count(releases().await), 3);
+    server.stop().await;
+}
