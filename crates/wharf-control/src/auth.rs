@@ -52,9 +52,24 @@ pub(crate) fn ensure_admin_token(
     Ok(Some(path))
 }
 
-/// The token's name if the `Authorization: Bearer` value is a known token.
+/// The token's name if the `Authorization` header carries a known token: `Bearer <token>`, or
+/// HTTP Basic with the token as password (what git sends).
 pub(crate) fn check(store: &Store, header: Option<&str>) -> Option<String> {
-    let token = header?.strip_prefix("Bearer ")?.trim();
+    let header = header?;
+    let basic;
+    let token = match header.strip_prefix("Basic ") {
+        Some(b64) => {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()?;
+            basic = String::from_utf8(decoded).ok()?;
+            basic
+                .split_once(':')
+                .map_or(basic.as_str(), |(_, password)| password)
+        }
+        None => header.strip_prefix("Bearer ")?.trim(),
+    };
     if token.is_empty() {
         return None;
     }

@@ -54,6 +54,11 @@ impl DataDir {
         self.releases(app).join(number.to_string())
     }
 
+    /// Bare repositories users `git push` to (`git/<app>.git`).
+    pub(crate) fn push_repos(&self) -> PathBuf {
+        self.root.join("git")
+    }
+
     /// The bare git repository deploys fetch into.
     pub(crate) fn git_cache(&self, app: &str) -> PathBuf {
         self.root.join("cache").join(format!("{app}.git"))

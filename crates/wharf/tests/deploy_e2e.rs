@@ -446,3 +446,50 @@ async fn webhooks_from_github_gitea_and_gitlab() {
     assert_eq!(count(releases().await), 3);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_push_over_smart_http_deploys_the_pushed_branch() {
+    let tmp = TempDir::new("deploy-push");
+    let repo = Repo::new(&tmp.0, "site", &[("index.html", "pushed v1")]);
+    let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
+    server.ok(&["apps", "create", "site"]).await;
+    let push = |token: &str| {
+        let url = format!("http://wharf:{token}@{}/git/site.git", server.api);
+        StdCommand::new("git")
+            .args(["push", "-q", &url, "main"])
+            .current_dir(&repo.work)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .unwrap()
+    };
+    let refused = push("not-a-token");
+    assert!(!refused.status.success(), "a wrong token cannot push");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("401")
+            || String::from_utf8_lossy(&refused.stderr).contains("Authentication failed")
+    );
+
+    let pushed = push(&server.token);
+    assert!(
+        pushed.status.success(),
+        "git push: {}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    wharf_testkit::assert_eventually!(
+        page(server.http, "site.localhost").await.as_deref() == Some("pushed v1"),
+        "the push is deployed"
+    );
+
+    repo.commit(&[("index.html", "pushed v2")], "v2");
+    assert!(push(&server.token).status.success());
+    wharf_testkit::assert_eventually!(
+        page(server.http, "site.localhost").await.as_deref() == Some("pushed v2"),
+        "the second push is deployed"
+    );
+    let releases = server.ok(&["releases", "site"]).await;
+    assert!(
+        releases.contains("git file://") && releases.lines().count() == 3,
+        "{releases}"
+    );
+    server.stop().await;
+}

@@ -5,6 +5,7 @@ mod apps;
 mod deploys;
 mod error;
 mod extract;
+mod git;
 mod hooks;
 mod logs;
 pub(crate) mod openapi;
@@ -60,6 +61,12 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
     Router::new()
         .nest("/api/v1", v1)
         .route("/hooks/{app}", post(hooks::receive))
+        .route(
+            "/git/{repo}/{*rest}",
+            get(git::serve)
+                .post(git::serve)
+                .layer(DefaultBodyLimit::max(deploys::MAX_ARCHIVE)),
+        )
         .fallback(|| async {
             ApiError::not_found("no such endpoint; the API is described at /api/v1/openapi.json")
         })

@@ -109,6 +109,12 @@ pub(crate) fn spec() -> Value {
                     }
                 }
             },
+            "/git/{app}.git": {
+                "servers": [{ "url": "/" }],
+                "description": "git smart HTTP (served by git http-backend): `git push http://wharf:<token>@host/git/<app>.git main` deploys the pushed branch",
+                "get": { "summary": "git fetch/push discovery (info/refs)", "responses": { "200": { "description": "git protocol" }, "401": { "description": "token missing or wrong" } } },
+                "post": { "summary": "git-upload-pack / git-receive-pack", "responses": { "200": { "description": "git protocol" }, "401": { "description": "token missing or wrong" } } }
+            },
             "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "success" } } } }
         },
         "components": {
