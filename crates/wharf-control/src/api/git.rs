@@ -113,26 +113,22 @@ pub(crate) async fn serve(
     }
     let response = cgi_response(&output.stdout)?;
 
-    if pushing && response.status().is_success() {
-        if let Some((reference, commit)) = commands
-            .into_iter()
-            .find(|(r, new)| r.starts_with("refs/heads/") && !new.chars().all(|c| c == '0'))
-        {
-            let url = format!("file://{}", bare.display());
-            tracing::info!(%app, %reference, %commit, "git push: deploying");
-            tokio::spawn(async move {
-                let _ = crate::deploy::deploy(
-                    &c,
-                    &app,
-                    Source::Git {
-                        url,
-                        reference: commit,
-                    },
-                    Output::new(None),
-                )
-                .await;
-            });
-        }
+    let pushed_branch = commands
+        .into_iter()
+        .find(|(r, new)| r.starts_with("refs/heads/") && !new.chars().all(|c| c == '0'));
+    if pushing
+        && response.status().is_success()
+        && let Some((reference, commit)) = pushed_branch
+    {
+        let url = format!("file://{}", bare.display());
+        tracing::info!(%app, %reference, %commit, "git push: deploying");
+        tokio::spawn(async move {
+            let source = Source::Git {
+                url,
+                reference: commit,
+            };
+            let _ = crate::deploy::deploy(&c, &app, source, Output::new(None)).await;
+        });
     }
     Ok(response)
 }
