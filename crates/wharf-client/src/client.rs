@@ -263,19 +263,17 @@ impl Client {
         }))
     }
 
-    /// Deploys from git (`req`) or from a tar.gz archive; yields build output, then the operation.
+    /// Deploys from git (`req`) or from an archive (bytes and `application/gzip` or
+    /// `application/zip`); yields build output, then the operation.
     pub async fn deploy(
         &self,
         app: &str,
         req: &DeployRequest,
-        archive: Option<Vec<u8>>,
+        archive: Option<(Vec<u8>, &str)>,
     ) -> Result<impl Stream<Item = Result<DeployEvent>> + use<>> {
         let path = format!("/apps/{}/deploy", seg(app));
         let resp = match archive {
-            Some(bytes) => {
-                self.send_typed(Method::POST, &path, bytes, "application/gzip")
-                    .await?
-            }
+            Some((bytes, kind)) => self.send_typed(Method::POST, &path, bytes, kind).await?,
             None => {
                 self.send(
                     Method::POST,

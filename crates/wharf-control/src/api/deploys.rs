@@ -30,8 +30,14 @@ pub(crate) async fn deploy(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("application/gzip") || t.starts_with("application/x-gzip"));
+    let zip = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/zip"));
     let source = if gzip {
         Source::Archive(body)
+    } else if zip {
+        Source::Zip(body)
     } else {
         let req: DeployRequest = if body.is_empty() {
             DeployRequest::default()

@@ -23,6 +23,7 @@ use crate::oplog::OpLog;
 pub(crate) enum Source {
     Git { url: String, reference: String },
     Archive(Bytes),
+    Zip(Bytes),
 }
 
 /// Apps with a deploy or rollback under way: a second one is refused, never interleaved.
@@ -122,7 +123,8 @@ async fn run(
     let current = c.store.app(app).map_err(|e| e.to_string())?;
     let description = match &source {
         Source::Git { url, reference } => format!("git {url} {reference}"),
-        Source::Archive(_) => "archive".to_string(),
+        Source::Archive(_) => "archive (tar.gz)".to_string(),
+        Source::Zip(_) => "archive (zip)".to_string(),
     };
     let n = c
         .store
@@ -154,6 +156,7 @@ async fn run(
     };
 
     // 1. The code.
+    let zip = matches!(source, Source::Zip(_));
     let commit = match source {
         Source::Git { url, reference } => {
             match source::fetch_git(&c.data.git_cache(app), &url, &reference, &tmp, out).await {
@@ -161,9 +164,16 @@ async fn run(
                 Err(e) => return fail("fetch", e),
             }
         }
-        Source::Archive(bytes) => {
+        Source::Archive(bytes) | Source::Zip(bytes) => {
             let dest = tmp.clone();
-            match tokio::task::spawn_blocking(move || source::unpack_targz(&bytes, &dest)).await {
+            let unpack = move || {
+                if zip {
+                    source::unpack_zip(&bytes, &dest)
+                } else {
+                    source::unpack_targz(&bytes, &dest)
+                }
+            };
+            match tokio::task::spawn_blocking(unpack).await {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => return fail("fetch", e),
                 Err(e) => return fail("fetch", format!("unpacking failed: {e}")),

@@ -163,6 +163,56 @@ pub(crate) fn unpack_targz(bytes: &[u8], dest: &Path) -> Result<(), String> {
     unpack(tar::Archive::new(gz), dest)
 }
 
+/// Unpacks a zip upload into `dest`, refusing it whole if any entry could land outside.
+pub(crate) fn unpack_zip(bytes: &[u8], dest: &Path) -> Result<(), String> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| format!("not a valid zip archive: {e}"))?;
+    for i in 0..zip.len() {
+        let entry = zip
+            .by_index_raw(i)
+            .map_err(|e| format!("not a valid zip archive: {e}"))?;
+        let name = entry
+            .name()
+            .map_err(|e| format!("archive entry with a bad name: {e}"))?
+            .to_string();
+        if name.contains('\\') || !is_inside(Path::new(&name)) {
+            return Err(format!(
+                "archive entry `{name}` has an absolute path or `..`: refused"
+            ));
+        }
+        if entry.is_symlink() {
+            return Err(format!("archive entry `{name}` is a link: refused"));
+        }
+    }
+    std::fs::create_dir_all(dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
+    for i in 0..zip.len() {
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| format!("not a valid zip archive: {e}"))?;
+        let name = entry
+            .name()
+            .map_err(|e| format!("archive entry with a bad name: {e}"))?
+            .to_string();
+        let target = dest.join(&name);
+        let fail = |e: std::io::Error| format!("cannot unpack `{name}`: {e}");
+        if entry.is_dir() {
+            std::fs::create_dir_all(&target).map_err(fail)?;
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(fail)?;
+        }
+        let mut out = std::fs::File::create(&target).map_err(fail)?;
+        std::io::copy(&mut entry, &mut out).map_err(fail)?;
+        if let Some(mode) = entry.unix_mode() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ =
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode & 0o755));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses the whole archive if any entry could write outside `dest`: absolute paths, `..`,
 /// links that point out, devices.
 fn unpack<R: std::io::Read>(mut archive: tar::Archive<R>, dest: &Path) -> Result<(), String> {
@@ -301,6 +351,32 @@ mod tests {
             assert!(err.contains(says), "{err}");
         }
         assert!(!dest.join("evil.txt").exists() && !std::env::temp_dir().join("evil.txt").exists());
+        std::fs::remove_dir_all(dest).unwrap();
+    }
+
+    #[test]
+    fn zip_archives() {
+        use std::io::Write;
+        let make = |names: &[&str]| {
+            let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            for n in names {
+                w.start_file(*n, zip::write::SimpleFileOptions::default())
+                    .unwrap();
+                w.write_all(b"x").unwrap();
+            }
+            w.finish().unwrap().into_inner()
+        };
+        let dest = std::env::temp_dir().join(format!("wharf-unzip-{}", std::process::id()));
+        unpack_zip(&make(&["index.html", "css/a.css"]), &dest.join("ok")).unwrap();
+        assert!(dest.join("ok/css/a.css").is_file());
+        for bad in ["../evil", "/abs", "a/../../evil"] {
+            let err = unpack_zip(&make(&["ok.txt", bad]), &dest.join("bad")).unwrap_err();
+            assert!(err.contains("refused"), "{bad}: {err}");
+            assert!(
+                !dest.join("bad/ok.txt").exists(),
+                "nothing unpacked from a refused archive"
+            );
+        }
         std::fs::remove_dir_all(dest).unwrap();
     }
 

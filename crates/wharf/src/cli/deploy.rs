@@ -22,7 +22,7 @@ pub(crate) struct DeployArgs {
     /// Deploy this local folder (honours .gitignore and .wharfignore).
     #[arg(long, value_name = "PATH", conflicts_with = "archive")]
     dir: Option<String>,
-    /// Deploy a tar.gz archive.
+    /// Deploy a tar.gz or zip archive.
     #[arg(long, value_name = "FILE")]
     archive: Option<String>,
 }
@@ -35,9 +35,16 @@ pub(crate) enum HooksCmd {
 
 pub(crate) async fn deploy(client: &Client, conn: &Conn, args: DeployArgs) -> anyhow::Result<()> {
     let archive = match (&args.dir, &args.archive) {
-        (Some(dir), _) => Some(pack(Path::new(dir))?),
+        (Some(dir), _) => Some((pack(Path::new(dir))?, "application/gzip")),
         (None, Some(file)) => {
-            Some(std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?)
+            let bytes =
+                std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?;
+            let kind = if file.ends_with(".zip") {
+                "application/zip"
+            } else {
+                "application/gzip"
+            };
+            Some((bytes, kind))
         }
         _ => None,
     };
