@@ -191,6 +191,48 @@ curl -s -o "$TMP/create.json" -H "Authorization: Bearer $TOKEN" -H 'content-type
   -d '{"name":"pyapp","settings":{"run":"exec python3 -m http.server $PORT --bind $HOST"}}' http://127.0.0.1:18110/api/v1/apps
 proc_ms=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", (b-a)*1000}')
 grep -q '"status":"succeeded"' "$TMP/create.json" || { echo "bench: process app failed: $(cat "$TMP/create.json")" >&2; exit 1; }
+
+# Deploys. A static site from a local git repository (file://) to live, five times with a new
+# commit each; and a process app whose Procfile has no build step, so the whole deploy time is
+# wharf's own overhead (fetch, backup, start, health check, swap, drain).
+export WHARF_URL=http://127.0.0.1:18110 WHARF_TOKEN=$TOKEN
+deploy_ms() { # app, repo -> milliseconds of `wharf deploy` until the release is live
+  local t0 t1
+  t0=$(date +%s%N)
+  "$WHARF" deploy "$1" --git "file://$2" --ref main > "$TMP/deploy.out" 2>&1 \
+    || { echo "bench: deploy of $1 failed:" >&2; cat "$TMP/deploy.out" >&2; exit 1; }
+  t1=$(date +%s%N)
+  echo $(( (t1 - t0) / 1000000 ))
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+git_commit() { # repo, message
+  git -C "$1" add -A && git -C "$1" -c user.name=bench -c user.email=bench@localhost commit -qm "$2"
+}
+SITE_REPO=$TMP/site-repo
+git init -q -b main "$SITE_REPO"
+"$WHARF" apps create docs --static >/dev/null
+static_times=()
+for i in 1 2 3 4 5; do
+  echo "<h1>version $i</h1>" > "$SITE_REPO/index.html"
+  git_commit "$SITE_REPO" "v$i"
+  static_times+=("$(deploy_ms docs "$SITE_REPO")")
+  curl -sf -H "Host: docs.localhost" http://127.0.0.1:18111/ | grep -q "version $i" \
+    || { echo "bench: docs does not serve version $i" >&2; exit 1; }
+done
+static_deploy_ms=$(printf '%s\n' "${static_times[@]}" | median)
+PROC_REPO=$TMP/proc-repo
+git init -q -b main "$PROC_REPO"
+echo 'web: exec python3 -m http.server $PORT --bind $HOST' > "$PROC_REPO/Procfile"
+"$WHARF" apps create web >/dev/null
+proc_times=()
+for i in 1 2 3 4 5; do
+  echo "version $i" > "$PROC_REPO/version.txt"
+  git_commit "$PROC_REPO" "v$i"
+  proc_times+=("$(deploy_ms web "$PROC_REPO")")
+  curl -sf -H "Host: web.localhost" http://127.0.0.1:18111/version.txt | grep -q "version $i" \
+    || { echo "bench: web does not serve version $i" >&2; exit 1; }
+done
+proc_deploy_ms=$(printf '%s\n' "${proc_times[@]}" | median)
 sleep 2 # let the server settle before reading its idle memory
 read -r server_rss server_hwm < <(rss "$SERVER_PID")
 
@@ -219,9 +261,11 @@ Method: one worker each, pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS keep-a
 
 | wharf server | value | target |
 |---|---:|---:|
-| RSS with 21 apps defined (20 static, 1 process), idle | ${server_rss} kB | < 30 MB |
+| RSS with 23 apps defined (21 static, 2 process), idle | ${server_rss} kB | < 30 MB |
 | API call → route live, static app (median of 20; max) | ${live_ms} ms (max ${live_max_ms} ms) | < 50 ms |
 | API call → route live, Python process app (start + health check) | ${proc_ms} ms | |
+| static site deploy from a local git repo to live (median of 5; all) | ${static_deploy_ms} ms (${static_times[*]}) | < 1000 ms |
+| process app deploy with no build step, i.e. wharf's overhead (median of 5; all) | ${proc_deploy_ms} ms (${proc_times[*]}) | < 2000 ms |
 MD
 )
 echo "$report" | tee "$OUT/latest.md"

@@ -376,6 +376,8 @@ impl Reconciler {
                     workdir: dir,
                     static_root,
                     health_path: r.health_path.clone().or_else(|| app.health_path.clone()),
+                    // Written by the pipeline from a validated manifest; unreadable means none.
+                    env_defaults: serde_json::from_str(&r.env_defaults).unwrap_or_default(),
                 }
             }
             None => Effective {
@@ -386,6 +388,7 @@ impl Reconciler {
                     .map_or_else(|| self.data.app_dir(&app.name), Into::into),
                 static_root: own_static,
                 health_path: app.health_path.clone(),
+                env_defaults: BTreeMap::new(),
             },
         }
     }
@@ -396,10 +399,12 @@ impl Reconciler {
         let Some(run) = eff.run.as_ref().filter(|_| runnable) else {
             return Ok(None);
         };
-        let env = self
-            .store
-            .env(&app.name)
-            .map_err(|e| format!("cannot read env: {e}"))?;
+        let mut env = eff.env_defaults;
+        env.extend(
+            self.store
+                .env(&app.name)
+                .map_err(|e| format!("cannot read env: {e}"))?,
+        );
         let workdir = eff.workdir;
         let limits = Limits {
             memory_bytes: app.memory_bytes,
@@ -435,6 +440,8 @@ struct Effective {
     /// Set when the gateway serves files instead of a process.
     static_root: Option<std::path::PathBuf>,
     health_path: Option<String>,
+    /// From the release's manifest; the app's own env is laid over them.
+    env_defaults: BTreeMap<String, String>,
 }
 
 struct Desired {

@@ -84,6 +84,8 @@ const STEPS: &[&str] = &[
     ALTER TABLE apps ADD COLUMN git_url TEXT;
     ALTER TABLE apps ADD COLUMN git_ref TEXT;
     ALTER TABLE apps ADD COLUMN webhook_secret TEXT;",
+    // 3: env defaults from a release's manifest (JSON object), under the app's own env.
+    "ALTER TABLE releases ADD COLUMN env_defaults TEXT NOT NULL DEFAULT '{}';",
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

@@ -129,6 +129,8 @@ pub struct Release {
     pub backup_sha256: Option<String>,
     pub message: String,
     pub created_at: i64,
+    /// JSON object of env defaults from the release's manifest; the app's own env wins.
+    pub env_defaults: String,
 }
 
 /// What a finished build records.
@@ -140,6 +142,8 @@ pub struct BuildResult {
     pub static_dir: Option<String>,
     pub health_path: Option<String>,
     pub message: String,
+    /// JSON object of env defaults (empty means none).
+    pub env_defaults: String,
 }
 
 /// App names are DNS labels: they become host names (`<app>.<base-domain>`) and folder names.

@@ -153,7 +153,7 @@ async fn process_app_from_a_procfile_with_env_rollback_and_a_crashing_release() 
         "import http.server, os",
         "class H(http.server.BaseHTTPRequestHandler):",
         "    def do_GET(self):",
-        "        body = (open('version').read().strip() + ' ' + os.environ.get('GREETING', '-')).encode()",
+        "        body = (open('version').read().strip() + ' ' + os.environ.get('GREETING', '-') + os.environ.get('PUNCT', '')).encode()",
         "        self.send_response(200); self.send_header('content-length', str(len(body))); self.end_headers(); self.wfile.write(body)",
         "    def log_message(self, *a): pass",
         "http.server.ThreadingHTTPServer((os.environ['HOST'], int(os.environ['PORT'])), H).serve_forever()",
@@ -182,16 +182,26 @@ async fn process_app_from_a_procfile_with_env_rollback_and_a_crashing_release() 
         Some("v1 hello")
     );
 
-    repo.commit(&[("version", "v2")], "v2");
+    // Env defaults from a manifest apply, under the app's own env.
+    repo.commit(
+        &[
+            ("version", "v2"),
+            (
+                "wharf.toml",
+                "run = \"exec python3 app.py\"\n[env]\nPUNCT = \"!\"\nGREETING = \"default\"\n",
+            ),
+        ],
+        "v2",
+    );
     server.ok(&["env", "set", "api", "GREETING=bonjour"]).await;
     server.ok(&["deploy", "api", "--git", &repo.url()]).await;
     assert_eq!(
         page(http, "api.localhost").await.as_deref(),
-        Some("v2 bonjour")
+        Some("v2 bonjour!")
     );
 
     // A release that crashes on start never takes traffic.
-    repo.commit(&[("Procfile", "web: exit 3\n")], "crash");
+    repo.commit(&[("wharf.toml", "run = \"exit 3\"\n")], "crash");
     let (ok, _, err) = server.cli(&["deploy", "api", "--git", &repo.url()]).await;
     assert!(
         !ok && err.contains("did not go live") && err.contains("release 2 keeps serving"),
@@ -199,7 +209,7 @@ async fn process_app_from_a_procfile_with_env_rollback_and_a_crashing_release() 
     );
     assert_eq!(
         page(http, "api.localhost").await.as_deref(),
-        Some("v2 bonjour")
+        Some("v2 bonjour!")
     );
 
     // Rollback brings back release 1 with the config it ran with.

@@ -1,6 +1,7 @@
 //! Build detection: what to build and how to run a release, from (in this order) a `wharf.toml`
 //! manifest, a `Procfile`, `package.json`, Python project files, or plain static files.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -24,6 +25,9 @@ struct Manifest {
     /// Paths (relative) kept out of pre-deploy backups, besides `node_modules` and `.git`.
     #[serde(default)]
     exclude: Vec<String>,
+    /// Env defaults; a value set with `wharf env set` wins over these.
+    #[serde(default)]
+    env: BTreeMap<String, String>,
 }
 
 /// What the detection decided.
@@ -37,6 +41,7 @@ pub(crate) struct Plan {
     pub(crate) health: Option<String>,
     pub(crate) timeout: Duration,
     pub(crate) exclude: Vec<String>,
+    pub(crate) env: BTreeMap<String, String>,
 }
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -65,6 +70,10 @@ pub(crate) fn detect(dir: &Path) -> Result<Plan, String> {
         for e in &m.exclude {
             check_relative("exclude", e)?;
         }
+        for name in m.env.keys() {
+            wharf_store::validate_env_name(name)
+                .map_err(|e| format!("wharf.toml: [env] `{name}`: {e}"))?;
+        }
         let run = m.run.or(procfile_run);
         let static_dir = m.static_dir.or_else(|| {
             if run.is_none() {
@@ -86,6 +95,7 @@ pub(crate) fn detect(dir: &Path) -> Result<Plan, String> {
             health: m.health,
             timeout,
             exclude: m.exclude,
+            env: m.env,
         });
     }
     if let Some(run) = procfile_run {
@@ -225,6 +235,24 @@ mod tests {
         dir
     }
 
+    #[test]
+    fn manifest_env_defaults() {
+        // Its own folder: `project` names folders by shape, shared with the table test.
+        let dir = std::env::temp_dir().join(format!("wharf-detect-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("wharf.toml"),
+            "run = \"./serve\"\n[env]\nNODE_ENV = \"production\"\n",
+        )
+        .unwrap();
+        let plan = detect(&dir).unwrap();
+        assert_eq!(
+            plan.env.get("NODE_ENV").map(String::as_str),
+            Some("production")
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     type Files = Vec<(&'static str, &'static str)>;
     type Want = Result<(&'static str, Option<&'static str>, Option<&'static str>), &'static str>;
 
@@ -269,6 +297,10 @@ mod tests {
                 Err("inside the app's code"),
             ),
             (vec![("Procfile", "web:   \n")], Err("has no command")),
+            (
+                vec![("wharf.toml", "run = \"x\"\n[env]\n\"BAD NAME\" = \"1\"\n")],
+                Err("[env] `BAD NAME`"),
+            ),
         ];
         for (files, want) in cases {
             let dir = project(&files);

@@ -196,7 +196,8 @@ async fn run(
     out.line(&format!("detected a {} app", plan.kind));
     if let Some(cmd) = &plan.build {
         out.line(&format!("$ {cmd}"));
-        let env = c.store.env(app).unwrap_or_default();
+        let mut env = plan.env.clone();
+        env.extend(c.store.env(app).unwrap_or_default());
         if let Err(e) = build(cmd, &tmp, &env, plan.timeout, out).await {
             return fail("build", e);
         }
@@ -222,6 +223,11 @@ async fn run(
         static_dir: plan.static_dir.clone(),
         health_path: plan.health.clone(),
         message: String::new(),
+        env_defaults: if plan.env.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&plan.env).map_err(|e| e.to_string())?
+        },
     };
     c.store
         .finish_release(app, n, ReleaseStatus::Ready, &built)
