@@ -502,12 +502,10 @@ fn outcome(app: Option<&App>, url: &str) -> String {
         Some(a) => match (a.availability, a.kind, a.run.is_some()) {
             (Availability::Disabled, ..) => format!("{} is disabled: nothing runs", a.name),
             (Availability::NotServed, ..) => format!("{} runs but is not served", a.name),
-            (_, AppKind::Process, false) => {
-                format!(
-                    "{} has no run command yet: set one with `wharf apps set {} --run CMD`",
-                    a.name, a.name
-                )
-            }
+            (_, AppKind::Process, false) if a.release.is_none() => format!(
+                "{} has nothing to run yet: deploy code with `wharf deploy {}`, or set a command with `wharf apps set {} --run CMD`",
+                a.name, a.name, a.name
+            ),
             _ => format!("{} is live at {url}", a.name),
         },
     }
