@@ -1,0 +1,43 @@
+//! What `wharf certs` shows about a certificate, read from its DER with x509-parser.
+
+use rustls::pki_types::CertificateDer;
+use serde::{Deserialize, Serialize};
+use x509_parser::extensions::GeneralName;
+
+use crate::TlsError;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertInfo {
+    /// DNS names from the subject alternative names.
+    pub hosts: Vec<String>,
+    pub issuer: String,
+    /// Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl CertInfo {
+    pub fn parse(der: &CertificateDer<'_>) -> Result<CertInfo, TlsError> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| TlsError::BadCertificate(format!("unreadable certificate: {e}")))?;
+        let mut hosts = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                if let GeneralName::DNSName(n) = name {
+                    hosts.push(n.to_string());
+                }
+            }
+        }
+        Ok(CertInfo {
+            hosts,
+            issuer: cert.issuer().to_string(),
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+        })
+    }
+
+    /// When to renew: once a third of the lifetime is left.
+    pub fn renew_at(&self) -> i64 {
+        self.not_after - (self.not_after - self.not_before) / 3
+    }
+}

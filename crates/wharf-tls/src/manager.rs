@@ -1,0 +1,384 @@
+//! Keeps the wanted certificates installed in the [`CertStore`]: loads manual files, generates
+//! and keeps self-signed ones, and orders ACME certificates, renewing each when a third of its
+//! lifetime is left, with exponential backoff after a failure. Certificates it makes live in
+//! `<dir>/<name>/` (`cert.pem`, `key.pem` 0600, `status.json`), so a restart reuses them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use crate::acme::{Acme, AcmeSettings};
+use crate::files::{read, write_private};
+use crate::info::CertInfo;
+use crate::store::CertStore;
+use crate::{TlsError, pem, selfsigned};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertSource {
+    Acme,
+    SelfSigned,
+    Manual { cert: PathBuf, key: PathBuf },
+}
+
+impl CertSource {
+    pub fn label(&self) -> &'static str {
+        match self {
+            CertSource::Acme => "acme",
+            CertSource::SelfSigned => "self-signed",
+            CertSource::Manual { .. } => "manual",
+        }
+    }
+}
+
+/// A certificate that should exist: its name (a site or app), host names and source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WantedCert {
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub source: CertSource,
+}
+
+/// One try at getting or renewing a certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Unix seconds.
+    pub at: i64,
+    pub ok: bool,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CertStatus {
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub source: &'static str,
+    /// The certificate served now, if any.
+    pub info: Option<CertInfo>,
+    pub last_attempt: Option<Attempt>,
+    /// When the next ACME order is due (Unix seconds).
+    pub next_renewal: Option<i64>,
+}
+
+/// Retry spacing after failed ACME attempts: doubles from `retry_min` up to `retry_max`. A
+/// rate-limit answer waits `retry_max` at once.
+#[derive(Clone, Copy, Debug)]
+pub struct RenewPolicy {
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+impl Default for RenewPolicy {
+    fn default() -> Self {
+        RenewPolicy {
+            retry_min: Duration::from_secs(60),
+            retry_max: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+struct Managed {
+    wanted: WantedCert,
+    info: Option<CertInfo>,
+    last: Option<Attempt>,
+    failures: u32,
+    retry_at: i64,
+}
+
+pub struct CertManager {
+    store: Arc<CertStore>,
+    dir: PathBuf,
+    acme_settings: Option<AcmeSettings>,
+    acme: tokio::sync::Mutex<Option<Acme>>,
+    policy: RenewPolicy,
+    certs: Mutex<BTreeMap<String, Managed>>,
+    wake: Notify,
+    events: broadcast::Sender<(String, Attempt)>,
+}
+
+impl CertManager {
+    /// `acme` is `None` when ACME is not configured; ACME certificates then fail with a message
+    /// saying so.
+    pub fn new(
+        store: Arc<CertStore>,
+        dir: PathBuf,
+        acme: Option<AcmeSettings>,
+        policy: RenewPolicy,
+    ) -> Arc<CertManager> {
+        Arc::new(CertManager {
+            store,
+            dir,
+            acme_settings: acme,
+            acme: tokio::sync::Mutex::new(None),
+            policy,
+            certs: Mutex::new(BTreeMap::new()),
+            wake: Notify::new(),
+            events: broadcast::channel(64).0,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<CertStore> {
+        &self.store
+    }
+
+    /// Every attempt (name, outcome), for an operations log.
+    pub fn subscribe(&self) -> broadcast::Receiver<(String, Attempt)> {
+        self.events.subscribe()
+    }
+
+    /// Makes `wanted` the set of certificates. Manual and self-signed ones are installed before
+    /// this returns; ACME ones already on disk too, and missing or due ones are ordered by the
+    /// renewal task. Returns the problems found (a bad manual file keeps the previous
+    /// certificate serving).
+    pub fn apply(&self, wanted: Vec<WantedCert>) -> Vec<(String, TlsError)> {
+        let mut problems = Vec::new();
+        let mut certs = self.certs.lock().unwrap_or_else(|p| p.into_inner());
+        let names: Vec<String> = wanted.iter().map(|w| w.name.clone()).collect();
+        certs.retain(|name, _| {
+            let keep = names.contains(name);
+            if !keep {
+                self.store.remove(name);
+            }
+            keep
+        });
+        for w in wanted {
+            if w.name.is_empty() || w.name.contains(['/', '\\']) || w.name.starts_with('.') {
+                problems.push((
+                    w.name.clone(),
+                    TlsError::Config(format!("`{}` cannot name a certificate", w.name)),
+                ));
+                continue;
+            }
+            if certs.get(&w.name).is_some_and(|m| m.wanted == w && m.info.is_some()) {
+                continue;
+            }
+            let previous = certs.remove(&w.name);
+            let mut m = Managed {
+                wanted: w.clone(),
+                info: None,
+                last: previous.as_ref().and_then(|p| p.last.clone()),
+                failures: 0,
+                retry_at: 0,
+            };
+            if m.last.is_none() {
+                m.last = read(&self.cert_dir(&w.name).join("status.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+            }
+            match self.load(&w) {
+                Ok(Some(info)) => m.info = Some(info),
+                Ok(None) => {}
+                Err(e) => {
+                    // Keep serving what served before, if anything.
+                    m.info = previous.and_then(|p| p.info);
+                    let attempt = self.attempt(&w.name, false, e.to_string());
+                    m.last = Some(attempt);
+                    problems.push((w.name.clone(), e));
+                }
+            }
+            certs.insert(w.name.clone(), m);
+        }
+        drop(certs);
+        self.wake.notify_one();
+        problems
+    }
+
+    /// Installs the certificate for `w` if one is at hand; `Ok(None)` when ACME has to order it.
+    fn load(&self, w: &WantedCert) -> Result<Option<CertInfo>, TlsError> {
+        let dir = self.cert_dir(&w.name);
+        let (cert_path, key_path) = match &w.source {
+            CertSource::Manual { cert, key } => (cert.clone(), key.clone()),
+            _ => (dir.join("cert.pem"), dir.join("key.pem")),
+        };
+        let on_disk = match (read(&cert_path), read(&key_path)) {
+            (Ok(c), Ok(k)) => Some(pem::certified_key(&c, &k)),
+            (Err(e), _) | (_, Err(e)) if matches!(w.source, CertSource::Manual { .. }) => {
+                return Err(e);
+            }
+            _ => None,
+        };
+        let usable = match on_disk {
+            Some(Ok((key, info))) => {
+                let covers = w.hosts.iter().all(|h| info.hosts.contains(h));
+                let fresh = info.not_after > now();
+                match &w.source {
+                    CertSource::Manual { .. } => Some((key, info)),
+                    _ if covers && fresh => Some((key, info)),
+                    _ => None,
+                }
+            }
+            Some(Err(e)) if matches!(w.source, CertSource::Manual { .. }) => return Err(e),
+            _ => None,
+        };
+        if let Some((key, info)) = usable {
+            self.store.install(&w.name, w.hosts.clone(), key);
+            return Ok(Some(info));
+        }
+        if w.source != CertSource::SelfSigned {
+            return Ok(None);
+        }
+        let made = selfsigned::generate(&w.hosts)?;
+        let (key, info) = pem::certified_key(made.cert_pem.as_bytes(), made.key_pem.as_bytes())?;
+        write_private(&dir.join("key.pem"), made.key_pem.as_bytes())?;
+        write_private(&dir.join("cert.pem"), made.cert_pem.as_bytes())?;
+        self.store.install(&w.name, w.hosts.clone(), key);
+        self.attempt(&w.name, true, "self-signed certificate generated".into());
+        Ok(Some(info))
+    }
+
+    pub fn statuses(&self) -> Vec<CertStatus> {
+        let certs = self.certs.lock().unwrap_or_else(|p| p.into_inner());
+        certs
+            .values()
+            .map(|m| CertStatus {
+                name: m.wanted.name.clone(),
+                hosts: m.wanted.hosts.clone(),
+                source: m.wanted.source.label(),
+                info: m.info.clone(),
+                last_attempt: m.last.clone(),
+                next_renewal: (m.wanted.source == CertSource::Acme).then(|| {
+                    let due = m.info.as_ref().map_or(0, CertInfo::renew_at);
+                    due.max(m.retry_at)
+                }),
+            })
+            .collect()
+    }
+
+    /// Runs the renewal task until `stop`.
+    pub fn spawn(self: &Arc<Self>, stop: CancellationToken) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let wait = me.renew_due().await;
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = me.wake.notified() => {}
+                }
+            }
+        });
+    }
+
+    /// Orders every due ACME certificate; returns how long until the next one is due.
+    async fn renew_due(&self) -> Duration {
+        let due: Vec<WantedCert> = {
+            let certs = self.certs.lock().unwrap_or_else(|p| p.into_inner());
+            let t = now();
+            certs
+                .values()
+                .filter(|m| m.wanted.source == CertSource::Acme && t >= m.retry_at)
+                .filter(|m| m.info.as_ref().is_none_or(|i| t >= i.renew_at()))
+                .map(|m| m.wanted.clone())
+                .collect()
+        };
+        for w in due {
+            let result = self.order(&w).await;
+            let mut certs = self.certs.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(m) = certs.get_mut(&w.name).filter(|m| m.wanted == w) else {
+                continue; // changed or removed meanwhile; the next round sees the new wish
+            };
+            match result {
+                Ok(info) => {
+                    let msg = format!(
+                        "certificate issued by {} for {}, valid until {}",
+                        info.issuer,
+                        info.hosts.join(", "),
+                        info.not_after
+                    );
+                    m.info = Some(info);
+                    m.failures = 0;
+                    m.retry_at = 0;
+                    m.last = Some(self.attempt(&w.name, true, msg));
+                }
+                Err(e) => {
+                    m.failures += 1;
+                    let text = e.to_string();
+                    let backoff = if text.contains("rateLimited") {
+                        self.policy.retry_max
+                    } else {
+                        let factor = 2u32.saturating_pow(m.failures.saturating_sub(1).min(16));
+                        self.policy
+                            .retry_min
+                            .saturating_mul(factor)
+                            .min(self.policy.retry_max)
+                    };
+                    m.retry_at = now() + backoff.as_secs().max(1) as i64;
+                    m.last = Some(self.attempt(
+                        &w.name,
+                        false,
+                        format!("{text} (next try in {}s)", backoff.as_secs()),
+                    ));
+                }
+            }
+        }
+        let certs = self.certs.lock().unwrap_or_else(|p| p.into_inner());
+        let t = now();
+        let next = certs
+            .values()
+            .filter(|m| m.wanted.source == CertSource::Acme)
+            .map(|m| m.info.as_ref().map_or(0, CertInfo::renew_at).max(m.retry_at))
+            .min();
+        match next {
+            Some(at) => Duration::from_secs(at.saturating_sub(t).clamp(1, 3600) as u64),
+            None => Duration::from_secs(3600),
+        }
+    }
+
+    async fn order(&self, w: &WantedCert) -> Result<CertInfo, TlsError> {
+        let Some(settings) = &self.acme_settings else {
+            return Err(TlsError::Config(
+                "ACME is not configured: set an ACME directory to order certificates".into(),
+            ));
+        };
+        let mut acme = self.acme.lock().await;
+        if acme.is_none() {
+            *acme = Some(Acme::connect(settings.clone(), &self.dir).await?);
+        }
+        let client = acme.as_ref().expect("connected above");
+        let (chain, key_pem) = client.issue(&w.hosts, &self.store).await?;
+        let (key, info) = pem::certified_key(chain.as_bytes(), key_pem.as_bytes())?;
+        let dir = self.cert_dir(&w.name);
+        write_private(&dir.join("key.pem"), key_pem.as_bytes())?;
+        write_private(&dir.join("cert.pem"), chain.as_bytes())?;
+        self.store.install(&w.name, w.hosts.clone(), key);
+        Ok(info)
+    }
+
+    fn attempt(&self, name: &str, ok: bool, message: String) -> Attempt {
+        let a = Attempt {
+            at: now(),
+            ok,
+            message,
+        };
+        if ok {
+            tracing::info!(certificate = name, message = %a.message, "certificate");
+        } else {
+            tracing::warn!(certificate = name, message = %a.message, "certificate attempt failed");
+        }
+        if let Ok(json) = serde_json::to_vec(&a) {
+            let _ = write_private(&self.cert_dir(name).join("status.json"), &json);
+        }
+        let _ = self.events.send((name.to_string(), a.clone()));
+        a
+    }
+
+    fn cert_dir(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Where the certificate called `name` is kept.
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.cert_dir(name)
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
