@@ -338,6 +338,7 @@ impl Reconciler {
                 max_body: app.max_body.unwrap_or(10 << 20),
                 allow: Vec::new(),
                 access_log: true,
+                tls: None,
             });
         }
         let config = GatewayConfig {

@@ -29,6 +29,8 @@ pub enum GatewayError {
         waited: std::time::Duration,
         last_error: String,
     },
+    #[error("TLS: {0}")]
+    Tls(#[source] wharf_tls::TlsError),
     #[error("cannot open access log {path}: {source}")]
     AccessLog {
         path: PathBuf,

@@ -3,12 +3,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use wharf_tls::CertStore;
 
 use crate::access_log::AccessLog;
 use crate::config::{GatewayConfig, HealthConfig};
@@ -28,6 +30,11 @@ pub(crate) struct Shared {
     pub(crate) client: Client,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
+    /// Certificates by SNI, and pending ACME challenge answers.
+    pub(crate) certs: Arc<CertStore>,
+    pub(crate) tls: tokio_rustls::TlsAcceptor,
+    /// Port of the first HTTPS listener, for redirects (0: none).
+    pub(crate) https_port: AtomicU16,
 }
 
 struct Listening {
@@ -79,7 +86,12 @@ pub struct DeployReport {
 impl Gateway {
     /// Binds every listener and starts serving. Must run inside a Tokio runtime.
     pub fn start(config: GatewayConfig) -> Result<Gateway> {
+        let certs = CertStore::new();
+        let tls = wharf_tls::server_config(certs.clone()).map_err(GatewayError::Tls)?;
         let shared = Arc::new(Shared {
+            certs,
+            tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+            https_port: AtomicU16::new(0),
             table: ArcSwap::from_pointee(RouteTable::new(
                 Vec::new(),
                 config.unknown_host,
@@ -169,6 +181,11 @@ impl Gateway {
             let local =
                 spawn_accept_loop(self.shared.clone(), listener, key.1.clone(), stop.clone())?;
             tracing::info!(address = %local, role = ?key.1, "listening");
+            if key.1 == Role::Https && self.shared.https_port.load(Ordering::Relaxed) == 0 {
+                self.shared
+                    .https_port
+                    .store(local.port(), Ordering::Relaxed);
+            }
             control.listeners.insert(key, Listening { local, stop });
         }
         let wanted: HashSet<_> = wanted.into_iter().collect();
@@ -267,6 +284,16 @@ impl Gateway {
         self.addrs(|r| *r == Role::Routed)
     }
 
+    /// Addresses the HTTPS listeners are bound to.
+    pub fn https_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(|r| *r == Role::Https)
+    }
+
+    /// The certificates served on the HTTPS listeners; install, renew and remove them here.
+    pub fn certs(&self) -> Arc<CertStore> {
+        self.shared.certs.clone()
+    }
+
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.addrs(|r| *r == Role::Admin).first().copied()
     }
@@ -326,6 +353,7 @@ impl Gateway {
 
 fn wanted_listeners(config: &GatewayConfig) -> Vec<(SocketAddr, Role)> {
     let mut v: Vec<_> = config.listen.iter().map(|a| (*a, Role::Routed)).collect();
+    v.extend(config.https.iter().map(|a| (*a, Role::Https)));
     v.extend(config.admin.map(|a| (a, Role::Admin)));
     for site in &config.sites {
         let name: Arc<str> = Arc::from(site.name.as_str());

@@ -146,6 +146,7 @@ mod tests {
             max_body: 1,
             allow: vec![],
             access_log: false,
+            tls: None,
         }
     }
 

@@ -96,3 +96,29 @@ pub(crate) fn redirect(status: StatusCode, location: HeaderValue) -> Response<Bo
     resp.headers_mut().insert(header::LOCATION, location);
     resp
 }
+
+/// `301` to the same host and path over HTTPS. `host` is the normalised Host (DNS characters
+/// only) and `path_and_query` came through hyper's URI parser, so neither can inject a header.
+pub(crate) fn https_redirect(host: &str, port: u16, path_and_query: &str) -> Response<Body> {
+    let location = if port == 443 {
+        format!("https://{host}{path_and_query}")
+    } else {
+        format!("https://{host}:{port}{path_and_query}")
+    };
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// The key authorization of a pending ACME HTTP-01 challenge.
+pub(crate) fn acme_challenge(key_authorization: String) -> Response<Body> {
+    let mut resp = Response::new(full(key_authorization));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    resp
+}

@@ -75,7 +75,7 @@ pub async fn get_h2(addr: SocketAddr, host: &str, path: &str) -> Result<Reply, S
     collect(resp).await
 }
 
-async fn collect(resp: http::Response<hyper::body::Incoming>) -> Result<Reply, String> {
+pub(crate) async fn collect(resp: http::Response<hyper::body::Incoming>) -> Result<Reply, String> {
     let (parts, body) = resp.into_parts();
     let body = body
         .collect()

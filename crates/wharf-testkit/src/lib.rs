@@ -1,13 +1,15 @@
 //! Test support for wharf: counting mock upstreams (HTTP, server-sent events, WebSocket echo),
-//! HTTP clients that set a Host, a bounded load generator, and `assert_eventually!`.
+//! HTTP clients that set a Host (and an HTTPS one that reports the certificate and ALPN), a bounded load generator, and `assert_eventually!`.
 #![forbid(unsafe_code)]
 
 mod client;
 mod load;
+mod tls;
 mod upstream;
 
 pub use client::{Reply, get, get_h2, request};
 pub use load::{Load, LoadReport};
+pub use tls::{TlsReply, Trust, get_tls};
 pub use upstream::{MockUpstream, SseFeed};
 
 /// Polls a condition until it holds, failing after a bounded patience (10 s). For state that

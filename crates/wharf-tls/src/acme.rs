@@ -170,7 +170,9 @@ impl Acme {
                 .as_ref()
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| format!("{status:?}"));
-            return Err(TlsError::Acme(format!("the order did not become ready: {why}")));
+            return Err(TlsError::Acme(format!(
+                "the order did not become ready: {why}"
+            )));
         }
         let key_pem = order.finalize().await.map_err(acme_err)?;
         let chain_pem = order.poll_certificate(&policy).await.map_err(acme_err)?;

@@ -92,7 +92,7 @@ struct Managed {
 pub struct CertManager {
     store: Arc<CertStore>,
     dir: PathBuf,
-    acme_settings: Option<AcmeSettings>,
+    acme_settings: Mutex<Option<AcmeSettings>>,
     acme: tokio::sync::Mutex<Option<Acme>>,
     policy: RenewPolicy,
     certs: Mutex<BTreeMap<String, Managed>>,
@@ -112,13 +112,24 @@ impl CertManager {
         Arc::new(CertManager {
             store,
             dir,
-            acme_settings: acme,
+            acme_settings: Mutex::new(acme),
             acme: tokio::sync::Mutex::new(None),
             policy,
             certs: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
             events: broadcast::channel(64).0,
         })
+    }
+
+    /// Changes the ACME settings; the next order connects with them.
+    pub fn set_acme(&self, acme: Option<AcmeSettings>) {
+        let mut current = self.acme_settings.lock().unwrap_or_else(|p| p.into_inner());
+        if *current != acme {
+            *current = acme;
+            if let Ok(mut client) = self.acme.try_lock() {
+                *client = None;
+            }
+        }
     }
 
     pub fn store(&self) -> &Arc<CertStore> {
@@ -153,7 +164,13 @@ impl CertManager {
                 ));
                 continue;
             }
-            if certs.get(&w.name).is_some_and(|m| m.wanted == w && m.info.is_some()) {
+            // Manual files are read again every time: a reload picks up replaced files.
+            let manual = matches!(w.source, CertSource::Manual { .. });
+            if !manual
+                && certs
+                    .get(&w.name)
+                    .is_some_and(|m| m.wanted == w && m.info.is_some())
+            {
                 continue;
             }
             let previous = certs.remove(&w.name);
@@ -320,7 +337,12 @@ impl CertManager {
         let next = certs
             .values()
             .filter(|m| m.wanted.source == CertSource::Acme)
-            .map(|m| m.info.as_ref().map_or(0, CertInfo::renew_at).max(m.retry_at))
+            .map(|m| {
+                m.info
+                    .as_ref()
+                    .map_or(0, CertInfo::renew_at)
+                    .max(m.retry_at)
+            })
             .min();
         match next {
             Some(at) => Duration::from_secs(at.saturating_sub(t).clamp(1, 3600) as u64),
@@ -329,14 +351,19 @@ impl CertManager {
     }
 
     async fn order(&self, w: &WantedCert) -> Result<CertInfo, TlsError> {
-        let Some(settings) = &self.acme_settings else {
+        let settings = self
+            .acme_settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(settings) = settings else {
             return Err(TlsError::Config(
                 "ACME is not configured: set an ACME directory to order certificates".into(),
             ));
         };
         let mut acme = self.acme.lock().await;
-        if acme.is_none() {
-            *acme = Some(Acme::connect(settings.clone(), &self.dir).await?);
+        if acme.as_ref().is_none_or(|a| *a.settings() != settings) {
+            *acme = Some(Acme::connect(settings, &self.dir).await?);
         }
         let client = acme.as_ref().expect("connected above");
         let (chain, key_pem) = client.issue(&w.hosts, &self.store).await?;
@@ -381,4 +408,3 @@ fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
-

@@ -27,12 +27,13 @@ pub fn certified_key(
     let info = CertInfo::parse(leaf)?;
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| TlsError::BadKey(format!("not a PEM private key: {e}")))?;
-    let certified = CertifiedKey::from_der(chain, key, &crate::provider()).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => TlsError::BadKey(
-            "the private key does not belong to the certificate".into(),
-        ),
-        e => TlsError::BadKey(format!("unusable private key: {e}")),
-    })?;
+    let certified =
+        CertifiedKey::from_der(chain, key, &crate::provider()).map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => {
+                TlsError::BadKey("the private key does not belong to the certificate".into())
+            }
+            e => TlsError::BadKey(format!("unusable private key: {e}")),
+        })?;
     Ok((Arc::new(certified), info))
 }
 

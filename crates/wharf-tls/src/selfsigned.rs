@@ -12,8 +12,8 @@ pub struct Generated {
 
 /// A certificate for `hosts`, valid for 10 years from now.
 pub fn generate(hosts: &[String]) -> Result<Generated, TlsError> {
-    let mut params = CertificateParams::new(hosts.to_vec())
-        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let mut params =
+        CertificateParams::new(hosts.to_vec()).map_err(|e| TlsError::Generate(e.to_string()))?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "wharf self-signed");
     params.distinguished_name = dn;

@@ -18,12 +18,35 @@ struct FileConfig {
     gateway: GatewaySection,
     #[serde(default, rename = "site")]
     sites: Vec<SiteSection>,
+    acme: Option<AcmeSection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcmeSection {
+    directory: String,
+    email: Option<String>,
+    challenge: Option<String>,
+    directory_root: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TlsSection {
+    /// "acme" or "self-signed".
+    Named(String),
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct GatewaySection {
     listen: Option<Vec<String>>,
+    https: Option<Vec<String>>,
+    tls_dir: Option<PathBuf>,
     admin: Option<String>,
     workers: Option<usize>,
     unknown_host: Option<String>,
@@ -52,6 +75,9 @@ struct SiteSection {
     max_body: Option<String>,
     allow: Option<Vec<String>>,
     access_log: Option<bool>,
+    tls: Option<TlsSection>,
+    https_redirect: Option<bool>,
+    hsts: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +146,40 @@ fn convert(file: FileConfig, base: &Path) -> Result<GatewayConfig, ConfigError> 
             .map(|l| addr(None, "gateway.listen", l))
             .collect::<Result<_, _>>()?;
     }
+    if let Some(https) = g.https {
+        cfg.https = https
+            .iter()
+            .map(|l| addr(None, "gateway.https", l))
+            .collect::<Result<_, _>>()?;
+    }
+    cfg.tls_dir = Some(base.join(g.tls_dir.unwrap_or_else(|| "certs".into())));
+    if let Some(a) = file.acme {
+        let challenge = match a.challenge.as_deref() {
+            None | Some("http-01") => wharf_tls::Challenge::Http01,
+            Some("tls-alpn-01") => wharf_tls::Challenge::TlsAlpn01,
+            Some(other) => {
+                return Err(err(
+                    None,
+                    "acme.challenge",
+                    format!("`{other}` is unknown; use \"http-01\" or \"tls-alpn-01\""),
+                ));
+            }
+        };
+        if !a.directory.starts_with("https://") {
+            return Err(err(
+                None,
+                "acme.directory",
+                "an ACME directory is an https:// URL, e.g. Let's Encrypt staging's",
+            ));
+        }
+        cfg.acme = Some(wharf_tls::AcmeSettings {
+            directory: a.directory,
+            email: a.email,
+            directory_root: a.directory_root.map(|r| base.join(r)),
+            challenge,
+            ..Default::default()
+        });
+    }
     cfg.admin = g
         .admin
         .map(|a| addr(None, "gateway.admin", &a))
@@ -161,6 +221,34 @@ fn convert(file: FileConfig, base: &Path) -> Result<GatewayConfig, ConfigError> 
 
     for site in file.sites {
         cfg.sites.push(convert_site(site, base, default_body)?);
+    }
+    for s in &cfg.sites {
+        if s.tls.is_some() && cfg.https.is_empty() {
+            return Err(err(
+                Some(&s.name),
+                "tls",
+                "add an HTTPS listener first: `https = [\"0.0.0.0:443\"]` under [gateway]",
+            ));
+        }
+        if s.tls
+            .as_ref()
+            .is_some_and(|t| t.source == wharf_tls::CertSource::Acme)
+        {
+            if cfg.acme.is_none() {
+                return Err(err(
+                    Some(&s.name),
+                    "tls",
+                    "\"acme\" needs an [acme] section with a `directory`",
+                ));
+            }
+            if s.hosts.iter().any(|h| !matches!(h, HostPattern::Exact(_))) {
+                return Err(err(
+                    Some(&s.name),
+                    "tls",
+                    "ACME here validates each exact host name; wildcards and `*` need another certificate source",
+                ));
+            }
+        }
     }
     check_conflicts(&cfg)?;
     Ok(cfg)
@@ -317,6 +405,55 @@ fn convert_site(s: SiteSection, base: &Path, default_body: u64) -> Result<SiteCo
         .map(|a| parse_net(a).map_err(|m| err(site, "allow", m)))
         .collect::<Result<_, _>>()?;
 
+    let tls = match s.tls {
+        None => {
+            for (key, set) in [
+                ("https_redirect", s.https_redirect.is_some()),
+                ("hsts", s.hsts.is_some()),
+            ] {
+                if set {
+                    return Err(err(site, key, "only sites with `tls` take this key"));
+                }
+            }
+            None
+        }
+        Some(t) => {
+            let source = match t {
+                TlsSection::Named(n) if n == "acme" => wharf_tls::CertSource::Acme,
+                TlsSection::Named(n) if n == "self-signed" => wharf_tls::CertSource::SelfSigned,
+                TlsSection::Named(other) => {
+                    return Err(err(
+                        site,
+                        "tls",
+                        format!(
+                            "`{other}` is unknown; use \"acme\", \"self-signed\" or {{ cert = \"a.pem\", key = \"a.key\" }}"
+                        ),
+                    ));
+                }
+                TlsSection::Files { cert, key } => {
+                    let (cert, key) = (base.join(cert), base.join(key));
+                    let read = |p: &Path| {
+                        std::fs::read(p).map_err(|e| {
+                            err(site, "tls", format!("cannot read `{}`: {e}", p.display()))
+                        })
+                    };
+                    wharf_tls::pem::certified_key(&read(&cert)?, &read(&key)?)
+                        .map_err(|e| err(site, "tls", e.to_string()))?;
+                    wharf_tls::CertSource::Manual { cert, key }
+                }
+            };
+            let hsts = s
+                .hsts
+                .map(|h| parse_duration(&h).map_err(|m| err(site, "hsts", m)))
+                .transpose()?;
+            Some(SiteTls {
+                source,
+                redirect: s.https_redirect.unwrap_or(true),
+                hsts,
+            })
+        }
+    };
+
     Ok(SiteConfig {
         name,
         hosts,
@@ -326,6 +463,7 @@ fn convert_site(s: SiteSection, base: &Path, default_body: u64) -> Result<SiteCo
         max_body,
         allow,
         access_log: s.access_log.unwrap_or(true),
+        tls,
     })
 }
 

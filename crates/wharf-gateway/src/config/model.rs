@@ -12,6 +12,12 @@ use ipnet::IpNet;
 pub struct GatewayConfig {
     /// Plain-HTTP listeners for Host-routed traffic.
     pub listen: Vec<SocketAddr>,
+    /// HTTPS listeners for Host-routed traffic; certificates chosen by SNI.
+    pub https: Vec<SocketAddr>,
+    /// Where generated and ordered certificates (and the ACME account) are kept.
+    pub tls_dir: Option<PathBuf>,
+    /// ACME settings; needed by sites with `tls = "acme"`.
+    pub acme: Option<wharf_tls::AcmeSettings>,
     /// Admin listener serving `/metrics` and `/healthz`.
     pub admin: Option<SocketAddr>,
     /// Worker threads; 0 means one per core. Read once at start.
@@ -26,6 +32,9 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            https: Vec::new(),
+            tls_dir: None,
+            acme: None,
             admin: None,
             workers: 0,
             unknown_host: UnknownHost::NotFound,
@@ -90,6 +99,45 @@ pub struct SiteConfig {
     /// Client networks allowed in; empty allows everyone.
     pub allow: Vec<IpNet>,
     pub access_log: bool,
+    /// HTTPS for this site's hosts; `None` serves plain HTTP only.
+    pub tls: Option<SiteTls>,
+}
+
+/// A site's certificate and what plain HTTP does once it exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteTls {
+    pub source: wharf_tls::CertSource,
+    /// Answer plain-HTTP requests with a 301 to HTTPS while a certificate covers the host.
+    pub redirect: bool,
+    /// `Strict-Transport-Security: max-age` sent on HTTPS answers; `None` sends none.
+    pub hsts: Option<Duration>,
+}
+
+impl GatewayConfig {
+    /// The certificates the sites ask for: one per site with `tls`, for its named hosts
+    /// (`*` is not a name a certificate can carry).
+    pub fn wanted_certs(&self) -> Vec<wharf_tls::WantedCert> {
+        self.sites
+            .iter()
+            .filter_map(|s| {
+                let tls = s.tls.as_ref()?;
+                let hosts = s
+                    .hosts
+                    .iter()
+                    .filter_map(|h| match h {
+                        HostPattern::Exact(n) => Some(n.clone()),
+                        HostPattern::Wildcard(suffix) => Some(format!("*{suffix}")),
+                        HostPattern::Any => None,
+                    })
+                    .collect();
+                Some(wharf_tls::WantedCert {
+                    name: s.name.clone(),
+                    hosts,
+                    source: tls.source.clone(),
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -17,9 +17,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86400.0,
         other => {
             return Err(format!(
-                "unknown duration unit `{other}` in `{s}`; use ms, s, m or h"
+                "unknown duration unit `{other}` in `{s}`; use ms, s, m, h or d"
             ));
         }
     };

@@ -1,17 +1,18 @@
 //! The request pipeline, top to bottom:
-//! 1. admin listener → admin endpoints;
+//! 1. admin listener → admin endpoints; on plain HTTP, pending ACME HTTP-01 challenges;
 //! 2. host: URI authority (HTTP/2) or `Host`, normalised; missing or malformed → 400;
 //! 3. site: the listener's own site, or the route table by (host, path); none → 404 page or
 //!    closed connection, per `unknown_host`;
-//! 4. allowlist → 403;
+//! 4. plain HTTP to a site with a certificate for the host → 301 to HTTPS; allowlist → 403;
 //! 5. declared body size over the site's limit → 413 (streamed bodies are cut at the limit too);
 //! 6. static files or proxy;
-//! 7. metrics and access log.
+//! 7. HSTS on HTTPS answers of sites that ask for it; metrics and access log.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::{Request, Response, header};
+use http::{HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
 
 use super::listener::{ConnInfo, Role};
@@ -22,6 +23,8 @@ use crate::gateway::Shared;
 use crate::routing::{normalize_host, prefix_matches};
 use crate::site::Backend;
 use crate::{proxy, synthetic};
+
+const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// Returned to hyper to drop the connection without an answer.
 #[derive(Debug)]
@@ -42,6 +45,12 @@ pub(crate) async fn handle(
 ) -> Result<Response<Body>, Close> {
     if conn.role == Role::Admin {
         return Ok(super::admin::handle(&shared, &req));
+    }
+    if conn.scheme == "http"
+        && let Some(token) = req.uri().path().strip_prefix(ACME_CHALLENGE_PREFIX)
+        && let Some(answer) = shared.certs.http_challenge(token)
+    {
+        return Ok(synthetic::acme_challenge(answer));
     }
     let start = Instant::now();
     let table = shared.table.load_full();
@@ -77,7 +86,15 @@ pub(crate) async fn handle(
     let logged = (site.config.access_log && log.enabled())
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
 
-    let (response, upstream) = if !allowed(&site.config.allow, &conn) {
+    let https_port = shared.https_port.load(Ordering::Relaxed);
+    let redirect = conn.scheme == "http"
+        && https_port != 0
+        && site.config.tls.as_ref().is_some_and(|t| t.redirect)
+        && shared.certs.covers(&host);
+    let (mut response, upstream) = if redirect {
+        let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        (synthetic::https_redirect(&host, https_port, pq), None)
+    } else if !allowed(&site.config.allow, &conn) {
         (synthetic::forbidden(), None)
     } else if declared_length(&req).is_some_and(|n| n > site.config.max_body) {
         (synthetic::too_large(), None)
@@ -111,6 +128,14 @@ pub(crate) async fn handle(
         }
     };
 
+    if conn.scheme == "https"
+        && let Some(max_age) = site.config.tls.as_ref().and_then(|t| t.hsts)
+        && let Ok(v) = HeaderValue::from_str(&format!("max-age={}", max_age.as_secs()))
+    {
+        response
+            .headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, v);
+    }
     let elapsed = start.elapsed().as_secs_f64();
     let status = response.status().as_u16();
     site.metrics.record(status, elapsed);

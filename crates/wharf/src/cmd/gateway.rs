@@ -8,6 +8,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use wharf_gateway::Gateway;
 use wharf_gateway::config::GatewayConfig;
+use wharf_tls::{CertManager, RenewPolicy};
 
 use super::signals::{Event, next_event, runtime};
 
@@ -38,7 +39,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn serve(args: Args, config: GatewayConfig) -> anyhow::Result<()> {
-    let gateway = Gateway::start(config).context("cannot start the gateway")?;
+    let gateway = Gateway::start(config.clone()).context("cannot start the gateway")?;
+    // The manager installs into the store the gateway's HTTPS listeners serve from.
+    let certs = CertManager::new(
+        gateway.certs(),
+        config.tls_dir.clone().unwrap_or_else(|| "certs".into()),
+        config.acme.clone(),
+        RenewPolicy::default(),
+    );
+    apply_certs(&certs, &config);
+    let stop_certs = tokio_util::sync::CancellationToken::new();
+    certs.spawn(stop_certs.clone());
     tracing::info!(config = %args.config.display(), "gateway running; SIGHUP or editing the file reloads it");
     let (tx, mut changes) = mpsc::channel(1);
     let _watcher = if args.no_watch {
@@ -55,21 +66,32 @@ async fn serve(args: Args, config: GatewayConfig) -> anyhow::Result<()> {
             Event::Reload
         };
         match next_event(changed).await? {
-            Event::Reload => reload(&gateway, &args.config),
+            Event::Reload => reload(&gateway, &certs, &args.config),
             Event::Stop => break,
         }
     }
+    stop_certs.cancel();
     tracing::info!("stopping: finishing open requests");
     gateway.shutdown().await;
     Ok(())
 }
 
-fn reload(gateway: &Gateway, path: &Path) {
+fn apply_certs(certs: &CertManager, config: &GatewayConfig) {
+    certs.set_acme(config.acme.clone());
+    for (name, problem) in certs.apply(config.wanted_certs()) {
+        tracing::error!(site = %name, error = %problem, "certificate not installed");
+    }
+}
+
+fn reload(gateway: &Gateway, certs: &CertManager, path: &Path) {
     match GatewayConfig::from_file(path)
         .map_err(wharf_gateway::GatewayError::from)
-        .and_then(|c| gateway.reload(c))
+        .and_then(|c| gateway.reload(c.clone()).map(|()| c))
     {
-        Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
+        Ok(config) => {
+            apply_certs(certs, &config);
+            tracing::info!(config = %path.display(), "configuration reloaded")
+        }
         Err(e) => {
             tracing::error!(error = %e, "configuration refused; the previous one keeps serving")
         }

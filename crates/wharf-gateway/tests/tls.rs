@@ -1,0 +1,216 @@
+//! HTTPS on real sockets: certificates chosen by SNI (exact and wildcard), ALPN h2 and
+//! http/1.1, HTTP→HTTPS redirects and HSTS, hot certificate swaps on a live listener, and bad
+//! certificate files refused with the previous certificate serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wharf_gateway::Gateway;
+use wharf_gateway::config::GatewayConfig;
+use wharf_testkit::{Trust, get, get_tls};
+use wharf_tls::{CertInfo, CertManager, RenewPolicy};
+
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn dir(name: &str) -> Dir {
+    let d = std::env::temp_dir().join(format!("wharf-tls-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    for site in ["a", "b"] {
+        std::fs::create_dir_all(d.join(site)).unwrap();
+        std::fs::write(d.join(site).join("index.html"), format!("site {site}")).unwrap();
+    }
+    Dir(d)
+}
+
+/// A test CA and a leaf for `hosts` signed by it, written as `<name>.pem` / `<name>.key`.
+fn issue(ca: &Ca, hosts: &[&str], at: &Path, name: &str) {
+    let params =
+        rcgen::CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca.2, &ca.1);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(at.join(format!("{name}.pem")), cert.pem()).unwrap();
+    std::fs::write(at.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+}
+
+type Ca = (rcgen::Certificate, rcgen::KeyPair, rcgen::CertificateParams);
+
+fn test_ca() -> Ca {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "wharf test CA");
+    let key = rcgen::KeyPair::generate().unwrap();
+    (params.self_signed(&key).unwrap(), key, params)
+}
+
+const CONFIG: &str = r#"
+[gateway]
+listen = ["127.0.0.1:0"]
+https = ["127.0.0.1:0"]
+[[site]]
+name = "a"
+hosts = ["a.test"]
+root = "a"
+tls = { cert = "a.pem", key = "a.key" }
+hsts = "365d"
+[[site]]
+name = "b"
+hosts = ["b.test", "*.b.test"]
+root = "b"
+tls = "self-signed"
+https_redirect = false
+"#;
+
+async fn start(d: &Path) -> (Gateway, Arc<CertManager>, GatewayConfig) {
+    let config = GatewayConfig::from_toml(CONFIG, d).unwrap();
+    let gw = Gateway::start(config.clone()).unwrap();
+    let certs = CertManager::new(
+        gw.certs(),
+        config.tls_dir.clone().unwrap(),
+        None,
+        RenewPolicy::default(),
+    );
+    assert!(certs.apply(config.wanted_certs()).is_empty());
+    (gw, certs, config)
+}
+
+fn names(der: &[u8]) -> Vec<String> {
+    CertInfo::parse(&der.to_vec().into()).unwrap().hosts
+}
+
+#[tokio::test]
+async fn sni_picks_the_certificate_and_alpn_picks_h2() {
+    let d = dir("sni");
+    let ca = test_ca();
+    issue(&ca, &["a.test"], &d.0, "a");
+    let (gw, certs, _) = start(&d.0).await;
+    let https = gw.https_addrs()[0];
+    let roots = Trust::Roots(ca.0.pem().into_bytes());
+
+    // The manual certificate verifies against its CA, over h2 when offered.
+    let r = get_tls(https, "a.test", "/", &["h2", "http/1.1"], &roots)
+        .await
+        .unwrap();
+    assert_eq!(r.reply.status, 200);
+    assert_eq!(r.reply.text(), "site a");
+    assert_eq!(r.alpn.as_deref(), Some("h2"));
+    assert_eq!(names(&r.leaf), ["a.test"]);
+    assert_eq!(
+        r.reply.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+    let r = get_tls(https, "a.test", "/", &["http/1.1"], &roots)
+        .await
+        .unwrap();
+    assert_eq!(r.alpn.as_deref(), Some("http/1.1"));
+    assert_eq!(r.reply.text(), "site a");
+
+    // The self-signed one covers b.test and its wildcard; no HSTS asked there.
+    for host in ["b.test", "x.b.test"] {
+        let r = get_tls(https, host, "/", &["h2"], &Trust::Any)
+            .await
+            .unwrap();
+        assert_eq!(r.reply.text(), "site b", "{host}");
+        assert_eq!(names(&r.leaf), ["b.test", "*.b.test"], "{host}");
+        assert_eq!(r.reply.header("strict-transport-security"), None);
+    }
+    // A client trusting only the test CA refuses b's self-signed certificate.
+    assert!(
+        get_tls(https, "b.test", "/", &["h2"], &roots)
+            .await
+            .is_err()
+    );
+    // No certificate for the name: the handshake fails, nothing is served.
+    let err = get_tls(https, "c.test", "/", &["h2"], &Trust::Any)
+        .await
+        .err()
+        .unwrap();
+    assert!(err.contains("handshake"), "{err}");
+
+    // The self-signed certificate and key are kept, the key readable by its owner only.
+    let key = certs.path_of("b").join("key.pem");
+    let mode = std::fs::metadata(&key).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+}
+
+#[tokio::test]
+async fn plain_http_redirects_once_a_certificate_exists() {
+    let d = dir("redirect");
+    let ca = test_ca();
+    issue(&ca, &["a.test"], &d.0, "a");
+    let (gw, certs, mut config) = start(&d.0).await;
+    let http = gw.listen_addrs()[0];
+    let port = gw.https_addrs()[0].port();
+
+    let r = get(http, "a.test", "/page?x=1").await.unwrap();
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://a.test:{port}/page?x=1").as_str())
+    );
+    // Redirect switched off for b: plain HTTP keeps serving.
+    assert_eq!(get(http, "b.test", "/").await.unwrap().text(), "site b");
+
+    // Without a certificate (removed), a.test serves plain HTTP again instead of redirecting
+    // to a handshake that would fail.
+    config.sites.retain(|s| s.name != "a");
+    certs.apply(config.wanted_certs());
+    gw.reload(config).unwrap();
+    assert_eq!(get(http, "a.test", "/").await.unwrap().status, 404);
+}
+
+#[tokio::test]
+async fn certificates_swap_live_and_bad_files_keep_the_old_one() {
+    let d = dir("swap");
+    let ca = test_ca();
+    issue(&ca, &["a.test"], &d.0, "a");
+    let (gw, certs, config) = start(&d.0).await;
+    let https = gw.https_addrs()[0];
+    let roots = Trust::Roots(ca.0.pem().into_bytes());
+    let before = get_tls(https, "a.test", "/", &["h2"], &roots)
+        .await
+        .unwrap()
+        .leaf;
+
+    // A renewed certificate in the same files: the next handshake gets it, same listener.
+    issue(&ca, &["a.test"], &d.0, "a");
+    assert!(certs.apply(config.wanted_certs()).is_empty());
+    let after = get_tls(https, "a.test", "/", &["h2"], &roots)
+        .await
+        .unwrap()
+        .leaf;
+    assert_ne!(before, after);
+    assert_eq!(gw.https_addrs(), vec![https]);
+
+    // A key that does not match the certificate: refused by name, and the file is not used.
+    issue(&ca, &["a.test"], &d.0, "other");
+    std::fs::copy(d.0.join("other.key"), d.0.join("a.key")).unwrap();
+    let err = GatewayConfig::from_toml(CONFIG, &d.0)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("site \"a\"") && err.contains("`tls`") && err.contains("does not belong"),
+        "{err}"
+    );
+    // The manager, asked again with the bad files, keeps serving the previous certificate.
+    let problems = certs.apply(config.wanted_certs());
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let still = get_tls(https, "a.test", "/", &["h2"], &roots)
+        .await
+        .unwrap()
+        .leaf;
+    assert_eq!(still, after);
+}
