@@ -9,7 +9,7 @@ mod upstream;
 
 pub use client::{Reply, get, get_h2, request};
 pub use load::{Load, LoadReport};
-pub use tls::{TlsReply, Trust, get_tls};
+pub use tls::{TlsConn, TlsReply, Trust, get_tls};
 pub use upstream::{MockUpstream, SseFeed};
 
 /// Polls a condition until it holds, failing after a bounded patience (10 s). For state that
