@@ -338,7 +338,8 @@ impl Reconciler {
                 max_body: app.max_body.unwrap_or(10 << 20),
                 allow: Vec::new(),
                 access_log: true,
-                tls: None,
+                cert: None,
+                https: Default::default(),
             });
         }
         let config = GatewayConfig {

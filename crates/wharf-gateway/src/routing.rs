@@ -146,7 +146,8 @@ mod tests {
             max_body: 1,
             allow: vec![],
             access_log: false,
-            tls: None,
+            cert: None,
+            https: Default::default(),
         }
     }
 

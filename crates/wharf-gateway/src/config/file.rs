@@ -223,17 +223,14 @@ fn convert(file: FileConfig, base: &Path) -> Result<GatewayConfig, ConfigError> 
         cfg.sites.push(convert_site(site, base, default_body)?);
     }
     for s in &cfg.sites {
-        if s.tls.is_some() && cfg.https.is_empty() {
+        if s.cert.is_some() && cfg.https.is_empty() {
             return Err(err(
                 Some(&s.name),
                 "tls",
                 "add an HTTPS listener first: `https = [\"0.0.0.0:443\"]` under [gateway]",
             ));
         }
-        if s.tls
-            .as_ref()
-            .is_some_and(|t| t.source == wharf_tls::CertSource::Acme)
-        {
+        if s.cert == Some(wharf_tls::CertSource::Acme) {
             if cfg.acme.is_none() {
                 return Err(err(
                     Some(&s.name),
@@ -405,7 +402,7 @@ fn convert_site(s: SiteSection, base: &Path, default_body: u64) -> Result<SiteCo
         .map(|a| parse_net(a).map_err(|m| err(site, "allow", m)))
         .collect::<Result<_, _>>()?;
 
-    let tls = match s.tls {
+    let (cert, https) = match s.tls {
         None => {
             for (key, set) in [
                 ("https_redirect", s.https_redirect.is_some()),
@@ -415,7 +412,7 @@ fn convert_site(s: SiteSection, base: &Path, default_body: u64) -> Result<SiteCo
                     return Err(err(site, key, "only sites with `tls` take this key"));
                 }
             }
-            None
+            (None, HttpsPolicy::default())
         }
         Some(t) => {
             let source = match t {
@@ -446,11 +443,13 @@ fn convert_site(s: SiteSection, base: &Path, default_body: u64) -> Result<SiteCo
                 .hsts
                 .map(|h| parse_duration(&h).map_err(|m| err(site, "hsts", m)))
                 .transpose()?;
-            Some(SiteTls {
-                source,
-                redirect: s.https_redirect.unwrap_or(true),
-                hsts,
-            })
+            (
+                Some(source),
+                HttpsPolicy {
+                    redirect: s.https_redirect.unwrap_or(true),
+                    hsts,
+                },
+            )
         }
     };
 
@@ -463,7 +462,8 @@ fn convert_site(s: SiteSection, base: &Path, default_body: u64) -> Result<SiteCo
         max_body,
         allow,
         access_log: s.access_log.unwrap_or(true),
-        tls,
+        cert,
+        https,
     })
 }
 

@@ -99,18 +99,28 @@ pub struct SiteConfig {
     /// Client networks allowed in; empty allows everyone.
     pub allow: Vec<IpNet>,
     pub access_log: bool,
-    /// HTTPS for this site's hosts; `None` serves plain HTTP only.
-    pub tls: Option<SiteTls>,
+    /// The certificate this site asks for (see [`GatewayConfig::wanted_certs`]); the control
+    /// plane manages certificates per host name itself and leaves this `None`.
+    pub cert: Option<wharf_tls::CertSource>,
+    pub https: HttpsPolicy,
 }
 
-/// A site's certificate and what plain HTTP does once it exists.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SiteTls {
-    pub source: wharf_tls::CertSource,
+/// What plain HTTP and HTTPS answers do once a certificate covers the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpsPolicy {
     /// Answer plain-HTTP requests with a 301 to HTTPS while a certificate covers the host.
     pub redirect: bool,
     /// `Strict-Transport-Security: max-age` sent on HTTPS answers; `None` sends none.
     pub hsts: Option<Duration>,
+}
+
+impl Default for HttpsPolicy {
+    fn default() -> Self {
+        HttpsPolicy {
+            redirect: true,
+            hsts: None,
+        }
+    }
 }
 
 impl GatewayConfig {
@@ -120,7 +130,7 @@ impl GatewayConfig {
         self.sites
             .iter()
             .filter_map(|s| {
-                let tls = s.tls.as_ref()?;
+                let source = s.cert.as_ref()?;
                 let hosts = s
                     .hosts
                     .iter()
@@ -133,7 +143,7 @@ impl GatewayConfig {
                 Some(wharf_tls::WantedCert {
                     name: s.name.clone(),
                     hosts,
-                    source: tls.source.clone(),
+                    source: source.clone(),
                 })
             })
             .collect()

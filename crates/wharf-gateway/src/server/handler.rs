@@ -89,7 +89,7 @@ pub(crate) async fn handle(
     let https_port = shared.https_port.load(Ordering::Relaxed);
     let redirect = conn.scheme == "http"
         && https_port != 0
-        && site.config.tls.as_ref().is_some_and(|t| t.redirect)
+        && site.config.https.redirect
         && shared.certs.covers(&host);
     let (mut response, upstream) = if redirect {
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
@@ -129,7 +129,7 @@ pub(crate) async fn handle(
     };
 
     if conn.scheme == "https"
-        && let Some(max_age) = site.config.tls.as_ref().and_then(|t| t.hsts)
+        && let Some(max_age) = site.config.https.hsts
         && let Ok(v) = HeaderValue::from_str(&format!("max-age={}", max_age.as_secs()))
     {
         response
