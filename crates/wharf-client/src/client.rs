@@ -173,13 +173,24 @@ impl Client {
     }
 
     pub async fn add_domain(&self, app: &str, host: &str) -> Result<Changed> {
-        let body = AddDomain {
-            host: host.to_string(),
-        };
+        self.add_domain_with(
+            app,
+            &AddDomain {
+                host: host.to_string(),
+                tls: None,
+                cert_pem: None,
+                key_pem: None,
+            },
+        )
+        .await
+    }
+
+    /// Adds a domain with a certificate source (or changes the source of one the app has).
+    pub async fn add_domain_with(&self, app: &str, body: &AddDomain) -> Result<Changed> {
         self.json(
             Method::POST,
             &format!("/apps/{}/domains", seg(app)),
-            Some(&body),
+            Some(body),
         )
         .await
     }
@@ -337,6 +348,10 @@ impl Client {
             None::<&()>,
         )
         .await
+    }
+
+    pub async fn certs(&self) -> Result<Vec<crate::dto::CertView>> {
+        self.json(Method::GET, "/certs", None::<&()>).await
     }
 
     pub async fn operations(&self, app: Option<&str>, limit: u32) -> Result<Vec<OperationView>> {

@@ -63,13 +63,50 @@ pub struct Settings {
     /// How many releases to keep (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_releases: Option<u32>,
+    /// `Strict-Transport-Security` max-age on HTTPS answers, e.g. `"365d"`; `"off"` sends none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<String>,
 }
 
-/// `POST /api/v1/apps/{app}/domains`
+/// `POST /api/v1/apps/{app}/domains`: adds a host name, or changes the certificate source of
+/// one the app has.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddDomain {
     pub host: String,
+    /// Certificate source: `acme`, `self-signed`, `manual` (with `cert_pem` and `key_pem`) or
+    /// `none`; absent leaves it as it is (`none` for a new domain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
+    /// PEM certificate chain, leaf first (`tls = "manual"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_pem: Option<String>,
+    /// PEM private key (`tls = "manual"`); kept 0600 in the data folder, never shown again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_pem: Option<String>,
+}
+
+/// `GET /api/v1/certs`: one per domain with a certificate source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertView {
+    pub host: String,
+    pub app: Option<String>,
+    /// `acme`, `self-signed` or `manual`.
+    pub source: String,
+    /// Set once a certificate is installed.
+    pub issuer: Option<String>,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    pub last_attempt: Option<CertAttempt>,
+    /// ACME only: when the next order is due (Unix seconds).
+    pub next_renewal: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertAttempt {
+    pub at: i64,
+    pub ok: bool,
+    pub message: String,
 }
 
 /// `POST /api/v1/apps/{app}/env`: set some variables, unset others.
@@ -100,6 +137,12 @@ pub struct AppView {
     pub hosts: Vec<String>,
     /// The custom ones (removable).
     pub domains: Vec<String>,
+    /// Certificate source per custom domain served over HTTPS.
+    #[serde(default)]
+    pub tls: BTreeMap<String, String>,
+    /// HSTS max-age in seconds, if sent.
+    #[serde(default)]
+    pub hsts_seconds: Option<u64>,
     /// Names only; values are write-only.
     pub env: Vec<String>,
     pub run: Option<String>,

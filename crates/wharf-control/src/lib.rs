@@ -35,6 +35,12 @@ pub struct ServerConfig {
     pub api: SocketAddr,
     /// The gateway's Host-routed listeners.
     pub http: Vec<SocketAddr>,
+    /// The gateway's HTTPS listeners (certificates by SNI).
+    pub https: Vec<SocketAddr>,
+    /// ACME settings for domains with `--tls acme`.
+    pub acme: Option<wharf_tls::AcmeSettings>,
+    /// Retry spacing of failed certificate orders.
+    pub renew: wharf_tls::RenewPolicy,
     /// The gateway's admin listener (`/metrics`, `/healthz`).
     pub admin: Option<SocketAddr>,
     /// Apps answer at `<app>.<base_domain>`.
@@ -51,6 +57,7 @@ pub(crate) struct Control {
     pub(crate) data: DataDir,
     pub(crate) started: Instant,
     pub(crate) deploys: deploy::Deploys,
+    pub(crate) certs: Arc<wharf_tls::CertManager>,
 }
 
 /// A running control plane with its gateway and runtime.
@@ -59,6 +66,7 @@ pub struct Server {
     gateway: Gateway,
     api_addr: SocketAddr,
     stop_api: CancellationToken,
+    stop_certs: CancellationToken,
     api_task: tokio::task::JoinHandle<()>,
     new_token_file: Option<PathBuf>,
 }
@@ -93,11 +101,19 @@ impl Server {
 
         let gateway = Gateway::start(GatewayConfig {
             listen: config.http.clone(),
+            https: config.https.clone(),
             admin: config.admin,
             ..Default::default()
         })?;
+        let certs = wharf_tls::CertManager::new(
+            gateway.certs(),
+            data.certs(),
+            config.acme.clone(),
+            config.renew,
+        );
         let routing = Routing {
             listen: config.http.clone(),
+            https: config.https.clone(),
             admin: config.admin,
             public_port: gateway.listen_addrs().first().map_or(80, |a| a.port()),
             base_domain: config.base_domain.clone(),
@@ -109,6 +125,7 @@ impl Server {
             gateway.clone(),
             data.clone(),
             routing,
+            certs.clone(),
         );
         let control = Arc::new(Control {
             store,
@@ -117,7 +134,11 @@ impl Server {
             data,
             started: Instant::now(),
             deploys: Default::default(),
+            certs: certs.clone(),
         });
+        let stop_certs = CancellationToken::new();
+        certs.spawn(stop_certs.clone());
+        spawn_cert_log(&control);
 
         let listener = tokio::net::TcpListener::bind(config.api)
             .await
@@ -157,6 +178,7 @@ impl Server {
             gateway,
             api_addr,
             stop_api,
+            stop_certs,
             api_task,
             new_token_file,
         })
@@ -170,6 +192,10 @@ impl Server {
         self.gateway.listen_addrs()
     }
 
+    pub fn https_addrs(&self) -> Vec<SocketAddr> {
+        self.gateway.https_addrs()
+    }
+
     /// Set when this start created the first admin token.
     pub fn new_token_file(&self) -> Option<&std::path::Path> {
         self.new_token_file.as_deref()
@@ -178,10 +204,42 @@ impl Server {
     /// Stops the API, every app instance, then the gateway (draining open requests).
     pub async fn shutdown(self) {
         self.stop_api.cancel();
+        self.stop_certs.cancel();
         let _ = self.api_task.await;
         self.control.reconciler.stop_everything().await;
         self.gateway.shutdown().await;
     }
+}
+
+/// Every certificate attempt becomes an operation of the app owning the host.
+fn spawn_cert_log(control: &Arc<Control>) {
+    let mut events = control.certs.subscribe();
+    let control = control.clone();
+    tokio::spawn(async move {
+        loop {
+            let (name, attempt) = match events.recv().await {
+                Ok(e) => e,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            };
+            let host = reconciler::host_of_cert(&name);
+            let app = control
+                .store
+                .apps()
+                .ok()
+                .and_then(|apps| apps.into_iter().find(|a| a.domains.contains(&host)))
+                .map(|a| a.name);
+            let op = OpLog::begin(&control.store, app.as_deref(), "certificate");
+            let message = format!("{host}: {}", attempt.message);
+            if attempt.ok {
+                op.ok("certificate", &message);
+                op.finish(&Ok(message));
+            } else {
+                op.failed("certificate", &message);
+                op.finish(&Err(message));
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 /// `<data>/wharf.db`, `apps/<app>/[releases/<n>/]`, `volumes/<app>/`, `logs/<app>/`,
-/// `backups/<app>/`, `cache/<app>.git`, `admin.token`.
+/// `backups/<app>/`, `cache/<app>.git`, `certs/<host>/`, `admin.token`.
 #[derive(Clone, Debug)]
 pub(crate) struct DataDir {
     root: PathBuf,
@@ -16,6 +16,11 @@ impl DataDir {
 
     pub(crate) fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Certificates (one folder per host) and the ACME account.
+    pub(crate) fn certs(&self) -> PathBuf {
+        self.root.join("certs")
     }
 
     pub(crate) fn db(&self) -> PathBuf {

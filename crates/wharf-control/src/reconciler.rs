@@ -16,12 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wharf_gateway::config::{
-    BackendConfig, Balance, GatewayConfig, HealthConfig, HostPattern, ProxyConfig, SiteConfig,
-    StaticConfig,
+    BackendConfig, Balance, GatewayConfig, HealthConfig, HostPattern, HttpsPolicy, ProxyConfig,
+    SiteConfig, StaticConfig,
 };
 use wharf_gateway::{DeployOptions, Gateway};
 use wharf_runtime::{InstanceSpec, Limits, RestartPolicy, Runtime};
-use wharf_store::{App, AppKind, Availability, Store, StoreError};
+use wharf_store::{App, AppKind, Availability, Store, StoreError, Tls};
+use wharf_tls::{CertManager, CertSource, WantedCert};
 
 use crate::oplog::OpLog;
 use crate::paths::DataDir;
@@ -33,6 +34,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 pub(crate) struct Routing {
     /// As configured (the gateway keys its listeners by these, port 0 included).
     pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) https: Vec<SocketAddr>,
     pub(crate) admin: Option<SocketAddr>,
     /// The port the first listener really got, for the URLs shown to users.
     pub(crate) public_port: u16,
@@ -59,6 +61,7 @@ pub(crate) struct Reconciler {
     gateway: Gateway,
     data: DataDir,
     routing: Routing,
+    certs: Arc<CertManager>,
     /// What runs, per app. The lock also makes reconciles one at a time, so two changes never
     /// interleave their starts and swaps.
     runs: tokio::sync::Mutex<HashMap<String, AppRun>>,
@@ -71,6 +74,7 @@ impl Reconciler {
         gateway: Gateway,
         data: DataDir,
         routing: Routing,
+        certs: Arc<CertManager>,
     ) -> Reconciler {
         Reconciler {
             store,
@@ -78,6 +82,7 @@ impl Reconciler {
             gateway,
             data,
             routing,
+            certs,
             runs: Default::default(),
         }
     }
@@ -339,11 +344,20 @@ impl Reconciler {
                 allow: Vec::new(),
                 access_log: true,
                 cert: None,
-                https: Default::default(),
+                https: HttpsPolicy {
+                    redirect: true,
+                    hsts: app.hsts_seconds.map(Duration::from_secs),
+                },
             });
+        }
+        // Certificates first, so a new domain's redirect only starts once its certificate is
+        // installed (the gateway redirects only hosts a certificate covers).
+        for (name, problem) in self.certs.apply(self.wanted_certs(&apps)) {
+            tracing::warn!(certificate = %name, error = %problem, "certificate not installed");
         }
         let config = GatewayConfig {
             listen: self.routing.listen.clone(),
+            https: self.routing.https.clone(),
             admin: self.routing.admin,
             sites,
             ..Default::default()
@@ -351,6 +365,34 @@ impl Reconciler {
         self.gateway
             .reload(config)
             .map_err(|e| format!("routes not updated: {e}"))
+    }
+
+    /// One certificate per domain with a TLS source, named by its host.
+    fn wanted_certs(&self, apps: &[App]) -> Vec<WantedCert> {
+        let mut wanted = Vec::new();
+        for app in apps {
+            for (host, tls) in &app.tls {
+                let name = cert_name(host);
+                let source = match tls {
+                    Tls::None => continue,
+                    Tls::Acme => CertSource::Acme,
+                    Tls::SelfSigned => CertSource::SelfSigned,
+                    Tls::Manual => {
+                        let dir = self.data.certs().join(&name);
+                        CertSource::Manual {
+                            cert: dir.join("cert.pem"),
+                            key: dir.join("key.pem"),
+                        }
+                    }
+                };
+                wanted.push(WantedCert {
+                    name,
+                    hosts: vec![host.clone()],
+                    source,
+                });
+            }
+        }
+        wanted
     }
 
     pub(crate) fn static_root(&self, app: &App) -> std::path::PathBuf {
@@ -511,4 +553,13 @@ fn outcome(app: Option<&App>, url: &str) -> String {
             _ => format!("{} is live at {url}", a.name),
         },
     }
+}
+
+/// A certificate's name (and folder) for a host: the host itself, `*` spelled `_wildcard`.
+pub(crate) fn cert_name(host: &str) -> String {
+    host.replace('*', "_wildcard")
+}
+
+pub(crate) fn host_of_cert(name: &str) -> String {
+    name.replace("_wildcard", "*")
 }

@@ -68,8 +68,11 @@ fn harness(name: &str) -> Harness {
         ..Default::default()
     })
     .unwrap();
+    let certs =
+        wharf_tls::CertManager::new(gateway.certs(), data.certs(), None, Default::default());
     let routing = Routing {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
+        https: Vec::new(),
         admin: None,
         public_port: gateway.listen_addrs()[0].port(),
         base_domain: "localhost".into(),
@@ -82,6 +85,7 @@ fn harness(name: &str) -> Harness {
         gateway,
         data.clone(),
         routing,
+        certs.clone(),
     );
     let control = Arc::new(Control {
         store: store.clone(),
@@ -90,6 +94,7 @@ fn harness(name: &str) -> Harness {
         data,
         started: Instant::now(),
         deploys: Default::default(),
+        certs,
     });
     Harness {
         router: api::router(control),

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use crate::error::{Result, StoreError, exists_on_conflict};
-use crate::model::{App, AppKind, AppSettings, Availability};
+use crate::model::{App, AppKind, AppSettings, Availability, Tls};
 use crate::{Store, now};
 
 const APP_COLUMNS: &str = "id, name, kind, availability, run, workdir, root, replicas, memory_bytes, \
                            cpu_millis, max_body, health_path, created_at, updated_at, release, keep_releases, \
-                           git_url, git_ref, webhook_secret IS NOT NULL";
+                           git_url, git_ref, webhook_secret IS NOT NULL, hsts_seconds";
 
 fn not_found(name: &str) -> StoreError {
     StoreError::NotFound {
@@ -49,6 +49,8 @@ fn row_to_app(row: &Row<'_>) -> rusqlite::Result<(i64, App)> {
             git_url: row.get(16)?,
             git_ref: row.get(17)?,
             has_webhook: row.get(18)?,
+            hsts_seconds: row.get(19)?,
+            tls: BTreeMap::new(),
         },
     ))
 }
@@ -73,9 +75,16 @@ fn load(conn: &rusqlite::Connection, name: &str) -> Result<App> {
 }
 
 fn fill(conn: &rusqlite::Connection, id: i64, app: &mut App) -> Result<()> {
-    let mut q = conn.prepare_cached("SELECT host FROM domains WHERE app_id = ?1 ORDER BY host")?;
-    app.domains = q
-        .query_map([id], |r| r.get(0))?
+    let mut q =
+        conn.prepare_cached("SELECT host, tls FROM domains WHERE app_id = ?1 ORDER BY host")?;
+    let rows: Vec<(String, String)> = q
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    app.domains = rows.iter().map(|(h, _)| h.clone()).collect();
+    app.tls = rows
+        .into_iter()
+        .filter(|(_, t)| t != "none")
+        .map(|(h, t)| parse(1, t).map(|t| (h, t)))
         .collect::<rusqlite::Result<_>>()?;
     let mut q = conn.prepare_cached("SELECT name FROM env WHERE app_id = ?1 ORDER BY name")?;
     app.env_names = q
@@ -108,6 +117,7 @@ fn apply_settings(tx: &Transaction<'_>, id: i64, s: &AppSettings) -> Result<()> 
     set!(keep_releases, "keep_releases", |v: &u32| *v);
     set!(git_url, "git_url", |v: &Option<String>| v.clone());
     set!(git_ref, "git_ref", |v: &Option<String>| v.clone());
+    set!(hsts_seconds, "hsts_seconds", |v: &Option<u64>| *v);
     tx.execute(
         "UPDATE apps SET updated_at = ?1 WHERE id = ?2",
         params![now(), id],
@@ -194,14 +204,35 @@ impl Store {
 
     /// Adds a host name; a name another app already has is `Exists`.
     pub fn add_domain(&self, app: &str, host: &str) -> Result<App> {
+        self.add_domain_tls(app, host, None)
+    }
+
+    /// Adds a host name with a certificate source, or changes the source of one the app has.
+    /// A name another app has, or one this app has already with no source given, is `Exists`.
+    pub fn add_domain_tls(&self, app: &str, host: &str, tls: Option<Tls>) -> Result<App> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let id = app_id(&tx, app)?;
-        tx.execute(
-            "INSERT INTO domains (app_id, host) VALUES (?1, ?2)",
-            params![id, host],
-        )
-        .map_err(|e| exists_on_conflict(e, "domain", host))?;
+        let owner: Option<i64> = tx
+            .query_row("SELECT app_id FROM domains WHERE host = ?1", [host], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match (owner, tls) {
+            (Some(o), Some(t)) if o == id => {
+                tx.execute(
+                    "UPDATE domains SET tls = ?1 WHERE host = ?2",
+                    params![t.as_str(), host],
+                )?;
+            }
+            _ => {
+                tx.execute(
+                    "INSERT INTO domains (app_id, host, tls) VALUES (?1, ?2, ?3)",
+                    params![id, host, tls.unwrap_or(Tls::None).as_str()],
+                )
+                .map_err(|e| exists_on_conflict(e, "domain", host))?;
+            }
+        }
         tx.execute(
             "UPDATE apps SET updated_at = ?1 WHERE id = ?2",
             params![now(), id],

@@ -86,6 +86,10 @@ const STEPS: &[&str] = &[
     ALTER TABLE apps ADD COLUMN webhook_secret TEXT;",
     // 3: env defaults from a release's manifest (JSON object), under the app's own env.
     "ALTER TABLE releases ADD COLUMN env_defaults TEXT NOT NULL DEFAULT '{}';",
+    // 4: HTTPS: a certificate source per domain, HSTS per app.
+    "ALTER TABLE domains ADD COLUMN tls TEXT NOT NULL DEFAULT 'none'
+        CHECK (tls IN ('none', 'acme', 'self-signed', 'manual'));
+    ALTER TABLE apps ADD COLUMN hsts_seconds INTEGER;",
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

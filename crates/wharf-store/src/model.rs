@@ -1,6 +1,7 @@
 //! The records the store keeps. Values are validated by their constructors or by the caller
 //! (the API) before they reach a query.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -78,6 +79,10 @@ pub struct App {
     pub git_ref: Option<String>,
     /// Whether a webhook secret is set (the secret itself is read by [`crate::Store::webhook_secret`]).
     pub has_webhook: bool,
+    /// `Strict-Transport-Security` max-age sent on HTTPS answers.
+    pub hsts_seconds: Option<u64>,
+    /// Domains served over HTTPS and where their certificate comes from.
+    pub tls: BTreeMap<String, Tls>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -97,6 +102,45 @@ pub struct AppSettings {
     pub keep_releases: Option<u32>,
     pub git_url: Option<Option<String>>,
     pub git_ref: Option<Option<String>>,
+    pub hsts_seconds: Option<Option<u64>>,
+}
+
+/// Where a domain's certificate comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tls {
+    None,
+    Acme,
+    SelfSigned,
+    /// PEM files uploaded with the domain, kept in the data folder.
+    Manual,
+}
+
+impl Tls {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tls::None => "none",
+            Tls::Acme => "acme",
+            Tls::SelfSigned => "self-signed",
+            Tls::Manual => "manual",
+        }
+    }
+}
+
+impl std::str::FromStr for Tls {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "none" => Tls::None,
+            "acme" => Tls::Acme,
+            "self-signed" => Tls::SelfSigned,
+            "manual" => Tls::Manual,
+            other => {
+                return Err(format!(
+                    "`{other}` is not a certificate source; use acme, self-signed, manual or none"
+                ));
+            }
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use crate::TlsError;
 
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+/// Writes `bytes` to `path` with mode 0600, whole or not at all.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     let err = |source| TlsError::Write {
         path: path.to_path_buf(),
         source,

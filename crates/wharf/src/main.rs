@@ -87,6 +87,11 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
+    /// Every certificate: host, app, source, issuer, expiry, next renewal, last attempt.
+    Certs {
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
     /// An app's releases, newest first.
     Releases {
         app: String,
@@ -142,6 +147,7 @@ fn run() -> anyhow::Result<()> {
         Command::Ops { app, limit, conn } => cli::run(conn, cli::Verb::Ops { app, limit }),
         Command::Deploy { args, conn } => cli::run(conn, cli::Verb::Deploy(args)),
         Command::Releases { app, conn } => cli::run(conn, cli::Verb::Releases { app }),
+        Command::Certs { conn } => cli::run(conn, cli::Verb::Certs),
         Command::Rollback { app, release, conn } => {
             cli::run(conn, cli::Verb::Rollback { app, release })
         }

@@ -7,65 +7,18 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, Command};
-use wharf_testkit::{TlsConn, Trust, get, get_tls};
+use wharf_testkit::{TlsConn, get, get_tls};
 use wharf_tls::CertInfo;
 
+use support::pebble::Pebble;
 use support::{TempDir, free_port};
 
 const HOST: &str = "blog.example.test";
-
-fn require(tool: &str) {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "`{tool}` is missing: install Debian's ACME test server with `apt-get install -y pebble`"
-    );
-}
-
-fn spawn(cmd: &mut Command) -> Child {
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("process starts")
-}
-
-/// Waits until something accepts connections on `addr` (the server's readiness).
-async fn listening(addr: SocketAddr) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nothing listens on {addr} after 10 s");
-}
-
-/// A CA for Pebble's own HTTPS (the directory) and a leaf for localhost / 127.0.0.1.
-fn pebble_tls(dir: &Path) -> String {
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
-    std::fs::write(dir.join("pebble.pem"), leaf_cert.pem()).unwrap();
-    std::fs::write(dir.join("pebble.key"), leaf_key.serialize_pem()).unwrap();
-    std::fs::write(dir.join("pebble-ca.pem"), ca_cert.pem()).unwrap();
-    ca_cert.pem()
-}
 
 struct Gateway {
     _child: Child,
@@ -90,54 +43,12 @@ impl Gateway {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pebble_issues_and_renews_through_the_gateway() {
-    require("pebble");
-    require("pebble-challtestsrv");
     let tmp = TempDir::new("acme");
     let dir = &tmp.0;
-    let ca_pem = pebble_tls(dir);
-    let (acme_port, mgmt_port, dns_port) = (free_port(), free_port(), free_port());
     let (http_port, https_port) = (free_port(), free_port());
-
-    // DNS: every name resolves to 127.0.0.1 (and no IPv6), so Pebble validates against us.
-    let _dns = spawn(Command::new("pebble-challtestsrv").args([
-        "-dns01",
-        &format!("127.0.0.1:{dns_port}"),
-        "-http01",
-        "",
-        "-https01",
-        "",
-        "-tlsalpn01",
-        "",
-        "-management",
-        &format!("127.0.0.1:{}", free_port()),
-        "-defaultIPv4",
-        "127.0.0.1",
-        "-defaultIPv6",
-        "",
-    ]));
-    let config = serde_json::json!({ "pebble": {
-        "listenAddress": format!("127.0.0.1:{acme_port}"),
-        "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
-        "certificate": dir.join("pebble.pem"),
-        "privateKey": dir.join("pebble.key"),
-        "httpPort": http_port,
-        "tlsPort": https_port,
-        "ocspResponderURL": "",
-        "externalAccountBindingRequired": false,
-        "certificateValidityPeriod": 20,
-    }});
-    std::fs::write(dir.join("pebble.json"), config.to_string()).unwrap();
-    let _pebble = spawn(
-        Command::new("pebble")
-            .arg("-config")
-            .arg(dir.join("pebble.json"))
-            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .env("PEBBLE_AUTHZREUSE", "0"),
-    );
-    listening(SocketAddr::from(([127, 0, 0, 1], acme_port))).await;
-    listening(SocketAddr::from(([127, 0, 0, 1], mgmt_port))).await;
+    let pebble = Pebble::start(&dir.join("pebble"), http_port, https_port, 20).await;
+    std::fs::copy(&pebble.directory_root, dir.join("pebble-ca.pem")).unwrap();
+    let acme_dir = &pebble.directory;
 
     std::fs::create_dir_all(dir.join("www")).unwrap();
     std::fs::write(dir.join("www/index.html"), "hello over https").unwrap();
@@ -149,7 +60,7 @@ async fn pebble_issues_and_renews_through_the_gateway() {
 listen = ["127.0.0.1:{http_port}"]
 https = ["127.0.0.1:{https_port}"]
 [acme]
-directory = "https://127.0.0.1:{acme_port}/dir"
+directory = "{acme_dir}"
 directory_root = "pebble-ca.pem"
 email = "ops@example.test"
 [[site]]
@@ -175,19 +86,7 @@ tls = "acme"
     gw.wait_for("certificate issued by", Duration::from_secs(60))
         .await;
 
-    // Pebble's root for this run comes from its management interface.
-    let mgmt = SocketAddr::from(([127, 0, 0, 1], mgmt_port));
-    let root = get_tls(
-        mgmt,
-        "localhost",
-        "/roots/0",
-        &["http/1.1"],
-        &Trust::Roots(ca_pem.into_bytes()),
-    )
-    .await
-    .unwrap();
-    assert_eq!(root.reply.status, 200);
-    let pebble_root = Trust::Roots(root.reply.body.to_vec());
+    let pebble_root = pebble.root().await;
 
     let https = SocketAddr::from(([127, 0, 0, 1], https_port));
     let mut held = TlsConn::connect(https, HOST, &["h2", "http/1.1"], &pebble_root)

@@ -11,7 +11,7 @@ use serde_json::json;
 use wharf_client::dto::{
     AddDomain, AppView, ChangeEnv, Changed, CreateApp, OperationView, Scale, Settings,
 };
-use wharf_store::{AppKind, AppSettings, Availability, validate_app_name, validate_env_name};
+use wharf_store::{AppKind, AppSettings, Availability, Tls, validate_app_name, validate_env_name};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
@@ -110,15 +110,46 @@ pub(crate) async fn add_domain(
     Path(app): Path<String>,
     ApiJson(req): ApiJson<AddDomain>,
 ) -> ApiResult<Json<Changed>> {
-    c.store.app(&app)?;
+    let current = c.store.app(&app)?;
     let existing = c.store.apps()?;
     let host = validate::domain(&req.host, &c.reconciler.routing().base_domain, |n| {
         existing.iter().any(|a| a.name == n)
     })?;
-    c.store.add_domain(&app, &host)?;
-    Ok(Json(
-        carry_out(&c, &app, "domains", false, &format!("added {host}")).await?,
-    ))
+    let tls = req
+        .tls
+        .as_deref()
+        .map(|t| t.parse::<Tls>().map_err(ApiError::invalid))
+        .transpose()?;
+    let pems = (req.cert_pem.as_deref(), req.key_pem.as_deref());
+    match (tls, pems) {
+        (Some(Tls::Manual), (Some(cert), Some(key))) => {
+            super::certs::save_manual(&c, &host, cert, key)?;
+        }
+        (Some(Tls::Manual), _) => {
+            return Err(ApiError::invalid(
+                "`tls: manual` needs `cert_pem` and `key_pem` (e.g. --cert a.pem --key a.key)",
+            ));
+        }
+        (_, (None, None)) => {}
+        _ => {
+            return Err(ApiError::invalid(
+                "`cert_pem` and `key_pem` go with `tls: manual` only",
+            ));
+        }
+    }
+    if tls == Some(Tls::Acme) && host.starts_with("*.") {
+        return Err(ApiError::invalid(
+            "ACME here validates each exact host name; for a wildcard use --tls manual or self-signed",
+        ));
+    }
+    let known = current.domains.contains(&host);
+    c.store.add_domain_tls(&app, &host, tls)?;
+    let what = match (known, tls) {
+        (true, Some(t)) => format!("{host} now uses tls {}", t.as_str()),
+        (false, Some(t)) if t != Tls::None => format!("added {host} (tls {})", t.as_str()),
+        _ => format!("added {host}"),
+    };
+    Ok(Json(carry_out(&c, &app, "domains", false, &what).await?))
 }
 
 pub(crate) async fn remove_domain(

@@ -2,6 +2,7 @@
 //! needs a bearer token.
 
 mod apps;
+mod certs;
 mod deploys;
 mod error;
 mod extract;
@@ -51,6 +52,7 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
         .route("/apps/{app}/releases", get(deploys::releases))
         .route("/apps/{app}/rollback", post(deploys::rollback))
         .route("/apps/{app}/webhook", post(hooks::rotate))
+        .route("/certs", get(certs::list))
         .route("/operations", get(operations::list))
         .route("/operations/{id}", get(operations::show))
         .route_layer(middleware::from_fn_with_state(

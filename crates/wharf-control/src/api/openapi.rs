@@ -48,7 +48,7 @@ pub(crate) fn spec() -> Value {
                 "patch": with_app(op("Change settings", Some("Settings"), "200")),
                 "delete": with_app(op("Delete an app (volume and logs are kept)", None, "200"))
             },
-            "/apps/{app}/domains": { "post": with_app(op("Add a host name", Some("AddDomain"), "200")) },
+            "/apps/{app}/domains": { "post": with_app(op("Add a host name, or change its certificate source", Some("AddDomain"), "200")) },
             "/apps/{app}/domains/{host}": { "delete": {
                 "summary": "Remove a host name",
                 "security": [{ "bearer": [] }],
@@ -82,6 +82,11 @@ pub(crate) fn spec() -> Value {
             "/apps/{app}/releases": { "get": with_app(op("Releases, newest first", None, "200")) },
             "/apps/{app}/rollback": { "post": with_app(op("Re-activate a kept release with its config", Some("Rollback"), "200")) },
             "/apps/{app}/webhook": { "post": with_app(op("Create a new webhook secret (shown once)", None, "200")) },
+            "/certs": { "get": {
+                "summary": "Every certificate: host, app, source, issuer, expiry, next renewal, last attempt",
+                "security": [{ "bearer": [] }],
+                "responses": { "200": { "description": "success" } }
+            } },
             "/operations": { "get": {
                 "summary": "Operations log, newest first",
                 "security": [{ "bearer": [] }],
@@ -134,7 +139,8 @@ pub(crate) fn spec() -> Value {
                     "availability": { "enum": ["enabled", "not-served", "disabled"] },
                     "git_url": { "type": "string" },
                     "git_ref": { "type": "string" },
-                    "keep_releases": { "type": "integer", "minimum": 1, "maximum": 100 }
+                    "keep_releases": { "type": "integer", "minimum": 1, "maximum": 100 },
+                    "hsts": { "type": "string", "examples": ["365d", "off"] }
                 } },
                 "CreateApp": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": {
                     "name": { "type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$", "maxLength": 63 },
@@ -144,7 +150,12 @@ pub(crate) fn spec() -> Value {
                     "env": { "type": "object", "additionalProperties": { "type": "string" } }
                 } },
                 "AddDomain": { "type": "object", "required": ["host"], "additionalProperties": false,
-                               "properties": { "host": { "type": "string" } } },
+                               "properties": {
+                    "host": { "type": "string" },
+                    "tls": { "type": "string", "enum": ["acme", "self-signed", "manual", "none"] },
+                    "cert_pem": { "type": "string", "description": "PEM chain, leaf first (tls: manual)" },
+                    "key_pem": { "type": "string", "description": "PEM private key (tls: manual); never returned" }
+                } },
                 "ChangeEnv": { "type": "object", "additionalProperties": false, "properties": {
                     "set": { "type": "object", "additionalProperties": { "type": "string" } },
                     "unset": { "type": "array", "items": { "type": "string" } }

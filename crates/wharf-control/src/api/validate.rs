@@ -57,6 +57,16 @@ pub(crate) fn settings(s: &Settings, kind: AppKind) -> Result<AppSettings, ApiEr
         }
         out.cpu_millis = Some(Some((cpu * 1000.0).round() as u32));
     }
+    if let Some(h) = &s.hsts {
+        out.hsts_seconds = Some(match h.as_str() {
+            "off" | "" => None,
+            h => Some(
+                wharf_gateway::config::parse_duration(h)
+                    .map_err(|e| ApiError::invalid(format!("`hsts`: {e}; or \"off\"")))?
+                    .as_secs(),
+            ),
+        });
+    }
     if let Some(b) = &s.max_body {
         let bytes = parse_size(b).map_err(|e| ApiError::invalid(format!("`max_body`: {e}")))?;
         out.max_body = Some(Some(bytes));

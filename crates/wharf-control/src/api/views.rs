@@ -56,6 +56,12 @@ pub(crate) fn app(control: &Control, app: &App) -> AppView {
         url: rec.app_url(&app.name),
         hosts,
         domains: app.domains.clone(),
+        tls: app
+            .tls
+            .iter()
+            .map(|(h, t)| (h.clone(), t.as_str().to_string()))
+            .collect(),
+        hsts_seconds: app.hsts_seconds,
         env: app.env_names.clone(),
         run: app.run.clone(),
         workdir: app

@@ -44,6 +44,9 @@ pub(crate) struct SettingsArgs {
     /// How many releases to keep for rollback (default 5).
     #[arg(long)]
     keep_releases: Option<u32>,
+    /// Send Strict-Transport-Security with this max-age on HTTPS answers, e.g. 365d; "off" to stop.
+    #[arg(long, value_name = "DURATION")]
+    hsts: Option<String>,
 }
 
 impl SettingsArgs {
@@ -61,6 +64,7 @@ impl SettingsArgs {
             git_url: self.git,
             git_ref: self.branch,
             keep_releases: self.keep_releases,
+            hsts: self.hsts,
         }
     }
 }
@@ -212,7 +216,71 @@ pub(crate) async fn domains(client: &Client, conn: &Conn, cmd: DomainsCmd) -> an
             }
             Ok(())
         }
-        DomainsCmd::Add { app, host } => changed(conn, client.add_domain(&app, &host).await?),
+        DomainsCmd::Add {
+            app,
+            host,
+            tls,
+            cert,
+            key,
+        } => {
+            let read = |p: Option<std::path::PathBuf>| {
+                p.map(|p| {
+                    std::fs::read_to_string(&p)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+                })
+                .transpose()
+            };
+            let body = wharf_client::dto::AddDomain {
+                host,
+                tls,
+                cert_pem: read(cert)?,
+                key_pem: read(key)?,
+            };
+            changed(conn, client.add_domain_with(&app, &body).await?)
+        }
         DomainsCmd::Remove { app, host } => changed(conn, client.remove_domain(&app, &host).await?),
     }
+}
+
+/// `wharf certs`: every domain served over HTTPS, its certificate and the last attempt.
+pub(crate) async fn certs(client: &Client, conn: &Conn) -> anyhow::Result<()> {
+    let certs = client.certs().await?;
+    if conn.json {
+        return json(&certs);
+    }
+    if certs.is_empty() {
+        println!("no certificates: add one with `wharf domains add APP HOST --tls acme`");
+        return Ok(());
+    }
+    let date = |t: Option<i64>| t.map_or_else(|| "-".to_string(), super::print::date);
+    let rows = certs
+        .into_iter()
+        .map(|c| {
+            vec![
+                c.host,
+                c.app.unwrap_or_else(|| "-".into()),
+                c.source,
+                c.issuer.unwrap_or_else(|| "(none yet)".into()),
+                date(c.not_after),
+                date(c.next_renewal),
+                c.last_attempt.map_or_else(
+                    || "-".into(),
+                    |a| format!("{} {}", if a.ok { "ok" } else { "FAILED" }, a.message),
+                ),
+            ]
+        })
+        .collect();
+    super::print::table(
+        &[
+            "HOST",
+            "APP",
+            "SOURCE",
+            "ISSUER",
+            "EXPIRES",
+            "RENEWAL",
+            "LAST ATTEMPT",
+        ],
+        rows,
+    );
+    Ok(())
 }

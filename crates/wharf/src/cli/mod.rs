@@ -94,14 +94,30 @@ pub(crate) enum EnvCmd {
 pub(crate) enum DomainsCmd {
     /// Host names routed to the app.
     List { app: String },
-    /// Route another host name to the app.
-    Add { app: String, host: String },
+    /// Route another host name to the app, optionally over HTTPS; again on a domain the app has,
+    /// changes its certificate source.
+    Add {
+        app: String,
+        host: String,
+        /// Certificate: acme (ordered and renewed), self-signed (e.g. behind a CDN in "Full"
+        /// mode), manual (with --cert and --key) or none.
+        #[arg(long, value_name = "SOURCE")]
+        tls: Option<String>,
+        /// PEM certificate chain for --tls manual.
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<std::path::PathBuf>,
+        /// PEM private key for --tls manual.
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<std::path::PathBuf>,
+    },
     /// Stop routing a host name to the app.
     Remove { app: String, host: String },
 }
 
 pub(crate) use deploy::{DeployArgs, HooksCmd};
 
+// Built once per CLI run; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Verb {
     Apps(AppsCmd),
     Env(EnvCmd),
@@ -127,6 +143,7 @@ pub(crate) enum Verb {
         release: Option<u32>,
     },
     Hooks(HooksCmd),
+    Certs,
 }
 
 /// Runs one client verb on a small single-threaded runtime.
@@ -140,6 +157,7 @@ pub(crate) fn run(conn: Conn, verb: Verb) -> anyhow::Result<()> {
             Verb::Apps(cmd) => apps::apps(&client, &conn, cmd).await,
             Verb::Env(cmd) => apps::env(&client, &conn, cmd).await,
             Verb::Domains(cmd) => apps::domains(&client, &conn, cmd).await,
+            Verb::Certs => apps::certs(&client, &conn).await,
             Verb::Status { app } => watch::status(&client, &conn, app).await,
             Verb::Logs { app, lines, follow } => watch::logs(&client, &app, lines, follow).await,
             Verb::Ops { app, limit } => watch::ops(&client, &conn, app, limit).await,

@@ -61,3 +61,9 @@ pub(crate) fn bytes(n: Option<u64>) -> String {
         Some(b) => format!("{}K", b / 1024),
     }
 }
+
+/// Unix seconds as an HTTP-style date (`Tue, 15 Nov 1994 08:12:31 GMT`).
+pub(crate) fn date(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    httpdate::fmt_http_date(t)
+}

@@ -22,6 +22,23 @@ pub(crate) struct Args {
     /// Address of the gateway's Host-routed HTTP listener (e.g. 0.0.0.0:80).
     #[arg(long, default_value = "0.0.0.0:8080", env = "WHARF_HTTP")]
     http: SocketAddr,
+    /// Address of the gateway's HTTPS listener (e.g. 0.0.0.0:443); certificates by SNI.
+    #[arg(long, default_value = "0.0.0.0:8443", env = "WHARF_HTTPS")]
+    https: SocketAddr,
+    /// ACME directory for `--tls acme` domains: `staging` (Let's Encrypt staging: try a set-up
+    /// here first), `production` (Let's Encrypt), or any directory URL.
+    #[arg(long, default_value = "production", env = "WHARF_ACME_DIRECTORY")]
+    acme_directory: String,
+    /// Contact address given to the ACME server (expiry notices).
+    #[arg(long, env = "WHARF_ACME_EMAIL")]
+    acme_email: Option<String>,
+    /// Extra root certificate (PEM) trusted for the ACME directory's HTTPS, for test CAs.
+    #[arg(long, env = "WHARF_ACME_ROOT")]
+    acme_root: Option<PathBuf>,
+    /// ACME challenge: `http-01` (answered on the HTTP listener, which must be port 80 to the
+    /// world) or `tls-alpn-01` (on the HTTPS listener, port 443 to the world).
+    #[arg(long, default_value = "http-01", env = "WHARF_ACME_CHALLENGE")]
+    acme_challenge: String,
     /// Address of the gateway's admin listener (/metrics, /healthz).
     #[arg(long, default_value = "127.0.0.1:9901", env = "WHARF_ADMIN")]
     admin: SocketAddr,
@@ -42,10 +59,32 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
+    let directory = match args.acme_directory.as_str() {
+        "staging" => wharf_tls::acme::LETS_ENCRYPT_STAGING.to_string(),
+        "production" => wharf_tls::acme::LETS_ENCRYPT.to_string(),
+        url if url.starts_with("https://") => url.to_string(),
+        other => anyhow::bail!(
+            "--acme-directory `{other}`: use staging, production or an https:// directory URL"
+        ),
+    };
+    let challenge = match args.acme_challenge.as_str() {
+        "http-01" => wharf_tls::Challenge::Http01,
+        "tls-alpn-01" => wharf_tls::Challenge::TlsAlpn01,
+        other => anyhow::bail!("--acme-challenge `{other}`: use http-01 or tls-alpn-01"),
+    };
     let config = ServerConfig {
         data_dir: args.data.clone(),
         api: args.api,
         http: vec![args.http],
+        https: vec![args.https],
+        acme: Some(wharf_tls::AcmeSettings {
+            directory,
+            email: args.acme_email.clone(),
+            directory_root: args.acme_root.clone(),
+            challenge,
+            ..Default::default()
+        }),
+        renew: Default::default(),
         admin: Some(args.admin),
         base_domain: args.base_domain.clone(),
         health_timeout: args.health_timeout,

@@ -1,6 +1,8 @@
 //! Shared by the end-to-end tests: a real `wharf server` process driven through the real CLI.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pebble;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -32,6 +34,7 @@ pub struct ServerProc {
     log: Lines<BufReader<ChildStderr>>,
     pub api: String,
     pub http: SocketAddr,
+    pub https: SocketAddr,
     pub token: String,
 }
 
@@ -46,6 +49,16 @@ pub fn free_port() -> u16 {
 impl ServerProc {
     /// Starts `wharf server` and waits for its "ready" log line.
     pub async fn start(data: &Path, http_port: u16) -> ServerProc {
+        Self::start_with(data, http_port, free_port(), &[]).await
+    }
+
+    /// Starts `wharf server` with these HTTP(S) ports and extra environment (flags).
+    pub async fn start_with(
+        data: &Path,
+        http_port: u16,
+        https_port: u16,
+        env: &[(&str, String)],
+    ) -> ServerProc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
             .arg("server")
             // A relative data folder, as in the README: apps must still get absolute paths.
@@ -54,10 +67,12 @@ impl ServerProc {
             .env("WHARF_API", "127.0.0.1:0")
             .env("WHARF_HTTP", format!("127.0.0.1:{http_port}"))
             .env("WHARF_ADMIN", "127.0.0.1:0")
+            .env("WHARF_HTTPS", format!("127.0.0.1:{https_port}"))
             .env("WHARF_HEALTH_TIMEOUT", "5s")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env("WHARF_LOG_FORMAT", "json")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -85,6 +100,7 @@ impl ServerProc {
             log,
             api,
             http,
+            https: SocketAddr::from(([127, 0, 0, 1], https_port)),
             token,
         }
     }

@@ -1,0 +1,72 @@
+//! Certificates: `GET /api/v1/certs` lists every domain served over HTTPS with its issuer,
+//! expiry and last attempt; manual certificates uploaded with a domain are checked and kept here.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use wharf_client::dto::{CertAttempt, CertView};
+
+use super::error::{ApiError, ApiResult};
+use crate::Control;
+use crate::reconciler::{cert_name, host_of_cert};
+
+pub(crate) async fn list(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<CertView>>> {
+    let apps = c.store.apps()?;
+    let views = c
+        .certs
+        .statuses()
+        .into_iter()
+        .map(|s| {
+            let host = host_of_cert(&s.name);
+            CertView {
+                app: apps
+                    .iter()
+                    .find(|a| a.domains.contains(&host))
+                    .map(|a| a.name.clone()),
+                host,
+                source: s.source.to_string(),
+                issuer: s.info.as_ref().map(|i| i.issuer.clone()),
+                not_before: s.info.as_ref().map(|i| i.not_before),
+                not_after: s.info.as_ref().map(|i| i.not_after),
+                last_attempt: s.last_attempt.map(|a| CertAttempt {
+                    at: a.at,
+                    ok: a.ok,
+                    message: a.message,
+                }),
+                next_renewal: s.next_renewal,
+            }
+        })
+        .collect();
+    Ok(Json(views))
+}
+
+/// Checks an uploaded chain and key (parse, key matches, names cover `host`) and keeps them
+/// 0600 where the certificate manager reads them. Nothing is written when a check fails.
+pub(crate) fn save_manual(c: &Control, host: &str, cert: &str, key: &str) -> ApiResult<()> {
+    let (_, info) = wharf_tls::pem::certified_key(cert.as_bytes(), key.as_bytes())
+        .map_err(|e| ApiError::invalid(format!("{e}")))?;
+    let covered = info.hosts.iter().any(|n| {
+        n == host
+            || n.strip_prefix('*').is_some_and(|suffix| {
+                host.ends_with(suffix) && !host[..host.len() - suffix.len()].contains('.')
+            })
+    });
+    if !covered {
+        return Err(ApiError::invalid(format!(
+            "the certificate is for {}, not {host}",
+            if info.hosts.is_empty() {
+                "no host name".to_string()
+            } else {
+                info.hosts.join(", ")
+            }
+        )));
+    }
+    let dir = c.data.certs().join(cert_name(host));
+    let write = |name: &str, bytes: &str| {
+        wharf_tls::write_private(&dir.join(name), bytes.as_bytes())
+            .map_err(|e| ApiError::internal(e.to_string()))
+    };
+    write("key.pem", key)?;
+    write("cert.pem", cert)
+}

@@ -1,0 +1,231 @@
+//! HTTPS through `wharf server`, as a user drives it with the CLI: `wharf domains add --tls`
+//! with a self-signed, a manual and an ACME certificate (Debian's pebble), `wharf certs`, the
+//! HTTP→HTTPS redirect, HSTS, and a refused mismatched key that leaves nothing behind.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::pebble::Pebble;
+use support::{ServerProc, TempDir, free_port};
+use wharf_testkit::{Trust, get, get_tls};
+use wharf_tls::CertInfo;
+
+/// A CA and a leaf for `host` signed by it: (CA PEM, leaf PEM path, key PEM path).
+fn manual_cert(dir: &Path, host: &str) -> (String, String, String) {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![host.to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let (c, k) = (
+        dir.join(format!("{host}.pem")),
+        dir.join(format!("{host}.key")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (
+        ca_cert.pem(),
+        c.display().to_string(),
+        k.display().to_string(),
+    )
+}
+
+fn hosts_of(leaf: Vec<u8>) -> Vec<String> {
+    CertInfo::parse(&leaf.into()).unwrap().hosts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domains_over_https_with_self_signed_manual_and_acme_certificates() {
+    let tmp = TempDir::new("server-tls");
+    let (http_port, https_port) = (free_port(), free_port());
+    let pebble = Pebble::start(&tmp.0.join("pebble"), http_port, https_port, 3600).await;
+    let server = ServerProc::start_with(
+        &tmp.0.join("data"),
+        http_port,
+        https_port,
+        &[
+            ("WHARF_ACME_DIRECTORY", pebble.directory.clone()),
+            (
+                "WHARF_ACME_ROOT",
+                pebble.directory_root.display().to_string(),
+            ),
+        ],
+    )
+    .await;
+    let (http, https) = (server.http, server.https);
+    server.ok(&["apps", "create", "site", "--static"]).await;
+    std::fs::write(tmp.0.join("data/apps/site/public/index.html"), "hello tls").unwrap();
+
+    // Self-signed: an origin certificate, e.g. behind a CDN in "Full" mode.
+    server
+        .ok(&[
+            "domains",
+            "add",
+            "site",
+            "origin.example.test",
+            "--tls",
+            "self-signed",
+        ])
+        .await;
+    let r = get_tls(
+        https,
+        "origin.example.test",
+        "/",
+        &["h2", "http/1.1"],
+        &Trust::Any,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.reply.text(), "hello tls");
+    assert_eq!(r.alpn.as_deref(), Some("h2"));
+    assert_eq!(hosts_of(r.leaf), ["origin.example.test"]);
+    // Plain HTTP for that host now redirects; the default host (no certificate) does not.
+    let r = get(http, "origin.example.test", "/a?b=c").await.unwrap();
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://origin.example.test:{https_port}/a?b=c").as_str())
+    );
+    assert_eq!(
+        get(http, "site.localhost", "/").await.unwrap().text(),
+        "hello tls"
+    );
+
+    // Manual: a key that does not belong to the certificate is refused and nothing is stored.
+    let (ca, cert, key) = manual_cert(&tmp.0, "shop.example.test");
+    let (_, _, other_key) = manual_cert(&tmp.0, "other.example.test");
+    let (ok, _, err) = server
+        .cli(&[
+            "domains",
+            "add",
+            "site",
+            "shop.example.test",
+            "--tls",
+            "manual",
+            "--cert",
+            &cert,
+            "--key",
+            &other_key,
+        ])
+        .await;
+    assert!(
+        !ok && err.contains("does not belong to the certificate"),
+        "{err}"
+    );
+    let (ok, _, err) = server
+        .cli(&[
+            "domains",
+            "add",
+            "site",
+            "wrong.example.test",
+            "--tls",
+            "manual",
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ])
+        .await;
+    assert!(!ok && err.contains("not wrong.example.test"), "{err}");
+    let app = server.app_json("site").await;
+    assert_eq!(app["domains"], serde_json::json!(["origin.example.test"]));
+    server
+        .ok(&[
+            "domains",
+            "add",
+            "site",
+            "shop.example.test",
+            "--tls",
+            "manual",
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ])
+        .await;
+    let r = get_tls(
+        https,
+        "shop.example.test",
+        "/",
+        &["h2"],
+        &Trust::Roots(ca.into_bytes()),
+    )
+    .await
+    .expect("the uploaded chain verifies against its CA");
+    assert_eq!(r.reply.text(), "hello tls");
+
+    // HSTS once asked for.
+    server.ok(&["apps", "set", "site", "--hsts", "1d"]).await;
+    let r = get_tls(https, "shop.example.test", "/", &["h2"], &Trust::Any)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.reply.header("strict-transport-security"),
+        Some("max-age=86400")
+    );
+
+    // ACME: ordered from Pebble through the gateway's HTTP-01 answers, in the background.
+    server
+        .ok(&[
+            "domains",
+            "add",
+            "site",
+            "blog.example.test",
+            "--tls",
+            "acme",
+        ])
+        .await;
+    let root = pebble.root().await;
+    let mut issued = None;
+    for _ in 0..300 {
+        if let Ok(r) = get_tls(https, "blog.example.test", "/", &["h2"], &root).await {
+            issued = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = issued.expect("an ACME certificate within 30 s");
+    assert_eq!(r.reply.text(), "hello tls");
+
+    // `wharf certs` shows each with its source, issuer and the last attempt.
+    let out = server.ok(&["certs"]).await;
+    for needle in [
+        "origin.example.test",
+        "self-signed",
+        "shop.example.test",
+        "manual",
+        "blog.example.test",
+        "acme",
+        "Pebble",
+    ] {
+        assert!(out.contains(needle), "{needle} missing from:\n{out}");
+    }
+    let certs: serde_json::Value =
+        serde_json::from_str(&server.ok(&["certs", "--json"]).await).unwrap();
+    let blog = certs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["host"] == "blog.example.test")
+        .unwrap();
+    assert_eq!(blog["app"], "site");
+    assert_eq!(blog["last_attempt"]["ok"], true);
+    assert!(blog["next_renewal"].as_i64().unwrap() > blog["not_before"].as_i64().unwrap());
+    // The attempt is in the operations log, and no key ever appears in API output.
+    let ops = server.ok(&["ops", "site"]).await;
+    assert!(ops.contains("certificate issued by"), "{ops}");
+    assert!(
+        !server
+            .ok(&["certs", "--json"])
+            .await
+            .contains("PRIVATE KEY")
+    );
+    server.stop().await;
+}
