@@ -229,13 +229,16 @@ fn alpn_certificate(host: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, TlsE
         .self_signed(&key)
         .map_err(|e| TlsError::Generate(e.to_string()))?;
     let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let ck = CertifiedKey::from_der(
+    // Not `CertifiedKey::from_der`: its key check parses the certificate with webpki, which
+    // refuses the critical acmeIdentifier extension this certificate exists to carry.
+    let signer = crate::provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    Ok(Arc::new(CertifiedKey::new(
         vec![CertificateDer::from(cert.der().to_vec())],
-        der,
-        &crate::provider(),
-    )
-    .map_err(|e| TlsError::Generate(e.to_string()))?;
-    Ok(Arc::new(ck))
+        signer,
+    )))
 }
 
 fn acme_err(e: instant_acme::Error) -> TlsError {

@@ -1,5 +1,6 @@
 //! HTTPS through `wharf server`, as a user drives it with the CLI: `wharf domains add --tls`
-//! with a self-signed, a manual and an ACME certificate (Debian's pebble), `wharf certs`, the
+//! with a self-signed, a manual and an ACME certificate (Debian's pebble, TLS-ALPN-01),
+//! `wharf certs`, the
 //! HTTP→HTTPS redirect, HSTS, and a refused mismatched key that leaves nothing behind.
 
 mod support;
@@ -56,6 +57,8 @@ async fn domains_over_https_with_self_signed_manual_and_acme_certificates() {
                 "WHARF_ACME_ROOT",
                 pebble.directory_root.display().to_string(),
             ),
+            // The gateway test covers HTTP-01; this one answers on the HTTPS listener.
+            ("WHARF_ACME_CHALLENGE", "tls-alpn-01".to_string()),
         ],
     )
     .await;
@@ -171,7 +174,7 @@ async fn domains_over_https_with_self_signed_manual_and_acme_certificates() {
         Some("max-age=86400")
     );
 
-    // ACME: ordered from Pebble through the gateway's HTTP-01 answers, in the background.
+    // ACME: ordered from Pebble through the gateway's TLS-ALPN-01 answers, in the background.
     server
         .ok(&[
             "domains",
@@ -191,7 +194,12 @@ async fn domains_over_https_with_self_signed_manual_and_acme_certificates() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let r = issued.expect("an ACME certificate within 30 s");
+    let Some(r) = issued else {
+        panic!(
+            "no ACME certificate within 30 s:\n{}",
+            server.ok(&["certs"]).await
+        );
+    };
     assert_eq!(r.reply.text(), "hello tls");
 
     // `wharf certs` shows each with its source, issuer and the last attempt.
