@@ -54,6 +54,8 @@ NGINX_PROXY=127.0.0.1:18101
 NGINX_STATIC=127.0.0.1:18102
 HAPROXY=127.0.0.1:18103
 WHARF_ADDR=127.0.0.1:18104
+WHARF_TLS_PORT=18105
+NGINX_TLS_PORT=18106
 
 user_line=""
 [ "$(id -u)" = 0 ] && user_line="user root;"
@@ -102,6 +104,7 @@ cat > "$TMP/wharf.toml" <<TOML
 [gateway]
 listen = ["$WHARF_ADDR"]
 workers = 1
+https = ["127.0.0.1:$WHARF_TLS_PORT", "[::1]:$WHARF_TLS_PORT"]
 [[site]]
 name = "proxy"
 hosts = ["proxy.bench"]
@@ -110,6 +113,13 @@ upstreams = ["$BACKEND"]
 name = "static"
 hosts = ["static.bench"]
 root = "$TMP/www"
+# HTTPS: the certificate wharf generates here is given to nginx too, so both serve the same one.
+[[site]]
+name = "tls"
+hosts = ["localhost"]
+root = "$TMP/www"
+tls = "self-signed"
+https_redirect = false
 TOML
 
 start() { # cpu, command...
@@ -139,6 +149,17 @@ wait_up() { # addr, host
 }
 wait_up $BACKEND x; wait_up $NGINX_PROXY x; wait_up $NGINX_STATIC x; wait_up $HAPROXY x; wait_up $WHARF_ADDR proxy.bench
 
+# nginx serves HTTPS with the certificate wharf generated (ECDSA P-256), sessions not resumed by
+# either (wrk does not resume), TLS 1.2 and 1.3 like wharf.
+for _ in $(seq 100); do [ -s "$TMP/certs/tls/cert.pem" ] && break; sleep 0.1; done
+nginx_conf tls "server { listen 127.0.0.1:$NGINX_TLS_PORT ssl; listen [::1]:$NGINX_TLS_PORT ssl;
+    ssl_certificate $TMP/certs/tls/cert.pem; ssl_certificate_key $TMP/certs/tls/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3; root $TMP/www; }"
+start "$SERVER_CPU" nginx -c "$TMP/tls.conf"
+for port in $WHARF_TLS_PORT $NGINX_TLS_PORT; do
+  for _ in $(seq 100); do curl -skf -o /dev/null "https://localhost:$port/1k.bin" && break; sleep 0.1; done
+done
+
 # Runs wrk and prints "req/s p99_ms".
 measure() { # url, host
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "Host: $2" "$1" >/dev/null
@@ -146,6 +167,16 @@ measure() { # url, host
   if grep -q "Non-2xx" "$TMP/wrk.txt"; then
     echo "bench: $1 answered errors:" >&2; cat "$TMP/wrk.txt" >&2; exit 1
   fi
+  local rps p99
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$TMP/wrk.txt")
+  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$TMP/wrk.txt")
+  echo "$rps $p99"
+}
+
+# The same with a new connection (and so a full TLS handshake) for every request.
+measure_close() { # url, host
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "Host: $2" -H "Connection: close" "$1" >/dev/null
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $2" -H "Connection: close" "$1" > "$TMP/wrk.txt"
   local rps p99
   rps=$(awk '/^Requests\/sec/ {print $2}' "$TMP/wrk.txt")
   p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$TMP/wrk.txt")
@@ -162,6 +193,10 @@ read -r nginx_rps nginx_p99 < <(measure "http://$NGINX_PROXY/" x)
 read -r hap_rps hap_p99 < <(measure "http://$HAPROXY/" x)
 read -r wstat_rps wstat_p99 < <(measure "http://$WHARF_ADDR/1k.bin" static.bench)
 read -r nstat_rps nstat_p99 < <(measure "http://$NGINX_STATIC/1k.bin" x)
+read -r wtls_rps wtls_p99 < <(measure "https://localhost:$WHARF_TLS_PORT/1k.bin" localhost)
+read -r ntls_rps ntls_p99 < <(measure "https://localhost:$NGINX_TLS_PORT/1k.bin" localhost)
+read -r whs_rps whs_p99 < <(measure_close "https://localhost:$WHARF_TLS_PORT/1k.bin" localhost)
+read -r nhs_rps nhs_p99 < <(measure_close "https://localhost:$NGINX_TLS_PORT/1k.bin" localhost)
 
 read -r wharf_rss wharf_hwm < <(rss "$WHARF_PID")
 read -r hap_rss hap_hwm < <(rss "$HAPROXY_PID")
@@ -251,6 +286,10 @@ Method: one worker each, pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS keep-a
 | HAProxy proxy | $hap_rps | $hap_p99 | ${hap_rss} kB (peak ${hap_hwm} kB) |
 | wharf static 1 KiB | $wstat_rps | $wstat_p99 | |
 | nginx static 1 KiB | $nstat_rps | $nstat_p99 | |
+| wharf HTTPS 1 KiB, keep-alive | $wtls_rps | $wtls_p99 | |
+| nginx HTTPS 1 KiB, keep-alive | $ntls_rps | $ntls_p99 | |
+| wharf HTTPS, new handshake per request | $whs_rps | $whs_p99 | |
+| nginx HTTPS, new handshake per request | $nhs_rps | $nhs_p99 | |
 
 | ratio | value | target |
 |---|---:|---:|
@@ -258,6 +297,8 @@ Method: one worker each, pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS keep-a
 | wharf proxy / nginx proxy | $(ratio "$wharf_rps" "$nginx_rps") | |
 | wharf proxy / backend direct | $(ratio "$wharf_rps" "$direct_rps") | ≥ 0.70 |
 | wharf static / nginx static | $(ratio "$wstat_rps" "$nstat_rps") | ≥ 1.0 |
+| wharf HTTPS / nginx HTTPS, keep-alive | $(ratio "$wtls_rps" "$ntls_rps") | ≥ 1.0 |
+| wharf HTTPS / nginx HTTPS, new handshakes | $(ratio "$whs_rps" "$nhs_rps") | ≥ 1.0 |
 
 | wharf server | value | target |
 |---|---:|---:|
