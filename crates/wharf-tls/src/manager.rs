@@ -187,7 +187,12 @@ impl CertManager {
                     .and_then(|b| serde_json::from_slice(&b).ok());
             }
             match self.load(&w) {
-                Ok(Some(info)) => m.info = Some(info),
+                Ok(Some((info, attempt))) => {
+                    m.info = Some(info);
+                    if attempt.is_some() {
+                        m.last = attempt;
+                    }
+                }
                 Ok(None) => {}
                 Err(e) => {
                     // Keep serving what served before, if anything.
@@ -205,7 +210,8 @@ impl CertManager {
     }
 
     /// Installs the certificate for `w` if one is at hand; `Ok(None)` when ACME has to order it.
-    fn load(&self, w: &WantedCert) -> Result<Option<CertInfo>, TlsError> {
+    /// With the attempt it made, if it made one (a self-signed certificate generated).
+    fn load(&self, w: &WantedCert) -> Result<Option<(CertInfo, Option<Attempt>)>, TlsError> {
         let dir = self.cert_dir(&w.name);
         let (cert_path, key_path) = match &w.source {
             CertSource::Manual { cert, key } => (cert.clone(), key.clone()),
@@ -233,7 +239,7 @@ impl CertManager {
         };
         if let Some((key, info)) = usable {
             self.store.install(&w.name, w.hosts.clone(), key);
-            return Ok(Some(info));
+            return Ok(Some((info, None)));
         }
         if w.source != CertSource::SelfSigned {
             return Ok(None);
@@ -243,8 +249,8 @@ impl CertManager {
         write_private(&dir.join("key.pem"), made.key_pem.as_bytes())?;
         write_private(&dir.join("cert.pem"), made.cert_pem.as_bytes())?;
         self.store.install(&w.name, w.hosts.clone(), key);
-        self.attempt(&w.name, true, "self-signed certificate generated".into());
-        Ok(Some(info))
+        let attempt = self.attempt(&w.name, true, "self-signed certificate generated".into());
+        Ok(Some((info, Some(attempt))))
     }
 
     pub fn statuses(&self) -> Vec<CertStatus> {
