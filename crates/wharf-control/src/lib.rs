@@ -151,7 +151,13 @@ impl Server {
             source,
         })?;
         let stop_api = CancellationToken::new();
-        let app = api::router(control.clone());
+        // The dashboard calls the API like any client, on this same listener.
+        let mut loopback = api_addr;
+        if loopback.ip().is_unspecified() {
+            loopback.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let app = api::router(control.clone())
+            .merge(wharf_dashboard::router(format!("http://{loopback}"), false));
         let stop = stop_api.clone();
         let api_task = tokio::spawn(async move {
             let served = axum::serve(listener, app)

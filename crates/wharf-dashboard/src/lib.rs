@@ -1,0 +1,53 @@
+//! The web dashboard, served by `wharf server` on the API's listener: server-rendered pages
+//! (maud) over the same REST API the CLI uses, so it can do nothing a token could not. Login
+//! takes an API token and opens a session (HttpOnly, SameSite=Strict cookie, 12 h); every
+//! state-changing request carries the session's CSRF token. Small vanilla JS streams deploy
+//! output and follows logs; every page works without it.
+#![forbid(unsafe_code)]
+
+mod layout;
+mod pages;
+mod session;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use session::Sessions;
+
+pub(crate) struct Dashboard {
+    /// The API's own address, e.g. `http://127.0.0.1:7070`.
+    api: String,
+    sessions: Sessions,
+    /// Add `Secure` to the session cookie (when served over HTTPS).
+    secure_cookie: bool,
+}
+
+/// The dashboard's routes; `api` is the base URL the dashboard calls the API at.
+pub fn router(api: String, secure_cookie: bool) -> Router {
+    let state = Arc::new(Dashboard {
+        api,
+        sessions: Sessions::default(),
+        secure_cookie,
+    });
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/operations", get(pages::operations))
+        .route("/apps", post(pages::create_app))
+        .route("/apps/{app}", get(pages::app))
+        .route("/apps/{app}/deploy", post(pages::deploy))
+        .route("/apps/{app}/rollback", post(pages::rollback))
+        .route("/apps/{app}/domains", post(pages::add_domain))
+        .route("/apps/{app}/domains/remove", post(pages::remove_domain))
+        .route("/apps/{app}/env", post(pages::set_env))
+        .route("/apps/{app}/env/unset", post(pages::unset_env))
+        .route("/apps/{app}/settings", post(pages::settings))
+        .route("/apps/{app}/restart", post(pages::restart))
+        .route("/apps/{app}/logs/live", get(pages::live_logs))
+        .route("/assets/app.css", get(pages::css))
+        .route("/assets/app.js", get(pages::js))
+        .with_state(state)
+}

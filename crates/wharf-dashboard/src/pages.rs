@@ -1,0 +1,742 @@
+//! One handler per page or form. Reads go through the API client with the session's token;
+//! changes check the CSRF token first, then redirect back with the operation's message.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Form;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use maud::{Markup, html};
+use wharf_client::Client;
+use wharf_client::dto::{
+    AddDomain, AppView, ChangeEnv, CreateApp, DeployEvent, DeployRequest, OperationView, Settings,
+};
+
+use crate::Dashboard;
+use crate::layout::{Flash, ago, bytes, csrf_field, page};
+use crate::session::{COOKIE_NAME, LIFETIME, Session, same};
+
+type Fields = HashMap<String, String>;
+type State_ = State<Arc<Dashboard>>;
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn to_login() -> Response {
+    Redirect::to("/login").into_response()
+}
+
+/// The session, or a redirect to the login page. (The `Err` is the answer itself; its size does
+/// not matter on this path.)
+#[allow(clippy::result_large_err)]
+fn session(d: &Dashboard, headers: &HeaderMap) -> Result<(Session, Client), Response> {
+    let s = d.sessions.get(headers).ok_or_else(to_login)?;
+    let client =
+        Client::new(&d.api, Some(s.token.clone())).map_err(|e| error_page(&e.to_string()))?;
+    Ok((s, client))
+}
+
+/// A change must echo the session's CSRF token, in the form or the `x-csrf-token` header.
+#[allow(clippy::result_large_err)]
+fn changing(
+    d: &Dashboard,
+    headers: &HeaderMap,
+    form: &Fields,
+) -> Result<(Session, Client), Response> {
+    let Some(s) = d.sessions.get(headers) else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            error_markup("You are not logged in (or your session expired): log in again."),
+        )
+            .into_response());
+    };
+    let sent = form
+        .get("csrf")
+        .map(String::as_str)
+        .or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()));
+    if !sent.is_some_and(|t| same(t, &s.csrf)) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            error_markup("This form did not come from this dashboard page, or it is stale: reload the page and try again."),
+        )
+            .into_response());
+    }
+    let client =
+        Client::new(&d.api, Some(s.token.clone())).map_err(|e| error_page(&e.to_string()))?;
+    Ok((s, client))
+}
+
+fn error_markup(message: &str) -> Markup {
+    page(
+        "Refused",
+        None,
+        Flash::Err(message),
+        html! { p { a href="/" { "Back to the dashboard" } } },
+    )
+}
+
+fn error_page(message: &str) -> Response {
+    (StatusCode::BAD_GATEWAY, error_markup(message)).into_response()
+}
+
+/// Back to `to` with the outcome as a message.
+fn back(to: &str, outcome: Result<String, String>) -> Response {
+    let (key, msg) = match outcome {
+        Ok(m) => ("msg", m),
+        Err(e) => ("err", e),
+    };
+    let q: String = url_encode(&msg);
+    Redirect::to(&format!("{to}?{key}={q}")).into_response()
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn outcome(op: &OperationView) -> Result<String, String> {
+    if op.status == "failed" {
+        Err(op.message.clone())
+    } else {
+        Ok(op.message.clone())
+    }
+}
+
+fn flash(q: &Fields) -> Flash<'_> {
+    match (q.get("msg"), q.get("err")) {
+        (_, Some(e)) => Flash::Err(e),
+        (Some(m), _) => Flash::Ok(m),
+        _ => Flash::None,
+    }
+}
+
+fn state_badge(state: &str) -> Markup {
+    html! { span class={"state " (state)} { (state) } }
+}
+
+// ---- login ----
+
+pub(crate) async fn login_form(State(d): State_, headers: HeaderMap) -> Response {
+    if d.sessions.get(&headers).is_some() {
+        return Redirect::to("/").into_response();
+    }
+    login_page(None).into_response()
+}
+
+fn login_page(error: Option<&str>) -> Markup {
+    let flash = error.map_or(Flash::None, Flash::Err);
+    page(
+        "Log in",
+        None,
+        flash,
+        html! {
+            section.card.login {
+                h1 { "Log in to wharf" }
+                form.stack method="post" action="/login" {
+                    label for="token" { "API token" }
+                    input id="token" name="token" type="password" autocomplete="current-password" required autofocus;
+                    p.muted { "The first one is in " code { "wharf-data/admin.token" } "." }
+                    button type="submit" { "Log in" }
+                }
+            }
+        },
+    )
+}
+
+pub(crate) async fn login(State(d): State_, Form(f): Form<Fields>) -> Response {
+    let token = f
+        .get("token")
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default();
+    if token.is_empty() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            login_page(Some("Paste an API token to log in.")),
+        )
+            .into_response();
+    }
+    let checked = match Client::new(&d.api, Some(token.clone())) {
+        Ok(c) => c.status().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = checked {
+        let msg = if e.is_unauthorized() {
+            "That token is not valid.".to_string()
+        } else {
+            e.to_string()
+        };
+        return (StatusCode::UNAUTHORIZED, login_page(Some(&msg))).into_response();
+    }
+    let id = d.sessions.create(token);
+    let cookie = format!(
+        "{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        LIFETIME.as_secs(),
+        if d.secure_cookie { "; Secure" } else { "" }
+    );
+    let mut resp = Redirect::to("/").into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+pub(crate) async fn logout(
+    State(d): State_,
+    headers: HeaderMap,
+    Form(f): Form<Fields>,
+) -> Response {
+    if let Err(r) = changing(&d, &headers, &f) {
+        return r;
+    }
+    d.sessions.remove(&headers);
+    let mut resp = Redirect::to("/login").into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("wharf_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    resp
+}
+
+// ---- overview ----
+
+pub(crate) async fn overview(
+    State(d): State_,
+    headers: HeaderMap,
+    Query(q): Query<Fields>,
+) -> Response {
+    let (s, client) = match session(&d, &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let status = match client.status().await {
+        Ok(st) => st,
+        Err(e) => return error_page(&e.to_string()),
+    };
+    let body = html! {
+        h1 { "Apps" }
+        section.card {
+            @if status.apps.is_empty() {
+                p.muted { "No apps yet. Create the first one below." }
+            } @else {
+                div.scroll { table {
+                    thead { tr { th { "App" } th { "State" } th { "Address" } th.opt { "Release" } th.opt { "CPU time" } th.opt { "Memory" } } }
+                    tbody {
+                        @for a in &status.apps {
+                            tr {
+                                td { a href={"/apps/" (a.name)} { (a.name) } br; span.muted { (a.kind) } }
+                                td { (state_badge(&a.state)) }
+                                td { a href=(a.url) { (a.url) } @if a.hosts.len() > 1 { br; span.muted { "+" (a.hosts.len() - 1) " more" } } }
+                                td.opt { @if let Some(r) = a.release { "#" (r) } @else { span.muted { "–" } } }
+                                td.opt { (cpu(a)) }
+                                td.opt { (bytes(rss(a))) }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+        section.card {
+            h2 { "Create an app" }
+            form.row method="post" action="/apps" {
+                (csrf_field(&s.csrf))
+                label { "Name" input name="name" required pattern="[a-z0-9]+(-[a-z0-9]+)*" maxlength="63" placeholder="blog"; }
+                label { "Kind" select name="kind" { option value="process" { "process" } option value="static" { "static" } } }
+                label { "Git repository (optional)" input name="git_url" placeholder="https://… or file:///…"; }
+                button type="submit" { "Create" }
+            }
+        }
+        p.muted { "wharf " (status.version) " · gateway " (status.gateway) " · up " (status.uptime_seconds) " s · server memory " (bytes(status.rss_bytes)) }
+    };
+    page("Apps", Some(&s.csrf), flash(&q), body).into_response()
+}
+
+fn cpu(a: &AppView) -> String {
+    let total: f64 = a.instances.iter().filter_map(|i| i.cpu_seconds).sum();
+    if a.instances.is_empty() {
+        "–".into()
+    } else {
+        format!("{total:.1} s")
+    }
+}
+
+fn rss(a: &AppView) -> Option<u64> {
+    let v: Vec<u64> = a.instances.iter().filter_map(|i| i.rss_bytes).collect();
+    (!v.is_empty()).then(|| v.iter().sum())
+}
+
+pub(crate) async fn create_app(
+    State(d): State_,
+    headers: HeaderMap,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, client) = match changing(&d, &headers, &f) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let name = f.get("name").cloned().unwrap_or_default();
+    let git = f
+        .get("git_url")
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let req = CreateApp {
+        name: name.clone(),
+        kind: f.get("kind").cloned(),
+        settings: Settings {
+            git_url: git,
+            ..Default::default()
+        },
+        domains: Vec::new(),
+        env: Default::default(),
+    };
+    match client.create_app(&req).await {
+        Ok(c) => back(&format!("/apps/{}", c.app.name), outcome(&c.operation)),
+        Err(e) => back("/", Err(e.to_string())),
+    }
+}
+
+// ---- one app ----
+
+pub(crate) async fn app(
+    State(d): State_,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Query<Fields>,
+) -> Response {
+    let (s, client) = match session(&d, &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let a = match client.app(&name).await {
+        Ok(a) => a,
+        Err(e) => return back("/", Err(e.to_string())),
+    };
+    let (releases, ops, logs) = tokio::join!(
+        client.releases(&name),
+        client.operations(Some(&name), 10),
+        client.logs(&name, 100)
+    );
+    let releases = releases.unwrap_or_default();
+    let ops = ops.unwrap_or_default();
+    let logs = logs.unwrap_or_default();
+    let t = now();
+    let csrf = s.csrf.as_str();
+    let base = format!("/apps/{}", a.name);
+    let body = html! {
+        h1 { (a.name) " " (state_badge(&a.state)) }
+        div.grid {
+            section.card {
+                h2 { "Overview" }
+                dl.kv {
+                    dt { "Address" } dd { a href=(a.url) { (a.url) } }
+                    dt { "Kind" } dd { (a.kind) }
+                    dt { "Release" } dd { @if let Some(r) = a.release { "#" (r) } @else { "none deployed" } }
+                    dt { "Instances" } dd { (a.instances.len()) " of " (a.replicas) }
+                    dt { "CPU time" } dd { (cpu(&a)) }
+                    dt { "Memory" } dd { (bytes(rss(&a))) }
+                    @if let Some(note) = &a.limits_note { dt { "Limits" } dd.muted { (note) } }
+                }
+                form.inline method="post" action={(base) "/restart"} {
+                    (csrf_field(csrf)) button.secondary type="submit" { "Restart" }
+                }
+            }
+            section.card {
+                h2 { "Deploy" }
+                form.stack method="post" action={(base) "/deploy"} data-deploy {
+                    (csrf_field(csrf))
+                    label for="git" { "Git repository" }
+                    input id="git" name="git" value=(a.git_url.clone().unwrap_or_default()) placeholder="https://… or file:///…";
+                    label for="ref" { "Branch, tag or commit" }
+                    input id="ref" name="ref" value=(a.git_ref.clone().unwrap_or_default()) placeholder="main";
+                    button type="submit" { "Deploy" }
+                }
+                p id="deploy-status" role="status" {}
+                pre.log id="deploy-log" hidden aria-live="polite" {}
+            }
+        }
+        section.card {
+            h2 { "Releases" }
+            @if releases.is_empty() { p.muted { "Nothing deployed yet." } } @else {
+                div.scroll { table {
+                    thead { tr { th { "#" } th { "Status" } th.opt { "Commit" } th { "Source" } th.opt { "When" } th {} } }
+                    tbody { @for r in &releases {
+                        tr {
+                            td { (r.number) }
+                            td { (state_badge(&r.status)) @if !r.message.is_empty() { br; span.muted { (r.message) } } }
+                            td.opt { code { (r.commit.as_deref().map_or("–", |c| &c[..c.len().min(7)])) } }
+                            td { (r.source) }
+                            td.opt { (ago(t, r.created_at)) }
+                            td { @if r.status == "ready" {
+                                form.inline method="post" action={(base) "/rollback"} {
+                                    (csrf_field(csrf))
+                                    input type="hidden" name="release" value=(r.number);
+                                    button.secondary type="submit" aria-label={"Roll back to release " (r.number)} { "Roll back to #" (r.number) }
+                                }
+                            } }
+                        }
+                    } }
+                } }
+            }
+        }
+        section.card {
+            h2 { "Logs" }
+            pre.log id="app-logs" data-live={(base) "/logs/live"} aria-live="off" { (logs) }
+        }
+        div.grid {
+            section.card {
+                h2 { "Domains" }
+                ul { @for h in &a.hosts {
+                    li { (h)
+                        @if let Some(tls) = a.tls.get(h) { " " span.state { "tls " (tls) } }
+                        @if a.domains.contains(h) {
+                            " "
+                            form.inline method="post" action={(base) "/domains/remove"} {
+                                (csrf_field(csrf)) input type="hidden" name="host" value=(h);
+                                button.danger type="submit" aria-label={"Remove " (h)} { "Remove" }
+                            }
+                        }
+                    }
+                } }
+                form.row method="post" action={(base) "/domains"} {
+                    (csrf_field(csrf))
+                    label { "Host name" input name="host" required placeholder="blog.example.com"; }
+                    label { "HTTPS" select name="tls" { option value="none" { "none" } option value="acme" { "ACME" } option value="self-signed" { "self-signed" } } }
+                    button type="submit" { "Add" }
+                }
+            }
+            section.card {
+                h2 { "Environment" }
+                p.muted { "Values are write-only: only names are shown." }
+                ul { @for n in &a.env {
+                    li { code { (n) } " "
+                        form.inline method="post" action={(base) "/env/unset"} {
+                            (csrf_field(csrf)) input type="hidden" name="name" value=(n);
+                            button.danger type="submit" aria-label={"Unset " (n)} { "Unset" }
+                        }
+                    }
+                } }
+                form.row method="post" action={(base) "/env"} {
+                    (csrf_field(csrf))
+                    label { "Name" input name="name" required placeholder="DATABASE_URL"; }
+                    label { "Value" input name="value" type="password" autocomplete="off"; }
+                    button type="submit" { "Set" }
+                }
+            }
+            section.card {
+                h2 { "Scale and availability" }
+                form.row method="post" action={(base) "/settings"} {
+                    (csrf_field(csrf))
+                    label { "Replicas" input name="replicas" type="number" min="0" max="64" value=(a.replicas); }
+                    label { "Availability" select name="availability" {
+                        @for v in ["enabled", "not-served", "disabled"] {
+                            option value=(v) selected[a.availability == v] { (v) }
+                        }
+                    } }
+                    button type="submit" { "Save" }
+                }
+            }
+        }
+        section.card {
+            h2 { "Operations" }
+            (ops_table(&ops, t))
+        }
+    };
+    page(&a.name, Some(csrf), flash(&q), body).into_response()
+}
+
+fn ops_table(ops: &[OperationView], t: i64) -> Markup {
+    html! {
+        @if ops.is_empty() { p.muted { "Nothing yet." } } @else {
+            div.scroll { table {
+                thead { tr { th { "When" } th.opt { "App" } th { "What" } th { "Result" } } }
+                tbody { @for o in ops {
+                    tr {
+                        td { (ago(t, o.started_at)) }
+                        td.opt { (o.app.as_deref().unwrap_or("–")) }
+                        td { (o.kind) }
+                        td { (state_badge(if o.status == "running" { "running-op" } else { &o.status })) " " (o.message) }
+                    }
+                } }
+            } }
+        }
+    }
+}
+
+pub(crate) async fn operations(State(d): State_, headers: HeaderMap) -> Response {
+    let (s, client) = match session(&d, &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let ops = match client.operations(None, 100).await {
+        Ok(o) => o,
+        Err(e) => return error_page(&e.to_string()),
+    };
+    page(
+        "Operations",
+        Some(&s.csrf),
+        Flash::None,
+        html! {
+            h1 { "Operations" }
+            section.card { (ops_table(&ops, now())) }
+        },
+    )
+    .into_response()
+}
+
+/// Streams the build output as plain text, ending with `✓ message` or `✗ message`.
+pub(crate) async fn deploy(
+    State(d): State_,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, client) = match changing(&d, &headers, &f) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let pick = |k: &str| {
+        f.get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let req = DeployRequest {
+        git: pick("git"),
+        reference: pick("ref"),
+    };
+    let events = match client.deploy(&name, &req, None).await {
+        Ok(e) => e,
+        Err(e) => return text(format!("✗ {e}\n")),
+    };
+    let lines = events.map(|ev| {
+        Ok::<_, Infallible>(match ev {
+            Ok(DeployEvent::Log(line)) => format!("{line}\n"),
+            Ok(DeployEvent::Done(op)) => match outcome(&op) {
+                Ok(m) => format!("✓ {m}\n"),
+                Err(m) => format!("✗ {m}\n"),
+            },
+            Err(e) => format!("✗ {e}\n"),
+        })
+    });
+    let mut resp = Response::new(Body::from_stream(lines));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn text(s: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], s).into_response()
+}
+
+pub(crate) async fn rollback(
+    State(d): State_,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, client) = match changing(&d, &headers, &f) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let release = f.get("release").and_then(|r| r.parse().ok());
+    let to = format!("/apps/{name}");
+    match client.rollback(&name, release).await {
+        Ok(c) => back(&to, outcome(&c.operation)),
+        Err(e) => back(&to, Err(e.to_string())),
+    }
+}
+
+pub(crate) async fn add_domain(
+    State(d): State_,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, client) = match changing(&d, &headers, &f) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let body = AddDomain {
+        host: f.get("host").cloned().unwrap_or_default(),
+        tls: f.get("tls").cloned().filter(|t| t != "none"),
+        cert_pem: None,
+        key_pem: None,
+    };
+    let to = format!("/apps/{name}");
+    match client.add_domain_with(&name, &body).await {
+        Ok(c) => back(&to, outcome(&c.operation)),
+        Err(e) => back(&to, Err(e.to_string())),
+    }
+}
+
+pub(crate) async fn remove_domain(
+    State(d): State_,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, client) = match changing(&d, &headers, &f) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let to = format!("/apps/{name}");
+    match client
+        .remove_domain(&name, f.get("host").map_or("", String::as_str))
+        .await
+    {
+        Ok(c) => back(&to, outcome(&c.operation)),
+        Err(e) => back(&to, Err(e.to_string())),
+    }
+}
+
+pub(crate) async fn set_env(
+    State(d): State_,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, client) = match changing(&d, &headers, &f) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let mut req = ChangeEnv {
+        set: Default::default(),
+        unset: Vec::new(),
+    };
+    req.set.insert(
+        f.get("name").cloned().unwrap_or_default(),
+        f.get("value").cloned().unwrap_or_default(),
+    );
+    let to = format!("/apps/{name}");
+    match client.change_env(&name, &req).await {
+        Ok(c) => back(&to, outcome(&c.operation)),
+        Err(e) => back(&to, Err(e.to_string())),
+    }
+}
+
+pub(crate) async fn unset_env(
+    State(d): State_,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, client) = match changing(&d, &headers, &f) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let req = ChangeEnv {
+        set: Default::default(),
+        unset: vec![f.get("name").cloned().unwrap_or_default()],
+    };
+    let to = format!("/apps/{name}");
+    match client.change_env(&name, &req).await {
+        Ok(c) => back(&to, outcome(&c.operation)),
+        Err(e) => back(&to, Err(e.to_string())),
+    }
+}
+
+pub(crate) async fn settings(
+    State(d): State_,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, client) = match changing(&d, &headers, &f) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let to = format!("/apps/{name}");
+    let replicas = match f.get("replicas").map(|r| r.parse::<u32>()) {
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return back(&to, Err("Replicas must be a whole number.".into())),
+        None => None,
+    };
+    let s = Settings {
+        replicas,
+        availability: f.get("availability").cloned(),
+        ..Default::default()
+    };
+    match client.update_app(&name, &s).await {
+        Ok(c) => back(&to, outcome(&c.operation)),
+        Err(e) => back(&to, Err(e.to_string())),
+    }
+}
+
+pub(crate) async fn restart(
+    State(d): State_,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, client) = match changing(&d, &headers, &f) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let to = format!("/apps/{name}");
+    match client.action(&name, "restart").await {
+        Ok(c) => back(&to, outcome(&c.operation)),
+        Err(e) => back(&to, Err(e.to_string())),
+    }
+}
+
+/// New log lines as server-sent events (the page already shows the tail).
+pub(crate) async fn live_logs(
+    State(d): State_,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let (_, client) = match session(&d, &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let stream = match client.follow_logs(&name, 0).await {
+        Ok(s) => s,
+        Err(e) => return error_page(&e.to_string()),
+    };
+    let events = stream
+        .filter_map(|chunk| async move { chunk.ok() })
+        .flat_map(|bytes| {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let lines: Vec<Result<Event, Infallible>> = text
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(|l| Ok(Event::default().data(l)))
+                .collect();
+            futures_util::stream::iter(lines)
+        });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+pub(crate) async fn css() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("assets/app.css"),
+    )
+}
+
+pub(crate) async fn js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("assets/app.js"),
+    )
+}
