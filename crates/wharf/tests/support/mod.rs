@@ -168,3 +168,66 @@ pub async fn page(addr: SocketAddr, host: &str) -> Option<String> {
         _ => None,
     }
 }
+
+/// A git work tree with a bare clone the server fetches from.
+pub struct Repo {
+    pub work: std::path::PathBuf,
+    pub bare: std::path::PathBuf,
+}
+
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs (apt-get install -y git)");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Repo {
+    pub fn new(root: &Path, name: &str, files: &[(&str, &str)]) -> Repo {
+        let work = root.join(format!("{name}-src"));
+        let bare = root.join(format!("{name}.git"));
+        std::fs::create_dir_all(&work).unwrap();
+        git(&work, &["init", "-q", "-b", "main"]);
+        git(&work, &["config", "user.email", "dev@example.test"]);
+        git(&work, &["config", "user.name", "dev"]);
+        let repo = Repo { work, bare };
+        repo.commit(files, "first");
+        git(
+            root,
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                repo.work.to_str().unwrap(),
+                repo.bare.to_str().unwrap(),
+            ],
+        );
+        repo
+    }
+
+    pub fn commit(&self, files: &[(&str, &str)], message: &str) {
+        for (path, body) in files {
+            let p = self.work.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "-m", message]);
+        if self.bare.exists() {
+            git(
+                &self.work,
+                &["push", "-q", self.bare.to_str().unwrap(), "main"],
+            );
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.bare.display())
+    }
+}

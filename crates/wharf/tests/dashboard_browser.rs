@@ -1,0 +1,240 @@
+//! The dashboard in a real browser: Debian's headless Chromium driven over WebDriver
+//! (chromedriver + fantoccini). Log in, create an app, deploy it from a local git repository and
+//! watch the build stream, see it live, deploy a change, roll back with one click, read its logs;
+//! a request with a wrong CSRF token and one without a session are refused.
+//!
+//! With `WHARF_SCREENSHOTS=DIR` set, it also saves the overview and app pages at desktop and
+//! phone widths there (how docs/screenshots/ is made).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use http_body_util::Full;
+use support::{Repo, ServerProc, TempDir, free_port, page, require_python};
+use tokio::process::{Child, Command};
+
+fn require(tool: &str, package: &str) {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "`{tool}` is missing: install it with `apt-get install -y {package}`"
+    );
+}
+
+struct Driver {
+    _child: Child,
+    browser: Client,
+}
+
+async fn browser(profile: &std::path::Path) -> Driver {
+    require("chromium", "chromium");
+    require("chromedriver", "chromium-driver");
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver starts");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://{addr}"))
+        .await
+        .expect("a Chromium session");
+    Driver {
+        _child: child,
+        browser,
+    }
+}
+
+/// Waits (bounded) until the element's text satisfies `pred`; returns the text.
+async fn text_until(b: &Client, css: &str, pred: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..300 {
+        if let Ok(el) = b.find(Locator::Css(css)).await
+            && let Ok(t) = el.text().await
+        {
+            if pred(&t) {
+                return t;
+            }
+            last = t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("`{css}` never showed what was expected; last text: {last:?}");
+}
+
+async fn click(b: &Client, css: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn fill(b: &Client, css: &str, text: &str) {
+    let el = b.find(Locator::Css(css)).await.unwrap();
+    el.clear().await.unwrap();
+    el.send_keys(text).await.unwrap();
+}
+
+async fn shoot(b: &Client, name: &str) {
+    let Ok(dir) = std::env::var("WHARF_SCREENSHOTS") else {
+        return;
+    };
+    for (label, w, h) in [("desktop", 1280, 900), ("phone", 390, 844)] {
+        b.set_window_size(w, h).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let png = b.screenshot().await.unwrap();
+        std::fs::write(format!("{dir}/{name}-{label}.png"), png).unwrap();
+    }
+    b.set_window_size(1280, 900).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_in_create_deploy_roll_back_and_read_logs_in_chromium() {
+    require_python();
+    let tmp = TempDir::new("dashboard");
+    let repo = Repo::new(
+        &tmp.0,
+        "web",
+        &[
+            ("index.html", "version one"),
+            (
+                "Procfile",
+                "web: exec python3 -m http.server $PORT --bind $HOST\n",
+            ),
+        ],
+    );
+    let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
+    let base = format!("http://{}", server.api);
+    let driver = browser(&tmp.0.join("chromium")).await;
+    let b = &driver.browser;
+
+    // No session: pages send you to the login form.
+    b.goto(&format!("{base}/apps/web")).await.unwrap();
+    assert!(b.current_url().await.unwrap().path().ends_with("/login"));
+    fill(b, "#token", "not-a-token").await;
+    click(b, "form[action='/login'] button").await;
+    text_until(b, ".flash.err", |t| t.contains("not valid")).await;
+
+    // Log in with the admin token.
+    fill(b, "#token", &server.token).await;
+    click(b, "form[action='/login'] button").await;
+    text_until(b, "h1", |t| t == "Apps").await;
+
+    // Create an app pointing at the repository.
+    fill(b, "input[name=name]", "web").await;
+    fill(b, "input[name=git_url]", &repo.url()).await;
+    click(b, "form[action='/apps'] button").await;
+    text_until(b, "h1", |t| t.starts_with("web")).await;
+
+    // Deploy: the build streams into the page, then it is live.
+    click(b, "form[data-deploy] button").await;
+    let done = text_until(b, "#deploy-status", |t| {
+        t.starts_with('✓') || t.starts_with('✗')
+    })
+    .await;
+    assert!(done.starts_with("✓ release 1"), "{done}");
+    let log = b
+        .find(Locator::Css("#deploy-log"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(log.contains("detected a procfile app"), "{log}");
+    assert_eq!(
+        page(server.http, "web.localhost").await.as_deref(),
+        Some("version one")
+    );
+
+    // A change, deployed the same way.
+    repo.commit(&[("index.html", "version two")], "two");
+    text_until(b, "h1", |t| t.contains("running")).await;
+    click(b, "form[data-deploy] button").await;
+    let done = text_until(b, "#deploy-status", |t| {
+        t.starts_with('✓') || t.starts_with('✗')
+    })
+    .await;
+    assert!(done.starts_with("✓ release 2"), "{done}");
+    assert_eq!(
+        page(server.http, "web.localhost").await.as_deref(),
+        Some("version two")
+    );
+
+    // The app's logs show the requests it served.
+    b.goto(&format!("{base}/apps/web")).await.unwrap();
+    text_until(b, "#app-logs", |t| t.contains("GET / HTTP")).await;
+    shoot(b, "app").await;
+
+    // One click rolls back.
+    click(b, "button[aria-label='Roll back to release 1']").await;
+    text_until(b, ".flash", |t| t.contains("rolled back to release 1")).await;
+    assert_eq!(
+        page(server.http, "web.localhost").await.as_deref(),
+        Some("version one")
+    );
+
+    b.goto(&format!("{base}/")).await.unwrap();
+    text_until(b, "td", |t| t.contains("web")).await;
+    shoot(b, "overview").await;
+
+    // A change with a wrong CSRF token is refused, from inside the logged-in page.
+    let status = b
+        .execute(
+            "return fetch('/apps/web/restart', {method: 'POST', body: new URLSearchParams({csrf: 'wrong'})}).then(r => r.status)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, serde_json::json!(403));
+    // And without a session at all.
+    let req = http::Request::post("/apps/web/restart")
+        .header("host", server.api.to_string())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(bytes::Bytes::from("csrf=anything")))
+        .unwrap();
+    let r = wharf_testkit::request(server.api.parse().unwrap(), req)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+
+    // Log out ends the session.
+    click(b, "form[action='/logout'] button").await;
+    b.goto(&format!("{base}/")).await.unwrap();
+    assert!(b.current_url().await.unwrap().path().ends_with("/login"));
+
+    driver.browser.clone().close().await.unwrap();
+    server.stop().await;
+}
