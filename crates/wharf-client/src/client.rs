@@ -350,6 +350,15 @@ impl Client {
         .await
     }
 
+    pub async fn traffic(&self, app: &str) -> Result<crate::dto::TrafficView> {
+        self.json(
+            Method::GET,
+            &format!("/apps/{}/traffic", seg(app)),
+            None::<&()>,
+        )
+        .await
+    }
+
     pub async fn certs(&self) -> Result<Vec<crate::dto::CertView>> {
         self.json(Method::GET, "/certs", None::<&()>).await
     }

@@ -86,6 +86,24 @@ pub struct AddDomain {
     pub key_pem: Option<String>,
 }
 
+/// `GET /api/v1/apps/{app}/traffic`: rates over the last half hour, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrafficView {
+    pub interval_seconds: u64,
+    pub points: Vec<TrafficPoint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrafficPoint {
+    /// Unix seconds at the end of the interval.
+    pub at: i64,
+    pub requests_per_second: f64,
+    /// Answers with a 5xx status, per second.
+    pub errors_per_second: f64,
+    /// Mean time to response headers; `None` without requests.
+    pub mean_latency_ms: Option<f64>,
+}
+
 /// `GET /api/v1/certs`: one per domain with a certificate source.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CertView {
@@ -143,6 +161,9 @@ pub struct AppView {
     /// HSTS max-age in seconds, if sent.
     #[serde(default)]
     pub hsts_seconds: Option<u64>,
+    /// Requests per second through the gateway over the last few seconds.
+    #[serde(default)]
+    pub requests_per_second: Option<f64>,
     /// Names only; values are write-only.
     pub env: Vec<String>,
     pub run: Option<String>,

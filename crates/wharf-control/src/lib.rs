@@ -10,6 +10,7 @@ mod error;
 mod oplog;
 mod paths;
 mod reconciler;
+mod traffic;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,6 +59,7 @@ pub(crate) struct Control {
     pub(crate) started: Instant,
     pub(crate) deploys: deploy::Deploys,
     pub(crate) certs: Arc<wharf_tls::CertManager>,
+    pub(crate) traffic: traffic::Traffic,
 }
 
 /// A running control plane with its gateway and runtime.
@@ -135,10 +137,12 @@ impl Server {
             started: Instant::now(),
             deploys: Default::default(),
             certs: certs.clone(),
+            traffic: Default::default(),
         });
         let stop_certs = CancellationToken::new();
         certs.spawn(stop_certs.clone());
         spawn_cert_log(&control);
+        spawn_traffic_sampler(&control, gateway.clone(), stop_certs.clone());
 
         let listener = tokio::net::TcpListener::bind(config.api)
             .await
@@ -215,6 +219,29 @@ impl Server {
         self.control.reconciler.stop_everything().await;
         self.gateway.shutdown().await;
     }
+}
+
+/// Samples every app's gateway totals for the traffic graphs until `stop`.
+fn spawn_traffic_sampler(control: &Arc<Control>, gateway: Gateway, stop: CancellationToken) {
+    let control = control.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(traffic::INTERVAL);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let apps: Vec<String> = control
+                .store
+                .apps()
+                .map(|a| a.into_iter().map(|a| a.name).collect())
+                .unwrap_or_default();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            control.traffic.sample(&gateway, &apps, now);
+        }
+    });
 }
 
 /// Every certificate attempt becomes an operation of the app owning the host.

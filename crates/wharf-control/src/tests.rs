@@ -95,6 +95,7 @@ fn harness(name: &str) -> Harness {
         started: Instant::now(),
         deploys: Default::default(),
         certs,
+        traffic: Default::default(),
     });
     Harness {
         router: api::router(control),

@@ -5,6 +5,7 @@
 //! output and follows logs; every page works without it.
 #![forbid(unsafe_code)]
 
+mod charts;
 mod layout;
 mod pages;
 mod session;

@@ -19,9 +19,9 @@ use wharf_client::dto::{
     AddDomain, AppView, ChangeEnv, CreateApp, DeployEvent, DeployRequest, OperationView, Settings,
 };
 
-use crate::Dashboard;
 use crate::layout::{Flash, ago, bytes, csrf_field, page};
 use crate::session::{COOKIE_NAME, LIFETIME, Session, same};
+use crate::{Dashboard, charts};
 
 type Fields = HashMap<String, String>;
 type State_ = State<Arc<Dashboard>>;
@@ -235,7 +235,7 @@ pub(crate) async fn overview(
                 p.muted { "No apps yet. Create the first one below." }
             } @else {
                 div.scroll { table {
-                    thead { tr { th { "App" } th { "State" } th { "Address" } th.opt { "Release" } th.opt { "CPU time" } th.opt { "Memory" } } }
+                    thead { tr { th { "App" } th { "State" } th { "Address" } th.opt { "Release" } th { "Req/s" } th.opt { "CPU time" } th.opt { "Memory" } } }
                     tbody {
                         @for a in &status.apps {
                             tr {
@@ -243,6 +243,7 @@ pub(crate) async fn overview(
                                 td { (state_badge(&a.state)) }
                                 td { a href=(a.url) { (a.url) } @if a.hosts.len() > 1 { br; span.muted { "+" (a.hosts.len() - 1) " more" } } }
                                 td.opt { @if let Some(r) = a.release { "#" (r) } @else { span.muted { "–" } } }
+                                td { (a.requests_per_second.map_or_else(|| "–".to_string(), |r| format!("{r:.1}"))) }
                                 td.opt { (cpu(a)) }
                                 td.opt { (bytes(rss(a))) }
                             }
@@ -326,11 +327,13 @@ pub(crate) async fn app(
         Ok(a) => a,
         Err(e) => return back("/", Err(e.to_string())),
     };
-    let (releases, ops, logs) = tokio::join!(
+    let (releases, ops, logs, traffic) = tokio::join!(
         client.releases(&name),
         client.operations(Some(&name), 10),
-        client.logs(&name, 100)
+        client.logs(&name, 100),
+        client.traffic(&name)
     );
+    let points = traffic.map(|t| t.points).unwrap_or_default();
     let releases = releases.unwrap_or_default();
     let ops = ops.unwrap_or_default();
     let logs = logs.unwrap_or_default();
@@ -367,6 +370,14 @@ pub(crate) async fn app(
                 }
                 p id="deploy-status" role="status" {}
                 pre.log id="deploy-log" hidden aria-live="polite" {}
+            }
+        }
+        section.card {
+            h2 { "Traffic" }
+            div.grid {
+                (charts::line("Requests", "req/s", &points.iter().map(|p| (p.at, Some(p.requests_per_second))).collect::<Vec<_>>(), t))
+                (charts::line("Mean latency", "ms", &points.iter().map(|p| (p.at, p.mean_latency_ms)).collect::<Vec<_>>(), t))
+                (charts::line("Errors (5xx)", "/s", &points.iter().map(|p| (p.at, Some(p.errors_per_second))).collect::<Vec<_>>(), t))
             }
         }
         section.card {

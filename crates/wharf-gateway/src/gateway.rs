@@ -289,6 +289,15 @@ impl Gateway {
         self.addrs(|r| *r == Role::Https)
     }
 
+    /// A site's request totals since start (`None` for a site not in the configuration).
+    pub fn site_stats(&self, site: &str) -> Option<crate::metrics::SiteStats> {
+        self.shared
+            .table
+            .load()
+            .site(site)
+            .map(|s| s.metrics.stats())
+    }
+
     /// The certificates served on the HTTPS listeners; install, renew and remove them here.
     pub fn certs(&self) -> Arc<CertStore> {
         self.shared.certs.clone()

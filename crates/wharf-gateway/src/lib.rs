@@ -23,3 +23,4 @@ mod upstream;
 pub use body::Body;
 pub use error::{ConfigError, GatewayError, Result};
 pub use gateway::{DeployOptions, DeployReport, Gateway, wait_healthy};
+pub use metrics::SiteStats;

@@ -1,6 +1,7 @@
 //! The dashboard in a real browser: Debian's headless Chromium driven over WebDriver
 //! (chromedriver + fantoccini). Log in, create an app, deploy it from a local git repository and
-//! watch the build stream, see it live, deploy a change, roll back with one click, read its logs;
+//! watch the build stream, see it live, deploy a change, see its traffic graphed, roll back with
+//! one click, read its logs;
 //! a request with a wrong CSRF token and one without a session are refused.
 //!
 //! With `WHARF_SCREENSHOTS=DIR` set, it also saves the overview and app pages at desktop and
@@ -193,9 +194,43 @@ async fn log_in_create_deploy_roll_back_and_read_logs_in_chromium() {
         Some("version two")
     );
 
-    // The app's logs show the requests it served.
+    // Traffic through the gateway shows on the app's graphs once sampled (every 5 s).
+    let api: SocketAddr = server.api.parse().unwrap();
+    let mut seen = false;
+    for _ in 0..150 {
+        page(server.http, "web.localhost").await;
+        let req = http::Request::get("/api/v1/apps/web/traffic")
+            .header("host", server.api.to_string())
+            .header("authorization", format!("Bearer {}", server.token))
+            .body(Full::new(bytes::Bytes::new()))
+            .unwrap();
+        let t: serde_json::Value =
+            serde_json::from_slice(&wharf_testkit::request(api, req).await.unwrap().body).unwrap();
+        if t["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["requests_per_second"].as_f64().unwrap() > 0.0)
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "no traffic sampled within 15 s");
+
+    // The app's logs show the requests it served; the graphs show the traffic.
     b.goto(&format!("{base}/apps/web")).await.unwrap();
     text_until(b, "#app-logs", |t| t.contains("GET / HTTP")).await;
+    let chart = b
+        .find(Locator::Css("figure.chart svg"))
+        .await
+        .unwrap()
+        .attr("aria-label")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(chart.starts_with("Requests: now"), "{chart}");
     shoot(b, "app").await;
 
     // One click rolls back.

@@ -82,6 +82,7 @@ pub(crate) fn spec() -> Value {
             "/apps/{app}/releases": { "get": with_app(op("Releases, newest first", None, "200")) },
             "/apps/{app}/rollback": { "post": with_app(op("Re-activate a kept release with its config", Some("Rollback"), "200")) },
             "/apps/{app}/webhook": { "post": with_app(op("Create a new webhook secret (shown once)", None, "200")) },
+            "/apps/{app}/traffic": { "get": with_app(op("Requests/s, 5xx/s and mean latency over the last half hour", None, "200")) },
             "/certs": { "get": {
                 "summary": "Every certificate: host, app, source, issuer, expiry, next renewal, last attempt",
                 "security": [{ "bearer": [] }],

@@ -35,3 +35,15 @@ fn own_rss() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// `GET /api/v1/apps/{app}/traffic`
+pub(crate) async fn traffic(
+    State(c): State<Arc<Control>>,
+    axum::extract::Path(app): axum::extract::Path<String>,
+) -> ApiResult<Json<wharf_client::dto::TrafficView>> {
+    c.store.app(&app)?;
+    Ok(Json(wharf_client::dto::TrafficView {
+        interval_seconds: crate::traffic::INTERVAL.as_secs(),
+        points: c.traffic.points(&app),
+    }))
+}

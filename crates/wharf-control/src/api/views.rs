@@ -62,6 +62,7 @@ pub(crate) fn app(control: &Control, app: &App) -> AppView {
             .map(|(h, t)| (h.clone(), t.as_str().to_string()))
             .collect(),
         hsts_seconds: app.hsts_seconds,
+        requests_per_second: control.traffic.rate(&app.name),
         env: app.env_names.clone(),
         run: app.run.clone(),
         workdir: app
