@@ -159,7 +159,7 @@ fn login_page(error: Option<&str>) -> Markup {
     )
 }
 
-pub(crate) async fn login(State(d): State_, Form(f): Form<Fields>) -> Response {
+pub(crate) async fn login(State(d): State_, headers: HeaderMap, Form(f): Form<Fields>) -> Response {
     let token = f
         .get("token")
         .map(|t| t.trim().to_string())
@@ -187,7 +187,11 @@ pub(crate) async fn login(State(d): State_, Form(f): Form<Fields>) -> Response {
     let cookie = format!(
         "{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         LIFETIME.as_secs(),
-        if d.secure_cookie { "; Secure" } else { "" }
+        if d.secure_cookie || behind_https(&headers) {
+            "; Secure"
+        } else {
+            ""
+        }
     );
     let mut resp = Redirect::to("/").into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -750,4 +754,11 @@ pub(crate) async fn js() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
         include_str!("assets/app.js"),
     )
+}
+
+/// Reached through wharf's gateway over HTTPS (it sets `X-Forwarded-Proto`).
+fn behind_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
