@@ -14,10 +14,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use maud::{Markup, html};
-use wharf_client::Client;
 use wharf_client::dto::{
-    AddDomain, AppView, ChangeEnv, CreateApp, DeployEvent, DeployRequest, OperationView, Settings,
+    AddDomain, AppView, ChangeEnv, Changed, CreateApp, DeployEvent, DeployRequest, OperationView,
+    Settings,
 };
+use wharf_client::{Client, ClientError};
 
 use crate::layout::{Flash, ago, bytes, csrf_field, page};
 use crate::session::{COOKIE_NAME, LIFETIME, Session, same};
@@ -561,22 +562,45 @@ fn text(s: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], s).into_response()
 }
 
+/// Carries out one change of app `name` (after the CSRF check) and goes back to its page with the
+/// operation's message.
+async fn change_app<F, Fut>(
+    d: &Dashboard,
+    headers: &HeaderMap,
+    name: &str,
+    f: &Fields,
+    call: F,
+) -> Response
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: std::future::Future<Output = Result<Changed, ClientError>>,
+{
+    let (_, client) = match changing(d, headers, f) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let to = format!("/apps/{name}");
+    match call(client, name.to_string()).await {
+        Ok(c) => back(&to, outcome(&c.operation)),
+        Err(e) => back(&to, Err(e.to_string())),
+    }
+}
+
+fn field(f: &Fields, key: &str) -> String {
+    f.get(key).cloned().unwrap_or_default()
+}
+
 pub(crate) async fn rollback(
     State(d): State_,
     headers: HeaderMap,
     Path(name): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let (_, client) = match changing(&d, &headers, &f) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let release = f.get("release").and_then(|r| r.parse().ok());
-    let to = format!("/apps/{name}");
-    match client.rollback(&name, release).await {
-        Ok(c) => back(&to, outcome(&c.operation)),
-        Err(e) => back(&to, Err(e.to_string())),
-    }
+    change_app(&d, &headers, &name, &f, |c, name| async move {
+        c.rollback(&name, release).await
+    })
+    .await
 }
 
 pub(crate) async fn add_domain(
@@ -585,21 +609,16 @@ pub(crate) async fn add_domain(
     Path(name): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let (_, client) = match changing(&d, &headers, &f) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let body = AddDomain {
-        host: f.get("host").cloned().unwrap_or_default(),
+        host: field(&f, "host"),
         tls: f.get("tls").cloned().filter(|t| t != "none"),
         cert_pem: None,
         key_pem: None,
     };
-    let to = format!("/apps/{name}");
-    match client.add_domain_with(&name, &body).await {
-        Ok(c) => back(&to, outcome(&c.operation)),
-        Err(e) => back(&to, Err(e.to_string())),
-    }
+    change_app(&d, &headers, &name, &f, |c, name| async move {
+        c.add_domain_with(&name, &body).await
+    })
+    .await
 }
 
 pub(crate) async fn remove_domain(
@@ -608,18 +627,11 @@ pub(crate) async fn remove_domain(
     Path(name): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let (_, client) = match changing(&d, &headers, &f) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let to = format!("/apps/{name}");
-    match client
-        .remove_domain(&name, f.get("host").map_or("", String::as_str))
-        .await
-    {
-        Ok(c) => back(&to, outcome(&c.operation)),
-        Err(e) => back(&to, Err(e.to_string())),
-    }
+    let host = field(&f, "host");
+    change_app(&d, &headers, &name, &f, |c, name| async move {
+        c.remove_domain(&name, &host).await
+    })
+    .await
 }
 
 pub(crate) async fn set_env(
@@ -628,23 +640,15 @@ pub(crate) async fn set_env(
     Path(name): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let (_, client) = match changing(&d, &headers, &f) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let mut req = ChangeEnv {
         set: Default::default(),
         unset: Vec::new(),
     };
-    req.set.insert(
-        f.get("name").cloned().unwrap_or_default(),
-        f.get("value").cloned().unwrap_or_default(),
-    );
-    let to = format!("/apps/{name}");
-    match client.change_env(&name, &req).await {
-        Ok(c) => back(&to, outcome(&c.operation)),
-        Err(e) => back(&to, Err(e.to_string())),
-    }
+    req.set.insert(field(&f, "name"), field(&f, "value"));
+    change_app(&d, &headers, &name, &f, |c, name| async move {
+        c.change_env(&name, &req).await
+    })
+    .await
 }
 
 pub(crate) async fn unset_env(
@@ -653,19 +657,14 @@ pub(crate) async fn unset_env(
     Path(name): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let (_, client) = match changing(&d, &headers, &f) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let req = ChangeEnv {
         set: Default::default(),
-        unset: vec![f.get("name").cloned().unwrap_or_default()],
+        unset: vec![field(&f, "name")],
     };
-    let to = format!("/apps/{name}");
-    match client.change_env(&name, &req).await {
-        Ok(c) => back(&to, outcome(&c.operation)),
-        Err(e) => back(&to, Err(e.to_string())),
-    }
+    change_app(&d, &headers, &name, &f, |c, name| async move {
+        c.change_env(&name, &req).await
+    })
+    .await
 }
 
 pub(crate) async fn settings(
@@ -674,14 +673,14 @@ pub(crate) async fn settings(
     Path(name): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let (_, client) = match changing(&d, &headers, &f) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let to = format!("/apps/{name}");
     let replicas = match f.get("replicas").map(|r| r.parse::<u32>()) {
         Some(Ok(n)) => Some(n),
-        Some(Err(_)) => return back(&to, Err("Replicas must be a whole number.".into())),
+        Some(Err(_)) => {
+            return back(
+                &format!("/apps/{name}"),
+                Err("Replicas must be a whole number.".into()),
+            );
+        }
         None => None,
     };
     let s = Settings {
@@ -689,10 +688,10 @@ pub(crate) async fn settings(
         availability: f.get("availability").cloned(),
         ..Default::default()
     };
-    match client.update_app(&name, &s).await {
-        Ok(c) => back(&to, outcome(&c.operation)),
-        Err(e) => back(&to, Err(e.to_string())),
-    }
+    change_app(&d, &headers, &name, &f, |c, name| async move {
+        c.update_app(&name, &s).await
+    })
+    .await
 }
 
 pub(crate) async fn restart(
@@ -701,15 +700,10 @@ pub(crate) async fn restart(
     Path(name): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let (_, client) = match changing(&d, &headers, &f) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let to = format!("/apps/{name}");
-    match client.action(&name, "restart").await {
-        Ok(c) => back(&to, outcome(&c.operation)),
-        Err(e) => back(&to, Err(e.to_string())),
-    }
+    change_app(&d, &headers, &name, &f, |c, name| async move {
+        c.action(&name, "restart").await
+    })
+    .await
 }
 
 /// New log lines as server-sent events (the page already shows the tail).

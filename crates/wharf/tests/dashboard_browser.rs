@@ -15,20 +15,8 @@ use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use http_body_util::Full;
-use support::{Repo, ServerProc, TempDir, free_port, page, require_python};
+use support::{Repo, ServerProc, TempDir, free_port, page, require_python, require_tool};
 use tokio::process::{Child, Command};
-
-fn require(tool: &str, package: &str) {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "`{tool}` is missing: install it with `apt-get install -y {package}`"
-    );
-}
 
 struct Driver {
     _child: Child,
@@ -36,8 +24,8 @@ struct Driver {
 }
 
 async fn browser(profile: &std::path::Path) -> Driver {
-    require("chromium", "chromium");
-    require("chromedriver", "chromium-driver");
+    require_tool("chromium", "chromium");
+    require_tool("chromedriver", "chromium-driver");
     let port = free_port();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))

@@ -151,6 +151,19 @@ impl ServerProc {
     }
 }
 
+/// Fails (never skips) when `tool` is not installed, saying which Debian package has it.
+pub fn require_tool(tool: &str, package: &str) {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "`{tool}` is missing: install it with `apt-get install -y {package}`"
+    );
+}
+
 pub fn require_python() {
     let ok = std::process::Command::new("python3")
         .arg("--version")

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 use wharf_testkit::{Trust, get_tls};
 
-use super::free_port;
+use super::{free_port, require_tool};
 
 pub struct Pebble {
     _dns: Child,
@@ -20,18 +20,6 @@ pub struct Pebble {
     pub directory_root: PathBuf,
     ca_pem: String,
     mgmt: SocketAddr,
-}
-
-fn require(tool: &str) {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "`{tool}` is missing: install Debian's ACME test server with `apt-get install -y pebble`"
-    );
 }
 
 fn spawn(cmd: &mut Command) -> Child {
@@ -57,8 +45,8 @@ impl Pebble {
     /// Starts Pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on `https_port`, issuing
     /// certificates that live `validity_secs`.
     pub async fn start(dir: &Path, http_port: u16, https_port: u16, validity_secs: u64) -> Pebble {
-        require("pebble");
-        require("pebble-challtestsrv");
+        require_tool("pebble", "pebble");
+        require_tool("pebble-challtestsrv", "pebble");
         // A CA for Pebble's own HTTPS (the directory) and a leaf for localhost / 127.0.0.1.
         let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
