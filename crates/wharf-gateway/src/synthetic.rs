@@ -31,6 +31,13 @@ pub(crate) fn bad_request() -> Response<Body> {
     )
 }
 
+pub(crate) fn uri_too_long() -> Response<Body> {
+    page(
+        StatusCode::URI_TOO_LONG,
+        "The address of this request is too long.",
+    )
+}
+
 pub(crate) fn unknown_host() -> Response<Body> {
     page(
         StatusCode::NOT_FOUND,

@@ -71,7 +71,13 @@ pub(crate) async fn forward(
     let mut body = Some(if retryable {
         empty()
     } else {
-        Limited::new(incoming, site.config.max_body as usize).boxed_unsync()
+        // Marked so that a body the client breaks (bad chunking, early close) ends in a 400,
+        // not in a 502 blaming the upstream.
+        Limited::new(
+            incoming.map_err(ClientBodyError),
+            site.config.max_body as usize,
+        )
+        .boxed_unsync()
     });
     let mut skip = None;
     let mut tries = pool.targets().len().max(1);
@@ -129,6 +135,13 @@ pub(crate) async fn forward(
                 if caused_by_body_limit(&e) {
                     return Forwarded {
                         response: synthetic::too_large(),
+                        upstream: Some(target.addr),
+                    };
+                }
+                if caused_by::<ClientBodyError>(&e) {
+                    tracing::debug!(site = %site.config.name, error = %error_chain(&e), "client sent a broken body");
+                    return Forwarded {
+                        response: synthetic::bad_request(),
                         upstream: Some(target.addr),
                     };
                 }
@@ -229,14 +242,34 @@ fn upstream_path(site: &Site, uri: &Uri) -> PathAndQuery {
 }
 
 fn caused_by_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    caused_by::<http_body_util::LengthLimitError>(e)
+}
+
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if err.is::<http_body_util::LengthLimitError>() {
+        if err.is::<T>() {
             return true;
         }
         cur = err.source();
     }
     false
+}
+
+/// An error reading the client's request body (as opposed to talking to the upstream).
+#[derive(Debug)]
+struct ClientBodyError(hyper::Error);
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reading the client's body: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

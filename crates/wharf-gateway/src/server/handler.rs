@@ -1,6 +1,8 @@
 //! The request pipeline, top to bottom:
 //! 1. admin listener → admin endpoints; on plain HTTP, pending ACME HTTP-01 challenges;
-//! 2. host: URI authority (HTTP/2) or `Host`, normalised; missing or malformed → 400;
+//! 2. requests that could be read two ways (two Host headers) → 400, a request target over
+//!    8 KiB → 414;
+//!    host: URI authority (HTTP/2) or `Host`, normalised; missing or malformed → 400;
 //! 3. site: the listener's own site, or the route table by (host, path); none → 404 page or
 //!    closed connection, per `unknown_host`;
 //! 4. plain HTTP to a site with a certificate for the host → 301 to HTTPS; allowlist → 403;
@@ -51,6 +53,9 @@ pub(crate) async fn handle(
         && let Some(answer) = shared.certs.http_challenge(token)
     {
         return Ok(synthetic::acme_challenge(answer));
+    }
+    if let Some(refused) = ambiguous(&req) {
+        return Ok(refused);
     }
     let start = Instant::now();
     let table = shared.table.load_full();
@@ -173,4 +178,20 @@ fn declared_length<B>(req: &Request<B>) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
+}
+
+/// Longest request target accepted, as nginx's default header buffers allow.
+const MAX_URI: usize = 8 * 1024;
+
+/// Requests not to pass on: an upstream could read their host differently from us, or they are
+/// longer than any real page address.
+fn ambiguous<B>(req: &Request<B>) -> Option<Response<Body>> {
+    let h = req.headers();
+    // (Content-Length next to chunked needs no check here: hyper reads such a body as chunked
+    // and drops the Content-Length, and the proxy frames what it sends on itself.)
+    if h.get_all(header::HOST).iter().nth(1).is_some() {
+        return Some(synthetic::bad_request());
+    }
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    (target > MAX_URI).then(synthetic::uri_too_long)
 }

@@ -1,0 +1,151 @@
+//! Hostile input at the gateway over raw sockets: oversized and malformed requests get a clear
+//! 4xx, requests an upstream could read differently (two Hosts, Content-Length with
+//! Transfer-Encoding) are refused, and slow clients (slowloris) neither starve other clients
+//! nor hold their connection past the header timeout.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wharf_gateway::Gateway;
+use wharf_gateway::config::GatewayConfig;
+use wharf_testkit::{MockUpstream, get};
+
+fn start(dir: &std::path::Path, upstream: SocketAddr) -> (Gateway, SocketAddr) {
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::write(dir.join("www/index.html"), "home").unwrap();
+    let toml = format!(
+        r#"
+[gateway]
+listen = ["127.0.0.1:0"]
+header_timeout = "1s"
+[[site]]
+name = "files"
+hosts = ["files.test"]
+root = "www"
+[[site]]
+name = "app"
+hosts = ["app.test"]
+upstreams = ["{upstream}"]
+"#
+    );
+    let gw = Gateway::start(GatewayConfig::from_toml(&toml, dir).unwrap()).unwrap();
+    let addr = gw.listen_addrs()[0];
+    (gw, addr)
+}
+
+/// Sends raw bytes; returns the status line (or what happened instead).
+async fn status_line(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // The server may answer (and close) before reading everything; that is fine.
+    let _ = s.write_all(raw).await;
+    let mut buf = vec![0u8; 256];
+    match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+        Ok(Ok(0)) => "closed".into(),
+        Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string(),
+        Ok(Err(e)) => format!("error {e}"),
+        Err(_) => "no answer in 5 s".into(),
+    }
+}
+
+#[tokio::test]
+async fn oversized_malformed_and_ambiguous_requests_get_4xx() {
+    let dir = std::env::temp_dir().join(format!("wharf-hostile-{}-table", std::process::id()));
+    let upstream = MockUpstream::start("app").await;
+    let (_gw, addr) = start(&dir, upstream.addr);
+    let headers_200: Vec<u8> = (0..200)
+        .flat_map(|i| format!("X-{i}: a\r\n").into_bytes())
+        .collect();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("sane request", b"GET / HTTP/1.1\r\nHost: files.test\r\n\r\n".to_vec(), "200"),
+        ("request target over 8 KiB", [b"GET /".as_slice(), &[b'a'; 16 * 1024], b" HTTP/1.1\r\nHost: files.test\r\n\r\n"].concat(), "414"),
+        ("request line over 64 KiB", [b"GET /".as_slice(), &[b'a'; 70 * 1024], b" HTTP/1.1\r\nHost: files.test\r\n\r\n"].concat(), "431"),
+        ("one header over 64 KiB", [b"GET / HTTP/1.1\r\nHost: files.test\r\nX: ".as_slice(), &[b'a'; 70 * 1024], b"\r\n\r\n"].concat(), "431"),
+        ("200 headers", [b"GET / HTTP/1.1\r\nHost: files.test\r\n".as_slice(), &headers_200, b"\r\n"].concat(), "431"),
+        ("body over the limit", b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 99999999999\r\n\r\n".to_vec(), "413"),
+        ("not HTTP", b"GARBAGE\r\n\r\n".to_vec(), "400"),
+        ("HTTP/0.9", b"GET /\r\n\r\n".to_vec(), "400"),
+        ("unknown version", b"GET / HTTP/9.9\r\nHost: files.test\r\n\r\n".to_vec(), "400"),
+        ("no Host", b"GET / HTTP/1.1\r\n\r\n".to_vec(), "400"),
+        ("two Hosts", b"GET / HTTP/1.1\r\nHost: files.test\r\nHost: app.test\r\n\r\n".to_vec(), "400"),
+        ("Host with a space", b"GET / HTTP/1.1\r\nHost: files.test evil\r\n\r\n".to_vec(), "400"),
+        ("Host with a backtick", b"GET / HTTP/1.1\r\nHost: `id`.test\r\n\r\n".to_vec(), "400"),
+        ("Host with a control byte", b"GET / HTTP/1.1\r\nHost: files\x01.test\r\n\r\n".to_vec(), "400"),
+        ("space in a header name", b"GET / HTTP/1.1\r\nHost: files.test\r\nBad Header: x\r\n\r\n".to_vec(), "400"),
+        ("folded header line", b"GET / HTTP/1.1\r\nHost: files.test\r\nX: a\r\n b\r\n\r\n".to_vec(), "400"),
+        ("NUL in the path", b"GET /\x00 HTTP/1.1\r\nHost: files.test\r\n\r\n".to_vec(), "400"),
+        ("two Content-Lengths", b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(), "400"),
+
+        ("broken chunk size", b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n".to_vec(), "400"),
+    ];
+    let mut wrong = Vec::new();
+    for (what, raw, want) in &cases {
+        let got = status_line(addr, raw).await;
+        if !got.starts_with(&format!("HTTP/1.1 {want}")) {
+            wrong.push(format!("{what}: want {want}, got {got:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // None of the refused requests got an answer from the upstream.
+    assert_eq!(upstream.requests(), 0);
+
+    // Content-Length next to chunked: the body is read as chunked (RFC 9112 §6.3) and sent on
+    // with framing of our own, so the upstream cannot read it another way.
+    let got = status_line(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_neither_starve_others_nor_outlive_the_header_timeout() {
+    let dir = std::env::temp_dir().join(format!("wharf-hostile-{}-slow", std::process::id()));
+    let upstream = MockUpstream::start("app").await;
+    let (_gw, addr) = start(&dir, upstream.addr);
+
+    // 300 clients that start a request and never finish its headers.
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: files.test\r\nX-Slow: ")
+            .await
+            .unwrap();
+        slow.push(s);
+    }
+    let opened = Instant::now();
+
+    // Everyone else is served meanwhile.
+    for _ in 0..20 {
+        let r = get(addr, "files.test", "/").await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(get(addr, "app.test", "/").await.unwrap().status, 200);
+    }
+
+    // Each slow connection is closed once the 1 s header timeout passes (bounded wait).
+    for mut s in slow {
+        let mut buf = [0u8; 512];
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {} // a 408 answer before the close is fine
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "a slow client was still connected after 10 s"
+        );
+    }
+    assert!(opened.elapsed() >= Duration::from_millis(900));
+    let _ = std::fs::remove_dir_all(&dir);
+}
