@@ -99,6 +99,7 @@ impl Server {
                 "operations left running by the previous server are marked failed"
             );
         }
+        recover(&store, &data)?;
         let new_token_file = auth::ensure_admin_token(&store, &data)?;
 
         let gateway = Gateway::start(GatewayConfig {
@@ -219,6 +220,36 @@ impl Server {
         self.control.reconciler.stop_everything().await;
         self.gateway.shutdown().await;
     }
+}
+
+/// Puts back what a killed server left half done: a release switch that did not finish returns
+/// to the previous release (so one of them always serves), and half-built release folders go.
+fn recover(store: &Arc<Store>, data: &DataDir) -> Result<(), ControlError> {
+    for (app, failed, previous) in store.recover_interrupted_switches()? {
+        let op = OpLog::begin(store, Some(&app), "recover");
+        let message = match previous {
+            Some(p) => format!(
+                "release {failed} was going live when the server stopped; release {p} serves again"
+            ),
+            None => format!(
+                "release {failed} was going live when the server stopped; it is marked failed"
+            ),
+        };
+        tracing::warn!(%app, "{message}");
+        op.ok("switch", &message);
+        op.finish(&Ok(message));
+    }
+    for app in store.apps()? {
+        let Ok(entries) = std::fs::read_dir(data.releases(&app.name)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".tmp") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Samples every app's gateway totals for the traffic graphs until `stop`.

@@ -90,6 +90,10 @@ const STEPS: &[&str] = &[
     "ALTER TABLE domains ADD COLUMN tls TEXT NOT NULL DEFAULT 'none'
         CHECK (tls IN ('none', 'acme', 'self-signed', 'manual'));
     ALTER TABLE apps ADD COLUMN hsts_seconds INTEGER;",
+    // 5: a release switch in progress (set when a release is activated, cleared once it serves),
+    // so a server killed mid-switch puts the previous release back when it starts again.
+    "ALTER TABLE apps ADD COLUMN switching INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE apps ADD COLUMN switching_from INTEGER;",
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

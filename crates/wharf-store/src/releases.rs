@@ -126,11 +126,52 @@ impl Store {
             return Err(missing(app, number));
         }
         tx.execute(
-            "UPDATE apps SET release = ?2, updated_at = ?3 WHERE id = ?1",
-            params![id, number, now()],
+            "UPDATE apps SET release = ?2, updated_at = ?3, switching = 1, switching_from = ?4
+             WHERE id = ?1",
+            params![id, number, now(), previous],
         )?;
         tx.commit()?;
         Ok(previous)
+    }
+
+    /// The release activated last now serves: the switch is over.
+    pub fn finish_switch(&self, app: &str) -> Result<()> {
+        let conn = self.conn();
+        let id = app_id(&conn, app)?;
+        conn.execute(
+            "UPDATE apps SET switching = 0, switching_from = NULL WHERE id = ?1",
+            [id],
+        )?;
+        Ok(())
+    }
+
+    /// For every app whose release switch a stopped server left unfinished: marks the release
+    /// it was switching to failed and puts the previous one back. Returns (app, failed,
+    /// previous) for each.
+    pub fn recover_interrupted_switches(&self) -> Result<Vec<(String, u32, Option<u32>)>> {
+        let pending: Vec<(String, Option<u32>, Option<u32>)> = {
+            let conn = self.conn();
+            let mut q =
+                conn.prepare("SELECT name, release, switching_from FROM apps WHERE switching = 1")?;
+            q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let mut recovered = Vec::new();
+        for (app, release, previous) in pending {
+            match release {
+                Some(n) if Some(n) != previous => {
+                    self.revert_release(
+                        &app,
+                        n,
+                        previous,
+                        "interrupted: the server stopped while this release was going live",
+                    )?;
+                    recovered.push((app, n, previous));
+                }
+                _ => self.finish_switch(&app)?,
+            }
+        }
+        Ok(recovered)
     }
 
     /// Puts `previous` back as the active release after `failed` could not go live.
@@ -155,7 +196,7 @@ impl Store {
             )?;
         }
         tx.execute(
-            "UPDATE apps SET release = ?2 WHERE id = ?1",
+            "UPDATE apps SET release = ?2, switching = 0, switching_from = NULL WHERE id = ?1",
             params![id, previous],
         )?;
         tx.commit()?;

@@ -302,6 +302,8 @@ async fn run(
         });
     }
 
+    let _ = c.store.finish_switch(app);
+
     // 5. Keep the last releases.
     prune(c, app);
     let short = commit
@@ -512,9 +514,11 @@ async fn roll_back(
         let _ = c
             .store
             .activate_release(app, previous.unwrap_or(release.number), &now_config);
+        let _ = c.store.finish_switch(app);
         let _ = c.reconciler.reconcile(app, false, op).await;
         return Err(format!("release {} did not go live: {e}", release.number));
     }
+    let _ = c.store.finish_switch(app);
     Ok(format!(
         "rolled back to release {} of {app}, live at {}",
         release.number,

@@ -132,6 +132,26 @@ impl ServerProc {
         serde_json::from_str(&self.ok(&["apps", "show", app, "--json"]).await).unwrap()
     }
 
+    /// `kill -9`: no chance to clean up, as in a power cut or an OOM kill.
+    pub async fn kill9(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+
+    /// A CLI command left running (e.g. a deploy), its stdout piped.
+    pub fn spawn_cli(&self, args: &[&str]) -> tokio::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(args)
+            .env("WHARF_URL", format!("http://{}", self.api))
+            .env("WHARF_TOKEN", &self.token)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
     pub async fn stop(mut self) {
         let pid = self.child.id().unwrap().to_string();
         assert!(

@@ -1,0 +1,146 @@
+//! Crash safety: `wharf server` is killed with SIGKILL in the middle of a deploy (during the
+//! build, and while the new release is starting, after its backup), then started again on the
+//! same data. One release always serves, the interrupted one is marked failed with a reason, no
+//! half-built release folder is left, the operations log says what happened, and SQLite's
+//! integrity check passes.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Repo, ServerProc, TempDir, free_port, page, require_python};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use wharf_testkit::assert_eventually;
+
+const APP: &str = "import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open('version').read().strip().encode()
+        self.send_response(200); self.send_header('content-length', str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer((os.environ['HOST'], int(os.environ['PORT'])), H).serve_forever()
+";
+
+/// Starts a deploy and kills the server once the deploy has printed `marker`.
+async fn kill_during_deploy(server: ServerProc, marker: &str) {
+    let mut deploy = server.spawn_cli(&["deploy", "api"]);
+    let mut lines = BufReader::new(deploy.stdout.take().unwrap()).lines();
+    let seen = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(marker) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(seen, Ok(true), "the deploy never printed {marker:?}");
+    server.kill9().await;
+    let _ = deploy.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_comes_back_with_one_release_serving() {
+    require_python();
+    let tmp = TempDir::new("crash");
+    let data = tmp.0.join("data");
+    let (http_port, https_port) = (free_port(), free_port());
+    let repo = Repo::new(
+        &tmp.0,
+        "api",
+        &[
+            ("app.py", APP),
+            ("version", "v1"),
+            ("Procfile", "web: exec python3 app.py\n"),
+        ],
+    );
+    let server = ServerProc::start_with(&data, http_port, https_port, &[]).await;
+    let http = server.http;
+    server
+        .ok(&["apps", "create", "api", "--git", &repo.url()])
+        .await;
+    server.ok(&["deploy", "api"]).await;
+    assert_eq!(page(http, "api.localhost").await.as_deref(), Some("v1"));
+
+    // 1. Killed during the build.
+    repo.commit(
+        &[
+            ("version", "v2"),
+            (
+                "wharf.toml",
+                "build = \"sleep 30\"\nrun = \"exec python3 app.py\"\n",
+            ),
+        ],
+        "slow build",
+    );
+    kill_during_deploy(server, "$ sleep 30").await;
+    let server = ServerProc::start_with(&data, http_port, https_port, &[]).await;
+    // Apps come back in the background after the server is up.
+    assert_eventually!(
+        page(http, "api.localhost").await.as_deref() == Some("v1"),
+        "v1 serves after the restart"
+    );
+    let releases = server.ok(&["releases", "api"]).await;
+    assert!(
+        releases
+            .lines()
+            .any(|l| l.starts_with('2') && l.contains("failed") && l.contains("interrupted")),
+        "{releases}"
+    );
+    assert!(
+        !data.join("apps/api/releases/2.tmp").exists(),
+        "a half-built release was left"
+    );
+
+    // 2. Killed after the backup, while the new release is starting (it takes 30 s to listen).
+    repo.commit(
+        &[
+            ("version", "v3"),
+            ("wharf.toml", "run = \"sleep 30; exec python3 app.py\"\n"),
+        ],
+        "slow start",
+    );
+    kill_during_deploy(server, "starting the new release").await;
+    let server = ServerProc::start_with(&data, http_port, https_port, &[]).await;
+    assert_eventually!(
+        page(http, "api.localhost").await.as_deref() == Some("v1"),
+        "the previous release serves again"
+    );
+    let releases = server.ok(&["releases", "api"]).await;
+    assert!(
+        releases
+            .lines()
+            .any(|l| l.starts_with('3') && l.contains("failed")),
+        "{releases}"
+    );
+    assert!(
+        releases
+            .lines()
+            .any(|l| l.starts_with('1') && l.contains("active")),
+        "{releases}"
+    );
+    let ops = server.ok(&["ops", "api"]).await;
+    assert!(
+        ops.contains("release 3 was going live when the server stopped; release 1 serves again"),
+        "{ops}"
+    );
+    assert!(ops.contains("interrupted"), "{ops}");
+
+    // The app was not lost, and the next deploy works.
+    repo.commit(
+        &[
+            ("version", "v4"),
+            ("wharf.toml", "run = \"exec python3 app.py\"\n"),
+        ],
+        "fixed",
+    );
+    server.ok(&["deploy", "api"]).await;
+    assert_eq!(page(http, "api.localhost").await.as_deref(), Some("v4"));
+    server.stop().await;
+
+    let db = rusqlite::Connection::open(data.join("wharf.db")).unwrap();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
