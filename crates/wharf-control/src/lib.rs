@@ -7,6 +7,8 @@ mod api;
 mod auth;
 mod deploy;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod oplog;
 mod paths;
 mod reconciler;

@@ -10,6 +10,8 @@ mod access_log;
 mod body;
 pub mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod gateway;
 mod metrics;
 mod proxy;

@@ -62,7 +62,11 @@ fn hmac_ok(secret: &str, body: &[u8], hex_sig: &str) -> bool {
 }
 
 /// Which provider sent it, and whether its signature holds.
-fn verify(headers: &HeaderMap, secret: &str, body: &[u8]) -> Result<&'static str, ApiError> {
+pub(crate) fn verify(
+    headers: &HeaderMap,
+    secret: &str,
+    body: &[u8],
+) -> Result<&'static str, ApiError> {
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     if let Some(sig) = h("x-hub-signature-256") {
         let hex_sig = sig
@@ -87,6 +91,52 @@ fn verify(headers: &HeaderMap, secret: &str, body: &[u8]) -> Result<&'static str
     ))
 }
 
+/// What a signed webhook asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Push {
+    Pong,
+    /// Not a push to the app's branch; says what it was.
+    Ignored(String),
+    /// The pushed commit when the payload names one, else the branch head.
+    Deploy {
+        reference: String,
+    },
+}
+
+/// Reads the event header and the payload (already authenticated); `Err` for a push payload
+/// that is not JSON.
+pub(crate) fn interpret(headers: &HeaderMap, body: &[u8], branch: &str) -> Result<Push, String> {
+    let event = ["x-github-event", "x-gitea-event", "x-gitlab-event"]
+        .iter()
+        .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
+        .unwrap_or("push");
+    if event == "ping" {
+        return Ok(Push::Pong);
+    }
+    if !(event == "push" || event == "Push Hook") {
+        return Ok(Push::Ignored(format!("{event} events are ignored")));
+    }
+    let payload: Value = serde_json::from_slice(body).map_err(|e| format!("push payload: {e}"))?;
+    let pushed = payload["ref"].as_str().unwrap_or("");
+    if pushed != format!("refs/heads/{branch}") {
+        return Ok(Push::Ignored(format!("push to `{pushed}` ignored")));
+    }
+    let commit = ["after", "checkout_sha"]
+        .iter()
+        .find_map(|k| payload[*k].as_str())
+        .unwrap_or("");
+    let named = commit.len() >= 7
+        && commit.chars().all(|c| c.is_ascii_hexdigit())
+        && !commit.chars().all(|c| c == '0');
+    Ok(Push::Deploy {
+        reference: if named {
+            commit.to_string()
+        } else {
+            branch.to_string()
+        },
+    })
+}
+
 /// `POST /hooks/{app}`: answers pings, ignores other branches, deploys pushes to the app's branch
 /// in the background (202).
 pub(crate) async fn receive(
@@ -100,50 +150,23 @@ pub(crate) async fn receive(
         unauthorized("webhooks are not enabled for this app (wharf hooks enable APP)")
     })?;
     let provider = verify(&headers, &secret, &body)?;
-    let event = ["x-github-event", "x-gitea-event", "x-gitlab-event"]
-        .iter()
-        .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
-        .unwrap_or("push");
-    if event == "ping" {
-        return Ok((StatusCode::OK, Json(json!({ "message": "pong" }))));
-    }
-    if !(event == "push" || event == "Push Hook") {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({ "message": format!("{event} events are ignored") })),
-        ));
-    }
-    let payload: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid(format!("push payload: {e}")))?;
     let a = c.store.app(&app)?;
     let branch = a.git_ref.clone().unwrap_or_else(|| "main".into());
-    let pushed = payload["ref"].as_str().unwrap_or("");
-    if pushed != format!("refs/heads/{branch}") {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(
-                json!({ "message": format!("push to `{pushed}` ignored: {app} deploys {branch}") }),
-            ),
-        ));
-    }
+    let reference = match interpret(&headers, &body, &branch).map_err(ApiError::invalid)? {
+        Push::Pong => return Ok((StatusCode::OK, Json(json!({ "message": "pong" })))),
+        Push::Ignored(why) => {
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "message": format!("{why}: {app} deploys {branch}") })),
+            ));
+        }
+        Push::Deploy { reference } => reference,
+    };
     let url = a.git_url.clone().ok_or_else(|| {
         ApiError::invalid(format!(
             "{app} has no repository to fetch: wharf apps set {app} --git URL"
         ))
     })?;
-    let commit = ["after", "checkout_sha"]
-        .iter()
-        .find_map(|k| payload[*k].as_str())
-        .unwrap_or("");
-    // Deploy the pushed commit when the payload names one, else the branch head.
-    let reference = if commit.len() >= 7
-        && commit.chars().all(|c| c.is_ascii_hexdigit())
-        && !commit.chars().all(|c| c == '0')
-    {
-        commit.to_string()
-    } else {
-        branch.clone()
-    };
     tracing::info!(%app, provider, %reference, "webhook push: deploying");
     tokio::spawn(async move {
         let _ = crate::deploy::deploy(&c, &app, Source::Git { url, reference }, Output::new(None))

@@ -7,7 +7,7 @@ mod deploys;
 mod error;
 mod extract;
 mod git;
-mod hooks;
+pub(crate) mod hooks;
 mod logs;
 pub(crate) mod openapi;
 mod operations;

@@ -2,9 +2,9 @@
 //! reconciler's zero-downtime switch, keep the last releases; and rollback.
 
 mod backup;
-mod manifest;
+pub(crate) mod manifest;
 mod pipeline;
-mod source;
+pub(crate) mod source;
 
 pub(crate) use pipeline::{Deploys, Source, deploy, rollback};
 pub(crate) use source::check_git;

@@ -1,0 +1,26 @@
+//! Webhook requests: header lines (`name: value`) up to an empty line, then the body. Checked
+//! against the secret, then read; never a panic, and a wrong signature never gets through.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let result = wharf_control::fuzz::webhook(&headers, body.as_bytes(), "fuzz-secret");
+    // Only GitLab's plain token can be guessed from the input; HMACs cannot.
+    if result.is_ok() {
+        assert!(
+            headers
+                .iter()
+                .any(|(k, v)| k == "x-gitlab-token" && v == "fuzz-secret")
+                || !headers.iter().any(|(k, _)| k == "x-gitlab-token"),
+            "accepted without the secret: {headers:?}"
+        );
+    }
+});
