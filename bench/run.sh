@@ -199,6 +199,22 @@ read -r whs_rps whs_p99 < <(measure_close "https://localhost:$WHARF_TLS_PORT/1k.
 read -r nhs_rps nhs_p99 < <(measure_close "https://localhost:$NGINX_TLS_PORT/1k.bin" localhost)
 
 read -r wharf_rss wharf_hwm < <(rss "$WHARF_PID")
+
+# 10,000 routes: the same static file through a gateway with 10,000 sites (one host each), to
+# show that route lookup stays flat, and what the routes cost in memory.
+WHARF10K=127.0.0.1:18107
+{
+  printf '[gateway]\nlisten = ["%s"]\nworkers = 1\n' "$WHARF10K"
+  for i in $(seq 1 10000); do
+    printf '[[site]]\nname = "s%d"\nhosts = ["s%d.bench"]\nroot = "%s"\n' "$i" "$i" "$TMP/www"
+  done
+} > "$TMP/wharf10k.toml"
+RUST_LOG=warn start "$SERVER_CPU" "$WHARF" gateway --config "$TMP/wharf10k.toml" --no-watch
+WHARF10K_PID=$LAST
+for _ in $(seq 300); do curl -sf -o /dev/null -H "Host: s5000.bench" "http://$WHARF10K/1k.bin" && break; sleep 0.1; done
+read -r w10k_rps w10k_p99 < <(measure "http://$WHARF10K/1k.bin" s5000.bench)
+read -r w10k_rss w10k_hwm < <(rss "$WHARF10K_PID")
+kill "$WHARF10K_PID" 2>/dev/null || true
 read -r hap_rss hap_hwm < <(rss "$HAPROXY_PID")
 read -r nginx_rss nginx_hwm < <(rss "$(pgrep -P "$NGINX_PROXY_MASTER" | head -1)")
 
@@ -271,6 +287,19 @@ proc_deploy_ms=$(printf '%s\n' "${proc_times[@]}" | median)
 sleep 2 # let the server settle before reading its idle memory
 read -r server_rss server_hwm < <(rss "$SERVER_PID")
 
+# 200 apps: create more static apps, then time the API's app list and read the memory.
+for i in $(seq -w 21 200); do
+  curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+    -d "{\"name\":\"more$i\",\"kind\":\"static\"}" http://127.0.0.1:18110/api/v1/apps
+done
+list_times=()
+for _ in $(seq 10); do
+  list_times+=("$(curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $TOKEN" http://127.0.0.1:18110/api/v1/apps)")
+done
+list_ms=$(printf '%s\n' "${list_times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int((NR+1)/2)]*1000}')
+sleep 2
+read -r server200_rss server200_hwm < <(rss "$SERVER_PID")
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 report=$(cat <<MD
@@ -297,6 +326,7 @@ Method: one worker each, pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS keep-a
 | wharf proxy / nginx proxy | $(ratio "$wharf_rps" "$nginx_rps") | |
 | wharf proxy / backend direct | $(ratio "$wharf_rps" "$direct_rps") | ≥ 0.70 |
 | wharf static / nginx static | $(ratio "$wstat_rps" "$nstat_rps") | ≥ 1.0 |
+| wharf static with 10,000 routes / with 3 routes | $(ratio "$w10k_rps" "$wstat_rps") | ≈ 1.0 (flat) |
 | wharf HTTPS / nginx HTTPS, keep-alive | $(ratio "$wtls_rps" "$ntls_rps") | ≥ 1.0 |
 | wharf HTTPS / nginx HTTPS, new handshakes | $(ratio "$whs_rps" "$nhs_rps") | ≥ 1.0 |
 
@@ -306,6 +336,9 @@ Method: one worker each, pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS keep-a
 | API call → route live, static app (median of 20; max) | ${live_ms} ms (max ${live_max_ms} ms) | < 50 ms |
 | API call → route live, Python process app (start + health check) | ${proc_ms} ms | |
 | static site deploy from a local git repo to live (median of 5; all) | ${static_deploy_ms} ms (${static_times[*]}) | < 1000 ms |
+| RSS with 203 apps defined (200 static), idle | ${server200_rss} kB | |
+| API app list with 203 apps (median of 10) | ${list_ms} ms | |
+| wharf gateway with 10,000 routes: RSS after the run; static 1 KiB | ${w10k_rss} kB (peak ${w10k_hwm} kB); ${w10k_rps} req/s | |
 | process app deploy with no build step, i.e. wharf's overhead (median of 5; all) | ${proc_deploy_ms} ms (${proc_times[*]}) | < 2000 ms |
 MD
 )

@@ -21,7 +21,7 @@ use crate::oplog::OpLog;
 
 pub(crate) async fn list(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<AppView>>> {
     let apps = c.store.apps()?;
-    Ok(Json(apps.iter().map(|a| views::app(&c, a)).collect()))
+    Ok(Json(views::apps(&c, &apps)))
 }
 
 pub(crate) async fn show(

@@ -9,12 +9,28 @@ use wharf_store::{App, AppKind, Availability, Operation, Release};
 use crate::Control;
 
 pub(crate) fn app(control: &Control, app: &App) -> AppView {
+    with_instances(control, app, &control.runtime.list())
+}
+
+/// Views of many apps; the runtime (which reads `/proc` for each instance) is asked once.
+pub(crate) fn apps(control: &Control, apps: &[App]) -> Vec<AppView> {
+    let running = control.runtime.list();
+    apps.iter()
+        .map(|a| with_instances(control, a, &running))
+        .collect()
+}
+
+fn with_instances(
+    control: &Control,
+    app: &App,
+    running: &[wharf_runtime::InstanceStatus],
+) -> AppView {
     let rec = &control.reconciler;
-    let mut instances: Vec<InstanceView> = control
-        .runtime
-        .list()
-        .into_iter()
-        .filter(|i| i.app == app.name)
+    let mine: Vec<&wharf_runtime::InstanceStatus> =
+        running.iter().filter(|i| i.app == app.name).collect();
+    let mut instances: Vec<InstanceView> = mine
+        .iter()
+        .map(|i| (*i).clone())
         .map(|i| InstanceView {
             name: i.instance,
             port: i.port,
@@ -31,22 +47,8 @@ pub(crate) fn app(control: &Control, app: &App) -> AppView {
         })
         .collect();
     instances.sort_by(|a, b| a.name.cmp(&b.name));
-    let limits_note = control
-        .runtime
-        .list()
-        .into_iter()
-        .find(|i| i.app == app.name)
-        .and_then(|i| i.limits_note);
-    let state = state(
-        app,
-        &control
-            .runtime
-            .list()
-            .iter()
-            .filter(|i| i.app == app.name)
-            .map(|i| i.state)
-            .collect::<Vec<_>>(),
-    );
+    let limits_note = mine.first().and_then(|i| i.limits_note.clone());
+    let state = state(app, &mine.iter().map(|i| i.state).collect::<Vec<_>>());
     let mut hosts = vec![rec.default_host(&app.name)];
     hosts.extend(app.domains.iter().cloned());
     AppView {
