@@ -20,9 +20,20 @@ pub(crate) fn identity(pid: u32) -> Option<(u64, u32)> {
 
 /// Sums over every process whose process group is `pgid` (the shell and what it started).
 pub(crate) fn group_usage(pgid: u32) -> Option<Usage> {
-    let mut usage = Usage::default();
-    let mut found = false;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+    groups_usage(&[pgid]).remove(&pgid)
+}
+
+/// Usage per process group, for all of `pgids` in one pass over `/proc` (the scan costs the
+/// same for one group as for many).
+pub(crate) fn groups_usage(pgids: &[u32]) -> std::collections::HashMap<u32, Usage> {
+    let mut out = std::collections::HashMap::new();
+    if pgids.is_empty() {
+        return out;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
         let name = entry.file_name();
         let Some(pid) = name
             .to_str()
@@ -39,18 +50,22 @@ pub(crate) fn group_usage(pgid: u32) -> Option<Usage> {
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         // rest[0] is field 3 (state): pgrp is field 5, utime 14, stime 15, rss (pages) 24.
-        if fields.get(2).and_then(|f| f.parse::<u32>().ok()) != Some(pgid) {
+        let Some(pgid) = fields
+            .get(2)
+            .and_then(|f| f.parse::<u32>().ok())
+            .filter(|g| pgids.contains(g))
+        else {
             continue;
-        }
-        found = true;
+        };
         let num = |i: usize| {
             fields
                 .get(i)
                 .and_then(|f| f.parse::<u64>().ok())
                 .unwrap_or(0)
         };
+        let usage: &mut Usage = out.entry(pgid).or_default();
         usage.cpu_seconds += (num(11) + num(12)) as f64 / TICKS;
         usage.rss_bytes += num(21) * 4096;
     }
-    found.then_some(usage)
+    out
 }

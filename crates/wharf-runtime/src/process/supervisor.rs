@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cgroup::Cgroup;
 use super::logs::AppLog;
-use super::stats::{group_usage, identity};
+use super::stats::{group_usage, groups_usage, identity};
 use crate::{
     BoxFuture, InstanceSpec, InstanceState, InstanceStatus, Result, Runtime, RuntimeError,
 };
@@ -187,7 +187,21 @@ impl Runtime for ProcessRuntime {
 
     fn list(&self) -> Vec<InstanceStatus> {
         let map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
-        map.values().map(|i| status_of(i)).collect()
+        let pgids: Vec<u32> = map
+            .values()
+            .filter_map(|i| i.status.lock().unwrap_or_else(|p| p.into_inner()).pid)
+            .collect();
+        let mut usage = groups_usage(&pgids);
+        map.values()
+            .map(|i| {
+                let mut s = status_without_usage(i);
+                if let Some(u) = s.pid.and_then(|p| usage.remove(&p)) {
+                    s.rss_bytes = Some(u.rss_bytes);
+                    s.cpu_seconds = Some(u.cpu_seconds);
+                }
+                s
+            })
+            .collect()
     }
 
     fn subscribe_logs(&self, app: &str) -> broadcast::Receiver<String> {
@@ -201,8 +215,16 @@ impl Runtime for ProcessRuntime {
 }
 
 fn status_of(i: &Instance) -> InstanceStatus {
+    let mut s = status_without_usage(i);
+    if let Some(u) = s.pid.and_then(group_usage) {
+        s.rss_bytes = Some(u.rss_bytes);
+        s.cpu_seconds = Some(u.cpu_seconds);
+    }
+    s
+}
+
+fn status_without_usage(i: &Instance) -> InstanceStatus {
     let live = i.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let usage = live.pid.and_then(group_usage);
     InstanceStatus {
         app: i.spec.app.clone(),
         instance: i.spec.instance.clone(),
@@ -211,8 +233,8 @@ fn status_of(i: &Instance) -> InstanceStatus {
         pid: live.pid,
         restarts: live.restarts,
         started_at: live.started_at,
-        rss_bytes: usage.as_ref().map(|u| u.rss_bytes),
-        cpu_seconds: usage.as_ref().map(|u| u.cpu_seconds),
+        rss_bytes: None,
+        cpu_seconds: None,
         limits_note: live.limits_note,
         last_exit: live.last_exit,
     }
