@@ -1,7 +1,7 @@
 //! Hostile input at the gateway over raw sockets: oversized and malformed requests get a clear
 //! 4xx, requests an upstream could read differently (two Hosts, Content-Length with
-//! Transfer-Encoding) are refused, and slow clients (slowloris) neither starve other clients
-//! nor hold their connection past the header timeout.
+//! Transfer-Encoding) are refused, and slow clients (slowloris, slow uploads) do not starve
+//! other clients; slow headers do not outlive the header timeout.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -121,6 +121,17 @@ async fn slow_clients_neither_starve_others_nor_outlive_the_header_timeout() {
         slow.push(s);
     }
     let opened = Instant::now();
+    // And 100 that send their headers, then a body a few bytes at a time (slow POST).
+    let mut trickling = Vec::new();
+    for _ in 0..100 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 1000000\r\n\r\nabc",
+        )
+        .await
+        .unwrap();
+        trickling.push(s);
+    }
 
     // Everyone else is served meanwhile.
     for _ in 0..20 {
@@ -147,5 +158,9 @@ async fn slow_clients_neither_starve_others_nor_outlive_the_header_timeout() {
         );
     }
     assert!(opened.elapsed() >= Duration::from_millis(900));
+    // The slow uploads never finished; others were served all along. Let them go.
+    for mut s in trickling {
+        let _ = s.write_all(b"def").await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
