@@ -349,11 +349,11 @@ Method: one worker each, pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS keep-a
 | API call → route live, static app (median of 20; max) | ${live_ms} ms (max ${live_max_ms} ms) | < 50 ms |
 | API call → route live, Python process app (start + health check) | ${proc_ms} ms | |
 | static site deploy from a local git repo to live (median of 5; all) | ${static_deploy_ms} ms (${static_times[*]}) | < 1000 ms |
+| process app deploy with no build step, i.e. wharf's overhead (median of 5; all) | ${proc_deploy_ms} ms (${proc_times[*]}) | < 2000 ms |
 | RSS with 203 apps defined (200 static), idle | ${server200_rss} kB | |
 | API app list with 203 apps (median of 10) | ${list_ms} ms | |
 | wharf gateway with 10,000 routes: RSS after the run; static 1 KiB | ${w10k_rss} kB (peak ${w10k_hwm} kB); ${w10k_rps} req/s | |
 | nginx with 10,000 server blocks: worker RSS after the run; static 1 KiB | ${n10k_rss:-?} kB; ${n10k_rps} req/s | |
-| process app deploy with no build step, i.e. wharf's overhead (median of 5; all) | ${proc_deploy_ms} ms (${proc_times[*]}) | < 2000 ms |
 MD
 )
 echo "$report" | tee "$OUT/latest.md"
