@@ -36,8 +36,44 @@ impl CertInfo {
         })
     }
 
+    /// Whether `host` (lower-case) is one of the certificate's names, a wildcard covering one
+    /// label as TLS clients check.
+    pub fn covers(&self, host: &str) -> bool {
+        self.hosts.iter().any(|n| {
+            n == host
+                || n.strip_prefix('*')
+                    .zip(host.find('.'))
+                    .is_some_and(|(suffix, dot)| &host[dot..] == suffix)
+        })
+    }
+
     /// When to renew: once a third of the lifetime is left.
     pub fn renew_at(&self) -> i64 {
         self.not_after - (self.not_after - self.not_before) / 3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_one_label_wildcards() {
+        let info = CertInfo {
+            hosts: vec!["a.test".into(), "*.b.test".into()],
+            issuer: String::new(),
+            not_before: 0,
+            not_after: 0,
+        };
+        for (host, want) in [
+            ("a.test", true),
+            ("x.b.test", true),
+            ("b.test", false),
+            ("y.x.b.test", false),
+            ("xa.test", false),
+            ("x.bb.test", false),
+        ] {
+            assert_eq!(info.covers(host), want, "{host}");
+        }
     }
 }

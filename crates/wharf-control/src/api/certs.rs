@@ -46,13 +46,7 @@ pub(crate) async fn list(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<Ce
 pub(crate) fn save_manual(c: &Control, host: &str, cert: &str, key: &str) -> ApiResult<()> {
     let (_, info) = wharf_tls::pem::certified_key(cert.as_bytes(), key.as_bytes())
         .map_err(|e| ApiError::invalid(format!("{e}")))?;
-    let covered = info.hosts.iter().any(|n| {
-        n == host
-            || n.strip_prefix('*').is_some_and(|suffix| {
-                host.ends_with(suffix) && !host[..host.len() - suffix.len()].contains('.')
-            })
-    });
-    if !covered {
+    if !info.covers(host) {
         return Err(ApiError::invalid(format!(
             "the certificate is for {}, not {host}",
             if info.hosts.is_empty() {
