@@ -26,8 +26,8 @@ pub(crate) struct Metrics {
     requests: Family<SiteClass, Counter>,
     latency: Family<SiteLabel, Histogram>,
     upstream_errors: Family<SiteLabel, Counter>,
-    /// Total time to response headers in microseconds; not exported (the histogram is), it
-    /// gives the dashboard a mean latency without reading histogram internals.
+    /// Total time to response headers in microseconds, for the dashboard's mean latency: not
+    /// exported (the histogram is), and prometheus-client only reads a histogram's sum in tests.
     latency_micros: Family<SiteLabel, Counter>,
     pub(crate) open_connections: Gauge,
     pub(crate) unknown_host: Counter,

@@ -13,6 +13,9 @@ pub(crate) struct Site {
     pub(crate) config: SiteConfig,
     pub(crate) backend: Backend,
     pub(crate) metrics: SiteMetrics,
+    /// The `Strict-Transport-Security` value for HTTPS answers, built once here rather than per
+    /// request.
+    pub(crate) hsts: Option<http::HeaderValue>,
 }
 
 pub(crate) enum Backend {
@@ -62,11 +65,15 @@ impl Site {
             }
         };
         let metrics = metrics.for_site(&config.name);
+        let hsts = config.https.hsts.and_then(|max_age| {
+            http::HeaderValue::try_from(format!("max-age={}", max_age.as_secs())).ok()
+        });
         Ok((
             Site {
                 config,
                 backend,
                 metrics,
+                hsts,
             },
             fresh_pool,
         ))

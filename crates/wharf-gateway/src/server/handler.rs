@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderValue, Request, Response, header};
+use http::{Request, Response, header};
 use hyper::body::Incoming;
 
 use super::listener::{ConnInfo, Role};
@@ -134,12 +134,11 @@ pub(crate) async fn handle(
     };
 
     if conn.scheme == "https"
-        && let Some(max_age) = site.config.https.hsts
-        && let Ok(v) = HeaderValue::from_str(&format!("max-age={}", max_age.as_secs()))
+        && let Some(v) = &site.hsts
     {
         response
             .headers_mut()
-            .insert(header::STRICT_TRANSPORT_SECURITY, v);
+            .insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
     }
     let elapsed = start.elapsed().as_secs_f64();
     let status = response.status().as_u16();

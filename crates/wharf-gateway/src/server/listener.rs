@@ -8,11 +8,8 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::GatewayError;
@@ -99,40 +96,18 @@ pub(crate) fn spawn_accept_loop(
             shared.metrics.open_connections.inc();
             let tracker = shared.tracker.clone();
             tracker.spawn(async move {
-                let io = if conn_info.role == Role::Https {
+                if conn_info.role == Role::Https {
                     // The handshake gets the same deadline as request headers (slowloris guard).
                     let deadline = shared.table.load().timeouts.header_read;
-                    match tokio::time::timeout(deadline, shared.tls.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            // A TLS-ALPN-01 validation ends with the handshake.
-                            if tls.get_ref().1.alpn_protocol() == Some(wharf_tls::ACME_TLS_ALPN) {
-                                shared.metrics.open_connections.dec();
-                                return;
-                            }
-                            Io::Tls(Box::new(tls))
-                        }
-                        _ => {
-                            shared.metrics.open_connections.dec();
-                            return;
-                        }
+                    let accepted = tokio::time::timeout(deadline, shared.tls.accept(stream)).await;
+                    // A TLS-ALPN-01 validation ends with the handshake.
+                    if let Ok(Ok(tls)) = accepted
+                        && tls.get_ref().1.alpn_protocol() != Some(wharf_tls::ACME_TLS_ALPN)
+                    {
+                        serve(&shared, conn_info, &builder, tls, stop_conn).await;
                     }
                 } else {
-                    Io::Plain(stream)
-                };
-                let svc_shared = shared.clone();
-                let service = service_fn(move |req| {
-                    let shared = svc_shared.clone();
-                    let conn_info = conn_info.clone();
-                    async move { super::handler::handle(shared, conn_info, req).await }
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-                tokio::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    _ = stop_conn.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
-                    }
+                    serve(&shared, conn_info, &builder, stream, stop_conn).await;
                 }
                 shared.metrics.open_connections.dec();
             });
@@ -142,66 +117,30 @@ pub(crate) fn spawn_accept_loop(
     Ok(local)
 }
 
-/// A connection's byte stream: plain TCP or TLS over it.
-enum Io {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Io {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Io::Plain(s) => s.is_write_vectored(),
-            Io::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+/// Serves one connection's requests until it ends or the gateway shuts down (then gracefully).
+/// Generic over the stream, so plain TCP pays nothing for TLS.
+async fn serve<I>(
+    shared: &Arc<Shared>,
+    conn_info: Arc<ConnInfo>,
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    stop: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_shared = shared.clone();
+    let service = service_fn(move |req| {
+        let shared = svc_shared.clone();
+        let conn_info = conn_info.clone();
+        async move { super::handler::handle(shared, conn_info, req).await }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
         }
     }
 }
