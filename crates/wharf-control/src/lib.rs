@@ -70,7 +70,7 @@ pub struct Server {
     gateway: Gateway,
     api_addr: SocketAddr,
     stop_api: CancellationToken,
-    stop_certs: CancellationToken,
+    stop_background: CancellationToken,
     api_task: tokio::task::JoinHandle<()>,
     new_token_file: Option<PathBuf>,
 }
@@ -142,10 +142,10 @@ impl Server {
             certs: certs.clone(),
             traffic: Default::default(),
         });
-        let stop_certs = CancellationToken::new();
-        certs.spawn(stop_certs.clone());
+        let stop_background = CancellationToken::new();
+        certs.spawn(stop_background.clone());
         spawn_cert_log(&control);
-        spawn_traffic_sampler(&control, gateway.clone(), stop_certs.clone());
+        spawn_traffic_sampler(&control, gateway.clone(), stop_background.clone());
 
         let listener = tokio::net::TcpListener::bind(config.api)
             .await
@@ -191,7 +191,7 @@ impl Server {
             gateway,
             api_addr,
             stop_api,
-            stop_certs,
+            stop_background,
             api_task,
             new_token_file,
         })
@@ -217,7 +217,7 @@ impl Server {
     /// Stops the API, every app instance, then the gateway (draining open requests).
     pub async fn shutdown(self) {
         self.stop_api.cancel();
-        self.stop_certs.cancel();
+        self.stop_background.cancel();
         let _ = self.api_task.await;
         self.control.reconciler.stop_everything().await;
         self.gateway.shutdown().await;
