@@ -132,10 +132,6 @@ impl CertManager {
         }
     }
 
-    pub fn store(&self) -> &Arc<CertStore> {
-        &self.store
-    }
-
     /// Every attempt (name, outcome), for an operations log.
     pub fn subscribe(&self) -> broadcast::Receiver<(String, Attempt)> {
         self.events.subscribe()

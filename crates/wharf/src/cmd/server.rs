@@ -108,15 +108,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if let Some(file) = server.new_token_file() {
         tracing::info!(file = %file.display(), "created the admin API token (mode 0600); the CLI finds it there");
     }
-    let http = server
-        .http_addrs()
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = |addrs: Vec<std::net::SocketAddr>| {
+        addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     tracing::info!(
         api = %server.api_addr(),
-        http = %http,
+        dashboard = %format!("http://{}/", server.api_addr()),
+        http = %list(server.http_addrs()),
+        https = %list(server.https_addrs()),
         data = %args.data.display(),
         "wharf server ready"
     );
