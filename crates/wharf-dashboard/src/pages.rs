@@ -42,6 +42,12 @@ fn to_login() -> Response {
 #[allow(clippy::result_large_err)]
 fn session(d: &Dashboard, headers: &HeaderMap) -> Result<(Session, Client), Response> {
     let s = d.sessions.get(headers).ok_or_else(to_login)?;
+    with_client(d, s)
+}
+
+/// The API client acting with the session's token.
+#[allow(clippy::result_large_err)]
+fn with_client(d: &Dashboard, s: Session) -> Result<(Session, Client), Response> {
     let client =
         Client::new(&d.api, Some(s.token.clone())).map_err(|e| error_page(&e.to_string()))?;
     Ok((s, client))
@@ -72,9 +78,7 @@ fn changing(
         )
             .into_response());
     }
-    let client =
-        Client::new(&d.api, Some(s.token.clone())).map_err(|e| error_page(&e.to_string()))?;
-    Ok((s, client))
+    with_client(d, s)
 }
 
 fn error_markup(message: &str) -> Markup {

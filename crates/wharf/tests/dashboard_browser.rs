@@ -17,6 +17,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use http_body_util::Full;
 use support::{Repo, ServerProc, TempDir, free_port, page, require_python, require_tool};
 use tokio::process::{Child, Command};
+use wharf_testkit::get;
 
 struct Driver {
     _child: Child,
@@ -219,6 +220,26 @@ async fn log_in_create_deploy_roll_back_and_read_logs_in_chromium() {
         .unwrap()
         .unwrap_or_default();
     assert!(chart.starts_with("Requests: now"), "{chart}");
+
+    // Logs follow live: new requests show up without reloading the page.
+    let logged = |t: &str| t.matches("GET /live-").count();
+    let mut followed = false;
+    for i in 0..100 {
+        let _ = get(server.http, "web.localhost", &format!("/live-{i}")).await;
+        let text = b
+            .find(Locator::Css("#app-logs"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if logged(&text) > 0 {
+            followed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(followed, "new log lines never reached the open page");
     shoot(b, "app").await;
 
     // One click rolls back.
