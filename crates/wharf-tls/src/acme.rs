@@ -23,14 +23,24 @@ use crate::store::CertStore;
 pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Challenge {
     /// Answered on the plain-HTTP listener (port 80 in production).
     #[default]
     Http01,
     /// Answered on the HTTPS listener (port 443 in production).
     TlsAlpn01,
+}
+
+impl std::str::FromStr for Challenge {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "http-01" => Ok(Challenge::Http01),
+            "tls-alpn-01" => Ok(Challenge::TlsAlpn01),
+            other => Err(format!("`{other}` is unknown; use http-01 or tls-alpn-01")),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -154,17 +154,13 @@ fn convert(file: FileConfig, base: &Path) -> Result<GatewayConfig, ConfigError> 
     }
     cfg.tls_dir = Some(base.join(g.tls_dir.unwrap_or_else(|| "certs".into())));
     if let Some(a) = file.acme {
-        let challenge = match a.challenge.as_deref() {
-            None | Some("http-01") => wharf_tls::Challenge::Http01,
-            Some("tls-alpn-01") => wharf_tls::Challenge::TlsAlpn01,
-            Some(other) => {
-                return Err(err(
-                    None,
-                    "acme.challenge",
-                    format!("`{other}` is unknown; use \"http-01\" or \"tls-alpn-01\""),
-                ));
-            }
-        };
+        let challenge = a
+            .challenge
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|m| err(None, "acme.challenge", m))?
+            .unwrap_or_default();
         if !a.directory.starts_with("https://") {
             return Err(err(
                 None,

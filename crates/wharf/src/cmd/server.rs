@@ -67,11 +67,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             "--acme-directory `{other}`: use staging, production or an https:// directory URL"
         ),
     };
-    let challenge = match args.acme_challenge.as_str() {
-        "http-01" => wharf_tls::Challenge::Http01,
-        "tls-alpn-01" => wharf_tls::Challenge::TlsAlpn01,
-        other => anyhow::bail!("--acme-challenge `{other}`: use http-01 or tls-alpn-01"),
-    };
+    let challenge: wharf_tls::Challenge = args
+        .acme_challenge
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--acme-challenge: {e}"))?;
     let config = ServerConfig {
         data_dir: args.data.clone(),
         api: args.api,
