@@ -55,8 +55,10 @@ upstreams = ["127.0.0.1:9"]
 pub fn route(raw_host: &str, path: &str) -> Option<String> {
     let host = normalize_host(raw_host)?;
     assert!(
-        host.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b)),
+        host.parse::<std::net::Ipv6Addr>().is_ok()
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b)),
         "normalised host {host:?} has characters outside DNS names"
     );
     let site = table().lookup(&host, path)?;

@@ -105,9 +105,12 @@ impl RouteTable {
 /// trailing dot removed. `None` if it holds anything a host name cannot.
 pub(crate) fn normalize_host(raw: &str) -> Option<String> {
     let host = if let Some(v6) = raw.strip_prefix('[') {
-        // IPv6 literal: keep the brackets off, the port after `]` goes.
-        let end = v6.find(']')?;
-        return v6[..end]
+        // IPv6 literal: keep the brackets off; after `]` only `:port` may follow.
+        let (addr, rest) = v6.split_once(']')?;
+        if !rest.is_empty() && !rest.strip_prefix(':')?.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        return addr
             .parse::<std::net::Ipv6Addr>()
             .ok()
             .map(|ip| ip.to_string());
@@ -186,6 +189,9 @@ mod tests {
             ("App.Test:8080", Some("app.test")),
             ("app.test.", Some("app.test")),
             ("[::1]:80", Some("::1")),
+            ("[::1]", Some("::1")),
+            ("[::8]800", None),
+            ("[::1]:8a", None),
             ("127.0.0.1:80", Some("127.0.0.1")),
             ("a b", None),
             ("a.test:x", None),
