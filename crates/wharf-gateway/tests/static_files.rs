@@ -420,3 +420,63 @@ async fn traversal_probes_never_reach_the_secret() {
         assert!(!text.contains("root:x:0"), "{probe} leaked /etc/passwd");
     }
 }
+
+/// Small files are kept in memory; none of that may show: an edit, a replacement or a deletion
+/// is seen by the very next request, and a link turned to point out of the root never serves
+/// what it points at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_files_are_served_at_once() {
+    let s = site("changes");
+    let root = s.dir.join("root");
+    let get = |path: &'static str| send(s.addr, Method::GET, "www.test", path, &[]);
+
+    let first = get("/digits.txt").await;
+    assert_eq!(first.text(), "0123456789");
+    assert_eq!(get("/digits.txt").await.text(), "0123456789");
+
+    // Same length, written in place: only the modification time tells.
+    std::fs::write(root.join("digits.txt"), "9876543210").unwrap();
+    let edited = get("/digits.txt").await;
+    assert_eq!(edited.text(), "9876543210");
+    assert_ne!(edited.header("etag"), first.header("etag"));
+
+    // Replaced by rename, as deploy tools do.
+    write(&root.join("digits.tmp"), "replaced");
+    std::fs::rename(root.join("digits.tmp"), root.join("digits.txt")).unwrap();
+    assert_eq!(get("/digits.txt").await.text(), "replaced");
+
+    std::fs::remove_file(root.join("digits.txt")).unwrap();
+    assert_eq!(get("/digits.txt").await.status, 404);
+
+    // A link served once, then pointed at a file outside the root.
+    write(&root.join("inside.txt"), "inside");
+    std::os::unix::fs::symlink("inside.txt", root.join("swapped")).unwrap();
+    assert_eq!(get("/swapped").await.text(), "inside");
+    std::fs::remove_file(root.join("swapped")).unwrap();
+    std::os::unix::fs::symlink(s.dir.join("secret.txt"), root.join("swapped")).unwrap();
+    let after = get("/swapped").await;
+    assert!(
+        !after.text().contains(SECRET),
+        "a swapped link leaked the secret"
+    );
+    assert_eq!(after.status, 404);
+
+    // A precompressed sibling added later is picked up once the resolution is redone (≤ 1 s).
+    let br = [("accept-encoding", "br")];
+    let plain = send(s.addr, Method::GET, "www.test", "/style.css", &br).await;
+    assert_eq!(plain.text(), "body{}");
+    write(&root.join("style.css.br"), "BR-CSS");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = send(s.addr, Method::GET, "www.test", "/style.css", &br).await;
+        if r.text() == "BR-CSS" {
+            assert_eq!(r.header("content-encoding"), Some("br"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a new .br sibling was not served within 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

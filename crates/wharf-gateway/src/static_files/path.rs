@@ -16,6 +16,17 @@ pub(crate) struct SafePath {
     pub(crate) trailing_slash: bool,
 }
 
+impl SafePath {
+    /// The path relative to the root, `.` for the root itself.
+    pub(crate) fn rel(&self) -> String {
+        if self.segments.is_empty() {
+            ".".to_string()
+        } else {
+            self.segments.join("/")
+        }
+    }
+}
+
 /// `raw` is the URI path after the site's prefix (may be empty).
 pub(crate) fn sanitize(raw: &str) -> Result<SafePath, PathError> {
     if raw.contains('\\') {

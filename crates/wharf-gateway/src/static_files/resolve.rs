@@ -11,13 +11,14 @@ use std::fs::{File, Metadata};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
-use super::path::SafePath;
-
 pub(crate) struct Found {
     pub(crate) file: File,
+    /// The file opened, relative to the root (an index file, a precompressed sibling).
+    pub(crate) opened: String,
     pub(crate) meta: Metadata,
     /// The path the client asked for (relative to the root); its extension gives the MIME type.
     pub(crate) logical: String,
@@ -39,6 +40,11 @@ pub(crate) struct Accepts {
 }
 
 impl Accepts {
+    /// Two bits, for cache keys.
+    pub(crate) fn bits(self) -> u8 {
+        u8::from(self.br) | u8::from(self.gzip) << 1
+    }
+
     pub(crate) fn parse(header: Option<&str>) -> Accepts {
         let mut a = Accepts::default();
         for item in header.unwrap_or("").split(',') {
@@ -64,6 +70,8 @@ impl Accepts {
 
 /// A site root: its canonical path and an open descriptor files are resolved beneath.
 pub(crate) struct Root {
+    /// Unique in the process: a new root (a deploy) never sees an old root's cached files.
+    id: u64,
     path: PathBuf,
     dir: OwnedFd,
     beneath: bool,
@@ -82,7 +90,24 @@ impl Root {
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOSYS.raw_os_error()) => false,
             Err(e) => return Err(e),
         };
-        Ok(Root { path, dir, beneath })
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        Ok(Root {
+            id,
+            path,
+            dir,
+            beneath,
+        })
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// `stat` of a path under the root. It may follow links anywhere: callers only compare the
+    /// result with a file they opened beneath the root.
+    pub(crate) fn stat(&self, rel: &str) -> Option<rustix::fs::Stat> {
+        rustix::fs::statat(&self.dir, rel, rustix::fs::AtFlags::empty()).ok()
     }
 
     /// Opens `rel` if it exists inside the root; `None` for missing files and refused escapes.
@@ -126,24 +151,22 @@ fn open_beneath(dir: &OwnedFd, rel: &str) -> io::Result<File> {
     Ok(File::from(fd))
 }
 
+/// `rel` is a [`SafePath`](super::path::SafePath)'s path; `trailing_slash` whether it ended in `/`.
 pub(crate) fn resolve(
     root: &Root,
     index: &[String],
-    safe: &SafePath,
+    rel: &str,
+    trailing_slash: bool,
     accepts: Accepts,
 ) -> Resolution {
-    let rel = if safe.segments.is_empty() {
-        ".".to_string()
-    } else {
-        safe.segments.join("/")
-    };
+    let rel = rel.to_string();
     let Some((file, meta)) = root.open_file(&rel) else {
         return Resolution::NotFound;
     };
     let (rel, file, meta) = if meta.is_file() {
         (rel, file, meta)
     } else if meta.is_dir() {
-        if !safe.trailing_slash {
+        if !trailing_slash {
             return Resolution::AddSlash;
         }
         drop(file);
@@ -179,11 +202,13 @@ fn with_sibling(root: &Root, rel: String, file: File, meta: Metadata, accepts: A
         if !on {
             continue;
         }
-        if let Some((f, m)) = root.open_file(&format!("{rel}.{ext}"))
+        let sibling = format!("{rel}.{ext}");
+        if let Some((f, m)) = root.open_file(&sibling)
             && m.is_file()
         {
             return Found {
                 file: f,
+                opened: sibling,
                 meta: m,
                 logical: rel,
                 encoding: Some(encoding),
@@ -192,6 +217,7 @@ fn with_sibling(root: &Root, rel: String, file: File, meta: Metadata, accepts: A
     }
     Found {
         file,
+        opened: rel.clone(),
         meta,
         logical: rel,
         encoding: None,

@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use super::cache;
 use super::conditional::Validators;
 use super::path::{PathError, sanitize};
 use super::resolve::{Accepts, Found, Resolution, Root, resolve, resolve_relative};
@@ -56,8 +57,35 @@ impl StaticSite {
                 .get(header::ACCEPT_ENCODING)
                 .and_then(|v| v.to_str().ok()),
         );
-        match resolve(&self.root, &self.index, &safe, accepts) {
-            Resolution::File(found) => reply(method, headers, *found, StatusCode::OK).await,
+        let rel = safe.rel();
+        let lookup = cache::Lookup {
+            root: self.root.id(),
+            flags: accepts.bits() | u8::from(safe.trailing_slash) << 2,
+            path: &rel,
+        };
+        if let Some(hit) = cache::get(&lookup, |file| self.root.stat(file)) {
+            let body = Content::Bytes(hit.body.clone());
+            return reply(method, headers, &hit.prepared, body, StatusCode::OK).await;
+        }
+        match resolve(&self.root, &self.index, &rel, safe.trailing_slash, accepts) {
+            Resolution::File(found) => {
+                let prepared = Prepared::of(&found);
+                let body = if found.meta.len() <= cache::MAX_FILE {
+                    match read_at(&found.file, 0, found.meta.len()) {
+                        Ok(bytes) => {
+                            let version = cache::Version::of(&found.meta);
+                            let entry = cache::put(&lookup, found.opened, version, prepared, bytes);
+                            let body = Content::Bytes(entry.body.clone());
+                            return reply(method, headers, &entry.prepared, body, StatusCode::OK)
+                                .await;
+                        }
+                        Err(e) => return read_failed(&found.logical, e),
+                    }
+                } else {
+                    Content::File(found.file)
+                };
+                reply(method, headers, &prepared, body, StatusCode::OK).await
+            }
             Resolution::AddSlash => {
                 let location = match query {
                     Some(q) => format!("{full_path}/?{q}"),
@@ -84,40 +112,88 @@ impl StaticSite {
             .and_then(|rel| resolve_relative(&self.root, rel, accepts));
         match page {
             // The custom page is sent whole, without conditionals or ranges.
-            Some(found) => reply(method, &HeaderMap::new(), found, StatusCode::NOT_FOUND).await,
+            Some(found) => {
+                let prepared = Prepared::of(&found);
+                let body = Content::File(found.file);
+                reply(
+                    method,
+                    &HeaderMap::new(),
+                    &prepared,
+                    body,
+                    StatusCode::NOT_FOUND,
+                )
+                .await
+            }
             None => synthetic::not_found(),
         }
     }
 }
 
+/// A file's reply headers, built once per version of the file.
+pub(crate) struct Prepared {
+    /// The path the client asked for, for messages.
+    logical: String,
+    validators: Validators,
+    len: u64,
+    content_type: HeaderValue,
+    etag: HeaderValue,
+    last_modified: Option<HeaderValue>,
+    encoding: Option<&'static str>,
+}
+
+impl Prepared {
+    fn of(found: &Found) -> Prepared {
+        let validators = Validators::of(&found.meta);
+        let mime = mime_guess::from_path(&found.logical).first_or_octet_stream();
+        let content_type = match (mime.type_(), mime.get_param(mime_guess::mime::CHARSET)) {
+            (mime_guess::mime::TEXT, None) => format!("{mime}; charset=utf-8"),
+            _ if mime.subtype() == mime_guess::mime::JAVASCRIPT
+                || mime.subtype() == mime_guess::mime::JSON =>
+            {
+                format!("{mime}; charset=utf-8")
+            }
+            _ => mime.to_string(),
+        };
+        let value = |s: &str| HeaderValue::from_str(s).ok();
+        Prepared {
+            len: found.meta.len(),
+            content_type: value(&content_type)
+                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+            etag: value(&validators.etag).unwrap_or(HeaderValue::from_static("\"0\"")),
+            last_modified: validators.last_modified().as_deref().and_then(value),
+            encoding: found.encoding,
+            logical: found.logical.clone(),
+            validators,
+        }
+    }
+}
+
+/// Where the bytes come from: memory (small, cached files) or the open file.
+enum Content {
+    Bytes(Bytes),
+    File(std::fs::File),
+}
+
 async fn reply(
     method: &Method,
     req: &HeaderMap,
-    found: Found,
+    file_info: &Prepared,
+    content: Content,
     status: StatusCode,
 ) -> Response<Body> {
-    let validators = Validators::of(&found.meta);
-    let len = found.meta.len();
+    let file = file_info;
+    let validators = &file.validators;
+    let len = file.len;
     let mut resp = Response::new(empty());
     let h = resp.headers_mut();
-    let mime = mime_guess::from_path(&found.logical).first_or_octet_stream();
-    let content_type = match (mime.type_(), mime.get_param(mime_guess::mime::CHARSET)) {
-        (mime_guess::mime::TEXT, None) => format!("{mime}; charset=utf-8"),
-        _ if mime.subtype() == mime_guess::mime::JAVASCRIPT
-            || mime.subtype() == mime_guess::mime::JSON =>
-        {
-            format!("{mime}; charset=utf-8")
-        }
-        _ => mime.to_string(),
-    };
-    insert(h, header::CONTENT_TYPE, &content_type);
-    insert(h, header::ETAG, &validators.etag);
-    if let Some(lm) = validators.last_modified() {
-        insert(h, header::LAST_MODIFIED, &lm);
+    h.insert(header::CONTENT_TYPE, file.content_type.clone());
+    h.insert(header::ETAG, file.etag.clone());
+    if let Some(lm) = &file.last_modified {
+        h.insert(header::LAST_MODIFIED, lm.clone());
     }
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    if let Some(enc) = found.encoding {
+    if let Some(enc) = file.encoding {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(enc));
     }
 
@@ -163,23 +239,27 @@ async fn reply(
     if method == Method::HEAD || count == 0 {
         return resp;
     }
-    let body = if count <= INLINE_MAX {
-        match read_at(&found.file, start, count) {
-            Ok(bytes) => full(bytes),
-            Err(e) => return read_failed(&found, e),
-        }
-    } else {
-        match stream(found.file.try_clone(), start, count).await {
-            Ok(body) => body,
-            Err(e) => return read_failed(&found, e),
-        }
-    };
+    let body =
+        match content {
+            // A file shorter than its stat said (changed while read) is served as read.
+            Content::Bytes(bytes) => full(bytes.slice(
+                (start as usize).min(bytes.len())..((start + count) as usize).min(bytes.len()),
+            )),
+            Content::File(file) if count <= INLINE_MAX => match read_at(&file, start, count) {
+                Ok(bytes) => full(bytes),
+                Err(e) => return read_failed(&file_info.logical, e),
+            },
+            Content::File(file) => match stream(file, start, count).await {
+                Ok(body) => body,
+                Err(e) => return read_failed(&file_info.logical, e),
+            },
+        };
     *resp.body_mut() = body;
     resp
 }
 
-fn read_failed(found: &Found, e: std::io::Error) -> Response<Body> {
-    tracing::error!(path = %found.logical, error = %e, "cannot read a static file");
+fn read_failed(path: &str, e: std::io::Error) -> Response<Body> {
+    tracing::error!(path, error = %e, "cannot read a static file");
     synthetic::page(
         StatusCode::INTERNAL_SERVER_ERROR,
         "The file could not be read.",
@@ -192,12 +272,8 @@ fn read_at(file: &std::fs::File, start: u64, count: u64) -> std::io::Result<Byte
     Ok(Bytes::from(buf))
 }
 
-async fn stream(
-    file: std::io::Result<std::fs::File>,
-    start: u64,
-    count: u64,
-) -> std::io::Result<Body> {
-    let mut file = tokio::fs::File::from_std(file?);
+async fn stream(file: std::fs::File, start: u64, count: u64) -> std::io::Result<Body> {
+    let mut file = tokio::fs::File::from_std(file);
     file.seek(SeekFrom::Start(start)).await?;
     let reader = tokio_util::io::ReaderStream::with_capacity(file.take(count), 64 * 1024);
     let frames = futures_util::StreamExt::map(reader, |r| {
