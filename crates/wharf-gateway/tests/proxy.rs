@@ -224,9 +224,13 @@ async fn dead_upstream_gives_502_and_slow_one_504() {
     let r = get(addr, "dead.test", "/").await.unwrap();
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert!(r.text().contains("did not answer properly"));
-    // Once ejected, the site says plainly that nothing can serve it.
+    // A lone target is never written off (as in nginx): it is tried again, so the site comes
+    // back the moment the app does (a supervised restart), not after an ejection period.
     let r = get(addr, "dead.test", "/").await.unwrap();
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    let back = MockUpstream::start_on("back", dead).await;
+    assert_eq!(body_of(addr, "dead.test", "/").await, "back");
+    drop(back);
     let r = get(addr, "slow.test", "/hold").await.unwrap();
     assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
     slow.release_held();
@@ -649,4 +653,82 @@ async fn strip_prefix_forwards_the_rest_of_the_path() {
         "up",
         "/api reaches the app as /"
     );
+}
+
+/// An upstream written by hand that counts its connections. With `close_on_second` it answers
+/// one request per connection and closes the connection, unanswered, when a second request
+/// arrives on it: what a server whose keep-alive timeout expires just then does.
+async fn counting_upstream(
+    close_on_second: bool,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let mut answered = 0;
+                loop {
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        if close_on_second && answered == 1 {
+                            return;
+                        }
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if sock.write_all(reply).await.is_err() {
+                            return;
+                        }
+                        answered += 1;
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_and_a_closed_one_fails_no_request() {
+    use std::sync::atomic::Ordering;
+    let (keep, keep_conns) = counting_upstream(false).await;
+    let (closing, closing_conns) = counting_upstream(true).await;
+    let (_gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "keep"
+        hosts = ["keep.test"]
+        upstreams = ["{keep}"]
+        [[site]]
+        name = "closing"
+        hosts = ["closing.test"]
+        upstreams = ["{closing}"]
+        "#
+    ));
+    for _ in 0..20 {
+        assert_eq!(body_of(addr, "keep.test", "/").await, "ok");
+    }
+    assert_eq!(
+        keep_conns.load(Ordering::SeqCst),
+        1,
+        "20 requests one after another share one upstream connection"
+    );
+    for i in 0..50 {
+        let r = get(addr, "closing.test", "/").await.expect("answered");
+        assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.text());
+    }
+    assert!(closing_conns.load(Ordering::SeqCst) >= 50);
 }

@@ -7,28 +7,23 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use super::headers::{add_forwarding, requested_upgrade, strip_hop_by_hop};
-use crate::body::{Body, BoxError, empty};
+use crate::body::{Body, empty};
 use crate::server::ConnInfo;
 use crate::site::Site;
 use crate::synthetic;
-use crate::upstream::{Pool, TargetGuard};
+use crate::upstream::{Pool, Returning, SendError, Sender, TargetGuard, Upgraded, send};
 
-/// Pooled keep-alive HTTP/1.1 client shared by every site.
-pub(crate) type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
+/// How the gateway talks to upstreams; the keep-alive connections themselves live on each
+/// target (see `upstream::conn`).
+pub(crate) struct Client {
+    connect_timeout: Duration,
+}
 
 pub(crate) fn new_client(connect_timeout: Duration) -> Client {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(1024)
-        .pool_timer(TokioTimer::new())
-        .build(connector)
+    Client { connect_timeout }
 }
 
 /// What the proxy answered, and which target (if any) it went to, for the access log.
@@ -91,12 +86,9 @@ pub(crate) async fn forward(
             };
         };
         let target = guard.0.clone();
-        let uri = Uri::builder()
-            .scheme(http::uri::Scheme::HTTP)
-            .authority(target.authority.clone())
-            .path_and_query(path_and_query.clone())
-            .build();
+        // Origin form (`/path?query`): the connection already knows where it goes.
         let mut up = Request::new(body.take().unwrap_or_else(empty));
+        *up.uri_mut() = Uri::from(path_and_query.clone());
         *up.method_mut() = parts.method.clone();
         *up.version_mut() = Version::HTTP_11;
         *up.headers_mut() = if retryable && tries > 0 {
@@ -104,23 +96,15 @@ pub(crate) async fn forward(
         } else {
             std::mem::take(&mut parts.headers)
         };
-        match uri {
-            Ok(u) => *up.uri_mut() = u,
-            Err(_) => {
-                return Forwarded {
-                    response: synthetic::bad_request(),
-                    upstream: None,
-                };
-            }
-        }
 
-        let outcome = tokio::time::timeout(read_timeout, client.request(up)).await;
-        let response = match outcome {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) if e.is_connect() => {
+        let outcome =
+            tokio::time::timeout(read_timeout, send(&target, client.connect_timeout, up)).await;
+        let (response, sender) = match outcome {
+            Ok(Ok(exchange)) => exchange,
+            Ok(Err(SendError::Connect(e))) => {
                 target.eject();
                 site.metrics.upstream_errors.inc();
-                tracing::warn!(site = %site.config.name, upstream = %target.addr, error = %error_chain(&e), "upstream connection failed");
+                tracing::warn!(site = %site.config.name, upstream = %target.addr, error = %e, "upstream connection failed");
                 if retryable && tries > 0 {
                     skip = Some(target.addr);
                     body = Some(empty());
@@ -131,7 +115,7 @@ pub(crate) async fn forward(
                     upstream: Some(target.addr),
                 };
             }
-            Ok(Err(e)) => {
+            Ok(Err(SendError::Request(e))) => {
                 if caused_by_body_limit(&e) {
                     return Forwarded {
                         response: synthetic::too_large(),
@@ -163,7 +147,7 @@ pub(crate) async fn forward(
         };
         target.mark_ok();
         return Forwarded {
-            response: relay(response, client_upgrade, guard),
+            response: relay(response, sender, client_upgrade, guard),
             upstream: Some(target.addr),
         };
     }
@@ -173,6 +157,7 @@ pub(crate) async fn forward(
 /// (server-sent events included), the target counted busy until the body ends or the tunnel closes.
 fn relay(
     mut resp: Response<Incoming>,
+    sender: Sender,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     guard: TargetGuard,
 ) -> Response<Body> {
@@ -181,26 +166,24 @@ fn relay(
     {
         let proto = resp.headers().get(header::UPGRADE).cloned();
         let upstream_side = hyper::upgrade::on(&mut resp);
-        tokio::spawn(tunnel(client_side, upstream_side, guard));
+        let keep = Upgraded {
+            _sender: sender,
+            _guard: guard,
+        };
+        tokio::spawn(tunnel(client_side, upstream_side, keep));
         let (mut parts, _) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers, proto.as_ref());
         return Response::from_parts(parts, empty());
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, None);
-    let body = body
-        .map_err(move |e| {
-            let _busy = &guard;
-            BoxError::from(e)
-        })
-        .boxed_unsync();
-    Response::from_parts(parts, body)
+    Response::from_parts(parts, Returning::new(body, sender, guard).boxed_unsync())
 }
 
 async fn tunnel(
     client_side: hyper::upgrade::OnUpgrade,
     upstream_side: hyper::upgrade::OnUpgrade,
-    guard: TargetGuard,
+    keep: Upgraded,
 ) {
     match tokio::join!(client_side, upstream_side) {
         (Ok(c), Ok(u)) => {
@@ -214,7 +197,7 @@ async fn tunnel(
             );
         }
     }
-    drop(guard);
+    drop(keep);
 }
 
 /// The path and query to send upstream: the client's, minus the site prefix when asked to strip it.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
+use super::conn::IdleConns;
 use crate::config::{Balance, HealthConfig};
 
 /// How long a target that refused a connection stays out when no active check will bring it back.
@@ -16,8 +17,6 @@ const PASSIVE_EJECT: Duration = Duration::from_secs(10);
 
 pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
-    /// `ip:port`, parsed once for every upstream URI.
-    pub(crate) authority: http::uri::Authority,
     healthy: AtomicBool,
     inflight: AtomicUsize,
     /// Consecutive active-check results, for rise/fall.
@@ -27,14 +26,14 @@ pub(crate) struct Target {
     ejected_until: AtomicU64,
     epoch: Instant,
     idle: Notify,
+    /// Keep-alive connections waiting for the next request.
+    pub(crate) conns: IdleConns,
 }
 
 impl Target {
     pub(crate) fn new(addr: SocketAddr, healthy: bool) -> Arc<Target> {
         Arc::new(Target {
             addr,
-            authority: http::uri::Authority::try_from(addr.to_string())
-                .expect("a socket address is a valid authority"),
             healthy: AtomicBool::new(healthy),
             inflight: AtomicUsize::new(0),
             successes: AtomicU32::new(0),
@@ -42,6 +41,7 @@ impl Target {
             ejected_until: AtomicU64::new(0),
             epoch: Instant::now(),
             idle: Notify::new(),
+            conns: IdleConns::default(),
         })
     }
 
@@ -167,14 +167,22 @@ impl Pool {
         let n = targets.len();
         let active = self.health.is_some();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let ok = |t: &&Arc<Target>| Some(t.addr) != skip && t.available(active);
-        let chosen = match self.balance {
-            Balance::RoundRobin => (0..n).map(|i| &targets[(start + i) % n]).find(ok),
-            Balance::LeastConn => (0..n)
-                .map(|i| &targets[(start + i) % n])
-                .filter(ok)
-                .min_by_key(|t| t.inflight()),
-        }?;
+        let choose = |ok: &dyn Fn(&Arc<Target>) -> bool| {
+            let candidates = (0..n).map(|i| &targets[(start + i) % n]);
+            match self.balance {
+                Balance::RoundRobin => candidates.into_iter().find(|t| ok(t)),
+                Balance::LeastConn => candidates.filter(|t| ok(t)).min_by_key(|t| t.inflight()),
+            }
+        };
+        let chosen = choose(&|t| Some(t.addr) != skip && t.available(active))
+            // Passive ejection only steers traffic to the other targets: when every one is out
+            // (a lone app restarting after a crash), trying beats a certain error, as nginx does.
+            // Active checks, when configured, are the judge and are not overruled.
+            .or_else(|| {
+                (!active)
+                    .then(|| choose(&|t| Some(t.addr) != skip))
+                    .flatten()
+            })?;
         chosen.inflight.fetch_add(1, Ordering::AcqRel);
         Some(TargetGuard(chosen.clone()))
     }
@@ -222,6 +230,34 @@ mod tests {
             let g = p.pick(None).unwrap();
             assert_eq!(g.0.addr, free);
         }
+    }
+
+    #[test]
+    fn all_passively_ejected_are_still_tried_but_not_against_active_checks() {
+        let lone = Pool::new(
+            vec![SocketAddr::from(([127, 0, 0, 1], 1))],
+            Balance::RoundRobin,
+            None,
+            "t".into(),
+        );
+        lone.targets()[0].eject();
+        assert!(lone.pick(None).is_some(), "a lone ejected target is tried");
+        assert!(lone.pick(Some(lone.targets()[0].addr)).is_none());
+
+        let checked = Pool::new(
+            vec![SocketAddr::from(([127, 0, 0, 1], 1))],
+            Balance::RoundRobin,
+            Some(HealthConfig {
+                path: "/".into(),
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_secs(1),
+                rise: 1,
+                fall: 1,
+            }),
+            "t".into(),
+        );
+        checked.targets()[0].eject();
+        assert!(checked.pick(None).is_none(), "active checks decide");
     }
 
     #[test]
