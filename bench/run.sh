@@ -134,6 +134,7 @@ start "$LOAD_CPU" nginx -c "$TMP/backend.conf"
 start "$SERVER_CPU" nginx -c "$TMP/proxy.conf"
 NGINX_PROXY_MASTER=$LAST
 start "$SERVER_CPU" nginx -c "$TMP/static.conf"
+NGINX_STATIC_MASTER=$LAST
 start "$SERVER_CPU" haproxy -f "$TMP/haproxy.cfg" -db
 HAPROXY_PID=$LAST
 RUST_LOG=warn start "$SERVER_CPU" "$WHARF" gateway --config "$TMP/wharf.toml" --no-watch
@@ -157,22 +158,39 @@ nginx_conf tls "server { listen 127.0.0.1:$NGINX_TLS_PORT ssl; listen [::1]:$NGI
     ssl_certificate $TMP/certs/tls/cert.pem; ssl_certificate_key $TMP/certs/tls/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3; root $TMP/www; }"
 start "$SERVER_CPU" nginx -c "$TMP/tls.conf"
+NGINX_TLS_MASTER=$LAST
 for port in $WHARF_TLS_PORT $NGINX_TLS_PORT; do
   for _ in $(seq 100); do curl -skf -o /dev/null "https://localhost:$port/1k.bin" && break; sleep 0.1; done
 done
 
-# Runs wrk and prints "req/s p99_ms".
-measure() { # url, host
+# Runs wrk and prints "req/s p99_ms cpu_us": cpu_us is the CPU time (user + system) the server
+# process PID spent per request during the measured run, or "-" without a PID. Throughput is
+# capped by the core wrk and the backend share; CPU per request is what the server itself costs.
+measure() { # url, host, [pid]
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "Host: $2" "$1" >/dev/null
+  local t0; t0=$(ticks "${3:-}")
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $2" "$1" > "$TMP/wrk.txt"
+  local t1; t1=$(ticks "${3:-}")
   if grep -q "Non-2xx" "$TMP/wrk.txt"; then
     echo "bench: $1 answered errors:" >&2; cat "$TMP/wrk.txt" >&2; exit 1
   fi
-  local rps p99
+  local rps p99 n cpu
   rps=$(awk '/^Requests\/sec/ {print $2}' "$TMP/wrk.txt")
   p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$TMP/wrk.txt")
-  echo "$rps $p99"
+  n=$(awk '/requests in/ {print $1}' "$TMP/wrk.txt")
+  cpu=-
+  [ -n "${3:-}" ] && cpu=$(awk -v a="$t0" -v b="$t1" -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", (b-a)/hz*1e6/n}')
+  echo "$rps $p99 $cpu"
 }
+
+# utime + stime of a process, in clock ticks.
+ticks() { # [pid]
+  [ -n "$1" ] || { echo 0; return; }
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+# The worker of an nginx started with one worker process.
+nginx_worker() { pgrep -P "$1" | head -1; }
 
 # The same with a new connection (and so a full TLS handshake) for every request.
 measure_close() { # url, host
@@ -188,14 +206,14 @@ rss() { # pid -> "rss_kb peak_kb"
   awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} END {print r, h}' "/proc/$1/status"
 }
 
-read -r direct_rps direct_p99 < <(measure "http://$BACKEND/" x)
-read -r wharf_rps wharf_p99 < <(measure "http://$WHARF_ADDR/" proxy.bench)
-read -r nginx_rps nginx_p99 < <(measure "http://$NGINX_PROXY/" x)
-read -r hap_rps hap_p99 < <(measure "http://$HAPROXY/" x)
-read -r wstat_rps wstat_p99 < <(measure "http://$WHARF_ADDR/1k.bin" static.bench)
-read -r nstat_rps nstat_p99 < <(measure "http://$NGINX_STATIC/1k.bin" x)
-read -r wtls_rps wtls_p99 < <(measure "https://localhost:$WHARF_TLS_PORT/1k.bin" localhost)
-read -r ntls_rps ntls_p99 < <(measure "https://localhost:$NGINX_TLS_PORT/1k.bin" localhost)
+read -r direct_rps direct_p99 _ < <(measure "http://$BACKEND/" x)
+read -r wharf_rps wharf_p99 wharf_cpu < <(measure "http://$WHARF_ADDR/" proxy.bench "$WHARF_PID")
+read -r nginx_rps nginx_p99 nginx_cpu < <(measure "http://$NGINX_PROXY/" x "$(nginx_worker "$NGINX_PROXY_MASTER")")
+read -r hap_rps hap_p99 hap_cpu < <(measure "http://$HAPROXY/" x "$HAPROXY_PID")
+read -r wstat_rps wstat_p99 wstat_cpu < <(measure "http://$WHARF_ADDR/1k.bin" static.bench "$WHARF_PID")
+read -r nstat_rps nstat_p99 nstat_cpu < <(measure "http://$NGINX_STATIC/1k.bin" x "$(nginx_worker "$NGINX_STATIC_MASTER")")
+read -r wtls_rps wtls_p99 wtls_cpu < <(measure "https://localhost:$WHARF_TLS_PORT/1k.bin" localhost "$WHARF_PID")
+read -r ntls_rps ntls_p99 ntls_cpu < <(measure "https://localhost:$NGINX_TLS_PORT/1k.bin" localhost "$(nginx_worker "$NGINX_TLS_MASTER")")
 read -r whs_rps whs_p99 < <(measure_close "https://localhost:$WHARF_TLS_PORT/1k.bin" localhost)
 read -r nhs_rps nhs_p99 < <(measure_close "https://localhost:$NGINX_TLS_PORT/1k.bin" localhost)
 
@@ -213,7 +231,7 @@ WHARF10K=127.0.0.1:18107
 RUST_LOG=warn start "$SERVER_CPU" "$WHARF" gateway --config "$TMP/wharf10k.toml" --no-watch
 WHARF10K_PID=$LAST
 for _ in $(seq 300); do curl -sf -o /dev/null -H "Host: s5000.bench" "http://$WHARF10K/1k.bin" && break; sleep 0.1; done
-read -r w10k_rps w10k_p99 < <(measure "http://$WHARF10K/1k.bin" s5000.bench)
+read -r w10k_rps w10k_p99 _ < <(measure "http://$WHARF10K/1k.bin" s5000.bench)
 read -r w10k_rss w10k_hwm < <(rss "$WHARF10K_PID")
 kill "$WHARF10K_PID" 2>/dev/null || true
 # nginx with the same 10,000 server blocks.
@@ -224,7 +242,7 @@ $servers"
 start "$SERVER_CPU" nginx -c "$TMP/n10k.conf"
 NGINX10K_MASTER=$LAST
 for _ in $(seq 300); do curl -sf -o /dev/null -H "Host: s5000.bench" "http://$NGINX10K/1k.bin" && break; sleep 0.1; done
-read -r n10k_rps n10k_p99 < <(measure "http://$NGINX10K/1k.bin" s5000.bench)
+read -r n10k_rps n10k_p99 _ < <(measure "http://$NGINX10K/1k.bin" s5000.bench)
 read -r n10k_rss n10k_hwm < <(rss "$(pgrep -P "$NGINX10K_MASTER" | head -1)")
 kill "$NGINX10K_MASTER" 2>/dev/null || true
 read -r hap_rss hap_hwm < <(rss "$HAPROXY_PID")
@@ -319,25 +337,27 @@ Machine: $(nproc) cores, ${cpu_model:-unknown CPU}, Linux $(uname -r)
 Versions: $(nginx -v 2>&1 | sed 's/.*: //'), HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}'), wharf $(git rev-parse --short HEAD)
 Method: one worker each, pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS keep-alive connections, ${WARMUP}s warm-up then ${DURATION}s) and the backend on CPU $LOAD_CPU.
 
-| target | requests/s | p99 ms | RSS after run |
-|---|---:|---:|---:|
-| backend direct (nginx return 200) | $direct_rps | $direct_p99 | |
-| wharf proxy | $wharf_rps | $wharf_p99 | ${wharf_rss} kB (peak ${wharf_hwm} kB) |
-| nginx proxy | $nginx_rps | $nginx_p99 | ${nginx_rss:-?} kB |
-| HAProxy proxy | $hap_rps | $hap_p99 | ${hap_rss} kB (peak ${hap_hwm} kB) |
-| wharf static 1 KiB | $wstat_rps | $wstat_p99 | |
-| nginx static 1 KiB | $nstat_rps | $nstat_p99 | |
-| wharf HTTPS 1 KiB, keep-alive | $wtls_rps | $wtls_p99 | |
-| nginx HTTPS 1 KiB, keep-alive | $ntls_rps | $ntls_p99 | |
-| wharf HTTPS, new handshake per request | $whs_rps | $whs_p99 | |
-| nginx HTTPS, new handshake per request | $nhs_rps | $nhs_p99 | |
+| target | requests/s | p99 ms | CPU µs/request | RSS after run |
+|---|---:|---:|---:|---:|
+| backend direct (nginx return 200) | $direct_rps | $direct_p99 | | |
+| wharf proxy | $wharf_rps | $wharf_p99 | $wharf_cpu | ${wharf_rss} kB (peak ${wharf_hwm} kB) |
+| nginx proxy | $nginx_rps | $nginx_p99 | $nginx_cpu | ${nginx_rss:-?} kB |
+| HAProxy proxy | $hap_rps | $hap_p99 | $hap_cpu | ${hap_rss} kB (peak ${hap_hwm} kB) |
+| wharf static 1 KiB | $wstat_rps | $wstat_p99 | $wstat_cpu | |
+| nginx static 1 KiB | $nstat_rps | $nstat_p99 | $nstat_cpu | |
+| wharf HTTPS 1 KiB, keep-alive | $wtls_rps | $wtls_p99 | $wtls_cpu | |
+| nginx HTTPS 1 KiB, keep-alive | $ntls_rps | $ntls_p99 | $ntls_cpu | |
+| wharf HTTPS, new handshake per request | $whs_rps | $whs_p99 | | |
+| nginx HTTPS, new handshake per request | $nhs_rps | $nhs_p99 | | |
 
 | ratio | value | target |
 |---|---:|---:|
 | wharf proxy / HAProxy | $(ratio "$wharf_rps" "$hap_rps") | ≥ 1.15 |
 | wharf proxy / nginx proxy | $(ratio "$wharf_rps" "$nginx_rps") | |
 | wharf proxy / backend direct | $(ratio "$wharf_rps" "$direct_rps") | ≥ 0.70 |
+| wharf proxy / HAProxy, CPU per request (HAProxy's µs ÷ wharf's; > 1 means wharf costs less) | $(ratio "$hap_cpu" "$wharf_cpu") | |
 | wharf static / nginx static | $(ratio "$wstat_rps" "$nstat_rps") | ≥ 1.0 |
+| wharf static / nginx static, CPU per request (nginx's µs ÷ wharf's) | $(ratio "$nstat_cpu" "$wstat_cpu") | |
 | wharf static with 10,000 routes / with 3 routes | $(ratio "$w10k_rps" "$wstat_rps") | ≈ 1.0 (flat) |
 | wharf / nginx, both with 10,000 routes | $(ratio "$w10k_rps" "$n10k_rps") | |
 | wharf HTTPS / nginx HTTPS, keep-alive | $(ratio "$wtls_rps" "$ntls_rps") | ≥ 1.0 |
