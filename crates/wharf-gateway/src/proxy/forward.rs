@@ -47,12 +47,7 @@ pub(crate) async fn forward(
 
     let path_and_query = upstream_path(site, &parts.uri);
     strip_hop_by_hop(&mut parts.headers, upgrade.as_ref());
-    add_forwarding(
-        &mut parts.headers,
-        conn.remote.ip().to_canonical(),
-        conn.scheme,
-        host,
-    );
+    add_forwarding(&mut parts.headers, &conn.client_ip, conn.scheme, host);
     if !parts.headers.contains_key(header::HOST) {
         // HTTP/2 clients send the host as :authority only.
         if let Ok(v) = header::HeaderValue::try_from(host) {

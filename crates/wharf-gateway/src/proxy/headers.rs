@@ -54,27 +54,34 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderV
 }
 
 /// Sets `X-Forwarded-For` (appended), `X-Real-IP`, `X-Forwarded-Proto` and `X-Forwarded-Host`.
+/// `client` is the client's address as a header value, made once per connection.
 pub(crate) fn add_forwarding(
     headers: &mut HeaderMap,
-    client: IpAddr,
+    client: &HeaderValue,
     scheme: &'static str,
     host: &str,
 ) {
-    let ip = client.to_string();
     let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip.clone(),
+        Some(prev) if !prev.trim().is_empty() => {
+            let ip = client.to_str().unwrap_or_default();
+            HeaderValue::try_from(format!("{prev}, {ip}")).ok()
+        }
+        _ => Some(client.clone()),
     };
-    if let Ok(v) = HeaderValue::try_from(xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    if let Ok(v) = HeaderValue::try_from(ip) {
-        headers.insert(X_REAL_IP, v);
-    }
+    headers.insert(X_REAL_IP, client.clone());
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
     if let Ok(v) = HeaderValue::try_from(host) {
         headers.insert(X_FORWARDED_HOST, v);
     }
+}
+
+/// A client address as a header value (IPv4-mapped IPv6 addresses shown as IPv4).
+pub(crate) fn ip_header(ip: IpAddr) -> HeaderValue {
+    HeaderValue::try_from(ip.to_canonical().to_string())
+        .expect("an IP address is a valid header value")
 }
 
 #[cfg(test)]
@@ -117,7 +124,8 @@ mod tests {
     fn forwarding_appends() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        add_forwarding(&mut h, "127.0.0.2".parse().unwrap(), "http", "a.test");
+        let ip = ip_header("::ffff:127.0.0.2".parse().unwrap());
+        add_forwarding(&mut h, &ip, "http", "a.test");
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.2");
         assert_eq!(h["x-real-ip"], "127.0.0.2");
         assert_eq!(h["x-forwarded-proto"], "http");

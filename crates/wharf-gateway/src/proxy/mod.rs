@@ -5,3 +5,4 @@ mod forward;
 mod headers;
 
 pub(crate) use forward::{Client, forward, new_client};
+pub(crate) use headers::ip_header;

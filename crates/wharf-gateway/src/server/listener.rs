@@ -30,6 +30,8 @@ pub(crate) enum Role {
 
 pub(crate) struct ConnInfo {
     pub(crate) remote: SocketAddr,
+    /// `remote`'s IP as a header value, for the forwarding headers of every request.
+    pub(crate) client_ip: http::HeaderValue,
     pub(crate) scheme: &'static str,
     pub(crate) role: Role,
 }
@@ -87,6 +89,7 @@ pub(crate) fn spawn_accept_loop(
             let _ = stream.set_nodelay(true);
             let conn_info = Arc::new(ConnInfo {
                 remote,
+                client_ip: crate::proxy::ip_header(remote.ip()),
                 scheme: if role == Role::Https { "https" } else { "http" },
                 role: role.clone(),
             });
