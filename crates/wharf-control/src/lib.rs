@@ -227,16 +227,29 @@ impl Server {
 /// Puts back what a killed server left half done: a release switch that did not finish returns
 /// to the previous release (so one of them always serves), and half-built release folders go.
 fn recover(store: &Arc<Store>, data: &DataDir) -> Result<(), ControlError> {
-    for (app, failed, previous) in store.recover_interrupted_switches()? {
-        let op = OpLog::begin(store, Some(&app), "recover");
-        let message = match previous {
-            Some(p) => format!(
+    for switch in store.recover_interrupted_switches()? {
+        let app = &switch.app;
+        let op = OpLog::begin(store, Some(app), "recover");
+        let mut message = match (switch.failed, switch.previous) {
+            (Some(failed), Some(p)) => format!(
                 "release {failed} was going live when the server stopped; release {p} serves again"
             ),
-            None => format!(
+            (Some(failed), None) => format!(
                 "release {failed} was going live when the server stopped; it is marked failed"
             ),
+            (None, _) => "a rollback was under way when the server stopped; it was undone".into(),
         };
+        if let Some(config) = &switch.config {
+            match deploy::restore_config(store, app, config) {
+                Ok(_) => message.push_str(", with the env and settings it had before"),
+                Err(e) => {
+                    tracing::error!(%app, error = %e, "could not restore the config saved before a rollback");
+                    message.push_str(&format!(
+                        "; its previous env and settings could not be restored: {e}"
+                    ));
+                }
+            }
+        }
         tracing::warn!(%app, "{message}");
         op.ok("switch", &message);
         op.finish(&Ok(message));

@@ -94,6 +94,9 @@ const STEPS: &[&str] = &[
     // so a server killed mid-switch puts the previous release back when it starts again.
     "ALTER TABLE apps ADD COLUMN switching INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE apps ADD COLUMN switching_from INTEGER;",
+    // 6: the config (env, settings) in force before a rollback began changing it, so a server
+    // killed mid-rollback puts it back together with the release.
+    "ALTER TABLE apps ADD COLUMN switching_config TEXT;",
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

@@ -151,6 +151,18 @@ pub enum ReleaseStatus {
     Active,
 }
 
+/// A release switch a stopped server left unfinished, as put right at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interrupted {
+    pub app: String,
+    /// The release that was going live, now marked failed (`None`: it had not been activated).
+    pub failed: Option<u32>,
+    /// The release serving again.
+    pub previous: Option<u32>,
+    /// The config (JSON snapshot) in force before a rollback began changing it.
+    pub config: Option<String>,
+}
+
 /// One deploy's result: the code (in `<data>/apps/<app>/releases/<number>`), how it was built and
 /// run, and the config it ran with (for rollback).
 #[derive(Clone, Debug, PartialEq, Eq)]

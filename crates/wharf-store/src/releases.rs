@@ -3,7 +3,7 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use crate::error::{Result, StoreError};
-use crate::model::{BuildResult, Release, ReleaseStatus};
+use crate::model::{BuildResult, Interrupted, Release, ReleaseStatus};
 use crate::{Store, now};
 
 const COLUMNS: &str = "a.name, r.number, r.status, r.source, r.commit_sha, r.build, r.run, r.static_dir, \
@@ -134,31 +134,70 @@ impl Store {
         Ok(previous)
     }
 
+    /// Marks the start of a switch that changes the app's config before its release (a
+    /// rollback), keeping `config`, the config in force now, until the switch is over.
+    pub fn begin_switch(&self, app: &str, config: &str) -> Result<()> {
+        let conn = self.conn();
+        let id = app_id(&conn, app)?;
+        conn.execute(
+            "UPDATE apps SET switching = 1, switching_from = release, switching_config = ?2
+             WHERE id = ?1",
+            params![id, config],
+        )?;
+        Ok(())
+    }
+
     /// The release activated last now serves: the switch is over.
     pub fn finish_switch(&self, app: &str) -> Result<()> {
         let conn = self.conn();
         let id = app_id(&conn, app)?;
         conn.execute(
-            "UPDATE apps SET switching = 0, switching_from = NULL WHERE id = ?1",
+            "UPDATE apps SET switching = 0, switching_from = NULL, switching_config = NULL
+             WHERE id = ?1",
             [id],
         )?;
         Ok(())
     }
 
     /// For every app whose release switch a stopped server left unfinished: marks the release
-    /// it was switching to failed and puts the previous one back. Returns (app, failed,
-    /// previous) for each.
-    pub fn recover_interrupted_switches(&self) -> Result<Vec<(String, u32, Option<u32>)>> {
-        let pending: Vec<(String, Option<u32>, Option<u32>)> = {
+    /// it was switching to failed and puts the previous one back, and hands back the config
+    /// saved before the switch (a rollback's) for the caller to restore.
+    pub fn recover_interrupted_switches(&self) -> Result<Vec<Interrupted>> {
+        struct Pending {
+            app: String,
+            release: Option<u32>,
+            previous: Option<u32>,
+            config: Option<String>,
+        }
+        let pending: Vec<Pending> = {
             let conn = self.conn();
-            let mut q =
-                conn.prepare("SELECT name, release, switching_from FROM apps WHERE switching = 1")?;
-            q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<rusqlite::Result<_>>()?
+            let mut q = conn.prepare(
+                "SELECT name, release, switching_from, switching_config FROM apps WHERE switching = 1",
+            )?;
+            q.query_map([], |r| {
+                Ok(Pending {
+                    app: r.get(0)?,
+                    release: r.get(1)?,
+                    previous: r.get(2)?,
+                    config: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?
         };
         let mut recovered = Vec::new();
-        for (app, release, previous) in pending {
-            match release {
+        for Pending {
+            app,
+            release,
+            previous,
+            config,
+        } in pending
+        {
+            let failed = match release {
+                // A rollback's target was a good release before: it stays one to go back to.
+                Some(n) if Some(n) != previous && config.is_some() => {
+                    self.revert(&app, n, previous, ReleaseStatus::Ready, None)?;
+                    Some(n)
+                }
                 Some(n) if Some(n) != previous => {
                     self.revert_release(
                         &app,
@@ -166,10 +205,19 @@ impl Store {
                         previous,
                         "interrupted: the server stopped while this release was going live",
                     )?;
-                    recovered.push((app, n, previous));
+                    Some(n)
                 }
-                _ => self.finish_switch(&app)?,
-            }
+                _ => {
+                    self.finish_switch(&app)?;
+                    None
+                }
+            };
+            recovered.push(Interrupted {
+                app,
+                failed,
+                previous,
+                config,
+            });
         }
         Ok(recovered)
     }
@@ -182,12 +230,25 @@ impl Store {
         previous: Option<u32>,
         message: &str,
     ) -> Result<()> {
+        self.revert(app, failed, previous, ReleaseStatus::Failed, Some(message))
+    }
+
+    /// Makes `previous` active again and gives `from` the status `status`, in one transaction.
+    fn revert(
+        &self,
+        app: &str,
+        from: u32,
+        previous: Option<u32>,
+        status: ReleaseStatus,
+        message: Option<&str>,
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let id = app_id(&tx, app)?;
         tx.execute(
-            "UPDATE releases SET status = 'failed', message = ?3 WHERE app_id = ?1 AND number = ?2",
-            params![id, failed, message],
+            "UPDATE releases SET status = ?3, message = COALESCE(?4, message)
+             WHERE app_id = ?1 AND number = ?2",
+            params![id, from, status.as_str(), message],
         )?;
         if let Some(p) = previous {
             tx.execute(
@@ -196,7 +257,8 @@ impl Store {
             )?;
         }
         tx.execute(
-            "UPDATE apps SET release = ?2, switching = 0, switching_from = NULL WHERE id = ?1",
+            "UPDATE apps SET release = ?2, switching = 0, switching_from = NULL,
+             switching_config = NULL WHERE id = ?1",
             params![id, previous],
         )?;
         tx.commit()?;

@@ -144,3 +144,86 @@ async fn a_killed_server_comes_back_with_one_release_serving() {
         .unwrap();
     assert_eq!(check, "ok");
 }
+
+const ENV_APP: &str = "import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = (open('version').read().strip() + ' ' + os.environ.get('MODE', '')).encode()
+        self.send_response(200); self.send_header('content-length', str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer((os.environ['HOST'], int(os.environ['PORT'])), H).serve_forever()
+";
+
+/// True once some process runs `needle` in its command line.
+fn process_running(needle: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(needle)
+            })
+            .unwrap_or(false)
+    })
+}
+
+/// A rollback also restores the env the old release ran with; a server killed half-way must
+/// come back with the release AND the env that were live before the rollback began, not a
+/// mix of the two, and the rollback's target must stay available to roll back to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_cut_short_puts_back_the_release_and_its_env() {
+    require_python();
+    let tmp = TempDir::new("crash-rollback");
+    let data = tmp.0.join("data");
+    let (http_port, https_port) = (free_port(), free_port());
+    // A marker file in the app's volume makes the next start slow, so the kill lands while
+    // the old release is starting with its restored env.
+    let run =
+        "run = \"if [ -e \\\"$WHARF_VOLUME/slow\\\" ]; then sleep 37; fi; exec python3 app.py\"\n";
+    let repo = Repo::new(
+        &tmp.0,
+        "api",
+        &[("app.py", ENV_APP), ("version", "v1"), ("wharf.toml", run)],
+    );
+    let server = ServerProc::start_with(&data, http_port, https_port, &[]).await;
+    let http = server.http;
+    server
+        .ok(&["apps", "create", "api", "--git", &repo.url()])
+        .await;
+    server.ok(&["env", "set", "api", "MODE=one"]).await;
+    server.ok(&["deploy", "api"]).await;
+    assert_eq!(page(http, "api.localhost").await.as_deref(), Some("v1 one"));
+    repo.commit(&[("version", "v2")], "v2");
+    server.ok(&["env", "set", "api", "MODE=two"]).await;
+    server.ok(&["deploy", "api"]).await;
+    assert_eventually!(
+        page(http, "api.localhost").await.as_deref() == Some("v2 two"),
+        "release 2 serves with MODE=two"
+    );
+
+    let slow = data.join("volumes/api/slow");
+    std::fs::write(&slow, "").unwrap();
+    let mut rollback = server.spawn_cli(&["rollback", "api", "1"]);
+    assert_eventually!(
+        process_running("sleep 37"),
+        "release 1 is starting for the rollback"
+    );
+    server.kill9().await;
+    let _ = rollback.wait().await;
+    std::fs::remove_file(&slow).unwrap();
+
+    let server = ServerProc::start_with(&data, http_port, https_port, &[]).await;
+    assert_eventually!(
+        page(http, "api.localhost").await.as_deref() == Some("v2 two"),
+        "release 2 serves again with the env it had (MODE=two)"
+    );
+    let ops = server.ok(&["ops", "api"]).await;
+    assert!(
+        ops.contains("release 1 was going live when the server stopped; release 2 serves again, with the env and settings it had before"),
+        "{ops}"
+    );
+    // Release 1 was not broken, only interrupted: it can still be rolled back to.
+    server.ok(&["rollback", "api", "1"]).await;
+    assert_eq!(page(http, "api.localhost").await.as_deref(), Some("v1 one"));
+    server.stop().await;
+}

@@ -6,7 +6,7 @@ pub(crate) mod manifest;
 mod pipeline;
 pub(crate) mod source;
 
-pub(crate) use pipeline::{Deploys, Source, deploy, rollback};
+pub(crate) use pipeline::{Deploys, Source, deploy, restore_config, rollback};
 pub(crate) use source::check_git;
 
 /// Build and deploy output for the user, with env values masked.

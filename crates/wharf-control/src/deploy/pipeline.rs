@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use wharf_store::{App, AppSettings, BuildResult, ReleaseStatus};
+use wharf_store::{App, AppSettings, BuildResult, ReleaseStatus, Store};
 
 use super::{Output, backup, manifest, source};
 use crate::Control;
@@ -81,6 +81,38 @@ fn snapshot(c: &Control, app: &App) -> Result<String, String> {
         health_path: app.health_path.clone(),
     };
     serde_json::to_string(&s).map_err(|e| e.to_string())
+}
+
+/// Sets an app's env and settings to a snapshot's; returns the env names it holds.
+pub(crate) fn restore_config(
+    store: &Store,
+    app: &str,
+    config: &str,
+) -> Result<Vec<String>, String> {
+    let snap: Snapshot = serde_json::from_str(config).map_err(|e| e.to_string())?;
+    let current = store.app(app).map_err(|e| e.to_string())?;
+    let unset: Vec<String> = current
+        .env_names
+        .iter()
+        .filter(|n| !snap.env.contains_key(*n))
+        .cloned()
+        .collect();
+    store
+        .change_env(app, &snap.env, &unset)
+        .map_err(|e| e.to_string())?;
+    let settings = AppSettings {
+        run: Some(snap.run.clone()),
+        replicas: Some(snap.replicas),
+        memory_bytes: Some(snap.memory_bytes),
+        cpu_millis: Some(snap.cpu_millis),
+        max_body: Some(snap.max_body),
+        health_path: Some(snap.health_path.clone()),
+        ..Default::default()
+    };
+    store
+        .update_app(app, &settings)
+        .map_err(|e| e.to_string())?;
+    Ok(snap.env.into_keys().collect())
 }
 
 /// Runs one deploy; returns the operation id and its outcome.
@@ -464,53 +496,43 @@ async fn roll_back(
             release.number, release.status
         ));
     }
-    // Restore the config the release ran with (a release that never ran keeps today's).
-    let snap: Snapshot = serde_json::from_str(&release.config).unwrap_or_default();
+    // Restore the config the release ran with (a release that never ran keeps today's). The
+    // config in force now is saved first, so a server killed from here on puts it back.
     let now_config = snapshot(c, &current)?;
-    if release.config != "{}" {
-        let unset: Vec<String> = current
-            .env_names
-            .iter()
-            .filter(|n| !snap.env.contains_key(*n))
-            .cloned()
-            .collect();
-        c.store
-            .change_env(app, &snap.env, &unset)
-            .map_err(|e| e.to_string())?;
-        let settings = AppSettings {
-            run: Some(snap.run.clone()),
-            replicas: Some(snap.replicas),
-            memory_bytes: Some(snap.memory_bytes),
-            cpu_millis: Some(snap.cpu_millis),
-            max_body: Some(snap.max_body),
-            health_path: Some(snap.health_path.clone()),
-            ..Default::default()
+    c.store
+        .begin_switch(app, &now_config)
+        .map_err(|e| e.to_string())?;
+    let switched = (|| {
+        if release.config != "{}" {
+            let names = restore_config(&c.store, app, &release.config)?;
+            op.ok(
+                "config",
+                format!(
+                    "restored the config of release {} (env: {})",
+                    release.number,
+                    names.join(", ")
+                ),
+            );
+        }
+        let config = if release.config != "{}" {
+            &release.config
+        } else {
+            &now_config
         };
         c.store
-            .update_app(app, &settings)
-            .map_err(|e| e.to_string())?;
-        op.ok(
-            "config",
-            format!(
-                "restored the config of release {} (env: {})",
-                release.number,
-                snap.env.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        );
-    }
-    let previous = c
-        .store
-        .activate_release(
-            app,
-            release.number,
-            if release.config != "{}" {
-                &release.config
-            } else {
-                &now_config
-            },
-        )
-        .map_err(|e| e.to_string())?;
+            .activate_release(app, release.number, config)
+            .map_err(|e| e.to_string())
+    })();
+    let previous = match switched {
+        Ok(previous) => previous,
+        Err(e) => {
+            let _ = restore_config(&c.store, app, &now_config);
+            let _ = c.store.finish_switch(app);
+            return Err(e);
+        }
+    };
     if let Err(e) = c.reconciler.reconcile(app, true, op).await {
+        let _ = restore_config(&c.store, app, &now_config);
         let _ = c
             .store
             .activate_release(app, previous.unwrap_or(release.number), &now_config);
