@@ -415,15 +415,29 @@ async fn git_push_over_smart_http_deploys_the_pushed_branch() {
             || String::from_utf8_lossy(&refused.stderr).contains("Authentication failed")
     );
 
-    let pushed = push(&server.token);
+    // Without -q, as people push: the deploy streams back as `remote:` lines and the push
+    // returns once the release is live.
+    let pushed = StdCommand::new("git")
+        .args([
+            "push",
+            &format!("http://wharf:{}@{}/git/site.git", server.token, server.api),
+            "main",
+        ])
+        .current_dir(&repo.work)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&pushed.stderr);
+    assert!(pushed.status.success(), "git push: {said}");
     assert!(
-        pushed.status.success(),
-        "git push: {}",
-        String::from_utf8_lossy(&pushed.stderr)
+        said.lines()
+            .any(|l| l.starts_with("remote: ") && l.contains("live at")),
+        "the deploy's output reaches the pusher: {said}"
     );
-    wharf_testkit::assert_eventually!(
-        page(server.http, "site.localhost").await.as_deref() == Some("pushed v1"),
-        "the push is deployed"
+    assert_eq!(
+        page(server.http, "site.localhost").await.as_deref(),
+        Some("pushed v1"),
+        "live when git push returns"
     );
 
     repo.commit(&[("index.html", "pushed v2")], "v2");

@@ -1,6 +1,9 @@
 //! `git push` over smart HTTP at `/git/<app>.git`: git's own `git http-backend` serves the
 //! protocol (run as a CGI program); wharf checks the token (HTTP Basic, token as password),
 //! creates the app's bare repository on first use, and deploys the pushed branch afterwards.
+//! When the client speaks `side-band-64k` (every git since 1.6 does), the deploy's output is
+//! streamed back on the progress band, so `git push` shows it as `remote:` lines and returns
+//! once the release is live, as on Heroku or Dokku.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -58,10 +61,10 @@ pub(crate) async fn serve(
         .collect::<Vec<_>>()
         .join("&");
     let pushing = rest == "git-receive-pack";
-    let commands = if pushing {
+    let (commands, caps) = if pushing {
         pushed_refs(&headers, &body)
     } else {
-        Vec::new()
+        Default::default()
     };
 
     let mut cmd = tokio::process::Command::new("git");
@@ -122,15 +125,62 @@ pub(crate) async fn serve(
     {
         let url = format!("file://{}", bare.display());
         tracing::info!(%app, %reference, %commit, "git push: deploying");
+        let source = Source::Git {
+            url,
+            reference: commit,
+        };
+        let sideband = caps.split(' ').any(|c| c == "side-band-64k");
+        if !sideband {
+            tokio::spawn(async move {
+                let _ = crate::deploy::deploy(&c, &app, source, Output::new(None)).await;
+            });
+            return Ok(response);
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
-            let source = Source::Git {
-                url,
-                reference: commit,
-            };
-            let _ = crate::deploy::deploy(&c, &app, source, Output::new(None)).await;
+            let _ = crate::deploy::deploy(&c, &app, source, Output::new(Some(tx))).await;
         });
+        return Ok(with_progress(response, rx).await);
     }
     Ok(response)
+}
+
+/// The receive-pack answer with the deploy's lines on sideband 2 before its closing flush-pkt.
+async fn with_progress(
+    response: Response,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> Response {
+    use futures_util::StreamExt;
+    let (mut parts, body) = response.into_parts();
+    let Ok(answer) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let answer = Bytes::copy_from_slice(answer.strip_suffix(b"0000").unwrap_or(&answer));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let head = futures_util::stream::once(async move { Ok::<_, std::io::Error>(answer) });
+    let progress = futures_util::stream::unfold(lines, |mut rx| async move {
+        let line = rx.recv().await?;
+        Some((Ok(progress_pkt(&line)), rx))
+    });
+    let flush = futures_util::stream::once(async { Ok(Bytes::from_static(b"0000")) });
+    Response::from_parts(parts, Body::from_stream(head.chain(progress).chain(flush)))
+}
+
+/// One line as a pkt-line on sideband 2 (progress), cut to the 64 KiB packet limit.
+fn progress_pkt(line: &str) -> Bytes {
+    const MAX_DATA: usize = 65515 - 2;
+    let mut end = line.len().min(MAX_DATA);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    let data = &line[..end];
+    let len = 4 + 1 + data.len() + 1;
+    let mut pkt = Vec::with_capacity(len);
+    pkt.extend_from_slice(format!("{len:04x}").as_bytes());
+    pkt.push(2);
+    pkt.extend_from_slice(data.as_bytes());
+    pkt.push(b'\n');
+    Bytes::from(pkt)
 }
 
 async fn init_bare(bare: &std::path::Path) -> Result<(), ApiError> {
@@ -190,8 +240,9 @@ fn cgi_response(raw: &[u8]) -> Result<Response, ApiError> {
     Ok(resp)
 }
 
-/// The `(ref, new commit)` pairs at the start of a receive-pack request (pkt-lines).
-fn pushed_refs(headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
+/// The `(ref, new commit)` pairs at the start of a receive-pack request (pkt-lines), and the
+/// capabilities the client asked for (after the NUL of the first command).
+fn pushed_refs(headers: &HeaderMap, body: &[u8]) -> (Vec<(String, String)>, String) {
     let gz = headers
         .get(header::CONTENT_ENCODING)
         .is_some_and(|v| v == "gzip");
@@ -204,12 +255,13 @@ fn pushed_refs(headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
             .read_to_end(&mut out)
             .is_err()
         {
-            return Vec::new();
+            return Default::default();
         }
         plain = out;
         data = &plain;
     }
     let mut refs = Vec::new();
+    let mut caps = String::new();
     while data.len() >= 4 {
         let Some(len) = std::str::from_utf8(&data[..4])
             .ok()
@@ -221,7 +273,13 @@ fn pushed_refs(headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
             break;
         }
         let line = String::from_utf8_lossy(&data[4..len]);
-        let command = line.split('\0').next().unwrap_or("").trim();
+        let mut halves = line.split('\0');
+        let command = halves.next().unwrap_or("").trim();
+        if refs.is_empty()
+            && let Some(asked) = halves.next()
+        {
+            caps = asked.trim().to_string();
+        }
         let mut parts = command.split(' ');
         if let (Some(_old), Some(new), Some(reference)) = (parts.next(), parts.next(), parts.next())
         {
@@ -229,5 +287,5 @@ fn pushed_refs(headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
         }
         data = &data[len..];
     }
-    refs
+    (refs, caps)
 }
