@@ -1,11 +1,13 @@
 //! Keep-alive HTTP/1.1 connections to one target, kept on the target itself.
 //!
 //! Each target holds a stack of idle connections (the most recently used on top, so a quiet
-//! period lets the older ones age out). A connection goes back on the stack only once its
+//! period lets the older ones age out; those past the idle timeout are closed as others come
+//! back, and all of them when the target is retired). A connection goes back on the stack only once its
 //! response body has been read to the end; one dropped half-way is closed, as HTTP/1 requires.
 //! Keeping connections per target (not in a client-wide map keyed by address) makes a checkout
 //! a short lock and a pop, and a deploy that retires a target closes its connections with it.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -31,14 +33,14 @@ const MAX_IDLE: usize = 1024;
 
 pub(crate) type Sender = http1::SendRequest<Body>;
 
-/// The idle connections of one target.
+/// The idle connections of one target, oldest at the front.
 #[derive(Default)]
-pub(crate) struct IdleConns(Mutex<Vec<(Sender, Instant)>>);
+pub(crate) struct IdleConns(Mutex<VecDeque<(Sender, Instant)>>);
 
 impl IdleConns {
     fn pop(&self) -> Option<Sender> {
         let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some((sender, since)) = idle.pop() {
+        while let Some((sender, since)) = idle.pop_back() {
             if since.elapsed() < IDLE_TIMEOUT && !sender.is_closed() {
                 return Some(sender);
             }
@@ -51,8 +53,15 @@ impl IdleConns {
             return;
         }
         let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Connections left unused past the timeout are closed as new ones come back.
+        while idle
+            .front()
+            .is_some_and(|(_, since)| since.elapsed() >= IDLE_TIMEOUT)
+        {
+            idle.pop_front();
+        }
         if idle.len() < MAX_IDLE {
-            idle.push((sender, Instant::now()));
+            idle.push_back((sender, Instant::now()));
         }
     }
 }
