@@ -120,6 +120,7 @@ impl Gateway {
             deploys: Arc::new(tokio::sync::Mutex::new(())),
         };
         gw.apply(config, true)?;
+        spawn_idle_sweep(&gw.shared);
         Ok(gw)
     }
 
@@ -431,4 +432,29 @@ pub async fn wait_healthy(
         }
     }
     Ok(())
+}
+
+/// Closes upstream connections left idle past their timeout, every 15 s, for every proxy site.
+fn spawn_idle_sweep(shared: &Arc<Shared>) {
+    let shared = Arc::downgrade(shared);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            if shared.shutdown.is_cancelled() {
+                return;
+            }
+            for site in shared.table.load().sites() {
+                if let Backend::Proxy(pool) = &site.backend {
+                    for target in pool.targets().iter() {
+                        target.conns.close_expired();
+                    }
+                }
+            }
+        }
+    });
 }

@@ -77,6 +77,10 @@ impl RouteTable {
         t
     }
 
+    pub(crate) fn sites(&self) -> impl Iterator<Item = &Arc<Site>> {
+        self.by_name.values()
+    }
+
     pub(crate) fn site(&self, name: &str) -> Option<&Arc<Site>> {
         self.by_name.get(name)
     }
