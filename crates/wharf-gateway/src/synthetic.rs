@@ -105,19 +105,23 @@ pub(crate) fn redirect(status: StatusCode, location: HeaderValue) -> Response<Bo
 }
 
 /// `301` to the same host and path over HTTPS. `host` is the normalised Host (DNS characters
-/// only) and `path_and_query` came through hyper's URI parser, so neither can inject a header.
+/// or an IPv6 address) and `path_and_query` came through hyper's URI parser, so neither can
+/// inject a header.
 pub(crate) fn https_redirect(host: &str, port: u16, path_and_query: &str) -> Response<Body> {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
     let location = if port == 443 {
         format!("https://{host}{path_and_query}")
     } else {
         format!("https://{host}:{port}{path_and_query}")
     };
-    let mut resp = Response::new(empty());
-    *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
+    match HeaderValue::try_from(location) {
+        Ok(v) => redirect(StatusCode::MOVED_PERMANENTLY, v),
+        Err(_) => bad_request(),
     }
-    resp
 }
 
 /// The key authorization of a pending ACME HTTP-01 challenge.

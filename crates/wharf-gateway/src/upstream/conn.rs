@@ -1,8 +1,8 @@
 //! Keep-alive HTTP/1.1 connections to one target, kept on the target itself.
 //!
 //! Each target holds a stack of idle connections (the most recently used on top, so a quiet
-//! period lets the older ones age out); those idle past the timeout are closed by a sweep every
-//! few seconds and as others come back, and all of them when the target is retired. A connection goes back on the stack only once its
+//! period lets the older ones age out); those idle past the timeout are closed by the gateway's
+//! sweep every 15 s, and all of them when the target is retired. A connection goes back on the stack only once its
 //! response body has been read to the end; one dropped half-way is closed, as HTTP/1 requires.
 //! Keeping connections per target (not in a client-wide map keyed by address) makes a checkout
 //! a short lock and a pop, and a deploy that retires a target closes its connections with it.
@@ -48,8 +48,8 @@ impl IdleConns {
         None
     }
 
-    /// Closes the connections idle past the timeout (run periodically, so a target that gets no
-    /// more traffic does not keep them open).
+    /// Closes the connections idle past the timeout (the gateway's periodic sweep, so a target
+    /// that gets no more traffic does not keep them open).
     pub(crate) fn close_expired(&self) {
         let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
         while idle
@@ -64,7 +64,6 @@ impl IdleConns {
         if sender.is_closed() {
             return;
         }
-        self.close_expired();
         let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push_back((sender, Instant::now()));
