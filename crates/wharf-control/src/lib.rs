@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use wharf_gateway::Gateway;
 use wharf_gateway::config::GatewayConfig;
 use wharf_runtime::Runtime;
-use wharf_store::Store;
+use wharf_store::{ReleaseStatus, Store};
 
 pub use error::ControlError;
 use oplog::OpLog;
@@ -227,28 +227,49 @@ impl Server {
 /// Puts back what a killed server left half done: a release switch that did not finish returns
 /// to the previous release (so one of them always serves), and half-built release folders go.
 fn recover(store: &Arc<Store>, data: &DataDir) -> Result<(), ControlError> {
-    for switch in store.recover_interrupted_switches()? {
+    for switch in store.interrupted_switches()? {
         let app = &switch.app;
         let op = OpLog::begin(store, Some(app), "recover");
-        let mut message = match (switch.failed, switch.previous) {
-            (Some(failed), Some(p)) => format!(
-                "release {failed} was going live when the server stopped; release {p} serves again"
-            ),
-            (Some(failed), None) => format!(
-                "release {failed} was going live when the server stopped; it is marked failed"
-            ),
-            (None, _) => "a rollback was under way when the server stopped; it was undone".into(),
-        };
-        if let Some(config) = &switch.config {
-            match deploy::restore_config(store, app, config) {
-                Ok(_) => message.push_str(", with the env and settings it had before"),
-                Err(e) => {
-                    tracing::error!(%app, error = %e, "could not restore the config saved before a rollback");
-                    message.push_str(&format!(
-                        "; its previous env and settings could not be restored: {e}"
-                    ));
+        // The env first: the switch stays open until it is undone below, so a server killed
+        // in between does all of this again.
+        let restored = switch
+            .config
+            .as_deref()
+            .map(|config| deploy::restore_config(store, app, config));
+        let mut message = match (switch.going_live, switch.previous) {
+            (Some(n), previous) if Some(n) != previous => {
+                // A rollback's target was a good release before: it stays one to go back to.
+                let (status, note) = match restored {
+                    Some(_) => (ReleaseStatus::Ready, None),
+                    None => (
+                        ReleaseStatus::Failed,
+                        Some("interrupted: the server stopped while this release was going live"),
+                    ),
+                };
+                store.undo_switch(app, n, previous, status, note)?;
+                match previous {
+                    Some(p) => format!(
+                        "release {n} was going live when the server stopped; release {p} serves again"
+                    ),
+                    None => format!(
+                        "release {n} was going live when the server stopped; it is marked failed"
+                    ),
                 }
             }
+            _ => {
+                store.finish_switch(app)?;
+                "a rollback was under way when the server stopped; it was undone".into()
+            }
+        };
+        match restored {
+            Some(Ok(_)) => message.push_str(", with the env and settings it had before"),
+            Some(Err(e)) => {
+                tracing::error!(%app, error = %e, "could not restore the config saved before a rollback");
+                message.push_str(&format!(
+                    "; its previous env and settings could not be restored: {e}"
+                ));
+            }
+            None => {}
         }
         tracing::warn!(%app, "{message}");
         op.ok("switch", &message);

@@ -151,15 +151,17 @@ pub enum ReleaseStatus {
     Active,
 }
 
-/// A release switch a stopped server left unfinished, as put right at start.
+/// A release switch a stopped server left unfinished.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interrupted {
     pub app: String,
-    /// The release that was going live, now marked failed (`None`: it had not been activated).
-    pub failed: Option<u32>,
-    /// The release serving again.
+    /// The app's release pointer: the release that was going live, or `previous` when the
+    /// server stopped before it was activated.
+    pub going_live: Option<u32>,
+    /// The release that served before the switch.
     pub previous: Option<u32>,
-    /// The config (JSON snapshot) in force before a rollback began changing it.
+    /// The config (JSON snapshot) in force before a rollback began changing it; `None` for a
+    /// deploy.
     pub config: Option<String>,
 }
 

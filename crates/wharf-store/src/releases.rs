@@ -159,67 +159,23 @@ impl Store {
         Ok(())
     }
 
-    /// For every app whose release switch a stopped server left unfinished: marks the release
-    /// it was switching to failed and puts the previous one back, and hands back the config
-    /// saved before the switch (a rollback's) for the caller to restore.
-    pub fn recover_interrupted_switches(&self) -> Result<Vec<Interrupted>> {
-        struct Pending {
-            app: String,
-            release: Option<u32>,
-            previous: Option<u32>,
-            config: Option<String>,
-        }
-        let pending: Vec<Pending> = {
-            let conn = self.conn();
-            let mut q = conn.prepare(
-                "SELECT name, release, switching_from, switching_config FROM apps WHERE switching = 1",
-            )?;
-            q.query_map([], |r| {
-                Ok(Pending {
-                    app: r.get(0)?,
-                    release: r.get(1)?,
-                    previous: r.get(2)?,
-                    config: r.get(3)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?
-        };
-        let mut recovered = Vec::new();
-        for Pending {
-            app,
-            release,
-            previous,
-            config,
-        } in pending
-        {
-            let failed = match release {
-                // A rollback's target was a good release before: it stays one to go back to.
-                Some(n) if Some(n) != previous && config.is_some() => {
-                    self.revert(&app, n, previous, ReleaseStatus::Ready, None)?;
-                    Some(n)
-                }
-                Some(n) if Some(n) != previous => {
-                    self.revert_release(
-                        &app,
-                        n,
-                        previous,
-                        "interrupted: the server stopped while this release was going live",
-                    )?;
-                    Some(n)
-                }
-                _ => {
-                    self.finish_switch(&app)?;
-                    None
-                }
-            };
-            recovered.push(Interrupted {
-                app,
-                failed,
-                previous,
-                config,
-            });
-        }
-        Ok(recovered)
+    /// The release switches a stopped server left unfinished. Nothing changes here: the caller
+    /// restores any saved config first and then calls [`Store::undo_switch`], so a server
+    /// killed again half-way finds the same list and can start over.
+    pub fn interrupted_switches(&self) -> Result<Vec<Interrupted>> {
+        let conn = self.conn();
+        let mut q = conn.prepare(
+            "SELECT name, release, switching_from, switching_config FROM apps WHERE switching = 1",
+        )?;
+        let rows = q.query_map([], |r| {
+            Ok(Interrupted {
+                app: r.get(0)?,
+                going_live: r.get(1)?,
+                previous: r.get(2)?,
+                config: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Puts `previous` back as the active release after `failed` could not go live.
@@ -230,11 +186,13 @@ impl Store {
         previous: Option<u32>,
         message: &str,
     ) -> Result<()> {
-        self.revert(app, failed, previous, ReleaseStatus::Failed, Some(message))
+        self.undo_switch(app, failed, previous, ReleaseStatus::Failed, Some(message))
     }
 
-    /// Makes `previous` active again and gives `from` the status `status`, in one transaction.
-    fn revert(
+    /// Ends a switch to `from` by making `previous` active again (`from` gets `status`, and
+    /// `message` if given), in one transaction. With `from == previous` (nothing was switched
+    /// yet) it only closes the switch.
+    pub fn undo_switch(
         &self,
         app: &str,
         from: u32,
@@ -242,6 +200,9 @@ impl Store {
         status: ReleaseStatus,
         message: Option<&str>,
     ) -> Result<()> {
+        if Some(from) == previous {
+            return self.finish_switch(app);
+        }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let id = app_id(&tx, app)?;
@@ -313,6 +274,63 @@ mod tests {
 
     use super::*;
     use crate::model::{AppKind, AppSettings};
+
+    #[test]
+    fn an_interrupted_switch_is_listed_until_undone() {
+        let s = Store::open_test();
+        s.create_app(
+            "blog",
+            AppKind::Process,
+            &AppSettings::default(),
+            &[],
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        for n in 1..=2 {
+            s.begin_release("blog", "git x main").unwrap();
+            s.finish_release("blog", n, ReleaseStatus::Ready, &BuildResult::default())
+                .unwrap();
+            s.activate_release("blog", n, "{}").unwrap();
+            s.finish_switch("blog").unwrap();
+        }
+        let status = |n: u32| {
+            let r = s.releases("blog").unwrap();
+            r.into_iter().find(|r| r.number == n).unwrap().status
+        };
+        assert!(s.interrupted_switches().unwrap().is_empty());
+
+        // Stopped before the rollback activated its target: only the switch is closed.
+        s.begin_switch("blog", "saved").unwrap();
+        let open = s.interrupted_switches().unwrap();
+        assert_eq!(
+            open,
+            [Interrupted {
+                app: "blog".into(),
+                going_live: Some(2),
+                previous: Some(2),
+                config: Some("saved".into()),
+            }]
+        );
+        s.undo_switch("blog", 2, Some(2), ReleaseStatus::Ready, None)
+            .unwrap();
+        assert!(s.interrupted_switches().unwrap().is_empty());
+        assert_eq!(s.app("blog").unwrap().release, Some(2));
+
+        // Stopped after: listing changes nothing (a second crash finds the same), undoing puts
+        // release 2 back and leaves 1 ready to roll back to.
+        s.begin_switch("blog", "saved").unwrap();
+        s.activate_release("blog", 1, "{}").unwrap();
+        let open = s.interrupted_switches().unwrap();
+        assert_eq!(open, s.interrupted_switches().unwrap());
+        assert_eq!(open[0].going_live, Some(1));
+        assert_eq!(open[0].previous, Some(2));
+        s.undo_switch("blog", 1, Some(2), ReleaseStatus::Ready, None)
+            .unwrap();
+        assert!(s.interrupted_switches().unwrap().is_empty());
+        assert_eq!(s.app("blog").unwrap().release, Some(2));
+        assert_eq!(status(1), ReleaseStatus::Ready);
+        assert_eq!(status(2), ReleaseStatus::Active);
+    }
 
     #[test]
     fn release_lifecycle() {

@@ -21,6 +21,13 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer((os.environ['HOST'], int(os.environ['PORT'])), H).serve_forever()
 ";
 
+/// A health-check deadline far longer than any kill below takes to land, so the kill always
+/// finds the release still going live (the harness's default 5 s could run out first on a
+/// loaded machine and fail the switch the ordinary way).
+fn patient() -> [(&'static str, String); 1] {
+    [("WHARF_HEALTH_TIMEOUT", "120s".to_string())]
+}
+
 /// Starts a deploy and kills the server once the deploy has printed `marker`.
 async fn kill_during_deploy(server: ServerProc, marker: &str) {
     let mut deploy = server.spawn_cli(&["deploy", "api"]);
@@ -54,7 +61,7 @@ async fn a_killed_server_comes_back_with_one_release_serving() {
             ("Procfile", "web: exec python3 app.py\n"),
         ],
     );
-    let server = ServerProc::start_with(&data, http_port, https_port, &[]).await;
+    let server = ServerProc::start_with(&data, http_port, https_port, &patient()).await;
     let http = server.http;
     server
         .ok(&["apps", "create", "api", "--git", &repo.url()])
@@ -74,7 +81,7 @@ async fn a_killed_server_comes_back_with_one_release_serving() {
         "slow build",
     );
     kill_during_deploy(server, "$ sleep 30").await;
-    let server = ServerProc::start_with(&data, http_port, https_port, &[]).await;
+    let server = ServerProc::start_with(&data, http_port, https_port, &patient()).await;
     // Apps come back in the background after the server is up.
     assert_eventually!(
         page(http, "api.localhost").await.as_deref() == Some("v1"),
@@ -101,7 +108,7 @@ async fn a_killed_server_comes_back_with_one_release_serving() {
         "slow start",
     );
     kill_during_deploy(server, "starting the new release").await;
-    let server = ServerProc::start_with(&data, http_port, https_port, &[]).await;
+    let server = ServerProc::start_with(&data, http_port, https_port, &patient()).await;
     assert_eventually!(
         page(http, "api.localhost").await.as_deref() == Some("v1"),
         "the previous release serves again"
@@ -185,7 +192,7 @@ async fn a_rollback_cut_short_puts_back_the_release_and_its_env() {
         "api",
         &[("app.py", ENV_APP), ("version", "v1"), ("wharf.toml", run)],
     );
-    let server = ServerProc::start_with(&data, http_port, https_port, &[]).await;
+    let server = ServerProc::start_with(&data, http_port, https_port, &patient()).await;
     let http = server.http;
     server
         .ok(&["apps", "create", "api", "--git", &repo.url()])
@@ -212,7 +219,7 @@ async fn a_rollback_cut_short_puts_back_the_release_and_its_env() {
     let _ = rollback.wait().await;
     std::fs::remove_file(&slow).unwrap();
 
-    let server = ServerProc::start_with(&data, http_port, https_port, &[]).await;
+    let server = ServerProc::start_with(&data, http_port, https_port, &patient()).await;
     assert_eventually!(
         page(http, "api.localhost").await.as_deref() == Some("v2 two"),
         "release 2 serves again with the env it had (MODE=two)"

@@ -115,6 +115,17 @@ pub(crate) async fn add_domain(
     let host = validate::domain(&req.host, &c.reconciler.routing().base_domain, |n| {
         existing.iter().any(|a| a.name == n)
     })?;
+    // Checked before any certificate file is written: a refused request changes nothing.
+    if existing
+        .iter()
+        .any(|a| a.name != app && a.domains.contains(&host))
+    {
+        return Err(wharf_store::StoreError::Exists {
+            what: "domain",
+            name: host,
+        }
+        .into());
+    }
     let tls = req
         .tls
         .as_deref()

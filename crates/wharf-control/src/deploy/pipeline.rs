@@ -334,7 +334,10 @@ async fn run(
         });
     }
 
-    let _ = c.store.finish_switch(app);
+    // Left open, the switch would be undone at the next start although this release serves.
+    if let Err(e) = c.store.finish_switch(app) {
+        tracing::error!(%app, error = %e, "could not record the end of a release switch");
+    }
 
     // 5. Keep the last releases.
     prune(c, app);
@@ -502,8 +505,9 @@ async fn roll_back(
     c.store
         .begin_switch(app, &now_config)
         .map_err(|e| e.to_string())?;
+    let ran_before = release.config != "{}";
     let switched = (|| {
-        if release.config != "{}" {
+        if ran_before {
             let names = restore_config(&c.store, app, &release.config)?;
             op.ok(
                 "config",
@@ -514,7 +518,7 @@ async fn roll_back(
                 ),
             );
         }
-        let config = if release.config != "{}" {
+        let config = if ran_before {
             &release.config
         } else {
             &now_config
@@ -527,20 +531,26 @@ async fn roll_back(
         Ok(previous) => previous,
         Err(e) => {
             let _ = restore_config(&c.store, app, &now_config);
-            let _ = c.store.finish_switch(app);
+            // Left open, the switch would be undone at the next start although this release serves.
+            if let Err(e) = c.store.finish_switch(app) {
+                tracing::error!(%app, error = %e, "could not record the end of a release switch");
+            }
             return Err(e);
         }
     };
     if let Err(e) = c.reconciler.reconcile(app, true, op).await {
+        // Env first, then the release: until the switch is undone, a restart redoes both.
         let _ = restore_config(&c.store, app, &now_config);
         let _ = c
             .store
-            .activate_release(app, previous.unwrap_or(release.number), &now_config);
-        let _ = c.store.finish_switch(app);
+            .undo_switch(app, release.number, previous, ReleaseStatus::Ready, None);
         let _ = c.reconciler.reconcile(app, false, op).await;
         return Err(format!("release {} did not go live: {e}", release.number));
     }
-    let _ = c.store.finish_switch(app);
+    // Left open, the switch would be undone at the next start although this release serves.
+    if let Err(e) = c.store.finish_switch(app) {
+        tracing::error!(%app, error = %e, "could not record the end of a release switch");
+    }
     Ok(format!(
         "rolled back to release {} of {app}, live at {}",
         release.number,

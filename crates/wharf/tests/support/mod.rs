@@ -185,14 +185,7 @@ pub fn require_tool(tool: &str, package: &str) {
 }
 
 pub fn require_python() {
-    let ok = std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "these tests run a small Python web app: install python3 (apt-get install -y python3)"
-    );
+    require_tool("python3", "python3");
 }
 
 pub async fn page(addr: SocketAddr, host: &str) -> Option<String> {
