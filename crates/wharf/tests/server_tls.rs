@@ -104,71 +104,50 @@ async fn domains_over_https_with_self_signed_manual_and_acme_certificates() {
     // Manual: a key that does not belong to the certificate is refused and nothing is stored.
     let (ca, cert, key) = manual_cert(&tmp.0, "shop.example.test");
     let (_, _, other_key) = manual_cert(&tmp.0, "other.example.test");
-    let (ok, _, err) = server
-        .cli(&[
-            "domains",
-            "add",
-            "site",
-            "shop.example.test",
-            "--tls",
-            "manual",
-            "--cert",
-            &cert,
-            "--key",
-            &other_key,
-        ])
-        .await;
+    let add_manual = |app: &'static str, host: &'static str, cert: String, key: String| {
+        let server = &server;
+        async move {
+            let args = ["domains", "add", app, host, "--tls", "manual"];
+            let files = ["--cert", cert.as_str(), "--key", key.as_str()];
+            server.cli(&[&args[..], &files[..]].concat()).await
+        }
+    };
+    let (ok, _, err) = add_manual("site", "shop.example.test", cert.clone(), other_key).await;
     assert!(
         !ok && err.contains("does not belong to the certificate"),
         "{err}"
     );
-    let (ok, _, err) = server
-        .cli(&[
-            "domains",
-            "add",
-            "site",
-            "wrong.example.test",
-            "--tls",
-            "manual",
-            "--cert",
-            &cert,
-            "--key",
-            &key,
-        ])
-        .await;
+    let (ok, _, err) = add_manual("site", "wrong.example.test", cert.clone(), key.clone()).await;
     assert!(!ok && err.contains("not wrong.example.test"), "{err}");
     let app = server.app_json("site").await;
     assert_eq!(app["domains"], serde_json::json!(["origin.example.test"]));
-    server
-        .ok(&[
-            "domains",
-            "add",
-            "site",
+    let (ok, _, err) = add_manual("site", "shop.example.test", cert, key).await;
+    assert!(ok, "{err}");
+    let verify = || async {
+        get_tls(
+            https,
             "shop.example.test",
-            "--tls",
-            "manual",
-            "--cert",
-            &cert,
-            "--key",
-            &key,
-        ])
-        .await;
-    let r = get_tls(
-        https,
-        "shop.example.test",
-        "/",
-        &["h2"],
-        &Trust::Roots(ca.into_bytes()),
-    )
-    .await
-    .expect("the uploaded chain verifies against its CA");
-    assert_eq!(r.reply.text(), "hello tls");
+            "/",
+            &["h2"],
+            &Trust::Roots(ca.clone().into_bytes()),
+        )
+        .await
+        .expect("the uploaded chain verifies against its CA")
+    };
+    assert_eq!(verify().await.reply.text(), "hello tls");
+    // Another app asking for the same name with its own certificate is refused, and the
+    // certificate already served is not touched.
+    server.ok(&["apps", "create", "other"]).await;
+    std::fs::create_dir_all(tmp.0.join("theirs")).unwrap();
+    let (_, their_cert, their_key) = manual_cert(&tmp.0.join("theirs"), "shop.example.test");
+    let (ok, _, err) = add_manual("other", "shop.example.test", their_cert, their_key).await;
+    assert!(!ok && err.contains("exists"), "{err}");
 
     // HSTS once asked for.
+    // (Applying it reloads the certificates, so this also proves the refused upload above
+    // left the served one alone.)
     server.ok(&["apps", "set", "site", "--hsts", "1d"]).await;
-    let r = get_tls(https, "shop.example.test", "/", &["h2"], &Trust::Any)
-        .await
-        .unwrap();
+    let r = verify().await;
     assert_eq!(
         r.reply.header("strict-transport-security"),
         Some("max-age=86400")
