@@ -35,3 +35,22 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
         source,
     })
 }
+
+/// Keeps a certificate's chain and key in `dir`, with the source that made them (`acme`,
+/// `self-signed`, `manual`), so files one source wrote are never taken for another's.
+pub fn write_cert_files(
+    dir: &Path,
+    cert_pem: &str,
+    key_pem: &str,
+    source: &str,
+) -> Result<(), TlsError> {
+    write_private(&dir.join("key.pem"), key_pem.as_bytes())?;
+    write_private(&dir.join("cert.pem"), cert_pem.as_bytes())?;
+    write_private(&dir.join("source"), source.as_bytes())
+}
+
+/// The source recorded with the files in `dir`; `None` for files kept before sources were
+/// recorded.
+pub(crate) fn recorded_source(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join("source")).ok()
+}

@@ -19,7 +19,7 @@ mod store;
 use std::sync::Arc;
 
 pub use acme::{Acme, AcmeSettings, Challenge};
-pub use files::write_private;
+pub use files::{write_cert_files, write_private};
 pub use info::CertInfo;
 pub use manager::{Attempt, CertManager, CertSource, CertStatus, RenewPolicy, WantedCert};
 pub use store::{ACME_TLS_ALPN, CertStore};

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::acme::{Acme, AcmeSettings};
-use crate::files::{read, write_private};
+use crate::files::{self, read, write_cert_files, write_private};
 use crate::info::CertInfo;
 use crate::store::CertStore;
 use crate::{TlsError, pem, selfsigned};
@@ -170,12 +170,15 @@ impl CertManager {
                 continue;
             }
             let previous = certs.remove(&w.name);
+            // The same wish still waiting for its certificate keeps its backoff: a reload must
+            // not turn a failed order (or a rate limit) into an immediate new one.
+            let same = previous.as_ref().filter(|p| p.wanted == w);
             let mut m = Managed {
                 wanted: w.clone(),
                 info: None,
                 last: previous.as_ref().and_then(|p| p.last.clone()),
-                failures: 0,
-                retry_at: 0,
+                failures: same.map_or(0, |p| p.failures),
+                retry_at: same.map_or(0, |p| p.retry_at),
             };
             if m.last.is_none() {
                 m.last = read(&self.cert_dir(&w.name).join("status.json"))
@@ -224,9 +227,11 @@ impl CertManager {
             Some(Ok((key, info))) => {
                 let covers = w.hosts.iter().all(|h| info.hosts.contains(h));
                 let fresh = info.not_after > now();
+                // Files another source left (self-signed, then `acme`) are not this one's.
+                let ours = files::recorded_source(&dir).is_none_or(|s| s == w.source.label());
                 match &w.source {
                     CertSource::Manual { .. } => Some((key, info)),
-                    _ if covers && fresh => Some((key, info)),
+                    _ if covers && fresh && ours => Some((key, info)),
                     _ => None,
                 }
             }
@@ -242,8 +247,7 @@ impl CertManager {
         }
         let made = selfsigned::generate(&w.hosts)?;
         let (key, info) = pem::certified_key(made.cert_pem.as_bytes(), made.key_pem.as_bytes())?;
-        write_private(&dir.join("key.pem"), made.key_pem.as_bytes())?;
-        write_private(&dir.join("cert.pem"), made.cert_pem.as_bytes())?;
+        write_cert_files(&dir, &made.cert_pem, &made.key_pem, w.source.label())?;
         self.store.install(&w.name, w.hosts.clone(), key);
         let attempt = self.attempt(&w.name, true, "self-signed certificate generated".into());
         Ok(Some((info, Some(attempt))))
@@ -300,6 +304,17 @@ impl CertManager {
             let Some(m) = certs.get_mut(&w.name).filter(|m| m.wanted == w) else {
                 continue; // changed or removed meanwhile; the next round sees the new wish
             };
+            // Kept and served only now that it is known to be still wanted.
+            let result = result.and_then(|issued| {
+                write_cert_files(
+                    &self.cert_dir(&w.name),
+                    &issued.chain,
+                    &issued.key_pem,
+                    w.source.label(),
+                )?;
+                self.store.install(&w.name, w.hosts.clone(), issued.key);
+                Ok(issued.info)
+            });
             match result {
                 Ok(info) => {
                     let msg = format!(
@@ -352,7 +367,7 @@ impl CertManager {
         }
     }
 
-    async fn order(&self, w: &WantedCert) -> Result<CertInfo, TlsError> {
+    async fn order(&self, w: &WantedCert) -> Result<Issued, TlsError> {
         let settings = self
             .acme_settings
             .lock()
@@ -370,11 +385,12 @@ impl CertManager {
         let client = acme.as_ref().expect("connected above");
         let (chain, key_pem) = client.issue(&w.hosts, &self.store).await?;
         let (key, info) = pem::certified_key(chain.as_bytes(), key_pem.as_bytes())?;
-        let dir = self.cert_dir(&w.name);
-        write_private(&dir.join("key.pem"), key_pem.as_bytes())?;
-        write_private(&dir.join("cert.pem"), chain.as_bytes())?;
-        self.store.install(&w.name, w.hosts.clone(), key);
-        Ok(info)
+        Ok(Issued {
+            key,
+            info,
+            chain,
+            key_pem,
+        })
     }
 
     fn attempt(&self, name: &str, ok: bool, message: String) -> Attempt {
@@ -405,8 +421,65 @@ impl CertManager {
     }
 }
 
+/// A certificate just ordered, not yet kept or served.
+struct Issued {
+    key: Arc<rustls::sign::CertifiedKey>,
+    info: CertInfo,
+    chain: String,
+    key_pem: String,
+}
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manager(tag: &str) -> (Arc<CertManager>, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("wharf-tls-mgr-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let m = CertManager::new(CertStore::new(), dir.clone(), None, RenewPolicy::default());
+        (m, dir)
+    }
+
+    fn wanted(source: CertSource) -> Vec<WantedCert> {
+        vec![WantedCert {
+            name: "site".into(),
+            hosts: vec!["a.example.test".into()],
+            source,
+        }]
+    }
+
+    #[test]
+    fn a_certificate_one_source_made_is_not_passed_off_as_anothers() {
+        let (m, dir) = manager("source");
+        assert!(m.apply(wanted(CertSource::SelfSigned)).is_empty());
+        assert!(m.statuses()[0].info.is_some());
+        // Switched to ACME (not configured here): the self-signed files are not its certificate.
+        assert!(m.apply(wanted(CertSource::Acme)).is_empty());
+        let s = &m.statuses()[0];
+        assert_eq!(s.source, "acme");
+        assert!(
+            s.info.is_none(),
+            "served {:?} as an ACME certificate",
+            s.info
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_a_failed_orders_backoff() {
+        let (m, dir) = manager("backoff");
+        m.apply(wanted(CertSource::Acme));
+        m.renew_due().await; // fails: no ACME directory configured
+        let next = m.statuses()[0].next_renewal.unwrap();
+        assert!(next > now(), "a failed order waits before the next try");
+        m.apply(wanted(CertSource::Acme));
+        assert_eq!(m.statuses()[0].next_renewal, Some(next));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -57,10 +57,6 @@ pub(crate) fn save_manual(c: &Control, host: &str, cert: &str, key: &str) -> Api
         )));
     }
     let dir = c.data.certs().join(cert_name(host));
-    let write = |name: &str, bytes: &str| {
-        wharf_tls::write_private(&dir.join(name), bytes.as_bytes())
-            .map_err(|e| ApiError::internal(e.to_string()))
-    };
-    write("key.pem", key)?;
-    write("cert.pem", cert)
+    wharf_tls::write_cert_files(&dir, cert, key, "manual")
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
