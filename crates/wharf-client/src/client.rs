@@ -172,19 +172,6 @@ impl Client {
             .await
     }
 
-    pub async fn add_domain(&self, app: &str, host: &str) -> Result<Changed> {
-        self.add_domain_with(
-            app,
-            &AddDomain {
-                host: host.to_string(),
-                tls: None,
-                cert_pem: None,
-                key_pem: None,
-            },
-        )
-        .await
-    }
-
     /// Adds a domain with a certificate source (or changes the source of one the app has).
     pub async fn add_domain_with(&self, app: &str, body: &AddDomain) -> Result<Changed> {
         self.json(
@@ -260,7 +247,7 @@ impl Client {
         &self,
         app: &str,
         lines: u32,
-    ) -> Result<impl Stream<Item = Result<Bytes>> + use<>> {
+    ) -> Result<impl Stream<Item = Result<Vec<u8>>> + use<>> {
         let resp = self
             .send(
                 Method::GET,
@@ -268,10 +255,7 @@ impl Client {
                 None,
             )
             .await?;
-        let stream = resp.into_body().into_data_stream();
-        Ok(futures_util::StreamExt::map(stream, |chunk| {
-            chunk.map_err(|e| ClientError::Decode(e.to_string()))
-        }))
+        Ok(split_lines(resp.into_body().into_data_stream()))
     }
 
     /// Deploys from git (`req`) or from an archive (bytes and `application/gzip` or
@@ -294,31 +278,14 @@ impl Client {
                 .await?
             }
         };
-        let chunks = resp.into_body().into_data_stream();
-        // Reassemble newline-delimited JSON across chunk boundaries.
-        let lines = futures_util::stream::unfold(
-            (chunks, Vec::<u8>::new()),
-            |(mut chunks, mut buf)| async move {
-                loop {
-                    if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = buf.drain(..=pos).collect();
-                        let event = serde_json::from_slice::<DeployEvent>(&line)
-                            .map_err(|e| ClientError::Decode(e.to_string()));
-                        return Some((event, (chunks, buf)));
-                    }
-                    match futures_util::StreamExt::next(&mut chunks).await {
-                        Some(Ok(bytes)) => buf.extend_from_slice(&bytes),
-                        Some(Err(e)) => {
-                            return Some((
-                                Err(ClientError::Decode(e.to_string())),
-                                (chunks, Vec::new()),
-                            ));
-                        }
-                        None => return None,
-                    }
-                }
-            },
-        );
+        // Newline-delimited JSON, one event a line.
+        let lines =
+            futures_util::StreamExt::map(split_lines(resp.into_body().into_data_stream()), |l| {
+                l.and_then(|line| {
+                    serde_json::from_slice::<DeployEvent>(&line)
+                        .map_err(|e| ClientError::Decode(e.to_string()))
+                })
+            });
         Ok(lines)
     }
 
@@ -396,5 +363,56 @@ impl ClientError {
     /// True for 401: the token is missing or wrong.
     pub fn is_unauthorized(&self) -> bool {
         matches!(self, ClientError::Api { status, .. } if *status == StatusCode::UNAUTHORIZED.as_u16())
+    }
+}
+
+/// Whole lines (each with its `\n`; a last line without one at the end) from a body that
+/// arrives in chunks cut anywhere.
+fn split_lines<E: std::fmt::Display>(
+    chunks: impl Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+) -> impl Stream<Item = Result<Vec<u8>>> {
+    futures_util::stream::unfold(
+        (chunks, Vec::<u8>::new(), false),
+        |(mut chunks, mut buf, ended)| async move {
+            loop {
+                if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    return Some((Ok(line), (chunks, buf, ended)));
+                }
+                if ended {
+                    return (!buf.is_empty())
+                        .then(|| (Ok(std::mem::take(&mut buf)), (chunks, Vec::new(), true)));
+                }
+                match futures_util::StreamExt::next(&mut chunks).await {
+                    Some(Ok(bytes)) => buf.extend_from_slice(&bytes),
+                    Some(Err(e)) => {
+                        let err = ClientError::Decode(e.to_string());
+                        return Some((Err(err), (chunks, Vec::new(), true)));
+                    }
+                    None => {
+                        return (!buf.is_empty())
+                            .then(|| (Ok(std::mem::take(&mut buf)), (chunks, Vec::new(), true)));
+                    }
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_cut_across_chunks_come_out_whole() {
+        let chunks = futures_util::stream::iter(
+            ["ab", "c\nde", "f\n", "tail"].map(|c| Ok::<_, std::io::Error>(Bytes::from(c))),
+        );
+        let got: Vec<Vec<u8>> = futures_util::StreamExt::collect::<Vec<_>>(split_lines(chunks))
+            .await
+            .into_iter()
+            .map(|l| l.unwrap())
+            .collect();
+        assert_eq!(got, [&b"abc\n"[..], b"def\n", b"tail"]);
     }
 }

@@ -164,7 +164,7 @@ impl Server {
             loopback.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         let app = api::router(control.clone())
-            .merge(wharf_dashboard::router(format!("http://{loopback}"), false));
+            .merge(wharf_dashboard::router(format!("http://{loopback}")));
         let stop = stop_api.clone();
         let api_task = tokio::spawn(async move {
             let served = axum::serve(listener, app)

@@ -16,7 +16,6 @@ pub(crate) fn page(title: &str, csrf: Option<&str>, flash: Flash<'_>, body: Mark
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                @if let Some(t) = csrf { meta name="csrf-token" content=(t); }
                 title { (title) " · wharf" }
                 link rel="stylesheet" href="/assets/app.css";
                 script src="/assets/app.js" defer {}

@@ -21,16 +21,13 @@ pub(crate) struct Dashboard {
     /// The API's own address, e.g. `http://127.0.0.1:7070`.
     api: String,
     sessions: Sessions,
-    /// Add `Secure` to the session cookie (when served over HTTPS).
-    secure_cookie: bool,
 }
 
 /// The dashboard's routes; `api` is the base URL the dashboard calls the API at.
-pub fn router(api: String, secure_cookie: bool) -> Router {
+pub fn router(api: String) -> Router {
     let state = Arc::new(Dashboard {
         api,
         sessions: Sessions::default(),
-        secure_cookie,
     });
     Router::new()
         .route("/", get(pages::overview))

@@ -67,11 +67,7 @@ fn changing(
         )
             .into_response());
     };
-    let sent = form
-        .get("csrf")
-        .map(String::as_str)
-        .or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()));
-    if !sent.is_some_and(|t| same(t, &s.csrf)) {
+    if !form.get("csrf").is_some_and(|t| same(t, &s.csrf)) {
         return Err((
             StatusCode::FORBIDDEN,
             error_markup("This form did not come from this dashboard page, or it is stale: reload the page and try again."),
@@ -185,7 +181,7 @@ pub(crate) async fn login(State(d): State_, headers: HeaderMap, Form(f): Form<Fi
     let cookie = format!(
         "{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         LIFETIME.as_secs(),
-        if d.secure_cookie || behind_https(&headers) {
+        if behind_https(&headers) {
             "; Secure"
         } else {
             ""
@@ -608,7 +604,8 @@ pub(crate) async fn add_domain(
 ) -> Response {
     let body = AddDomain {
         host: field(&f, "host"),
-        tls: f.get("tls").cloned().filter(|t| t != "none"),
+        // "none" is passed on: for a domain the app has, it turns HTTPS off.
+        tls: f.get("tls").cloned(),
         cert_pem: None,
         key_pem: None,
     };
@@ -717,17 +714,11 @@ pub(crate) async fn live_logs(
         Ok(s) => s,
         Err(e) => return error_page(&e.to_string()),
     };
-    let events = stream
-        .filter_map(|chunk| async move { chunk.ok() })
-        .flat_map(|bytes| {
-            let text = String::from_utf8_lossy(&bytes).into_owned();
-            let lines: Vec<Result<Event, Infallible>> = text
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(|l| Ok(Event::default().data(l)))
-                .collect();
-            futures_util::stream::iter(lines)
-        });
+    // Whole lines only: a line the API sent in two chunks is still one event.
+    let events = stream.filter_map(|line| async move {
+        let line = String::from_utf8_lossy(&line.ok()?).trim_end().to_string();
+        (!line.is_empty()).then(|| Ok::<_, Infallible>(Event::default().data(line)))
+    });
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()

@@ -220,6 +220,10 @@ async fn log_in_create_deploy_roll_back_and_read_logs_in_chromium() {
         .unwrap()
         .unwrap_or_default();
     assert!(chart.starts_with("Requests: now"), "{chart}");
+    assert!(
+        !chart.contains("peak 0.00 "),
+        "the graph shows the traffic the API sampled: {chart}"
+    );
 
     // Logs follow live: new requests show up without reloading the page.
     let logged = |t: &str| t.matches("GET /live-").count();

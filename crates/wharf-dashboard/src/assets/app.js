@@ -1,7 +1,6 @@
 // Small progressive enhancements: a deploy streams its build log into the page, app logs follow
 // live over server-sent events. Every page works without this script.
 "use strict";
-const csrf = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
 
 document.addEventListener("DOMContentLoaded", () => {
   const deploy = document.querySelector("form[data-deploy]");
@@ -16,7 +15,6 @@ document.addEventListener("DOMContentLoaded", () => {
       try {
         const resp = await fetch(deploy.action, {
           method: "POST", body: new URLSearchParams(new FormData(deploy)),
-          headers: { "x-csrf-token": csrf() },
         });
         const reader = resp.body.getReader();
         const text = new TextDecoder();
