@@ -1,4 +1,5 @@
-//! Build detection on hostile `wharf.toml` / `Procfile` / `package.json` contents.
+//! Build detection on hostile `wharf.toml` / `Procfile` / `package.json` / `pyproject.toml`
+//! contents (the first byte picks the file).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -5,12 +5,20 @@ use std::path::Path;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-/// Build detection on a project whose `wharf.toml` (and `Procfile`, `package.json`) are `text`.
-pub fn manifest(dir: &Path, text: &[u8]) -> Result<(), String> {
+/// Build detection on a project holding one file: the first byte of `data` picks which
+/// (`wharf.toml`, `Procfile`, `package.json`, `pyproject.toml`), the rest is its text. One file
+/// at a time, since `wharf.toml` would otherwise decide every case.
+pub fn manifest(dir: &Path, data: &[u8]) -> Result<(), String> {
+    const NAMES: [&str; 4] = ["wharf.toml", "Procfile", "package.json", "pyproject.toml"];
+    let Some((&pick, text)) = data.split_first() else {
+        return Ok(());
+    };
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    for name in ["wharf.toml", "Procfile", "package.json"] {
-        std::fs::write(dir.join(name), text).map_err(|e| e.to_string())?;
+    for name in NAMES {
+        let _ = std::fs::remove_file(dir.join(name));
     }
+    let name = NAMES[pick as usize % NAMES.len()];
+    std::fs::write(dir.join(name), text).map_err(|e| e.to_string())?;
     crate::deploy::manifest::detect(dir).map(|_| ())
 }
 

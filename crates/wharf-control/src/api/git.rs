@@ -130,17 +130,14 @@ pub(crate) async fn serve(
             reference: commit,
         };
         let sideband = caps.split(' ').any(|c| c == "side-band-64k");
-        if !sideband {
-            tokio::spawn(async move {
-                let _ = crate::deploy::deploy(&c, &app, source, Output::new(None)).await;
-            });
-            return Ok(response);
-        }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
-            let _ = crate::deploy::deploy(&c, &app, source, Output::new(Some(tx))).await;
+            let out = Output::new(sideband.then_some(tx));
+            let _ = crate::deploy::deploy(&c, &app, source, out).await;
         });
-        return Ok(with_progress(response, rx).await);
+        if sideband {
+            return Ok(with_progress(response, rx).await);
+        }
     }
     Ok(response)
 }
