@@ -121,8 +121,13 @@ async fn domains_over_https_with_self_signed_manual_and_acme_certificates() {
     assert!(!ok && err.contains("not wrong.example.test"), "{err}");
     let app = server.app_json("site").await;
     assert_eq!(app["domains"], serde_json::json!(["origin.example.test"]));
+    assert!(
+        !tmp.0.join("data/certs/shop.example.test").exists(),
+        "a refused upload left files behind"
+    );
     let (ok, _, err) = add_manual("site", "shop.example.test", cert, key).await;
     assert!(ok, "{err}");
+    assert!(tmp.0.join("data/certs/shop.example.test/cert.pem").exists());
     let verify = || async {
         get_tls(
             https,
@@ -204,7 +209,15 @@ async fn domains_over_https_with_self_signed_manual_and_acme_certificates() {
         .unwrap();
     assert_eq!(blog["app"], "site");
     assert_eq!(blog["last_attempt"]["ok"], true);
-    assert!(blog["next_renewal"].as_i64().unwrap() > blog["not_before"].as_i64().unwrap());
+    // Renewal is due when a third of the lifetime is left.
+    let (from, until) = (
+        blog["not_before"].as_i64().unwrap(),
+        blog["not_after"].as_i64().unwrap(),
+    );
+    assert_eq!(
+        blog["next_renewal"].as_i64().unwrap(),
+        until - (until - from) / 3
+    );
     // The attempt is in the operations log, and no key ever appears in API output.
     let ops = server.ok(&["ops", "site"]).await;
     assert!(ops.contains("certificate issued by"), "{ops}");
