@@ -225,7 +225,8 @@ impl Server {
 }
 
 /// Puts back what a killed server left half done: a release switch that did not finish returns
-/// to the previous release (so one of them always serves), and half-built release folders go.
+/// to the previous release (so one of them always serves); builds still running, folders of
+/// releases that are not ready and partial backups go.
 fn recover(store: &Arc<Store>, data: &DataDir) -> Result<(), ControlError> {
     for switch in store.interrupted_switches()? {
         let app = &switch.app;
@@ -275,16 +276,7 @@ fn recover(store: &Arc<Store>, data: &DataDir) -> Result<(), ControlError> {
         op.ok("switch", &message);
         op.finish(&Ok(message));
     }
-    for app in store.apps()? {
-        let Ok(entries) = std::fs::read_dir(data.releases(&app.name)) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().ends_with(".tmp") {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
+    deploy::leftovers::clear(store, data)?;
     Ok(())
 }
 

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-/// `<data>/wharf.db`, `apps/<app>/[releases/<n>/]`, `volumes/<app>/`, `logs/<app>/`,
-/// `backups/<app>/`, `cache/<app>.git`, `certs/<host>/`, `admin.token`.
+/// `<data>/wharf.db`, `apps/<app>/[releases/<n>/, cache/]`, `volumes/<app>/`, `logs/<app>/`,
+/// `backups/<app>/`, `cache/<app>.git`, `run/` (pid files), `certs/<host>/`, `admin.token`.
 #[derive(Clone, Debug)]
 pub(crate) struct DataDir {
     root: PathBuf,
@@ -67,6 +67,23 @@ impl DataDir {
     /// The bare git repository deploys fetch into.
     pub(crate) fn git_cache(&self, app: &str) -> PathBuf {
         self.root.join("cache").join(format!("{app}.git"))
+    }
+
+    /// `apps/<app>/cache/`: the build's `HOME` (npm's and pip's download caches, and anything
+    /// else a build keeps under `HOME`), shared by the app's builds and never part of a
+    /// release or a backup.
+    pub(crate) fn build_cache(&self, app: &str) -> PathBuf {
+        self.app_dir(app).join("cache")
+    }
+
+    /// Pid files of running instances and builds, reaped after a killed server.
+    pub(crate) fn run(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    /// The pid file of the build under way for `app` (instances are `<app>-<port>.pid`).
+    pub(crate) fn build_pid(&self, app: &str) -> PathBuf {
+        self.run().join(format!("{app}.build.pid"))
     }
 
     pub(crate) fn backups(&self, app: &str) -> PathBuf {

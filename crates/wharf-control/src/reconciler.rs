@@ -450,6 +450,7 @@ impl Reconciler {
                 .map_err(|e| format!("cannot read env: {e}"))?,
         );
         let workdir = eff.workdir;
+        crate::deploy::add_tool_paths(&workdir, &mut env);
         let limits = Limits {
             memory_bytes: app.memory_bytes,
             cpu_millis: app.cpu_millis,

@@ -5,7 +5,7 @@
 
 mod process;
 
-pub use process::ProcessRuntime;
+pub use process::{ProcessRuntime, pidfile};
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -95,7 +95,7 @@ async fn a_killed_server_comes_back_with_one_release_serving() {
         "{releases}"
     );
     assert!(
-        !data.join("apps/api/releases/2.tmp").exists(),
+        !data.join("apps/api/releases/2").exists(),
         "a half-built release was left"
     );
 
@@ -232,5 +232,68 @@ async fn a_rollback_cut_short_puts_back_the_release_and_its_env() {
     // Release 1 was not broken, only interrupted: it can still be rolled back to.
     server.ok(&["rollback", "api", "1"]).await;
     assert_eq!(page(http, "api.localhost").await.as_deref(), Some("v1 one"));
+    server.stop().await;
+}
+
+/// A build running when the server is killed is stopped when it starts again (as app
+/// instances are), and what the deploy left half done goes: the release's folder, and a
+/// partial backup (planted here: a kill while a backup is written leaves one like it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_cut_short_by_a_kill_is_stopped_and_cleared_at_the_next_start() {
+    require_python();
+    let tmp = TempDir::new("crash-build");
+    let data = tmp.0.join("data");
+    let (http_port, https_port) = (free_port(), free_port());
+    let repo = Repo::new(
+        &tmp.0,
+        "api",
+        &[
+            ("app.py", APP),
+            ("version", "v1"),
+            ("Procfile", "web: exec python3 app.py\n"),
+        ],
+    );
+    let server = ServerProc::start_with(&data, http_port, https_port, &patient()).await;
+    let http = server.http;
+    server
+        .ok(&["apps", "create", "api", "--git", &repo.url()])
+        .await;
+    server.ok(&["deploy", "api"]).await;
+    assert_eq!(page(http, "api.localhost").await.as_deref(), Some("v1"));
+
+    repo.commit(
+        &[
+            ("version", "v2"),
+            (
+                "wharf.toml",
+                "build = \"sleep 43\"\nrun = \"exec python3 app.py\"\n",
+            ),
+        ],
+        "slow build",
+    );
+    kill_during_deploy(server, "$ sleep 43").await;
+    assert!(process_running("sleep 43"), "the build outlived the server");
+    let partial = data.join("backups/api/before-2-1.tar.tmp");
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    std::fs::write(&partial, "half an archive").unwrap();
+
+    let server = ServerProc::start_with(&data, http_port, https_port, &patient()).await;
+    // Reaped before the server says it is ready.
+    assert!(
+        !process_running("sleep 43"),
+        "the killed server's build still runs"
+    );
+    let releases = data.join("apps/api/releases");
+    let left: Vec<String> = std::fs::read_dir(&releases)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["1"], "only the ready release's folder stays");
+    assert!(!partial.exists(), "the partial backup was left");
+    assert_eventually!(
+        page(http, "api.localhost").await.as_deref() == Some("v1"),
+        "v1 serves after the restart"
+    );
     server.stop().await;
 }

@@ -1,6 +1,7 @@
-//! Pre-deploy backups: the current release and the app's volume as one tar.gz, leaving out
-//! `node_modules`, `.git` and the manifest's excludes, written under a temporary name and renamed
-//! once complete, with its SHA-256.
+//! Pre-deploy backups: what a build cannot make again, as one tar.gz with its SHA-256. That is
+//! the app's volume, whole (what the app wrote), and the current release's code without what a
+//! build recreates (`RECREATABLE`: dependencies, virtualenvs, caches; and `.git`) or the
+//! manifest excludes. Written under a temporary name (`.tmp`) and renamed once complete.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -8,12 +9,23 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-const ALWAYS_EXCLUDED: [&str; 2] = ["node_modules", ".git"];
+/// Left out of a release's code wherever they appear: a build makes them again (releases built
+/// before the build cache had `HOME` in the release, hence `.npm` and `.cache`).
+const RECREATABLE: [&str; 6] = [
+    "node_modules",
+    ".venv",
+    "__pycache__",
+    ".npm",
+    ".cache",
+    ".git",
+];
 
-/// Writes `out` from `(name in archive, folder)` pairs; returns the archive's SHA-256 (hex).
+/// Writes `out` with `volume/` (all of it) and `release/` (the code, see the module doc);
+/// returns the archive's SHA-256 (hex).
 pub(crate) fn write(
     out: &Path,
-    parts: &[(&str, &Path)],
+    volume: &Path,
+    release: Option<&Path>,
     exclude: &[String],
 ) -> Result<String, String> {
     let fail = |e: std::io::Error| format!("backup {}: {e}", out.display());
@@ -25,10 +37,18 @@ pub(crate) fn write(
     let gz = flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
     tar.follow_symlinks(false);
-    for (name, dir) in parts {
-        if dir.is_dir() {
-            add_dir(&mut tar, dir, Path::new(name), Path::new(""), exclude).map_err(fail)?;
-        }
+    if volume.is_dir() {
+        add_dir(&mut tar, volume, Path::new("volume"), Path::new(""), None).map_err(fail)?;
+    }
+    if let Some(code) = release.filter(|d| d.is_dir()) {
+        add_dir(
+            &mut tar,
+            code,
+            Path::new("release"),
+            Path::new(""),
+            Some(exclude),
+        )
+        .map_err(fail)?;
     }
     let gz = tar.into_inner().map_err(fail)?;
     let mut buf = gz.finish().map_err(fail)?;
@@ -46,15 +66,17 @@ fn add_dir<W: Write>(
     root: &Path,
     name: &Path,
     rel: &Path,
-    exclude: &[String],
+    // `Some` for code: leave out `RECREATABLE` and these paths.
+    exclude: Option<&[String]>,
 ) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(root.join(rel))?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let file_name = entry.file_name();
         let child = rel.join(&file_name);
-        if ALWAYS_EXCLUDED.iter().any(|x| file_name == *x)
-            || exclude.iter().any(|x| Path::new(x) == child)
+        if let Some(exclude) = exclude
+            && (RECREATABLE.iter().any(|x| file_name == *x)
+                || exclude.iter().any(|x| Path::new(x) == child))
         {
             continue;
         }
@@ -88,15 +110,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backup_leaves_out_dependencies_and_excludes() {
+    fn backup_keeps_the_code_and_the_volume_but_nothing_a_build_recreates() {
         let dir = std::env::temp_dir().join(format!("wharf-backup-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for f in [
             "rel/index.js",
             "rel/node_modules/big/x.js",
+            "rel/.venv/bin/gunicorn",
+            "rel/.npm/_cacache/index",
+            "rel/.cache/pip/http/x",
+            "rel/pkg/__pycache__/m.pyc",
             "rel/.git/HEAD",
             "rel/tmp/cache.bin",
             "vol/db.sqlite",
+            "vol/tmp/upload",
+            "vol/node_modules/written-by-the-app",
         ] {
             let p = dir.join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -105,7 +133,8 @@ mod tests {
         let out = dir.join("out/b.tar.gz");
         let sum = write(
             &out,
-            &[("release", &dir.join("rel")), ("volume", &dir.join("vol"))],
+            &dir.join("vol"),
+            Some(&dir.join("rel")),
             &["tmp".into()],
         )
         .unwrap();
@@ -119,7 +148,16 @@ mod tests {
             .map(|e| e.path().unwrap().display().to_string())
             .collect();
         names.sort();
-        assert_eq!(names, ["release/index.js", "volume/db.sqlite"]);
+        // What the app wrote is kept whole; the code loses only what a build makes again.
+        assert_eq!(
+            names,
+            [
+                "release/index.js",
+                "volume/db.sqlite",
+                "volume/node_modules/written-by-the-app",
+                "volume/tmp/upload",
+            ]
+        );
         assert!(!out.with_extension("tmp").exists());
         std::fs::remove_dir_all(dir).unwrap();
     }

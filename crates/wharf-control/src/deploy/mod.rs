@@ -2,12 +2,15 @@
 //! reconciler's zero-downtime switch, keep the last releases; and rollback.
 
 mod backup;
+pub(crate) mod leftovers;
 pub(crate) mod manifest;
 mod pipeline;
 pub(crate) mod source;
+mod tools;
 
 pub(crate) use pipeline::{Deploys, Source, deploy, restore_config, rollback};
 pub(crate) use source::check_git;
+pub(crate) use tools::add_tool_paths;
 
 /// Build and deploy output for the user, with env values masked.
 #[derive(Clone)]

@@ -1,8 +1,9 @@
 //! The deploy pipeline, each step an action of the operation:
-//! release N (`building`) → fetch → detect and build (into `<n>.tmp`, renamed once complete) →
-//! pre-deploy backup (current release + volume) → activate through the reconciler (start new,
-//! health check, swap, drain, stop old) → prune old releases. Any failure leaves the previous
-//! release serving and no half-written release folder.
+//! release N (`building`) → fetch → detect and build (in `releases/<n>`, where the release will
+//! run, so paths a build writes into its output stay valid) → pre-deploy backup (current
+//! release's code + volume) → activate through the reconciler (start new, health check, swap,
+//! drain, stop old) → prune old releases. Any failure leaves the previous release serving and
+//! removes the failed release's folder; only `ready` releases are ever served.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -164,12 +165,15 @@ async fn run(
         .map_err(|e| e.to_string())?;
     op.ok("release", format!("release {n} from {description}"));
     out.line(&format!("release {n} of {app} from {description}"));
-    let tmp = c.data.releases(app).join(format!("{n}.tmp"));
-    let _ = std::fs::remove_dir_all(&tmp);
+    // Built where it will run: a virtualenv or any other build output that records its own
+    // path keeps working. The release is `building` meanwhile, and nothing serves a folder
+    // whose release is not ready (a failed build removes it, start-up removes leftovers).
+    let dir = c.data.release(app, n);
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(c.data.releases(app))
         .map_err(|e| format!("cannot create the releases folder: {e}"))?;
     let fail = |step: &str, msg: String| {
-        let _ = std::fs::remove_dir_all(&tmp);
+        let _ = std::fs::remove_dir_all(&dir);
         let _ = c.store.finish_release(
             app,
             n,
@@ -191,13 +195,13 @@ async fn run(
     let zip = matches!(source, Source::Zip(_));
     let commit = match source {
         Source::Git { url, reference } => {
-            match source::fetch_git(&c.data.git_cache(app), &url, &reference, &tmp, out).await {
+            match source::fetch_git(&c.data.git_cache(app), &url, &reference, &dir, out).await {
                 Ok(sha) => Some(sha),
                 Err(e) => return fail("fetch", e),
             }
         }
         Source::Archive(bytes) | Source::Zip(bytes) => {
-            let dest = tmp.clone();
+            let dest = dir.clone();
             let unpack = move || {
                 if zip {
                     source::unpack_zip(&bytes, &dest)
@@ -221,7 +225,7 @@ async fn run(
     );
 
     // 2. Build.
-    let plan = match manifest::detect(&tmp) {
+    let plan = match manifest::detect(&dir) {
         Ok(p) => p,
         Err(e) => return fail("build", e),
     };
@@ -230,23 +234,27 @@ async fn run(
         out.line(&format!("$ {cmd}"));
         let mut env = plan.env.clone();
         env.extend(c.store.env(app).unwrap_or_default());
-        if let Err(e) = build(cmd, &tmp, &env, plan.timeout, out).await {
+        let cache = c.data.build_cache(app);
+        let pid_file = c.data.build_pid(app);
+        let ran = match (
+            std::fs::create_dir_all(&cache),
+            std::fs::create_dir_all(c.data.run()),
+        ) {
+            (Ok(()), Ok(())) => build(cmd, &dir, &cache, &pid_file, env, plan.timeout, out).await,
+            (Err(e), _) | (_, Err(e)) => Err(format!("cannot prepare the build: {e}")),
+        };
+        if let Err(e) = ran {
             return fail("build", e);
         }
     }
     if plan.run.is_none()
-        && let Some(dir) = &plan.static_dir
-        && !tmp.join(dir).is_dir()
+        && let Some(static_dir) = &plan.static_dir
+        && !dir.join(static_dir).is_dir()
     {
         return fail(
             "build",
-            format!("the static folder `{dir}` does not exist after the build"),
+            format!("the static folder `{static_dir}` does not exist after the build"),
         );
-    }
-    let dir = c.data.release(app, n);
-    let _ = std::fs::remove_dir_all(&dir);
-    if let Err(e) = std::fs::rename(&tmp, &dir) {
-        return fail("build", format!("cannot move the release into place: {e}"));
     }
     let built = BuildResult {
         commit: commit.clone(),
@@ -283,22 +291,15 @@ async fn run(
         .join(format!("before-{n}-{stamp}.tar.gz"));
     let previous_dir = current.release.map(|r| c.data.release(app, r));
     let volume = c.data.volume(app);
-    let mut parts: Vec<(&str, &Path)> = vec![("volume", volume.as_path())];
-    if let Some(p) = &previous_dir {
-        parts.push(("release", p.as_path()));
-    }
     let exclude = plan.exclude.clone();
     let archive_for_task = archive.clone();
-    let parts_owned: Vec<(String, std::path::PathBuf)> = parts
-        .iter()
-        .map(|(n, p)| (n.to_string(), p.to_path_buf()))
-        .collect();
     let written = tokio::task::spawn_blocking(move || {
-        let parts: Vec<(&str, &Path)> = parts_owned
-            .iter()
-            .map(|(n, p)| (n.as_str(), p.as_path()))
-            .collect();
-        backup::write(&archive_for_task, &parts, &exclude)
+        backup::write(
+            &archive_for_task,
+            &volume,
+            previous_dir.as_deref(),
+            &exclude,
+        )
     })
     .await
     .map_err(|e| e.to_string())
@@ -352,24 +353,26 @@ async fn run(
 }
 
 /// Runs the build command in the release folder, streaming its output, within the timeout.
+/// `HOME` is the app's build cache (`cache`), so download caches outlive the release and serve
+/// the next build; the app's tool folders come first on `PATH`. The process group is recorded
+/// in `pid_file` while it runs, so a server killed meanwhile stops it when it starts again.
 async fn build(
     cmd: &str,
     dir: &Path,
-    env: &BTreeMap<String, String>,
+    cache: &Path,
+    pid_file: &Path,
+    mut env: BTreeMap<String, String>,
     timeout: Duration,
     out: &Output,
 ) -> Result<(), String> {
-    let mut child = Command::new("/bin/sh")
+    super::add_tool_paths(dir, &mut env);
+    let child = Command::new("/bin/sh")
         .arg("-c")
         .arg(cmd)
         .current_dir(dir)
         .env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
-        )
-        .env("HOME", dir)
-        .envs(env)
+        .env("HOME", cache)
+        .envs(&env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -377,6 +380,23 @@ async fn build(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run the build: {e}"))?;
+    let recorded = child
+        .id()
+        .map(|pid| wharf_runtime::pidfile::record(pid_file, pid));
+    if let Some(Err(e)) = recorded {
+        tracing::warn!(error = %e, file = %pid_file.display(), "cannot record the build's pid");
+    }
+    let result = watch(child, timeout, out).await;
+    let _ = std::fs::remove_file(pid_file);
+    result
+}
+
+/// Streams a running build's output and waits for it within `timeout`.
+async fn watch(
+    mut child: tokio::process::Child,
+    timeout: Duration,
+    out: &Output,
+) -> Result<(), String> {
     let pumps: Vec<_> = [
         child
             .stdout

@@ -2,6 +2,7 @@
 
 mod cgroup;
 mod logs;
+pub mod pidfile;
 mod stats;
 mod supervisor;
 

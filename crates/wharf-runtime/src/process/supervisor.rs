@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::cgroup::Cgroup;
 use super::logs::AppLog;
-use super::stats::{group_usage, groups_usage, identity};
+use super::pidfile;
+use super::stats::{group_usage, groups_usage};
 use crate::{
     BoxFuture, InstanceSpec, InstanceState, InstanceStatus, Result, Runtime, RuntimeError,
 };
@@ -72,23 +73,9 @@ impl ProcessRuntime {
         };
         let mut reaped = 0;
         for entry in entries.flatten() {
-            let path = entry.path();
-            let recorded = std::fs::read_to_string(&path).ok().and_then(|t| {
-                let mut parts = t.split_whitespace();
-                Some((
-                    parts.next()?.parse::<u32>().ok()?,
-                    parts.next()?.parse::<u64>().ok()?,
-                ))
-            });
-            if let Some((pid, started)) = recorded
-                && identity(pid) == Some((started, pid))
-                && let Some(group) = Pid::from_raw(pid as i32)
-            {
-                tracing::warn!(pid, file = %path.display(), "stopping an app process left by a previous run");
-                let _ = kill_process_group(group, Signal::KILL);
+            if pidfile::reap(&entry.path()) {
                 reaped += 1;
             }
-            let _ = std::fs::remove_file(&path);
         }
         reaped
     }
@@ -328,10 +315,8 @@ async fn supervise(
             }
         };
         let pid = child.id();
-        if let (Some(file), Some(p)) = (&pid_file, pid)
-            && let Some((started, _)) = identity(p)
-        {
-            let _ = std::fs::write(file, format!("{p} {started}\n"));
+        if let (Some(file), Some(p)) = (&pid_file, pid) {
+            let _ = pidfile::record(file, p);
         }
         if let (Some(cg), Some(pid)) = (&cgroup, pid)
             && let Err(note) = cg.add(pid)

@@ -1,0 +1,209 @@
+//! Python and Node apps as people write them, with their dependencies from the package
+//! registries (so these tests need the network, and `python3 -m venv` and `npm` on the machine:
+//! they fail, never skip, naming the Debian package when a tool is missing). Each app deploys
+//! with its natural Procfile / package.json and serves; its downloads land in the app's build
+//! cache, which the second deploy builds from; the pre-deploy backup holds the code and the
+//! volume, not what a build makes.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command as StdCommand;
+
+use support::{Repo, ServerProc, TempDir, free_port, page, require_tool};
+
+/// Fails with the package to install when `python3 -m venv` cannot make a virtualenv (Debian
+/// ships `venv` without `ensurepip` unless python3-venv is installed).
+fn require_venv() {
+    require_tool("python3", "python3");
+    let ok = StdCommand::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "`python3 -m venv` is missing: install it with `apt-get install -y python3-venv`"
+    );
+}
+
+/// The backup a deploy printed (`backup: <path>`).
+fn backup_of(deploy_output: &str) -> String {
+    deploy_output
+        .lines()
+        .find_map(|l| l.split_once("backup: ").map(|(_, p)| p.trim().to_string()))
+        .unwrap_or_else(|| panic!("the deploy made no backup:\n{deploy_output}"))
+}
+
+/// The entries of a tar.gz, as `tar -tzf` lists them.
+fn entries(archive: &str) -> Vec<String> {
+    let out = StdCommand::new("tar")
+        .args(["-tzf", archive])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar -tzf {archive}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The backup holds the code and what the app wrote, and nothing a build makes again.
+fn assert_backup_is_code_and_data(archive: &str, code_file: &str) {
+    let names = entries(archive);
+    for must in [
+        format!("release/{code_file}"),
+        "volume/notes.txt".to_string(),
+    ] {
+        assert!(names.contains(&must), "{must} is missing from {names:?}");
+    }
+    let rebuilt: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            n.split('/')
+                .any(|part| [".venv", "node_modules", ".npm", ".cache"].contains(&part))
+        })
+        .collect();
+    assert!(
+        rebuilt.is_empty(),
+        "the backup holds what a build recreates: {rebuilt:?}"
+    );
+}
+
+fn write_note(data: &Path, app: &str) {
+    let volume = data.join("volumes").join(app);
+    std::fs::create_dir_all(&volume).unwrap();
+    std::fs::write(volume.join("notes.txt"), "written by the app").unwrap();
+}
+
+const FLASK_APP: &str = "import os
+from flask import Flask
+app = Flask(__name__)
+
+@app.get('/')
+def index():
+    return 'flask ' + open('version').read().strip()
+
+@app.get('/venv')
+def venv():
+    return os.environ.get('VIRTUAL_ENV', 'none')
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flask_with_gunicorn_from_a_procfile_serves_and_builds_from_its_cache() {
+    require_venv();
+    let tmp = TempDir::new("registry-flask");
+    let data = tmp.0.join("data");
+    let repo = Repo::new(
+        &tmp.0,
+        "hello",
+        &[
+            ("app.py", FLASK_APP),
+            ("version", "v1"),
+            ("requirements.txt", "flask\ngunicorn\n"),
+            ("Procfile", "web: gunicorn app:app --bind $HOST:$PORT\n"),
+        ],
+    );
+    let server = ServerProc::start(&data, free_port()).await;
+    let http = server.http;
+    server
+        .ok(&["apps", "create", "hello", "--git", &repo.url()])
+        .await;
+    let out = server.ok(&["deploy", "hello"]).await;
+    assert!(out.contains("detected a procfile app"), "{out}");
+    assert_eq!(
+        page(http, "hello.localhost").await.as_deref(),
+        Some("flask v1"),
+        "gunicorn is found on PATH and its script runs from the release folder"
+    );
+    let venv = wharf_testkit::get(http, "hello.localhost", "/venv")
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        venv.ends_with("/apps/hello/releases/1/.venv"),
+        "VIRTUAL_ENV names the release's virtualenv: {venv}"
+    );
+
+    // pip keeps its downloads under HOME: the app's build cache, not the release. (Whether
+    // pip may reuse a download depends on the cache headers of the index it talks to, so the
+    // reuse itself is proven with npm's offline mode below.)
+    let pip_cache = data.join("apps/hello/cache/.cache/pip");
+    assert!(
+        std::fs::read_dir(&pip_cache).is_ok_and(|mut d| d.next().is_some()),
+        "pip's cache is in the app's build cache ({})",
+        pip_cache.display()
+    );
+    assert!(
+        !data.join("apps/hello/releases/1/.cache").exists(),
+        "no download cache in the release"
+    );
+
+    write_note(&data, "hello");
+    repo.commit(&[("version", "v2")], "v2");
+    let out = server.ok(&["deploy", "hello"]).await;
+    assert_eq!(
+        page(http, "hello.localhost").await.as_deref(),
+        Some("flask v2")
+    );
+    assert_backup_is_code_and_data(&backup_of(&out), "app.py");
+    server.stop().await;
+}
+
+const EXPRESS_APP: &str = "const express = require('express');
+const fs = require('fs');
+const app = express();
+app.get('/', (req, res) => res.send('express ' + fs.readFileSync('version', 'utf8').trim()));
+app.listen(Number(process.env.PORT), process.env.HOST);
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn express_from_its_package_json_serves_and_builds_from_its_cache() {
+    require_tool("npm", "npm");
+    let tmp = TempDir::new("registry-express");
+    let data = tmp.0.join("data");
+    let repo = Repo::new(
+        &tmp.0,
+        "web",
+        &[
+            ("server.js", EXPRESS_APP),
+            ("version", "v1"),
+            (
+                "package.json",
+                r#"{"name":"web","version":"1.0.0","private":true,"scripts":{"start":"node server.js"},"dependencies":{"express":"^4.21.2"}}"#,
+            ),
+        ],
+    );
+    let server = ServerProc::start(&data, free_port()).await;
+    let http = server.http;
+    server
+        .ok(&["apps", "create", "web", "--git", &repo.url()])
+        .await;
+    let out = server.ok(&["deploy", "web"]).await;
+    assert!(out.contains("detected a node app"), "{out}");
+    assert_eq!(
+        page(http, "web.localhost").await.as_deref(),
+        Some("express v1")
+    );
+
+    // Offline, npm installs from its cache or fails: the second build must need nothing else.
+    server
+        .ok(&["env", "set", "web", "npm_config_offline=true"])
+        .await;
+    write_note(&data, "web");
+    repo.commit(&[("version", "v2")], "v2");
+    let (ok, out, err) = server.cli(&["deploy", "web"]).await;
+    assert!(
+        ok,
+        "the second build installs express offline from the build cache:\n{out}\n{err}"
+    );
+    assert_eq!(
+        page(http, "web.localhost").await.as_deref(),
+        Some("express v2")
+    );
+    assert_backup_is_code_and_data(&backup_of(&out), "server.js");
+    assert!(
+        !data.join("apps/web/releases/2/.npm").exists(),
+        "no download cache in the release"
+    );
+    server.stop().await;
+}
