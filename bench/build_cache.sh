@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Build cache figures: a Flask + gunicorn app (requirements.txt, Procfile) and an Express app
+# (package.json) are deployed twice each from local git repositories; prints the first and
+# second deploy times, the size of the second deploy's pre-deploy backup (which holds release
+# 1) and of the app's build cache. Needs git, python3 with venv, npm, and the network to the
+# package registries.
+#
+#   bash bench/build_cache.sh [path/to/wharf]    # default: target/release/wharf, else target/debug/wharf
+set -euo pipefail
+
+WHARF=${1:-}
+if [ -z "$WHARF" ]; then
+  WHARF=target/release/wharf
+  [ -x "$WHARF" ] || WHARF=target/debug/wharf
+fi
+WHARF=$(realpath "$WHARF")
+work=$(mktemp -d)
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+api=$(port)
+WHARF_DATA=$work/data WHARF_API=127.0.0.1:$api WHARF_HTTP=127.0.0.1:$(port) \
+  WHARF_HTTPS=127.0.0.1:$(port) WHARF_ADMIN=127.0.0.1:$(port) WHARF_HEALTH_TIMEOUT=30s \
+  "$WHARF" server 2>"$work/server.log" &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do [ -s "$work/data/admin.token" ] && break; sleep 0.1; done
+export WHARF_URL=http://127.0.0.1:$api WHARF_TOKEN=$(cat "$work/data/admin.token")
+
+repo() { # name, then file=content pairs
+  local name=$1; shift
+  mkdir -p "$work/$name-src"
+  (cd "$work/$name-src" && git init -q -b main && git config user.email b@example.test && git config user.name bench)
+  for kv in "$@"; do printf '%s' "${kv#*=}" > "$work/$name-src/${kv%%=*}"; done
+  (cd "$work/$name-src" && git add -A && git commit -qm first && git clone -q --bare . "$work/$name.git")
+}
+ms() { date +%s%3N; }
+kb() { awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.1f", b / 1024 }'; }
+
+run() { # app
+  local app=$1 t0 t1 t2 out
+  "$WHARF" apps create "$app" --git "file://$work/$app.git" >/dev/null
+  t0=$(ms); "$WHARF" deploy "$app" >/dev/null; t1=$(ms)
+  (cd "$work/$app-src" && echo v2 > version && git commit -qam v2 && git push -q "$work/$app.git" main)
+  t1=$(ms); out=$("$WHARF" deploy "$app"); t2=$(ms)
+  local backup
+  backup=$(printf '%s\n' "$out" | sed -n 's/^backup: //p')
+  printf '| %s | %s ms | %s ms | %s | %s |\n' "$app" "$((t1 - t0))" "$((t2 - t1))" \
+    "$(kb "$backup") kB" "$(du -sk "$work/data/apps/$app/cache" 2>/dev/null | cut -f1 || echo 0) kB"
+}
+
+repo flask \
+  "app.py=from flask import Flask
+app = Flask(__name__)
+@app.get('/')
+def index():
+    return 'flask ' + open('version').read().strip()
+" \
+  "version=v1" "requirements.txt=flask
+gunicorn
+" "Procfile=web: .venv/bin/python -m gunicorn app:app --bind \$HOST:\$PORT
+"
+repo express \
+  "server.js=const app = require('express')();
+app.get('/', (q, s) => s.send('express ' + require('fs').readFileSync('version', 'utf8').trim()));
+app.listen(Number(process.env.PORT), process.env.HOST);
+" \
+  "version=v1" 'package.json={"name":"web","version":"1.0.0","private":true,"scripts":{"start":"node server.js"},"dependencies":{"express":"^4.21.2"}}'
+
+echo "wharf: $("$WHARF" --version 2>/dev/null || echo "$WHARF")"
+echo
+echo '| app | first deploy | second deploy | backup before the second deploy | build cache |'
+echo '|---|---:|---:|---:|---:|'
+run flask
+run express
