@@ -66,6 +66,18 @@ pub(crate) fn too_large() -> Response<Body> {
     )
 }
 
+/// The client stopped sending its request body for longer than `body_timeout`.
+pub(crate) fn request_timeout() -> Response<Body> {
+    let mut r = page(
+        StatusCode::REQUEST_TIMEOUT,
+        "The request body stopped arriving before it was complete.",
+    );
+    // The rest of the body may still come; the connection cannot carry another request.
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 pub(crate) fn bad_gateway() -> Response<Body> {
     page(
         StatusCode::BAD_GATEWAY,

@@ -13,6 +13,11 @@ use wharf_gateway::config::GatewayConfig;
 use wharf_testkit::{MockUpstream, get};
 
 fn start(dir: &std::path::Path, upstream: SocketAddr) -> (Gateway, SocketAddr) {
+    start_with(dir, upstream, "")
+}
+
+/// `gateway`: extra keys for the `[gateway]` table.
+fn start_with(dir: &std::path::Path, upstream: SocketAddr, gateway: &str) -> (Gateway, SocketAddr) {
     std::fs::create_dir_all(dir.join("www")).unwrap();
     std::fs::write(dir.join("www/index.html"), "home").unwrap();
     let toml = format!(
@@ -20,6 +25,7 @@ fn start(dir: &std::path::Path, upstream: SocketAddr) -> (Gateway, SocketAddr) {
 [gateway]
 listen = ["127.0.0.1:0"]
 header_timeout = "1s"
+{gateway}
 [[site]]
 name = "files"
 hosts = ["files.test"]
@@ -162,5 +168,54 @@ async fn slow_clients_neither_starve_others_nor_outlive_the_header_timeout() {
     for mut s in trickling {
         let _ = s.write_all(b"def").await;
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_gets_408_and_the_upstream_sees_it_aborted() {
+    let dir = std::env::temp_dir().join(format!("wharf-hostile-{}-stall", std::process::id()));
+    // A raw upstream, to see what arrives and when the gateway lets go.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    let (_gw, addr) = start_with(&dir, up_addr, r#"body_timeout = "1s""#);
+
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 1000000\r\n\r\nabc")
+        .await
+        .unwrap();
+    let (mut up, _) = tokio::time::timeout(Duration::from_secs(5), upstream.accept())
+        .await
+        .expect("the request reached the upstream")
+        .unwrap();
+    // The upstream reads what comes until the gateway gives up on the request.
+    let upstream_side = tokio::spawn(async move {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match up.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await
+        .is_ok();
+        (ended, got)
+    });
+
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "no answer within 10 s to a stalled upload");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:.200}");
+    let (ended, got) = upstream_side.await.unwrap();
+    assert!(
+        ended,
+        "the upstream connection was still open 10 s after the body stalled"
+    );
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("POST /upload"), "{got:.80}");
     let _ = std::fs::remove_dir_all(&dir);
 }

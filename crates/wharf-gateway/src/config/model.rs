@@ -71,6 +71,8 @@ pub struct Timeouts {
     pub drain: Duration,
     /// How long a client may take to send its request headers (slowloris guard).
     pub header_read: Duration,
+    /// Longest pause between two reads of a request body (a stalled upload gets 408).
+    pub body_read: Duration,
 }
 
 impl Default for Timeouts {
@@ -80,6 +82,7 @@ impl Default for Timeouts {
             read: Duration::from_secs(60),
             drain: Duration::from_secs(30),
             header_read: Duration::from_secs(15),
+            body_read: Duration::from_secs(60),
         }
     }
 }
