@@ -1,5 +1,6 @@
 //! Client-facing side: accepting connections and the per-request pipeline.
 
+mod activity;
 mod admin;
 mod handler;
 mod listener;
