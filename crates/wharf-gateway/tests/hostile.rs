@@ -70,7 +70,8 @@ async fn oversized_malformed_and_ambiguous_requests_get_4xx() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("sane request", b"GET / HTTP/1.1\r\nHost: files.test\r\n\r\n".to_vec(), "200"),
         ("request target over 8 KiB", [b"GET /".as_slice(), &[b'a'; 16 * 1024], b" HTTP/1.1\r\nHost: files.test\r\n\r\n"].concat(), "414"),
-        ("request line over 64 KiB", [b"GET /".as_slice(), &[b'a'; 70 * 1024], b" HTTP/1.1\r\nHost: files.test\r\n\r\n"].concat(), "431"),
+        ("request line over 64 KiB", [b"GET /".as_slice(), &[b'a'; 70 * 1024], b" HTTP/1.1\r\nHost: files.test\r\n\r\n"].concat(), "414"),
+        ("request line of 100 KiB", [b"GET /".as_slice(), &[b'a'; 100 * 1024], b" HTTP/1.1\r\nHost: files.test\r\n\r\n"].concat(), "414"),
         ("one header over 64 KiB", [b"GET / HTTP/1.1\r\nHost: files.test\r\nX: ".as_slice(), &[b'a'; 70 * 1024], b"\r\n\r\n"].concat(), "431"),
         ("200 headers", [b"GET / HTTP/1.1\r\nHost: files.test\r\n".as_slice(), &headers_200, b"\r\n"].concat(), "431"),
         ("body over the limit", b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 99999999999\r\n\r\n".to_vec(), "413"),
@@ -184,6 +185,36 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
     })
     .await
     .is_ok()
+}
+
+#[tokio::test]
+async fn a_long_request_line_on_a_kept_alive_connection_gets_414() {
+    let dir = std::env::temp_dir().join(format!("wharf-hostile-{}-line", std::process::id()));
+    let upstream = MockUpstream::start("app").await;
+    let (_gw, addr) = start(&dir, upstream.addr);
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: files.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    let first = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(first.ends_with("home"), "one whole answer: {first}");
+    // 1 MiB: on a kept-alive connection hyper's buffer may grow past 64 KiB before it gives up,
+    // so the line must be longer than anything it would hold.
+    let long = [
+        b"GET /".as_slice(),
+        &[b'a'; 1024 * 1024],
+        b" HTTP/1.1\r\nHost: files.test\r\n\r\n",
+    ]
+    .concat();
+    let _ = s.write_all(&long).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 414"), "{answer:.80}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

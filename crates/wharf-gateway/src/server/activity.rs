@@ -22,6 +22,8 @@ pub(crate) struct Activity {
     started: AtomicBool,
     /// Milliseconds from `opened` to the end of the last request.
     idle_since_ms: AtomicU64,
+    /// Set when the next bytes read start a new HTTP/1 request head (see `head.rs`).
+    pub(super) head_next: AtomicBool,
 }
 
 impl Activity {
@@ -32,6 +34,7 @@ impl Activity {
             in_flight: AtomicU32::new(0),
             started: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
+            head_next: AtomicBool::new(true),
         })
     }
 
@@ -39,12 +42,14 @@ impl Activity {
         self.opened
     }
 
-    /// A request's head was read.
-    pub(crate) fn begin(self: &Arc<Self>) -> RequestGuard {
+    /// A request's head was read. `head_follows`: once it is answered, the next bytes on the
+    /// connection are the next request's head (HTTP/1 without a body or an upgrade).
+    pub(crate) fn begin(self: &Arc<Self>, head_follows: bool) -> RequestGuard {
         self.started.store(true, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         RequestGuard {
             activity: self.clone(),
+            head_follows,
         }
     }
 
@@ -67,6 +72,7 @@ impl Activity {
 /// so a long streamed answer (server-sent events) is never taken for idleness.
 pub(crate) struct RequestGuard {
     activity: Arc<Activity>,
+    head_follows: bool,
 }
 
 impl Drop for RequestGuard {
@@ -75,6 +81,9 @@ impl Drop for RequestGuard {
         let ms = a.opened.elapsed().as_millis();
         a.idle_since_ms
             .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+        if self.head_follows {
+            a.head_next.store(true, Ordering::Relaxed);
+        }
         a.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }

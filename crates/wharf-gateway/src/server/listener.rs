@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Request;
+use http::{Method, Request, Version, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::activity::{Activity, InFlight};
+use super::head::{HEAD_LIMIT, HeadLimit};
 use crate::config::Timeouts;
 use crate::error::GatewayError;
 use crate::gateway::Shared;
@@ -71,7 +72,7 @@ pub(crate) fn spawn_accept_loop(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(timeouts.header_read)
-        .max_buf_size(64 * 1024);
+        .max_buf_size(HEAD_LIMIT);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -120,14 +121,16 @@ pub(crate) fn spawn_accept_loop(
                     if let Ok(Ok(tls)) = accepted
                         && tls.get_ref().1.alpn_protocol() != Some(wharf_tls::ACME_TLS_ALPN)
                     {
+                        let io = HeadLimit::new(tls, activity.clone());
                         serve(
-                            &shared, conn_info, &builder, tls, activity, timeouts, stop_conn,
+                            &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
                         )
                         .await;
                     }
                 } else {
+                    let io = HeadLimit::new(stream, activity.clone());
                     serve(
-                        &shared, conn_info, &builder, stream, activity, timeouts, stop_conn,
+                        &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
                     )
                     .await;
                 }
@@ -156,7 +159,7 @@ async fn serve<I>(
     let svc_shared = shared.clone();
     let svc_activity = activity.clone();
     let service = service_fn(move |req: Request<Incoming>| {
-        let guard = svc_activity.begin();
+        let guard = svc_activity.begin(head_follows(&req));
         let shared = svc_shared.clone();
         let conn_info = conn_info.clone();
         async move {
@@ -196,6 +199,15 @@ async fn serve<I>(
     // connection finish is dropped after another header timeout.
     conn.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(timeouts.header_read, conn).await;
+}
+
+/// Whether the bytes after this request are the next request's head: HTTP/1 without a body or
+/// an upgrade (a tunnel or a body would be read as a head).
+fn head_follows(req: &Request<Incoming>) -> bool {
+    req.version() < Version::HTTP_2
+        && req.body().is_end_stream()
+        && req.method() != Method::CONNECT
+        && !req.headers().contains_key(header::UPGRADE)
 }
 
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

@@ -3,6 +3,7 @@
 mod activity;
 mod admin;
 mod handler;
+mod head;
 mod listener;
 
 pub(crate) use listener::{ConnInfo, Role, bind, spawn_accept_loop};
