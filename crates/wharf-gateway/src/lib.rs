@@ -13,6 +13,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzz;
 mod gateway;
+mod limits;
 mod metrics;
 mod proxy;
 mod routing;
@@ -25,4 +26,5 @@ mod upstream;
 pub use body::Body;
 pub use error::{ConfigError, GatewayError, Result};
 pub use gateway::{DeployOptions, DeployReport, Gateway, wait_healthy};
+pub use limits::{OpenFileLimit, raise_open_file_limit};
 pub use metrics::SiteStats;

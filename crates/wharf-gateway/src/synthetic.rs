@@ -7,13 +7,7 @@ use crate::body::{Body, empty, full};
 
 /// A short HTML page for `status` with a fixed, user-facing explanation.
 pub(crate) fn page(status: StatusCode, detail: &'static str) -> Response<Body> {
-    let reason = status.canonical_reason().unwrap_or("");
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\
-         <body><h1>{code} {reason}</h1><p>{detail}</p><hr><p>wharf</p></body></html>\n",
-        code = status.as_u16()
-    );
-    let mut resp = Response::new(full(html));
+    let mut resp = Response::new(full(html(status, detail)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(
@@ -24,6 +18,31 @@ pub(crate) fn page(status: StatusCode, detail: &'static str) -> Response<Body> {
     resp
 }
 
+fn html(status: StatusCode, detail: &str) -> String {
+    let reason = status.canonical_reason().unwrap_or("");
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\
+         <body><h1>{code} {reason}</h1><p>{detail}</p><hr><p>wharf</p></body></html>\n",
+        code = status.as_u16()
+    )
+}
+
+const URI_TOO_LONG: &str = "The address of this request is too long.";
+
+/// The 414 page as bytes on the wire, for a request line too long to reach the handler.
+pub(crate) fn raw_uri_too_long() -> &'static [u8] {
+    static RAW: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+        let body = html(StatusCode::URI_TOO_LONG, URI_TOO_LONG);
+        format!(
+            "HTTP/1.1 414 URI Too Long\r\ncontent-type: text/html; charset=utf-8\r\n\
+             cache-control: no-store\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    });
+    &RAW
+}
+
 pub(crate) fn bad_request() -> Response<Body> {
     page(
         StatusCode::BAD_REQUEST,
@@ -32,10 +51,7 @@ pub(crate) fn bad_request() -> Response<Body> {
 }
 
 pub(crate) fn uri_too_long() -> Response<Body> {
-    page(
-        StatusCode::URI_TOO_LONG,
-        "The address of this request is too long.",
-    )
+    page(StatusCode::URI_TOO_LONG, URI_TOO_LONG)
 }
 
 pub(crate) fn unknown_host() -> Response<Body> {
@@ -64,6 +80,18 @@ pub(crate) fn too_large() -> Response<Body> {
         StatusCode::PAYLOAD_TOO_LARGE,
         "The request body is larger than this site accepts.",
     )
+}
+
+/// The client stopped sending its request body for longer than `body_timeout`.
+pub(crate) fn request_timeout() -> Response<Body> {
+    let mut r = page(
+        StatusCode::REQUEST_TIMEOUT,
+        "The request body stopped arriving before it was complete.",
+    );
+    // The rest of the body may still come; the connection cannot carry another request.
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 pub(crate) fn bad_gateway() -> Response<Body> {

@@ -71,7 +71,11 @@ https_redirect = false
 "#;
 
 async fn start(d: &Path) -> (Gateway, Arc<CertManager>, GatewayConfig) {
-    let config = GatewayConfig::from_toml(CONFIG, d).unwrap();
+    start_toml(d, CONFIG).await
+}
+
+async fn start_toml(d: &Path, toml: &str) -> (Gateway, Arc<CertManager>, GatewayConfig) {
+    let config = GatewayConfig::from_toml(toml, d).unwrap();
     let gw = Gateway::start(config.clone()).unwrap();
     let certs = CertManager::new(
         gw.certs(),
@@ -217,4 +221,46 @@ async fn certificates_swap_live_and_bad_files_keep_the_old_one() {
         .unwrap()
         .leaf;
     assert_eq!(still, after);
+}
+
+#[tokio::test]
+async fn tls_connections_that_send_nothing_after_the_handshake_are_closed() {
+    let d = dir("idle");
+    let ca = test_ca();
+    issue(&ca, &["a.test"], &d.0, "a");
+    let toml = CONFIG.replace("[gateway]\n", "[gateway]\nheader_timeout = \"1s\"\n");
+    let (gw, _certs, _) = start_toml(&d.0, &toml).await;
+    let https = gw.https_addrs()[0];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.0.der().clone()).unwrap();
+    for alpn in ["h2", "http/1.1"] {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.as_bytes().to_vec()];
+        let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .expect("handshake");
+        // The client says nothing more; the gateway must hang up (a GOAWAY first is fine).
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match tokio::io::AsyncReadExt::read(&mut tls, &mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "{alpn}: still open 10 s after the handshake"
+        );
+    }
 }

@@ -55,6 +55,8 @@ struct GatewaySection {
     read_timeout: Option<String>,
     drain_timeout: Option<String>,
     header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    body_timeout: Option<String>,
     max_body: Option<String>,
 }
 
@@ -208,6 +210,8 @@ fn convert(file: FileConfig, base: &Path) -> Result<GatewayConfig, ConfigError> 
         read: dur(g.read_timeout, "gateway.read_timeout", t.read)?,
         drain: dur(g.drain_timeout, "gateway.drain_timeout", t.drain)?,
         header_read: dur(g.header_timeout, "gateway.header_timeout", t.header_read)?,
+        idle: dur(g.idle_timeout, "gateway.idle_timeout", t.idle)?,
+        body_read: dur(g.body_timeout, "gateway.body_timeout", t.body_read)?,
     };
     let default_body = g
         .max_body

@@ -69,8 +69,13 @@ pub struct Timeouts {
     pub read: Duration,
     /// How long in-flight requests may finish after their target was swapped out, or on shutdown.
     pub drain: Duration,
-    /// How long a client may take to send its request headers (slowloris guard).
+    /// How long a client may take to send its request headers, counted from accept for a
+    /// connection's first request (slowloris guard, and the end of connections that never send).
     pub header_read: Duration,
+    /// How long a connection may stay open with no request in flight (keep-alive, HTTP/2).
+    pub idle: Duration,
+    /// Longest pause between two reads of a request body (a stalled upload gets 408).
+    pub body_read: Duration,
 }
 
 impl Default for Timeouts {
@@ -80,6 +85,8 @@ impl Default for Timeouts {
             read: Duration::from_secs(60),
             drain: Duration::from_secs(30),
             header_read: Duration::from_secs(15),
+            idle: Duration::from_secs(60),
+            body_read: Duration::from_secs(60),
         }
     }
 }

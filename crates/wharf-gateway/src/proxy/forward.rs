@@ -9,8 +9,10 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 
+use super::client_body::{ClientBody, ClientBodyError};
 use super::headers::{add_forwarding, requested_upgrade, strip_hop_by_hop};
 use crate::body::{Body, empty};
+use crate::config::Timeouts;
 use crate::server::ConnInfo;
 use crate::site::Site;
 use crate::synthetic;
@@ -38,9 +40,10 @@ pub(crate) async fn forward(
     pool: &Pool,
     conn: &ConnInfo,
     host: &str,
-    read_timeout: Duration,
+    timeouts: &Timeouts,
     mut req: Request<Incoming>,
 ) -> Forwarded {
+    let read_timeout = timeouts.read;
     let upgrade = requested_upgrade(req.headers());
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
@@ -64,7 +67,7 @@ pub(crate) async fn forward(
         // Marked so that a body the client breaks (bad chunking, early close) ends in a 400,
         // not in a 502 blaming the upstream.
         Limited::new(
-            incoming.map_err(ClientBodyError),
+            ClientBody::new(incoming, timeouts.body_read),
             site.config.max_body as usize,
         )
         .boxed_unsync()
@@ -117,10 +120,14 @@ pub(crate) async fn forward(
                         upstream: Some(target.addr),
                     };
                 }
-                if caused_by::<ClientBodyError>(&e) {
+                if let Some(body_error) = find::<ClientBodyError>(&e) {
                     tracing::debug!(site = %site.config.name, error = %error_chain(&e), "client sent a broken body");
+                    let response = match body_error {
+                        ClientBodyError::Stalled(_) => synthetic::request_timeout(),
+                        ClientBodyError::Broken(_) => synthetic::bad_request(),
+                    };
                     return Forwarded {
-                        response: synthetic::bad_request(),
+                        response,
                         upstream: Some(target.addr),
                     };
                 }
@@ -224,30 +231,20 @@ fn caused_by_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    find::<T>(e).is_some()
+}
+
+fn find<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
     let mut cur = Some(e);
     while let Some(err) = cur {
-        if err.is::<T>() {
-            return true;
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
         }
         cur = err.source();
     }
-    false
-}
-
-/// An error reading the client's request body (as opposed to talking to the upstream).
-#[derive(Debug)]
-struct ClientBodyError(hyper::Error);
-
-impl std::fmt::Display for ClientBodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "reading the client's body: {}", self.0)
-    }
-}
-
-impl std::error::Error for ClientBodyError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
+    None
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

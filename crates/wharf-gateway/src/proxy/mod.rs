@@ -1,6 +1,7 @@
 //! Reverse proxying to a site's upstreams: header rules, forwarding with retry of unsent
 //! requests, WebSocket/upgrade tunnels, and streaming bodies through unbuffered.
 
+mod client_body;
 mod forward;
 mod headers;
 

@@ -124,7 +124,7 @@ pub(crate) async fn handle(
                     pool,
                     &conn,
                     &host,
-                    table.timeouts.read,
+                    &table.timeouts,
                     req,
                 )
                 .await;

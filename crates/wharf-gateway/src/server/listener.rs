@@ -4,7 +4,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use http::{Method, Request, Version, header};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -12,6 +16,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::activity::{Activity, InFlight};
+use super::head::{HEAD_LIMIT, HeadLimit};
+use crate::config::Timeouts;
 use crate::error::GatewayError;
 use crate::gateway::Shared;
 
@@ -59,12 +66,13 @@ pub(crate) fn spawn_accept_loop(
         addr: local,
         source,
     })?;
+    let timeouts = shared.table.load().timeouts;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(shared.table.load().timeouts.header_read)
-        .max_buf_size(64 * 1024);
+        .header_read_timeout(timeouts.header_read)
+        .max_buf_size(HEAD_LIMIT);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -72,6 +80,7 @@ pub(crate) fn spawn_accept_loop(
         .max_header_list_size(64 * 1024);
     let builder = Arc::new(builder);
     tokio::spawn(async move {
+        let mut failures = AcceptFailures::default();
         loop {
             let accepted = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -80,12 +89,15 @@ pub(crate) fn spawn_accept_loop(
             let (stream, remote) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off briefly instead of spinning.
-                    tracing::warn!(%local, error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    failures.record(local, &e);
+                    // Out of file descriptors and the like: the connection waits in the
+                    // kernel's queue until a descriptor is free (idle connections free theirs
+                    // within the header timeout); open connections keep being served.
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             };
+            let opened = tokio::time::Instant::now();
             let _ = stream.set_nodelay(true);
             let conn_info = Arc::new(ConnInfo {
                 remote,
@@ -99,18 +111,28 @@ pub(crate) fn spawn_accept_loop(
             shared.metrics.open_connections.inc();
             let tracker = shared.tracker.clone();
             tracker.spawn(async move {
+                let activity = Activity::new(opened);
                 if conn_info.role == Role::Https {
-                    // The handshake gets the same deadline as request headers (slowloris guard).
-                    let deadline = shared.table.load().timeouts.header_read;
-                    let accepted = tokio::time::timeout(deadline, shared.tls.accept(stream)).await;
+                    // The handshake counts against the header timeout, which runs from accept.
+                    let deadline = opened + timeouts.header_read;
+                    let accepted =
+                        tokio::time::timeout_at(deadline, shared.tls.accept(stream)).await;
                     // A TLS-ALPN-01 validation ends with the handshake.
                     if let Ok(Ok(tls)) = accepted
                         && tls.get_ref().1.alpn_protocol() != Some(wharf_tls::ACME_TLS_ALPN)
                     {
-                        serve(&shared, conn_info, &builder, tls, stop_conn).await;
+                        let io = HeadLimit::new(tls, activity.clone());
+                        serve(
+                            &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
+                        )
+                        .await;
                     }
                 } else {
-                    serve(&shared, conn_info, &builder, stream, stop_conn).await;
+                    let io = HeadLimit::new(stream, activity.clone());
+                    serve(
+                        &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
+                    )
+                    .await;
                 }
                 shared.metrics.open_connections.dec();
             });
@@ -120,30 +142,106 @@ pub(crate) fn spawn_accept_loop(
     Ok(local)
 }
 
-/// Serves one connection's requests until it ends or the gateway shuts down (then gracefully).
+/// Serves one connection's requests until it ends, sits idle past its deadline (see
+/// `Activity::due`) or the gateway shuts down; the last two end it gracefully.
 /// Generic over the stream, so plain TCP pays nothing for TLS.
 async fn serve<I>(
     shared: &Arc<Shared>,
     conn_info: Arc<ConnInfo>,
     builder: &auto::Builder<TokioExecutor>,
     io: I,
+    activity: Arc<Activity>,
+    timeouts: Timeouts,
     stop: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc_shared = shared.clone();
-    let service = service_fn(move |req| {
+    let svc_activity = activity.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let guard = svc_activity.begin(head_follows(&req));
         let shared = svc_shared.clone();
         let conn_info = conn_info.clone();
-        async move { super::handler::handle(shared, conn_info, req).await }
+        async move {
+            let response = super::handler::handle(shared, conn_info, req).await?;
+            Ok::<_, super::handler::Close>(response.map(|body| {
+                InFlight {
+                    body,
+                    _guard: guard,
+                }
+                .boxed_unsync()
+            }))
+        }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+    let idle_check = tokio::time::sleep_until(activity.opened() + timeouts.header_read);
+    tokio::pin!(idle_check);
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = stop.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+                return;
+            }
+            () = idle_check.as_mut() => {
+                let now = tokio::time::Instant::now();
+                match activity.due(timeouts.header_read, timeouts.idle) {
+                    Some(due) if due <= now => break,
+                    Some(due) => idle_check.as_mut().reset(due),
+                    None => idle_check.as_mut().reset(now + timeouts.idle),
+                }
+            }
         }
+    }
+    // Idle: HTTP/1 closes at once, HTTP/2 says GOAWAY first. A client that does not let the
+    // connection finish is dropped after another header timeout.
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(timeouts.header_read, conn).await;
+}
+
+/// Whether the bytes after this request are the next request's head: HTTP/1 without a body or
+/// an upgrade (a tunnel or a body would be read as a head).
+fn head_follows(req: &Request<Incoming>) -> bool {
+    req.version() < Version::HTTP_2
+        && req.body().is_end_stream()
+        && req.method() != Method::CONNECT
+        && !req.headers().contains_key(header::UPGRADE)
+}
+
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Failed accepts are logged once, then at most once a minute with how many there were: at the
+/// open-file limit, accept fails for every queued connection.
+#[derive(Default)]
+struct AcceptFailures {
+    last_log: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl AcceptFailures {
+    fn record(&mut self, local: SocketAddr, e: &std::io::Error) {
+        self.unlogged += 1;
+        if self
+            .last_log
+            .is_some_and(|t| t.elapsed() < ACCEPT_LOG_EVERY)
+        {
+            return;
+        }
+        let hint = match e.raw_os_error() {
+            Some(code)
+                if code == rustix::io::Errno::MFILE.raw_os_error()
+                    || code == rustix::io::Errno::NFILE.raw_os_error() =>
+            {
+                "; out of file descriptors: new connections wait until open ones close \
+                 (raise LimitNOFILE / ulimit -n)"
+            }
+            _ => "",
+        };
+        tracing::warn!(%local, error = %e, failures = self.unlogged, "accept failed{hint}");
+        self.last_log = Some(std::time::Instant::now());
+        self.unlogged = 0;
     }
 }

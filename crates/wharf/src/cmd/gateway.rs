@@ -35,6 +35,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    super::raise_open_file_limit();
     runtime(config.workers)?.block_on(serve(args, config))
 }
 

@@ -55,6 +55,7 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    super::raise_open_file_limit();
     runtime(0)?.block_on(serve(args))
 }
 
