@@ -35,12 +35,13 @@ upstreams = ["127.0.0.1:9"]
 "#;
         let cfg = GatewayConfig::from_toml(toml, &dir).expect("the fuzz table is valid");
         let metrics = crate::metrics::Metrics::new();
+        let targets = crate::upstream::Targets::default();
         let sites = cfg
             .sites
             .iter()
             .map(|s| {
                 Arc::new(
-                    crate::site::Site::build(s.clone(), None, &metrics)
+                    crate::site::Site::build(s.clone(), None, &metrics, &targets)
                         .expect("site")
                         .0,
                 )
