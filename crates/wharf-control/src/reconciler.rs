@@ -334,6 +334,8 @@ impl Reconciler {
                         root: root.clone(),
                         index: vec!["index.html".into()],
                         not_found: None,
+                        // Deployed code is not trusted to link outside its folder.
+                        follow_links_outside_root: false,
                     })
                 }
                 (None, Some(run)) => BackendConfig::Proxy(ProxyConfig {

@@ -1,5 +1,5 @@
-//! Entry points for the fuzz targets in `fuzz/`: host normalisation and route matching on raw
-//! input. Not an API.
+//! Entry points for the fuzz targets in `fuzz/`: host normalisation and route matching, and
+//! static request paths, on raw input. Not an API.
 
 use std::sync::{Arc, OnceLock};
 
@@ -76,4 +76,18 @@ pub fn route(raw_host: &str, path: &str) -> Option<String> {
         site.config.name
     );
     Some(site.config.name.clone())
+}
+
+/// Decodes and normalises `raw` as a static site's request path; returns the path the file
+/// system would be asked for. Panics if it could climb out of the root: a `.`, `..` or empty
+/// segment, or a separator or NUL inside one (the property the fuzzer checks).
+pub fn static_path(raw: &str) -> Option<String> {
+    let safe = crate::static_files::sanitize(raw).ok()?;
+    for seg in &safe.segments {
+        assert!(
+            !seg.is_empty() && seg != "." && seg != ".." && !seg.contains(['/', '\\', '\0']),
+            "{raw:?} gave the segment {seg:?}"
+        );
+    }
+    Some(safe.rel())
 }
