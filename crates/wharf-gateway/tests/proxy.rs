@@ -608,6 +608,49 @@ async fn back_to_back_deploys_and_reloads_never_cut_a_request_in_flight() {
     );
 }
 
+/// A site a reload took away still has requests in flight on the old route table: `drain`
+/// waits for them, so the control plane can stop the instance without cutting them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_waits_for_requests_of_a_site_a_reload_removed() {
+    let up = MockUpstream::start("up").await;
+    let with_site = format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "app"
+        hosts = ["app.test"]
+        upstreams = ["{}"]
+        "#,
+        up.addr
+    );
+    let (gw, addr) = start(&with_site);
+    let held = tokio::spawn(async move { body_of(addr, "app.test", "/hold").await });
+    up.until_held(1).await;
+    gw.reload(config("[gateway]\nlisten = [\"127.0.0.1:0\"]\n"))
+        .unwrap();
+    assert_eq!(
+        get(addr, "app.test", "/").await.unwrap().status,
+        StatusCode::NOT_FOUND,
+        "the site is gone"
+    );
+    let mut drain = {
+        let gw = gw.clone();
+        let target = up.addr;
+        tokio::spawn(async move { gw.drain("app", &[target]).await })
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut drain)
+            .await
+            .is_err(),
+        "drain returned while a request was in flight"
+    );
+    up.release_held();
+    assert!(drain.await.unwrap(), "drained within the timeout");
+    assert_eq!(held.await.unwrap(), "up held");
+    assert!(gw.drain("app", &[up.addr]).await, "nothing left: at once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_of_unhealthy_targets_keeps_the_old_ones() {
     let v1 = MockUpstream::start("v1").await;

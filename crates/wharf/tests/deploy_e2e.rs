@@ -7,7 +7,7 @@ mod support;
 use std::process::Command as StdCommand;
 
 use support::{Repo, ServerProc, TempDir, free_port, page, require_python};
-use wharf_testkit::{Load, get};
+use wharf_testkit::{Load, assert_eventually, get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_site_deploy_change_rollback_and_broken_build() {
@@ -207,7 +207,8 @@ async fn twenty_deploys_under_load_fail_no_request() {
 /// The control plane's deploy is: start the new instance, swap it in and drain the old one,
 /// reload the routes (a new pool), stop the old instance. Slow requests are always in flight,
 /// so some start on the new instance while the old one drains, and are still running when the
-/// next deploy swaps that instance out: it must wait for them before stopping it.
+/// next deploy swaps that instance out: it must wait for them before stopping it. Taking the
+/// app down waits for its requests in flight the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_back_to_back_deploys_never_cut_a_slow_request() {
     require_python();
@@ -218,7 +219,9 @@ async fn twenty_back_to_back_deploys_never_cut_a_slow_request() {
         "class H(http.server.BaseHTTPRequestHandler):",
         "    protocol_version = 'HTTP/1.1'",
         "    def do_GET(self):",
-        "        if self.path == '/slow': time.sleep(1.5)",
+        "        if self.path == '/slow':",
+        "            with open(os.environ['MARKS'], 'a') as f: f.write('started\\n')",
+        "            time.sleep(1.5)",
         "        body = b'done'",
         "        self.send_response(200); self.send_header('content-length', str(len(body))); self.end_headers(); self.wfile.write(body)",
         "    def log_message(self, *a): pass",
@@ -236,8 +239,18 @@ async fn twenty_back_to_back_deploys_never_cut_a_slow_request() {
     );
     let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
     let http = server.http;
+    let marks = tmp.0.join("marks");
+    let marks_env = format!("MARKS={}", marks.display());
     server
-        .ok(&["apps", "create", "slow", "--git", &repo.url()])
+        .ok(&[
+            "apps",
+            "create",
+            "slow",
+            "--git",
+            &repo.url(),
+            "--env",
+            &marks_env,
+        ])
         .await;
     server.ok(&["deploy", "slow"]).await;
 
@@ -277,6 +290,25 @@ async fn twenty_back_to_back_deploys_never_cut_a_slow_request() {
         failures.len()
     );
     assert!(ok >= 20, "the slow requests really ran: {ok}");
+
+    let started = || {
+        std::fs::read_to_string(&marks)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let before = started();
+    let last = tokio::spawn(async move { get(http, "slow.localhost", "/slow").await });
+    assert_eventually!(started() > before, "the last slow request reached the app");
+    server
+        .ok(&["apps", "set", "slow", "--availability", "disabled"])
+        .await;
+    let last = last.await.unwrap().expect("answered");
+    assert_eq!(
+        (last.status.as_u16(), last.text().as_str()),
+        (200, "done"),
+        "a request in flight when the app was disabled"
+    );
     server.stop().await;
 }
 
