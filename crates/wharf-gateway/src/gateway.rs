@@ -262,7 +262,14 @@ impl Gateway {
         // The same objects every pool generation of this site uses for these addresses.
         let new: Vec<Arc<Target>> = targets
             .iter()
-            .map(|a| self.shared.targets.enlist(site, *a))
+            .map(|a| {
+                let t = self.shared.targets.enlist(site, *a);
+                if fresh.contains(a) {
+                    // Just checked; an older instance on this port may have left a verdict.
+                    t.passed_checks();
+                }
+                t
+            })
             .collect();
         let old = pool.swap(new);
         let removed: Vec<Arc<Target>> = old

@@ -651,6 +651,49 @@ async fn drain_waits_for_requests_of_a_site_a_reload_removed() {
     assert!(gw.drain("app", &[up.addr]).await, "nothing left: at once");
 }
 
+/// Targets outlive a deploy while a request holds them, and the control plane reuses ports: a
+/// deploy back to an address whose earlier instance failed its checks serves the new instance
+/// at once, since the deploy has just checked it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_to_a_reused_address_trusts_its_own_checks() {
+    let a = MockUpstream::start("a").await;
+    let b = MockUpstream::start("b").await;
+    let (gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "app"
+        hosts = ["app.test"]
+        upstreams = ["{}"]
+        health = {{ path = "/up", interval = "1s", rise = 3, fall = 1 }}
+        "#,
+        a.addr
+    ));
+    // A request that outlives everything below keeps a's target alive.
+    let held = tokio::spawn(async move { body_of(addr, "app.test", "/hold").await });
+    a.until_held(1).await;
+    a.set_healthy(false);
+    assert_eventually!(
+        gw.targets("app") == Some(vec![(a.addr, false)]),
+        "a failed its check"
+    );
+    let quick = DeployOptions {
+        health_timeout: Duration::from_secs(10),
+        drain_timeout: Some(Duration::from_millis(100)),
+    };
+    let report = gw.deploy("app", vec![b.addr], quick.clone()).await.unwrap();
+    assert!(!report.drained, "the held request outlived the drain");
+
+    // A new instance on a's address.
+    a.set_healthy(true);
+    gw.deploy("app", vec![a.addr], quick).await.unwrap();
+    assert_eq!(gw.targets("app"), Some(vec![(a.addr, true)]));
+    assert_eq!(body_of(addr, "app.test", "/").await, "a");
+    a.release_held();
+    assert_eq!(held.await.unwrap(), "a held");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_of_unhealthy_targets_keeps_the_old_ones() {
     let v1 = MockUpstream::start("v1").await;

@@ -100,6 +100,14 @@ impl Target {
         );
     }
 
+    /// A deploy's health checks just passed: in rotation, whatever an earlier instance on the
+    /// same address left behind.
+    pub(crate) fn passed_checks(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.ejected_until.store(0, Ordering::Relaxed);
+        self.healthy.store(true, Ordering::Relaxed);
+    }
+
     /// A request succeeded (used to end a passive ejection without active checks).
     pub(crate) fn mark_ok(&self) {
         if !self.healthy.load(Ordering::Relaxed) {
