@@ -4,8 +4,8 @@
 //! For one app: desired instances are compared with what runs by a fingerprint of everything
 //! that needs a restart (command, folder, env, limits, replicas). When they differ it starts the
 //! new instances on fresh ports, lets the gateway health-check and swap them in (`deploy`: old
-//! requests drain first), then stops the old ones (after `Gateway::drain`, which also covers
-//! instances a reload took out of routing). If the new instances never get healthy they
+//! requests drain first), then stops the old ones; instances a reload took out of routing are
+//! drained with `Gateway::drain` before they stop. If the new instances never get healthy they
 //! are stopped and the old ones keep serving. Route-only changes (hosts, availability) just
 //! rebuild the route table.
 
@@ -237,7 +237,11 @@ impl Reconciler {
                 "not served: no route"
             },
         );
-        self.drain(name, &current.instances).await;
+        if !served {
+            // A served app's deploy drained them already (a second wait would only repeat a
+            // timeout); an app taken out of routing has had no deploy.
+            self.drain(name, &current.instances).await;
+        }
         self.stop_all(&current.instances, op).await;
         Ok(outcome(Some(&app), &self.url(name)))
     }
@@ -269,8 +273,7 @@ impl Reconciler {
     }
 
     /// Waits until requests in flight on `instances` finish (up to the gateway's drain
-    /// timeout), whichever route table or deploy sent them, so stopping them cuts nothing.
-    /// Immediate after a deploy, which drained them already.
+    /// timeout), whichever route table sent them, so stopping them cuts nothing.
     async fn drain(&self, name: &str, instances: &[Instance]) {
         let addrs: Vec<SocketAddr> = instances.iter().map(|i| i.addr).collect();
         if !self.gateway.drain(name, &addrs).await {
