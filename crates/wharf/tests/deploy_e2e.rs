@@ -208,7 +208,7 @@ async fn twenty_deploys_under_load_fail_no_request() {
 /// reload the routes (a new pool), stop the old instance. Slow requests are always in flight,
 /// so some start on the new instance while the old one drains, and are still running when the
 /// next deploy swaps that instance out: it must wait for them before stopping it. Taking the
-/// app down waits for its requests in flight the same way.
+/// app down, or stopping the server, waits for its requests in flight the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_back_to_back_deploys_never_cut_a_slow_request() {
     require_python();
@@ -309,7 +309,21 @@ async fn twenty_back_to_back_deploys_never_cut_a_slow_request() {
         (200, "done"),
         "a request in flight when the app was disabled"
     );
+
+    // Stopping the server lets a request in flight finish before the app stops.
+    server
+        .ok(&["apps", "set", "slow", "--availability", "enabled"])
+        .await;
+    let before = started();
+    let last = tokio::spawn(async move { get(http, "slow.localhost", "/slow").await });
+    assert_eventually!(started() > before, "a slow request reached the app");
     server.stop().await;
+    let last = last.await.unwrap().expect("answered");
+    assert_eq!(
+        (last.status.as_u16(), last.text().as_str()),
+        (200, "done"),
+        "a request in flight when the server stopped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
