@@ -214,13 +214,14 @@ impl Server {
         self.new_token_file.as_deref()
     }
 
-    /// Stops the API, every app instance, then the gateway (draining open requests).
+    /// Stops the API, then the gateway (no new requests; open ones finish, up to the drain
+    /// timeout), then every app instance, so no request in flight is cut by its app stopping.
     pub async fn shutdown(self) {
         self.stop_api.cancel();
         self.stop_background.cancel();
         let _ = self.api_task.await;
-        self.control.reconciler.stop_everything().await;
         self.gateway.shutdown().await;
+        self.control.reconciler.stop_everything().await;
     }
 }
 

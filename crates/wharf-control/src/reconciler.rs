@@ -4,7 +4,8 @@
 //! For one app: desired instances are compared with what runs by a fingerprint of everything
 //! that needs a restart (command, folder, env, limits, replicas). When they differ it starts the
 //! new instances on fresh ports, lets the gateway health-check and swap them in (`deploy`: old
-//! requests drain first), then stops the old ones. If the new instances never get healthy they
+//! requests drain first), then stops the old ones; instances a reload took out of routing are
+//! drained with `Gateway::drain` before they stop. If the new instances never get healthy they
 //! are stopped and the old ones keep serving. Route-only changes (hosts, availability) just
 //! rebuild the route table.
 
@@ -136,6 +137,7 @@ impl Reconciler {
             runs.remove(name);
             self.route(&runs, op)?;
             op.ok("route", "routes updated");
+            self.drain(name, &current.instances).await;
             self.stop_all(&current.instances, op).await;
             return Ok(outcome(app.as_ref(), &self.url(name)));
         };
@@ -235,6 +237,11 @@ impl Reconciler {
                 "not served: no route"
             },
         );
+        if !served {
+            // A served app's deploy drained them already (a second wait would only repeat a
+            // timeout); an app taken out of routing has had no deploy.
+            self.drain(name, &current.instances).await;
+        }
         self.stop_all(&current.instances, op).await;
         Ok(outcome(Some(&app), &self.url(name)))
     }
@@ -262,6 +269,18 @@ impl Reconciler {
             for i in run.instances {
                 let _ = self.runtime.stop(&i.name).await;
             }
+        }
+    }
+
+    /// Waits until requests in flight on `instances` finish (up to the gateway's drain
+    /// timeout), whichever route table sent them, so stopping them cuts nothing.
+    async fn drain(&self, name: &str, instances: &[Instance]) {
+        let addrs: Vec<SocketAddr> = instances.iter().map(|i| i.addr).collect();
+        if !self.gateway.drain(name, &addrs).await {
+            tracing::warn!(
+                app = name,
+                "drain timeout reached; stopping instances with requests in flight"
+            );
         }
     }
 
@@ -318,6 +337,8 @@ impl Reconciler {
                         root: root.clone(),
                         index: vec!["index.html".into()],
                         not_found: None,
+                        // Deployed code is not trusted to link outside its folder.
+                        follow_links_outside_root: false,
                     })
                 }
                 (None, Some(run)) => BackendConfig::Proxy(ProxyConfig {

@@ -1,5 +1,5 @@
-//! Entry points for the fuzz targets in `fuzz/`: host normalisation and route matching on raw
-//! input. Not an API.
+//! Entry points for the fuzz targets in `fuzz/`: host normalisation and route matching, and
+//! static request paths, on raw input. Not an API.
 
 use std::sync::{Arc, OnceLock};
 
@@ -35,12 +35,13 @@ upstreams = ["127.0.0.1:9"]
 "#;
         let cfg = GatewayConfig::from_toml(toml, &dir).expect("the fuzz table is valid");
         let metrics = crate::metrics::Metrics::new();
+        let targets = crate::upstream::Targets::default();
         let sites = cfg
             .sites
             .iter()
             .map(|s| {
                 Arc::new(
-                    crate::site::Site::build(s.clone(), None, &metrics)
+                    crate::site::Site::build(s.clone(), None, &metrics, &targets)
                         .expect("site")
                         .0,
                 )
@@ -75,4 +76,18 @@ pub fn route(raw_host: &str, path: &str) -> Option<String> {
         site.config.name
     );
     Some(site.config.name.clone())
+}
+
+/// Decodes and normalises `raw` as a static site's request path; returns the path the file
+/// system would be asked for. Panics if it could climb out of the root: a `.`, `..` or empty
+/// segment, or a separator or NUL inside one (the property the fuzzer checks).
+pub fn static_path(raw: &str) -> Option<String> {
+    let safe = crate::static_files::sanitize(raw).ok()?;
+    for seg in &safe.segments {
+        assert!(
+            !seg.is_empty() && seg != "." && seg != ".." && !seg.contains(['/', '\\', '\0']),
+            "{raw:?} gave the segment {seg:?}"
+        );
+    }
+    Some(safe.rel())
 }

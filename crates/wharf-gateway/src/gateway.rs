@@ -20,7 +20,7 @@ use crate::proxy::{Client, new_client};
 use crate::routing::RouteTable;
 use crate::server::{Role, bind, spawn_accept_loop};
 use crate::site::{Backend, Site};
-use crate::upstream::{Target, probe, spawn_checker};
+use crate::upstream::{Target, Targets, probe, spawn_checker};
 
 /// State every connection and request reaches through one `Arc`.
 pub(crate) struct Shared {
@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) tls: tokio_rustls::TlsAcceptor,
     /// Port of the first HTTPS listener, for redirects (0: none).
     pub(crate) https_port: AtomicU16,
+    /// Every upstream target by site and address, shared by all pool generations and deploys.
+    pub(crate) targets: Targets,
 }
 
 struct Listening {
@@ -104,6 +106,7 @@ impl Gateway {
             client: new_client(config.timeouts.connect),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            targets: Targets::default(),
         });
         let gw = Gateway {
             shared,
@@ -147,7 +150,12 @@ impl Gateway {
         let mut fresh_pools = Vec::new();
         for site_cfg in &config.sites {
             let previous = old.site(&site_cfg.name).map(|s| s.as_ref());
-            let (site, fresh) = Site::build(site_cfg.clone(), previous, &self.shared.metrics)?;
+            let (site, fresh) = Site::build(
+                site_cfg.clone(),
+                previous,
+                &self.shared.metrics,
+                &self.shared.targets,
+            )?;
             if let (true, Backend::Proxy(pool)) = (fresh, &site.backend) {
                 fresh_pools.push(pool.clone());
             }
@@ -169,8 +177,16 @@ impl Gateway {
         }
 
         // 4. Commit.
+        let pools: Vec<_> = sites.iter().filter_map(|s| s.pool()).cloned().collect();
         let table = RouteTable::new(sites, config.unknown_host, config.timeouts);
         self.shared.table.store(Arc::new(table));
+        // A replaced pool's health checks stop now, though requests may still hold it: its
+        // targets are shared with the pool that replaced it, whose checks now decide.
+        for pool in old.sites().filter_map(|s| s.pool()) {
+            if !pools.iter().any(|p| Arc::ptr_eq(p, pool)) {
+                pool.supersede();
+            }
+        }
         if let Some(log) = new_log {
             self.shared.access_log.store(Arc::new(log));
         }
@@ -243,14 +259,16 @@ impl Gateway {
             last_error,
         })?;
 
+        // The same objects every pool generation of this site uses for these addresses.
         let new: Vec<Arc<Target>> = targets
             .iter()
             .map(|a| {
-                current
-                    .iter()
-                    .find(|t| t.addr == *a)
-                    .cloned()
-                    .unwrap_or_else(|| Target::new(*a, true))
+                let t = self.shared.targets.enlist(site, *a);
+                if fresh.contains(a) {
+                    // Just checked; an older instance on this port may have left a verdict.
+                    t.passed_checks();
+                }
+                t
             })
             .collect();
         let old = pool.swap(new);
@@ -261,23 +279,25 @@ impl Gateway {
             .collect();
         tracing::info!(site, new = ?targets, removed = ?removed.iter().map(|t| t.addr).collect::<Vec<_>>(), "deploy swapped targets; draining");
         let drain = opts.drain_timeout.unwrap_or(table.timeouts.drain);
-        let drained = tokio::time::timeout(
-            drain,
-            futures_util::future::join_all(removed.iter().map(|t| t.drained())),
-        )
-        .await
-        .is_ok();
-        if !drained {
-            tracing::warn!(
-                site,
-                ?drain,
-                "drain timeout reached with requests still in flight on old targets"
-            );
-        }
+        let drained = retire_and_drain(site, &removed, drain).await;
         Ok(DeployReport {
             removed: removed.iter().map(|t| t.addr).collect(),
             drained,
         })
+    }
+
+    /// Stops sending `site`'s requests to `targets` (in every pool generation, including one a
+    /// reload just replaced) and waits until the requests in flight on them finish, up to the
+    /// drain timeout. Returns false if the timeout cut them short. Call it before stopping
+    /// instances that a reload took out of routing; [`Gateway::deploy`] does it for the targets
+    /// it swaps out.
+    pub async fn drain(&self, site: &str, targets: &[SocketAddr]) -> bool {
+        let found: Vec<Arc<Target>> = targets
+            .iter()
+            .filter_map(|a| self.shared.targets.find(site, *a))
+            .collect();
+        let drain = self.shared.table.load().timeouts.drain;
+        retire_and_drain(site, &found, drain).await
     }
 
     /// Addresses the Host-routed listeners are bound to (useful with port 0).
@@ -359,6 +379,33 @@ impl Gateway {
             );
         }
     }
+}
+
+/// Retires `targets`, waits up to `timeout` until no request is in flight on them, then closes
+/// their idle connections. Returns whether they drained in time.
+async fn retire_and_drain(site: &str, targets: &[Arc<Target>], timeout: Duration) -> bool {
+    // Retired before counting, so no pool (an older generation included) sends them a new
+    // request the drain could miss.
+    for t in targets {
+        t.retire();
+    }
+    let drained = tokio::time::timeout(
+        timeout,
+        futures_util::future::join_all(targets.iter().map(|t| t.drained())),
+    )
+    .await
+    .is_ok();
+    if !drained {
+        tracing::warn!(
+            site,
+            drain = ?timeout,
+            "drain timeout reached with requests still in flight on old targets"
+        );
+    }
+    for t in targets {
+        t.close_idle();
+    }
+    drained
 }
 
 fn wanted_listeners(config: &GatewayConfig) -> Vec<(SocketAddr, Role)> {

@@ -7,7 +7,7 @@ use crate::config::{BackendConfig, HostPattern, SiteConfig};
 use crate::error::{ConfigError, GatewayError};
 use crate::metrics::{Metrics, SiteMetrics};
 use crate::static_files::StaticSite;
-use crate::upstream::Pool;
+use crate::upstream::{Pool, Targets};
 
 pub(crate) struct Site {
     pub(crate) config: SiteConfig,
@@ -26,11 +26,13 @@ pub(crate) enum Backend {
 impl Site {
     /// Builds a site. A proxy site whose upstreams, balancing and health settings are unchanged
     /// keeps `previous`'s pool, so a reload neither forgets health state nor undoes a deploy.
-    /// Returns whether the pool is new (it then needs a health checker).
+    /// Returns whether the pool is new (it then needs a health checker). A new pool takes its
+    /// targets from `targets`, so it shares them with the pools it replaces.
     pub(crate) fn build(
         config: SiteConfig,
         previous: Option<&Site>,
         metrics: &Metrics,
+        targets: &Targets,
     ) -> Result<(Site, bool), GatewayError> {
         let mut fresh_pool = false;
         let backend = match &config.backend {
@@ -56,6 +58,8 @@ impl Site {
                 Backend::Proxy(reusable.unwrap_or_else(|| {
                     fresh_pool = true;
                     Arc::new(Pool::new(
+                        targets,
+                        &config.name,
                         p.upstreams.clone(),
                         p.balance,
                         p.health.clone(),
@@ -79,9 +83,19 @@ impl Site {
         ))
     }
 
+    /// The upstream pool of a proxy site.
+    pub(crate) fn pool(&self) -> Option<&Arc<Pool>> {
+        match &self.backend {
+            Backend::Proxy(pool) => Some(pool),
+            Backend::Static(_) => None,
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn for_test(config: SiteConfig) -> Site {
-        Site::build(config, None, &Metrics::new()).unwrap().0
+        Site::build(config, None, &Metrics::new(), &Targets::default())
+            .unwrap()
+            .0
     }
 }
 

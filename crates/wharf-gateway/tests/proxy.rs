@@ -530,6 +530,170 @@ async fn deploy_under_load_swaps_with_zero_failures_and_drains() {
     assert_eq!(v1.requests(), before, "v1 gets nothing after the swap");
 }
 
+/// What the control plane does for each deploy: swap in the new instance, and once the deploy
+/// has drained the old one, reload the configuration with the new upstream list (a new pool
+/// generation) and stop the old instance. A slow request is always in flight, started on the
+/// new instance while the previous deploy was still draining, so it is counted on the pool of
+/// the generation before the reload: the next deploy must still wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_deploys_and_reloads_never_cut_a_request_in_flight() {
+    const DEPLOYS: usize = 10;
+    let site = |up: SocketAddr| {
+        format!(
+            r#"
+            [gateway]
+            listen = ["127.0.0.1:0"]
+            [[site]]
+            name = "app"
+            hosts = ["app.test"]
+            upstreams = ["{up}"]
+            health = {{ path = "/up", interval = "100ms" }}
+            "#
+        )
+    };
+    let mut current = MockUpstream::start("v0").await;
+    let (gw, addr) = start(&site(current.addr));
+    let hold = |name: String| {
+        tokio::spawn(async move {
+            let reply = get(addr, "app.test", "/hold").await;
+            (name, reply.map(|r| (r.status, r.text())))
+        })
+    };
+    let mut held = vec![hold("v0".into())];
+    current.until_held(1).await;
+    let load = Load::start(addr, "app.test", "/", 4, LOAD_BUDGET);
+    load.until_sent(100).await;
+
+    for i in 1..=DEPLOYS {
+        let next = MockUpstream::start(&format!("v{i}")).await;
+        let deploy = {
+            let (gw, to) = (gw.clone(), next.addr);
+            tokio::spawn(async move { gw.deploy("app", vec![to], DeployOptions::default()).await })
+        };
+        assert_eventually!(
+            gw.targets("app") == Some(vec![(next.addr, true)]),
+            "deploy {i} swapped"
+        );
+        // A slow request on the new instance, counted on the pool the next reload replaces.
+        held.push(hold(format!("v{i}")));
+        next.until_held(1).await;
+        assert_eq!(body_of(addr, "app.test", "/").await, format!("v{i}"));
+        assert!(
+            !deploy.is_finished(),
+            "deploy {i} returned while a request was in flight on v{}",
+            i - 1
+        );
+        current.release_held();
+        let report = deploy.await.unwrap().unwrap();
+        assert_eq!(report.removed, vec![current.addr]);
+        assert!(report.drained, "deploy {i} drained");
+        gw.reload(config(&site(next.addr))).unwrap();
+        // The control plane stops the old instance once the deploy returned.
+        std::mem::replace(&mut current, next).stop();
+    }
+    current.release_held();
+    for h in held {
+        let (name, reply) = h.await.unwrap();
+        assert_eq!(
+            reply.expect("slow request answered"),
+            (StatusCode::OK, format!("{name} held")),
+            "the slow request on {name}"
+        );
+    }
+    let load = load.finish().await;
+    assert_eq!(
+        load.failed, 0,
+        "failures during deploys: {:?}",
+        load.failures
+    );
+}
+
+/// A site a reload took away still has requests in flight on the old route table: `drain`
+/// waits for them, so the control plane can stop the instance without cutting them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_waits_for_requests_of_a_site_a_reload_removed() {
+    let up = MockUpstream::start("up").await;
+    let with_site = format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "app"
+        hosts = ["app.test"]
+        upstreams = ["{}"]
+        "#,
+        up.addr
+    );
+    let (gw, addr) = start(&with_site);
+    let held = tokio::spawn(async move { body_of(addr, "app.test", "/hold").await });
+    up.until_held(1).await;
+    gw.reload(config("[gateway]\nlisten = [\"127.0.0.1:0\"]\n"))
+        .unwrap();
+    assert_eq!(
+        get(addr, "app.test", "/").await.unwrap().status,
+        StatusCode::NOT_FOUND,
+        "the site is gone"
+    );
+    let mut drain = {
+        let gw = gw.clone();
+        let target = up.addr;
+        tokio::spawn(async move { gw.drain("app", &[target]).await })
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut drain)
+            .await
+            .is_err(),
+        "drain returned while a request was in flight"
+    );
+    up.release_held();
+    assert!(drain.await.unwrap(), "drained within the timeout");
+    assert_eq!(held.await.unwrap(), "up held");
+    assert!(gw.drain("app", &[up.addr]).await, "nothing left: at once");
+}
+
+/// Targets outlive a deploy while a request holds them, and the control plane reuses ports: a
+/// deploy back to an address whose earlier instance failed its checks serves the new instance
+/// at once, since the deploy has just checked it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_to_a_reused_address_trusts_its_own_checks() {
+    let a = MockUpstream::start("a").await;
+    let b = MockUpstream::start("b").await;
+    let (gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "app"
+        hosts = ["app.test"]
+        upstreams = ["{}"]
+        health = {{ path = "/up", interval = "1s", rise = 3, fall = 1 }}
+        "#,
+        a.addr
+    ));
+    // A request that outlives everything below keeps a's target alive.
+    let held = tokio::spawn(async move { body_of(addr, "app.test", "/hold").await });
+    a.until_held(1).await;
+    a.set_healthy(false);
+    assert_eventually!(
+        gw.targets("app") == Some(vec![(a.addr, false)]),
+        "a failed its check"
+    );
+    let quick = DeployOptions {
+        health_timeout: Duration::from_secs(10),
+        drain_timeout: Some(Duration::from_millis(100)),
+    };
+    let report = gw.deploy("app", vec![b.addr], quick.clone()).await.unwrap();
+    assert!(!report.drained, "the held request outlived the drain");
+
+    // A new instance on a's address.
+    a.set_healthy(true);
+    gw.deploy("app", vec![a.addr], quick).await.unwrap();
+    assert_eq!(gw.targets("app"), Some(vec![(a.addr, true)]));
+    assert_eq!(body_of(addr, "app.test", "/").await, "a");
+    a.release_held();
+    assert_eq!(held.await.unwrap(), "a held");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_of_unhealthy_targets_keeps_the_old_ones() {
     let v1 = MockUpstream::start("v1").await;

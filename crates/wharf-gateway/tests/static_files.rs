@@ -369,6 +369,111 @@ async fn precompressed_siblings() {
     assert!(plain.header("content-encoding").is_none());
 }
 
+/// Dot segments are removed as nginx and Caddy do, encoded or not; a `..` that would climb
+/// above the root is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_inside_the_root_serve_the_file() {
+    let s = site("dots");
+    check(
+        s.addr,
+        "www.test",
+        &[
+            case("/dir/./index.html", 200).body("<h1>dir</h1>"),
+            case("/./dir/index.html", 200).body("<h1>dir</h1>"),
+            case("/dir/x/../index.html", 200).body("<h1>dir</h1>"),
+            case("/dir/x/y/../../index.html", 200).body("<h1>dir</h1>"),
+            case("/dir/%2e/x/%2e%2e/index.html", 200).body("<h1>dir</h1>"),
+            case("/dir/.", 200).body("<h1>dir</h1>"),
+            case("/dir/x/..", 200).body("<h1>dir</h1>"),
+            case("/empty-dir/../style.css", 200).body("body{}"),
+            case("/docs/./index.html", 200).body("<h1>dir</h1>"),
+            // What is left after the dots is judged: hidden stays hidden.
+            case("/dir/../.env", 404),
+            case("/.git/../index.html", 200).body("<h1>home</h1>"),
+            case("/dir/../../secret.txt", 400),
+            case("/dir/./../../secret.txt", 400),
+            case("/docs/../index.html", 400),
+        ],
+    )
+    .await;
+}
+
+/// Debian's documentation packages link shared JavaScript outside the documentation root: such
+/// links are refused unless the site says to follow them; the request path can never climb out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_out_of_the_root_are_followed_only_when_the_site_says_so() {
+    let dir = std::env::temp_dir().join(format!("wharf-static-{}-links", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let root = dir.join("doc/python");
+    write(&dir.join("javascript/jquery/jquery.js"), "JQUERY");
+    write(&dir.join("secret.txt"), SECRET);
+    write(&root.join("library/os.html"), "<h1>os</h1>");
+    std::fs::create_dir_all(root.join("_static")).unwrap();
+    // One relative link as the packages ship them, one absolute.
+    std::os::unix::fs::symlink(
+        "../../../javascript/jquery/jquery.js",
+        root.join("_static/jquery.js"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(dir.join("javascript"), root.join("_static/js")).unwrap();
+    let toml = format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "strict"
+        hosts = ["strict.test"]
+        root = "{root}"
+        [[site]]
+        name = "docs"
+        hosts = ["docs.test"]
+        root = "{root}"
+        follow_links_outside_root = true
+        "#,
+        root = root.display()
+    );
+    let gw = Gateway::start(GatewayConfig::from_toml(&toml, &dir).unwrap()).unwrap();
+    let addr = gw.listen_addrs()[0];
+    for host in ["strict.test", "docs.test"] {
+        check(
+            addr,
+            host,
+            &[
+                case("/library/./os.html", 200).body("<h1>os</h1>"),
+                case("/../secret.txt", 400),
+                case("/library/../../secret.txt", 400),
+                case("/%2e%2e/%2e%2e/secret.txt", 400),
+            ],
+        )
+        .await;
+    }
+    check(
+        addr,
+        "strict.test",
+        &[
+            case("/_static/jquery.js", 404),
+            case("/_static/js/jquery/jquery.js", 404),
+        ],
+    )
+    .await;
+    check(
+        addr,
+        "docs.test",
+        &[
+            case("/_static/jquery.js", 200)
+                .body("JQUERY")
+                .header("content-type", "javascript"),
+            case("/_static/js/jquery/jquery.js", 200).body("JQUERY"),
+            // `..` is taken against the request path, not the link's target.
+            case("/_static/js/../../secret.txt", 404),
+            case("/_static/js/../../../secret.txt", 400),
+        ],
+    )
+    .await;
+    drop(gw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Sends a raw request line (some probes are not even valid URIs for client libraries) and
 /// returns the status code and the whole answer.
 async fn raw(addr: SocketAddr, target: &str) -> (u16, String) {

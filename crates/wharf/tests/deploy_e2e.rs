@@ -7,7 +7,7 @@ mod support;
 use std::process::Command as StdCommand;
 
 use support::{Repo, ServerProc, TempDir, free_port, page, require_python};
-use wharf_testkit::{Load, get};
+use wharf_testkit::{Load, assert_eventually, get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_site_deploy_change_rollback_and_broken_build() {
@@ -202,6 +202,128 @@ async fn twenty_deploys_under_load_fail_no_request() {
         "only the last 5 releases are kept:\n{releases}"
     );
     server.stop().await;
+}
+
+/// The control plane's deploy is: start the new instance, swap it in and drain the old one,
+/// reload the routes (a new pool), stop the old instance. Slow requests are always in flight,
+/// so some start on the new instance while the old one drains, and are still running when the
+/// next deploy swaps that instance out: it must wait for them before stopping it. Taking the
+/// app down, or stopping the server, waits for its requests in flight the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_back_to_back_deploys_never_cut_a_slow_request() {
+    require_python();
+    const SLOW_CLIENTS: u64 = 4;
+    let tmp = TempDir::new("deploy-slow");
+    let app = [
+        "import http.server, os, time",
+        "class H(http.server.BaseHTTPRequestHandler):",
+        "    protocol_version = 'HTTP/1.1'",
+        "    def do_GET(self):",
+        "        if self.path == '/slow':",
+        "            with open(os.environ['MARKS'], 'a') as f: f.write('started\\n')",
+        "            time.sleep(1.5)",
+        "        body = b'done'",
+        "        self.send_response(200); self.send_header('content-length', str(len(body))); self.end_headers(); self.wfile.write(body)",
+        "    def log_message(self, *a): pass",
+        "http.server.ThreadingHTTPServer((os.environ['HOST'], int(os.environ['PORT'])), H).serve_forever()",
+        "",
+    ]
+    .join("\n");
+    let repo = Repo::new(
+        &tmp.0,
+        "slow",
+        &[
+            ("app.py", app.as_str()),
+            ("Procfile", "web: exec python3 app.py\n"),
+        ],
+    );
+    let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
+    let http = server.http;
+    let marks = tmp.0.join("marks");
+    let marks_env = format!("MARKS={}", marks.display());
+    server
+        .ok(&[
+            "apps",
+            "create",
+            "slow",
+            "--git",
+            &repo.url(),
+            "--env",
+            &marks_env,
+        ])
+        .await;
+    server.ok(&["deploy", "slow"]).await;
+
+    // Clients that each keep one slow request in flight, started a fraction of its length
+    // apart so that one always starts during a deploy's drain.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = tokio::task::JoinSet::new();
+    for k in 0..SLOW_CLIENTS {
+        let stop = stop.clone();
+        clients.spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(k * 1500 / SLOW_CLIENTS)).await;
+            let (mut ok, mut failures) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match get(http, "slow.localhost", "/slow").await {
+                    Ok(r) if r.status == 200 && r.text() == "done" => ok += 1,
+                    Ok(r) => failures.push(r.status.to_string()),
+                    Err(e) => failures.push(format!("{e:?}")),
+                }
+            }
+            (ok, failures)
+        });
+    }
+    for i in 0..20 {
+        repo.commit(&[("version.txt", &i.to_string())], &format!("change {i}"));
+        server.ok(&["deploy", "slow"]).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failures) = (0, Vec::new());
+    while let Some(r) = clients.join_next().await {
+        let (n, f) = r.unwrap();
+        ok += n;
+        failures.extend(f);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} slow requests failed during 20 deploys ({ok} answered): {failures:?}",
+        failures.len()
+    );
+    assert!(ok >= 20, "the slow requests really ran: {ok}");
+
+    let started = || {
+        std::fs::read_to_string(&marks)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let before = started();
+    let last = tokio::spawn(async move { get(http, "slow.localhost", "/slow").await });
+    assert_eventually!(started() > before, "the last slow request reached the app");
+    server
+        .ok(&["apps", "set", "slow", "--availability", "disabled"])
+        .await;
+    let last = last.await.unwrap().expect("answered");
+    assert_eq!(
+        (last.status.as_u16(), last.text().as_str()),
+        (200, "done"),
+        "a request in flight when the app was disabled"
+    );
+
+    // Stopping the server lets a request in flight finish before the app stops.
+    server
+        .ok(&["apps", "set", "slow", "--availability", "enabled"])
+        .await;
+    let before = started();
+    let last = tokio::spawn(async move { get(http, "slow.localhost", "/slow").await });
+    assert_eventually!(started() > before, "a slow request reached the app");
+    server.stop().await;
+    let last = last.await.unwrap().expect("answered");
+    assert_eq!(
+        (last.status.as_u16(), last.text().as_str()),
+        (200, "done"),
+        "a request in flight when the server stopped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,6 +69,7 @@ struct SiteSection {
     root: Option<PathBuf>,
     index: Option<Vec<String>>,
     not_found: Option<String>,
+    follow_links_outside_root: Option<bool>,
     upstreams: Option<Vec<String>>,
     balance: Option<String>,
     health: Option<HealthSection>,
@@ -341,12 +342,17 @@ fn convert_site(s: SiteSection, base: &Path, default_body: u64) -> Result<SiteCo
                 root,
                 index,
                 not_found,
+                follow_links_outside_root: s.follow_links_outside_root.unwrap_or(false),
             })
         }
         (None, Some(ups)) => {
             for (key, set) in [
                 ("index", s.index.is_some()),
                 ("not_found", s.not_found.is_some()),
+                (
+                    "follow_links_outside_root",
+                    s.follow_links_outside_root.is_some(),
+                ),
             ] {
                 if set {
                     return Err(err(
@@ -667,6 +673,10 @@ mod tests {
                 "`health.interval`",
             ),
             ("[[site]]\nname='A'\nhosts=['x.test']\nroot='src'", "`name`"),
+            (
+                "[[site]]\nname='a'\nhosts=['x.test']\nupstreams=['127.0.0.1:1']\nfollow_links_outside_root=true",
+                "site \"a\": `follow_links_outside_root`: only static sites",
+            ),
         ];
         for (text, want) in cases {
             let got = load(text).unwrap_err();

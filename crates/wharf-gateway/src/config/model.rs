@@ -180,6 +180,10 @@ pub struct StaticConfig {
     pub index: Vec<String>,
     /// Page (relative to root) served with status 404 when nothing matches.
     pub not_found: Option<String>,
+    /// Serve files that symbolic links inside the root lead to even when they are outside it
+    /// (documentation trees that link shared assets). Off: such links answer 404. The request
+    /// path itself can never climb out of the root either way.
+    pub follow_links_outside_root: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -1,11 +1,12 @@
 //! Static sites served by the gateway itself, no process behind them.
 //!
 //! The pipeline, one module per step:
-//! 1. `path`: the request path is decoded and checked: `..`, `.`, encoded slashes, backslashes,
-//!    NUL and hidden segments are refused before the file system is touched.
+//! 1. `path`: the request path is decoded and its dot segments removed; a `..` above the root,
+//!    encoded slashes, backslashes, NUL and hidden segments are refused before the file system
+//!    is touched.
 //! 2. `resolve`: nginx's `try_files $uri $uri/ $uri/index.html =404` over the site root, a
-//!    containment check on the real path (symlinks may not lead out of the root), and the choice
-//!    of a precompressed `.br`/`.gz` sibling.
+//!    containment check on the real path (symlinks may not lead out of the root unless the site
+//!    follows links outside it), and the choice of a precompressed `.br`/`.gz` sibling.
 //! 3. `conditional`: `If-None-Match` / `If-Modified-Since` → 304.
 //! 4. `serve`: single `Range` → 206/416, then the reply (HEAD without body).
 //!
@@ -22,4 +23,5 @@ mod path;
 mod resolve;
 mod serve;
 
+pub(crate) use path::sanitize;
 pub(crate) use serve::StaticSite;

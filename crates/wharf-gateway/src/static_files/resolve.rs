@@ -5,7 +5,8 @@
 //! relative to the root's descriptor, so no `..` or symlink can lead out, and the opened file is
 //! the one checked (no window between check and open). Kernels without `openat2` (before 5.6),
 //! and absolute symlinks (which `RESOLVE_BENEATH` refuses outright), fall back to comparing the
-//! canonical path with the root.
+//! canonical path with the root. A site that follows links outside its root opens with a plain
+//! `openat` instead: the request path has no `..` (see `path`), so only links can lead out.
 
 use std::fs::{File, Metadata};
 use std::io;
@@ -75,10 +76,12 @@ pub(crate) struct Root {
     path: PathBuf,
     dir: OwnedFd,
     beneath: bool,
+    /// The site's `follow_links_outside_root`.
+    follow_links: bool,
 }
 
 impl Root {
-    pub(crate) fn open(path: &Path) -> io::Result<Root> {
+    pub(crate) fn open(path: &Path, follow_links: bool) -> io::Result<Root> {
         let path = std::fs::canonicalize(path)?;
         let dir = rustix::fs::open(
             &path,
@@ -97,6 +100,7 @@ impl Root {
             path,
             dir,
             beneath,
+            follow_links,
         })
     }
 
@@ -112,7 +116,9 @@ impl Root {
 
     /// Opens `rel` if it exists inside the root; `None` for missing files and refused escapes.
     fn open_file(&self, rel: &str) -> Option<(File, Metadata)> {
-        let file = if self.beneath {
+        let file = if self.follow_links {
+            File::from(rustix::fs::openat(&self.dir, rel, OPEN_FLAGS, Mode::empty()).ok()?)
+        } else if self.beneath {
             match open_beneath(&self.dir, rel) {
                 Ok(f) => f,
                 // RESOLVE_BENEATH also refuses absolute symlinks, even to files inside the root
@@ -140,11 +146,16 @@ impl Root {
     }
 }
 
+const OPEN_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::NONBLOCK);
+
 fn open_beneath(dir: &OwnedFd, rel: &str) -> io::Result<File> {
     let fd = rustix::fs::openat2(
         dir,
         rel,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        OPEN_FLAGS,
         Mode::empty(),
         ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
     )?;

@@ -28,7 +28,7 @@ pub(crate) struct StaticSite {
 impl StaticSite {
     pub(crate) fn new(cfg: &StaticConfig) -> std::io::Result<StaticSite> {
         Ok(StaticSite {
-            root: Root::open(&cfg.root)?,
+            root: Root::open(&cfg.root, cfg.follow_links_outside_root)?,
             index: cfg.index.clone(),
             not_found: cfg.not_found.clone(),
         })

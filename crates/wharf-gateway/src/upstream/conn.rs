@@ -2,8 +2,9 @@
 //!
 //! Each target holds a stack of idle connections (the most recently used on top, so a quiet
 //! period lets the older ones age out); those idle past the timeout are closed by the gateway's
-//! sweep every 15 s, and all of them when the target is retired. A connection goes back on the stack only once its
-//! response body has been read to the end; one dropped half-way is closed, as HTTP/1 requires.
+//! sweep every 15 s, and all of them once a deploy retired and drained the target. A connection
+//! goes back on the stack only once its response body has been read to the end; one dropped
+//! half-way is closed, as HTTP/1 requires.
 //! Keeping connections per target (not in a client-wide map keyed by address) makes a checkout
 //! a short lock and a pop, and a deploy that retires a target closes its connections with it.
 
@@ -58,6 +59,11 @@ impl IdleConns {
         {
             idle.pop_front();
         }
+    }
+
+    /// Closes every idle connection (a retired target's, once drained).
+    pub(crate) fn close_all(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     fn push(&self, sender: Sender) {
@@ -205,6 +211,8 @@ impl Drop for Returning {
     fn drop(&mut self) {
         if let Some(sender) = self.sender.take()
             && (self.done || self.inner.is_end_stream())
+            // A retired target's instance is about to stop: keep nothing open to it.
+            && !self.guard.0.is_retired()
         {
             self.guard.0.conns.push(sender);
         }

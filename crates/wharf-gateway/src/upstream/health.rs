@@ -57,7 +57,8 @@ pub(crate) async fn probe(
         .unwrap_or_else(|_| Err(format!("{addr}{path} did not answer within {timeout:?}")))
 }
 
-/// Checks the pool's current targets every interval until the pool is dropped or `stop` fires.
+/// Checks the pool's current targets every interval until the pool is dropped or replaced, or
+/// `stop` fires.
 pub(crate) fn spawn_checker(pool: &Arc<Pool>, stop: CancellationToken) {
     let Some(health) = pool.health.clone() else {
         return;
@@ -71,7 +72,9 @@ pub(crate) fn spawn_checker(pool: &Arc<Pool>, stop: CancellationToken) {
                 _ = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let Some(pool) = weak.upgrade() else { return };
+            let Some(pool) = weak.upgrade().filter(|p| !p.is_superseded()) else {
+                return;
+            };
             let targets = pool.targets();
             let host = pool.check_host.clone();
             drop(pool);

@@ -7,4 +7,4 @@ mod pool;
 
 pub(crate) use conn::{Returning, SendError, Sender, Upgraded, send};
 pub(crate) use health::{probe, spawn_checker};
-pub(crate) use pool::{Pool, Target, TargetGuard};
+pub(crate) use pool::{Pool, Target, TargetGuard, Targets};

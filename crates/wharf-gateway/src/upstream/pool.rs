@@ -1,9 +1,14 @@
 //! A site's upstream targets. The target list is swapped whole (deploys); each target tracks its
 //! health and in-flight requests so a swapped-out target can be drained.
+//!
+//! A target is one object per site and address for as long as anything uses it ([`Targets`]):
+//! a reload that rebuilds a site's pool, and every deploy, get the same `Target` back, so a
+//! request counted on it by any pool generation is seen by the drain that follows.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -26,23 +31,43 @@ pub(crate) struct Target {
     ejected_until: AtomicU64,
     epoch: Instant,
     idle: Notify,
+    /// Set when a deploy swapped this target out: no pool generation sends it a new request,
+    /// until a deploy or reload lists it again.
+    retired: AtomicBool,
     /// Keep-alive connections waiting for the next request.
     pub(crate) conns: IdleConns,
 }
 
 impl Target {
-    pub(crate) fn new(addr: SocketAddr, healthy: bool) -> Arc<Target> {
-        Arc::new(Target {
+    fn new(addr: SocketAddr) -> Target {
+        Target {
             addr,
-            healthy: AtomicBool::new(healthy),
+            healthy: AtomicBool::new(true),
             inflight: AtomicUsize::new(0),
             successes: AtomicU32::new(0),
             failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             epoch: Instant::now(),
             idle: Notify::new(),
+            retired: AtomicBool::new(false),
             conns: IdleConns::default(),
-        })
+        }
+    }
+
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
+    }
+
+    /// Takes the target out of every pool generation before a drain. SeqCst pairs with
+    /// `pick`: either the drain sees a request counted, or that request sees the retirement
+    /// and goes elsewhere.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+
+    /// After its drain: the instance is about to stop, so its idle connections go now.
+    pub(crate) fn close_idle(&self) {
+        self.conns.close_all();
     }
 
     pub(crate) fn is_healthy(&self) -> bool {
@@ -50,7 +75,7 @@ impl Target {
     }
 
     pub(crate) fn inflight(&self) -> usize {
-        self.inflight.load(Ordering::Acquire)
+        self.inflight.load(Ordering::SeqCst)
     }
 
     fn now_ms(&self) -> u64 {
@@ -73,6 +98,14 @@ impl Target {
             self.now_ms() + PASSIVE_EJECT.as_millis() as u64,
             Ordering::Relaxed,
         );
+    }
+
+    /// A deploy's health checks just passed: in rotation, whatever an earlier instance on the
+    /// same address left behind.
+    pub(crate) fn passed_checks(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.ejected_until.store(0, Ordering::Relaxed);
+        self.healthy.store(true, Ordering::Relaxed);
     }
 
     /// A request succeeded (used to end a passive ejection without active checks).
@@ -111,6 +144,39 @@ impl Target {
     }
 }
 
+/// Every target the gateway's pools and guards hold, by site and address. Pools of every
+/// generation and deploys take their targets from here, so one instance of a site has one
+/// in-flight count, one drain notification and one set of connections. Only weak references are
+/// kept: a target no pool or request holds any more is gone.
+#[derive(Default)]
+pub(crate) struct Targets(Mutex<HashMap<(String, SocketAddr), Weak<Target>>>);
+
+impl Targets {
+    /// The site's target for `addr`, listed again (no longer retired) since the caller is about
+    /// to put it in a pool's list.
+    pub(crate) fn enlist(&self, site: &str, addr: SocketAddr) -> Arc<Target> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (site.to_string(), addr);
+        let target = match map.get(&key).and_then(Weak::upgrade) {
+            Some(t) => t,
+            None => {
+                map.retain(|_, t| t.strong_count() > 0);
+                let t = Arc::new(Target::new(addr));
+                map.insert(key, Arc::downgrade(&t));
+                t
+            }
+        };
+        target.retired.store(false, Ordering::SeqCst);
+        target
+    }
+
+    /// The site's target for `addr`, if anything still holds it.
+    pub(crate) fn find(&self, site: &str, addr: SocketAddr) -> Option<Arc<Target>> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(site.to_string(), addr)).and_then(Weak::upgrade)
+    }
+}
+
 /// Counts one in-flight request on a target for as long as it lives.
 pub(crate) struct TargetGuard(pub(crate) Arc<Target>);
 
@@ -131,16 +197,23 @@ pub(crate) struct Pool {
     /// Host header for health checks.
     pub(crate) check_host: String,
     next: AtomicUsize,
+    /// Set when a reload replaced this pool; its health checker then stops.
+    superseded: AtomicBool,
 }
 
 impl Pool {
     pub(crate) fn new(
+        registry: &Targets,
+        site: &str,
         configured: Vec<SocketAddr>,
         balance: Balance,
         health: Option<HealthConfig>,
         check_host: String,
     ) -> Pool {
-        let targets = configured.iter().map(|a| Target::new(*a, true)).collect();
+        let targets = configured
+            .iter()
+            .map(|a| registry.enlist(site, *a))
+            .collect();
         Pool {
             targets: ArcSwap::from_pointee(targets),
             configured,
@@ -148,7 +221,16 @@ impl Pool {
             health,
             check_host,
             next: AtomicUsize::new(0),
+            superseded: AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn supersede(&self) {
+        self.superseded.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_superseded(&self) -> bool {
+        self.superseded.load(Ordering::Relaxed)
     }
 
     pub(crate) fn targets(&self) -> Arc<Vec<Arc<Target>>> {
@@ -161,7 +243,8 @@ impl Pool {
     }
 
     /// Picks an available target by the site's balancing rule, skipping `skip` (a target that
-    /// just failed), and counts the request on it.
+    /// just failed) and retired targets (a pool of an older generation may still list them),
+    /// and counts the request on it.
     pub(crate) fn pick(&self, skip: Option<SocketAddr>) -> Option<TargetGuard> {
         let targets = self.targets.load();
         let n = targets.len();
@@ -174,17 +257,22 @@ impl Pool {
                 Balance::LeastConn => candidates.filter(|t| ok(t)).min_by_key(|t| t.inflight()),
             }
         };
-        let chosen = choose(&|t| Some(t.addr) != skip && t.available(active))
-            // Passive ejection only steers traffic to the other targets: when every one is out
-            // (a lone app restarting after a crash), trying beats a certain error, as nginx does.
-            // Active checks, when configured, are the judge and are not overruled.
-            .or_else(|| {
-                (!active)
-                    .then(|| choose(&|t| Some(t.addr) != skip))
-                    .flatten()
-            })?;
-        chosen.inflight.fetch_add(1, Ordering::AcqRel);
-        Some(TargetGuard(chosen.clone()))
+        loop {
+            let usable = |t: &Arc<Target>| Some(t.addr) != skip && !t.is_retired();
+            let chosen = choose(&|t| usable(t) && t.available(active))
+                // Passive ejection only steers traffic to the other targets: when every one is
+                // out (a lone app restarting after a crash), trying beats a certain error, as
+                // nginx does. Active checks, when configured, are the judge and are not overruled.
+                .or_else(|| (!active).then(|| choose(&usable)).flatten())?;
+            chosen.inflight.fetch_add(1, Ordering::SeqCst);
+            let guard = TargetGuard(chosen.clone());
+            // A deploy may have retired it between the choice and the count; its drain may
+            // then have missed this request, so it must not be sent there. The next round
+            // skips it.
+            if !chosen.is_retired() {
+                return Some(guard);
+            }
+        }
     }
 }
 
@@ -196,7 +284,7 @@ mod tests {
         let addrs = (1..=3)
             .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
             .collect();
-        Pool::new(addrs, balance, None, "t".into())
+        Pool::new(&Targets::default(), "t", addrs, balance, None, "t".into())
     }
 
     #[test]
@@ -235,6 +323,8 @@ mod tests {
     #[test]
     fn all_passively_ejected_are_still_tried_but_not_against_active_checks() {
         let lone = Pool::new(
+            &Targets::default(),
+            "t",
             vec![SocketAddr::from(([127, 0, 0, 1], 1))],
             Balance::RoundRobin,
             None,
@@ -245,6 +335,8 @@ mod tests {
         assert!(lone.pick(Some(lone.targets()[0].addr)).is_none());
 
         let checked = Pool::new(
+            &Targets::default(),
+            "t",
             vec![SocketAddr::from(([127, 0, 0, 1], 1))],
             Balance::RoundRobin,
             Some(HealthConfig {
@@ -258,6 +350,68 @@ mod tests {
         );
         checked.targets()[0].eject();
         assert!(checked.pick(None).is_none(), "active checks decide");
+    }
+
+    #[test]
+    fn pool_generations_share_targets_and_skip_retired_ones() {
+        let registry = Targets::default();
+        let a = SocketAddr::from(([127, 0, 0, 1], 1));
+        let b = SocketAddr::from(([127, 0, 0, 1], 2));
+        let old = Pool::new(
+            &registry,
+            "s",
+            vec![a],
+            Balance::RoundRobin,
+            None,
+            "t".into(),
+        );
+        let new = Pool::new(
+            &registry,
+            "s",
+            vec![a, b],
+            Balance::RoundRobin,
+            None,
+            "t".into(),
+        );
+        let held = old.pick(None).unwrap();
+        assert!(
+            Arc::ptr_eq(&held.0, &new.targets()[0]),
+            "one target per site and address"
+        );
+        assert_eq!(
+            new.targets()[0].inflight(),
+            1,
+            "counted for every generation"
+        );
+        let other = Pool::new(
+            &registry,
+            "other",
+            vec![a],
+            Balance::RoundRobin,
+            None,
+            "t".into(),
+        );
+        assert_eq!(other.targets()[0].inflight(), 0, "sites count apart");
+
+        new.targets()[0].retire();
+        assert!(
+            old.pick(None).is_none(),
+            "no generation sends to a retired target"
+        );
+        for _ in 0..3 {
+            assert_eq!(new.pick(None).unwrap().0.addr, b);
+        }
+        assert_eq!(
+            registry.enlist("s", a).inflight(),
+            1,
+            "listing again keeps the count"
+        );
+        assert_eq!(
+            old.pick(None).unwrap().0.addr,
+            a,
+            "listed again: back in service"
+        );
+        drop(held);
     }
 
     #[test]
