@@ -35,6 +35,13 @@ impl Runtime for NoRuntime {
     fn subscribe_logs(&self, _: &str) -> tokio::sync::broadcast::Receiver<String> {
         tokio::sync::broadcast::channel(1).1
     }
+    fn exited<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Option<String>> {
+        // Nothing runs, so nothing ends either: the health check decides.
+        Box::pin(std::future::pending())
+    }
+    fn recent_output(&self, _: &str, _: usize) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 struct Harness {

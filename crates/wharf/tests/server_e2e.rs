@@ -182,7 +182,7 @@ async fn static_apps_and_cli_errors() {
         .await;
     assert!(!ok, "a failed start exits non-zero:\n{out}\n{err}");
     assert!(
-        format!("{out}{err}").contains("did not become healthy"),
+        format!("{out}{err}").contains("broken exited with status 3 before it became healthy"),
         "{out}\n{err}"
     );
     server.stop().await;
@@ -233,5 +233,76 @@ async fn a_killed_server_leaves_no_duplicate_apps_behind() {
         .as_u64()
         .unwrap();
     assert_ne!(new_pid, old_pid);
+    server.stop().await;
+}
+
+/// An app that dies at start fails its change at once, not at the health timeout, with its own
+/// last words in the error, the operations log and its status; a previous version keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_that_crashes_at_start_fails_at_once_with_its_output() {
+    require_python();
+    let tmp = TempDir::new("crash-at-start");
+    let data = tmp.0.join("data");
+    let site = tmp.0.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    // A health timeout far longer than the test may take: only the exit can end the wait.
+    let server = ServerProc::start_with(
+        &data,
+        free_port(),
+        free_port(),
+        &[("WHARF_HEALTH_TIMEOUT", "300s".to_string())],
+    )
+    .await;
+    let create = server.cli(&[
+        "apps",
+        "create",
+        "crashy",
+        "--run",
+        "echo 'starting crashy'; echo 'error: DATABASE_URL is not set' >&2; exit 1",
+    ]);
+    let (ok, out, err) = tokio::time::timeout(std::time::Duration::from_secs(120), create)
+        .await
+        .expect("the failure is reported long before the 300 s health timeout");
+    assert!(!ok, "a failed start exits non-zero:\n{out}\n{err}");
+    assert!(
+        err.contains("crashy exited with status 1 before it became healthy"),
+        "{err}"
+    );
+    assert!(err.contains("error: DATABASE_URL is not set"), "{err}");
+    assert!(err.contains("starting crashy"), "{err}");
+    assert!(
+        !format!("{out}{err}").contains("keep serving"),
+        "nothing was serving before:\n{out}\n{err}"
+    );
+
+    let app = server.app_json("crashy").await;
+    assert_eq!(app["state"], "failed", "{app}");
+    let failure = app["failure"].as_str().unwrap();
+    assert!(failure.contains("DATABASE_URL is not set"), "{failure}");
+    let shown = server.ok(&["apps", "show", "crashy"]).await;
+    assert!(shown.contains("crashy (process, enabled): failed"), "{shown}");
+    assert!(shown.contains("DATABASE_URL is not set"), "{shown}");
+    let ops = server.ok(&["ops", "crashy"]).await;
+    assert!(ops.contains("DATABASE_URL is not set"), "{ops}");
+
+    // A running app whose new version crashes: the error says the old one keeps serving, and
+    // it does.
+    let cmd = format!(
+        "if [ \"$MODE\" = broken ]; then echo 'MODE=broken is not supported'; exit 2; fi; {}",
+        app_command(&site)
+    );
+    server
+        .ok(&["apps", "create", "blog", "--run", &cmd, "--env", "GREETING=up"])
+        .await;
+    let (ok, out, err) = server.cli(&["env", "set", "blog", "MODE=broken"]).await;
+    assert!(!ok, "{out}\n{err}");
+    assert!(
+        err.contains("exited with status 2 before it became healthy, the previous instances keep serving"),
+        "{err}"
+    );
+    assert!(err.contains("MODE=broken is not supported"), "{err}");
+    assert_eq!(page(server.http, "blog.localhost").await.as_deref(), Some("up"));
+    let blog = server.app_json("blog").await;
+    assert_eq!(blog["state"], "running", "{blog}");
     server.stop().await;
 }

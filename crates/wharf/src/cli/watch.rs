@@ -81,6 +81,9 @@ pub(crate) async fn status(
 
 pub(crate) fn show_app(a: &AppView) {
     println!("{} ({}, {}): {}", a.name, a.kind, a.availability, a.state);
+    if let Some(why) = &a.failure {
+        println!("  failed    {}", why.replace('\n', "\n            "));
+    }
     println!("  url       {}", a.url);
     println!("  hosts     {}", a.hosts.join(", "));
     if let Some(run) = &a.run {
