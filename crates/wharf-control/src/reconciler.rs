@@ -227,7 +227,10 @@ impl Reconciler {
         // 3. Swap them in (served apps).
         let served = app.availability == Availability::Enabled;
         let checked = match checked {
-            Ok(()) if served => self.swap(runs, name, addrs).await.map_err(NotReady::Unhealthy),
+            Ok(()) if served => self
+                .swap(runs, name, addrs)
+                .await
+                .map_err(NotReady::Unhealthy),
             other => other,
         };
         if let Err(why) = checked {

@@ -279,7 +279,8 @@ async fn an_exit_is_signalled_with_the_last_output() {
     let rt = ProcessRuntime::new();
     // Output written just before the exit must not be lost to the race between the process
     // ending and its pipes being read.
-    let cmd = "for i in $(seq 1 30); do echo line $i; done; echo 'cannot open config.toml' >&2; exit 1";
+    let cmd =
+        "for i in $(seq 1 30); do echo line $i; done; echo 'cannot open config.toml' >&2; exit 1";
     rt.start(spec(&d, "app-1", cmd)).await.unwrap();
     let how = tokio::time::timeout(Duration::from_secs(10), rt.exited("app-1"))
         .await

@@ -280,7 +280,10 @@ async fn an_app_that_crashes_at_start_fails_at_once_with_its_output() {
     let failure = app["failure"].as_str().unwrap();
     assert!(failure.contains("DATABASE_URL is not set"), "{failure}");
     let shown = server.ok(&["apps", "show", "crashy"]).await;
-    assert!(shown.contains("crashy (process, enabled): failed"), "{shown}");
+    assert!(
+        shown.contains("crashy (process, enabled): failed"),
+        "{shown}"
+    );
     assert!(shown.contains("DATABASE_URL is not set"), "{shown}");
     let ops = server.ok(&["ops", "crashy"]).await;
     assert!(ops.contains("DATABASE_URL is not set"), "{ops}");
@@ -292,17 +295,90 @@ async fn an_app_that_crashes_at_start_fails_at_once_with_its_output() {
         app_command(&site)
     );
     server
-        .ok(&["apps", "create", "blog", "--run", &cmd, "--env", "GREETING=up"])
+        .ok(&[
+            "apps",
+            "create",
+            "blog",
+            "--run",
+            &cmd,
+            "--env",
+            "GREETING=up",
+        ])
         .await;
     let (ok, out, err) = server.cli(&["env", "set", "blog", "MODE=broken"]).await;
     assert!(!ok, "{out}\n{err}");
     assert!(
-        err.contains("exited with status 2 before it became healthy, the previous instances keep serving"),
+        err.contains(
+            "exited with status 2 before it became healthy, the previous instances keep serving"
+        ),
         "{err}"
     );
     assert!(err.contains("MODE=broken is not supported"), "{err}");
-    assert_eq!(page(server.http, "blog.localhost").await.as_deref(), Some("up"));
+    assert_eq!(
+        page(server.http, "blog.localhost").await.as_deref(),
+        Some("up")
+    );
     let blog = server.app_json("blog").await;
     assert_eq!(blog["state"], "running", "{blog}");
+    server.stop().await;
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// The database holds env values in clear: the data folder and the database files are the
+/// server user's alone, on a new install and, once fixed at start, on an older one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_folder_and_database_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new("private");
+    let data = tmp.0.join("data");
+    let files = ["wharf.db", "wharf.db-wal", "wharf.db-shm", "admin.token"];
+    let server = ServerProc::start(&data, free_port()).await;
+    server
+        .ok(&[
+            "apps",
+            "create",
+            "web",
+            "--static",
+            "--env",
+            "API_KEY=s3cret",
+        ])
+        .await;
+    assert_eq!(mode(&data), 0o700, "data folder");
+    for f in files {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    assert!(
+        !server
+            .startup_log
+            .iter()
+            .any(|l| l.contains("readable by other users")),
+        "nothing to fix on a new install"
+    );
+    server.stop().await;
+
+    // An install from before: world-readable folder and files.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in files {
+        let path = data.join(f);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let server = ServerProc::start(&data, free_port()).await;
+    let said: Vec<&String> = server
+        .startup_log
+        .iter()
+        .filter(|l| l.contains("readable by other users"))
+        .collect();
+    assert_eq!(said.len(), 1, "said once: {:?}", server.startup_log);
+    assert!(said[0].contains("wharf.db (was 0644)"), "{}", said[0]);
+    assert_eq!(mode(&data), 0o700, "data folder");
+    for f in files {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
     server.stop().await;
 }

@@ -241,7 +241,7 @@ impl Runtime for ProcessRuntime {
             .map(|i| i.exited.subscribe());
         Box::pin(async move {
             let mut rx = found?;
-            let how = rx.wait_for(Option::is_some).await.ok()?.clone();
+            let how: Option<String> = rx.wait_for(Option::is_some).await.ok()?.clone();
             how
         })
     }
@@ -393,8 +393,14 @@ async fn supervise(
             l.started_at = Some(SystemTime::now());
         });
         let pumps: Vec<_> = [
-            child.stdout.take().map(|o| pump(o, log.clone(), inst.clone(), "out")),
-            child.stderr.take().map(|e| pump(e, log.clone(), inst.clone(), "err")),
+            child
+                .stdout
+                .take()
+                .map(|o| pump(o, log.clone(), inst.clone(), "out")),
+            child
+                .stderr
+                .take()
+                .map(|e| pump(e, log.clone(), inst.clone(), "err")),
         ]
         .into_iter()
         .flatten()

@@ -10,7 +10,7 @@ use wharf_gateway::Gateway;
 use wharf_gateway::config::GatewayConfig;
 use wharf_tls::{CertManager, RenewPolicy};
 
-use super::signals::{Event, next_event, runtime};
+use super::signals::{Event, Signals, runtime};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -50,6 +50,7 @@ async fn serve(args: Args, config: GatewayConfig) -> anyhow::Result<()> {
     apply_certs(&certs, &config);
     let stop_certs = tokio_util::sync::CancellationToken::new();
     certs.spawn(stop_certs.clone());
+    let mut signals = Signals::new()?;
     tracing::info!(config = %args.config.display(), "gateway running; SIGHUP or editing the file reloads it");
     let (tx, mut changes) = mpsc::channel(1);
     let _watcher = if args.no_watch {
@@ -65,7 +66,7 @@ async fn serve(args: Args, config: GatewayConfig) -> anyhow::Result<()> {
             while changes.try_recv().is_ok() {}
             Event::Reload
         };
-        match next_event(changed).await? {
+        match signals.next(changed).await {
             Event::Reload => reload(&gateway, &certs, &args.config),
             Event::Stop => break,
         }
