@@ -169,6 +169,37 @@ async fn requests_without_a_valid_token_get_401() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// The `Authorization` scheme is case-insensitive (RFC 9110); HTTP Basic (what git sends) opens
+/// `git push` only, not the API.
+#[tokio::test]
+async fn bearer_in_any_case_opens_the_api_and_basic_does_not() {
+    use base64::Engine;
+    let h = harness("schemes");
+    let get = |auth: String| {
+        let req = Request::builder()
+            .uri("/api/v1/apps")
+            .header("authorization", auth)
+            .body(Body::empty())
+            .unwrap();
+        let router = h.router.clone();
+        async move { router.oneshot(req).await.unwrap().status() }
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let status = get(format!("{scheme} {}", h.token)).await;
+        assert_eq!(status, StatusCode::OK, "{scheme}");
+    }
+    let pair = base64::engine::general_purpose::STANDARD.encode(format!("git:{}", h.token));
+    assert_eq!(
+        get(format!("Basic {pair}")).await,
+        StatusCode::UNAUTHORIZED,
+        "Basic is for git push only"
+    );
+    assert_eq!(
+        get(format!("Bearer{}", h.token)).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
 #[tokio::test]
 async fn invalid_input_is_refused_with_a_clear_message_and_nothing_is_stored() {
     let h = harness("invalid");
@@ -412,6 +443,23 @@ async fn env_values_never_come_back() {
     assert!(!ops.to_string().contains("s3cr3t") && !ops.to_string().contains("hunter2"));
     let env: BTreeMap<String, String> = h.store.env("api").unwrap();
     assert_eq!(env["TOKEN"], "s3cr3t");
+
+    // A value of the wrong type is refused without being quoted back.
+    for (uri, body) in [
+        ("/api/v1/apps", r#"{"name":"num","env":{"PIN":987654321}}"#),
+        ("/api/v1/apps/api/env", r#"{"set":{"PIN":987654321}}"#),
+        ("/api/v1/apps/api/env", r#"{"set":{"PIN":true}}"#),
+    ] {
+        let (status, body) = h.authed("POST", uri, Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("PIN"), "names the variable: {message}");
+        assert!(message.contains("expected a string"), "{message}");
+        assert!(
+            !message.contains("987654321") && !message.contains("true"),
+            "{message}"
+        );
+    }
 }
 
 #[tokio::test]
