@@ -382,3 +382,35 @@ async fn the_data_folder_and_database_are_private() {
     }
     server.stop().await;
 }
+
+/// `wharf … | head` closes stdout early: the CLI ends quietly, no panic, no backtrace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_the_cli_quietly() {
+    let tmp = TempDir::new("pipe");
+    let data = tmp.0.join("data");
+    let server = ServerProc::start(&data, free_port()).await;
+    server.ok(&["apps", "create", "docs", "--static"]).await;
+    for args in [
+        &["completions", "zsh"][..],
+        &["ops"][..],
+        &["apps", "list"][..],
+        &["logs", "docs"][..],
+    ] {
+        // A pipe whose reader is already gone, so the first write fails (EPIPE), whatever
+        // the output's size.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(args)
+            .env("WHARF_URL", format!("http://{}", server.api))
+            .env("WHARF_TOKEN", &server.token)
+            .env("RUST_BACKTRACE", "1")
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "wharf {args:?}: {stderr}");
+        assert!(stderr.is_empty(), "wharf {args:?} said: {stderr}");
+    }
+    server.stop().await;
+}

@@ -94,7 +94,7 @@ pub(crate) async fn apps(client: &Client, conn: &Conn, cmd: AppsCmd) -> anyhow::
             }
             let apps = client.apps().await?;
             if apps.is_empty() {
-                println!(
+                outln!(
                     "no apps yet: create one with `wharf apps create NAME --run CMD` or `--static`"
                 );
                 return Ok(());
@@ -175,10 +175,10 @@ pub(crate) async fn env(client: &Client, conn: &Conn, cmd: EnvCmd) -> anyhow::Re
                 return json(&serde_json::json!({ "names": names }));
             }
             if names.is_empty() {
-                println!("{app} has no variables");
+                outln!("{app} has no variables");
             }
             for n in names {
-                println!("{n}");
+                outln!("{n}");
             }
             Ok(())
         }
@@ -212,7 +212,7 @@ pub(crate) async fn domains(client: &Client, conn: &Conn, cmd: DomainsCmd) -> an
                 } else {
                     "  (default)"
                 };
-                println!("{h}{note}");
+                outln!("{h}{note}");
             }
             Ok(())
         }
@@ -249,7 +249,7 @@ pub(crate) async fn certs(client: &Client, conn: &Conn) -> anyhow::Result<()> {
         return json(&certs);
     }
     if certs.is_empty() {
-        println!("no certificates: add one with `wharf domains add APP HOST --tls acme`");
+        outln!("no certificates: add one with `wharf domains add APP HOST --tls acme`");
         return Ok(());
     }
     let date = |t: Option<i64>| t.map_or_else(|| "-".to_string(), super::print::date);

@@ -28,7 +28,7 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let config = GatewayConfig::from_file(&args.config)?;
     if args.check {
-        println!(
+        outln!(
             "{}: ok, {} site(s)",
             args.config.display(),
             config.sites.len()
