@@ -414,3 +414,62 @@ async fn a_closed_stdout_ends_the_cli_quietly() {
     }
     server.stop().await;
 }
+
+/// Deleting an app removes its hosts' certificates and keys (a host that comes back gets a new
+/// key); its volume is kept, and a new app of the same name says it uses it; `--purge` removes
+/// volume, logs and code too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_removes_certificates_and_purge_removes_everything() {
+    let tmp = TempDir::new("purge");
+    let data = tmp.0.join("data");
+    let server = ServerProc::start(&data, free_port()).await;
+    let host = "shop.example.test";
+    let key = data.join("certs").join(host).join("key.pem");
+    let volume = data.join("volumes/shop");
+    server.ok(&["apps", "create", "shop", "--static"]).await;
+    server
+        .ok(&["domains", "add", "shop", host, "--tls", "self-signed"])
+        .await;
+    let first_key = std::fs::read_to_string(&key).unwrap();
+    std::fs::write(volume.join("orders.db"), "orders").unwrap();
+
+    let (ok, _, err) = server.cli(&["apps", "delete", "shop"]).await;
+    assert!(!ok && err.contains("--yes"), "{err}");
+    let out = server.ok(&["apps", "delete", "shop", "--yes"]).await;
+    assert!(out.contains("volume and logs are kept"), "{out}");
+    assert!(!key.exists(), "the certificate's key went with the app");
+    assert!(volume.join("orders.db").exists(), "the volume is kept");
+
+    let out = server.ok(&["apps", "create", "shop", "--static"]).await;
+    assert!(
+        out.contains(&format!(
+            "uses the volume {}",
+            std::fs::canonicalize(&volume).unwrap().display()
+        )) && out.contains("kept from an earlier app"),
+        "{out}"
+    );
+    server
+        .ok(&["domains", "add", "shop", host, "--tls", "self-signed"])
+        .await;
+    assert_ne!(
+        std::fs::read_to_string(&key).unwrap(),
+        first_key,
+        "a host that comes back gets a new key"
+    );
+
+    let out = server
+        .ok(&["apps", "delete", "shop", "--purge", "--yes"])
+        .await;
+    assert!(out.contains("removed"), "{out}");
+    for gone in [
+        volume.clone(),
+        data.join("logs/shop"),
+        data.join("apps/shop"),
+        data.join("certs").join(host),
+    ] {
+        assert!(!gone.exists(), "{} is left after --purge", gone.display());
+    }
+    let out = server.ok(&["apps", "create", "shop", "--static"]).await;
+    assert!(!out.contains("kept from an earlier app"), "{out}");
+    server.stop().await;
+}

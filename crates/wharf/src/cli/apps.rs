@@ -147,17 +147,25 @@ pub(crate) async fn apps(client: &Client, conn: &Conn, cmd: AppsCmd) -> anyhow::
                 .update_app(&name, &settings.into_settings(availability))
                 .await?,
         ),
-        AppsCmd::Delete { name, yes } => {
+        AppsCmd::Delete { name, yes, purge } => {
             if !yes {
+                if purge {
+                    anyhow::bail!(
+                        "deleting `{name}` with --purge stops it, removes its routes and certificates, and removes its volume, logs, code, releases and backups for good; add --yes to confirm"
+                    );
+                }
                 anyhow::bail!(
-                    "deleting `{name}` stops it and removes its routes; add --yes to confirm (its volume and logs are kept)"
+                    "deleting `{name}` stops it and removes its routes and certificates; add --yes to confirm (its volume and logs are kept; --purge removes them too)"
                 );
             }
-            let op = client.delete_app(&name).await?;
+            let op = client.delete_app(&name, purge).await?;
             if conn.json {
                 return json(&op);
             }
             super::print::operation(&op);
+            if op.status == "failed" {
+                anyhow::bail!("{}", op.message);
+            }
             Ok(())
         }
         AppsCmd::Start { name } => changed(conn, client.action(&name, "start").await?),
