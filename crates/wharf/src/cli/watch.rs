@@ -80,7 +80,13 @@ pub(crate) async fn status(
 pub(crate) fn show_app(a: &AppView) {
     outln!("{} ({}, {}): {}", a.name, a.kind, a.availability, a.state);
     if let Some(why) = &a.failure {
-        outln!("  failed    {}", why.replace('\n', "\n            "));
+        // A failed change while the previous instances keep serving is not a failed app.
+        let label = if a.state == "failed" {
+            "failed"
+        } else {
+            "last change failed:"
+        };
+        outln!("  {label:<9} {}", why.replace('\n', "\n            "));
     }
     outln!("  url       {}", a.url);
     outln!("  hosts     {}", a.hosts.join(", "));
