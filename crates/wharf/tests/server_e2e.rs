@@ -287,6 +287,32 @@ async fn an_app_that_crashes_at_start_fails_at_once_with_its_output() {
     assert!(shown.contains("DATABASE_URL is not set"), "{shown}");
     let ops = server.ok(&["ops", "crashy"]).await;
     assert!(ops.contains("DATABASE_URL is not set"), "{ops}");
+    // The dashboard's app page: a red `failed` badge and the reason.
+    let api: SocketAddr = server.api.parse().unwrap();
+    let login = http::Request::post("/login")
+        .header("host", server.api.as_str())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+            "token={}",
+            server.token
+        ))))
+        .unwrap();
+    let answer = wharf_testkit::request(api, login).await.unwrap();
+    let cookie = answer
+        .header("set-cookie")
+        .expect("logged in")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let app_page = http::Request::get("/apps/crashy")
+        .header("host", server.api.as_str())
+        .header("cookie", cookie)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let html = wharf_testkit::request(api, app_page).await.unwrap().text();
+    assert!(html.contains(r#"class="state failed""#), "{html}");
+    assert!(html.contains("DATABASE_URL is not set"), "{html}");
 
     // A running app whose new version crashes: the error says the old one keeps serving, and
     // it does.
