@@ -45,6 +45,8 @@ struct Instance {
 
 /// Lines of output kept per instance for [`Runtime::recent_output`].
 const KEEP_OUTPUT: usize = 100;
+/// Longer lines are cut there.
+const KEEP_LINE_BYTES: usize = 1000;
 
 impl Instance {
     fn remember(&self, line: &str) {
@@ -52,7 +54,16 @@ impl Instance {
         if out.len() == KEEP_OUTPUT {
             out.pop_front();
         }
-        out.push_back(line.trim_end_matches(['\n', '\r']).to_string());
+        let mut line = line.trim_end_matches(['\n', '\r']);
+        if line.len() > KEEP_LINE_BYTES {
+            // Bounded memory and error messages, whatever an app prints.
+            let mut end = KEEP_LINE_BYTES;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            line = &line[..end];
+        }
+        out.push_back(line.to_string());
     }
 }
 
