@@ -167,9 +167,15 @@ impl Client {
             .await
     }
 
-    pub async fn delete_app(&self, name: &str) -> Result<OperationView> {
-        self.json(Method::DELETE, &format!("/apps/{}", seg(name)), None::<&()>)
-            .await
+    /// Deletes an app; `purge` also removes its volume, logs, code, releases and backups.
+    pub async fn delete_app(&self, name: &str, purge: bool) -> Result<OperationView> {
+        let query = if purge { "?purge=true" } else { "" };
+        self.json(
+            Method::DELETE,
+            &format!("/apps/{}{query}", seg(name)),
+            None::<&()>,
+        )
+        .await
     }
 
     /// Adds a domain with a certificate source (or changes the source of one the app has).

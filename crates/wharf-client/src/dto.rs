@@ -179,6 +179,10 @@ pub struct AppView {
     pub instances: Vec<InstanceView>,
     /// `running`, `starting`, `crashed`, `failed`, `stopped`, `not-served`, `static`.
     pub state: String,
+    /// Why the app's last change failed (e.g. it exited before it became healthy, with its last
+    /// output), until a change succeeds. The app is `failed` when this is set and nothing runs.
+    #[serde(default)]
+    pub failure: Option<String>,
     /// Set when memory/CPU limits are not enforced here, saying why.
     pub limits_note: Option<String>,
     /// The live release, once something was deployed.

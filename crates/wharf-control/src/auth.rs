@@ -52,26 +52,37 @@ pub(crate) fn ensure_admin_token(
     Ok(Some(path))
 }
 
-/// The token's name if the `Authorization` header carries a known token: `Bearer <token>`, or
-/// HTTP Basic with the token as password (what git sends).
-pub(crate) fn check(store: &Store, header: Option<&str>) -> Option<String> {
-    let header = header?;
-    let basic;
-    let token = match header.strip_prefix("Basic ") {
-        Some(b64) => {
-            use base64::Engine;
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()?;
-            basic = String::from_utf8(decoded).ok()?;
-            basic
-                .split_once(':')
-                .map_or(basic.as_str(), |(_, password)| password)
-        }
-        None => header.strip_prefix("Bearer ")?.trim(),
-    };
+/// The credentials of an `Authorization` header if its scheme is `scheme`. The scheme is
+/// case-insensitive (RFC 9110, 11.1): `bearer` and `BEARER` are `Bearer`.
+fn credentials<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, rest) = header.trim().split_once([' ', '\t'])?;
+    given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+}
+
+fn known(store: &Store, token: &str) -> Option<String> {
     if token.is_empty() {
         return None;
     }
     store.token_name(&hash(token)).ok().flatten()
+}
+
+/// The token's name if the `Authorization` header is `Bearer <token>` with a known token: the
+/// API's one way in.
+pub(crate) fn bearer(store: &Store, header: Option<&str>) -> Option<String> {
+    known(store, credentials(header?, "Bearer")?)
+}
+
+/// The token's name if the `Authorization` header is HTTP Basic with a known token as the
+/// password: what git sends, so accepted for `git push` only.
+pub(crate) fn basic(store: &Store, header: Option<&str>) -> Option<String> {
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials(header?, "Basic")?)
+        .ok()?;
+    let pair = String::from_utf8(decoded).ok()?;
+    known(
+        store,
+        pair.split_once(':')
+            .map_or(pair.as_str(), |(_, password)| password),
+    )
 }

@@ -28,6 +28,7 @@ use wharf_store::{ReleaseStatus, Store};
 pub use error::ControlError;
 use oplog::OpLog;
 use paths::DataDir;
+pub use paths::create_data_dir;
 use reconciler::{Reconciler, Routing};
 
 /// Everything `wharf server` needs to know.
@@ -89,9 +90,23 @@ impl Server {
             ),
             source,
         };
-        std::fs::create_dir_all(&config.data_dir).map_err(io)?;
+        paths::create_data_dir(&config.data_dir).map_err(io)?;
         // Absolute, because apps run in other folders and get volume paths from it.
         let data = DataDir::new(std::fs::canonicalize(&config.data_dir).map_err(io)?);
+        let fixed = data.make_private().map_err(|source| ControlError::Io {
+            context: format!(
+                "cannot make the data folder {} private (owner only)",
+                data.root().display()
+            ),
+            source,
+        })?;
+        if !fixed.is_empty() {
+            // Said once: the next start finds nothing to change.
+            tracing::warn!(
+                changed = %fixed.join(", "),
+                "the data folder and its database were readable by other users; now owner only (0700 / 0600)"
+            );
+        }
         let store = Arc::new(Store::open(&data.db())?);
         let interrupted =
             store.fail_interrupted_operations()? + store.fail_interrupted_releases()?;

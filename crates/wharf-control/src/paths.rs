@@ -1,6 +1,28 @@
-//! The data directory layout, in one place.
+//! The data directory layout, in one place, and its permissions: the folder holds env values
+//! in clear (in the database) and keys, so only the server's user may read it.
 
+use std::fs::{OpenOptions, Permissions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// The data folder: owner only.
+const DIR_MODE: u32 = 0o700;
+/// The database (and SQLite's `-wal`/`-shm`, which take the database's mode) and the token.
+const FILE_MODE: u32 = 0o600;
+
+/// Creates the data folder owner-only (0700; its parents as the umask says) if it does not exist.
+pub fn create_data_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        other => other,
+    }
+}
 
 /// `<data>/wharf.db`, `apps/<app>/[releases/<n>/, cache/]`, `volumes/<app>/`, `logs/<app>/`,
 /// `backups/<app>/`, `cache/<app>.git`, `run/` (pid files), `certs/<host>/`, `admin.token`.
@@ -25,6 +47,46 @@ impl DataDir {
 
     pub(crate) fn db(&self) -> PathBuf {
         self.root.join("wharf.db")
+    }
+
+    /// Makes the folder owner-only (0700) and the database files and token 0600, whatever the
+    /// umask, and creates the database file 0600 before SQLite opens it (SQLite gives `-wal` and
+    /// `-shm` the mode of the database). Returns what had to be tightened (an install from
+    /// before this rule), as "path (was 0644)".
+    pub(crate) fn make_private(&self) -> std::io::Result<Vec<String>> {
+        let mut fixed = Vec::new();
+        let mut tighten = |path: &Path, mode: u32| -> std::io::Result<()> {
+            let meta = match std::fs::metadata(path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let was = meta.permissions().mode() & 0o7777;
+            if was != mode {
+                std::fs::set_permissions(path, Permissions::from_mode(mode))?;
+                fixed.push(format!("{} (was {was:04o})", path.display()));
+            }
+            Ok(())
+        };
+        tighten(&self.root, DIR_MODE)?;
+        let db = self.db();
+        if !db.exists() {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(FILE_MODE)
+                .open(&db)?;
+        }
+        for file in [
+            db.clone(),
+            self.root.join("wharf.db-wal"),
+            self.root.join("wharf.db-shm"),
+            self.admin_token(),
+        ] {
+            tighten(&file, FILE_MODE)?;
+        }
+        Ok(fixed)
     }
 
     pub(crate) fn admin_token(&self) -> PathBuf {

@@ -8,19 +8,24 @@
 //! drained with `Gateway::drain` before they stop. If the new instances never get healthy they
 //! are stopped and the old ones keep serving. Route-only changes (hosts, availability) just
 //! rebuild the route table.
+//!
+//! The health wait is raced against the runtime's exit signal: once every new instance has
+//! ended (e.g. it crashes at start), the change fails at once with the app's last output, instead
+//! of at the health timeout. An app whose last change failed and that has nothing running is
+//! `failed`, with the reason ([`Reconciler::failure`]).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wharf_gateway::config::{
     BackendConfig, Balance, GatewayConfig, HealthConfig, HostPattern, HttpsPolicy, ProxyConfig,
     SiteConfig, StaticConfig,
 };
-use wharf_gateway::{DeployOptions, Gateway};
+use wharf_gateway::{DeployOptions, Gateway, GatewayError};
 use wharf_runtime::{InstanceSpec, Limits, RestartPolicy, Runtime};
 use wharf_store::{App, AppKind, Availability, Store, StoreError, Tls};
 use wharf_tls::{CertManager, CertSource, WantedCert};
@@ -29,6 +34,8 @@ use crate::oplog::OpLog;
 use crate::paths::DataDir;
 
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Lines of an app's own output quoted when it ends before it is healthy.
+const OUTPUT_LINES: usize = 20;
 
 /// Listener settings the route table is built around.
 #[derive(Clone, Debug)]
@@ -66,6 +73,16 @@ pub(crate) struct Reconciler {
     /// What runs, per app. The lock also makes reconciles one at a time, so two changes never
     /// interleave their starts and swaps.
     runs: tokio::sync::Mutex<HashMap<String, AppRun>>,
+    /// Why an app's last change failed, until a change succeeds or nothing should run.
+    failures: Mutex<HashMap<String, String>>,
+}
+
+/// Why new instances were not taken into service.
+enum NotReady {
+    /// Still running but not answering (or answering badly) when time ran out.
+    Unhealthy(String),
+    /// Every new instance ended before it was healthy.
+    Exited(String),
 }
 
 impl Reconciler {
@@ -85,7 +102,25 @@ impl Reconciler {
             routing,
             certs,
             runs: Default::default(),
+            failures: Default::default(),
         }
+    }
+
+    /// Why the app's last change failed, if it did (cleared by the next one that succeeds).
+    pub(crate) fn failure(&self, app: &str) -> Option<String> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(app)
+            .cloned()
+    }
+
+    fn set_failure(&self, app: &str, why: Option<&str>) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match why {
+            Some(w) => failures.insert(app.to_string(), w.to_string()),
+            None => failures.remove(app),
+        };
     }
 
     pub(crate) fn routing(&self) -> &Routing {
@@ -111,6 +146,21 @@ impl Reconciler {
         op: &OpLog,
     ) -> Result<String, String> {
         let mut runs = self.runs.lock().await;
+        let result = self.reconcile_locked(&mut runs, name, force, op).await;
+        match &result {
+            Err(why) => self.set_failure(name, Some(why)),
+            Ok(_) => self.set_failure(name, None),
+        }
+        result
+    }
+
+    async fn reconcile_locked(
+        &self,
+        runs: &mut HashMap<String, AppRun>,
+        name: &str,
+        force: bool,
+        op: &OpLog,
+    ) -> Result<String, String> {
         let app = match self.store.app(name) {
             Ok(a) => Some(a),
             Err(StoreError::NotFound { .. }) => None,
@@ -127,7 +177,7 @@ impl Reconciler {
             || wanted_count != current.instances.len();
 
         if !changed {
-            self.route(&runs, op)?;
+            self.route(runs, op)?;
             op.ok("route", "routes updated");
             return Ok(outcome(app.as_ref(), &self.url(name)));
         }
@@ -135,7 +185,7 @@ impl Reconciler {
         let Some(desired) = desired.filter(|d| !d.specs.is_empty()) else {
             // Nothing should run: take the route away first, then stop.
             runs.remove(name);
-            self.route(&runs, op)?;
+            self.route(runs, op)?;
             op.ok("route", "routes updated");
             self.drain(name, &current.instances).await;
             self.stop_all(&current.instances, op).await;
@@ -161,49 +211,42 @@ impl Reconciler {
         }
         let addrs: Vec<SocketAddr> = started.iter().map(|i| i.addr).collect();
 
-        // 2. Health check and swap (served apps), or just the health check.
-        let served = app.availability == Availability::Enabled;
-        let checked = if served {
-            // The site must exist before deploy can swap into it; a new app gets an empty pool
-            // (503) for the moment it takes to become healthy.
-            if !runs.contains_key(name) {
-                runs.insert(
-                    name.to_string(),
-                    AppRun {
-                        fingerprint: 0,
-                        instances: Vec::new(),
-                    },
-                );
-            }
-            match self.apply_routes(&runs) {
-                Err(e) => Err(e),
-                Ok(()) => {
-                    let opts = DeployOptions {
-                        health_timeout: self.routing.health_timeout,
-                        drain_timeout: None,
-                    };
-                    self.gateway
-                        .deploy(name, addrs.clone(), opts)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-            }
-        } else {
-            let path = self.effective(&app).health_path;
-            wharf_gateway::wait_healthy(
+        // 2. Health: until the new instances answer, or until every one of them has ended.
+        let check = health(self.effective(&app).health_path.as_deref());
+        let host = self.default_host(name);
+        let checked = tokio::select! {
+            // A crash after the check passed is the supervisor's to handle, not a failed change.
+            biased;
+            healthy = wharf_gateway::wait_healthy(
                 &addrs,
-                &self.default_host(name),
-                health(path.as_deref()).as_ref(),
+                &host,
+                check.as_ref(),
                 self.routing.health_timeout,
-            )
-            .await
+            ) => healthy.map_err(NotReady::Unhealthy),
+            ended = self.all_ended(&started) => Err(NotReady::Exited(ended)),
+        };
+
+        // 3. Swap them in (served apps).
+        let served = app.availability == Availability::Enabled;
+        let checked = match checked {
+            Ok(()) if served => self
+                .swap(runs, name, addrs)
+                .await
+                .map_err(NotReady::Unhealthy),
+            other => other,
         };
         if let Err(why) = checked {
-            let msg = if current.instances.is_empty() {
-                format!("{name} did not become healthy: {why}")
+            let keep = if current.instances.is_empty() {
+                ""
             } else {
-                format!("{name} did not become healthy, the previous instances keep serving: {why}")
+                ", the previous instances keep serving"
+            };
+            let msg = match why {
+                NotReady::Unhealthy(why) => format!("{name} did not become healthy{keep}: {why}"),
+                NotReady::Exited(how) => format!(
+                    "{name} {how} before it became healthy{keep}. {}",
+                    self.last_output(&started)
+                ),
             };
             op.failed("health", &msg);
             self.stop_all(&started, op).await;
@@ -212,7 +255,7 @@ impl Reconciler {
             } else {
                 runs.insert(name.to_string(), current);
             }
-            let _ = self.apply_routes(&runs);
+            let _ = self.apply_routes(runs);
             return Err(msg);
         }
         op.ok(
@@ -220,7 +263,7 @@ impl Reconciler {
             format!("{} healthy", plural(started.len(), "instance")),
         );
 
-        // 3. Record, route, and stop what ran before.
+        // 4. Record, route, and stop what ran before.
         runs.insert(
             name.to_string(),
             AppRun {
@@ -228,7 +271,7 @@ impl Reconciler {
                 instances: started,
             },
         );
-        self.route(&runs, op)?;
+        self.route(runs, op)?;
         op.ok(
             "route",
             if served {
@@ -244,6 +287,56 @@ impl Reconciler {
         }
         self.stop_all(&current.instances, op).await;
         Ok(outcome(Some(&app), &self.url(name)))
+    }
+
+    /// Lets the gateway check the new (healthy) instances once more and swap them in. The site
+    /// must exist first; a new app gets an empty pool (503) for the moment this takes.
+    async fn swap(
+        &self,
+        runs: &mut HashMap<String, AppRun>,
+        name: &str,
+        addrs: Vec<SocketAddr>,
+    ) -> Result<(), String> {
+        runs.entry(name.to_string()).or_default();
+        self.apply_routes(runs)?;
+        let opts = DeployOptions {
+            health_timeout: self.routing.health_timeout,
+            drain_timeout: None,
+        };
+        match self.gateway.deploy(name, addrs, opts).await {
+            Ok(_) => Ok(()),
+            // The gateway's own wording speaks of targets; the caller says what keeps serving.
+            Err(GatewayError::Unhealthy { last_error, .. }) => Err(last_error),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Resolves once every instance has ended at least once, with how the first one ended.
+    async fn all_ended(&self, instances: &[Instance]) -> String {
+        let ends =
+            futures_util::future::join_all(instances.iter().map(|i| self.runtime.exited(&i.name)))
+                .await;
+        ends.into_iter()
+            .flatten()
+            .next()
+            .unwrap_or_else(|| "stopped".to_string())
+    }
+
+    /// The app's last words, from its first instance, for an error message.
+    fn last_output(&self, instances: &[Instance]) -> String {
+        let lines = instances
+            .first()
+            .map(|i| self.runtime.recent_output(&i.name, OUTPUT_LINES))
+            .unwrap_or_default();
+        if lines.is_empty() {
+            return "It wrote nothing on stdout or stderr.".to_string();
+        }
+        let mut out = format!("Its last {}:", plural(lines.len(), "line"));
+        for l in lines {
+            out.push_str("\n  ");
+            out.push_str(&l);
+        }
+        out
     }
 
     /// Every app, e.g. after the server started.

@@ -35,6 +35,13 @@ impl Runtime for NoRuntime {
     fn subscribe_logs(&self, _: &str) -> tokio::sync::broadcast::Receiver<String> {
         tokio::sync::broadcast::channel(1).1
     }
+    fn exited<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Option<String>> {
+        // Nothing runs, so nothing ends either: the health check decides.
+        Box::pin(std::future::pending())
+    }
+    fn recent_output(&self, _: &str, _: usize) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 struct Harness {
@@ -160,6 +167,37 @@ async fn requests_without_a_valid_token_get_401() {
     }
     let (status, _) = h.authed("GET", "/api/v1/apps", None).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// The `Authorization` scheme is case-insensitive (RFC 9110); HTTP Basic (what git sends) opens
+/// `git push` only, not the API.
+#[tokio::test]
+async fn bearer_in_any_case_opens_the_api_and_basic_does_not() {
+    use base64::Engine;
+    let h = harness("schemes");
+    let get = |auth: String| {
+        let req = Request::builder()
+            .uri("/api/v1/apps")
+            .header("authorization", auth)
+            .body(Body::empty())
+            .unwrap();
+        let router = h.router.clone();
+        async move { router.oneshot(req).await.unwrap().status() }
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let status = get(format!("{scheme} {}", h.token)).await;
+        assert_eq!(status, StatusCode::OK, "{scheme}");
+    }
+    let pair = base64::engine::general_purpose::STANDARD.encode(format!("git:{}", h.token));
+    assert_eq!(
+        get(format!("Basic {pair}")).await,
+        StatusCode::UNAUTHORIZED,
+        "Basic is for git push only"
+    );
+    assert_eq!(
+        get(format!("Bearer{}", h.token)).await,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -405,6 +443,23 @@ async fn env_values_never_come_back() {
     assert!(!ops.to_string().contains("s3cr3t") && !ops.to_string().contains("hunter2"));
     let env: BTreeMap<String, String> = h.store.env("api").unwrap();
     assert_eq!(env["TOKEN"], "s3cr3t");
+
+    // A value of the wrong type is refused without being quoted back.
+    for (uri, body) in [
+        ("/api/v1/apps", r#"{"name":"num","env":{"PIN":987654321}}"#),
+        ("/api/v1/apps/api/env", r#"{"set":{"PIN":987654321}}"#),
+        ("/api/v1/apps/api/env", r#"{"set":{"PIN":true}}"#),
+    ] {
+        let (status, body) = h.authed("POST", uri, Some(body)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("PIN"), "names the variable: {message}");
+        assert!(message.contains("expected a string"), "{message}");
+        assert!(
+            !message.contains("987654321") && !message.contains("true"),
+            "{message}"
+        );
+    }
 }
 
 #[tokio::test]

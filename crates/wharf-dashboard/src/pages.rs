@@ -340,6 +340,9 @@ pub(crate) async fn app(
     let base = format!("/apps/{}", a.name);
     let body = html! {
         h1 { (a.name) " " (state_badge(&a.state)) }
+        @if let Some(why) = &a.failure {
+            pre.failure { (why) }
+        }
         div.grid {
             section.card {
                 h2 { "Overview" }

@@ -140,4 +140,12 @@ pub trait Runtime: Send + Sync + 'static {
     fn list(&self) -> Vec<InstanceStatus>;
     /// Live log lines of an app's instances, as they are written to its log file.
     fn subscribe_logs(&self, app: &str) -> tokio::sync::broadcast::Receiver<String>;
+    /// Resolves once the instance's process has ended at least once since it was started
+    /// (whether or not a restart follows), with how it ended, e.g. "exited with status 1". For
+    /// an instance the runtime does not know, resolves at once with `None`. Lets a caller stop
+    /// waiting for health as soon as a new instance cannot get there.
+    fn exited<'a>(&'a self, instance: &'a str) -> BoxFuture<'a, Option<String>>;
+    /// The last `lines` lines the instance wrote on stdout and stderr, oldest first, as the app
+    /// wrote them (no time stamps). Everything its process wrote before it ended is included.
+    fn recent_output(&self, instance: &str, lines: usize) -> Vec<String>;
 }

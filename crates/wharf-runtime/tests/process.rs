@@ -272,3 +272,30 @@ async fn orphans_of_a_killed_server_are_reaped() {
         "pid files cleaned up"
     );
 }
+
+#[tokio::test]
+async fn an_exit_is_signalled_with_the_last_output() {
+    let d = dir("exited");
+    let rt = ProcessRuntime::new();
+    // Output written just before the exit must not be lost to the race between the process
+    // ending and its pipes being read.
+    // One stream, so the order is the app's (two streams are read independently).
+    let cmd = "for i in $(seq 1 30); do echo line $i; done; echo 'cannot open config.toml'; \
+               head -c 5000 /dev/zero | tr '\\0' x; echo; exit 1";
+    rt.start(spec(&d, "app-1", cmd)).await.unwrap();
+    let how = tokio::time::timeout(Duration::from_secs(10), rt.exited("app-1"))
+        .await
+        .expect("the exit is signalled");
+    assert_eq!(how.as_deref(), Some("exited with status 1"));
+    let out = rt.recent_output("app-1", 3);
+    assert_eq!(out[..2], ["line 30", "cannot open config.toml"]);
+    assert_eq!(out[2], "x".repeat(1000), "a long line is cut");
+    rt.stop("app-1").await.unwrap();
+    assert_eq!(rt.exited("app-1").await, None, "unknown once stopped");
+
+    // A process that keeps running is never reported as ended.
+    rt.start(spec(&d, "app-2", "exec sleep 30")).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(300), rt.exited("app-2")).await;
+    assert!(waited.is_err(), "a running process has not ended");
+    rt.stop("app-2").await.unwrap();
+}

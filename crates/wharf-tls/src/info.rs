@@ -47,15 +47,42 @@ impl CertInfo {
         })
     }
 
+    /// The end of validity for people: `2026-11-22 14:00 UTC`.
+    pub fn valid_until(&self) -> String {
+        utc(self.not_after)
+    }
+
     /// When to renew: once a third of the lifetime is left.
     pub fn renew_at(&self) -> i64 {
         self.not_after - (self.not_after - self.not_before) / 3
     }
 }
 
+/// Unix seconds as `YYYY-MM-DD HH:MM UTC` (the raw number if out of range).
+pub(crate) fn utc(secs: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+        Err(_) => secs.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_for_people() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(1_795_675_765), "2026-11-26 06:49 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
+    }
 
     #[test]
     fn names_and_one_label_wildcards() {

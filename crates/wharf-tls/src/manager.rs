@@ -321,7 +321,7 @@ impl CertManager {
                         "certificate issued by {} for {}, valid until {}",
                         info.issuer,
                         info.hosts.join(", "),
-                        info.not_after
+                        info.valid_until()
                     );
                     m.info = Some(info);
                     m.failures = 0;

@@ -1,4 +1,7 @@
-//! Process-wide log setup: `RUST_LOG` filters, text or JSON lines on stderr.
+//! Process-wide log setup: `RUST_LOG` filters, text or JSON lines on stderr. Colours only on a
+//! terminal (and not with `NO_COLOR`): stderr is often a log file or the journal.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -12,6 +15,7 @@ pub(crate) fn init(format: Format) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr);
     match format {
         Format::Text => builder.init(),

@@ -1,6 +1,8 @@
 //! The `wharf` binary: argument parsing and dispatch only; the work lives in the library crates.
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod out;
 mod cli;
 mod cmd;
 mod logging;
@@ -155,7 +157,10 @@ fn run() -> anyhow::Result<()> {
         Command::Login(args) => cli::login(args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "wharf", &mut std::io::stdout());
+            // Into a buffer first: the generator panics on a failed write (`| head -1`).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "wharf", &mut script);
+            out::bytes(&script);
             Ok(())
         }
     }

@@ -160,3 +160,45 @@ async fn reloads_on_sighup_and_file_change_refuses_bad_config_and_stops_on_sigte
     assert!(status.success(), "clean exit on SIGTERM: {status}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A log file (stderr redirected, no `NO_COLOR`) gets plain text, not terminal colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_written_to_a_file_have_no_colour_codes() {
+    let dir = temp_dir("plain-log");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let file = dir.join("gateway.toml");
+    std::fs::write(
+        &file,
+        format!("[gateway]\nlisten = [\"{addr}\"]\nworkers = 1\n\n[[site]]\nname = \"www\"\nhosts = [\"www.test\"]\nroot = \".\"\n"),
+    )
+    .unwrap();
+    let log = dir.join("gateway.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["gateway", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wharf_testkit::assert_eventually!(
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("gateway running"),
+        "the gateway logged that it runs"
+    );
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().await.unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("INFO"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a file: {text:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -182,7 +182,7 @@ async fn static_apps_and_cli_errors() {
         .await;
     assert!(!ok, "a failed start exits non-zero:\n{out}\n{err}");
     assert!(
-        format!("{out}{err}").contains("did not become healthy"),
+        format!("{out}{err}").contains("broken exited with status 3 before it became healthy"),
         "{out}\n{err}"
     );
     server.stop().await;
@@ -233,5 +233,269 @@ async fn a_killed_server_leaves_no_duplicate_apps_behind() {
         .as_u64()
         .unwrap();
     assert_ne!(new_pid, old_pid);
+    server.stop().await;
+}
+
+/// An app that dies at start fails its change at once, not at the health timeout, with its own
+/// last words in the error, the operations log and its status; a previous version keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_that_crashes_at_start_fails_at_once_with_its_output() {
+    require_python();
+    let tmp = TempDir::new("crash-at-start");
+    let data = tmp.0.join("data");
+    let site = tmp.0.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    // A health timeout far longer than the test may take: only the exit can end the wait.
+    let server = ServerProc::start_with(
+        &data,
+        free_port(),
+        free_port(),
+        &[("WHARF_HEALTH_TIMEOUT", "300s".to_string())],
+    )
+    .await;
+    let create = server.cli(&[
+        "apps",
+        "create",
+        "crashy",
+        "--run",
+        "echo 'starting crashy'; echo 'error: DATABASE_URL is not set' >&2; exit 1",
+    ]);
+    let (ok, out, err) = tokio::time::timeout(std::time::Duration::from_secs(120), create)
+        .await
+        .expect("the failure is reported long before the 300 s health timeout");
+    assert!(!ok, "a failed start exits non-zero:\n{out}\n{err}");
+    assert!(
+        err.contains("crashy exited with status 1 before it became healthy"),
+        "{err}"
+    );
+    assert!(err.contains("error: DATABASE_URL is not set"), "{err}");
+    assert!(err.contains("starting crashy"), "{err}");
+    assert!(
+        !format!("{out}{err}").contains("keep serving"),
+        "nothing was serving before:\n{out}\n{err}"
+    );
+
+    let app = server.app_json("crashy").await;
+    assert_eq!(app["state"], "failed", "{app}");
+    let failure = app["failure"].as_str().unwrap();
+    assert!(failure.contains("DATABASE_URL is not set"), "{failure}");
+    let shown = server.ok(&["apps", "show", "crashy"]).await;
+    assert!(
+        shown.contains("crashy (process, enabled): failed"),
+        "{shown}"
+    );
+    assert!(shown.contains("DATABASE_URL is not set"), "{shown}");
+    let ops = server.ok(&["ops", "crashy"]).await;
+    assert!(ops.contains("DATABASE_URL is not set"), "{ops}");
+    // The dashboard's app page: a red `failed` badge and the reason.
+    let api: SocketAddr = server.api.parse().unwrap();
+    let login = http::Request::post("/login")
+        .header("host", server.api.as_str())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+            "token={}",
+            server.token
+        ))))
+        .unwrap();
+    let answer = wharf_testkit::request(api, login).await.unwrap();
+    let cookie = answer
+        .header("set-cookie")
+        .expect("logged in")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let app_page = http::Request::get("/apps/crashy")
+        .header("host", server.api.as_str())
+        .header("cookie", cookie)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let html = wharf_testkit::request(api, app_page).await.unwrap().text();
+    assert!(html.contains(r#"class="state failed""#), "{html}");
+    assert!(html.contains("DATABASE_URL is not set"), "{html}");
+
+    // A running app whose new version crashes: the error says the old one keeps serving, and
+    // it does.
+    let cmd = format!(
+        "if [ \"$MODE\" = broken ]; then echo 'MODE=broken is not supported'; exit 2; fi; {}",
+        app_command(&site)
+    );
+    server
+        .ok(&[
+            "apps",
+            "create",
+            "blog",
+            "--run",
+            &cmd,
+            "--env",
+            "GREETING=up",
+        ])
+        .await;
+    let (ok, out, err) = server.cli(&["env", "set", "blog", "MODE=broken"]).await;
+    assert!(!ok, "{out}\n{err}");
+    assert!(
+        err.contains(
+            "exited with status 2 before it became healthy, the previous instances keep serving"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("MODE=broken is not supported"), "{err}");
+    assert_eq!(
+        page(server.http, "blog.localhost").await.as_deref(),
+        Some("up")
+    );
+    let blog = server.app_json("blog").await;
+    assert_eq!(blog["state"], "running", "{blog}");
+    server.stop().await;
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// The database holds env values in clear: the data folder and the database files are the
+/// server user's alone, on a new install and, once fixed at start, on an older one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_folder_and_database_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new("private");
+    let data = tmp.0.join("data");
+    let files = ["wharf.db", "wharf.db-wal", "wharf.db-shm", "admin.token"];
+    let server = ServerProc::start(&data, free_port()).await;
+    server
+        .ok(&[
+            "apps",
+            "create",
+            "web",
+            "--static",
+            "--env",
+            "API_KEY=s3cret",
+        ])
+        .await;
+    assert_eq!(mode(&data), 0o700, "data folder");
+    for f in files {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    assert!(
+        !server
+            .startup_log
+            .iter()
+            .any(|l| l.contains("readable by other users")),
+        "nothing to fix on a new install"
+    );
+    server.stop().await;
+
+    // An install from before: world-readable folder and files.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in files {
+        let path = data.join(f);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let server = ServerProc::start(&data, free_port()).await;
+    let said: Vec<&String> = server
+        .startup_log
+        .iter()
+        .filter(|l| l.contains("readable by other users"))
+        .collect();
+    assert_eq!(said.len(), 1, "said once: {:?}", server.startup_log);
+    assert!(said[0].contains("wharf.db (was 0644)"), "{}", said[0]);
+    assert_eq!(mode(&data), 0o700, "data folder");
+    for f in files {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    server.stop().await;
+}
+
+/// `wharf … | head` closes stdout early: the CLI ends quietly, no panic, no backtrace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_the_cli_quietly() {
+    let tmp = TempDir::new("pipe");
+    let data = tmp.0.join("data");
+    let server = ServerProc::start(&data, free_port()).await;
+    server.ok(&["apps", "create", "docs", "--static"]).await;
+    for args in [
+        &["completions", "zsh"][..],
+        &["ops"][..],
+        &["apps", "list"][..],
+        &["logs", "docs"][..],
+    ] {
+        // A pipe whose reader is already gone, so the first write fails (EPIPE), whatever
+        // the output's size.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(args)
+            .env("WHARF_URL", format!("http://{}", server.api))
+            .env("WHARF_TOKEN", &server.token)
+            .env("RUST_BACKTRACE", "1")
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "wharf {args:?}: {stderr}");
+        assert!(stderr.is_empty(), "wharf {args:?} said: {stderr}");
+    }
+    server.stop().await;
+}
+
+/// Deleting an app removes its hosts' certificates and keys (a host that comes back gets a new
+/// key); its volume is kept, and a new app of the same name says it uses it; `--purge` removes
+/// volume, logs and code too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_removes_certificates_and_purge_removes_everything() {
+    let tmp = TempDir::new("purge");
+    let data = tmp.0.join("data");
+    let server = ServerProc::start(&data, free_port()).await;
+    let host = "shop.example.test";
+    let key = data.join("certs").join(host).join("key.pem");
+    let volume = data.join("volumes/shop");
+    server.ok(&["apps", "create", "shop", "--static"]).await;
+    server
+        .ok(&["domains", "add", "shop", host, "--tls", "self-signed"])
+        .await;
+    let first_key = std::fs::read_to_string(&key).unwrap();
+    std::fs::write(volume.join("orders.db"), "orders").unwrap();
+
+    let (ok, _, err) = server.cli(&["apps", "delete", "shop"]).await;
+    assert!(!ok && err.contains("--yes"), "{err}");
+    let out = server.ok(&["apps", "delete", "shop", "--yes"]).await;
+    assert!(out.contains("volume and logs are kept"), "{out}");
+    assert!(!key.exists(), "the certificate's key went with the app");
+    assert!(volume.join("orders.db").exists(), "the volume is kept");
+
+    let out = server.ok(&["apps", "create", "shop", "--static"]).await;
+    assert!(
+        out.contains(&format!(
+            "uses the volume {}",
+            std::fs::canonicalize(&volume).unwrap().display()
+        )) && out.contains("kept from an earlier app"),
+        "{out}"
+    );
+    server
+        .ok(&["domains", "add", "shop", host, "--tls", "self-signed"])
+        .await;
+    assert_ne!(
+        std::fs::read_to_string(&key).unwrap(),
+        first_key,
+        "a host that comes back gets a new key"
+    );
+
+    let out = server
+        .ok(&["apps", "delete", "shop", "--purge", "--yes"])
+        .await;
+    assert!(out.contains("removed"), "{out}");
+    for gone in [
+        volume.clone(),
+        data.join("logs/shop"),
+        data.join("apps/shop"),
+        data.join("certs").join(host),
+    ] {
+        assert!(!gone.exists(), "{} is left after --purge", gone.display());
+    }
+    let out = server.ok(&["apps", "create", "shop", "--static"]).await;
+    assert!(!out.contains("kept from an earlier app"), "{out}");
     server.stop().await;
 }

@@ -221,6 +221,12 @@ async fn domains_over_https_with_self_signed_manual_and_acme_certificates() {
     // The attempt is in the operations log, and no key ever appears in API output.
     let ops = server.ok(&["ops", "site"]).await;
     assert!(ops.contains("certificate issued by"), "{ops}");
+    // A date people read, not seconds since 1970.
+    assert!(
+        ops.contains("valid until 20") && ops.contains(" UTC"),
+        "{ops}"
+    );
+    assert!(!ops.contains(&until.to_string()), "{ops}");
     assert!(
         !server
             .ok(&["certs", "--json"])

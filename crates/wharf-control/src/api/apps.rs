@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use http::StatusCode;
 use serde_json::json;
 use wharf_client::dto::{
@@ -66,6 +67,8 @@ pub(crate) async fn create(
     if settings.replicas.is_none() {
         settings.replicas = Some(1);
     }
+    let volume = c.data.volume(&req.name);
+    let kept = std::fs::read_dir(&volume).is_ok_and(|mut d| d.next().is_some());
     c.store
         .create_app(&req.name, kind, &settings, &domains, &req.env)?;
     if let Err(e) = prepare_folders(&c, &req.name, kind, &settings) {
@@ -73,7 +76,17 @@ pub(crate) async fn create(
         c.store.delete_app(&req.name)?;
         return Err(e);
     }
-    let changed = carry_out(&c, &req.name, "create", false, "app saved").await?;
+    let saved = if kept {
+        format!(
+            "app saved; it uses the volume {} kept from an earlier app of this name \
+             (`wharf apps delete {} --purge` removes it)",
+            volume.display(),
+            req.name
+        )
+    } else {
+        "app saved".to_string()
+    };
+    let changed = carry_out(&c, &req.name, "create", false, &saved).await?;
     Ok((StatusCode::CREATED, Json(changed)))
 }
 
@@ -90,17 +103,65 @@ pub(crate) async fn update(
     ))
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeleteQuery {
+    /// Also remove the volume, logs, code, releases, backups and git caches.
+    #[serde(default)]
+    purge: bool,
+}
+
+/// Deletes an app: out of the store, stopped, unrouted, and its hosts' certificates and keys
+/// removed (a host that comes back later gets a new key). With `purge`, everything else it has
+/// on disk goes too; otherwise its volume and logs are kept for an app of the same name.
 pub(crate) async fn remove(
     State(c): State<Arc<Control>>,
     Path(app): Path<String>,
+    query: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> ApiResult<Json<OperationView>> {
+    let Query(q) =
+        query.map_err(|e| ApiError::invalid(format!("{}; use ?purge=true", e.body_text())))?;
+    let hosts = c.store.app(&app)?.domains;
     c.store.delete_app(&app)?;
     let op = OpLog::begin(&c.store, Some(&app), "delete");
     op.ok(
         "save",
-        "app removed from the store; its volume and logs are kept",
+        if q.purge {
+            "app removed from the store"
+        } else {
+            "app removed from the store; its volume and logs are kept"
+        },
     );
-    let result = c.reconciler.reconcile(&app, false, &op).await;
+    let mut result = c.reconciler.reconcile(&app, false, &op).await;
+    // Only once nothing runs or routes for the app any more.
+    let mut doomed: Vec<std::path::PathBuf> = hosts
+        .iter()
+        .map(|h| c.data.certs().join(crate::reconciler::cert_name(h)))
+        .collect();
+    if q.purge {
+        doomed.extend([
+            c.data.volume(&app),
+            c.data.logs(&app),
+            c.data.app_dir(&app),
+            c.data.backups(&app),
+            c.data.git_cache(&app),
+            c.data.push_repos().join(format!("{app}.git")),
+        ]);
+    }
+    let mut removed = Vec::new();
+    for dir in doomed.iter().filter(|d| d.exists()) {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => removed.push(dir.display().to_string()),
+            Err(e) => {
+                let msg = format!("could not remove {}: {e}", dir.display());
+                op.failed("remove", &msg);
+                result = Err(msg);
+            }
+        }
+    }
+    if !removed.is_empty() {
+        op.ok("remove", format!("removed {}", removed.join(", ")));
+    }
     op.finish(&result);
     Ok(Json(views::operation(c.store.operation(op.id)?)))
 }

@@ -83,7 +83,7 @@ impl From<JsonRejection> for ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 "send JSON with `Content-Type: application/json`".to_string()
             }
-            _ => r.body_text(),
+            _ => without_values(&r.body_text()),
         };
         ApiError {
             status,
@@ -91,6 +91,22 @@ impl From<JsonRejection> for ApiError {
             message,
         }
     }
+}
+
+/// serde's "invalid type: integer `123`, expected a string" quotes the value sent, which may be
+/// a secret (an env value sent as a number): keep what kind of value it was, drop the value.
+fn without_values(message: &str) -> String {
+    for marker in ["invalid type: ", "invalid value: "] {
+        if let Some(at) = message.find(marker) {
+            let (head, value) = message.split_at(at + marker.len());
+            // The expected part comes from the code; the value may itself contain the words.
+            let end = value.rfind(", expected").unwrap_or(value.len());
+            let kind = value[..end].split(['`', '"']).next().unwrap_or("").trim();
+            let kind = if kind.is_empty() { "a value" } else { kind };
+            return format!("{head}{kind}{}", &value[end..]);
+        }
+    }
+    message.to_string()
 }
 
 impl IntoResponse for ApiError {
@@ -104,3 +120,33 @@ impl IntoResponse for ApiError {
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::without_values;
+
+    #[test]
+    fn values_are_left_out_of_messages() {
+        let check = |input: &str, expected: &str| assert_eq!(without_values(input), expected);
+        check(
+            "env.KEY: invalid type: integer `123`, expected a string at line 1 column 20",
+            "env.KEY: invalid type: integer, expected a string at line 1 column 20",
+        );
+        check(
+            "replicas: invalid type: string \"s3cret, expected x\", expected u32 at line 1",
+            "replicas: invalid type: string, expected u32 at line 1",
+        );
+        check(
+            "cpu: invalid value: floating point `1.5`, expected a number",
+            "cpu: invalid value: floating point, expected a number",
+        );
+        check(
+            "env.KEY: invalid type: map, expected a string",
+            "env.KEY: invalid type: map, expected a string",
+        );
+        check(
+            "unknown field `x`, expected `name`",
+            "unknown field `x`, expected `name`",
+        );
+    }
+}

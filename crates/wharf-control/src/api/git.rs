@@ -42,7 +42,8 @@ pub(crate) async fn serve(
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if crate::auth::check(&c.store, auth).is_none() {
+    let known = crate::auth::basic(&c.store, auth).or_else(|| crate::auth::bearer(&c.store, auth));
+    if known.is_none() {
         return Ok(ask_for_credentials());
     }
     let app = repo

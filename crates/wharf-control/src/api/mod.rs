@@ -82,7 +82,7 @@ async fn require_token(State(control): State<Arc<Control>>, req: Request, next: 
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match crate::auth::check(&control.store, header) {
+    match crate::auth::bearer(&control.store, header) {
         Some(_) => next.run(req).await,
         None => ApiError::unauthorized().into_response(),
     }

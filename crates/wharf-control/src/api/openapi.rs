@@ -46,7 +46,16 @@ pub(crate) fn spec() -> Value {
             "/apps/{app}": {
                 "get": with_app(op("Show an app with its instances", None, "200")),
                 "patch": with_app(op("Change settings", Some("Settings"), "200")),
-                "delete": with_app(op("Delete an app (volume and logs are kept)", None, "200"))
+                "delete": {
+                    "summary": "Delete an app and its hosts' certificates (volume and logs are kept unless `purge`)",
+                    "security": [{ "bearer": [] }],
+                    "parameters": [
+                        { "name": "app", "in": "path", "required": true, "schema": { "type": "string" } },
+                        { "name": "purge", "in": "query", "required": false, "schema": { "type": "boolean", "default": false },
+                          "description": "also remove the volume, logs, code, releases, backups and git caches" }
+                    ],
+                    "responses": { "200": { "description": "the delete operation" } }
+                }
             },
             "/apps/{app}/domains": { "post": with_app(op("Add a host name, or change its certificate source", Some("AddDomain"), "200")) },
             "/apps/{app}/domains/{host}": { "delete": {

@@ -48,7 +48,13 @@ fn with_instances(
         .collect();
     instances.sort_by(|a, b| a.name.cmp(&b.name));
     let limits_note = mine.first().and_then(|i| i.limits_note.clone());
-    let state = state(app, &mine.iter().map(|i| i.state).collect::<Vec<_>>());
+    let failure = rec.failure(&app.name);
+    let state = if failure.is_some() && mine.is_empty() {
+        // The last change could not start it, and nothing of it runs.
+        "failed".to_string()
+    } else {
+        state(app, &mine.iter().map(|i| i.state).collect::<Vec<_>>())
+    };
     let mut hosts = vec![rec.default_host(&app.name)];
     hosts.extend(app.domains.iter().cloned());
     AppView {
@@ -83,6 +89,7 @@ fn with_instances(
         volume: control.data.volume(&app.name).display().to_string(),
         instances,
         state,
+        failure,
         limits_note,
         release: app.release,
         git_url: app.git_url.clone(),

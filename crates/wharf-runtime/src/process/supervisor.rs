@@ -2,7 +2,7 @@
 //! with exponential backoff when it dies, give up after too many quick crashes, and stop it with
 //! SIGTERM then SIGKILL.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -38,6 +38,34 @@ struct Instance {
     stop: CancellationToken,
     /// Becomes true once the supervisor has finished (process gone, no restart coming).
     done: watch::Receiver<bool>,
+    /// How the process last ended; `None` until it first ends (not counting a stop).
+    exited: watch::Sender<Option<String>>,
+    /// The last lines the app wrote, for error messages when it dies before it is healthy.
+    output: Mutex<VecDeque<String>>,
+}
+
+/// Lines of output kept per instance for [`Runtime::recent_output`].
+const KEEP_OUTPUT: usize = 100;
+/// Longer lines are cut there.
+const KEEP_LINE_BYTES: usize = 1000;
+
+impl Instance {
+    fn remember(&self, line: &str) {
+        let mut out = self.output.lock().unwrap_or_else(|p| p.into_inner());
+        if out.len() == KEEP_OUTPUT {
+            out.pop_front();
+        }
+        let mut line = line.trim_end_matches(['\n', '\r']);
+        if line.len() > KEEP_LINE_BYTES {
+            // Bounded memory and error messages, whatever an app prints.
+            let mut end = KEEP_LINE_BYTES;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            line = &line[..end];
+        }
+        out.push_back(line.to_string());
+    }
 }
 
 #[derive(Clone, Default)]
@@ -112,6 +140,8 @@ impl ProcessRuntime {
             status: Mutex::new(Live::default()),
             stop: CancellationToken::new(),
             done: done_rx,
+            exited: watch::channel(None).0,
+            output: Mutex::new(VecDeque::new()),
         });
         {
             let mut map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
@@ -199,6 +229,32 @@ impl Runtime for ProcessRuntime {
             .live
             .subscribe()
     }
+
+    fn exited<'a>(&'a self, instance: &'a str) -> BoxFuture<'a, Option<String>> {
+        let found = self
+            .instances
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(instance)
+            .map(|i| i.exited.subscribe());
+        Box::pin(async move {
+            let mut rx = found?;
+            let how: Option<String> = rx.wait_for(Option::is_some).await.ok()?.clone();
+            how
+        })
+    }
+
+    fn recent_output(&self, instance: &str, lines: usize) -> Vec<String> {
+        let map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(i) = map.get(instance) else {
+            return Vec::new();
+        };
+        let out = i.output.lock().unwrap_or_else(|p| p.into_inner());
+        out.iter()
+            .skip(out.len().saturating_sub(lines))
+            .cloned()
+            .collect()
+    }
 }
 
 fn status_of(i: &Instance) -> InstanceStatus {
@@ -259,18 +315,21 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
+/// Copies a stream of the child into the app's log and the instance's recent output, until
+/// the stream ends.
 fn pump(
     reader: impl AsyncRead + Unpin + Send + 'static,
     log: Arc<AppLog>,
-    instance: String,
+    inst: Arc<Instance>,
     stream: &'static str,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(reader).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            log.line(&instance, stream, &line);
+            inst.remember(&line);
+            log.line(&inst.spec.instance, stream, &line);
         }
-    });
+    })
 }
 
 async fn supervise(
@@ -308,6 +367,7 @@ async fn supervise(
                     l.state = Some(InstanceState::Failed);
                     l.last_exit = Some(msg.clone());
                 });
+                inst.exited.send_replace(Some(msg));
                 if let Some(tx) = first.take() {
                     let _ = tx.send(Err(e));
                 }
@@ -328,12 +388,19 @@ async fn supervise(
             l.pid = pid;
             l.started_at = Some(SystemTime::now());
         });
-        if let Some(out) = child.stdout.take() {
-            pump(out, log.clone(), name.clone(), "out");
-        }
-        if let Some(err) = child.stderr.take() {
-            pump(err, log.clone(), name.clone(), "err");
-        }
+        let pumps: Vec<_> = [
+            child
+                .stdout
+                .take()
+                .map(|o| pump(o, log.clone(), inst.clone(), "out")),
+            child
+                .stderr
+                .take()
+                .map(|e| pump(e, log.clone(), inst.clone(), "err")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         log.line(
             &name,
             "wharf",
@@ -365,6 +432,15 @@ async fn supervise(
         if let Some(pid) = pid.and_then(|p| Pid::from_raw(p as i32)) {
             let _ = kill_process_group(pid, Signal::KILL);
         }
+        // The group is gone, so the pipes end: read what the process wrote last before telling
+        // anyone it ended (bounded, in case something outside the group holds a pipe open).
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            for p in pumps {
+                let _ = p.await;
+            }
+        })
+        .await;
+        inst.exited.send_replace(Some(how.clone()));
         if started.elapsed() >= spec.restart.stable_after {
             crashes = 0;
             backoff = spec.restart.backoff_initial;

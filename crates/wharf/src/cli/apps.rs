@@ -94,7 +94,7 @@ pub(crate) async fn apps(client: &Client, conn: &Conn, cmd: AppsCmd) -> anyhow::
             }
             let apps = client.apps().await?;
             if apps.is_empty() {
-                println!(
+                outln!(
                     "no apps yet: create one with `wharf apps create NAME --run CMD` or `--static`"
                 );
                 return Ok(());
@@ -147,17 +147,25 @@ pub(crate) async fn apps(client: &Client, conn: &Conn, cmd: AppsCmd) -> anyhow::
                 .update_app(&name, &settings.into_settings(availability))
                 .await?,
         ),
-        AppsCmd::Delete { name, yes } => {
+        AppsCmd::Delete { name, yes, purge } => {
             if !yes {
+                if purge {
+                    anyhow::bail!(
+                        "deleting `{name}` with --purge stops it, removes its routes and certificates, and removes its volume, logs, code, releases and backups for good; add --yes to confirm"
+                    );
+                }
                 anyhow::bail!(
-                    "deleting `{name}` stops it and removes its routes; add --yes to confirm (its volume and logs are kept)"
+                    "deleting `{name}` stops it and removes its routes and certificates; add --yes to confirm (its volume and logs are kept; --purge removes them too)"
                 );
             }
-            let op = client.delete_app(&name).await?;
+            let op = client.delete_app(&name, purge).await?;
             if conn.json {
                 return json(&op);
             }
             super::print::operation(&op);
+            if op.status == "failed" {
+                anyhow::bail!("{}", op.message);
+            }
             Ok(())
         }
         AppsCmd::Start { name } => changed(conn, client.action(&name, "start").await?),
@@ -175,10 +183,10 @@ pub(crate) async fn env(client: &Client, conn: &Conn, cmd: EnvCmd) -> anyhow::Re
                 return json(&serde_json::json!({ "names": names }));
             }
             if names.is_empty() {
-                println!("{app} has no variables");
+                outln!("{app} has no variables");
             }
             for n in names {
-                println!("{n}");
+                outln!("{n}");
             }
             Ok(())
         }
@@ -212,7 +220,7 @@ pub(crate) async fn domains(client: &Client, conn: &Conn, cmd: DomainsCmd) -> an
                 } else {
                     "  (default)"
                 };
-                println!("{h}{note}");
+                outln!("{h}{note}");
             }
             Ok(())
         }
@@ -249,7 +257,7 @@ pub(crate) async fn certs(client: &Client, conn: &Conn) -> anyhow::Result<()> {
         return json(&certs);
     }
     if certs.is_empty() {
-        println!("no certificates: add one with `wharf domains add APP HOST --tls acme`");
+        outln!("no certificates: add one with `wharf domains add APP HOST --tls acme`");
         return Ok(());
     }
     let date = |t: Option<i64>| t.map_or_else(|| "-".to_string(), super::print::date);

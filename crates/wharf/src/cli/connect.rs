@@ -74,7 +74,7 @@ pub(crate) fn login(args: Login) -> anyhow::Result<()> {
         token: Some(args.token),
     })?;
     write_private(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
-    println!(
+    outln!(
         "logged in to {} (wharf {}, {} apps); saved in {}",
         args.url,
         status.version,

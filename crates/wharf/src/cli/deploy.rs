@@ -1,6 +1,5 @@
 //! `wharf deploy`, `wharf releases`, `wharf rollback`, `wharf hooks`.
 
-use std::io::Write;
 use std::path::Path;
 
 use futures_util::StreamExt;
@@ -53,13 +52,11 @@ pub(crate) async fn deploy(client: &Client, conn: &Conn, args: DeployArgs) -> an
         reference: args.reference,
     };
     let mut events = Box::pin(client.deploy(&args.app, &req, archive).await?);
-    let mut stdout = std::io::stdout();
     let mut outcome = None;
     while let Some(event) = events.next().await {
         match event? {
             DeployEvent::Log(line) if !conn.json => {
-                writeln!(stdout, "{line}")?;
-                stdout.flush()?;
+                crate::out::bytes(format!("{line}\n").as_bytes());
             }
             DeployEvent::Log(_) => {}
             DeployEvent::Done(op) => outcome = Some(op),
@@ -71,7 +68,7 @@ pub(crate) async fn deploy(client: &Client, conn: &Conn, args: DeployArgs) -> an
     if conn.json {
         json(&op)?;
     } else {
-        println!();
+        outln!();
         operation(&op);
     }
     if op.status == "failed" {
@@ -125,7 +122,7 @@ pub(crate) async fn releases(client: &Client, conn: &Conn, app: &str) -> anyhow:
         return json(&releases);
     }
     if releases.is_empty() {
-        println!("{app} has no releases yet: wharf deploy {app} --git URL (or --dir .)");
+        outln!("{app} has no releases yet: wharf deploy {app} --git URL (or --dir .)");
         return Ok(());
     }
     let rows = releases
@@ -157,14 +154,14 @@ pub(crate) async fn hooks(client: &Client, conn: &Conn, cmd: HooksCmd) -> anyhow
             if conn.json {
                 return json(&hook);
             }
-            println!("payload URL   {}", hook.url);
-            println!("secret        {}", hook.secret);
-            println!("branch        {}", hook.branch);
-            println!();
-            println!(
+            outln!("payload URL   {}", hook.url);
+            outln!("secret        {}", hook.secret);
+            outln!("branch        {}", hook.branch);
+            outln!();
+            outln!(
                 "Give both to your git host (content type application/json). The secret is shown only now;"
             );
-            println!("run this again to replace it.");
+            outln!("run this again to replace it.");
             Ok(())
         }
     }

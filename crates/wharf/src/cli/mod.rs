@@ -55,12 +55,15 @@ pub(crate) enum AppsCmd {
         #[arg(long, value_parser = ["enabled", "not-served", "disabled"])]
         availability: Option<String>,
     },
-    /// Delete an app (its volume and logs are kept).
+    /// Delete an app and its hosts' certificates (its volume and logs are kept unless --purge).
     Delete {
         name: String,
         /// Confirm the deletion.
         #[arg(long)]
         yes: bool,
+        /// Also remove its volume, logs, code, releases, backups and git caches.
+        #[arg(long)]
+        purge: bool,
     },
     /// Enable an app and start it.
     Start { name: String },

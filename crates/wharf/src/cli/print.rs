@@ -4,7 +4,7 @@ use serde::Serialize;
 use wharf_client::dto::{Changed, OperationView};
 
 pub(crate) fn json(v: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -24,7 +24,7 @@ pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
                 out.push_str(&format!("{c:<w$}  ", w = widths[i]));
             }
         }
-        println!("{}", out.trim_end());
+        outln!("{}", out.trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
     for row in rows {
@@ -35,9 +35,9 @@ pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
 pub(crate) fn operation(op: &OperationView) {
     for a in &op.actions {
         let mark = if a.status == "failed" { "✗" } else { "✓" };
-        println!("  {mark} {}: {}", a.name, a.message);
+        outln!("  {mark} {}: {}", a.name, a.message);
     }
-    println!("{}", op.message);
+    outln!("{}", op.message);
 }
 
 /// Prints a change's outcome; a failed operation becomes an error (exit status 1).

@@ -1,7 +1,5 @@
 //! Read-only views: `wharf status`, `wharf logs`, `wharf ops`.
 
-use std::io::Write;
-
 use futures_util::StreamExt;
 use wharf_client::Client;
 use wharf_client::dto::AppView;
@@ -25,7 +23,7 @@ pub(crate) async fn status(
         return json(&client.get_json("/status").await?);
     }
     let s = client.status().await?;
-    println!(
+    outln!(
         "wharf {}  up {}s  gateway {}  memory {}  data {}",
         s.version,
         s.uptime_seconds,
@@ -34,10 +32,10 @@ pub(crate) async fn status(
         s.data_dir
     );
     if s.apps.is_empty() {
-        println!("no apps yet");
+        outln!("no apps yet");
         return Ok(());
     }
-    println!();
+    outln!();
     let rows = s
         .apps
         .iter()
@@ -80,18 +78,27 @@ pub(crate) async fn status(
 }
 
 pub(crate) fn show_app(a: &AppView) {
-    println!("{} ({}, {}): {}", a.name, a.kind, a.availability, a.state);
-    println!("  url       {}", a.url);
-    println!("  hosts     {}", a.hosts.join(", "));
+    outln!("{} ({}, {}): {}", a.name, a.kind, a.availability, a.state);
+    if let Some(why) = &a.failure {
+        // A failed change while the previous instances keep serving is not a failed app.
+        let label = if a.state == "failed" {
+            "failed"
+        } else {
+            "last change failed:"
+        };
+        outln!("  {label:<9} {}", why.replace('\n', "\n            "));
+    }
+    outln!("  url       {}", a.url);
+    outln!("  hosts     {}", a.hosts.join(", "));
     if let Some(run) = &a.run {
-        println!("  run       {run}");
-        println!("  workdir   {}", a.workdir);
+        outln!("  run       {run}");
+        outln!("  workdir   {}", a.workdir);
     }
     if let Some(root) = &a.root {
-        println!("  root      {root}");
+        outln!("  root      {root}");
     }
-    println!("  volume    {}", a.volume);
-    println!(
+    outln!("  volume    {}", a.volume);
+    outln!(
         "  env       {}",
         if a.env.is_empty() {
             "-".to_string()
@@ -107,8 +114,8 @@ pub(crate) fn show_app(a: &AppView) {
         if let Some(c) = a.cpu {
             limits.push(format!("cpu {c}"));
         }
-        println!("  replicas  {}", a.replicas);
-        println!(
+        outln!("  replicas  {}", a.replicas);
+        outln!(
             "  limits    {}",
             if limits.is_empty() {
                 "none".to_string()
@@ -117,11 +124,11 @@ pub(crate) fn show_app(a: &AppView) {
             }
         );
         if let Some(note) = &a.limits_note {
-            println!("            ({note})");
+            outln!("            ({note})");
         }
     }
     if !a.instances.is_empty() {
-        println!();
+        outln!();
         let rows = a
             .instances
             .iter()
@@ -163,14 +170,12 @@ pub(crate) async fn logs(
     follow: bool,
 ) -> anyhow::Result<()> {
     if !follow {
-        print!("{}", client.logs(app, lines).await?);
+        out!("{}", client.logs(app, lines).await?);
         return Ok(());
     }
     let mut stream = Box::pin(client.follow_logs(app, lines).await?);
-    let mut out = std::io::stdout();
     while let Some(chunk) = stream.next().await {
-        out.write_all(&chunk?)?;
-        out.flush()?;
+        crate::out::bytes(&chunk?);
     }
     Ok(())
 }
@@ -186,10 +191,10 @@ pub(crate) async fn ops(
         return json(&ops);
     }
     if ops.is_empty() {
-        println!("no operations yet");
+        outln!("no operations yet");
     }
     for op in ops.iter().rev() {
-        println!(
+        outln!(
             "#{} {} {} [{}]",
             op.id,
             op.app.as_deref().unwrap_or("-"),
@@ -197,7 +202,7 @@ pub(crate) async fn ops(
             op.status
         );
         operation(op);
-        println!();
+        outln!();
     }
     Ok(())
 }

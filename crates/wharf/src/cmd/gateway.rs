@@ -10,7 +10,7 @@ use wharf_gateway::Gateway;
 use wharf_gateway::config::GatewayConfig;
 use wharf_tls::{CertManager, RenewPolicy};
 
-use super::signals::{Event, next_event, runtime};
+use super::signals::{Event, Signals, runtime};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -28,7 +28,7 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let config = GatewayConfig::from_file(&args.config)?;
     if args.check {
-        println!(
+        outln!(
             "{}: ok, {} site(s)",
             args.config.display(),
             config.sites.len()
@@ -51,6 +51,7 @@ async fn serve(args: Args, config: GatewayConfig) -> anyhow::Result<()> {
     apply_certs(&certs, &config);
     let stop_certs = tokio_util::sync::CancellationToken::new();
     certs.spawn(stop_certs.clone());
+    let mut signals = Signals::new()?;
     tracing::info!(config = %args.config.display(), "gateway running; SIGHUP or editing the file reloads it");
     let (tx, mut changes) = mpsc::channel(1);
     let _watcher = if args.no_watch {
@@ -66,7 +67,7 @@ async fn serve(args: Args, config: GatewayConfig) -> anyhow::Result<()> {
             while changes.try_recv().is_ok() {}
             Event::Reload
         };
-        match next_event(changed).await? {
+        match signals.next(changed).await {
             Event::Reload => reload(&gateway, &certs, &args.config),
             Event::Stop => break,
         }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use wharf_control::{Server, ServerConfig};
 use wharf_runtime::ProcessRuntime;
 
-use super::signals::{Event, next_event, runtime};
+use super::signals::{Event, Signals, runtime};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -89,7 +89,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         base_domain: args.base_domain.clone(),
         health_timeout: args.health_timeout,
     };
-    std::fs::create_dir_all(&args.data)
+    wharf_control::create_data_dir(&args.data)
         .with_context(|| format!("cannot create the data folder {}", args.data.display()))?;
     let processes = Arc::new(
         ProcessRuntime::with_pid_dir(args.data.join("run"))
@@ -115,6 +115,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let mut signals = Signals::new()?;
     tracing::info!(
         api = %server.api_addr(),
         dashboard = %format!("http://{}/", server.api_addr()),
@@ -124,7 +125,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         "wharf server ready"
     );
     notify_ready();
-    while let Event::Reload = next_event(std::future::pending()).await? {
+    while let Event::Reload = signals.next(std::future::pending()).await {
         tracing::info!("SIGHUP: nothing to reload; state lives in the database");
     }
     tracing::info!("stopping: apps and open requests are given time to finish");

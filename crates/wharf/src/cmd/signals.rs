@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use anyhow::Context;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// One worker means a current-thread runtime: no work stealing, no cross-thread wake-ups.
 pub(crate) fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -26,15 +26,31 @@ pub(crate) enum Event {
     Stop,
 }
 
-/// Waits for SIGHUP (reload), or SIGTERM/SIGINT (stop), and for anything `extra` yields.
-pub(crate) async fn next_event(extra: impl Future<Output = Event>) -> anyhow::Result<Event> {
-    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    Ok(tokio::select! {
-        _ = hup.recv() => Event::Reload,
-        _ = term.recv() => Event::Stop,
-        _ = int.recv() => Event::Stop,
-        e = extra => e,
-    })
+/// SIGHUP (reload) and SIGTERM/SIGINT (stop), listened to from creation on: create it before
+/// saying "ready", so a signal sent right after is handled instead of killing the process, and
+/// keep it across events so none is lost between two waits.
+pub(crate) struct Signals {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    pub(crate) fn new() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            hup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    /// Waits for the next signal, or for anything `extra` yields.
+    pub(crate) async fn next(&mut self, extra: impl Future<Output = Event>) -> Event {
+        tokio::select! {
+            _ = self.hup.recv() => Event::Reload,
+            _ = self.term.recv() => Event::Stop,
+            _ = self.int.recv() => Event::Stop,
+            e = extra => e,
+        }
+    }
 }

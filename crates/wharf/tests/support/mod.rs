@@ -36,6 +36,8 @@ pub struct ServerProc {
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub token: String,
+    /// The server's log lines up to "ready".
+    pub startup_log: Vec<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -78,11 +80,13 @@ impl ServerProc {
             .spawn()
             .expect("wharf server starts");
         let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut startup_log = Vec::new();
         let ready = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = log.next_line().await.unwrap() {
                 if line.contains("wharf server ready") {
                     return line;
                 }
+                startup_log.push(line);
             }
             panic!("wharf server exited before it was ready");
         })
@@ -102,6 +106,7 @@ impl ServerProc {
             http,
             https: SocketAddr::from(([127, 0, 0, 1], https_port)),
             token,
+            startup_log,
         }
     }
 
