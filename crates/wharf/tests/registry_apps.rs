@@ -124,23 +124,36 @@ async fn flask_with_gunicorn_from_a_procfile_serves_and_builds_from_its_cache() 
         "VIRTUAL_ENV names the release's virtualenv: {venv}"
     );
 
-    // pip keeps its downloads under HOME: the app's build cache, not the release. (Whether
-    // pip may reuse a download depends on the cache headers of the index it talks to, so the
-    // reuse itself is proven with npm's offline mode below.)
-    let pip_cache = data.join("apps/hello/cache/.cache/pip");
+    // Dependencies land in the app's build cache (its wheelhouse), never in the release.
+    let wheels = data.join("apps/hello/cache/wheels");
+    let cached = |prefix: &str| {
+        std::fs::read_dir(&wheels)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            })
+            .unwrap_or(false)
+    };
     assert!(
-        std::fs::read_dir(&pip_cache).is_ok_and(|mut d| d.next().is_some()),
-        "pip's cache is in the app's build cache ({})",
-        pip_cache.display()
+        cached("flask-") && cached("gunicorn-"),
+        "flask and gunicorn are kept in the build cache ({})",
+        wheels.display()
     );
     assert!(
         !data.join("apps/hello/releases/1/.cache").exists(),
         "no download cache in the release"
     );
 
+    // With the index switched off, pip finds what it needs in the build cache or fails: the
+    // second build must need nothing else.
+    server.ok(&["env", "set", "hello", "PIP_NO_INDEX=1"]).await;
     write_note(&data, "hello");
     repo.commit(&[("version", "v2")], "v2");
-    let out = server.ok(&["deploy", "hello"]).await;
+    let (ok, out, err) = server.cli(&["deploy", "hello"]).await;
+    assert!(
+        ok,
+        "the second build installs flask and gunicorn from the build cache alone:\n{out}\n{err}"
+    );
     assert_eq!(
         page(http, "hello.localhost").await.as_deref(),
         Some("flask v2")

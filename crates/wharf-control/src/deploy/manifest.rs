@@ -191,11 +191,23 @@ fn node_build(dir: &Path) -> Result<Option<String>, String> {
     }))
 }
 
+/// Python dependencies go through a wheelhouse in the app's build cache (`$HOME/wheels`): pip's
+/// own download cache keeps a file only when the index sends cache headers, which mirrors and
+/// proxies often strip, while a wheel found in `--find-links` is taken over the index's copy of
+/// the same version. So a second build downloads nothing it already has, and an unchanged
+/// `requirements.txt` installs with the index unreachable.
 fn python_build(dir: &Path) -> Option<String> {
+    const WHEELS: &str = r#"--find-links "$HOME/wheels""#;
+    let venv = "python3 -m venv .venv";
     if dir.join("requirements.txt").is_file() {
-        Some("python3 -m venv .venv && .venv/bin/pip install -r requirements.txt".into())
+        Some(format!(
+            r#"{venv} && .venv/bin/pip wheel --wheel-dir "$HOME/wheels" {WHEELS} -r requirements.txt && .venv/bin/pip install --no-index {WHEELS} -r requirements.txt"#
+        ))
     } else if dir.join("pyproject.toml").is_file() {
-        Some("python3 -m venv .venv && .venv/bin/pip install .".into())
+        // The project's build requirements come from the index; its dependencies from the cache.
+        Some(format!(
+            r#"{venv} && .venv/bin/pip wheel --wheel-dir "$HOME/wheels" {WHEELS} . && .venv/bin/pip install {WHEELS} ."#
+        ))
     } else {
         None
     }
