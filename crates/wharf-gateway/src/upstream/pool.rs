@@ -155,9 +155,16 @@ impl Targets {
     /// The site's target for `addr`, listed again (no longer retired) since the caller is about
     /// to put it in a pool's list.
     pub(crate) fn enlist(&self, site: &str, addr: SocketAddr) -> Arc<Target> {
+        let target = self.get(site, addr);
+        target.retired.store(false, Ordering::SeqCst);
+        target
+    }
+
+    /// The site's target for `addr`, made if nothing holds one; retired or not as it was.
+    fn get(&self, site: &str, addr: SocketAddr) -> Arc<Target> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let key = (site.to_string(), addr);
-        let target = match map.get(&key).and_then(Weak::upgrade) {
+        match map.get(&key).and_then(Weak::upgrade) {
             Some(t) => t,
             None => {
                 map.retain(|_, t| t.strong_count() > 0);
@@ -165,9 +172,7 @@ impl Targets {
                 map.insert(key, Arc::downgrade(&t));
                 t
             }
-        };
-        target.retired.store(false, Ordering::SeqCst);
-        target
+        }
     }
 
     /// The site's target for `addr`, if anything still holds it.
@@ -210,10 +215,8 @@ impl Pool {
         health: Option<HealthConfig>,
         check_host: String,
     ) -> Pool {
-        let targets = configured
-            .iter()
-            .map(|a| registry.enlist(site, *a))
-            .collect();
+        // Not listed again yet: the reload building this pool may still be refused.
+        let targets = configured.iter().map(|a| registry.get(site, *a)).collect();
         Pool {
             targets: ArcSwap::from_pointee(targets),
             configured,
@@ -222,6 +225,13 @@ impl Pool {
             check_host,
             next: AtomicUsize::new(0),
             superseded: AtomicBool::new(false),
+        }
+    }
+
+    /// A reload put this new pool in service: its targets are listed again, retired or not.
+    pub(crate) fn enlist(&self) {
+        for t in self.targets.load().iter() {
+            t.retired.store(false, Ordering::SeqCst);
         }
     }
 
@@ -412,6 +422,37 @@ mod tests {
             "listed again: back in service"
         );
         drop(held);
+    }
+
+    #[test]
+    fn a_new_pool_lists_a_retired_target_again_only_once_enlisted() {
+        let registry = Targets::default();
+        let a = SocketAddr::from(([127, 0, 0, 1], 1));
+        let serving = Pool::new(
+            &registry,
+            "s",
+            vec![a],
+            Balance::RoundRobin,
+            None,
+            "t".into(),
+        );
+        serving.targets()[0].retire();
+        // Built by a reload that may still be refused.
+        let built = Pool::new(
+            &registry,
+            "s",
+            vec![a],
+            Balance::RoundRobin,
+            None,
+            "t".into(),
+        );
+        assert!(built.pick(None).is_none(), "still retired");
+        built.enlist();
+        assert_eq!(
+            built.pick(None).unwrap().0.addr,
+            a,
+            "in service once enlisted"
+        );
     }
 
     #[test]
