@@ -182,6 +182,9 @@ impl Targets {
     }
 }
 
+/// A pool's target list as loaded by a request.
+type Listed = arc_swap::Guard<Arc<Vec<Arc<Target>>>>;
+
 /// Counts one in-flight request on a target for as long as it lives.
 pub(crate) struct TargetGuard(pub(crate) Arc<Target>);
 
@@ -256,7 +259,30 @@ impl Pool {
     /// just failed) and retired targets (a pool of an older generation may still list them),
     /// and counts the request on it.
     pub(crate) fn pick(&self, skip: Option<SocketAddr>) -> Option<TargetGuard> {
-        let targets = self.targets.load();
+        self.pick_from(self.targets.load(), skip)
+    }
+
+    /// [`Pool::pick`] starting from `targets`, a list loaded earlier.
+    fn pick_from(&self, mut targets: Listed, skip: Option<SocketAddr>) -> Option<TargetGuard> {
+        loop {
+            if let Some(guard) = self.pick_in(&targets, skip) {
+                return Some(guard);
+            }
+            // A deploy retires the targets it swapped out only after swapping in the new ones:
+            // a list with a target retired since it was loaded has a newer one in place, which
+            // must be tried before answering that nothing is available.
+            if !targets.iter().any(|t| t.is_retired()) {
+                return None;
+            }
+            let now = self.targets.load();
+            if Arc::ptr_eq(&now, &targets) {
+                return None;
+            }
+            targets = now;
+        }
+    }
+
+    fn pick_in(&self, targets: &[Arc<Target>], skip: Option<SocketAddr>) -> Option<TargetGuard> {
         let n = targets.len();
         let active = self.health.is_some();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -453,6 +479,29 @@ mod tests {
             a,
             "in service once enlisted"
         );
+    }
+
+    #[test]
+    fn a_pick_that_loaded_the_list_before_a_deploy_swapped_it_gets_the_new_target() {
+        let registry = Targets::default();
+        let (a, b) = (
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            SocketAddr::from(([127, 0, 0, 1], 2)),
+        );
+        let pool = Pool::new(
+            &registry,
+            "s",
+            vec![a],
+            Balance::RoundRobin,
+            None,
+            "t".into(),
+        );
+        let loaded = pool.targets.load();
+        // The deploy: swap, then retire what was swapped out.
+        for t in pool.swap(vec![registry.enlist("s", b)]).iter() {
+            t.retire();
+        }
+        assert_eq!(pool.pick_from(loaded, None).unwrap().0.addr, b);
     }
 
     #[test]
