@@ -20,7 +20,7 @@ use crate::proxy::{Client, new_client};
 use crate::routing::RouteTable;
 use crate::server::{Role, bind, spawn_accept_loop};
 use crate::site::{Backend, Site};
-use crate::upstream::{Target, Targets, probe, spawn_checker};
+use crate::upstream::{Pool, Target, Targets, probe, spawn_checker};
 
 /// State every connection and request reaches through one `Arc`.
 pub(crate) struct Shared {
@@ -176,7 +176,11 @@ impl Gateway {
             }
         }
 
-        // 4. Commit.
+        // 4. Commit. A new pool's targets are listed again only now: a refused reload must
+        // not bring back a target a deploy or drain retired.
+        for pool in &fresh_pools {
+            pool.enlist();
+        }
         let pools: Vec<_> = sites.iter().filter_map(|s| s.pool()).cloned().collect();
         let table = RouteTable::new(sites, config.unknown_host, config.timeouts);
         self.shared.table.store(Arc::new(table));
@@ -228,13 +232,7 @@ impl Gateway {
         opts: DeployOptions,
     ) -> Result<DeployReport> {
         let _one_at_a_time = self.deploys.lock().await;
-        let table = self.shared.table.load_full();
-        let found = table
-            .site(site)
-            .ok_or_else(|| GatewayError::UnknownSite(site.to_string()))?;
-        let Backend::Proxy(pool) = &found.backend else {
-            return Err(GatewayError::NotAProxy(site.to_string()));
-        };
+        let pool = proxy_pool(&self.shared.table.load(), site)?;
         if targets.is_empty() {
             return Err(GatewayError::NoTargets {
                 site: site.to_string(),
@@ -259,27 +257,36 @@ impl Gateway {
             last_error,
         })?;
 
-        // The same objects every pool generation of this site uses for these addresses.
-        let new: Vec<Arc<Target>> = targets
-            .iter()
-            .map(|a| {
-                let t = self.shared.targets.enlist(site, *a);
-                if fresh.contains(a) {
-                    // Just checked; an older instance on this port may have left a verdict.
-                    t.passed_checks();
-                }
-                t
-            })
-            .collect();
-        let old = pool.swap(new);
-        let removed: Vec<Arc<Target>> = old
-            .iter()
-            .filter(|t| !targets.contains(&t.addr))
-            .cloned()
-            .collect();
+        let (removed, timeouts) = {
+            // Under the reload lock, into the pool serving now: a reload during the checks may
+            // have replaced the one above, and must not list a target this retires unseen.
+            let _control = self.control.lock().unwrap_or_else(|p| p.into_inner());
+            let table = self.shared.table.load_full();
+            let pool = proxy_pool(&table, site)?;
+            // The same objects every pool generation of this site uses for these addresses.
+            let new: Vec<Arc<Target>> = targets
+                .iter()
+                .map(|a| {
+                    let t = self.shared.targets.enlist(site, *a);
+                    if fresh.contains(a) {
+                        // Just checked; an older instance on this port may have left a verdict.
+                        t.passed_checks();
+                    }
+                    t
+                })
+                .collect();
+            let old = pool.swap(new);
+            let removed: Vec<Arc<Target>> = old
+                .iter()
+                .filter(|t| !targets.contains(&t.addr))
+                .cloned()
+                .collect();
+            retire(&removed);
+            (removed, table.timeouts)
+        };
         tracing::info!(site, new = ?targets, removed = ?removed.iter().map(|t| t.addr).collect::<Vec<_>>(), "deploy swapped targets; draining");
-        let drain = opts.drain_timeout.unwrap_or(table.timeouts.drain);
-        let drained = retire_and_drain(site, &removed, drain).await;
+        let drain = opts.drain_timeout.unwrap_or(timeouts.drain);
+        let drained = drain_retired(site, &removed, drain).await;
         Ok(DeployReport {
             removed: removed.iter().map(|t| t.addr).collect(),
             drained,
@@ -292,12 +299,18 @@ impl Gateway {
     /// instances that a reload took out of routing; [`Gateway::deploy`] does it for the targets
     /// it swaps out.
     pub async fn drain(&self, site: &str, targets: &[SocketAddr]) -> bool {
-        let found: Vec<Arc<Target>> = targets
-            .iter()
-            .filter_map(|a| self.shared.targets.find(site, *a))
-            .collect();
+        let found: Vec<Arc<Target>> = {
+            // Ordered with reloads, which list targets again (see `apply`).
+            let _control = self.control.lock().unwrap_or_else(|p| p.into_inner());
+            let found: Vec<Arc<Target>> = targets
+                .iter()
+                .filter_map(|a| self.shared.targets.find(site, *a))
+                .collect();
+            retire(&found);
+            found
+        };
         let drain = self.shared.table.load().timeouts.drain;
-        retire_and_drain(site, &found, drain).await
+        drain_retired(site, &found, drain).await
     }
 
     /// Addresses the Host-routed listeners are bound to (useful with port 0).
@@ -381,14 +394,28 @@ impl Gateway {
     }
 }
 
-/// Retires `targets`, waits up to `timeout` until no request is in flight on them, then closes
-/// their idle connections. Returns whether they drained in time.
-async fn retire_and_drain(site: &str, targets: &[Arc<Target>], timeout: Duration) -> bool {
-    // Retired before counting, so no pool (an older generation included) sends them a new
-    // request the drain could miss.
+/// The proxy pool `site` has in `table`.
+fn proxy_pool(table: &RouteTable, site: &str) -> Result<Arc<Pool>> {
+    let found = table
+        .site(site)
+        .ok_or_else(|| GatewayError::UnknownSite(site.to_string()))?;
+    match &found.backend {
+        Backend::Proxy(pool) => Ok(pool.clone()),
+        Backend::Static(_) => Err(GatewayError::NotAProxy(site.to_string())),
+    }
+}
+
+/// Takes `targets` out of every pool generation. Done before a drain counts, so no pool (an
+/// older generation included) sends them a new request the drain could miss.
+fn retire(targets: &[Arc<Target>]) {
     for t in targets {
         t.retire();
     }
+}
+
+/// Waits up to `timeout` until no request is in flight on retired `targets`, then closes their
+/// idle connections. Returns whether they drained in time.
+async fn drain_retired(site: &str, targets: &[Arc<Target>], timeout: Duration) -> bool {
     let drained = tokio::time::timeout(
         timeout,
         futures_util::future::join_all(targets.iter().map(|t| t.drained())),

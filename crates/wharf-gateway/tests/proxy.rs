@@ -896,3 +896,46 @@ async fn upstream_connections_are_reused_and_a_closed_one_fails_no_request() {
     }
     assert!(closing_conns.load(Ordering::SeqCst) >= 50);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_during_a_deploy_keeps_what_the_deploy_switched_to() {
+    let a = MockUpstream::start("a").await;
+    let b = MockUpstream::start("b").await;
+    let site = |interval: &str| {
+        format!(
+            r#"
+            [gateway]
+            listen = ["127.0.0.1:0"]
+            [[site]]
+            name = "app"
+            hosts = ["app.test"]
+            upstreams = ["{}"]
+            health = {{ path = "/up", interval = "{interval}", rise = 1, fall = 1 }}
+            "#,
+            a.addr
+        )
+    };
+    let (gw, addr) = start(&site("1s"));
+    let gw = std::sync::Arc::new(gw);
+    assert_eq!(body_of(addr, "app.test", "/").await, "a");
+
+    // The deploy waits for b to pass its check; meanwhile a reload rebuilds the site's pool.
+    b.set_healthy(false);
+    let deploy = {
+        let (gw, to) = (gw.clone(), b.addr);
+        let opts = DeployOptions {
+            health_timeout: Duration::from_secs(20),
+            drain_timeout: Some(Duration::from_secs(5)),
+        };
+        tokio::spawn(async move { gw.deploy("app", vec![to], opts).await })
+    };
+    assert_eventually!(b.requests() > 0, "the deploy checks b");
+    gw.reload(config(&site("2s"))).unwrap();
+    b.set_healthy(true);
+    deploy.await.unwrap().unwrap();
+
+    // The deploy switched the site to b, whichever pool the reload left it.
+    assert_eq!(gw.targets("app"), Some(vec![(b.addr, true)]));
+    let reply = get(addr, "app.test", "/").await.unwrap();
+    assert_eq!((reply.status, reply.text()), (StatusCode::OK, "b".into()));
+}

@@ -1,5 +1,6 @@
 //! `wharf gateway` as a user runs it: a real process, a real config file, signals.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -43,6 +44,16 @@ impl Running {
             .unwrap_or_else(|_| panic!("no `{needle}` in the log within 20 s"))
     }
 
+    /// The address the gateway logged it listens on: tests give it port 0, since a port they
+    /// picked and freed could be taken by anything else running before the gateway binds it.
+    async fn listening(&mut self) -> SocketAddr {
+        let line = self.wait_for(" listening address=").await;
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("address="))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in `{line}`"))
+    }
+
     fn signal(&self, sig: &str) {
         let pid = self.child.id().unwrap().to_string();
         let ok = std::process::Command::new("kill")
@@ -59,14 +70,6 @@ fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,14 +115,12 @@ async fn reloads_on_sighup_and_file_change_refuses_bad_config_and_stops_on_sigte
     std::fs::create_dir_all(dir.join("www")).unwrap();
     std::fs::write(dir.join("www/index.html"), "static home\n").unwrap();
     let app = MockUpstream::start("app").await;
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let base = format!(
-        "[gateway]\nlisten = [\"{addr}\"]\nworkers = 1\n\n[[site]]\nname = \"www\"\nhosts = [\"www.test\"]\nroot = \"www\"\n"
-    );
+    // Port 0 stays one listener across reloads: an address already bound is never bound again.
+    let base = "[gateway]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n[[site]]\nname = \"www\"\nhosts = [\"www.test\"]\nroot = \"www\"\n".to_string();
     let file = dir.join("gateway.toml");
     std::fs::write(&file, &base).unwrap();
     let mut gw = Running::spawn(&file);
+    let addr = gw.listening().await;
     gw.wait_for("gateway running").await;
     assert_eq!(
         get(addr, "www.test", "/").await.unwrap().text(),
@@ -165,11 +166,10 @@ async fn reloads_on_sighup_and_file_change_refuses_bad_config_and_stops_on_sigte
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_written_to_a_file_have_no_colour_codes() {
     let dir = temp_dir("plain-log");
-    let addr = format!("127.0.0.1:{}", free_port());
     let file = dir.join("gateway.toml");
     std::fs::write(
         &file,
-        format!("[gateway]\nlisten = [\"{addr}\"]\nworkers = 1\n\n[[site]]\nname = \"www\"\nhosts = [\"www.test\"]\nroot = \".\"\n"),
+        "[gateway]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n[[site]]\nname = \"www\"\nhosts = [\"www.test\"]\nroot = \".\"\n",
     )
     .unwrap();
     let log = dir.join("gateway.log");

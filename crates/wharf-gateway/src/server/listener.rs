@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, Version, header};
-use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -164,12 +163,10 @@ async fn serve<I>(
         let conn_info = conn_info.clone();
         async move {
             let response = super::handler::handle(shared, conn_info, req).await?;
-            Ok::<_, super::handler::Close>(response.map(|body| {
-                InFlight {
-                    body,
-                    _guard: guard,
-                }
-                .boxed_unsync()
+            // Served as its own body type: no second box per answer.
+            Ok::<_, super::handler::Close>(response.map(|body| InFlight {
+                body,
+                _guard: guard,
             }))
         }
     });

@@ -155,9 +155,16 @@ impl Targets {
     /// The site's target for `addr`, listed again (no longer retired) since the caller is about
     /// to put it in a pool's list.
     pub(crate) fn enlist(&self, site: &str, addr: SocketAddr) -> Arc<Target> {
+        let target = self.get(site, addr);
+        target.retired.store(false, Ordering::SeqCst);
+        target
+    }
+
+    /// The site's target for `addr`, made if nothing holds one; retired or not as it was.
+    fn get(&self, site: &str, addr: SocketAddr) -> Arc<Target> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let key = (site.to_string(), addr);
-        let target = match map.get(&key).and_then(Weak::upgrade) {
+        match map.get(&key).and_then(Weak::upgrade) {
             Some(t) => t,
             None => {
                 map.retain(|_, t| t.strong_count() > 0);
@@ -165,9 +172,7 @@ impl Targets {
                 map.insert(key, Arc::downgrade(&t));
                 t
             }
-        };
-        target.retired.store(false, Ordering::SeqCst);
-        target
+        }
     }
 
     /// The site's target for `addr`, if anything still holds it.
@@ -176,6 +181,9 @@ impl Targets {
         map.get(&(site.to_string(), addr)).and_then(Weak::upgrade)
     }
 }
+
+/// A pool's target list as loaded by a request.
+type Listed = arc_swap::Guard<Arc<Vec<Arc<Target>>>>;
 
 /// Counts one in-flight request on a target for as long as it lives.
 pub(crate) struct TargetGuard(pub(crate) Arc<Target>);
@@ -210,10 +218,8 @@ impl Pool {
         health: Option<HealthConfig>,
         check_host: String,
     ) -> Pool {
-        let targets = configured
-            .iter()
-            .map(|a| registry.enlist(site, *a))
-            .collect();
+        // Not listed again yet: the reload building this pool may still be refused.
+        let targets = configured.iter().map(|a| registry.get(site, *a)).collect();
         Pool {
             targets: ArcSwap::from_pointee(targets),
             configured,
@@ -222,6 +228,13 @@ impl Pool {
             check_host,
             next: AtomicUsize::new(0),
             superseded: AtomicBool::new(false),
+        }
+    }
+
+    /// A reload put this new pool in service: its targets are listed again, retired or not.
+    pub(crate) fn enlist(&self) {
+        for t in self.targets.load().iter() {
+            t.retired.store(false, Ordering::SeqCst);
         }
     }
 
@@ -246,7 +259,30 @@ impl Pool {
     /// just failed) and retired targets (a pool of an older generation may still list them),
     /// and counts the request on it.
     pub(crate) fn pick(&self, skip: Option<SocketAddr>) -> Option<TargetGuard> {
-        let targets = self.targets.load();
+        self.pick_from(self.targets.load(), skip)
+    }
+
+    /// [`Pool::pick`] starting from `targets`, a list loaded earlier.
+    fn pick_from(&self, mut targets: Listed, skip: Option<SocketAddr>) -> Option<TargetGuard> {
+        loop {
+            if let Some(guard) = self.pick_in(&targets, skip) {
+                return Some(guard);
+            }
+            // A deploy retires the targets it swapped out only after swapping in the new ones:
+            // a list with a target retired since it was loaded has a newer one in place, which
+            // must be tried before answering that nothing is available.
+            if !targets.iter().any(|t| t.is_retired()) {
+                return None;
+            }
+            let now = self.targets.load();
+            if Arc::ptr_eq(&now, &targets) {
+                return None;
+            }
+            targets = now;
+        }
+    }
+
+    fn pick_in(&self, targets: &[Arc<Target>], skip: Option<SocketAddr>) -> Option<TargetGuard> {
         let n = targets.len();
         let active = self.health.is_some();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -412,6 +448,60 @@ mod tests {
             "listed again: back in service"
         );
         drop(held);
+    }
+
+    #[test]
+    fn a_new_pool_lists_a_retired_target_again_only_once_enlisted() {
+        let registry = Targets::default();
+        let a = SocketAddr::from(([127, 0, 0, 1], 1));
+        let serving = Pool::new(
+            &registry,
+            "s",
+            vec![a],
+            Balance::RoundRobin,
+            None,
+            "t".into(),
+        );
+        serving.targets()[0].retire();
+        // Built by a reload that may still be refused.
+        let built = Pool::new(
+            &registry,
+            "s",
+            vec![a],
+            Balance::RoundRobin,
+            None,
+            "t".into(),
+        );
+        assert!(built.pick(None).is_none(), "still retired");
+        built.enlist();
+        assert_eq!(
+            built.pick(None).unwrap().0.addr,
+            a,
+            "in service once enlisted"
+        );
+    }
+
+    #[test]
+    fn a_pick_that_loaded_the_list_before_a_deploy_swapped_it_gets_the_new_target() {
+        let registry = Targets::default();
+        let (a, b) = (
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            SocketAddr::from(([127, 0, 0, 1], 2)),
+        );
+        let pool = Pool::new(
+            &registry,
+            "s",
+            vec![a],
+            Balance::RoundRobin,
+            None,
+            "t".into(),
+        );
+        let loaded = pool.targets.load();
+        // The deploy: swap, then retire what was swapped out.
+        for t in pool.swap(vec![registry.enlist("s", b)]).iter() {
+            t.retire();
+        }
+        assert_eq!(pool.pick_from(loaded, None).unwrap().0.addr, b);
     }
 
     #[test]
