@@ -120,16 +120,18 @@ fn site_dir(name: &str, gateway_keys: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_past_the_file_limit_neither_lock_out_clients_nor_stay() {
-    let dir = site_dir("idle", "header_timeout = \"3s\"");
-    // A low limit keeps the number of connections small: the gateway must take all it can
-    // before the first ones time out, even on a busy machine.
-    let mut gw = Gateway::start("-n 128", &dir.join("gateway.toml")).await;
-    assert_eq!(gw.open_file_limits(), ("128".into(), "128".into()));
+    // This test holds 1,100 sockets itself.
+    wharf_gateway::raise_open_file_limit().unwrap();
+    // The header timeout is long enough for the gateway to take every connection it can before
+    // the first ones time out, even on a busy machine: it must run out of descriptors.
+    let dir = site_dir("idle", "header_timeout = \"10s\"");
+    let mut gw = Gateway::start("-n 1024", &dir.join("gateway.toml")).await;
+    assert_eq!(gw.open_file_limits(), ("1024".into(), "1024".into()));
     let addr = gw.addr;
 
-    // 200 connections that never send a byte: more than the gateway has descriptors for.
+    // 1,100 connections that never send a byte: more than the gateway has descriptors for.
     let mut idle = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..1100 {
         let s = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
             .await
             .expect("connect within 10 s")
@@ -139,9 +141,9 @@ async fn idle_connections_past_the_file_limit_neither_lock_out_clients_nor_stay(
     gw.wait_for("accept failed").await;
 
     // A normal client is still served: once the header timeout closes the idle ones.
-    let served = tokio::time::timeout(Duration::from_secs(20), get(addr, "www.test", "/"))
+    let served = tokio::time::timeout(Duration::from_secs(40), get(addr, "www.test", "/"))
         .await
-        .expect("a client was not served within 20 s while 200 idle connections were open")
+        .expect("a client was not served within 40 s while 1,100 idle connections were open")
         .unwrap();
     assert_eq!(served.status, 200);
     assert_eq!(served.text(), "home\n");
