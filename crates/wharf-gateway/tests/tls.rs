@@ -228,7 +228,7 @@ async fn tls_connections_that_send_nothing_after_the_handshake_are_closed() {
     let d = dir("idle");
     let ca = test_ca();
     issue(&ca, &["a.test"], &d.0, "a");
-    let toml = CONFIG.replace("[gateway]\n", "[gateway]\nheader_timeout = \"1s\"\n");
+    let toml = CONFIG.replace("[gateway]\n", "[gateway]\nheader_timeout = \"3s\"\n");
     let (gw, _certs, _) = start_toml(&d.0, &toml).await;
     let https = gw.https_addrs()[0];
     let mut roots = rustls::RootCertStore::empty();
