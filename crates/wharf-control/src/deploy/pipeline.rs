@@ -328,7 +328,7 @@ async fn run(
     if let Err(e) = c.reconciler.reconcile(app, true, op).await {
         let _ = c.store.revert_release(app, n, previous, &e);
         // The old instances kept serving; this only restores the routes' view of them.
-        let _ = c.reconciler.reconcile(app, false, op).await;
+        let _ = c.reconciler.restore(app, op).await;
         return Err(match previous {
             Some(p) => format!("release {n} did not go live ({e}); release {p} keeps serving"),
             None => format!("release {n} did not go live: {e}"),
@@ -564,7 +564,7 @@ async fn roll_back(
         let _ = c
             .store
             .undo_switch(app, release.number, previous, ReleaseStatus::Ready, None);
-        let _ = c.reconciler.reconcile(app, false, op).await;
+        let _ = c.reconciler.restore(app, op).await;
         return Err(format!("release {} did not go live: {e}", release.number));
     }
     // Left open, the switch would be undone at the next start although this release serves.
