@@ -47,23 +47,28 @@ async fn kill_during_deploy(server: ServerProc, marker: &str) {
     let _ = deploy.wait().await;
 }
 
+/// Commits v2 with a build that takes long, and kills the server while it runs.
+async fn kill_during_a_slow_build(server: ServerProc, repo: &Repo) {
+    repo.commit(
+        &[
+            ("version", "v2"),
+            (
+                "wharf.toml",
+                "build = \"sleep 43\"\nrun = \"exec python3 app.py\"\n",
+            ),
+        ],
+        "slow build",
+    );
+    kill_during_deploy(server, "$ sleep 43").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_comes_back_with_one_release_serving() {
     let (site, server) = Site::serving_v1("crash").await;
     let (data, repo, http) = (&site.data, &site.repo, server.http);
 
     // 1. Killed during the build.
-    repo.commit(
-        &[
-            ("version", "v2"),
-            (
-                "wharf.toml",
-                "build = \"sleep 30\"\nrun = \"exec python3 app.py\"\n",
-            ),
-        ],
-        "slow build",
-    );
-    kill_during_deploy(server, "$ sleep 30").await;
+    kill_during_a_slow_build(server, repo).await;
     let server = site.restart().await;
     // Apps come back in the background after the server is up.
     assert_eventually!(
@@ -281,17 +286,7 @@ async fn a_build_cut_short_by_a_kill_is_stopped_and_cleared_at_the_next_start() 
     let (site, server) = Site::serving_v1("crash-build").await;
     let (data, repo, http) = (&site.data, &site.repo, server.http);
 
-    repo.commit(
-        &[
-            ("version", "v2"),
-            (
-                "wharf.toml",
-                "build = \"sleep 43\"\nrun = \"exec python3 app.py\"\n",
-            ),
-        ],
-        "slow build",
-    );
-    kill_during_deploy(server, "$ sleep 43").await;
+    kill_during_a_slow_build(server, repo).await;
     let building = data.join("apps/api/releases/2");
     assert!(sleep_in(&building), "the build outlived the server");
     let partial = data.join("backups/api/before-2-1.tar.tmp");
