@@ -6,10 +6,10 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::{Repo, ServerProc, TempDir, free_port, page, require_python};
+use support::{Repo, ServerProc, TempDir, free_port, page, require_python, sleep_in};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wharf_testkit::assert_eventually;
 
@@ -148,27 +148,6 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 http.server.ThreadingHTTPServer((os.environ['HOST'], int(os.environ['PORT'])), H).serve_forever()
 ";
-
-/// True while a live `sleep` runs in `dir` (or below): a build or an app of this test's own
-/// data folder, never another test's `sleep` or an unrelated process with the same arguments.
-fn sleep_in(dir: &Path) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        let proc = e.path();
-        let sleeping =
-            std::fs::read_to_string(proc.join("comm")).is_ok_and(|c| c.trim() == "sleep");
-        // A zombie (killed, not yet waited for) runs nothing any more.
-        let live = std::fs::read_to_string(proc.join("stat")).is_ok_and(|s| {
-            s.rsplit_once(") ")
-                .is_some_and(|(_, rest)| !rest.starts_with(['Z', 'X']))
-        });
-        // The folder may be gone by now: the kernel then adds " (deleted)" to the link.
-        let cwd = std::fs::read_link(proc.join("cwd")).map(|c| {
-            let c = c.to_string_lossy().into_owned();
-            PathBuf::from(c.strip_suffix(" (deleted)").unwrap_or(&c))
-        });
-        sleeping && live && cwd.is_ok_and(|cwd| cwd.starts_with(dir))
-    })
-}
 
 /// An app `api` from a git repository, its release 1 serving "v1", on a server that waits long
 /// for health (`patient`) so each kill lands where the test means it to.

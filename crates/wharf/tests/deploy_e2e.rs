@@ -6,7 +6,7 @@ mod support;
 
 use std::process::Command as StdCommand;
 
-use support::{Repo, ServerProc, TempDir, free_port, page, require_python};
+use support::{Repo, ServerProc, TempDir, free_port, page, require_python, sleep_in};
 use wharf_testkit::{Load, assert_eventually, get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -619,5 +619,43 @@ async fn a_deploy_that_dies_at_start_is_shown_on_the_app_until_one_succeeds() {
     assert!(shown.contains("svc (process, enabled): running"), "{shown}");
     assert!(shown.contains("last change failed:"), "{shown}");
     assert!(shown.contains("boom: CONFIG is missing"), "{shown}");
+    server.stop().await;
+}
+
+/// A build that leaves something running in the background (a daemon, a watcher started by a
+/// tool) ends with its command: the deploy finishes instead of waiting on the output the
+/// leftover holds open, and nothing of the build keeps running in the release folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_that_leaves_a_process_behind_still_finishes() {
+    let tmp = TempDir::new("deploy-bg-build");
+    let data = tmp.0.join("data");
+    let repo = Repo::new(
+        &tmp.0,
+        "bg",
+        &[
+            ("index.html", "built site"),
+            (
+                "wharf.toml",
+                "build = \"sleep 300 & echo built\"\nstatic = \".\"\n",
+            ),
+        ],
+    );
+    let server = ServerProc::start(&data, free_port()).await;
+    server
+        .ok(&["apps", "create", "bg", "--git", &repo.url()])
+        .await;
+    let deploy = server.cli(&["deploy", "bg"]);
+    let (ok, out, err) = tokio::time::timeout(std::time::Duration::from_secs(120), deploy)
+        .await
+        .expect("the deploy finishes long before the leftover's 300 s");
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(
+        page(server.http, "bg.localhost").await.as_deref(),
+        Some("built site")
+    );
+    assert!(
+        !sleep_in(&data.join("apps/bg/releases/1")),
+        "the build's leftover still runs"
+    );
     server.stop().await;
 }

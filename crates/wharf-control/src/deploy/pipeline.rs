@@ -419,18 +419,26 @@ async fn watch(
         })
     })
     .collect();
+    // The build leads its own process group; taken before `wait`, which forgets the pid.
+    let group = child.id().and_then(rustix_pid);
+    let kill_group = || {
+        if let Some(pid) = group {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    };
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(s) => s.map_err(|e| format!("the build could not be watched: {e}"))?,
         Err(_) => {
-            if let Some(pid) = child.id().and_then(rustix_pid) {
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-            }
+            kill_group();
             let _ = child.kill().await;
             return Err(format!(
                 "the build took longer than {timeout:?} and was stopped"
             ));
         }
     };
+    // What the build left running in the background ends with it: it would hold the output
+    // open (the deploy would wait for it forever) and outlive its pid file.
+    kill_group();
     for p in pumps {
         let _ = p.await;
     }
