@@ -36,14 +36,14 @@ ms() { date +%s%3N; }
 kb() { awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.1f", b / 1024 }'; }
 
 run() { # app
-  local app=$1 t0 t1 t2 out
+  local app=$1 t0 t1 t2 t3 out
   "$WHARF" apps create "$app" --git "file://$work/$app.git" >/dev/null
   t0=$(ms); "$WHARF" deploy "$app" >/dev/null; t1=$(ms)
   (cd "$work/$app-src" && echo v2 > version && git commit -qam v2 && git push -q "$work/$app.git" main)
-  t1=$(ms); out=$("$WHARF" deploy "$app"); t2=$(ms)
+  t2=$(ms); out=$("$WHARF" deploy "$app"); t3=$(ms)
   local backup
   backup=$(printf '%s\n' "$out" | sed -n 's/^backup: //p')
-  printf '| %s | %s ms | %s ms | %s | %s |\n' "$app" "$((t1 - t0))" "$((t2 - t1))" \
+  printf '| %s | %s ms | %s ms | %s | %s |\n' "$app" "$((t1 - t0))" "$((t3 - t2))" \
     "$(kb "$backup") kB" "$(du -sk "$work/data/apps/$app/cache" 2>/dev/null | cut -f1 || echo 0) kB"
 }
 

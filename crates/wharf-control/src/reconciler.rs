@@ -154,6 +154,14 @@ impl Reconciler {
         result
     }
 
+    /// Brings the app back in line after a failed change was undone in the store (its
+    /// previous release put back). Not a change of its own: the failure stays on record, so
+    /// the app shows why its last deploy or rollback failed.
+    pub(crate) async fn restore(&self, name: &str, op: &OpLog) -> Result<String, String> {
+        let mut runs = self.runs.lock().await;
+        self.reconcile_locked(&mut runs, name, false, op).await
+    }
+
     async fn reconcile_locked(
         &self,
         runs: &mut HashMap<String, AppRun>,

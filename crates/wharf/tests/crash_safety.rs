@@ -6,9 +6,10 @@
 
 mod support;
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use support::{Repo, ServerProc, TempDir, free_port, page, require_python};
+use support::{Repo, ServerProc, TempDir, free_port, page, require_python, sleep_in};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wharf_testkit::assert_eventually;
 
@@ -46,42 +47,29 @@ async fn kill_during_deploy(server: ServerProc, marker: &str) {
     let _ = deploy.wait().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_server_comes_back_with_one_release_serving() {
-    require_python();
-    let tmp = TempDir::new("crash");
-    let data = tmp.0.join("data");
-    let (http_port, https_port) = (free_port(), free_port());
-    let repo = Repo::new(
-        &tmp.0,
-        "api",
-        &[
-            ("app.py", APP),
-            ("version", "v1"),
-            ("Procfile", "web: exec python3 app.py\n"),
-        ],
-    );
-    let server = ServerProc::start_with(&data, http_port, https_port, &patient()).await;
-    let http = server.http;
-    server
-        .ok(&["apps", "create", "api", "--git", &repo.url()])
-        .await;
-    server.ok(&["deploy", "api"]).await;
-    assert_eq!(page(http, "api.localhost").await.as_deref(), Some("v1"));
-
-    // 1. Killed during the build.
+/// Commits v2 with a build that takes long, and kills the server while it runs.
+async fn kill_during_a_slow_build(server: ServerProc, repo: &Repo) {
     repo.commit(
         &[
             ("version", "v2"),
             (
                 "wharf.toml",
-                "build = \"sleep 30\"\nrun = \"exec python3 app.py\"\n",
+                "build = \"sleep 43\"\nrun = \"exec python3 app.py\"\n",
             ),
         ],
         "slow build",
     );
-    kill_during_deploy(server, "$ sleep 30").await;
-    let server = ServerProc::start_with(&data, http_port, https_port, &patient()).await;
+    kill_during_deploy(server, "$ sleep 43").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_comes_back_with_one_release_serving() {
+    let (site, server) = Site::serving_v1("crash").await;
+    let (data, repo, http) = (&site.data, &site.repo, server.http);
+
+    // 1. Killed during the build.
+    kill_during_a_slow_build(server, repo).await;
+    let server = site.restart().await;
     // Apps come back in the background after the server is up.
     assert_eventually!(
         page(http, "api.localhost").await.as_deref() == Some("v1"),
@@ -108,7 +96,7 @@ async fn a_killed_server_comes_back_with_one_release_serving() {
         "slow start",
     );
     kill_during_deploy(server, "starting the new release").await;
-    let server = ServerProc::start_with(&data, http_port, https_port, &patient()).await;
+    let server = site.restart().await;
     assert_eventually!(
         page(http, "api.localhost").await.as_deref() == Some("v1"),
         "the previous release serves again"
@@ -161,17 +149,51 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer((os.environ['HOST'], int(os.environ['PORT'])), H).serve_forever()
 ";
 
-/// True once some process runs `needle` in its command line.
-fn process_running(needle: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline"))
-            .map(|c| {
-                String::from_utf8_lossy(&c)
-                    .replace('\0', " ")
-                    .contains(needle)
-            })
-            .unwrap_or(false)
-    })
+/// An app `api` from a git repository, its release 1 serving "v1", on a server that waits long
+/// for health (`patient`) so each kill lands where the test means it to.
+struct Site {
+    /// Removed with the site.
+    _tmp: TempDir,
+    data: PathBuf,
+    ports: (u16, u16),
+    repo: Repo,
+}
+
+impl Site {
+    async fn serving_v1(name: &str) -> (Site, ServerProc) {
+        require_python();
+        let tmp = TempDir::new(name);
+        let repo = Repo::new(
+            &tmp.0,
+            "api",
+            &[
+                ("app.py", APP),
+                ("version", "v1"),
+                ("Procfile", "web: exec python3 app.py\n"),
+            ],
+        );
+        let site = Site {
+            data: tmp.0.join("data"),
+            ports: (free_port(), free_port()),
+            repo,
+            _tmp: tmp,
+        };
+        let server = site.restart().await;
+        server
+            .ok(&["apps", "create", "api", "--git", &site.repo.url()])
+            .await;
+        server.ok(&["deploy", "api"]).await;
+        assert_eq!(
+            page(server.http, "api.localhost").await.as_deref(),
+            Some("v1")
+        );
+        (site, server)
+    }
+
+    /// Starts (again) a server on the same data and ports.
+    async fn restart(&self) -> ServerProc {
+        ServerProc::start_with(&self.data, self.ports.0, self.ports.1, &patient()).await
+    }
 }
 
 /// A rollback also restores the env the old release ran with; a server killed half-way must
@@ -212,7 +234,7 @@ async fn a_rollback_cut_short_puts_back_the_release_and_its_env() {
     std::fs::write(&slow, "").unwrap();
     let mut rollback = server.spawn_cli(&["rollback", "api", "1"]);
     assert_eventually!(
-        process_running("sleep 37"),
+        sleep_in(&data.join("apps/api/releases/1")),
         "release 1 is starting for the rollback"
     );
     server.kill9().await;
@@ -240,49 +262,24 @@ async fn a_rollback_cut_short_puts_back_the_release_and_its_env() {
 /// partial backup (planted here: a kill while a backup is written leaves one like it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_cut_short_by_a_kill_is_stopped_and_cleared_at_the_next_start() {
-    require_python();
-    let tmp = TempDir::new("crash-build");
-    let data = tmp.0.join("data");
-    let (http_port, https_port) = (free_port(), free_port());
-    let repo = Repo::new(
-        &tmp.0,
-        "api",
-        &[
-            ("app.py", APP),
-            ("version", "v1"),
-            ("Procfile", "web: exec python3 app.py\n"),
-        ],
-    );
-    let server = ServerProc::start_with(&data, http_port, https_port, &patient()).await;
-    let http = server.http;
-    server
-        .ok(&["apps", "create", "api", "--git", &repo.url()])
-        .await;
-    server.ok(&["deploy", "api"]).await;
-    assert_eq!(page(http, "api.localhost").await.as_deref(), Some("v1"));
+    let (site, server) = Site::serving_v1("crash-build").await;
+    let (data, repo, http) = (&site.data, &site.repo, server.http);
 
-    repo.commit(
-        &[
-            ("version", "v2"),
-            (
-                "wharf.toml",
-                "build = \"sleep 43\"\nrun = \"exec python3 app.py\"\n",
-            ),
-        ],
-        "slow build",
-    );
-    kill_during_deploy(server, "$ sleep 43").await;
-    assert!(process_running("sleep 43"), "the build outlived the server");
+    kill_during_a_slow_build(server, repo).await;
+    let building = data.join("apps/api/releases/2");
+    assert!(sleep_in(&building), "the build outlived the server");
     let partial = data.join("backups/api/before-2-1.tar.tmp");
     std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
     std::fs::write(&partial, "half an archive").unwrap();
 
-    let server = ServerProc::start_with(&data, http_port, https_port, &patient()).await;
-    // Reaped before the server says it is ready.
-    assert!(
-        !process_running("sleep 43"),
-        "the killed server's build still runs"
-    );
+    let server = site.restart().await;
+    // Killed before the server says it is ready; a few seconds for the kill to land, far
+    // less than the build has left to run.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sleep_in(&building) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!sleep_in(&building), "the killed server's build still runs");
     let releases = data.join("apps/api/releases");
     let left: Vec<String> = std::fs::read_dir(&releases)
         .unwrap()

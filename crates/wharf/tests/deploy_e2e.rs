@@ -6,7 +6,7 @@ mod support;
 
 use std::process::Command as StdCommand;
 
-use support::{Repo, ServerProc, TempDir, free_port, page, require_python};
+use support::{Repo, ServerProc, TempDir, free_port, page, require_python, sleep_in};
 use wharf_testkit::{Load, assert_eventually, get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -572,6 +572,90 @@ async fn git_push_over_smart_http_deploys_the_pushed_branch() {
     assert!(
         releases.contains("git file://") && releases.lines().count() == 3,
         "{releases}"
+    );
+    server.stop().await;
+}
+
+/// A deploy whose app dies at start leaves the app saying why, until a deploy succeeds: as
+/// `failed` when nothing else runs (a first deploy), as "last change failed" while the previous
+/// release keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_that_dies_at_start_is_shown_on_the_app_until_one_succeeds() {
+    require_python();
+    let tmp = TempDir::new("deploy-dies");
+    let crash = "web: echo 'boom: CONFIG is missing' >&2; exit 3\n";
+    let serve = "web: exec python3 -m http.server --bind $HOST $PORT\n";
+    let repo = Repo::new(&tmp.0, "svc", &[("Procfile", crash), ("index.html", "up")]);
+    let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
+    server
+        .ok(&["apps", "create", "svc", "--git", &repo.url()])
+        .await;
+
+    let (ok, out, err) = server.cli(&["deploy", "svc"]).await;
+    assert!(!ok, "the deploy fails:\n{out}\n{err}");
+    let app = server.app_json("svc").await;
+    assert_eq!(app["state"], "failed", "{app}");
+    let failure = app["failure"].as_str().unwrap_or_default();
+    assert!(failure.contains("boom: CONFIG is missing"), "{app}");
+
+    repo.commit(&[("Procfile", serve)], "serve");
+    server.ok(&["deploy", "svc"]).await;
+    assert_eq!(
+        page(server.http, "svc.localhost").await.as_deref(),
+        Some("up")
+    );
+    let app = server.app_json("svc").await;
+    assert_eq!(app["state"], "running", "{app}");
+    assert!(app["failure"].is_null(), "a deploy succeeded: {app}");
+
+    repo.commit(&[("Procfile", crash)], "crash again");
+    let (ok, out, err) = server.cli(&["deploy", "svc"]).await;
+    assert!(!ok, "the deploy fails:\n{out}\n{err}");
+    assert_eq!(
+        page(server.http, "svc.localhost").await.as_deref(),
+        Some("up")
+    );
+    let shown = server.ok(&["apps", "show", "svc"]).await;
+    assert!(shown.contains("svc (process, enabled): running"), "{shown}");
+    assert!(shown.contains("last change failed:"), "{shown}");
+    assert!(shown.contains("boom: CONFIG is missing"), "{shown}");
+    server.stop().await;
+}
+
+/// A build that leaves something running in the background (a daemon, a watcher started by a
+/// tool) ends with its command: the deploy finishes instead of waiting on the output the
+/// leftover holds open, and nothing of the build keeps running in the release folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_that_leaves_a_process_behind_still_finishes() {
+    let tmp = TempDir::new("deploy-bg-build");
+    let data = tmp.0.join("data");
+    let repo = Repo::new(
+        &tmp.0,
+        "bg",
+        &[
+            ("index.html", "built site"),
+            (
+                "wharf.toml",
+                "build = \"sleep 300 & echo built\"\nstatic = \".\"\n",
+            ),
+        ],
+    );
+    let server = ServerProc::start(&data, free_port()).await;
+    server
+        .ok(&["apps", "create", "bg", "--git", &repo.url()])
+        .await;
+    let deploy = server.cli(&["deploy", "bg"]);
+    let (ok, out, err) = tokio::time::timeout(std::time::Duration::from_secs(120), deploy)
+        .await
+        .expect("the deploy finishes long before the leftover's 300 s");
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(
+        page(server.http, "bg.localhost").await.as_deref(),
+        Some("built site")
+    );
+    assert!(
+        !sleep_in(&data.join("apps/bg/releases/1")),
+        "the build's leftover still runs"
     );
     server.stop().await;
 }

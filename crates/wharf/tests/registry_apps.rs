@@ -220,3 +220,62 @@ async fn express_from_its_package_json_serves_and_builds_from_its_cache() {
     );
     server.stop().await;
 }
+
+const OWN_PACKAGE: &str = "import http.server, os
+def main():
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'own package installed'
+            self.send_response(200); self.send_header('content-length', str(len(body))); self.end_headers(); self.wfile.write(body)
+        def log_message(self, *a): pass
+    http.server.ThreadingHTTPServer((os.environ['HOST'], int(os.environ['PORT'])), H).serve_forever()
+";
+
+/// A `requirements.txt` that installs the app's own project (`-e .`, a common way to get its
+/// package and scripts into the virtualenv) builds: pip needs the project's build backend from
+/// the index at install time, since an editable install is never taken from a wheel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requirements_file_that_installs_the_app_itself_builds() {
+    require_venv();
+    let tmp = TempDir::new("registry-editable");
+    let data = tmp.0.join("data");
+    let pyproject = "[build-system]
+requires = [\"setuptools>=61\"]
+build-backend = \"setuptools.build_meta\"
+
+[project]
+name = \"own-web\"
+version = \"1.0\"
+
+[project.scripts]
+own-web = \"own_web:main\"
+
+[tool.setuptools]
+packages = [\"own_web\"]
+";
+    let repo = Repo::new(
+        &tmp.0,
+        "own",
+        &[
+            ("pyproject.toml", pyproject),
+            ("own_web/__init__.py", OWN_PACKAGE),
+            ("requirements.txt", "-e .\n"),
+            // The script exists only once the project is installed in the release's .venv.
+            ("Procfile", "web: own-web\n"),
+        ],
+    );
+    let server = ServerProc::start(&data, free_port()).await;
+    server
+        .ok(&["apps", "create", "own", "--git", &repo.url()])
+        .await;
+    let (ok, out, err) = server.cli(&["deploy", "own"]).await;
+    assert!(
+        ok,
+        "the build installs the app's own project:\n{out}\n{err}"
+    );
+    assert_eq!(
+        page(server.http, "own.localhost").await.as_deref(),
+        Some("own package installed")
+    );
+    server.stop().await;
+}

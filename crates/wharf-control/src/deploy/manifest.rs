@@ -194,23 +194,22 @@ fn node_build(dir: &Path) -> Result<Option<String>, String> {
 /// Python dependencies go through a wheelhouse in the app's build cache (`$HOME/wheels`): pip's
 /// own download cache keeps a file only when the index sends cache headers, which mirrors and
 /// proxies often strip, while a wheel found in `--find-links` is taken over the index's copy of
-/// the same version. So a second build downloads nothing it already has, and an unchanged
-/// `requirements.txt` installs with the index unreachable.
+/// the same version. So a second build downloads nothing it already has, and with
+/// `PIP_NO_INDEX=1` in the app's env it needs nothing else. The install keeps the index: a
+/// local or editable project (`-e .` in `requirements.txt`, or the project itself) is built
+/// there, never taken from a wheel, and needs its build backend.
 fn python_build(dir: &Path) -> Option<String> {
-    const WHEELS: &str = r#"--find-links "$HOME/wheels""#;
-    let venv = "python3 -m venv .venv";
-    if dir.join("requirements.txt").is_file() {
-        Some(format!(
-            r#"{venv} && .venv/bin/pip wheel --wheel-dir "$HOME/wheels" {WHEELS} -r requirements.txt && .venv/bin/pip install --no-index {WHEELS} -r requirements.txt"#
-        ))
+    let what = if dir.join("requirements.txt").is_file() {
+        "-r requirements.txt"
     } else if dir.join("pyproject.toml").is_file() {
-        // The project's build requirements come from the index; its dependencies from the cache.
-        Some(format!(
-            r#"{venv} && .venv/bin/pip wheel --wheel-dir "$HOME/wheels" {WHEELS} . && .venv/bin/pip install {WHEELS} ."#
-        ))
+        "."
     } else {
-        None
-    }
+        return None;
+    };
+    const WHEELS: &str = r#"--find-links "$HOME/wheels""#;
+    Some(format!(
+        r#"python3 -m venv .venv && .venv/bin/pip wheel --wheel-dir "$HOME/wheels" {WHEELS} {what} && .venv/bin/pip install {WHEELS} {what}"#
+    ))
 }
 
 /// The folder holding `index.html`: the root, or a usual output folder.

@@ -328,7 +328,7 @@ async fn run(
     if let Err(e) = c.reconciler.reconcile(app, true, op).await {
         let _ = c.store.revert_release(app, n, previous, &e);
         // The old instances kept serving; this only restores the routes' view of them.
-        let _ = c.reconciler.reconcile(app, false, op).await;
+        let _ = c.reconciler.restore(app, op).await;
         return Err(match previous {
             Some(p) => format!("release {n} did not go live ({e}); release {p} keeps serving"),
             None => format!("release {n} did not go live: {e}"),
@@ -419,18 +419,26 @@ async fn watch(
         })
     })
     .collect();
+    // The build leads its own process group; taken before `wait`, which forgets the pid.
+    let group = child.id().and_then(rustix_pid);
+    let kill_group = || {
+        if let Some(pid) = group {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    };
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(s) => s.map_err(|e| format!("the build could not be watched: {e}"))?,
         Err(_) => {
-            if let Some(pid) = child.id().and_then(rustix_pid) {
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-            }
+            kill_group();
             let _ = child.kill().await;
             return Err(format!(
                 "the build took longer than {timeout:?} and was stopped"
             ));
         }
     };
+    // What the build left running in the background ends with it: it would hold the output
+    // open (the deploy would wait for it forever) and outlive its pid file.
+    kill_group();
     for p in pumps {
         let _ = p.await;
     }
@@ -564,7 +572,7 @@ async fn roll_back(
         let _ = c
             .store
             .undo_switch(app, release.number, previous, ReleaseStatus::Ready, None);
-        let _ = c.reconciler.reconcile(app, false, op).await;
+        let _ = c.reconciler.restore(app, op).await;
         return Err(format!("release {} did not go live: {e}", release.number));
     }
     // Left open, the switch would be undone at the next start although this release serves.

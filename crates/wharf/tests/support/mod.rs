@@ -262,3 +262,24 @@ impl Repo {
         format!("file://{}", self.bare.display())
     }
 }
+
+/// True while a live `sleep` runs in `dir` (or below): a build or an app of this test's own
+/// data folder, never another test's `sleep` or an unrelated process with the same arguments.
+pub fn sleep_in(dir: &Path) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        let proc = e.path();
+        let sleeping =
+            std::fs::read_to_string(proc.join("comm")).is_ok_and(|c| c.trim() == "sleep");
+        // A zombie (killed, not yet waited for) runs nothing any more.
+        let live = std::fs::read_to_string(proc.join("stat")).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with(['Z', 'X']))
+        });
+        // The folder may be gone by now: the kernel then adds " (deleted)" to the link.
+        let cwd = std::fs::read_link(proc.join("cwd")).map(|c| {
+            let c = c.to_string_lossy().into_owned();
+            PathBuf::from(c.strip_suffix(" (deleted)").unwrap_or(&c))
+        });
+        sleeping && live && cwd.is_ok_and(|cwd| cwd.starts_with(dir))
+    })
+}
