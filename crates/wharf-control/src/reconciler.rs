@@ -586,6 +586,7 @@ impl Reconciler {
                 limits: limits.clone(),
                 restart: RestartPolicy::default(),
                 stop_grace: STOP_GRACE,
+                isolation: Default::default(),
             });
         }
         Ok(Some(Desired { fingerprint, specs }))
