@@ -12,6 +12,7 @@ pub mod fuzz;
 mod oplog;
 mod paths;
 mod reconciler;
+mod sandbox;
 mod traffic;
 
 use std::net::SocketAddr;
@@ -51,6 +52,9 @@ pub struct ServerConfig {
     pub base_domain: String,
     /// How long new instances have to pass their health check before a change is given up.
     pub health_timeout: std::time::Duration,
+    /// The sandbox launcher, i.e. the wharf binary (`wharf sandbox-exec`); `None` runs apps and
+    /// builds unsandboxed. The process runtime must be given the same launcher.
+    pub sandbox_launcher: Option<PathBuf>,
 }
 
 /// State shared by API handlers.
@@ -138,6 +142,7 @@ impl Server {
             public_port: gateway.listen_addrs().first().map_or(80, |a| a.port()),
             base_domain: config.base_domain.clone(),
             health_timeout: config.health_timeout,
+            launcher: config.sandbox_launcher.clone(),
         };
         let reconciler = Reconciler::new(
             store.clone(),

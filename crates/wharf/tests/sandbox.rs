@@ -233,3 +233,92 @@ fn the_launcher_refuses_to_start_an_app_it_cannot_confine() {
         "{stderr}"
     );
 }
+
+/// A process app that reports, on its page, which of wharf's files it could read.
+const PROBE_APP: &str = "D=\"$WHARF_VOLUME/../..\"; cd \"$WHARF_VOLUME\" && \
+    for f in wharf.db admin.token apps/other/releases/1/secret.txt; do \
+      if cat \"$D/$f\" >/dev/null 2>&1; then echo \"$f: read\"; else echo \"$f: denied\"; fi; \
+    done > index.html && exec python3 -m http.server \"$PORT\" --bind \"$HOST\"";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_run_sandboxed_by_default_and_can_opt_out_visibly() {
+    support::require_python();
+    let tmp = TempDir::new("sbx-server");
+    let data = tmp.0.join("data");
+    let server = support::ServerProc::start(&data, free_port()).await;
+    let other = data.join("apps/other/releases/1");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("secret.txt"), "another app's code").unwrap();
+
+    server
+        .ok(&["apps", "create", "probe", "--run", PROBE_APP])
+        .await;
+    let page = support::page(server.http, "probe.localhost").await;
+    assert_eq!(
+        page.as_deref(),
+        Some("wharf.db: denied\nadmin.token: denied\napps/other/releases/1/secret.txt: denied\n"),
+        "the app serves, and reaches none of wharf's files"
+    );
+    let status = server.ok(&["status", "probe"]).await;
+    assert!(
+        status.contains("sandbox   landlock ABI") && status.contains("files"),
+        "{status}"
+    );
+    assert_eq!(server.app_json("probe").await["sandbox"], true);
+
+    // Opting out is explicit, restarts the app, and shows.
+    server
+        .ok(&["apps", "set", "probe", "--sandbox", "off"])
+        .await;
+    let status = server.ok(&["status", "probe"]).await;
+    assert!(status.contains("sandbox   off (opted out)"), "{status}");
+    assert!(
+        support::page(server.http, "probe.localhost")
+            .await
+            .is_some(),
+        "still serving"
+    );
+    let (ok, _, err) = server
+        .cli(&["apps", "set", "probe", "--sandbox", "maybe"])
+        .await;
+    assert!(!ok && err.contains("use on or off"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_cannot_write_outside_its_release_or_read_wharf_files() {
+    let tmp = TempDir::new("sbx-build");
+    let repo = support::Repo::new(
+        &tmp.0,
+        "site",
+        &[
+            ("index.html", "v1"),
+            (
+                "wharf.toml",
+                "build = \"echo cached > \\\"$HOME/ok\\\" && echo built > out.txt && \
+                 touch ../../../../escaped; cat ../../../../admin.token\"\nstatic = \".\"\n",
+            ),
+        ],
+    );
+    let data = tmp.0.join("data");
+    let server = support::ServerProc::start(&data, free_port()).await;
+    server
+        .ok(&["apps", "create", "site", "--git", &repo.url()])
+        .await;
+    let (ok, out, err) = server.cli(&["deploy", "site"]).await;
+    assert!(!ok, "the build fails:\n{out}\n{err}");
+    assert!(out.contains("(sandboxed:"), "{out}");
+    assert!(
+        out.contains("escaped': Permission denied")
+            && out.contains("admin.token: Permission denied"),
+        "the build log says what was refused:\n{out}"
+    );
+    assert!(err.contains("the build failed"), "{err}");
+    assert!(!data.join("escaped").exists());
+    assert_eq!(
+        std::fs::read_to_string(data.join("apps/site/cache/ok")).unwrap(),
+        "cached\n",
+        "the build cache is writable"
+    );
+    server.stop().await;
+}
