@@ -210,6 +210,26 @@ pub fn restrict_self(policy: &Policy) -> Result<Report, SandboxError> {
     })
 }
 
+/// `PATH` without the folders the sandbox keeps out of reach. A program found in such a
+/// folder could not run, and worse, tools that locate themselves through `PATH` (Python records
+/// the first `python3` on `PATH` as its own path, which a virtualenv then links to) would
+/// point at it; dropping those entries lets the search go on to one that works.
+pub fn reachable_path(path: &std::ffi::OsStr, policy: &Policy) -> std::ffi::OsString {
+    let roots: Vec<PathBuf> = SYSTEM_READ
+        .iter()
+        .map(PathBuf::from)
+        .chain(policy.read.iter().cloned())
+        .chain(policy.write.iter().cloned())
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    let kept: Vec<PathBuf> = std::env::split_paths(path)
+        .filter(|dir| {
+            std::fs::canonicalize(dir).is_ok_and(|real| roots.iter().any(|r| real.starts_with(r)))
+        })
+        .collect();
+    std::env::join_paths(kept).unwrap_or_default()
+}
+
 /// A rule for `path` with `access`, narrowed to what applies to a file when it is not a folder.
 fn rule(path: &Path, access: BitFlags<AccessFs>) -> std::io::Result<PathBeneath<PathFd>> {
     let meta = std::fs::metadata(path)?;
@@ -242,6 +262,24 @@ mod tests {
         };
         assert_eq!(old.describe(), "landlock ABI 3 (files)");
         assert!(Support::default().describe().contains("no Landlock"));
+    }
+
+    #[test]
+    fn path_keeps_only_folders_the_sandbox_reaches() {
+        let dir = std::env::temp_dir().join(format!("wharf-sandbox-path-{}", std::process::id()));
+        let tools = dir.join("release/.venv/bin");
+        let outside = dir.join("home/.pyenv/shims");
+        std::fs::create_dir_all(&tools).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let policy = Policy {
+            write: vec![dir.join("release")],
+            ..Default::default()
+        };
+        let path = std::env::join_paths([&tools, &outside, Path::new("/usr/bin")]).unwrap();
+        let kept = reachable_path(&path, &policy);
+        let kept: Vec<PathBuf> = std::env::split_paths(&kept).collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(kept, [tools, PathBuf::from("/usr/bin")]);
     }
 
     #[test]

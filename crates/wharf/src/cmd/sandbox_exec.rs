@@ -48,6 +48,8 @@ pub(crate) fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         write: args.write,
         bind_ports: args.bind_ports,
     };
+    // Before confining: finding out what is reachable needs the file system as it is.
+    let path = std::env::var_os("PATH").map(|p| wharf_sandbox::reachable_path(&p, &policy));
     match wharf_sandbox::restrict_self(&policy) {
         Ok(report) if !report.complete => eprintln!(
             "wharf sandbox: only partly enforced by this kernel: {}",
@@ -60,7 +62,12 @@ pub(crate) fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     }
     let (program, rest) = args.command.split_first().expect("clap requires a command");
-    let err = std::process::Command::new(program).args(rest).exec();
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(rest);
+    if let Some(path) = path {
+        cmd.env("PATH", path);
+    }
+    let err = cmd.exec();
     eprintln!(
         "wharf sandbox: cannot run {}: {err}",
         program.to_string_lossy()
