@@ -322,3 +322,58 @@ async fn a_build_cannot_write_outside_its_release_or_read_wharf_files() {
     );
     server.stop().await;
 }
+
+/// wharf run as an unprivileged user, without capabilities: it cannot give apps users of their
+/// own, so an app runs as wharf's user and owns the same files; only the sandbox keeps it from
+/// the database and the token. Opting out shows the difference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unprivileged_server_still_sandboxes_its_apps() {
+    support::require_python();
+    let tmp = TempDir::new("sbx-unprivileged");
+    let user = rustix::process::geteuid().is_root().then(|| {
+        let nobody = (65534, 65534);
+        std::os::unix::fs::chown(&tmp.0, Some(nobody.0), Some(nobody.1)).unwrap();
+        nobody
+    });
+    let data = tmp.0.join("data");
+    let server = support::ServerProc::start_as(&data, free_port(), free_port(), &[], user).await;
+    let other = data.join("apps/other/releases/1");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("secret.txt"), "another app's code").unwrap();
+    if let Some((uid, gid)) = user {
+        // Made here as root; the server (and the app) must own them as they would their own.
+        for p in [
+            "apps",
+            "apps/other",
+            "apps/other/releases",
+            "apps/other/releases/1",
+        ] {
+            std::os::unix::fs::chown(data.join(p), Some(uid), Some(gid)).unwrap();
+        }
+        std::os::unix::fs::chown(other.join("secret.txt"), Some(uid), Some(gid)).unwrap();
+    }
+
+    server
+        .ok(&["apps", "create", "probe", "--run", PROBE_APP])
+        .await;
+    assert_eq!(
+        support::page(server.http, "probe.localhost")
+            .await
+            .as_deref(),
+        Some("wharf.db: denied\nadmin.token: denied\napps/other/releases/1/secret.txt: denied\n"),
+    );
+    let status = server.ok(&["status", "probe"]).await;
+    assert!(status.contains("sandbox   landlock ABI"), "{status}");
+
+    // Without the sandbox the same app, as the same user, reads them all.
+    server
+        .ok(&["apps", "set", "probe", "--sandbox", "off"])
+        .await;
+    assert_eq!(
+        support::page(server.http, "probe.localhost")
+            .await
+            .as_deref(),
+        Some("wharf.db: read\nadmin.token: read\napps/other/releases/1/secret.txt: read\n"),
+    );
+    server.stop().await;
+}
