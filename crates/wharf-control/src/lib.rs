@@ -111,6 +111,11 @@ impl Server {
                 "the data folder and its database were readable by other users; now owner only (0700 / 0600)"
             );
         }
+        if config.sandbox_launcher.is_some()
+            && let Some(warning) = sandbox::data_folder_warning(&data)
+        {
+            tracing::warn!("the sandbox is on, {warning}");
+        }
         let store = Arc::new(Store::open(&data.db())?);
         let interrupted =
             store.fail_interrupted_operations()? + store.fail_interrupted_releases()?;

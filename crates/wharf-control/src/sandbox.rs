@@ -71,12 +71,27 @@ pub(crate) fn prepare(
 }
 
 /// For `wharf status`: how the app's processes are sandboxed, or why they are not.
-pub(crate) fn status(app: &App, launcher: Option<&Path>) -> String {
+pub(crate) fn status(app: &App, launcher: Option<&Path>, data: &DataDir) -> String {
     if !app.sandbox {
         return "off (opted out)".to_string();
     }
     if launcher.is_none() {
         return "off (this server has no sandbox launcher)".to_string();
     }
-    wharf_sandbox::support().describe()
+    let mut s = wharf_sandbox::support().describe();
+    if let Some(warning) = data_folder_warning(data) {
+        s.push_str("; ");
+        s.push_str(&warning);
+    }
+    s
+}
+
+/// Set when the data folder lies in a folder every sandboxed app may read.
+pub(crate) fn data_folder_warning(data: &DataDir) -> Option<String> {
+    wharf_sandbox::readable_system_folder(data.root()).map(|root| {
+        format!(
+            "but the data folder is inside {root}, which sandboxed apps may read: move it \
+             (e.g. to /var/lib/wharf)"
+        )
+    })
 }

@@ -43,6 +43,16 @@ pub const SYSTEM_READ: &[&str] = &[
     "/run/systemd/resolve",
 ];
 
+/// The system folder `path` lies in, if any: sandboxed programs may read all of it, so a
+/// data folder there would be readable by every app (Landlock rules only ever add access).
+pub fn readable_system_folder(path: &Path) -> Option<&'static str> {
+    let real = std::fs::canonicalize(path).ok()?;
+    SYSTEM_READ
+        .iter()
+        .copied()
+        .find(|root| std::fs::canonicalize(root).is_ok_and(|r| real.starts_with(r)))
+}
+
 /// Device files every program may read and write.
 pub const SYSTEM_DEVICES: &[&str] = &[
     "/dev/null",
@@ -280,6 +290,17 @@ mod tests {
         let kept: Vec<PathBuf> = std::env::split_paths(&kept).collect();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(kept, [tools, PathBuf::from("/usr/bin")]);
+    }
+
+    #[test]
+    fn a_folder_inside_a_system_folder_is_noticed() {
+        assert_eq!(
+            readable_system_folder(Path::new("/etc/hostname")),
+            Some("/etc")
+        );
+        assert_eq!(readable_system_folder(Path::new("/nonexistent")), None);
+        let tmp = std::env::temp_dir();
+        assert_eq!(readable_system_folder(&tmp), None, "{}", tmp.display());
     }
 
     #[test]
