@@ -66,6 +66,10 @@ pub struct Settings {
     /// `Strict-Transport-Security` max-age on HTTPS answers, e.g. `"365d"`; `"off"` sends none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hsts: Option<String>,
+    /// Whether the app's processes and builds run in the sandbox (default true); false opts
+    /// out, and `wharf status` shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<bool>,
 }
 
 /// `POST /api/v1/apps/{app}/domains`: adds a host name, or changes the certificate source of
@@ -185,6 +189,13 @@ pub struct AppView {
     pub failure: Option<String>,
     /// Set when memory/CPU limits are not enforced here, saying why.
     pub limits_note: Option<String>,
+    /// The app's sandbox setting (false: it opted out).
+    #[serde(default = "yes")]
+    pub sandbox: bool,
+    /// How the app's processes are sandboxed, e.g. "landlock ABI 7 (files, tcp bind,
+    /// signals)", or "off (opted out)", "unavailable (...)".
+    #[serde(default)]
+    pub sandbox_status: Option<String>,
     /// The live release, once something was deployed.
     #[serde(default)]
     pub release: Option<u32>,
@@ -310,4 +321,8 @@ pub struct WebhookView {
     pub secret: String,
     /// Pushes to other branches are ignored.
     pub branch: String,
+}
+
+fn yes() -> bool {
+    true
 }

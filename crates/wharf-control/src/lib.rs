@@ -12,6 +12,7 @@ pub mod fuzz;
 mod oplog;
 mod paths;
 mod reconciler;
+mod sandbox;
 mod traffic;
 
 use std::net::SocketAddr;
@@ -51,6 +52,9 @@ pub struct ServerConfig {
     pub base_domain: String,
     /// How long new instances have to pass their health check before a change is given up.
     pub health_timeout: std::time::Duration,
+    /// The sandbox launcher, i.e. the wharf binary (`wharf sandbox-exec`); `None` runs apps and
+    /// builds unsandboxed. The process runtime must be given the same launcher.
+    pub sandbox_launcher: Option<PathBuf>,
 }
 
 /// State shared by API handlers.
@@ -107,6 +111,11 @@ impl Server {
                 "the data folder and its database were readable by other users; now owner only (0700 / 0600)"
             );
         }
+        if config.sandbox_launcher.is_some()
+            && let Some(warning) = sandbox::data_folder_warning(&data)
+        {
+            tracing::warn!("the sandbox is on, {warning}");
+        }
         let store = Arc::new(Store::open(&data.db())?);
         let interrupted =
             store.fail_interrupted_operations()? + store.fail_interrupted_releases()?;
@@ -138,6 +147,7 @@ impl Server {
             public_port: gateway.listen_addrs().first().map_or(80, |a| a.port()),
             base_domain: config.base_domain.clone(),
             health_timeout: config.health_timeout,
+            launcher: config.sandbox_launcher.clone(),
         };
         let reconciler = Reconciler::new(
             store.clone(),

@@ -138,6 +138,11 @@ impl DataDir {
         self.app_dir(app).join("cache")
     }
 
+    /// `apps/<app>/tmp/`: the app's private `TMPDIR` (the sandbox keeps it off the shared /tmp).
+    pub(crate) fn tmp(&self, app: &str) -> PathBuf {
+        self.app_dir(app).join("tmp")
+    }
+
     /// Pid files of running instances and builds, reaped after a killed server.
     pub(crate) fn run(&self) -> PathBuf {
         self.root.join("run")

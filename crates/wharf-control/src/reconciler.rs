@@ -49,6 +49,8 @@ pub(crate) struct Routing {
     pub(crate) base_domain: String,
     /// How long new instances have to pass their health check.
     pub(crate) health_timeout: Duration,
+    /// The sandbox launcher; `None`: apps and builds run unsandboxed.
+    pub(crate) launcher: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -133,6 +135,11 @@ impl Reconciler {
     }
 
     /// The default host of an app: `<app>.<base-domain>`.
+    /// The sandbox launcher apps and builds are started through, if any.
+    pub(crate) fn launcher(&self) -> Option<&std::path::Path> {
+        self.routing.launcher.as_deref()
+    }
+
     pub(crate) fn default_host(&self, app: &str) -> String {
         format!("{app}.{}", self.routing.base_domain)
     }
@@ -577,10 +584,20 @@ impl Reconciler {
             memory_bytes: app.memory_bytes,
             cpu_millis: app.cpu_millis,
         };
-        let fingerprint = fingerprint(run, &workdir, &env, &limits, app.replicas);
+        let sandboxed = app.sandbox && self.launcher().is_some();
+        if sandboxed {
+            env.entry("TMPDIR".into())
+                .or_insert_with(|| self.data.tmp(&app.name).display().to_string());
+        }
+        // The sandbox setting is part of what runs: switching it restarts the app.
+        let fingerprint = fingerprint(run, &workdir, &env, &limits, app.replicas, sandboxed);
         let mut specs = Vec::new();
         for _ in 0..app.replicas {
             let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+            let sandbox =
+                crate::sandbox::instance_policy(self.launcher(), &self.data, app, &workdir, port);
+            crate::sandbox::prepare(sandbox.as_ref(), self.data.tmp(&app.name), &mut env)
+                .map_err(|e| format!("cannot prepare the sandbox's folders: {e}"))?;
             specs.push(InstanceSpec {
                 app: app.name.clone(),
                 instance: format!("{}-{port}", app.name),
@@ -594,6 +611,10 @@ impl Reconciler {
                 limits: limits.clone(),
                 restart: RestartPolicy::default(),
                 stop_grace: STOP_GRACE,
+                isolation: wharf_runtime::Isolation {
+                    sandbox,
+                    ..Default::default()
+                },
             });
         }
         Ok(Some(Desired { fingerprint, specs }))
@@ -632,6 +653,7 @@ fn fingerprint(
     env: &BTreeMap<String, String>,
     limits: &Limits,
     replicas: u32,
+    sandboxed: bool,
 ) -> u64 {
     let mut h = DefaultHasher::new();
     (
@@ -641,6 +663,7 @@ fn fingerprint(
         limits.memory_bytes,
         limits.cpu_millis,
         replicas,
+        sandboxed,
     )
         .hash(&mut h);
     // Zero means "nothing runs"; keep real fingerprints away from it.

@@ -84,6 +84,7 @@ fn harness(name: &str) -> Harness {
         public_port: gateway.listen_addrs()[0].port(),
         base_domain: "localhost".into(),
         health_timeout: std::time::Duration::from_secs(2),
+        launcher: None,
     };
     let runtime: Arc<dyn Runtime> = Arc::new(NoRuntime::default());
     let reconciler = Reconciler::new(

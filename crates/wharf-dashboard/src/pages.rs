@@ -354,6 +354,7 @@ pub(crate) async fn app(
                     dt { "CPU time" } dd { (cpu(&a)) }
                     dt { "Memory" } dd { (bytes(rss(&a))) }
                     @if let Some(note) = &a.limits_note { dt { "Limits" } dd.muted { (note) } }
+                    @if let Some(sandbox) = &a.sandbox_status { dt { "Sandbox" } dd { (sandbox) } }
                 }
                 form.inline method="post" action={(base) "/restart"} {
                     (csrf_field(csrf)) button.secondary type="submit" { "Restart" }

@@ -3,8 +3,12 @@
 //! container runtimes implement the same trait.
 #![forbid(unsafe_code)]
 
+mod isolation;
+mod launch;
 mod process;
 
+pub use isolation::{AppUser, Isolation, SandboxPolicy};
+pub use launch::shell_command;
 pub use process::{ProcessRuntime, pidfile};
 
 use std::collections::BTreeMap;
@@ -60,6 +64,7 @@ pub struct InstanceSpec {
     pub restart: RestartPolicy,
     /// SIGTERM → wait this long → SIGKILL.
     pub stop_grace: Duration,
+    pub isolation: Isolation,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

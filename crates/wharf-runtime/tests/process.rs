@@ -40,6 +40,7 @@ fn spec(d: &Dir, name: &str, command: &str) -> InstanceSpec {
             stable_after: Duration::from_secs(30),
         },
         stop_grace: Duration::from_millis(300),
+        isolation: Default::default(),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::{Store, now};
 
 const APP_COLUMNS: &str = "id, name, kind, availability, run, workdir, root, replicas, memory_bytes, \
                            cpu_millis, max_body, health_path, created_at, updated_at, release, keep_releases, \
-                           git_url, git_ref, webhook_secret IS NOT NULL, hsts_seconds";
+                           git_url, git_ref, webhook_secret IS NOT NULL, hsts_seconds, sandbox";
 
 fn not_found(name: &str) -> StoreError {
     StoreError::NotFound {
@@ -50,6 +50,7 @@ fn row_to_app(row: &Row<'_>) -> rusqlite::Result<(i64, App)> {
             git_ref: row.get(17)?,
             has_webhook: row.get(18)?,
             hsts_seconds: row.get(19)?,
+            sandbox: row.get(20)?,
             tls: BTreeMap::new(),
         },
     ))
@@ -118,6 +119,7 @@ fn apply_settings(tx: &Transaction<'_>, id: i64, s: &AppSettings) -> Result<()> 
     set!(git_url, "git_url", |v: &Option<String>| v.clone());
     set!(git_ref, "git_ref", |v: &Option<String>| v.clone());
     set!(hsts_seconds, "hsts_seconds", |v: &Option<u64>| *v);
+    set!(sandbox, "sandbox", |v: &bool| *v);
     tx.execute(
         "UPDATE apps SET updated_at = ?1 WHERE id = ?2",
         params![now(), id],

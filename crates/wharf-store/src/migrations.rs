@@ -97,6 +97,8 @@ const STEPS: &[&str] = &[
     // 6: the config (env, settings) in force before a rollback began changing it, so a server
     // killed mid-rollback puts it back together with the release.
     "ALTER TABLE apps ADD COLUMN switching_config TEXT;",
+    // 7: the sandbox, on unless the app opts out explicitly.
+    "ALTER TABLE apps ADD COLUMN sandbox INTEGER NOT NULL DEFAULT 1;",
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

@@ -83,6 +83,8 @@ pub struct App {
     pub hsts_seconds: Option<u64>,
     /// Domains served over HTTPS and where their certificate comes from.
     pub tls: BTreeMap<String, Tls>,
+    /// Whether the app's processes and builds run in the sandbox (off only when asked).
+    pub sandbox: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -103,6 +105,7 @@ pub struct AppSettings {
     pub git_url: Option<Option<String>>,
     pub git_ref: Option<Option<String>>,
     pub hsts_seconds: Option<Option<u64>>,
+    pub sandbox: Option<bool>,
 }
 
 /// Where a domain's certificate comes from.

@@ -121,6 +121,11 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // The sandbox launcher (hidden) is handled before anything else: see `cmd::sandbox_exec`.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == "sandbox-exec") {
+        return cmd::sandbox_exec::run(args);
+    }
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

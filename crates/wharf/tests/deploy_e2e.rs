@@ -239,7 +239,8 @@ async fn twenty_back_to_back_deploys_never_cut_a_slow_request() {
     );
     let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
     let http = server.http;
-    let marks = tmp.0.join("marks");
+    // In the app's volume: the one place of the data folder its sandbox lets it write.
+    let marks = tmp.0.join("data/volumes/slow/marks");
     let marks_env = format!("MARKS={}", marks.display());
     server
         .ok(&[

@@ -9,13 +9,12 @@ use std::path::Path;
 use support::{ServerProc, TempDir, free_port, page, require_python};
 use wharf_testkit::{assert_eventually, get};
 
-/// A tiny app: writes $GREETING into its page, then serves the folder on $PORT.
-fn app_command(dir: &Path) -> String {
-    format!(
-        "cd {} && printf '%s' \"$GREETING\" > index.html && printf '%s' \"$WHARF_VOLUME\" > volume.txt \
-         && exec python3 -m http.server \"$PORT\" --bind \"$HOST\"",
-        dir.display()
-    )
+/// A tiny app: writes $GREETING into its page, then serves the folder on $PORT. It works in
+/// its volume, the folder it may write to in its sandbox.
+fn app_command() -> String {
+    "cd \"$WHARF_VOLUME\" && printf '%s' \"$GREETING\" > index.html && printf '%s' \"$WHARF_VOLUME\" > volume.txt \
+         && exec python3 -m http.server \"$PORT\" --bind \"$HOST\""
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,8 +22,6 @@ async fn apps_run_restart_follow_routes_and_come_back_after_a_server_restart() {
     require_python();
     let tmp = TempDir::new("lifecycle");
     let data = tmp.0.join("data");
-    let site = tmp.0.join("site");
-    std::fs::create_dir_all(&site).unwrap();
     let port = free_port();
     let server = ServerProc::start(&data, port).await;
     let http = server.http;
@@ -36,7 +33,7 @@ async fn apps_run_restart_follow_routes_and_come_back_after_a_server_restart() {
             "create",
             "blog",
             "--run",
-            &app_command(&site),
+            &app_command(),
             "--env",
             "GREETING=hello",
         ])
@@ -193,8 +190,6 @@ async fn a_killed_server_leaves_no_duplicate_apps_behind() {
     require_python();
     let tmp = TempDir::new("kill9");
     let data = tmp.0.join("data");
-    let site = tmp.0.join("site");
-    std::fs::create_dir_all(&site).unwrap();
     let port = free_port();
     let mut server = ServerProc::start(&data, port).await;
     server
@@ -203,7 +198,7 @@ async fn a_killed_server_leaves_no_duplicate_apps_behind() {
             "create",
             "blog",
             "--run",
-            &app_command(&site),
+            &app_command(),
             "--env",
             "GREETING=one",
         ])
@@ -243,8 +238,6 @@ async fn an_app_that_crashes_at_start_fails_at_once_with_its_output() {
     require_python();
     let tmp = TempDir::new("crash-at-start");
     let data = tmp.0.join("data");
-    let site = tmp.0.join("site");
-    std::fs::create_dir_all(&site).unwrap();
     // A health timeout far longer than the test may take: only the exit can end the wait.
     let server = ServerProc::start_with(
         &data,
@@ -318,7 +311,7 @@ async fn an_app_that_crashes_at_start_fails_at_once_with_its_output() {
     // it does.
     let cmd = format!(
         "if [ \"$MODE\" = broken ]; then echo 'MODE=broken is not supported'; exit 2; fi; {}",
-        app_command(&site)
+        app_command()
     );
     server
         .ok(&[

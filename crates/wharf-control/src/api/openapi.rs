@@ -150,7 +150,8 @@ pub(crate) fn spec() -> Value {
                     "git_url": { "type": "string" },
                     "git_ref": { "type": "string" },
                     "keep_releases": { "type": "integer", "minimum": 1, "maximum": 100 },
-                    "hsts": { "type": "string", "examples": ["365d", "off"] }
+                    "hsts": { "type": "string", "examples": ["365d", "off"] },
+                    "sandbox": { "type": "boolean", "description": "Run the app's processes and builds in the sandbox (default true)." }
                 } },
                 "CreateApp": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": {
                     "name": { "type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$", "maxLength": 63 },

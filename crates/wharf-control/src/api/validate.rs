@@ -100,6 +100,7 @@ pub(crate) fn settings(s: &Settings, kind: AppKind) -> Result<AppSettings, ApiEr
         }
         out.keep_releases = Some(k);
     }
+    out.sandbox = s.sandbox;
     if let Some(a) = &s.availability {
         let a: Availability = a
             .parse()

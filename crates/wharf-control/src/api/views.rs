@@ -91,6 +91,9 @@ fn with_instances(
         state,
         failure,
         limits_note,
+        sandbox: app.sandbox,
+        sandbox_status: (app.kind == AppKind::Process)
+            .then(|| crate::sandbox::status(app, rec.launcher(), &control.data)),
         release: app.release,
         git_url: app.git_url.clone(),
         git_ref: app.git_ref.clone(),

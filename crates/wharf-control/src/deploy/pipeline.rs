@@ -236,12 +236,23 @@ async fn run(
         env.extend(c.store.env(app).unwrap_or_default());
         let cache = c.data.build_cache(app);
         let pid_file = c.data.build_pid(app);
+        let sandbox =
+            crate::sandbox::build_policy(c.reconciler.launcher(), &c.data, &current, &dir);
+        let setup = Setup {
+            cache: &cache,
+            pid_file: &pid_file,
+            launcher: c.reconciler.launcher(),
+            sandbox: sandbox.as_ref(),
+        };
         let ran = match (
             std::fs::create_dir_all(&cache),
             std::fs::create_dir_all(c.data.run()),
+            crate::sandbox::prepare(sandbox.as_ref(), c.data.tmp(app), &mut env),
         ) {
-            (Ok(()), Ok(())) => build(cmd, &dir, &cache, &pid_file, env, plan.timeout, out).await,
-            (Err(e), _) | (_, Err(e)) => Err(format!("cannot prepare the build: {e}")),
+            (Ok(()), Ok(()), Ok(())) => build(cmd, &dir, setup, env, plan.timeout, out).await,
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                Err(format!("cannot prepare the build: {e}"))
+            }
         };
         if let Err(e) = ran {
             return fail("build", e);
@@ -352,6 +363,16 @@ async fn run(
     ))
 }
 
+/// Where a build keeps its state, and how it is started: through the sandbox launcher when
+/// the app is sandboxed.
+#[derive(Clone, Copy)]
+struct Setup<'a> {
+    cache: &'a Path,
+    pid_file: &'a Path,
+    launcher: Option<&'a Path>,
+    sandbox: Option<&'a wharf_runtime::SandboxPolicy>,
+}
+
 /// Runs the build command in the release folder, streaming its output, within the timeout.
 /// `HOME` is the app's build cache (`cache`), so download caches outlive the release and serve
 /// the next build; the app's tool folders come first on `PATH`. The process group is recorded
@@ -359,16 +380,25 @@ async fn run(
 async fn build(
     cmd: &str,
     dir: &Path,
-    cache: &Path,
-    pid_file: &Path,
+    setup: Setup<'_>,
     mut env: BTreeMap<String, String>,
     timeout: Duration,
     out: &Output,
 ) -> Result<(), String> {
+    let Setup {
+        cache,
+        pid_file,
+        launcher,
+        sandbox,
+    } = setup;
     super::add_tool_paths(dir, &mut env);
-    let child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(cmd)
+    let (program, args) = wharf_runtime::shell_command(launcher, sandbox, cmd)
+        .map_err(|e| format!("cannot run the build: {e}"))?;
+    if sandbox.is_some() {
+        out.line("(sandboxed: writes only to the release folder, the build cache and its tmp)");
+    }
+    let child = Command::new(program)
+        .args(args)
         .current_dir(dir)
         .env_clear()
         .env("HOME", cache)

@@ -30,6 +30,8 @@ pub struct ProcessRuntime {
     /// Where each running instance's pid is recorded, so a later start can stop what a killed
     /// server left behind.
     pids: Option<PathBuf>,
+    /// The sandbox launcher (the wharf binary), for instances with a sandbox policy.
+    launcher: Option<Arc<PathBuf>>,
 }
 
 struct Instance {
@@ -90,6 +92,13 @@ impl ProcessRuntime {
             pids: Some(dir),
             ..Default::default()
         })
+    }
+
+    /// Starts sandboxed instances through `launcher` (`LAUNCHER sandbox-exec ... -- /bin/sh -c
+    /// CMD`, see [`crate::shell_command`]).
+    pub fn with_launcher(mut self, launcher: PathBuf) -> ProcessRuntime {
+        self.launcher = Some(Arc::new(launcher));
+        self
     }
 
     /// Kills the process groups of instances a previous run recorded and did not stop (the
@@ -157,7 +166,14 @@ impl ProcessRuntime {
         let log = self.app_log(&spec);
         let (first_tx, first_rx) = oneshot::channel();
         let pid_file = self.pids.as_ref().map(|d| d.join(format!("{name}.pid")));
-        tokio::spawn(supervise(instance, log, pid_file, first_tx, done_tx));
+        tokio::spawn(supervise(
+            instance,
+            log,
+            pid_file,
+            self.launcher.clone(),
+            first_tx,
+            done_tx,
+        ));
         match first_rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(source)) => {
@@ -283,10 +299,11 @@ fn status_without_usage(i: &Instance) -> InstanceStatus {
     }
 }
 
-fn command(spec: &InstanceSpec) -> Command {
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(&spec.command)
+fn command(spec: &InstanceSpec, launcher: Option<&std::path::Path>) -> std::io::Result<Command> {
+    let (program, args) =
+        crate::shell_command(launcher, spec.isolation.sandbox.as_ref(), &spec.command)?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .current_dir(&spec.workdir)
         .env_clear()
         .env(
@@ -303,7 +320,7 @@ fn command(spec: &InstanceSpec) -> Command {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
-    cmd
+    Ok(cmd)
 }
 
 fn describe(status: ExitStatus) -> String {
@@ -336,6 +353,7 @@ async fn supervise(
     inst: Arc<Instance>,
     log: Arc<AppLog>,
     pid_file: Option<PathBuf>,
+    launcher: Option<Arc<PathBuf>>,
     first: oneshot::Sender<std::io::Result<()>>,
     done: watch::Sender<bool>,
 ) {
@@ -358,7 +376,9 @@ async fn supervise(
     let mut crashes = 0u32;
     let mut backoff = spec.restart.backoff_initial;
     loop {
-        let mut child: Child = match command(spec).spawn() {
+        let spawned =
+            command(spec, launcher.as_deref().map(|p| p.as_path())).and_then(|mut c| c.spawn());
+        let mut child: Child = match spawned {
             Ok(c) => c,
             Err(e) => {
                 log.line(&name, "wharf", &format!("cannot start: {e}"));

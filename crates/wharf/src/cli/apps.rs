@@ -47,6 +47,17 @@ pub(crate) struct SettingsArgs {
     /// Send Strict-Transport-Security with this max-age on HTTPS answers, e.g. 365d; "off" to stop.
     #[arg(long, value_name = "DURATION")]
     hsts: Option<String>,
+    /// Run the app's processes and builds in the sandbox (default on); "off" opts out.
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    sandbox: Option<bool>,
+}
+
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("`{s}`: use on or off")),
+    }
 }
 
 impl SettingsArgs {
@@ -65,6 +76,7 @@ impl SettingsArgs {
             git_ref: self.branch,
             keep_releases: self.keep_releases,
             hsts: self.hsts,
+            sandbox: self.sandbox,
         }
     }
 }

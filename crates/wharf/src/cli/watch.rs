@@ -126,6 +126,9 @@ pub(crate) fn show_app(a: &AppView) {
         if let Some(note) = &a.limits_note {
             outln!("            ({note})");
         }
+        if let Some(sandbox) = &a.sandbox_status {
+            outln!("  sandbox   {sandbox}");
+        }
     }
     if !a.instances.is_empty() {
         outln!();

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod gateway;
+pub(crate) mod sandbox_exec;
 pub(crate) mod server;
 mod signals;
 

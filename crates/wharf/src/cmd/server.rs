@@ -72,6 +72,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .acme_challenge
         .parse()
         .map_err(|e| anyhow::anyhow!("--acme-challenge: {e}"))?;
+    // This very binary confines apps: `wharf sandbox-exec` (see `cmd::sandbox_exec`).
+    let launcher = std::env::current_exe().context("cannot find the wharf binary's path")?;
     let config = ServerConfig {
         data_dir: args.data.clone(),
         api: args.api,
@@ -88,12 +90,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         admin: Some(args.admin),
         base_domain: args.base_domain.clone(),
         health_timeout: args.health_timeout,
+        sandbox_launcher: Some(launcher.clone()),
     };
     wharf_control::create_data_dir(&args.data)
         .with_context(|| format!("cannot create the data folder {}", args.data.display()))?;
     let processes = Arc::new(
         ProcessRuntime::with_pid_dir(args.data.join("run"))
-            .context("cannot create the folder for instance pids")?,
+            .context("cannot create the folder for instance pids")?
+            .with_launcher(launcher),
     );
     let reaped = processes.reap_orphans();
     if reaped > 0 {

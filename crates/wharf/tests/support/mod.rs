@@ -61,7 +61,22 @@ impl ServerProc {
         https_port: u16,
         env: &[(&str, String)],
     ) -> ServerProc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        Self::start_as(data, http_port, https_port, env, None).await
+    }
+
+    /// Like [`ServerProc::start_with`], as the user and group `user` (uid, gid) if given.
+    pub async fn start_as(
+        data: &Path,
+        http_port: u16,
+        https_port: u16,
+        env: &[(&str, String)],
+        user: Option<(u32, u32)>,
+    ) -> ServerProc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        if let Some((uid, gid)) = user {
+            cmd.uid(uid).gid(gid);
+        }
+        let mut child = cmd
             .arg("server")
             // A relative data folder, as in the README: apps must still get absolute paths.
             .current_dir(data.parent().unwrap())
