@@ -3,8 +3,10 @@
 //! container runtimes implement the same trait.
 #![forbid(unsafe_code)]
 
+mod isolation;
 mod process;
 
+pub use isolation::{AppUser, Isolation, SandboxPolicy};
 pub use process::{ProcessRuntime, pidfile};
 
 use std::collections::BTreeMap;
@@ -60,6 +62,8 @@ pub struct InstanceSpec {
     pub restart: RestartPolicy,
     /// SIGTERM → wait this long → SIGKILL.
     pub stop_grace: Duration,
+    /// The user it runs as and its sandbox.
+    pub isolation: Isolation,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -97,6 +97,13 @@ const STEPS: &[&str] = &[
     // 6: the config (env, settings) in force before a rollback began changing it, so a server
     // killed mid-rollback puts it back together with the release.
     "ALTER TABLE apps ADD COLUMN switching_config TEXT;",
+    // 7: the user id each app runs as. Keyed by name, not by app row: a deleted app's files
+    // (volume, logs, code) stay until it is purged, and so does its uid, which an app created
+    // again under that name gets back; no other app ever gets it meanwhile.
+    "CREATE TABLE app_users (
+        app  TEXT PRIMARY KEY,
+        uid  INTEGER NOT NULL UNIQUE
+    );",
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

@@ -240,6 +240,8 @@ async fn twenty_back_to_back_deploys_never_cut_a_slow_request() {
     let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
     let http = server.http;
     let marks = tmp.0.join("marks");
+    std::fs::write(&marks, "").unwrap();
+    support::open_to_apps(&marks);
     let marks_env = format!("MARKS={}", marks.display());
     server
         .ok(&[

@@ -25,6 +25,7 @@ async fn apps_run_restart_follow_routes_and_come_back_after_a_server_restart() {
     let data = tmp.0.join("data");
     let site = tmp.0.join("site");
     std::fs::create_dir_all(&site).unwrap();
+    support::open_to_apps(&site);
     let port = free_port();
     let server = ServerProc::start(&data, port).await;
     let http = server.http;
@@ -195,6 +196,7 @@ async fn a_killed_server_leaves_no_duplicate_apps_behind() {
     let data = tmp.0.join("data");
     let site = tmp.0.join("site");
     std::fs::create_dir_all(&site).unwrap();
+    support::open_to_apps(&site);
     let port = free_port();
     let mut server = ServerProc::start(&data, port).await;
     server
@@ -245,6 +247,7 @@ async fn an_app_that_crashes_at_start_fails_at_once_with_its_output() {
     let data = tmp.0.join("data");
     let site = tmp.0.join("site");
     std::fs::create_dir_all(&site).unwrap();
+    support::open_to_apps(&site);
     // A health timeout far longer than the test may take: only the exit can end the wait.
     let server = ServerProc::start_with(
         &data,

@@ -91,6 +91,12 @@ fn with_instances(
         state,
         failure,
         limits_note,
+        uid: rec
+            .users()
+            .on()
+            .then(|| control.store.known_app_uid(&app.name).ok().flatten())
+            .flatten(),
+        users_note: rec.users().note().map(str::to_string),
         release: app.release,
         git_url: app.git_url.clone(),
         git_ref: app.git_ref.clone(),

@@ -224,6 +224,15 @@ async fn run(
         },
     );
 
+    // The release is the app's (its user builds it, and runs in it): code that writes beside
+    // itself (caches, `__pycache__`) keeps working, and no other app can read it.
+    // The build cache too, made before it is given away with the rest.
+    let _ = std::fs::create_dir_all(c.data.build_cache(app));
+    let user = match c.reconciler.app_user(app) {
+        Ok(u) => u,
+        Err(e) => return fail("fetch", e),
+    };
+
     // 2. Build.
     let plan = match manifest::detect(&dir) {
         Ok(p) => p,
@@ -240,7 +249,9 @@ async fn run(
             std::fs::create_dir_all(&cache),
             std::fs::create_dir_all(c.data.run()),
         ) {
-            (Ok(()), Ok(())) => build(cmd, &dir, &cache, &pid_file, env, plan.timeout, out).await,
+            (Ok(()), Ok(())) => {
+                build(cmd, &dir, &cache, &pid_file, user, env, plan.timeout, out).await
+            }
             (Err(e), _) | (_, Err(e)) => Err(format!("cannot prepare the build: {e}")),
         };
         if let Err(e) = ran {
@@ -356,17 +367,21 @@ async fn run(
 /// `HOME` is the app's build cache (`cache`), so download caches outlive the release and serve
 /// the next build; the app's tool folders come first on `PATH`. The process group is recorded
 /// in `pid_file` while it runs, so a server killed meanwhile stops it when it starts again.
+/// With a `user`, the build runs as the app's user and group.
+#[allow(clippy::too_many_arguments)]
 async fn build(
     cmd: &str,
     dir: &Path,
     cache: &Path,
     pid_file: &Path,
+    user: Option<wharf_runtime::AppUser>,
     mut env: BTreeMap<String, String>,
     timeout: Duration,
     out: &Output,
 ) -> Result<(), String> {
     super::add_tool_paths(dir, &mut env);
-    let child = Command::new("/bin/sh")
+    let mut command = Command::new("/bin/sh");
+    command
         .arg("-c")
         .arg(cmd)
         .current_dir(dir)
@@ -377,7 +392,11 @@ async fn build(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    if let Some(u) = user {
+        command.uid(u.uid).gid(u.gid);
+    }
+    let child = command
         .spawn()
         .map_err(|e| format!("cannot run the build: {e}"))?;
     let recorded = child

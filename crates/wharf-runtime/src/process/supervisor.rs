@@ -303,6 +303,14 @@ fn command(spec: &InstanceSpec) -> Command {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
+    if let Some(user) = spec.isolation.user {
+        // std sets the group, drops supplementary groups, then the user, in the child before
+        // exec. The app user has no passwd entry, so `HOME` comes from here: its volume.
+        cmd.uid(user.uid).gid(user.gid);
+        if !spec.env.contains_key("HOME") {
+            cmd.env("HOME", &spec.volume);
+        }
+    }
     cmd
 }
 
