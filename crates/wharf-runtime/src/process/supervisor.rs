@@ -85,7 +85,9 @@ impl ProcessRuntime {
 
     /// A runtime that records instance pids in `dir` (see [`ProcessRuntime::reap_orphans`]).
     pub fn with_pid_dir(dir: PathBuf) -> std::io::Result<ProcessRuntime> {
-        std::fs::create_dir_all(&dir)?;
+        // Owner only: apps that run as other users have no business there.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&dir)?;
         Ok(ProcessRuntime {
             pids: Some(dir),
             ..Default::default()
