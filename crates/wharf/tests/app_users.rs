@@ -8,7 +8,7 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use support::{Repo, ServerProc, TempDir, free_port, page, require_python};
+use support::{Repo, ServerProc, TempDir, free_port, page, require_python, require_tool};
 use wharf_testkit::{assert_eventually, get};
 
 /// An app that keeps a secret in its volume, serves `uid gid secret` on `/`, and on `/probe`
@@ -286,5 +286,71 @@ async fn as_an_ordinary_user_apps_still_run_and_status_says_why_users_are_off() 
         ),
         "the app runs as wharf's user"
     );
+    server.stop().await;
+}
+
+/// wharf run as an ordinary user with the capabilities the systemd unit grants (docs/server.md)
+/// still gives each app its own user, and the app inherits none of wharf's capabilities.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordinary_user_with_the_units_capabilities_gives_apps_their_own_users() {
+    require_python();
+    require_tool("setpriv", "util-linux");
+    if !is_root() {
+        eprintln!("skipped: granting capabilities needs root (CI runs as root)");
+        return;
+    }
+    let tmp = TempDir::new("app-users-caps");
+    let data = tmp.0.join("data");
+    let site = tmp.0.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.html"), "hello").unwrap();
+    let nobody = 65534;
+    std::os::unix::fs::chown(&tmp.0, Some(nobody), Some(nobody)).unwrap();
+    let caps = "+net_bind_service,+setuid,+setgid,+chown,+dac_override,+fowner";
+    let server = ServerProc::start_wrapped(
+        &data,
+        free_port(),
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            &format!("--inh-caps={caps}"),
+            &format!("--ambient-caps={caps}"),
+            "--",
+        ],
+    )
+    .await;
+    let cmd = format!(
+        "cd {} && exec python3 -m http.server \"$PORT\" --bind \"$HOST\"",
+        site.display()
+    );
+    server
+        .ok(&["apps", "create", "capped", "--run", &cmd])
+        .await;
+    assert_eq!(
+        page(server.http, "capped.localhost").await.as_deref(),
+        Some("hello")
+    );
+    let app = server.app_json("capped").await;
+    let uid = app["uid"].as_u64().expect("its own uid");
+    assert!((61184..=65519).contains(&uid), "{app}");
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", app["instances"][0]["pid"])).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l[name.len()..].trim().to_string())
+            .unwrap()
+    };
+    assert!(field("Uid:").starts_with(&uid.to_string()), "{status}");
+    for caps in ["CapPrm:", "CapEff:", "CapAmb:"] {
+        assert_eq!(
+            field(caps),
+            "0000000000000000",
+            "{caps} of the app: {status}"
+        );
+    }
     server.stop().await;
 }

@@ -61,12 +61,18 @@ impl ServerProc {
         https_port: u16,
         env: &[(&str, String)],
     ) -> ServerProc {
-        Self::launch(data, http_port, https_port, env, None).await
+        Self::launch(data, http_port, https_port, env, None, &[]).await
     }
 
     /// Starts `wharf server` as the user `uid` (`None`: as this process's user).
     pub async fn start_as(data: &Path, http_port: u16, uid: Option<u32>) -> ServerProc {
-        Self::launch(data, http_port, free_port(), &[], uid).await
+        Self::launch(data, http_port, free_port(), &[], uid, &[]).await
+    }
+
+    /// Starts `wharf server` through a wrapper command (e.g. `setpriv …`), which ends with
+    /// the arguments that precede the program it runs.
+    pub async fn start_wrapped(data: &Path, http_port: u16, wrapper: &[&str]) -> ServerProc {
+        Self::launch(data, http_port, free_port(), &[], None, wrapper).await
     }
 
     async fn launch(
@@ -75,8 +81,16 @@ impl ServerProc {
         https_port: u16,
         env: &[(&str, String)],
         uid: Option<u32>,
+        wrapper: &[&str],
     ) -> ServerProc {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_wharf"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_wharf")),
+        };
         if let Some(uid) = uid {
             command.uid(uid).gid(uid);
         }
