@@ -3,9 +3,10 @@
 //! [`wharf_store::APP_UIDS`], and its folders (`apps/<app>`, `volumes/<app>`) belong to it.
 //! Otherwise apps run as wharf's own user, and [`AppUsers::note`] says why.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use rustix::fs::{Mode, OFlags};
 use wharf_runtime::AppUser;
 use wharf_store::{APP_UIDS, Store};
 
@@ -123,15 +124,56 @@ fn taken_by_system(id: u32) -> bool {
     })
 }
 
-/// Gives `path` and everything under it (links themselves, never their targets) to `user`.
+/// Gives `path` and everything under it to `user`, links themselves and never what they point
+/// to. The walk holds each folder open and goes on from that descriptor, refusing symbolic
+/// links on the way (`openat2` with `RESOLVE_NO_SYMLINKS`, else `O_NOFOLLOW`): an app that
+/// swaps a folder of its own for a link while this runs as root cannot make it give away
+/// anything outside.
 pub(crate) fn chown_tree(path: &Path, user: AppUser) -> std::io::Result<()> {
-    let meta = std::fs::symlink_metadata(path)?;
-    if meta.uid() != user.uid || meta.gid() != user.gid {
-        std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid))?;
+    use rustix::fs::{CWD, ResolveFlags, openat2};
+    let opened = match openat2(
+        CWD,
+        path,
+        dir_flags(),
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS,
+    ) {
+        Err(rustix::io::Errno::NOSYS) => rustix::fs::openat(CWD, path, dir_flags(), Mode::empty()),
+        other => other,
+    };
+    match opened {
+        Ok(dir) => chown_dir(&dir, user),
+        // Not a folder (or a link): only itself.
+        Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+            std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid))
+        }
+        Err(e) => Err(e.into()),
     }
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            chown_tree(&entry?.path(), user)?;
+}
+
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+fn chown_dir(dir: &rustix::fd::OwnedFd, user: AppUser) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, Gid, Uid};
+    let (uid, gid) = (Some(Uid::from_raw(user.uid)), Some(Gid::from_raw(user.gid)));
+    let st = rustix::fs::fstat(dir)?;
+    if st.st_uid != user.uid || st.st_gid != user.gid {
+        rustix::fs::fchown(dir, uid, gid)?;
+    }
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        match rustix::fs::openat(dir, name, dir_flags(), Mode::empty()) {
+            Ok(sub) => chown_dir(&sub, user)?,
+            Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+                rustix::fs::chownat(dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
@@ -140,6 +182,41 @@ pub(crate) fn chown_tree(path: &Path, user: AppUser) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn chown_tree_gives_away_links_never_what_they_point_to() {
+        if !rustix::process::geteuid().is_root() {
+            return; // giving files away needs root (CI runs as root)
+        }
+        let base = std::env::temp_dir().join(format!("wharf-chown-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let tree = base.join("tree");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(tree.join("sub/file"), "x").unwrap();
+        std::fs::write(outside.join("secret"), "x").unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("sub/link")).unwrap();
+        let user = AppUser {
+            uid: 61990,
+            gid: 61991,
+        };
+        chown_tree(&tree, user).unwrap();
+        let owner = |p: &Path| {
+            let m = std::fs::symlink_metadata(p).unwrap();
+            (m.uid(), m.gid())
+        };
+        for p in ["", "sub", "sub/file", "sub/link"] {
+            assert_eq!(owner(&tree.join(p)), (61990, 61991), "{p}");
+        }
+        assert_eq!(owner(&outside), (0, 0));
+        assert_eq!(owner(&outside.join("secret")), (0, 0));
+        // A link given as the top is given away itself, not followed.
+        chown_tree(&tree.join("sub/link"), user).unwrap();
+        assert_eq!(owner(&outside), (0, 0));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn a_data_folder_others_cannot_reach_turns_users_off_with_the_fix() {
