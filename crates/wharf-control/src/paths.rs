@@ -122,6 +122,11 @@ impl DataDir {
     /// release are checked (a full walk only where one of them belongs to someone else, so
     /// a start does not walk every file every time).
     pub(crate) fn give_app_folders(&self, app: &str, user: AppUser) -> std::io::Result<()> {
+        // The build cache is the app's `HOME`, for builds and instances alike.
+        std::fs::DirBuilder::new()
+            .mode(DIR_MODE)
+            .recursive(true)
+            .create(self.build_cache(app))?;
         for dir in [self.app_dir(app), self.volume(app)] {
             std::fs::DirBuilder::new()
                 .mode(DIR_MODE)

@@ -582,6 +582,14 @@ impl Reconciler {
         );
         let workdir = eff.workdir;
         crate::deploy::add_tool_paths(&workdir, &mut env);
+        if user.is_some() && !env.contains_key("HOME") {
+            // The app's user has no passwd entry, so no home: tools that keep files under
+            // `HOME` (npm's logs, caches) use the build cache, never the volume (backed up).
+            env.insert(
+                "HOME".to_string(),
+                self.data.build_cache(&app.name).display().to_string(),
+            );
+        }
         let limits = Limits {
             memory_bytes: app.memory_bytes,
             cpu_millis: app.cpu_millis,

@@ -226,8 +226,6 @@ async fn run(
 
     // The release is the app's (its user builds it, and runs in it): code that writes beside
     // itself (caches, `__pycache__`) keeps working, and no other app can read it.
-    // The build cache too, made before it is given away with the rest.
-    let _ = std::fs::create_dir_all(c.data.build_cache(app));
     let user = match c.reconciler.app_user(app) {
         Ok(u) => u,
         Err(e) => return fail("fetch", e),
