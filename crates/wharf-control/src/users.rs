@@ -12,14 +12,16 @@ use wharf_store::{APP_UIDS, Store};
 
 use crate::paths::DataDir;
 
-/// What wharf needs to run apps as their own users and still manage their files: switch
-/// users, give folders away, and read, write and re-mode what apps own (backups, purge).
-const NEEDED: [(u32, &str); 5] = [
+/// What wharf needs to run apps as their own users and still manage them: switch users, give
+/// folders away, read, write and re-mode what apps own (backups, purge), and signal their
+/// processes (stop, restart).
+const NEEDED: [(u32, &str); 6] = [
     (7, "CAP_SETUID"),
     (6, "CAP_SETGID"),
     (0, "CAP_CHOWN"),
     (1, "CAP_DAC_OVERRIDE"),
     (3, "CAP_FOWNER"),
+    (5, "CAP_KILL"),
 ];
 
 /// Whether apps get their own users here.

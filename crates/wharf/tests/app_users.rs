@@ -306,7 +306,7 @@ async fn an_ordinary_user_with_the_units_capabilities_gives_apps_their_own_users
     std::fs::write(site.join("index.html"), "hello").unwrap();
     let nobody = 65534;
     std::os::unix::fs::chown(&tmp.0, Some(nobody), Some(nobody)).unwrap();
-    let caps = "+net_bind_service,+setuid,+setgid,+chown,+dac_override,+fowner";
+    let caps = "+net_bind_service,+setuid,+setgid,+chown,+dac_override,+fowner,+kill";
     let server = ServerProc::start_wrapped(
         &data,
         free_port(),
@@ -352,5 +352,11 @@ async fn an_ordinary_user_with_the_units_capabilities_gives_apps_their_own_users
             "{caps} of the app: {status}"
         );
     }
+    // wharf can still stop what runs as another user.
+    let pid = app["instances"][0]["pid"].as_u64().unwrap();
     server.stop().await;
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the app stopped with the server"
+    );
 }
