@@ -360,3 +360,40 @@ async fn an_ordinary_user_with_the_units_capabilities_gives_apps_their_own_users
         "the app stopped with the server"
     );
 }
+
+/// An app keeps its uid for life: deleted, its files (volume, logs) stay and so does its uid,
+/// which an app created again under its name gets back; only a purge frees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_app_keeps_its_uid_until_it_is_purged() {
+    if !is_root() {
+        eprintln!("skipped: per-app users need wharf to run as root (CI runs as root)");
+        return;
+    }
+    let tmp = TempDir::new("app-users-purge");
+    let data = tmp.0.join("data");
+    let server = ServerProc::start(&data, free_port()).await;
+    let uid = |app: &'static str| {
+        let server = &server;
+        async move { server.app_json(app).await["uid"].as_u64().unwrap() }
+    };
+    server.ok(&["apps", "create", "first", "--static"]).await;
+    let first = uid("first").await;
+    server.ok(&["apps", "delete", "first", "--yes"]).await;
+    server.ok(&["apps", "create", "other", "--static"]).await;
+    assert_ne!(
+        uid("other").await,
+        first,
+        "not reused while its files remain"
+    );
+    server.ok(&["apps", "create", "first", "--static"]).await;
+    assert_eq!(uid("first").await, first, "the same name gets it back");
+    let volume = std::fs::canonicalize(&data).unwrap().join("volumes/first");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&volume).unwrap());
+    assert_eq!(u64::from(owner), first, "with its kept volume");
+    server
+        .ok(&["apps", "delete", "first", "--yes", "--purge"])
+        .await;
+    server.ok(&["apps", "create", "third", "--static"]).await;
+    assert_eq!(uid("third").await, first, "a purge frees it");
+    server.stop().await;
+}
