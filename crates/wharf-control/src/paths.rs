@@ -35,8 +35,9 @@ pub fn create_data_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// `<data>/wharf.db`, `apps/<app>/[releases/<n>/, cache/, public/]`, `volumes/<app>/`, `logs/<app>/`,
-/// `backups/<app>/`, `cache/<app>.git`, `run/` (pid files), `certs/<host>/`, `admin.token`.
+/// `<data>/wharf.db`, `apps/<app>/[releases/<n>/, cache/, public/]`, `volumes/<app>/`,
+/// `logs/<app>/`, `backups/<app>/`, `cache/<app>.git`, `git/<app>.git`, `run/` (pid files),
+/// `certs/<host>/`, `admin.token`.
 #[derive(Clone, Debug)]
 pub(crate) struct DataDir {
     root: PathBuf,
