@@ -196,6 +196,12 @@ pub struct AppView {
     /// signals)", or "off (opted out)", "unavailable (...)".
     #[serde(default)]
     pub sandbox_status: Option<String>,
+    /// The user id the app's instances and builds run as, when it has its own.
+    #[serde(default)]
+    pub uid: Option<u32>,
+    /// Set when apps run as wharf's own user instead of their own, saying why.
+    #[serde(default)]
+    pub users_note: Option<String>,
     /// The live release, once something was deployed.
     #[serde(default)]
     pub release: Option<u32>,

@@ -14,6 +14,7 @@ mod paths;
 mod reconciler;
 mod sandbox;
 mod traffic;
+mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ use oplog::OpLog;
 use paths::DataDir;
 pub use paths::create_data_dir;
 use reconciler::{Reconciler, Routing};
+pub use users::drop_inherited_capabilities;
 
 /// Everything `wharf server` needs to know.
 #[derive(Clone, Debug)]
@@ -97,18 +99,25 @@ impl Server {
         paths::create_data_dir(&config.data_dir).map_err(io)?;
         // Absolute, because apps run in other folders and get volume paths from it.
         let data = DataDir::new(std::fs::canonicalize(&config.data_dir).map_err(io)?);
-        let fixed = data.make_private().map_err(|source| ControlError::Io {
-            context: format!(
-                "cannot make the data folder {} private (owner only)",
-                data.root().display()
-            ),
-            source,
-        })?;
+        let app_users = users::AppUsers::detect(data.root());
+        match app_users.note() {
+            None => tracing::info!("apps run as their own users"),
+            Some(why) => tracing::warn!("apps run as wharf's own user: {why}"),
+        }
+        let fixed = data
+            .make_private(app_users.on())
+            .map_err(|source| ControlError::Io {
+                context: format!(
+                    "cannot make the data folder {} private (owner only)",
+                    data.root().display()
+                ),
+                source,
+            })?;
         if !fixed.is_empty() {
             // Said once: the next start finds nothing to change.
             tracing::warn!(
                 changed = %fixed.join(", "),
-                "the data folder and its database were readable by other users; now owner only (0700 / 0600)"
+                "parts of the data folder were readable by other users; now private (0700 / 0711, files 0600)"
             );
         }
         if config.sandbox_launcher.is_some()
@@ -156,6 +165,7 @@ impl Server {
             data.clone(),
             routing,
             certs.clone(),
+            app_users,
         );
         let control = Arc::new(Control {
             store,

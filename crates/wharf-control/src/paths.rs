@@ -1,14 +1,25 @@
 //! The data directory layout, in one place, and its permissions: the folder holds env values
-//! in clear (in the database) and keys, so only the server's user may read it.
+//! in clear (in the database) and keys, so only the server's user may read it. When apps run
+//! as their own users, the folder and `apps/`, `volumes/` let them pass (0711: enter, not list)
+//! to their own `apps/<app>` and `volumes/<app>` (theirs, 0700); nothing else is theirs.
 
 use std::fs::{OpenOptions, Permissions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use wharf_runtime::AppUser;
 
 /// The data folder: owner only.
 const DIR_MODE: u32 = 0o700;
+/// The data folder, `apps/` and `volumes/` when apps run as their own users: they may pass
+/// through to their own folder, but not list what is there.
+const PASS_MODE: u32 = 0o711;
 /// The database (and SQLite's `-wal`/`-shm`, which take the database's mode) and the token.
 const FILE_MODE: u32 = 0o600;
+/// Folders for wharf alone, whatever runs as whom.
+const PRIVATE_DIRS: [&str; 6] = ["certs", "run", "backups", "logs", "cache", "git"];
+/// Folders that hold one folder per app, owned by the app's user.
+const APP_PARENTS: [&str; 2] = ["apps", "volumes"];
 
 /// Creates the data folder owner-only (0700; its parents as the umask says) if it does not exist.
 pub fn create_data_dir(dir: &Path) -> std::io::Result<()> {
@@ -24,8 +35,9 @@ pub fn create_data_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// `<data>/wharf.db`, `apps/<app>/[releases/<n>/, cache/]`, `volumes/<app>/`, `logs/<app>/`,
-/// `backups/<app>/`, `cache/<app>.git`, `run/` (pid files), `certs/<host>/`, `admin.token`.
+/// `<data>/wharf.db`, `apps/<app>/[releases/<n>/, cache/, public/]`, `volumes/<app>/`,
+/// `logs/<app>/`, `backups/<app>/`, `cache/<app>.git`, `git/<app>.git`, `run/` (pid files),
+/// `certs/<host>/`, `admin.token`.
 #[derive(Clone, Debug)]
 pub(crate) struct DataDir {
     root: PathBuf,
@@ -49,11 +61,15 @@ impl DataDir {
         self.root.join("wharf.db")
     }
 
-    /// Makes the folder owner-only (0700) and the database files and token 0600, whatever the
-    /// umask, and creates the database file 0600 before SQLite opens it (SQLite gives `-wal` and
-    /// `-shm` the mode of the database). Returns what had to be tightened (an install from
-    /// before this rule), as "path (was 0644)".
-    pub(crate) fn make_private(&self) -> std::io::Result<Vec<String>> {
+    /// Makes the folder private and the database files and token 0600, whatever the umask,
+    /// and creates the database file 0600 before SQLite opens it (SQLite gives `-wal` and
+    /// `-shm` the mode of the database). The folder, `apps/` and `volumes/` are 0711 when apps
+    /// run as their own users (`app_users`), else 0700; `certs/`, `run/`, `backups/`, `logs/`,
+    /// `cache/` and `git/` are 0700 (created here, so nothing makes them with the umask's
+    /// mode later). Returns what had to be tightened (an install from before this rule), as
+    /// "path (was 0644)".
+    pub(crate) fn make_private(&self, app_users: bool) -> std::io::Result<Vec<String>> {
+        let shared = if app_users { PASS_MODE } else { DIR_MODE };
         let mut fixed = Vec::new();
         let mut tighten = |path: &Path, mode: u32| -> std::io::Result<()> {
             let meta = match std::fs::metadata(path) {
@@ -62,13 +78,16 @@ impl DataDir {
                 Err(e) => return Err(e),
             };
             let was = meta.permissions().mode() & 0o7777;
+            // Opening up (0700 → 0711 when apps get their own users) is not worth a warning.
             if was != mode {
                 std::fs::set_permissions(path, Permissions::from_mode(mode))?;
-                fixed.push(format!("{} (was {was:04o})", path.display()));
+                if was & !mode != 0 {
+                    fixed.push(format!("{} (was {was:04o})", path.display()));
+                }
             }
             Ok(())
         };
-        tighten(&self.root, DIR_MODE)?;
+        tighten(&self.root, shared)?;
         let db = self.db();
         if !db.exists() {
             OpenOptions::new()
@@ -86,7 +105,60 @@ impl DataDir {
         ] {
             tighten(&file, FILE_MODE)?;
         }
+        for (names, mode) in [(&PRIVATE_DIRS[..], DIR_MODE), (&APP_PARENTS[..], shared)] {
+            for name in names {
+                let dir = self.root.join(name);
+                match std::fs::DirBuilder::new().mode(mode).create(&dir) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    other => other?,
+                }
+                tighten(&dir, mode)?;
+            }
+        }
         Ok(fixed)
+    }
+
+    /// Makes `apps/<app>` and `volumes/<app>` (created if missing) the app user's, 0700, with
+    /// everything in them that is not yet: the folders themselves, the build cache and each
+    /// release are checked (a full walk only where one of them belongs to someone else, so
+    /// a start does not walk every file every time).
+    pub(crate) fn give_app_folders(&self, app: &str, user: AppUser) -> std::io::Result<()> {
+        // The build cache is the app's `HOME`, for builds and instances alike; `tmp` its
+        // private `TMPDIR` in the sandbox.
+        for dir in [self.build_cache(app), self.tmp(app)] {
+            std::fs::DirBuilder::new()
+                .mode(DIR_MODE)
+                .recursive(true)
+                .create(dir)?;
+        }
+        for dir in [self.app_dir(app), self.volume(app)] {
+            std::fs::DirBuilder::new()
+                .mode(DIR_MODE)
+                .recursive(true)
+                .create(&dir)?;
+            let mut tops = vec![
+                dir.clone(),
+                dir.join("cache"),
+                dir.join("tmp"),
+                dir.join("public"),
+            ];
+            if let Ok(releases) = std::fs::read_dir(dir.join("releases")) {
+                tops.push(dir.join("releases"));
+                tops.extend(releases.flatten().map(|e| e.path()));
+            }
+            for top in tops {
+                let Ok(meta) = std::fs::symlink_metadata(&top) else {
+                    continue;
+                };
+                if meta.uid() != user.uid || meta.gid() != user.gid {
+                    crate::users::chown_tree(&top, user)?;
+                }
+            }
+            if std::fs::metadata(&dir)?.permissions().mode() & 0o7777 != DIR_MODE {
+                std::fs::set_permissions(&dir, Permissions::from_mode(DIR_MODE))?;
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn admin_token(&self) -> PathBuf {

@@ -26,12 +26,13 @@ use wharf_gateway::config::{
     SiteConfig, StaticConfig,
 };
 use wharf_gateway::{DeployOptions, Gateway, GatewayError};
-use wharf_runtime::{InstanceSpec, Limits, RestartPolicy, Runtime};
+use wharf_runtime::{InstanceSpec, Isolation, Limits, RestartPolicy, Runtime};
 use wharf_store::{App, AppKind, Availability, Store, StoreError, Tls};
 use wharf_tls::{CertManager, CertSource, WantedCert};
 
 use crate::oplog::OpLog;
 use crate::paths::DataDir;
+use crate::users::AppUsers;
 
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Lines of an app's own output quoted when it ends before it is healthy.
@@ -72,6 +73,8 @@ pub(crate) struct Reconciler {
     data: DataDir,
     routing: Routing,
     certs: Arc<CertManager>,
+    /// Whether apps run as their own users.
+    users: AppUsers,
     /// What runs, per app. The lock also makes reconciles one at a time, so two changes never
     /// interleave their starts and swaps.
     runs: tokio::sync::Mutex<HashMap<String, AppRun>>,
@@ -95,6 +98,7 @@ impl Reconciler {
         data: DataDir,
         routing: Routing,
         certs: Arc<CertManager>,
+        users: AppUsers,
     ) -> Reconciler {
         Reconciler {
             store,
@@ -103,6 +107,7 @@ impl Reconciler {
             data,
             routing,
             certs,
+            users,
             runs: Default::default(),
             failures: Default::default(),
         }
@@ -123,6 +128,15 @@ impl Reconciler {
             Some(w) => failures.insert(app.to_string(), w.to_string()),
             None => failures.remove(app),
         };
+    }
+
+    pub(crate) fn users(&self) -> &AppUsers {
+        &self.users
+    }
+
+    /// The app's user, its folders made its own (`None` when per-app users are off).
+    pub(crate) fn app_user(&self, app: &str) -> Result<Option<wharf_runtime::AppUser>, String> {
+        self.users.prepare(&self.store, &self.data, app)
     }
 
     pub(crate) fn routing(&self) -> &Routing {
@@ -567,6 +581,9 @@ impl Reconciler {
     }
 
     fn desired(&self, app: &App) -> Result<Option<Desired>, String> {
+        // Every app, even one with nothing to run: this is also where the folders of an
+        // install from before per-app users become the apps' own.
+        let user = self.app_user(&app.name)?;
         let eff = self.effective(app);
         let runnable = eff.static_root.is_none() && app.availability != Availability::Disabled;
         let Some(run) = eff.run.as_ref().filter(|_| runnable) else {
@@ -580,6 +597,15 @@ impl Reconciler {
         );
         let workdir = eff.workdir;
         crate::deploy::add_tool_paths(&workdir, &mut env);
+        if user.is_some() && !env.contains_key("HOME") {
+            // The app's user has no passwd entry, so no home: tools that keep files under
+            // `HOME` (npm's logs, caches) use the app's private tmp, never the volume (backed
+            // up) nor the build cache (which the next build trusts).
+            env.insert(
+                "HOME".to_string(),
+                self.data.tmp(&app.name).display().to_string(),
+            );
+        }
         let limits = Limits {
             memory_bytes: app.memory_bytes,
             cpu_millis: app.cpu_millis,
@@ -611,10 +637,7 @@ impl Reconciler {
                 limits: limits.clone(),
                 restart: RestartPolicy::default(),
                 stop_grace: STOP_GRACE,
-                isolation: wharf_runtime::Isolation {
-                    sandbox,
-                    ..Default::default()
-                },
+                isolation: Isolation { user, sandbox },
             });
         }
         Ok(Some(Desired { fingerprint, specs }))

@@ -94,6 +94,7 @@ fn harness(name: &str) -> Harness {
         data.clone(),
         routing,
         certs.clone(),
+        crate::users::AppUsers::off("unit tests run apps as themselves".into()),
     );
     let control = Arc::new(Control {
         store: store.clone(),

@@ -355,6 +355,8 @@ pub(crate) async fn app(
                     dt { "Memory" } dd { (bytes(rss(&a))) }
                     @if let Some(note) = &a.limits_note { dt { "Limits" } dd.muted { (note) } }
                     @if let Some(sandbox) = &a.sandbox_status { dt { "Sandbox" } dd { (sandbox) } }
+                    @if let Some(uid) = a.uid { dt { "User" } dd { "uid " (uid) " (the app's own)" } }
+                    @else if let Some(why) = &a.users_note { dt { "User" } dd.muted { "per-app users: off (" (why) ")" } }
                 }
                 form.inline method="post" action={(base) "/restart"} {
                     (csrf_field(csrf)) button.secondary type="submit" { "Restart" }

@@ -1,3 +1,6 @@
+//! How an instance (or a build) is confined: the user it runs as and the sandbox around it.
+//! The control plane decides; the runtime applies it when it spawns.
+
 /// How an instance (or a build) is confined. Default: not at all (runs as wharf itself).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Isolation {
@@ -6,11 +9,13 @@ pub struct Isolation {
     /// Confine with the sandbox launcher (set by the control plane unless the app opted out).
     pub sandbox: Option<SandboxPolicy>,
 }
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AppUser {
     pub uid: u32,
     pub gid: u32,
 }
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SandboxPolicy {
     /// Folders readable (and executable): the release, system folders.

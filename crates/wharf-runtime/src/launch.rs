@@ -1,29 +1,70 @@
 //! How a shell command is started, confined or not: `/bin/sh -c CMD`, or, with a sandbox, the
-//! launcher `LAUNCHER sandbox-exec --read P.. --write P.. --bind-port N.. -- /bin/sh -c CMD`,
-//! which confines itself and then execs the shell. The argument format is the contract with
-//! the launcher (`wharf sandbox-exec`); the user and group (if any) are set on the same command
-//! by the caller, so the launcher runs as the app and needs no privileges.
+//! launcher `LAUNCHER sandbox-exec [--uid U --gid G] --read P.. --write P.. --bind-port N.. --
+//! /bin/sh -c CMD`, which confines itself and then execs the shell. The argument format is the
+//! contract with the launcher (`wharf sandbox-exec`).
+//!
+//! Who switches to the app's user: when wharf runs as root, the launcher does, right before it
+//! execs (so the app's user need not reach wharf's own binary, wherever it is installed); a
+//! wharf that is not root holds its capabilities only until it execs, so there the caller starts
+//! the launcher as the app's user and the launcher needs no privileges.
 
 use std::ffi::OsString;
 use std::path::Path;
 
-use crate::SandboxPolicy;
+use crate::{AppUser, SandboxPolicy};
 
-/// The program and arguments that run `script` with `/bin/sh -c`, through `launcher` when
-/// `sandbox` is set. Fails when a sandbox is wanted but no launcher is known.
+/// What to spawn for a shell command.
+#[derive(Debug)]
+pub struct Shell {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    /// The user and group to spawn `program` as (`CommandExt::uid`/`gid`); `None` when it
+    /// starts as wharf (no app user, or a root launcher that switches by itself).
+    pub spawn_as: Option<AppUser>,
+}
+
+/// How to run `script` with `/bin/sh -c` as `user`, through `launcher` when `sandbox` is set.
+/// Fails when a sandbox is wanted but no launcher is known.
 pub fn shell_command(
     launcher: Option<&Path>,
     sandbox: Option<&SandboxPolicy>,
+    user: Option<AppUser>,
     script: &str,
-) -> std::io::Result<(OsString, Vec<OsString>)> {
+) -> std::io::Result<Shell> {
+    shell_command_as(
+        launcher,
+        sandbox,
+        user,
+        script,
+        rustix::process::geteuid().is_root(),
+    )
+}
+
+fn shell_command_as(
+    launcher: Option<&Path>,
+    sandbox: Option<&SandboxPolicy>,
+    user: Option<AppUser>,
+    script: &str,
+    root: bool,
+) -> std::io::Result<Shell> {
     let shell = [OsString::from("-c"), OsString::from(script)];
     let Some(policy) = sandbox else {
-        return Ok(("/bin/sh".into(), shell.into()));
+        return Ok(Shell {
+            program: "/bin/sh".into(),
+            args: shell.into(),
+            spawn_as: user,
+        });
     };
     let launcher = launcher.ok_or_else(|| {
         std::io::Error::other("the sandbox is on but the runtime has no sandbox launcher")
     })?;
     let mut args: Vec<OsString> = vec!["sandbox-exec".into()];
+    let mut spawn_as = user;
+    if let (Some(u), true) = (user, root) {
+        args.extend(["--uid".into(), u.uid.to_string().into()]);
+        args.extend(["--gid".into(), u.gid.to_string().into()]);
+        spawn_as = None;
+    }
     for p in &policy.read {
         args.push("--read".into());
         args.push(p.into());
@@ -39,7 +80,11 @@ pub fn shell_command(
     args.push("--".into());
     args.push("/bin/sh".into());
     args.extend(shell);
-    Ok((launcher.into(), args))
+    Ok(Shell {
+        program: launcher.into(),
+        args,
+        spawn_as,
+    })
 }
 
 #[cfg(test)]
@@ -48,9 +93,14 @@ mod tests {
 
     #[test]
     fn without_a_sandbox_the_shell_runs_directly() {
-        let (prog, args) = shell_command(None, None, "echo hi").unwrap();
-        assert_eq!(prog, "/bin/sh");
-        assert_eq!(args, ["-c", "echo hi"]);
+        let user = Some(AppUser {
+            uid: 61184,
+            gid: 61184,
+        });
+        let sh = shell_command_as(None, None, user, "echo hi", true).unwrap();
+        assert_eq!(sh.program, "/bin/sh");
+        assert_eq!(sh.args, ["-c", "echo hi"]);
+        assert_eq!(sh.spawn_as, user, "the shell itself starts as the app");
     }
 
     #[test]
@@ -60,10 +110,17 @@ mod tests {
             write: vec!["/srv/vol".into(), "/srv/tmp".into()],
             bind_ports: vec![3001],
         };
-        let (prog, args) =
-            shell_command(Some(Path::new("/usr/bin/wharf")), Some(&policy), "run").unwrap();
-        assert_eq!(prog, "/usr/bin/wharf");
-        let args: Vec<_> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        let sh = shell_command_as(
+            Some(Path::new("/usr/bin/wharf")),
+            Some(&policy),
+            None,
+            "run",
+            false,
+        )
+        .unwrap();
+        assert_eq!(sh.program, "/usr/bin/wharf");
+        assert_eq!(sh.spawn_as, None);
+        let args: Vec<_> = sh.args.iter().map(|a| a.to_str().unwrap()).collect();
         assert_eq!(
             args,
             [
@@ -82,7 +139,32 @@ mod tests {
                 "run"
             ]
         );
-        let missing = shell_command(None, Some(&policy), "run").unwrap_err();
+        let missing = shell_command_as(None, Some(&policy), None, "run", false).unwrap_err();
         assert!(missing.to_string().contains("no sandbox launcher"));
+    }
+
+    #[test]
+    fn a_root_launcher_switches_to_the_app_user_itself() {
+        let policy = SandboxPolicy {
+            read: vec![],
+            write: vec![],
+            bind_ports: vec![],
+        };
+        let user = Some(AppUser {
+            uid: 61190,
+            gid: 61190,
+        });
+        let launcher = Some(Path::new("/usr/bin/wharf"));
+        let root = shell_command_as(launcher, Some(&policy), user, "run", true).unwrap();
+        assert_eq!(root.spawn_as, None, "started as root");
+        let args: Vec<_> = root.args.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args[..5],
+            ["sandbox-exec", "--uid", "61190", "--gid", "61190"]
+        );
+        // Not root: capabilities end at exec, so the launcher starts as the app.
+        let unprivileged = shell_command_as(launcher, Some(&policy), user, "run", false).unwrap();
+        assert_eq!(unprivileged.spawn_as, user);
+        assert!(!unprivileged.args.iter().any(|a| a == "--uid"));
     }
 }

@@ -8,7 +8,7 @@ mod launch;
 mod process;
 
 pub use isolation::{AppUser, Isolation, SandboxPolicy};
-pub use launch::shell_command;
+pub use launch::{Shell, shell_command};
 pub use process::{ProcessRuntime, pidfile};
 
 use std::collections::BTreeMap;
@@ -64,6 +64,7 @@ pub struct InstanceSpec {
     pub restart: RestartPolicy,
     /// SIGTERM → wait this long → SIGKILL.
     pub stop_grace: Duration,
+    /// The user it runs as and its sandbox.
     pub isolation: Isolation,
 }
 

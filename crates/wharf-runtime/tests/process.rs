@@ -300,3 +300,32 @@ async fn an_exit_is_signalled_with_the_last_output() {
     assert!(waited.is_err(), "a running process has not ended");
     rt.stop("app-2").await.unwrap();
 }
+
+#[tokio::test]
+async fn an_instance_runs_as_its_user_with_no_other_groups() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: switching users needs root (CI runs as root)");
+        return;
+    }
+    let d = dir("user");
+    let rt = ProcessRuntime::new();
+    let mut logs = rt.subscribe_logs("app");
+    let mut s = spec(
+        &d,
+        "user-1",
+        "echo \"who $(id -u) $(id -g) [$(id -G)] $HOME\"; exec sleep 30",
+    );
+    s.isolation.user = Some(wharf_runtime::AppUser {
+        uid: 61999,
+        gid: 61998,
+    });
+    rt.start(s).await.unwrap();
+    let vol = d.0.join("volume").display().to_string();
+    let line = log_line(&mut logs, "who").await;
+    // Root's supplementary groups (root, and whatever else) must not follow the app.
+    assert!(
+        line.contains(&format!("who 61999 61998 [61998] {vol}")),
+        "{line}"
+    );
+    rt.stop("user-1").await.unwrap();
+}

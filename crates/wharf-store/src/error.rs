@@ -12,6 +12,11 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the database was written by a newer wharf (schema {found}, this build knows {known})")]
     TooNew { found: i64, known: i64 },
+    #[error(
+        "no free user id left for app \"{app}\": every uid from {first} to {last} is in use \
+         (purge deleted apps to free theirs)"
+    )]
+    NoFreeUid { app: String, first: u32, last: u32 },
 }
 
 /// Maps a UNIQUE/PRIMARY KEY violation to `Exists`, leaving other errors as they are.

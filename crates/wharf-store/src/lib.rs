@@ -9,6 +9,7 @@ mod model;
 mod operations;
 mod releases;
 mod tokens;
+mod users;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -17,6 +18,7 @@ use rusqlite::Connection;
 
 pub use error::{Result, StoreError};
 pub use model::*;
+pub use users::APP_UIDS;
 
 /// A handle on the database. Calls are short and synchronous; the mutex serialises writers the
 /// way SQLite would anyway.

@@ -99,6 +99,13 @@ const STEPS: &[&str] = &[
     "ALTER TABLE apps ADD COLUMN switching_config TEXT;",
     // 7: the sandbox, on unless the app opts out explicitly.
     "ALTER TABLE apps ADD COLUMN sandbox INTEGER NOT NULL DEFAULT 1;",
+    // 8: the user id each app runs as. Keyed by name, not by app row: a deleted app's files
+    // (volume, logs, code) stay until it is purged, and so does its uid, which an app created
+    // again under that name gets back; no other app ever gets it meanwhile.
+    "CREATE TABLE app_users (
+        app  TEXT PRIMARY KEY,
+        uid  INTEGER NOT NULL UNIQUE
+    );",
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

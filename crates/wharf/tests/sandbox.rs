@@ -336,7 +336,7 @@ async fn an_unprivileged_server_still_sandboxes_its_apps() {
         nobody
     });
     let data = tmp.0.join("data");
-    let server = support::ServerProc::start_as(&data, free_port(), free_port(), &[], user).await;
+    let server = support::ServerProc::start_as(&data, free_port(), user.map(|(uid, _)| uid)).await;
     let other = data.join("apps/other/releases/1");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::write(other.join("secret.txt"), "another app's code").unwrap();

@@ -162,6 +162,13 @@ pub(crate) async fn remove(
     if !removed.is_empty() {
         op.ok("remove", format!("removed {}", removed.join(", ")));
     }
+    // Nothing it owned is left: its uid may go to another app. Kept otherwise, for the files.
+    if q.purge
+        && result.is_ok()
+        && let Err(e) = c.store.free_app_uid(&app)
+    {
+        tracing::warn!(%app, error = %e, "could not free the app's user id");
+    }
     op.finish(&result);
     Ok(Json(views::operation(c.store.operation(op.id)?)))
 }

@@ -94,6 +94,12 @@ fn with_instances(
         sandbox: app.sandbox,
         sandbox_status: (app.kind == AppKind::Process)
             .then(|| crate::sandbox::status(app, rec.launcher(), &control.data)),
+        uid: rec
+            .users()
+            .on()
+            .then(|| control.store.known_app_uid(&app.name).ok().flatten())
+            .flatten(),
+        users_note: rec.users().note().map(str::to_string),
         release: app.release,
         git_url: app.git_url.clone(),
         git_ref: app.git_ref.clone(),

@@ -224,6 +224,13 @@ async fn run(
         },
     );
 
+    // The release is the app's (its user builds it, and runs in it): code that writes beside
+    // itself (caches, `__pycache__`) keeps working, and no other app can read it.
+    let user = match c.reconciler.app_user(app) {
+        Ok(u) => u,
+        Err(e) => return fail("fetch", e),
+    };
+
     // 2. Build.
     let plan = match manifest::detect(&dir) {
         Ok(p) => p,
@@ -243,6 +250,7 @@ async fn run(
             pid_file: &pid_file,
             launcher: c.reconciler.launcher(),
             sandbox: sandbox.as_ref(),
+            user,
         };
         let ran = match (
             std::fs::create_dir_all(&cache),
@@ -371,12 +379,15 @@ struct Setup<'a> {
     pid_file: &'a Path,
     launcher: Option<&'a Path>,
     sandbox: Option<&'a wharf_runtime::SandboxPolicy>,
+    /// The app's own user, when per-app users are on.
+    user: Option<wharf_runtime::AppUser>,
 }
 
 /// Runs the build command in the release folder, streaming its output, within the timeout.
 /// `HOME` is the app's build cache (`cache`), so download caches outlive the release and serve
 /// the next build; the app's tool folders come first on `PATH`. The process group is recorded
 /// in `pid_file` while it runs, so a server killed meanwhile stops it when it starts again.
+/// With a `user`, the build runs as the app's user and group.
 async fn build(
     cmd: &str,
     dir: &Path,
@@ -390,15 +401,17 @@ async fn build(
         pid_file,
         launcher,
         sandbox,
+        user,
     } = setup;
     super::add_tool_paths(dir, &mut env);
-    let (program, args) = wharf_runtime::shell_command(launcher, sandbox, cmd)
+    let shell = wharf_runtime::shell_command(launcher, sandbox, user, cmd)
         .map_err(|e| format!("cannot run the build: {e}"))?;
     if sandbox.is_some() {
         out.line("(sandboxed: writes only to the release folder, the build cache and its tmp)");
     }
-    let child = Command::new(program)
-        .args(args)
+    let mut command = Command::new(shell.program);
+    command
+        .args(shell.args)
         .current_dir(dir)
         .env_clear()
         .env("HOME", cache)
@@ -407,7 +420,11 @@ async fn build(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    if let Some(u) = shell.spawn_as {
+        command.uid(u.uid).gid(u.gid);
+    }
+    let child = command
         .spawn()
         .map_err(|e| format!("cannot run the build: {e}"))?;
     let recorded = child

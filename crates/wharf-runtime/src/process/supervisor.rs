@@ -87,7 +87,9 @@ impl ProcessRuntime {
 
     /// A runtime that records instance pids in `dir` (see [`ProcessRuntime::reap_orphans`]).
     pub fn with_pid_dir(dir: PathBuf) -> std::io::Result<ProcessRuntime> {
-        std::fs::create_dir_all(&dir)?;
+        // Owner only: apps that run as other users have no business there.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&dir)?;
         Ok(ProcessRuntime {
             pids: Some(dir),
             ..Default::default()
@@ -300,10 +302,14 @@ fn status_without_usage(i: &Instance) -> InstanceStatus {
 }
 
 fn command(spec: &InstanceSpec, launcher: Option<&std::path::Path>) -> std::io::Result<Command> {
-    let (program, args) =
-        crate::shell_command(launcher, spec.isolation.sandbox.as_ref(), &spec.command)?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
+    let shell = crate::shell_command(
+        launcher,
+        spec.isolation.sandbox.as_ref(),
+        spec.isolation.user,
+        &spec.command,
+    )?;
+    let mut cmd = Command::new(shell.program);
+    cmd.args(shell.args)
         .current_dir(&spec.workdir)
         .env_clear()
         .env(
@@ -320,6 +326,15 @@ fn command(spec: &InstanceSpec, launcher: Option<&std::path::Path>) -> std::io::
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
+    if let Some(user) = shell.spawn_as {
+        // std sets the group, drops supplementary groups, then the user, in the child before
+        // exec.
+        cmd.uid(user.uid).gid(user.gid);
+    }
+    if spec.isolation.user.is_some() && !spec.env.contains_key("HOME") {
+        // The app user has no passwd entry, so `HOME` comes from here: its volume.
+        cmd.env("HOME", &spec.volume);
+    }
     Ok(cmd)
 }
 

@@ -98,6 +98,11 @@ pub(crate) fn show_app(a: &AppView) {
         outln!("  root      {root}");
     }
     outln!("  volume    {}", a.volume);
+    match (a.uid, &a.users_note) {
+        (Some(uid), _) => outln!("  user      uid {uid} (the app's own)"),
+        (None, Some(why)) => outln!("  user      per-app users: off ({why})"),
+        (None, None) => {}
+    }
     outln!(
         "  env       {}",
         if a.env.is_empty() {

@@ -1,7 +1,8 @@
 //! `wharf sandbox-exec --read P.. --write P.. --bind-port N.. -- CMD ARGS..`: the launcher the
 //! runtime starts instead of the app's shell when the app is sandboxed. It confines itself with
-//! `wharf_sandbox::restrict_self` and execs CMD, which inherits the confinement. It runs as
-//! the app's user (set by the runtime on the same command) and needs no privileges. Hidden: it
+//! `wharf_sandbox::restrict_self` and execs CMD, which inherits the confinement. Started by a
+//! root wharf, it switches to the app's user (`--uid`/`--gid`) as it execs; otherwise it is
+//! started as the app's user and needs no privileges. Hidden: it
 //! is parsed before the CLI proper, so nothing of the app's environment (e.g. a stray
 //! `WHARF_LOG_FORMAT`) can change how it starts, and it sets up no logging and no runtime.
 //! What goes wrong is said on stderr, which the runtime writes into the app's log.
@@ -25,6 +26,13 @@ struct Args {
     /// A folder (or file) the command may read and write.
     #[arg(long, value_name = "PATH")]
     write: Vec<PathBuf>,
+    /// Run the command as this user id (set when wharf runs as root: the switch happens
+    /// right before exec, after the confinement).
+    #[arg(long, value_name = "UID", requires = "gid")]
+    uid: Option<u32>,
+    /// Run the command as this group id (supplementary groups are dropped).
+    #[arg(long, value_name = "GID", requires = "uid")]
+    gid: Option<u32>,
     /// A TCP port the command may bind (none: it may bind no TCP port).
     #[arg(long = "bind-port", value_name = "PORT")]
     bind_ports: Vec<u16>,
@@ -64,6 +72,10 @@ pub(crate) fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let mut cmd = std::process::Command::new(program);
     cmd.args(rest);
+    if let (Some(uid), Some(gid)) = (args.uid, args.gid) {
+        // std sets the group, drops supplementary groups, then the user, right before exec.
+        cmd.uid(uid).gid(gid);
+    }
     if let Some(path) = path {
         cmd.env("PATH", path);
     }

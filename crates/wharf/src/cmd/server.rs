@@ -55,6 +55,9 @@ fn duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    // Before the runtime's threads exist, so none of them, and no app, keeps them.
+    wharf_control::drop_inherited_capabilities()
+        .context("cannot clear the ambient capabilities apps would inherit")?;
     super::raise_open_file_limit();
     runtime(0)?.block_on(serve(args))
 }

@@ -61,22 +61,40 @@ impl ServerProc {
         https_port: u16,
         env: &[(&str, String)],
     ) -> ServerProc {
-        Self::start_as(data, http_port, https_port, env, None).await
+        Self::launch(data, http_port, https_port, env, None, &[]).await
     }
 
-    /// Like [`ServerProc::start_with`], as the user and group `user` (uid, gid) if given.
-    pub async fn start_as(
+    /// Starts `wharf server` as the user `uid` (`None`: as this process's user).
+    pub async fn start_as(data: &Path, http_port: u16, uid: Option<u32>) -> ServerProc {
+        Self::launch(data, http_port, free_port(), &[], uid, &[]).await
+    }
+
+    /// Starts `wharf server` through a wrapper command (e.g. `setpriv …`), which ends with
+    /// the arguments that precede the program it runs.
+    pub async fn start_wrapped(data: &Path, http_port: u16, wrapper: &[&str]) -> ServerProc {
+        Self::launch(data, http_port, free_port(), &[], None, wrapper).await
+    }
+
+    async fn launch(
         data: &Path,
         http_port: u16,
         https_port: u16,
         env: &[(&str, String)],
-        user: Option<(u32, u32)>,
+        uid: Option<u32>,
+        wrapper: &[&str],
     ) -> ServerProc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
-        if let Some((uid, gid)) = user {
-            cmd.uid(uid).gid(gid);
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_wharf"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_wharf")),
+        };
+        if let Some(uid) = uid {
+            command.uid(uid).gid(uid);
         }
-        let mut child = cmd
+        let mut child = command
             .arg("server")
             // A relative data folder, as in the README: apps must still get absolute paths.
             .current_dir(data.parent().unwrap())
@@ -189,6 +207,15 @@ impl ServerProc {
         // Drain what is left so the pipe never blocks the child.
         while let Ok(Some(_)) = self.log.next_line().await {}
     }
+}
+
+/// Lets apps write `path`, a folder (or file) outside the data folder: run by root, wharf runs
+/// each app as its own user, who may not write what the test made (as any server's admin
+/// would give an app's own folder to it).
+pub fn open_to_apps(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if path.is_dir() { 0o777 } else { 0o666 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// Fails (never skips) when `tool` is not installed, saying which Debian package has it.

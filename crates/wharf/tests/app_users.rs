@@ -1,0 +1,417 @@
+//! A user per app, end to end: with wharf run as root (as CI does), two process apps cannot
+//! reach each other's files, processes or environment, nor wharf's database, keys and token;
+//! a build cannot read another app's files; and wharf run as an ordinary user still runs
+//! apps, saying that per-app users are off and why.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use support::{Repo, ServerProc, TempDir, free_port, page, require_python, require_tool};
+use wharf_testkit::{assert_eventually, get};
+
+/// An app that keeps a secret in its volume, serves `uid gid secret` on `/`, and on `/probe`
+/// says what it could read of the paths in `$PROBE` and whether it could kill `$PROBE_PID`.
+const PROBE_APP: &str = r#"import http.server, json, os, signal
+vol = os.environ['WHARF_VOLUME']
+with open(os.path.join(vol, 'secret.txt'), 'w') as f:
+    f.write('secret of ' + os.environ['NAME'])
+def attempt(path):
+    try:
+        with open(path, 'rb') as f:
+            f.read(1)
+        return 'read'
+    except PermissionError:
+        return 'denied'
+    except OSError as e:
+        return type(e).__name__
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == '/probe':
+            out = {p: attempt(p) for p in os.environ.get('PROBE', '').split(':') if p}
+            pid = os.environ.get('PROBE_PID')
+            if pid:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                    out['kill'] = 'killed'
+                except PermissionError:
+                    out['kill'] = 'denied'
+            body = json.dumps(out)
+        else:
+            body = 'uid %d gid %d %s' % (os.getuid(), os.getgid(), open(os.path.join(vol, 'secret.txt')).read())
+        body = body.encode()
+        self.send_response(200)
+        self.send_header('content-length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer((os.environ['HOST'], int(os.environ['PORT'])), H).serve_forever()
+"#;
+
+/// This process's effective uid, from `/proc/self/status`.
+fn euid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+fn is_root() -> bool {
+    euid() == 0
+}
+
+fn find(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.file_name().is_some_and(|n| n == name) {
+            return Some(path);
+        }
+        if path.is_dir()
+            && let Some(found) = find(&path, name)
+        {
+            return Some(found);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_run_as_their_own_users_and_cannot_reach_each_other_or_wharf() {
+    require_python();
+    if !is_root() {
+        eprintln!("skipped: per-app users need wharf to run as root (CI runs as root)");
+        return;
+    }
+    let tmp = TempDir::new("app-users");
+    let data = tmp.0.join("data");
+    let repo = Repo::new(
+        &tmp.0,
+        "probe",
+        &[
+            ("app.py", PROBE_APP),
+            ("Procfile", "web: exec python3 app.py\n"),
+        ],
+    );
+    let server = ServerProc::start(&data, free_port()).await;
+    let http = server.http;
+    let data = std::fs::canonicalize(&data).unwrap();
+
+    // B: an app with a secret in its env, its volume and its release, and a certificate.
+    server
+        .ok(&[
+            "apps",
+            "create",
+            "bee",
+            "--env",
+            "NAME=bee",
+            "--env",
+            "TOKEN=b-secret",
+        ])
+        .await;
+    server
+        .ok(&[
+            "domains",
+            "add",
+            "bee",
+            "bee.example.test",
+            "--tls",
+            "self-signed",
+        ])
+        .await;
+    server.ok(&["deploy", "bee", "--git", &repo.url()]).await;
+    let bee_page = page(http, "bee.localhost").await.expect("bee serves");
+    let bee = server.app_json("bee").await;
+    let bee_uid = bee["uid"].as_u64().expect("bee has its own uid");
+    let bee_pid = bee["instances"][0]["pid"].as_u64().unwrap();
+    assert!(
+        bee_page.starts_with(&format!("uid {bee_uid} gid {bee_uid} secret of bee")),
+        "{bee_page}"
+    );
+    let key = find(&data.join("certs"), "key.pem").expect("a certificate key");
+
+    // A: the same code, told to try everything of B's and of wharf's.
+    let targets = [
+        data.join("volumes/bee/secret.txt"),
+        data.join("apps/bee/releases/1/app.py"),
+        format!("/proc/{bee_pid}/environ").into(),
+        data.join("wharf.db"),
+        data.join("admin.token"),
+        key.clone(),
+        data.join("volumes/ant/secret.txt"),
+    ];
+    let probe = targets
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    server
+        .ok(&[
+            "apps",
+            "create",
+            "ant",
+            "--env",
+            "NAME=ant",
+            "--env",
+            &format!("PROBE={probe}"),
+            "--env",
+            &format!("PROBE_PID={bee_pid}"),
+        ])
+        .await;
+    server.ok(&["deploy", "ant", "--git", &repo.url()]).await;
+    let ant_uid = server.app_json("ant").await["uid"].as_u64().unwrap();
+    assert!(ant_uid != 0 && ant_uid != bee_uid, "{ant_uid} vs {bee_uid}");
+    let ant_page = page(http, "ant.localhost").await.unwrap();
+    assert!(
+        ant_page.starts_with(&format!("uid {ant_uid} gid {ant_uid} ")),
+        "{ant_page}"
+    );
+
+    let answer = get(http, "ant.localhost", "/probe").await.unwrap();
+    let seen: serde_json::Value = serde_json::from_str(&answer.text()).unwrap();
+    for denied in &targets[..6] {
+        let key = denied.display().to_string();
+        assert_eq!(seen[&key], "denied", "{key}: {seen}");
+    }
+    assert_eq!(
+        seen[&targets[6].display().to_string()],
+        "read",
+        "its own volume: {seen}"
+    );
+    assert_eq!(seen["kill"], "denied", "{seen}");
+
+    // B is unaffected: same process, same secret.
+    let bee = server.app_json("bee").await;
+    assert_eq!(bee["instances"][0]["pid"].as_u64(), Some(bee_pid), "{bee}");
+    assert_eq!(
+        page(http, "bee.localhost").await.as_deref(),
+        Some(bee_page.as_str())
+    );
+
+    // The layout: others may pass through the data folder, not list it; each app's folders
+    // are its own.
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let owner = |p: &Path| std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(p).unwrap());
+    assert_eq!(mode(&data), 0o711);
+    for dir in ["certs", "logs", "backups", "run", "cache"] {
+        assert_eq!(mode(&data.join(dir)), 0o700, "{dir}");
+    }
+    for dir in ["apps/bee", "volumes/bee"] {
+        assert_eq!(mode(&data.join(dir)), 0o700, "{dir}");
+        assert_eq!(u64::from(owner(&data.join(dir))), bee_uid, "{dir}");
+    }
+    let shown = server.ok(&["apps", "show", "ant"]).await;
+    assert!(
+        shown.contains(&format!("user      uid {ant_uid}")),
+        "{shown}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_that_reads_another_apps_files_fails_saying_so() {
+    if !is_root() {
+        eprintln!("skipped: per-app users need wharf to run as root (CI runs as root)");
+        return;
+    }
+    let tmp = TempDir::new("app-users-build");
+    let data = tmp.0.join("data");
+    let server = ServerProc::start(&data, free_port()).await;
+    let data = std::fs::canonicalize(&data).unwrap();
+    server.ok(&["apps", "create", "vault"]).await;
+    let secret = data.join("volumes/vault/secret.txt");
+    std::fs::write(&secret, "vault's secret").unwrap();
+    let repo = Repo::new(
+        &tmp.0,
+        "thief",
+        &[(
+            "wharf.toml",
+            &format!(
+                "build = \"id -u > built-by && cat {}\"\nstatic = \".\"\n",
+                secret.display()
+            ),
+        )],
+    );
+    server.ok(&["apps", "create", "thief"]).await;
+    let (ok, out, err) = server.cli(&["deploy", "thief", "--git", &repo.url()]).await;
+    assert!(!ok, "{out}\n{err}");
+    let said = format!("{out}{err}");
+    assert!(said.contains("Permission denied"), "{said}");
+    assert!(said.contains("the build failed"), "{said}");
+    assert!(!said.contains("vault's secret"), "{said}");
+    server.stop().await;
+}
+
+/// wharf run as an ordinary user (no capabilities): apps still run, as that user, and
+/// `wharf status` says per-app users are off and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_an_ordinary_user_apps_still_run_and_status_says_why_users_are_off() {
+    require_python();
+    let tmp = TempDir::new("app-users-off");
+    let data = tmp.0.join("data");
+    let site = tmp.0.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.html"), "hello").unwrap();
+    // The server's user must own its data folder's parent to create it.
+    let nobody = 65534;
+    let run_as = is_root().then_some(nobody);
+    if run_as.is_some() {
+        std::os::unix::fs::chown(&tmp.0, Some(nobody), Some(nobody)).unwrap();
+    }
+    let server = ServerProc::start_as(&data, free_port(), run_as).await;
+    // The app's folder is named as its workdir: the sandbox lets an app without releases use
+    // the folder the admin named, and nothing else outside the data folder.
+    let workdir = site.display().to_string();
+    let cmd = "exec python3 -m http.server \"$PORT\" --bind \"$HOST\"";
+    server
+        .ok(&[
+            "apps",
+            "create",
+            "plain",
+            "--workdir",
+            &workdir,
+            "--run",
+            cmd,
+        ])
+        .await;
+    assert_eq!(
+        page(server.http, "plain.localhost").await.as_deref(),
+        Some("hello")
+    );
+    let app = server.app_json("plain").await;
+    assert!(app["uid"].is_null(), "{app}");
+    let uid = run_as.unwrap_or_else(euid);
+    let shown = server.ok(&["apps", "show", "plain"]).await;
+    assert!(
+        shown.contains(&format!(
+            "per-app users: off (wharf runs as uid {uid} without CAP_SETUID"
+        )),
+        "{shown}"
+    );
+    assert_eventually!(
+        std::fs::read_to_string(format!("/proc/{}/status", app["instances"][0]["pid"])).is_ok_and(
+            |s| s
+                .lines()
+                .any(|l| l.starts_with("Uid:") && l.contains(&uid.to_string()))
+        ),
+        "the app runs as wharf's user"
+    );
+    server.stop().await;
+}
+
+/// wharf run as an ordinary user with the capabilities the systemd unit grants (docs/server.md)
+/// still gives each app its own user, and the app inherits none of wharf's capabilities.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordinary_user_with_the_units_capabilities_gives_apps_their_own_users() {
+    require_python();
+    require_tool("setpriv", "util-linux");
+    if !is_root() {
+        eprintln!("skipped: granting capabilities needs root (CI runs as root)");
+        return;
+    }
+    let tmp = TempDir::new("app-users-caps");
+    let data = tmp.0.join("data");
+    let site = tmp.0.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.html"), "hello").unwrap();
+    let nobody = 65534;
+    std::os::unix::fs::chown(&tmp.0, Some(nobody), Some(nobody)).unwrap();
+    let caps = "+net_bind_service,+setuid,+setgid,+chown,+dac_override,+fowner,+kill";
+    let server = ServerProc::start_wrapped(
+        &data,
+        free_port(),
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            &format!("--inh-caps={caps}"),
+            &format!("--ambient-caps={caps}"),
+            "--",
+        ],
+    )
+    .await;
+    // The app's folder is named as its workdir: the sandbox lets an app without releases use
+    // the folder the admin named, and nothing else outside the data folder.
+    let workdir = site.display().to_string();
+    let cmd = "exec python3 -m http.server \"$PORT\" --bind \"$HOST\"";
+    server
+        .ok(&[
+            "apps",
+            "create",
+            "capped",
+            "--workdir",
+            &workdir,
+            "--run",
+            cmd,
+        ])
+        .await;
+    assert_eq!(
+        page(server.http, "capped.localhost").await.as_deref(),
+        Some("hello")
+    );
+    let app = server.app_json("capped").await;
+    let uid = app["uid"].as_u64().expect("its own uid");
+    assert!((61184..=65519).contains(&uid), "{app}");
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", app["instances"][0]["pid"])).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l[name.len()..].trim().to_string())
+            .unwrap()
+    };
+    assert!(field("Uid:").starts_with(&uid.to_string()), "{status}");
+    for caps in ["CapPrm:", "CapEff:", "CapAmb:"] {
+        assert_eq!(
+            field(caps),
+            "0000000000000000",
+            "{caps} of the app: {status}"
+        );
+    }
+    // wharf can still stop what runs as another user.
+    let pid = app["instances"][0]["pid"].as_u64().unwrap();
+    server.stop().await;
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the app stopped with the server"
+    );
+}
+
+/// An app keeps its uid for life: deleted, its files (volume, logs) stay and so does its uid,
+/// which an app created again under its name gets back; only a purge frees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_app_keeps_its_uid_until_it_is_purged() {
+    if !is_root() {
+        eprintln!("skipped: per-app users need wharf to run as root (CI runs as root)");
+        return;
+    }
+    let tmp = TempDir::new("app-users-purge");
+    let data = tmp.0.join("data");
+    let server = ServerProc::start(&data, free_port()).await;
+    let uid = |app: &'static str| {
+        let server = &server;
+        async move { server.app_json(app).await["uid"].as_u64().unwrap() }
+    };
+    server.ok(&["apps", "create", "first", "--static"]).await;
+    let first = uid("first").await;
+    server.ok(&["apps", "delete", "first", "--yes"]).await;
+    server.ok(&["apps", "create", "other", "--static"]).await;
+    assert_ne!(
+        uid("other").await,
+        first,
+        "not reused while its files remain"
+    );
+    server.ok(&["apps", "create", "first", "--static"]).await;
+    assert_eq!(uid("first").await, first, "the same name gets it back");
+    let volume = std::fs::canonicalize(&data).unwrap().join("volumes/first");
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&volume).unwrap());
+    assert_eq!(u64::from(owner), first, "with its kept volume");
+    server
+        .ok(&["apps", "delete", "first", "--yes", "--purge"])
+        .await;
+    server.ok(&["apps", "create", "third", "--static"]).await;
+    assert_eq!(uid("third").await, first, "a purge frees it");
+    server.stop().await;
+}
