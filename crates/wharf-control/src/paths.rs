@@ -123,7 +123,7 @@ impl DataDir {
     /// release are checked (a full walk only where one of them belongs to someone else, so
     /// a start does not walk every file every time).
     pub(crate) fn give_app_folders(&self, app: &str, user: AppUser) -> std::io::Result<()> {
-        // The build cache is the app's `HOME`, for builds and instances alike; `tmp` its
+        // The build cache is the builds' `HOME`; `tmp` the instances' `HOME` and everyone's
         // private `TMPDIR` in the sandbox.
         for dir in [self.build_cache(app), self.tmp(app)] {
             std::fs::DirBuilder::new()

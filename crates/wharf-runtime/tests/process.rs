@@ -303,10 +303,11 @@ async fn an_exit_is_signalled_with_the_last_output() {
 
 #[tokio::test]
 async fn an_instance_runs_as_its_user_with_no_other_groups() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: switching users needs root (CI runs as root)");
-        return;
-    }
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "switching users needs root: run this test as root (e.g. `sudo -E cargo test -p \
+         wharf-runtime --test process`), as CI does"
+    );
     let d = dir("user");
     let rt = ProcessRuntime::new();
     let mut logs = rt.subscribe_logs("app");

@@ -57,6 +57,14 @@ fn euid() -> u32 {
     line.split_whitespace().nth(2).unwrap().parse().unwrap()
 }
 
+/// Fails (never skips) when not root, saying how to run it.
+fn require_root(why: &str) {
+    assert!(
+        is_root(),
+        "{why}: run this test as root (e.g. `sudo -E cargo test -p wharf --test app_users`), as CI does"
+    );
+}
+
 fn is_root() -> bool {
     euid() == 0
 }
@@ -79,10 +87,7 @@ fn find(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_run_as_their_own_users_and_cannot_reach_each_other_or_wharf() {
     require_python();
-    if !is_root() {
-        eprintln!("skipped: per-app users need wharf to run as root (CI runs as root)");
-        return;
-    }
+    require_root("per-app users need wharf to run as root");
     let tmp = TempDir::new("app-users");
     let data = tmp.0.join("data");
     let repo = Repo::new(
@@ -210,10 +215,7 @@ async fn apps_run_as_their_own_users_and_cannot_reach_each_other_or_wharf() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_that_reads_another_apps_files_fails_saying_so() {
-    if !is_root() {
-        eprintln!("skipped: per-app users need wharf to run as root (CI runs as root)");
-        return;
-    }
+    require_root("per-app users need wharf to run as root");
     let tmp = TempDir::new("app-users-build");
     let data = tmp.0.join("data");
     let server = ServerProc::start(&data, free_port()).await;
@@ -305,10 +307,7 @@ async fn as_an_ordinary_user_apps_still_run_and_status_says_why_users_are_off() 
 async fn an_ordinary_user_with_the_units_capabilities_gives_apps_their_own_users() {
     require_python();
     require_tool("setpriv", "util-linux");
-    if !is_root() {
-        eprintln!("skipped: granting capabilities needs root (CI runs as root)");
-        return;
-    }
+    require_root("granting capabilities needs root");
     let tmp = TempDir::new("app-users-caps");
     let data = tmp.0.join("data");
     let site = tmp.0.join("site");
@@ -383,10 +382,7 @@ async fn an_ordinary_user_with_the_units_capabilities_gives_apps_their_own_users
 /// which an app created again under its name gets back; only a purge frees it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_app_keeps_its_uid_until_it_is_purged() {
-    if !is_root() {
-        eprintln!("skipped: per-app users need wharf to run as root (CI runs as root)");
-        return;
-    }
+    require_root("per-app users need wharf to run as root");
     let tmp = TempDir::new("app-users-purge");
     let data = tmp.0.join("data");
     let server = ServerProc::start(&data, free_port()).await;
