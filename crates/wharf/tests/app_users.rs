@@ -475,3 +475,31 @@ async fn an_apps_ld_preload_never_runs_as_root() {
     );
     server.stop().await;
 }
+
+/// A deploy writes nothing through a link an app left in its own releases folder (the app
+/// owns that folder when it has its own user, and knows the next release's number).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_writes_nothing_through_a_link_in_the_releases_folder() {
+    let tmp = TempDir::new("app-users-tar-link");
+    let data = tmp.0.join("data");
+    let victim = tmp.0.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let repo = Repo::new(
+        &tmp.0,
+        "site",
+        &[("wharf.toml", "static = \".\"\n"), ("index.html", "hi")],
+    );
+    let server = ServerProc::start(&data, free_port()).await;
+    server.ok(&["apps", "create", "site"]).await;
+    let releases = data.join("apps/site/releases");
+    std::fs::create_dir_all(&releases).unwrap();
+    std::os::unix::fs::symlink(&victim, releases.join("1.tar")).unwrap();
+    server.ok(&["deploy", "site", "--git", &repo.url()]).await;
+    let after = std::fs::read(&victim).unwrap();
+    assert!(
+        after == b"precious",
+        "the deploy wrote {} bytes through the app's link",
+        after.len()
+    );
+    server.stop().await;
+}
