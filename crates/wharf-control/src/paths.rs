@@ -4,7 +4,9 @@
 //! to their own `apps/<app>` and `volumes/<app>` (theirs, 0700); nothing else is theirs.
 
 use std::fs::{OpenOptions, Permissions};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+
+use rustix::fs::{Mode, OFlags};
 use std::path::{Path, PathBuf};
 
 use wharf_runtime::AppUser;
@@ -136,26 +138,35 @@ impl DataDir {
                 .mode(DIR_MODE)
                 .recursive(true)
                 .create(&dir)?;
-            let mut tops = vec![
-                dir.clone(),
-                dir.join("cache"),
-                dir.join("tmp"),
-                dir.join("public"),
-            ];
-            if let Ok(releases) = std::fs::read_dir(dir.join("releases")) {
-                tops.push(dir.join("releases"));
-                tops.extend(releases.flatten().map(|e| e.path()));
-            }
-            for top in tops {
-                let Ok(meta) = std::fs::symlink_metadata(&top) else {
-                    continue;
-                };
-                if meta.uid() != user.uid || meta.gid() != user.gid {
-                    crate::users::chown_tree(&top, user)?;
+            // Everything below is the app's to change while this runs: held open and never
+            // followed through a link (a `releases` the app replaced by a link to `/etc` must
+            // not give `/etc`'s files away).
+            let fd = crate::users::open_dir(&dir)?;
+            let st = rustix::fs::fstat(&fd)?;
+            if st.st_uid != user.uid || st.st_gid != user.gid {
+                crate::users::chown_tree(&dir, user)?;
+            } else {
+                for name in ["cache", "tmp", "public", "releases"] {
+                    crate::users::give_entry(&fd, name, user, true)?;
+                }
+                if let Ok(releases) = rustix::fs::openat(
+                    &fd,
+                    "releases",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    let names: Vec<_> = rustix::fs::Dir::read_from(&releases)?
+                        .flatten()
+                        .map(|e| e.file_name().to_owned())
+                        .filter(|n| n.as_c_str() != c"." && n.as_c_str() != c"..")
+                        .collect();
+                    for name in names {
+                        crate::users::give_entry(&releases, name, user, true)?;
+                    }
                 }
             }
-            if std::fs::metadata(&dir)?.permissions().mode() & 0o7777 != DIR_MODE {
-                std::fs::set_permissions(&dir, Permissions::from_mode(DIR_MODE))?;
+            if st.st_mode & 0o7777 != DIR_MODE {
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(DIR_MODE))?;
             }
         }
         Ok(())

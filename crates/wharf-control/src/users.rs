@@ -6,7 +6,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fd::OwnedFd;
+use rustix::fs::{AtFlags, Gid, Mode, OFlags, Uid};
 use wharf_runtime::AppUser;
 use wharf_store::{APP_UIDS, Store};
 
@@ -127,28 +128,48 @@ fn taken_by_system(id: u32) -> bool {
 }
 
 /// Gives `path` and everything under it to `user`, links themselves and never what they point
-/// to. The walk holds each folder open and goes on from that descriptor, refusing symbolic
-/// links on the way (`openat2` with `RESOLVE_NO_SYMLINKS`, else `O_NOFOLLOW`): an app that
-/// swaps a folder of its own for a link while this runs as root cannot make it give away
-/// anything outside.
+/// to. `path`'s parents are trusted (wharf's own folders); from there the walk holds each
+/// folder open and goes on from that descriptor, never following a link: an app that swaps a
+/// folder of its own for a link while this runs as root cannot make it give away anything
+/// outside.
 pub(crate) fn chown_tree(path: &Path, user: AppUser) -> std::io::Result<()> {
-    use rustix::fs::{CWD, ResolveFlags, openat2};
-    let opened = match openat2(
-        CWD,
-        path,
-        dir_flags(),
-        Mode::empty(),
-        ResolveFlags::NO_SYMLINKS,
-    ) {
-        Err(rustix::io::Errno::NOSYS) => rustix::fs::openat(CWD, path, dir_flags(), Mode::empty()),
-        other => other,
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::other(format!(
+            "{} names no file",
+            path.display()
+        )));
     };
-    match opened {
-        Ok(dir) => chown_dir(&dir, user),
-        // Not a folder (or a link): only itself.
-        Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
-            std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid))
+    let parent = rustix::fs::open(parent, dir_flags(), Mode::empty())?;
+    give_entry(&parent, name, user, false)
+}
+
+/// Opens `path` (a folder wharf made, whose parents are wharf's) without following a link
+/// in its last part.
+pub(crate) fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
+    Ok(rustix::fs::open(path, dir_flags(), Mode::empty())?)
+}
+
+/// Gives `name` in `parent` (and all under it, when it is a folder) to `user`; with
+/// `only_if_not_its`, leaves it alone when it already is the user's. Never follows a link.
+pub(crate) fn give_entry(
+    parent: &OwnedFd,
+    name: impl rustix::path::Arg,
+    user: AppUser,
+    only_if_not_its: bool,
+) -> std::io::Result<()> {
+    let name = name.into_c_str()?;
+    if only_if_not_its {
+        let st = match rustix::fs::statat(parent, &*name, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            other => other?,
+        };
+        if st.st_uid == user.uid && st.st_gid == user.gid {
+            return Ok(());
         }
+    }
+    match rustix::fs::openat(parent, &*name, dir_flags(), Mode::empty()) {
+        Ok(sub) => chown_dir(&sub, user),
+        Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => chown_file(parent, &name, user),
         Err(e) => Err(e.into()),
     }
 }
@@ -157,12 +178,48 @@ fn dir_flags() -> OFlags {
     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
 }
 
-fn chown_dir(dir: &rustix::fd::OwnedFd, user: AppUser) -> std::io::Result<()> {
-    use rustix::fs::{AtFlags, Gid, Uid};
-    let (uid, gid) = (Some(Uid::from_raw(user.uid)), Some(Gid::from_raw(user.gid)));
+/// Gives a file or link (not what it points to) to `user`, unless it has other names: a hard
+/// link an app made to a file that is not its own (another app's, or `/etc/shadow` where the
+/// system allows such links) must not become the app's. The file is held open (`O_PATH`) from
+/// the check to the change, so it cannot be swapped in between.
+fn chown_file(parent: &OwnedFd, name: &std::ffi::CStr, user: AppUser) -> std::io::Result<()> {
+    let file = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&file)?;
+    if st.st_uid == user.uid && st.st_gid == user.gid {
+        return Ok(());
+    }
+    let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+    if st.st_nlink > 1 && !is_dir {
+        tracing::warn!(
+            file = %name.to_string_lossy(),
+            uid = user.uid,
+            "not giving a file with several names (hard links) to the app's user"
+        );
+        return Ok(());
+    }
+    rustix::fs::chownat(
+        &file,
+        c"",
+        Some(Uid::from_raw(user.uid)),
+        Some(Gid::from_raw(user.gid)),
+        AtFlags::EMPTY_PATH,
+    )?;
+    Ok(())
+}
+
+fn chown_dir(dir: &OwnedFd, user: AppUser) -> std::io::Result<()> {
     let st = rustix::fs::fstat(dir)?;
     if st.st_uid != user.uid || st.st_gid != user.gid {
-        rustix::fs::fchown(dir, uid, gid)?;
+        rustix::fs::fchown(
+            dir,
+            Some(Uid::from_raw(user.uid)),
+            Some(Gid::from_raw(user.gid)),
+        )?;
     }
     for entry in rustix::fs::Dir::read_from(dir)? {
         let entry = entry?;
@@ -170,13 +227,7 @@ fn chown_dir(dir: &rustix::fd::OwnedFd, user: AppUser) -> std::io::Result<()> {
         if name == c"." || name == c".." {
             continue;
         }
-        match rustix::fs::openat(dir, name, dir_flags(), Mode::empty()) {
-            Ok(sub) => chown_dir(&sub, user)?,
-            Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
-                rustix::fs::chownat(dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?
-            }
-            Err(e) => return Err(e.into()),
-        }
+        give_entry(dir, name, user, false)?;
     }
     Ok(())
 }
@@ -200,6 +251,8 @@ mod tests {
         std::fs::write(tree.join("sub/file"), "x").unwrap();
         std::fs::write(outside.join("secret"), "x").unwrap();
         std::os::unix::fs::symlink(&outside, tree.join("sub/link")).unwrap();
+        // A hard link to a file that is not the app's (where the system allows making one).
+        std::fs::hard_link(outside.join("secret"), tree.join("sub/hard")).unwrap();
         let user = AppUser {
             uid: 61990,
             gid: 61991,
@@ -213,10 +266,44 @@ mod tests {
             assert_eq!(owner(&tree.join(p)), (61990, 61991), "{p}");
         }
         assert_eq!(owner(&outside), (0, 0));
-        assert_eq!(owner(&outside.join("secret")), (0, 0));
+        assert_eq!(
+            owner(&outside.join("secret")),
+            (0, 0),
+            "through a hard link"
+        );
         // A link given as the top is given away itself, not followed.
         chown_tree(&tree.join("sub/link"), user).unwrap();
         assert_eq!(owner(&outside), (0, 0));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_releases_folder_replaced_by_a_link_gives_nothing_outside_away() {
+        if !rustix::process::geteuid().is_root() {
+            return; // giving files away needs root (CI runs as root)
+        }
+        let base = std::env::temp_dir().join(format!("wharf-give-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let outside = base.join("etc");
+        std::fs::create_dir_all(outside.join("cron.d")).unwrap();
+        std::fs::write(outside.join("shadow"), "x").unwrap();
+        let data = DataDir::new(base.join("data"));
+        let user = AppUser {
+            uid: 61992,
+            gid: 61992,
+        };
+        std::fs::create_dir_all(data.release("evil", 1)).unwrap();
+        data.give_app_folders("evil", user).unwrap();
+        // The app (which owns its folder) puts a link where its releases were.
+        let releases = data.releases("evil");
+        std::fs::rename(&releases, data.app_dir("evil").join("old")).unwrap();
+        std::os::unix::fs::symlink(&outside, &releases).unwrap();
+        std::os::unix::fs::lchown(&releases, Some(user.uid), Some(user.gid)).unwrap();
+        data.give_app_folders("evil", user).unwrap();
+        for p in ["", "shadow", "cron.d"] {
+            let m = std::fs::symlink_metadata(outside.join(p)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (0, 0), "{p} was given away");
+        }
         std::fs::remove_dir_all(&base).unwrap();
     }
 

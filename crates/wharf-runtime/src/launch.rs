@@ -13,6 +13,17 @@ use std::path::Path;
 
 use crate::{AppUser, SandboxPolicy};
 
+/// The prefix under which a root launcher receives the variables the dynamic loader acts on
+/// (`LD_PRELOAD`, `LD_LIBRARY_PATH`, `LD_AUDIT`, `GLIBC_TUNABLES`...): an app's env (which its
+/// own `wharf.toml` may set) must not load code into a process that still runs as root. The
+/// launcher gives them back their names for the command it execs.
+pub const HIDDEN_ENV_PREFIX: &str = "WHARF_SANDBOX_HIDDEN_";
+
+/// Whether the dynamic loader (or libc as it starts) reads `name`.
+fn loader_reads(name: &str) -> bool {
+    name.starts_with("LD_") || name.starts_with("GLIBC_") || name.starts_with("MALLOC_")
+}
+
 /// What to spawn for a shell command.
 #[derive(Debug)]
 pub struct Shell {
@@ -21,6 +32,21 @@ pub struct Shell {
     /// The user and group to spawn `program` as (`CommandExt::uid`/`gid`); `None` when it
     /// starts as wharf (no app user, or a root launcher that switches by itself).
     pub spawn_as: Option<AppUser>,
+    /// `program` is the launcher and starts as root: see [`Shell::env_name`].
+    privileged_launcher: bool,
+}
+
+impl Shell {
+    /// The name to give the app's env variable `name` on the spawned command: the variables
+    /// the dynamic loader reads are hidden from a launcher that starts as root (under
+    /// [`HIDDEN_ENV_PREFIX`]), so they act only once it runs the app's command as the app.
+    pub fn env_name(&self, name: &str) -> OsString {
+        if self.privileged_launcher && loader_reads(name) {
+            format!("{HIDDEN_ENV_PREFIX}{name}").into()
+        } else {
+            name.into()
+        }
+    }
 }
 
 /// How to run `script` with `/bin/sh -c` as `user`, through `launcher` when `sandbox` is set.
@@ -53,6 +79,7 @@ fn shell_command_as(
             program: "/bin/sh".into(),
             args: shell.into(),
             spawn_as: user,
+            privileged_launcher: false,
         });
     };
     let launcher = launcher.ok_or_else(|| {
@@ -84,6 +111,7 @@ fn shell_command_as(
         program: launcher.into(),
         args,
         spawn_as,
+        privileged_launcher: root,
     })
 }
 

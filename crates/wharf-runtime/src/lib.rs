@@ -8,7 +8,7 @@ mod launch;
 mod process;
 
 pub use isolation::{AppUser, Isolation, SandboxPolicy};
-pub use launch::{Shell, shell_command};
+pub use launch::{HIDDEN_ENV_PREFIX, Shell, shell_command};
 pub use process::{ProcessRuntime, pidfile};
 
 use std::collections::BTreeMap;

@@ -411,3 +411,91 @@ async fn a_deleted_app_keeps_its_uid_until_it_is_purged() {
     assert_eq!(uid("third").await, first, "a purge frees it");
     server.stop().await;
 }
+
+/// A library that, loaded into a process, leaves `loaded-as-<euid>` in `$WHARF_VOLUME`.
+const PRELOAD_C: &str = r#"#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+__attribute__((constructor)) static void mark(void) {
+    const char *vol = getenv("WHARF_VOLUME");
+    char path[4096];
+    if (!vol) return;
+    snprintf(path, sizeof path, "%s/loaded-as-%u", vol, (unsigned)geteuid());
+    int fd = open(path, O_WRONLY | O_CREAT, 0600);
+    if (fd >= 0) close(fd);
+}
+"#;
+
+/// An app's env (here its own `wharf.toml`) that sets `LD_PRELOAD` to a library of its own
+/// must not get that library loaded by the launcher while it still runs as root: only the
+/// app's own processes, as its user, load it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apps_ld_preload_never_runs_as_root() {
+    require_python();
+    require_tool("cc", "gcc");
+    if !is_root() {
+        eprintln!("skipped: per-app users need wharf to run as root (CI runs as root)");
+        return;
+    }
+    let tmp = TempDir::new("app-users-preload");
+    let data = tmp.0.join("data");
+    let repo = Repo::new(
+        &tmp.0,
+        "preload",
+        &[
+            ("mark.c", PRELOAD_C),
+            (
+                "wharf.toml",
+                "build = \"cc -shared -fPIC -o mark.so mark.c\"\n\
+                 run = \"exec python3 -m http.server $PORT --bind $HOST\"\n\
+                 [env]\nLD_PRELOAD = \"./mark.so\"\n",
+            ),
+        ],
+    );
+    let server = ServerProc::start(&data, free_port()).await;
+    let data = std::fs::canonicalize(&data).unwrap();
+    server.ok(&["apps", "create", "pre"]).await;
+    server.ok(&["deploy", "pre", "--git", &repo.url()]).await;
+    let uid = server.app_json("pre").await["uid"]
+        .as_u64()
+        .expect("pre has its own uid");
+    let volume = data.join("volumes/pre");
+    assert!(
+        volume.join(format!("loaded-as-{uid}")).exists(),
+        "the app's own processes load its LD_PRELOAD"
+    );
+    assert!(
+        !volume.join("loaded-as-0").exists(),
+        "the app's LD_PRELOAD was loaded into a process running as root"
+    );
+    server.stop().await;
+}
+
+/// A deploy writes nothing through a link an app left in its own releases folder (the app
+/// owns that folder when it has its own user, and knows the next release's number).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_writes_nothing_through_a_link_in_the_releases_folder() {
+    let tmp = TempDir::new("app-users-tar-link");
+    let data = tmp.0.join("data");
+    let victim = tmp.0.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let repo = Repo::new(
+        &tmp.0,
+        "site",
+        &[("wharf.toml", "static = \".\"\n"), ("index.html", "hi")],
+    );
+    let server = ServerProc::start(&data, free_port()).await;
+    server.ok(&["apps", "create", "site"]).await;
+    let releases = data.join("apps/site/releases");
+    std::fs::create_dir_all(&releases).unwrap();
+    std::os::unix::fs::symlink(&victim, releases.join("1.tar")).unwrap();
+    server.ok(&["deploy", "site", "--git", &repo.url()]).await;
+    let after = std::fs::read(&victim).unwrap();
+    assert!(
+        after == b"precious",
+        "the deploy wrote {} bytes through the app's link",
+        after.len()
+    );
+    server.stop().await;
+}

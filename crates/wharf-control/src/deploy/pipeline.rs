@@ -409,13 +409,13 @@ async fn build(
     if sandbox.is_some() {
         out.line("(sandboxed: writes only to the release folder, the build cache and its tmp)");
     }
-    let mut command = Command::new(shell.program);
+    let mut command = Command::new(&shell.program);
     command
-        .args(shell.args)
+        .args(&shell.args)
         .current_dir(dir)
         .env_clear()
         .env("HOME", cache)
-        .envs(&env)
+        .envs(env.iter().map(|(k, v)| (shell.env_name(k), v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

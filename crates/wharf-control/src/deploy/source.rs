@@ -134,7 +134,9 @@ pub(crate) async fn fetch_git(
         }
         Err(e) => return Err(format!("cannot fetch {reference} from {url}: {e}")),
     };
-    let tar = dest.with_extension("tar");
+    // Beside the cache (wharf's alone), not beside `dest`: the releases folder is the app's,
+    // and a link it left at `<n>.tar` would have this write the archive wherever it points.
+    let tar = cache.with_extension("tar");
     let tar_s = tar.to_str().ok_or("the data folder path is not UTF-8")?;
     git(
         &[

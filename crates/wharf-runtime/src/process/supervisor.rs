@@ -308,15 +308,15 @@ fn command(spec: &InstanceSpec, launcher: Option<&std::path::Path>) -> std::io::
         spec.isolation.user,
         &spec.command,
     )?;
-    let mut cmd = Command::new(shell.program);
-    cmd.args(shell.args)
+    let mut cmd = Command::new(&shell.program);
+    cmd.args(&shell.args)
         .current_dir(&spec.workdir)
         .env_clear()
         .env(
             "PATH",
             std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
         )
-        .envs(&spec.env)
+        .envs(spec.env.iter().map(|(k, v)| (shell.env_name(k), v)))
         .env("PORT", spec.port.to_string())
         .env("HOST", spec.host.to_string())
         .env("WHARF_VOLUME", &spec.volume)

@@ -76,6 +76,16 @@ pub(crate) fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         // std sets the group, drops supplementary groups, then the user, right before exec.
         cmd.uid(uid).gid(gid);
     }
+    // A root launcher gets the loader's variables under another name (see
+    // `wharf_runtime::HIDDEN_ENV_PREFIX`): they act from here on, in the app's command only.
+    for (name, value) in std::env::vars_os() {
+        if let Some(real) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(wharf_runtime::HIDDEN_ENV_PREFIX))
+        {
+            cmd.env_remove(&name).env(real, value);
+        }
+    }
     if let Some(path) = path {
         cmd.env("PATH", path);
     }
