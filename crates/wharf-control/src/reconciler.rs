@@ -589,6 +589,9 @@ impl Reconciler {
         let Some(run) = eff.run.as_ref().filter(|_| runnable) else {
             return Ok(None);
         };
+        if let Some(why) = self.users.refusal() {
+            return Err(format!("{} cannot start: {why}", app.name));
+        }
         let mut env = eff.env_defaults;
         env.extend(
             self.store

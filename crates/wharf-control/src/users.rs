@@ -73,6 +73,17 @@ impl AppUsers {
         self.off.is_none()
     }
 
+    /// Set when wharf runs as root but cannot give apps users of their own: then no instance
+    /// or build may start, since it would run as root.
+    pub(crate) fn refusal(&self) -> Option<String> {
+        let why = self.off.as_deref()?;
+        rustix::process::geteuid().is_root().then(|| {
+            format!(
+                "wharf runs as root and never runs apps as root, but per-app users are off: {why}"
+            )
+        })
+    }
+
     /// Why apps run as wharf's own user, when they do.
     pub(crate) fn note(&self) -> Option<&str> {
         self.off.as_deref()

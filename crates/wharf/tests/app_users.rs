@@ -499,3 +499,39 @@ async fn a_deploy_writes_nothing_through_a_link_in_the_releases_folder() {
     );
     server.stop().await;
 }
+
+/// wharf run as root with its data folder where other users cannot enter (as `./wharf-data`
+/// under `/root` would be): apps cannot have users of their own, and none runs as root
+/// instead. Starting one fails saying why and how to fix it; a static site still serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_server_that_cannot_give_apps_users_runs_none_as_root() {
+    require_root("the refusal is root's");
+    let tmp = TempDir::new("app-users-closed");
+    let closed = tmp.0.join("closed");
+    std::fs::create_dir_all(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data = closed.join("data");
+    let server = ServerProc::start(&data, free_port()).await;
+    let (ok, out, err) = server
+        .cli(&["apps", "create", "rooty", "--run", "exec sleep 600"])
+        .await;
+    let said = format!("{out}{err}");
+    assert!(!ok, "a process app was started: {said}");
+    assert!(
+        said.contains("never runs apps as root") && said.contains("chmod o+x"),
+        "{said}"
+    );
+    let ps = std::process::Command::new("pgrep")
+        .args(["-f", "^sleep 600$"])
+        .output()
+        .unwrap();
+    assert!(ps.stdout.is_empty(), "the app's process runs");
+
+    server.ok(&["apps", "create", "site", "--static"]).await;
+    std::fs::write(data.join("apps/site/public/index.html"), "still static").unwrap();
+    assert_eq!(
+        page(server.http, "site.localhost").await.as_deref(),
+        Some("still static")
+    );
+    server.stop().await;
+}

@@ -29,8 +29,9 @@ fn patient() -> [(&'static str, String); 1] {
     [("WHARF_HEALTH_TIMEOUT", "120s".to_string())]
 }
 
-/// Starts a deploy and kills the server once the deploy has printed `marker`.
-async fn kill_during_deploy(server: ServerProc, marker: &str) {
+/// Starts a deploy and kills the server once the deploy has printed `marker` and `ready` holds
+/// (e.g. the build's process runs: the line that announces it comes before it starts).
+async fn kill_during_deploy(server: ServerProc, marker: &str, ready: impl Fn() -> bool) {
     let mut deploy = server.spawn_cli(&["deploy", "api"]);
     let mut lines = BufReader::new(deploy.stdout.take().unwrap()).lines();
     let seen = tokio::time::timeout(Duration::from_secs(60), async {
@@ -43,12 +44,13 @@ async fn kill_during_deploy(server: ServerProc, marker: &str) {
     })
     .await;
     assert_eq!(seen, Ok(true), "the deploy never printed {marker:?}");
+    assert_eventually!(ready(), "the deploy got where the server is to be killed");
     server.kill9().await;
     let _ = deploy.wait().await;
 }
 
 /// Commits v2 with a build that takes long, and kills the server while it runs.
-async fn kill_during_a_slow_build(server: ServerProc, repo: &Repo) {
+async fn kill_during_a_slow_build(server: ServerProc, repo: &Repo, data: &std::path::Path) {
     repo.commit(
         &[
             ("version", "v2"),
@@ -59,7 +61,8 @@ async fn kill_during_a_slow_build(server: ServerProc, repo: &Repo) {
         ],
         "slow build",
     );
-    kill_during_deploy(server, "$ sleep 43").await;
+    let building = data.join("apps/api/releases/2");
+    kill_during_deploy(server, "$ sleep 43", || sleep_in(&building)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +71,7 @@ async fn a_killed_server_comes_back_with_one_release_serving() {
     let (data, repo, http) = (&site.data, &site.repo, server.http);
 
     // 1. Killed during the build.
-    kill_during_a_slow_build(server, repo).await;
+    kill_during_a_slow_build(server, repo, data).await;
     let server = site.restart().await;
     // Apps come back in the background after the server is up.
     assert_eventually!(
@@ -95,7 +98,7 @@ async fn a_killed_server_comes_back_with_one_release_serving() {
         ],
         "slow start",
     );
-    kill_during_deploy(server, "starting the new release").await;
+    kill_during_deploy(server, "starting the new release", || true).await;
     let server = site.restart().await;
     assert_eventually!(
         page(http, "api.localhost").await.as_deref() == Some("v1"),
@@ -265,7 +268,7 @@ async fn a_build_cut_short_by_a_kill_is_stopped_and_cleared_at_the_next_start() 
     let (site, server) = Site::serving_v1("crash-build").await;
     let (data, repo, http) = (&site.data, &site.repo, server.http);
 
-    kill_during_a_slow_build(server, repo).await;
+    kill_during_a_slow_build(server, repo, data).await;
     let building = data.join("apps/api/releases/2");
     assert!(sleep_in(&building), "the build outlived the server");
     let partial = data.join("backups/api/before-2-1.tar.tmp");

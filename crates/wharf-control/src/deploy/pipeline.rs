@@ -237,6 +237,9 @@ async fn run(
         Err(e) => return fail("build", e),
     };
     out.line(&format!("detected a {} app", plan.kind));
+    if let (Some(_), Some(why)) = (&plan.build, c.reconciler.users().refusal()) {
+        return fail("build", why);
+    }
     if let Some(cmd) = &plan.build {
         out.line(&format!("$ {cmd}"));
         let mut env = plan.env.clone();
