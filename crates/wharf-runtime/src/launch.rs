@@ -19,9 +19,27 @@ use crate::{AppUser, SandboxPolicy};
 /// launcher gives them back their names for the command it execs.
 pub const HIDDEN_ENV_PREFIX: &str = "WHARF_SANDBOX_HIDDEN_";
 
-/// Whether the dynamic loader (or libc as it starts) reads `name`.
+/// Whether the dynamic loader or libc reads `name` in a way that can load code or files an app
+/// chose: glibc's own list of variables it ignores in set-user-id programs (`unsecvars.h`),
+/// since the launcher is, in effect, one until it switches to the app's user.
 fn loader_reads(name: &str) -> bool {
-    name.starts_with("LD_") || name.starts_with("GLIBC_") || name.starts_with("MALLOC_")
+    const NAMES: [&str; 11] = [
+        "GCONV_PATH",
+        "GETCONF_DIR",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "LOCPATH",
+        "NIS_PATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "RES_OPTIONS",
+        "TMPDIR",
+        "TZDIR",
+    ];
+    name.starts_with("LD_")
+        || name.starts_with("GLIBC_")
+        || name.starts_with("MALLOC_")
+        || NAMES.contains(&name)
 }
 
 /// What to spawn for a shell command.
@@ -169,6 +187,30 @@ mod tests {
         );
         let missing = shell_command_as(None, Some(&policy), None, "run", false).unwrap_err();
         assert!(missing.to_string().contains("no sandbox launcher"));
+    }
+
+    #[test]
+    fn a_root_launcher_gets_what_libc_reads_under_another_name() {
+        let policy = SandboxPolicy {
+            read: vec![],
+            write: vec![],
+            bind_ports: vec![],
+        };
+        let user = Some(AppUser {
+            uid: 61190,
+            gid: 61190,
+        });
+        let launcher = Some(Path::new("/usr/bin/wharf"));
+        let root = shell_command_as(launcher, Some(&policy), user, "run", true).unwrap();
+        for name in ["LD_PRELOAD", "GLIBC_TUNABLES", "GCONV_PATH", "TMPDIR"] {
+            assert_eq!(
+                root.env_name(name),
+                format!("{HIDDEN_ENV_PREFIX}{name}").as_str()
+            );
+        }
+        assert_eq!(root.env_name("DATABASE_URL"), "DATABASE_URL");
+        let unprivileged = shell_command_as(launcher, Some(&policy), user, "run", false).unwrap();
+        assert_eq!(unprivileged.env_name("GCONV_PATH"), "GCONV_PATH");
     }
 
     #[test]
