@@ -613,11 +613,8 @@ impl Reconciler {
             memory_bytes: app.memory_bytes,
             cpu_millis: app.cpu_millis,
         };
+        // `sandbox::prepare` below points TMPDIR at the app's tmp for sandboxed instances.
         let sandboxed = app.sandbox && self.launcher().is_some();
-        if sandboxed {
-            env.entry("TMPDIR".into())
-                .or_insert_with(|| self.data.tmp(&app.name).display().to_string());
-        }
         // The sandbox setting is part of what runs: switching it restarts the app.
         let fingerprint = fingerprint(run, &workdir, &env, &limits, app.replicas, sandboxed);
         let mut specs = Vec::new();

@@ -189,8 +189,9 @@ mod tests {
         assert!(missing.to_string().contains("no sandbox launcher"));
     }
 
-    #[test]
-    fn a_root_launcher_gets_what_libc_reads_under_another_name() {
+    /// The same sandboxed command for an app's user, as a root wharf and as an unprivileged
+    /// one start it.
+    fn for_app_user() -> (Shell, Shell, Option<AppUser>) {
         let policy = SandboxPolicy {
             read: vec![],
             write: vec![],
@@ -201,7 +202,13 @@ mod tests {
             gid: 61190,
         });
         let launcher = Some(Path::new("/usr/bin/wharf"));
-        let root = shell_command_as(launcher, Some(&policy), user, "run", true).unwrap();
+        let start = |root| shell_command_as(launcher, Some(&policy), user, "run", root).unwrap();
+        (start(true), start(false), user)
+    }
+
+    #[test]
+    fn a_root_launcher_gets_what_libc_reads_under_another_name() {
+        let (root, unprivileged, _) = for_app_user();
         for name in ["LD_PRELOAD", "GLIBC_TUNABLES", "GCONV_PATH", "TMPDIR"] {
             assert_eq!(
                 root.env_name(name),
@@ -209,23 +216,12 @@ mod tests {
             );
         }
         assert_eq!(root.env_name("DATABASE_URL"), "DATABASE_URL");
-        let unprivileged = shell_command_as(launcher, Some(&policy), user, "run", false).unwrap();
         assert_eq!(unprivileged.env_name("GCONV_PATH"), "GCONV_PATH");
     }
 
     #[test]
     fn a_root_launcher_switches_to_the_app_user_itself() {
-        let policy = SandboxPolicy {
-            read: vec![],
-            write: vec![],
-            bind_ports: vec![],
-        };
-        let user = Some(AppUser {
-            uid: 61190,
-            gid: 61190,
-        });
-        let launcher = Some(Path::new("/usr/bin/wharf"));
-        let root = shell_command_as(launcher, Some(&policy), user, "run", true).unwrap();
+        let (root, unprivileged, user) = for_app_user();
         assert_eq!(root.spawn_as, None, "started as root");
         let args: Vec<_> = root.args.iter().map(|a| a.to_str().unwrap()).collect();
         assert_eq!(
@@ -233,7 +229,6 @@ mod tests {
             ["sandbox-exec", "--uid", "61190", "--gid", "61190"]
         );
         // Not root: capabilities end at exec, so the launcher starts as the app.
-        let unprivileged = shell_command_as(launcher, Some(&policy), user, "run", false).unwrap();
         assert_eq!(unprivileged.spawn_as, user);
         assert!(!unprivileged.args.iter().any(|a| a == "--uid"));
     }

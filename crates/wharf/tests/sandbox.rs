@@ -234,11 +234,14 @@ fn the_launcher_refuses_to_start_an_app_it_cannot_confine() {
     );
 }
 
-/// A process app that reports, on its page, which of wharf's files it could read.
+/// A process app that reports, on its page, which of wharf's files it could read, and whether
+/// it could make a temporary file (the shared /tmp is closed: `TMPDIR` must name its own).
 const PROBE_APP: &str = "D=\"$WHARF_VOLUME/../..\"; cd \"$WHARF_VOLUME\" && \
     for f in wharf.db admin.token apps/other/releases/1/secret.txt; do \
       if cat \"$D/$f\" >/dev/null 2>&1; then echo \"$f: read\"; else echo \"$f: denied\"; fi; \
-    done > index.html && exec python3 -m http.server \"$PORT\" --bind \"$HOST\"";
+    done > index.html && \
+    { mktemp >/dev/null 2>&1 && echo 'own TMPDIR: written' || echo 'own TMPDIR: denied'; } >> index.html && \
+    exec python3 -m http.server \"$PORT\" --bind \"$HOST\"";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_run_sandboxed_by_default_and_can_opt_out_visibly() {
@@ -256,8 +259,11 @@ async fn apps_run_sandboxed_by_default_and_can_opt_out_visibly() {
     let page = support::page(server.http, "probe.localhost").await;
     assert_eq!(
         page.as_deref(),
-        Some("wharf.db: denied\nadmin.token: denied\napps/other/releases/1/secret.txt: denied\n"),
-        "the app serves, and reaches none of wharf's files"
+        Some(
+            "wharf.db: denied\nadmin.token: denied\napps/other/releases/1/secret.txt: denied\n\
+             own TMPDIR: written\n"
+        ),
+        "the app serves, reaches none of wharf's files, and has a tmp of its own"
     );
     let status = server.ok(&["status", "probe"]).await;
     assert!(
