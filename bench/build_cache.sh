@@ -8,22 +8,8 @@
 #   bash bench/build_cache.sh [path/to/wharf]    # default: target/release/wharf, else target/debug/wharf
 set -euo pipefail
 
-WHARF=${1:-}
-if [ -z "$WHARF" ]; then
-  WHARF=target/release/wharf
-  [ -x "$WHARF" ] || WHARF=target/debug/wharf
-fi
-WHARF=$(realpath "$WHARF")
-work=$(mktemp -d)
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-api=$(port)
-WHARF_DATA=$work/data WHARF_API=127.0.0.1:$api WHARF_HTTP=127.0.0.1:$(port) \
-  WHARF_HTTPS=127.0.0.1:$(port) WHARF_ADMIN=127.0.0.1:$(port) WHARF_HEALTH_TIMEOUT=30s \
-  "$WHARF" server 2>"$work/server.log" &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do [ -s "$work/data/admin.token" ] && break; sleep 0.1; done
-export WHARF_URL=http://127.0.0.1:$api WHARF_TOKEN=$(cat "$work/data/admin.token")
+. "$(dirname "$0")/server.sh"
+start_server "${1:-}" WHARF_HEALTH_TIMEOUT=30s
 
 repo() { # name, then file=content pairs
   local name=$1; shift
