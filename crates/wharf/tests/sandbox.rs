@@ -366,7 +366,10 @@ async fn an_unprivileged_server_still_sandboxes_its_apps() {
         support::page(server.http, "probe.localhost")
             .await
             .as_deref(),
-        Some("wharf.db: denied\nadmin.token: denied\napps/other/releases/1/secret.txt: denied\n"),
+        Some(
+            "wharf.db: denied\nadmin.token: denied\napps/other/releases/1/secret.txt: denied\n\
+             own TMPDIR: written\n"
+        ),
     );
     let status = server.ok(&["status", "probe"]).await;
     assert!(status.contains("sandbox   landlock ABI"), "{status}");
@@ -379,7 +382,10 @@ async fn an_unprivileged_server_still_sandboxes_its_apps() {
         support::page(server.http, "probe.localhost")
             .await
             .as_deref(),
-        Some("wharf.db: read\nadmin.token: read\napps/other/releases/1/secret.txt: read\n"),
+        Some(
+            "wharf.db: read\nadmin.token: read\napps/other/releases/1/secret.txt: read\n\
+             own TMPDIR: written\n"
+        ),
     );
     server.stop().await;
 }
