@@ -231,9 +231,15 @@ impl DataDir {
         self.root.join("run")
     }
 
+    /// `run/builds/`: the pid files of running builds, apart from the instances' (the process
+    /// runtime reaps those in `run/`; start-up reaps these, see `deploy::leftovers`).
+    pub(crate) fn build_pids(&self) -> PathBuf {
+        self.run().join("builds")
+    }
+
     /// The pid file of the build under way for `app` (instances are `<app>-<port>.pid`).
     pub(crate) fn build_pid(&self, app: &str) -> PathBuf {
-        self.run().join(format!("{app}.build.pid"))
+        self.build_pids().join(format!("{app}.pid"))
     }
 
     pub(crate) fn backups(&self, app: &str) -> PathBuf {

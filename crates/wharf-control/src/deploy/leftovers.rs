@@ -1,6 +1,6 @@
 //! What a killed server's deploys leave behind, cleared at start-up before anything runs: build
-//! process groups still running (recorded in `run/<app>.build.pid`, reaped the way app
-//! instances are), folders of releases that are not `ready` or `active` (a build cut short;
+//! process groups still running (recorded in `run/builds/<app>.pid`, reaped the way the process
+//! runtime reaps app instances from `run/`), folders of releases that are not `ready` or `active` (a build cut short;
 //! such a release is never served), checkouts in the making, and partial backups (`*.tmp`).
 
 use std::os::fd::AsRawFd;
@@ -12,11 +12,9 @@ use crate::paths::DataDir;
 
 pub(crate) fn clear(store: &Store, data: &DataDir) -> Result<(), StoreError> {
     // Builds first: a build still running would write into the folder removed below.
-    if let Ok(entries) = std::fs::read_dir(data.run()) {
+    if let Ok(entries) = std::fs::read_dir(data.build_pids()) {
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().ends_with(".build.pid")
-                && wharf_runtime::pidfile::reap(&e.path())
-            {
+            if wharf_runtime::pidfile::reap(&e.path()) {
                 tracing::warn!(file = %e.path().display(), "stopped a build a previous server left running");
             }
         }

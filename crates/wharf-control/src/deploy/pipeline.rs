@@ -257,7 +257,7 @@ async fn run(
         };
         let ran = match (
             std::fs::create_dir_all(&cache),
-            std::fs::create_dir_all(c.data.run()),
+            std::fs::create_dir_all(c.data.build_pids()),
             crate::sandbox::prepare(sandbox.as_ref(), c.data.tmp(app), &mut env),
         ) {
             (Ok(()), Ok(()), Ok(())) => build(cmd, &dir, setup, env, plan.timeout, out).await,
