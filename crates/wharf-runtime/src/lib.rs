@@ -13,7 +13,7 @@ pub use process::{ProcessRuntime, pidfile};
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
@@ -34,6 +34,8 @@ pub enum RuntimeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Engine(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -42,21 +44,42 @@ pub enum RuntimeError {
     },
 }
 
-/// Everything needed to run one instance of an app.
+/// What an instance runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// A command run with `/bin/sh -c` in a folder of this machine (process runtime).
+    Process { command: String, workdir: PathBuf },
+    /// A container image (Docker and Swarm runtimes); `command`, when set, replaces the image's
+    /// own command (run with `/bin/sh -c`).
+    Image {
+        image: String,
+        command: Option<String>,
+    },
+}
+
+/// Everything needed to run one instance of an app (or, for a runtime that
+/// [replicates](Runtime::replicates) itself, all of its replicas).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstanceSpec {
     pub app: String,
-    /// Unique instance name, e.g. `blog-3001`.
+    /// Unique instance name, e.g. `blog-7f3a9c`; unique across server restarts too.
     pub instance: String,
-    /// Run with `/bin/sh -c`.
-    pub command: String,
-    pub workdir: PathBuf,
+    /// The release it runs, if any (kept with the instance, e.g. as a container label).
+    pub release: Option<u32>,
+    /// Digest of everything that needs a restart when it changes. Runtimes whose instances
+    /// outlive the server keep it with the instance, so the reconciler can adopt an instance
+    /// that still matches instead of restarting it.
+    pub fingerprint: String,
+    pub workload: Workload,
     /// The app's own variables; the runtime adds `PORT`, `HOST`, `WHARF_VOLUME` and `DATA_DIR`
-    /// and passes nothing else from its own environment except `PATH`.
+    /// and passes nothing else from its own environment except `PATH` (processes).
     pub env: BTreeMap<String, String>,
-    pub host: IpAddr,
-    pub port: u16,
-    /// Persistent data directory, kept apart from releases.
+    /// The port the app listens on. `None`: the runtime chooses (a free loopback port for a
+    /// process, [`DEFAULT_CONTAINER_PORT`] in a container).
+    pub port: Option<u16>,
+    /// Replicas, for a runtime that [replicates](Runtime::replicates) itself; 1 otherwise.
+    pub replicas: u32,
+    /// Persistent data directory on this machine, kept apart from releases.
     pub volume: PathBuf,
     /// Folder for this app's log files (`<data>/logs/<app>`).
     pub log_dir: PathBuf,
@@ -64,8 +87,22 @@ pub struct InstanceSpec {
     pub restart: RestartPolicy,
     /// SIGTERM → wait this long → SIGKILL.
     pub stop_grace: Duration,
-    /// The user it runs as and its sandbox.
+    /// The user it runs as and its sandbox (processes).
     pub isolation: Isolation,
+    /// Container options (ignored by the process runtime).
+    pub container: ContainerOptions,
+}
+
+/// The port apps in containers listen on unless told otherwise (`PORT` says it).
+pub const DEFAULT_CONTAINER_PORT: u16 = 8000;
+
+/// Where a container sees its app's volume (`WHARF_VOLUME` says it).
+pub const CONTAINER_VOLUME: &str = "/data";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerOptions {
+    /// Read-only root file system, with a writable tmpfs on `/tmp`.
+    pub read_only: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -121,7 +158,8 @@ impl InstanceState {
 pub struct InstanceStatus {
     pub app: String,
     pub instance: String,
-    pub port: u16,
+    /// Where the gateway reaches it, once known.
+    pub addr: Option<SocketAddr>,
     pub state: InstanceState,
     pub pid: Option<u32>,
     pub restarts: u32,
@@ -132,26 +170,89 @@ pub struct InstanceStatus {
     pub limits_note: Option<String>,
     /// How the last run ended, e.g. "exited with status 1" or "killed by signal 9".
     pub last_exit: Option<String>,
+    /// [`InstanceSpec::fingerprint`] of what it runs.
+    pub fingerprint: String,
+    pub release: Option<u32>,
+    /// The machine it runs on (Swarm node, remote agent); `None`: this one.
+    pub node: Option<String>,
+    /// The container or task id, for container runtimes.
+    pub id: Option<String>,
+    /// The image, for container runtimes.
+    pub image: Option<String>,
 }
 
-/// A runtime runs instances. Implementations supervise them (restart on crash with backoff)
-/// until `stop` is called.
+impl InstanceStatus {
+    /// A status with only the identity filled in.
+    pub fn new(app: &str, instance: &str, state: InstanceState) -> InstanceStatus {
+        InstanceStatus {
+            app: app.to_string(),
+            instance: instance.to_string(),
+            addr: None,
+            state,
+            pid: None,
+            restarts: 0,
+            started_at: None,
+            rss_bytes: None,
+            cpu_seconds: None,
+            limits_note: None,
+            last_exit: None,
+            fingerprint: String::new(),
+            release: None,
+            node: None,
+            id: None,
+            image: None,
+        }
+    }
+}
+
+/// A runtime runs instances: supervised processes here, containers in a Docker engine, Swarm
+/// services, or (through a link) any of these on another machine. The reconciler drives each
+/// app through it, one change at a time per app; it never assumes the instances are local
+/// processes: addresses, logs and usage come from the runtime.
 pub trait Runtime: Send + Sync + 'static {
-    /// Starts an instance and returns once its process exists (not once it is healthy).
-    fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<()>>;
+    /// Short name shown to users: `process`, `docker`, `swarm`.
+    fn name(&self) -> &'static str;
+    /// Starts an instance and resolves once it exists (not once it is healthy) with the
+    /// addresses the gateway reaches it at (one per replica it runs).
+    fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Vec<SocketAddr>>>;
     /// Stops an instance (SIGTERM, then SIGKILL after the grace period) and forgets it. Resolves
-    /// once the process is gone.
+    /// once it is gone.
     fn stop<'a>(&'a self, instance: &'a str) -> BoxFuture<'a, Result<()>>;
-    fn status(&self, instance: &str) -> Option<InstanceStatus>;
-    fn list(&self) -> Vec<InstanceStatus>;
-    /// Live log lines of an app's instances, as they are written to its log file.
+    /// Everything it runs, with usage (CPU, memory) where it can tell.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<InstanceStatus>>>;
+    /// Instances a previous server started and that still run (e.g. containers after `kill -9`
+    /// of the server), taken back under supervision. The reconciler keeps those that match what
+    /// it wants (same fingerprint) and stops the rest. Runtimes whose instances end with the
+    /// server return nothing.
+    fn adopt(&self) -> BoxFuture<'_, Result<Vec<InstanceStatus>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// Whether instances keep running when the server stops (containers do; processes are
+    /// stopped with it).
+    fn outlives_server(&self) -> bool {
+        false
+    }
+    /// Whether one [`InstanceSpec`] runs all of an app's replicas (Swarm services); otherwise
+    /// the reconciler starts one instance per replica.
+    fn replicates(&self) -> bool {
+        false
+    }
+    /// For runtimes that move replicas by themselves (Swarm): the instance's current healthy
+    /// addresses, updated as they change. `None`: addresses are fixed from start to stop.
+    fn addresses(&self, _instance: &str) -> Option<tokio::sync::watch::Receiver<Vec<SocketAddr>>> {
+        None
+    }
+    /// The last `lines` lines of an app's log (all its instances, with time stamps), oldest
+    /// first.
+    fn logs<'a>(&'a self, app: &'a str, lines: usize) -> BoxFuture<'a, Result<Vec<String>>>;
+    /// Live log lines of an app's instances, as they are written.
     fn subscribe_logs(&self, app: &str) -> tokio::sync::broadcast::Receiver<String>;
-    /// Resolves once the instance's process has ended at least once since it was started
-    /// (whether or not a restart follows), with how it ended, e.g. "exited with status 1". For
-    /// an instance the runtime does not know, resolves at once with `None`. Lets a caller stop
-    /// waiting for health as soon as a new instance cannot get there.
+    /// Resolves once the instance has ended at least once since it was started (whether or not
+    /// a restart follows), with how it ended, e.g. "exited with status 1". For an instance the
+    /// runtime does not know, resolves at once with `None`. Lets a caller stop waiting for
+    /// health as soon as a new instance cannot get there.
     fn exited<'a>(&'a self, instance: &'a str) -> BoxFuture<'a, Option<String>>;
     /// The last `lines` lines the instance wrote on stdout and stderr, oldest first, as the app
-    /// wrote them (no time stamps). Everything its process wrote before it ended is included.
-    fn recent_output(&self, instance: &str, lines: usize) -> Vec<String>;
+    /// wrote them (no time stamps). Everything it wrote before it ended is included.
+    fn recent_output<'a>(&'a self, instance: &'a str, lines: usize) -> BoxFuture<'a, Vec<String>>;
 }

@@ -29,6 +29,10 @@ impl AppLog {
         }
     }
 
+    pub(crate) fn dir(&self) -> Option<PathBuf> {
+        self.dir.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub(crate) fn set_dir(&self, dir: &std::path::Path) {
         let mut d = self.dir.lock().unwrap_or_else(|p| p.into_inner());
         if d.as_deref() != Some(dir) {
@@ -55,6 +59,27 @@ impl AppLog {
             *guard = None;
         }
     }
+}
+
+/// Reading more than this from the end of a log is never needed for a tail.
+const TAIL_WINDOW: u64 = 4 << 20;
+
+/// The last `n` lines of a log file (none if it does not exist yet).
+pub(crate) fn tail(path: &std::path::Path, n: usize) -> std::io::Result<Vec<String>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(TAIL_WINDOW)))?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<&str> = text.lines().collect();
+    let skip = all.len().saturating_sub(n);
+    Ok(all[skip..].iter().map(|l| l.to_string()).collect())
 }
 
 fn write(

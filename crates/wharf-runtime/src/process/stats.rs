@@ -18,11 +18,6 @@ pub(crate) fn identity(pid: u32) -> Option<(u64, u32)> {
     Some((fields.get(19)?.parse().ok()?, fields.get(2)?.parse().ok()?))
 }
 
-/// Sums over every process whose process group is `pgid` (the shell and what it started).
-pub(crate) fn group_usage(pgid: u32) -> Option<Usage> {
-    groups_usage(&[pgid]).remove(&pgid)
-}
-
 /// Usage per process group, for all of `pgids` in one pass over `/proc` (the scan costs the
 /// same for one group as for many).
 pub(crate) fn groups_usage(pgids: &[u32]) -> std::collections::HashMap<u32, Usage> {

@@ -3,6 +3,7 @@
 //! SIGTERM then SIGKILL.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -17,9 +18,10 @@ use tokio_util::sync::CancellationToken;
 use super::cgroup::Cgroup;
 use super::logs::AppLog;
 use super::pidfile;
-use super::stats::{group_usage, groups_usage};
+use super::stats::groups_usage;
 use crate::{
     BoxFuture, InstanceSpec, InstanceState, InstanceStatus, Result, Runtime, RuntimeError,
+    Workload,
 };
 
 /// Runs app instances as supervised child processes.
@@ -32,10 +34,17 @@ pub struct ProcessRuntime {
     pids: Option<PathBuf>,
     /// The sandbox launcher (the wharf binary), for instances with a sandbox policy.
     launcher: Option<Arc<PathBuf>>,
+    /// `<data>/logs`: where an app's log is found when none of its instances ran since start.
+    log_root: Option<PathBuf>,
 }
 
 struct Instance {
     spec: InstanceSpec,
+    /// What it runs, from the spec's [`Workload::Process`].
+    command: String,
+    workdir: PathBuf,
+    /// Where it listens: loopback and the port chosen at start.
+    addr: SocketAddr,
     status: Mutex<Live>,
     stop: CancellationToken,
     /// Becomes true once the supervisor has finished (process gone, no restart coming).
@@ -96,6 +105,12 @@ impl ProcessRuntime {
         })
     }
 
+    /// Reads the logs of apps that have not run since start from `<root>/<app>/app.log`.
+    pub fn with_log_root(mut self, root: PathBuf) -> ProcessRuntime {
+        self.log_root = Some(root);
+        self
+    }
+
     /// Starts sandboxed instances through `launcher` (`LAUNCHER sandbox-exec ... -- /bin/sh -c
     /// CMD`, see [`crate::shell_command`]).
     pub fn with_launcher(mut self, launcher: PathBuf) -> ProcessRuntime {
@@ -143,11 +158,27 @@ impl ProcessRuntime {
         }
     }
 
-    async fn start_instance(&self, spec: InstanceSpec) -> Result<()> {
+    async fn start_instance(&self, spec: InstanceSpec) -> Result<Vec<SocketAddr>> {
         let name = spec.instance.clone();
+        let Workload::Process { command, workdir } = spec.workload.clone() else {
+            return Err(RuntimeError::Engine(format!(
+                "the process runtime cannot run {name}: it runs commands, not images"
+            )));
+        };
+        let port = match spec.port {
+            Some(p) => p,
+            None => free_port().map_err(|source| RuntimeError::Io {
+                context: "no free port".into(),
+                source,
+            })?,
+        };
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
         let (done_tx, done_rx) = watch::channel(false);
         let instance = Arc::new(Instance {
             spec: spec.clone(),
+            command,
+            workdir,
+            addr,
             status: Mutex::new(Live::default()),
             stop: CancellationToken::new(),
             done: done_rx,
@@ -177,7 +208,7 @@ impl ProcessRuntime {
             done_tx,
         ));
         match first_rx.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => Ok(vec![addr]),
             Ok(Err(source)) => {
                 self.instances
                     .lock()
@@ -188,7 +219,7 @@ impl ProcessRuntime {
                     source,
                 })
             }
-            Err(_) => Ok(()),
+            Err(_) => Ok(vec![addr]),
         }
     }
 
@@ -207,7 +238,11 @@ impl ProcessRuntime {
 }
 
 impl Runtime for ProcessRuntime {
-    fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<()>> {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Vec<SocketAddr>>> {
         Box::pin(self.start_instance(spec))
     }
 
@@ -215,28 +250,31 @@ impl Runtime for ProcessRuntime {
         Box::pin(self.stop_instance(instance))
     }
 
-    fn status(&self, instance: &str) -> Option<InstanceStatus> {
-        let map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(instance).map(|i| status_of(i))
+    fn list(&self) -> BoxFuture<'_, Result<Vec<InstanceStatus>>> {
+        let list = self.list_now();
+        Box::pin(async move { Ok(list) })
     }
 
-    fn list(&self) -> Vec<InstanceStatus> {
-        let map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
-        let pgids: Vec<u32> = map
-            .values()
-            .filter_map(|i| i.status.lock().unwrap_or_else(|p| p.into_inner()).pid)
-            .collect();
-        let mut usage = groups_usage(&pgids);
-        map.values()
-            .map(|i| {
-                let mut s = status_without_usage(i);
-                if let Some(u) = s.pid.and_then(|p| usage.remove(&p)) {
-                    s.rss_bytes = Some(u.rss_bytes);
-                    s.cpu_seconds = Some(u.cpu_seconds);
-                }
-                s
-            })
-            .collect()
+    fn logs<'a>(&'a self, app: &'a str, lines: usize) -> BoxFuture<'a, Result<Vec<String>>> {
+        let dir = self
+            .logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(app)
+            .and_then(|l| l.dir());
+        Box::pin(async move {
+            let Some(dir) = dir.or_else(|| self.log_root.as_ref().map(|r| r.join(app))) else {
+                return Ok(Vec::new());
+            };
+            let path = dir.join("app.log");
+            tokio::task::spawn_blocking(move || super::logs::tail(&path, lines))
+                .await
+                .map_err(|e| RuntimeError::Engine(format!("cannot read the log: {e}")))?
+                .map_err(|source| RuntimeError::Io {
+                    context: "cannot read the app's log".into(),
+                    source,
+                })
+        })
     }
 
     fn subscribe_logs(&self, app: &str) -> broadcast::Receiver<String> {
@@ -262,63 +300,79 @@ impl Runtime for ProcessRuntime {
         })
     }
 
-    fn recent_output(&self, instance: &str, lines: usize) -> Vec<String> {
+    fn recent_output<'a>(&'a self, instance: &'a str, lines: usize) -> BoxFuture<'a, Vec<String>> {
         let map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(i) = map.get(instance) else {
-            return Vec::new();
-        };
-        let out = i.output.lock().unwrap_or_else(|p| p.into_inner());
-        out.iter()
-            .skip(out.len().saturating_sub(lines))
-            .cloned()
-            .collect()
+        let out = map.get(instance).map_or_else(Vec::new, |i| {
+            let out = i.output.lock().unwrap_or_else(|p| p.into_inner());
+            out.iter()
+                .skip(out.len().saturating_sub(lines))
+                .cloned()
+                .collect()
+        });
+        Box::pin(async move { out })
     }
 }
 
-fn status_of(i: &Instance) -> InstanceStatus {
-    let mut s = status_without_usage(i);
-    if let Some(u) = s.pid.and_then(group_usage) {
-        s.rss_bytes = Some(u.rss_bytes);
-        s.cpu_seconds = Some(u.cpu_seconds);
+impl ProcessRuntime {
+    /// Every instance with its usage, read from `/proc` now.
+    fn list_now(&self) -> Vec<InstanceStatus> {
+        let map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+        let pgids: Vec<u32> = map
+            .values()
+            .filter_map(|i| i.status.lock().unwrap_or_else(|p| p.into_inner()).pid)
+            .collect();
+        let mut usage = groups_usage(&pgids);
+        map.values()
+            .map(|i| {
+                let mut s = status_without_usage(i);
+                if let Some(u) = s.pid.and_then(|p| usage.remove(&p)) {
+                    s.rss_bytes = Some(u.rss_bytes);
+                    s.cpu_seconds = Some(u.cpu_seconds);
+                }
+                s
+            })
+            .collect()
     }
-    s
 }
 
 fn status_without_usage(i: &Instance) -> InstanceStatus {
     let live = i.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
     InstanceStatus {
-        app: i.spec.app.clone(),
-        instance: i.spec.instance.clone(),
-        port: i.spec.port,
-        state: live.state.unwrap_or(InstanceState::Running),
+        addr: Some(i.addr),
         pid: live.pid,
         restarts: live.restarts,
         started_at: live.started_at,
-        rss_bytes: None,
-        cpu_seconds: None,
         limits_note: live.limits_note,
         last_exit: live.last_exit,
+        fingerprint: i.spec.fingerprint.clone(),
+        release: i.spec.release,
+        ..InstanceStatus::new(
+            &i.spec.app,
+            &i.spec.instance,
+            live.state.unwrap_or(InstanceState::Running),
+        )
     }
 }
 
-fn command(spec: &InstanceSpec, launcher: Option<&std::path::Path>) -> std::io::Result<Command> {
+fn command(inst: &Instance, launcher: Option<&std::path::Path>) -> std::io::Result<Command> {
+    let spec = &inst.spec;
     let shell = crate::shell_command(
         launcher,
         spec.isolation.sandbox.as_ref(),
         spec.isolation.user,
-        &spec.command,
+        &inst.command,
     )?;
     let mut cmd = Command::new(&shell.program);
     cmd.args(&shell.args)
-        .current_dir(&spec.workdir)
+        .current_dir(&inst.workdir)
         .env_clear()
         .env(
             "PATH",
             std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
         )
         .envs(spec.env.iter().map(|(k, v)| (shell.env_name(k), v)))
-        .env("PORT", spec.port.to_string())
-        .env("HOST", spec.host.to_string())
+        .env("PORT", inst.addr.port().to_string())
+        .env("HOST", inst.addr.ip().to_string())
         .env("WHARF_VOLUME", &spec.volume)
         .env("DATA_DIR", &spec.volume)
         .stdin(Stdio::null())
@@ -392,7 +446,7 @@ async fn supervise(
     let mut backoff = spec.restart.backoff_initial;
     loop {
         let spawned =
-            command(spec, launcher.as_deref().map(|p| p.as_path())).and_then(|mut c| c.spawn());
+            command(&inst, launcher.as_deref().map(|p| p.as_path())).and_then(|mut c| c.spawn());
         let mut child: Child = match spawned {
             Ok(c) => c,
             Err(e) => {
@@ -440,10 +494,9 @@ async fn supervise(
             &name,
             "wharf",
             &format!(
-                "started (pid {}) on {}:{}",
+                "started (pid {}) on {}",
                 pid.unwrap_or(0),
-                spec.host,
-                spec.port
+                inst.addr
             ),
         );
         if let Some(tx) = first.take() {
@@ -538,4 +591,12 @@ async fn terminate(child: &mut Child, pid: Option<u32>, grace: Duration) {
         // The leader is gone; make sure nothing it started lingers.
         let _ = kill_process_group(g, Signal::KILL);
     }
+}
+
+/// A port the OS considers free now. The instance binds it moments later; a clash shows up as
+/// a failed health check and the old instances keep serving.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
