@@ -332,6 +332,10 @@ impl Client {
         .await
     }
 
+    pub async fn nodes(&self) -> Result<Vec<crate::dto::NodeView>> {
+        self.json(Method::GET, "/nodes", None::<&()>).await
+    }
+
     pub async fn certs(&self) -> Result<Vec<crate::dto::CertView>> {
         self.json(Method::GET, "/certs", None::<&()>).await
     }

@@ -70,6 +70,16 @@ pub struct Settings {
     /// out, and `wharf status` shows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<bool>,
+    /// What runs the app: `"process"` (default), `"docker"` or `"swarm"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// The port the app listens on in its container (default 8000, told in `$PORT`); 0 puts
+    /// the default back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Containers get a read-only root file system (and a writable `/tmp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
 }
 
 /// `POST /api/v1/apps/{app}/domains`: adds a host name, or changes the certificate source of
@@ -199,6 +209,15 @@ pub struct AppView {
     /// The user id the app's instances and builds run as, when it has its own.
     #[serde(default)]
     pub uid: Option<u32>,
+    /// What runs it: `process`, `docker` or `swarm`.
+    #[serde(default = "process")]
+    pub runtime: String,
+    /// The port it listens on in its container (container runtimes).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Whether its containers have a read-only root.
+    #[serde(default)]
+    pub read_only: bool,
     /// Set when apps run as wharf's own user instead of their own, saying why.
     #[serde(default)]
     pub users_note: Option<String>,
@@ -217,7 +236,21 @@ pub struct AppView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InstanceView {
     pub name: String,
+    /// The port the gateway reaches it on (0 while unknown).
     pub port: u16,
+    /// Where the gateway reaches it, e.g. `127.0.0.1:41234` or a container's address.
+    #[serde(default)]
+    pub addr: Option<String>,
+    /// The container or Swarm task id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The Swarm node it runs on.
+    #[serde(default)]
+    pub node: Option<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub release: Option<u32>,
     pub state: String,
     pub pid: Option<u32>,
     pub restarts: u32,
@@ -284,6 +317,9 @@ pub struct DeployRequest {
     pub git: Option<String>,
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// Deploy this image as it is (apps on a container runtime); no code, no build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// One line of a deploy's streamed answer (newline-delimited JSON): build output as it happens,
@@ -305,6 +341,9 @@ pub struct ReleaseView {
     pub build: String,
     pub run: Option<String>,
     pub static_dir: Option<String>,
+    /// The image it runs (container runtimes).
+    #[serde(default)]
+    pub image: Option<String>,
     pub backup: Option<String>,
     pub backup_sha256: Option<String>,
     pub message: String,
@@ -331,4 +370,31 @@ pub struct WebhookView {
 
 fn yes() -> bool {
     true
+}
+
+fn process() -> String {
+    "process".to_string()
+}
+
+/// `GET /api/v1/nodes`: a Swarm node and wharf's tasks on it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeView {
+    pub id: String,
+    pub hostname: String,
+    pub addr: String,
+    /// `ready`, `down`, …
+    pub state: String,
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+    pub manager: bool,
+    pub tasks: Vec<TaskView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskView {
+    pub app: String,
+    pub id: String,
+    pub state: String,
+    /// Where the gateway reaches it (node address and published port).
+    pub addr: Option<String>,
 }

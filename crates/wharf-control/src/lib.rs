@@ -12,6 +12,7 @@ pub mod fuzz;
 mod oplog;
 mod paths;
 mod reconciler;
+mod runtimes;
 mod sandbox;
 mod traffic;
 mod users;
@@ -24,7 +25,6 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wharf_gateway::Gateway;
 use wharf_gateway::config::GatewayConfig;
-use wharf_runtime::Runtime;
 use wharf_store::{ReleaseStatus, Store};
 
 pub use error::ControlError;
@@ -32,6 +32,7 @@ use oplog::OpLog;
 use paths::DataDir;
 pub use paths::create_data_dir;
 use reconciler::{Reconciler, Routing};
+pub use runtimes::Runtimes;
 pub use users::drop_inherited_capabilities;
 
 /// Everything `wharf server` needs to know.
@@ -62,8 +63,8 @@ pub struct ServerConfig {
 /// State shared by API handlers.
 pub(crate) struct Control {
     pub(crate) store: Arc<Store>,
-    pub(crate) reconciler: Reconciler,
-    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) reconciler: Arc<Reconciler>,
+    pub(crate) runtimes: Runtimes,
     pub(crate) data: DataDir,
     pub(crate) started: Instant,
     pub(crate) deploys: deploy::Deploys,
@@ -85,10 +86,7 @@ pub struct Server {
 impl Server {
     /// Opens the store, starts the gateway and the API, then brings every app back up in the
     /// background (the API answers meanwhile).
-    pub async fn start(
-        config: ServerConfig,
-        runtime: Arc<dyn Runtime>,
-    ) -> Result<Server, ControlError> {
+    pub async fn start(config: ServerConfig, runtimes: Runtimes) -> Result<Server, ControlError> {
         let io = |source| ControlError::Io {
             context: format!(
                 "cannot create the data folder {}",
@@ -160,7 +158,7 @@ impl Server {
         };
         let reconciler = Reconciler::new(
             store.clone(),
-            runtime.clone(),
+            runtimes.clone(),
             gateway.clone(),
             data.clone(),
             routing,
@@ -170,7 +168,7 @@ impl Server {
         let control = Arc::new(Control {
             store,
             reconciler,
-            runtime,
+            runtimes,
             data,
             started: Instant::now(),
             deploys: Default::default(),

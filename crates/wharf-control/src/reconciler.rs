@@ -13,25 +13,37 @@
 //! ended (e.g. it crashes at start), the change fails at once with the app's last output, instead
 //! of at the health timeout. An app whose last change failed and that has nothing running is
 //! `failed`, with the reason ([`Reconciler::failure`]).
+//!
+//! Changes are one at a time per app (a lock per app, held through health checks), so a slow
+//! app never holds up another app's change. What runs is recorded in `runs`, a short-held lock
+//! that route building also takes, so route tables are built and swapped in the order the
+//! changes happened. Instances come from the app's runtime ([`crate::runtimes::Runtimes`]):
+//! the reconciler never assumes they are local processes; addresses come from the runtime.
+//!
+//! At start-up, instances that outlived the previous server (containers) are adopted: those
+//! whose fingerprint matches what the app wants keep running untouched; the others are treated
+//! as the app's current instances, so the usual switch replaces them without downtime;
+//! instances of apps that no longer exist are stopped.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use sha2::Digest;
 
 use wharf_gateway::config::{
     BackendConfig, Balance, GatewayConfig, HealthConfig, HostPattern, HttpsPolicy, ProxyConfig,
     SiteConfig, StaticConfig,
 };
 use wharf_gateway::{DeployOptions, Gateway, GatewayError};
-use wharf_runtime::{InstanceSpec, Isolation, Limits, RestartPolicy, Runtime};
-use wharf_store::{App, AppKind, Availability, Store, StoreError, Tls};
+use wharf_runtime::{ContainerOptions, InstanceSpec, Isolation, Limits, RestartPolicy, Workload};
+use wharf_store::{App, AppKind, Availability, RuntimeKind, Store, StoreError, Tls};
 use wharf_tls::{CertManager, CertSource, WantedCert};
 
 use crate::oplog::OpLog;
 use crate::paths::DataDir;
+use crate::runtimes::Runtimes;
 use crate::users::AppUsers;
 
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -57,27 +69,43 @@ pub(crate) struct Routing {
 #[derive(Clone, Debug)]
 struct Instance {
     name: String,
-    addr: SocketAddr,
+    /// Where the gateway reaches it (one per replica for runtimes that replicate).
+    addrs: Vec<SocketAddr>,
+    runtime: RuntimeKind,
 }
 
 #[derive(Clone, Debug, Default)]
 struct AppRun {
-    fingerprint: u64,
+    /// Empty: nothing runs.
+    fingerprint: String,
     instances: Vec<Instance>,
 }
 
+impl AppRun {
+    fn addrs(&self) -> Vec<SocketAddr> {
+        self.instances
+            .iter()
+            .flat_map(|i| i.addrs.iter().copied())
+            .collect()
+    }
+}
+
 pub(crate) struct Reconciler {
+    /// Itself, for the tasks that follow replicas a runtime moves.
+    me: std::sync::Weak<Reconciler>,
     store: Arc<Store>,
-    runtime: Arc<dyn Runtime>,
+    runtimes: Runtimes,
     gateway: Gateway,
     data: DataDir,
     routing: Routing,
     certs: Arc<CertManager>,
     /// Whether apps run as their own users.
     users: AppUsers,
-    /// What runs, per app. The lock also makes reconciles one at a time, so two changes never
-    /// interleave their starts and swaps.
-    runs: tokio::sync::Mutex<HashMap<String, AppRun>>,
+    /// What runs, per app. Held only briefly, and while a route table is built and swapped,
+    /// so tables are swapped in the order of the changes they carry.
+    runs: Mutex<HashMap<String, AppRun>>,
+    /// One lock per app: its changes run one at a time, other apps' alongside.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Why an app's last change failed, until a change succeeds or nothing should run.
     failures: Mutex<HashMap<String, String>>,
 }
@@ -93,24 +121,26 @@ enum NotReady {
 impl Reconciler {
     pub(crate) fn new(
         store: Arc<Store>,
-        runtime: Arc<dyn Runtime>,
+        runtimes: Runtimes,
         gateway: Gateway,
         data: DataDir,
         routing: Routing,
         certs: Arc<CertManager>,
         users: AppUsers,
-    ) -> Reconciler {
-        Reconciler {
+    ) -> Arc<Reconciler> {
+        Arc::new_cyclic(|me| Reconciler {
+            me: me.clone(),
             store,
-            runtime,
+            runtimes,
             gateway,
             data,
             routing,
             certs,
             users,
             runs: Default::default(),
+            locks: Default::default(),
             failures: Default::default(),
-        }
+        })
     }
 
     /// Why the app's last change failed, if it did (cleared by the next one that succeeds).
@@ -128,6 +158,22 @@ impl Reconciler {
             Some(w) => failures.insert(app.to_string(), w.to_string()),
             None => failures.remove(app),
         };
+    }
+
+    fn lock_runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, AppRun>> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The app's change lock, held for a whole change.
+    async fn lock_app(&self, app: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(app.to_string())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
     }
 
     pub(crate) fn users(&self) -> &AppUsers {
@@ -166,8 +212,8 @@ impl Reconciler {
         force: bool,
         op: &OpLog,
     ) -> Result<String, String> {
-        let mut runs = self.runs.lock().await;
-        let result = self.reconcile_locked(&mut runs, name, force, op).await;
+        let _app = self.lock_app(name).await;
+        let result = self.reconcile_locked(name, force, op).await;
         match &result {
             Err(why) => self.set_failure(name, Some(why)),
             Ok(_) => self.set_failure(name, None),
@@ -179,13 +225,12 @@ impl Reconciler {
     /// previous release put back). Not a change of its own: the failure stays on record, so
     /// the app shows why its last deploy or rollback failed.
     pub(crate) async fn restore(&self, name: &str, op: &OpLog) -> Result<String, String> {
-        let mut runs = self.runs.lock().await;
-        self.reconcile_locked(&mut runs, name, false, op).await
+        let _app = self.lock_app(name).await;
+        self.reconcile_locked(name, false, op).await
     }
 
     async fn reconcile_locked(
         &self,
-        runs: &mut HashMap<String, AppRun>,
         name: &str,
         force: bool,
         op: &OpLog,
@@ -199,22 +244,22 @@ impl Reconciler {
             Some(a) => self.desired(a)?,
             None => None,
         };
-        let current = runs.get(name).cloned().unwrap_or_default();
+        let current = self.lock_runs().get(name).cloned().unwrap_or_default();
         let wanted_count = desired.as_ref().map_or(0, |d| d.specs.len());
         let changed = force
-            || desired.as_ref().map_or(0, |d| d.fingerprint) != current.fingerprint
+            || desired.as_ref().map_or("", |d| d.fingerprint.as_str()) != current.fingerprint
             || wanted_count != current.instances.len();
 
         if !changed {
-            self.route(runs, op)?;
+            self.route(op)?;
             op.ok("route", "routes updated");
             return Ok(outcome(app.as_ref(), &self.url(name)));
         }
 
         let Some(desired) = desired.filter(|d| !d.specs.is_empty()) else {
             // Nothing should run: take the route away first, then stop.
-            runs.remove(name);
-            self.route(runs, op)?;
+            self.lock_runs().remove(name);
+            self.route(op)?;
             op.ok("route", "routes updated");
             self.drain(name, &current.instances).await;
             self.stop_all(&current.instances, op).await;
@@ -223,22 +268,27 @@ impl Reconciler {
         let app = app.expect("desired instances imply an app");
 
         // 1. Start the new instances.
+        let runtime = self.runtimes.get(desired.runtime)?;
         let mut started = Vec::new();
         for spec in desired.specs {
-            let (instance, addr) = (spec.instance.clone(), SocketAddr::new(spec.host, spec.port));
-            if let Err(e) = self.runtime.start(spec).await {
-                let msg = format!("{name} could not start: {e}");
-                op.failed("start", &msg);
-                self.stop_all(&started, op).await;
-                return Err(msg);
-            }
-            op.ok("start", format!("started {instance} on {addr}"));
+            let instance = spec.instance.clone();
+            let addrs = match runtime.start(spec).await {
+                Ok(addrs) => addrs,
+                Err(e) => {
+                    let msg = format!("{name} could not start: {e}");
+                    op.failed("start", &msg);
+                    self.stop_all(&started, op).await;
+                    return Err(msg);
+                }
+            };
+            op.ok("start", format!("started {instance} on {}", list(&addrs)));
             started.push(Instance {
                 name: instance,
-                addr,
+                addrs,
+                runtime: desired.runtime,
             });
         }
-        let addrs: Vec<SocketAddr> = started.iter().map(|i| i.addr).collect();
+        let addrs: Vec<SocketAddr> = started.iter().flat_map(|i| i.addrs.clone()).collect();
 
         // 2. Health: until the new instances answer, or until every one of them has ended.
         let check = health(self.effective(&app).health_path.as_deref());
@@ -258,10 +308,7 @@ impl Reconciler {
         // 3. Swap them in (served apps).
         let served = app.availability == Availability::Enabled;
         let checked = match checked {
-            Ok(()) if served => self
-                .swap(runs, name, addrs)
-                .await
-                .map_err(NotReady::Unhealthy),
+            Ok(()) if served => self.swap(name, addrs).await.map_err(NotReady::Unhealthy),
             other => other,
         };
         if let Err(why) = checked {
@@ -274,17 +321,20 @@ impl Reconciler {
                 NotReady::Unhealthy(why) => format!("{name} did not become healthy{keep}: {why}"),
                 NotReady::Exited(how) => format!(
                     "{name} {how} before it became healthy{keep}. {}",
-                    self.last_output(&started)
+                    self.last_output(&started).await
                 ),
             };
             op.failed("health", &msg);
             self.stop_all(&started, op).await;
-            if current.instances.is_empty() {
-                runs.remove(name);
-            } else {
-                runs.insert(name.to_string(), current);
+            {
+                let mut runs = self.lock_runs();
+                if current.instances.is_empty() {
+                    runs.remove(name);
+                } else {
+                    runs.insert(name.to_string(), current);
+                }
             }
-            let _ = self.apply_routes(runs);
+            let _ = self.apply_routes();
             return Err(msg);
         }
         op.ok(
@@ -293,14 +343,14 @@ impl Reconciler {
         );
 
         // 4. Record, route, and stop what ran before.
-        runs.insert(
+        self.lock_runs().insert(
             name.to_string(),
             AppRun {
                 fingerprint: desired.fingerprint,
-                instances: started,
+                instances: started.clone(),
             },
         );
-        self.route(runs, op)?;
+        self.route(op)?;
         op.ok(
             "route",
             if served {
@@ -315,19 +365,81 @@ impl Reconciler {
             self.drain(name, &current.instances).await;
         }
         self.stop_all(&current.instances, op).await;
+        self.follow(name, &started);
         Ok(outcome(Some(&app), &self.url(name)))
+    }
+
+    /// For instances whose runtime moves replicas by itself (Swarm), follows their addresses:
+    /// each change goes through the gateway's switch (new addresses health-checked before they
+    /// get requests, addresses that went away drained), under the app's lock.
+    fn follow(&self, name: &str, instances: &[Instance]) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        for inst in instances {
+            let Some(mut rx) = self
+                .runtimes
+                .get(inst.runtime)
+                .ok()
+                .and_then(|r| r.addresses(&inst.name))
+            else {
+                continue;
+            };
+            let (me, name, instance) = (me.clone(), name.to_string(), inst.name.clone());
+            tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    let addrs = rx.borrow_and_update().clone();
+                    let _app = me.lock_app(&name).await;
+                    if !me.retarget(&name, &instance, addrs).await {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+
+    /// Moves an instance's traffic to `addrs`; false once the instance is no longer the app's.
+    async fn retarget(&self, name: &str, instance: &str, addrs: Vec<SocketAddr>) -> bool {
+        let all = {
+            let mut runs = self.lock_runs();
+            let Some(run) = runs.get_mut(name) else {
+                return false;
+            };
+            let Some(inst) = run.instances.iter_mut().find(|i| i.name == instance) else {
+                return false;
+            };
+            if inst.addrs == addrs {
+                return true;
+            }
+            let mut next = run.clone();
+            if let Some(i) = next.instances.iter_mut().find(|i| i.name == instance) {
+                i.addrs = addrs.clone();
+            }
+            next.addrs()
+        };
+        tracing::info!(app = name, instance, addrs = %list(&addrs), "replicas moved; switching traffic");
+        if let Err(e) = self.swap(name, all).await {
+            tracing::warn!(app = name, error = %e, "replicas moved but the new ones are not healthy yet; traffic stays");
+            return true;
+        }
+        if let Some(inst) = self
+            .lock_runs()
+            .get_mut(name)
+            .and_then(|r| r.instances.iter_mut().find(|i| i.name == instance))
+        {
+            inst.addrs = addrs;
+        }
+        if let Err(e) = self.apply_routes() {
+            tracing::warn!(app = name, error = %e, "routes not updated");
+        }
+        true
     }
 
     /// Lets the gateway check the new (healthy) instances once more and swap them in. The site
     /// must exist first; a new app gets an empty pool (503) for the moment this takes.
-    async fn swap(
-        &self,
-        runs: &mut HashMap<String, AppRun>,
-        name: &str,
-        addrs: Vec<SocketAddr>,
-    ) -> Result<(), String> {
-        runs.entry(name.to_string()).or_default();
-        self.apply_routes(runs)?;
+    async fn swap(&self, name: &str, addrs: Vec<SocketAddr>) -> Result<(), String> {
+        self.lock_runs().entry(name.to_string()).or_default();
+        self.apply_routes()?;
         let opts = DeployOptions {
             health_timeout: self.routing.health_timeout,
             drain_timeout: None,
@@ -342,9 +454,13 @@ impl Reconciler {
 
     /// Resolves once every instance has ended at least once, with how the first one ended.
     async fn all_ended(&self, instances: &[Instance]) -> String {
-        let ends =
-            futures_util::future::join_all(instances.iter().map(|i| self.runtime.exited(&i.name)))
-                .await;
+        let ends = futures_util::future::join_all(instances.iter().map(|i| async {
+            match self.runtimes.get(i.runtime) {
+                Ok(rt) => rt.exited(&i.name).await,
+                Err(_) => None,
+            }
+        }))
+        .await;
         ends.into_iter()
             .flatten()
             .next()
@@ -352,11 +468,14 @@ impl Reconciler {
     }
 
     /// The app's last words, from its first instance, for an error message.
-    fn last_output(&self, instances: &[Instance]) -> String {
-        let lines = instances
+    async fn last_output(&self, instances: &[Instance]) -> String {
+        let lines = match instances
             .first()
-            .map(|i| self.runtime.recent_output(&i.name, OUTPUT_LINES))
-            .unwrap_or_default();
+            .and_then(|i| Some((i, self.runtimes.get(i.runtime).ok()?)))
+        {
+            Some((i, rt)) => rt.recent_output(&i.name, OUTPUT_LINES).await,
+            None => Vec::new(),
+        };
         if lines.is_empty() {
             return "It wrote nothing on stdout or stderr.".to_string();
         }
@@ -371,6 +490,7 @@ impl Reconciler {
     /// Every app, e.g. after the server started.
     pub(crate) async fn reconcile_all(&self, op: &OpLog) -> Result<String, String> {
         let apps = self.store.apps().map_err(|e| e.to_string())?;
+        self.adopt(&apps, op).await;
         let mut failed = Vec::new();
         for app in &apps {
             if let Err(e) = self.reconcile(&app.name, false, op).await {
@@ -384,12 +504,75 @@ impl Reconciler {
         }
     }
 
-    /// Stops every instance (server shutdown).
+    /// Takes over the instances that outlived the previous server (containers), before the
+    /// first reconcile: matching ones keep running untouched; the others become the app's
+    /// current instances, so its reconcile replaces them without downtime; those of apps that
+    /// are gone (or moved to another runtime) are stopped.
+    async fn adopt(&self, apps: &[App], op: &OpLog) {
+        let by_name: HashMap<&str, &App> = apps.iter().map(|a| (a.name.as_str(), a)).collect();
+        let mut orphans = Vec::new();
+        for (kind, rt) in self.runtimes.lasting() {
+            let adopted = match rt.adopt().await {
+                Ok(a) => a,
+                Err(e) => {
+                    op.failed("adopt", format!("cannot list {kind} instances: {e}"));
+                    continue;
+                }
+            };
+            for status in adopted {
+                let inst = Instance {
+                    name: status.instance.clone(),
+                    addrs: status.addr.into_iter().collect(),
+                    runtime: kind,
+                };
+                let Some(app) = by_name
+                    .get(status.app.as_str())
+                    .filter(|a| a.runtime == kind)
+                else {
+                    orphans.push(inst);
+                    continue;
+                };
+                let mut runs = self.lock_runs();
+                let run = runs.entry(app.name.clone()).or_default();
+                // Instances of one app with different fingerprints (a switch cut short) are
+                // all replaced: an empty fingerprint matches nothing.
+                if run.instances.is_empty() {
+                    run.fingerprint = status.fingerprint.clone();
+                } else if run.fingerprint != status.fingerprint {
+                    run.fingerprint.clear();
+                }
+                run.instances.push(inst);
+            }
+        }
+        let adopted: Vec<(String, Vec<Instance>)> = self
+            .lock_runs()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.instances.clone()))
+            .collect();
+        for (app, instances) in &adopted {
+            op.ok(
+                "adopt",
+                format!(
+                    "{app}: {} still running",
+                    plural(instances.len(), "instance")
+                ),
+            );
+            self.follow(app, instances);
+        }
+        if !orphans.is_empty() {
+            self.stop_all(&orphans, op).await;
+        }
+    }
+
+    /// Stops every instance that ends with the server (processes); containers keep running
+    /// and are adopted by the next start.
     pub(crate) async fn stop_everything(&self) {
-        let mut runs = self.runs.lock().await;
-        for (_, run) in runs.drain() {
-            for i in run.instances {
-                let _ = self.runtime.stop(&i.name).await;
+        let runs: Vec<AppRun> = self.lock_runs().drain().map(|(_, r)| r).collect();
+        for i in runs.into_iter().flat_map(|r| r.instances) {
+            if let Ok(rt) = self.runtimes.get(i.runtime)
+                && !rt.outlives_server()
+            {
+                let _ = rt.stop(&i.name).await;
             }
         }
     }
@@ -397,7 +580,7 @@ impl Reconciler {
     /// Waits until requests in flight on `instances` finish (up to the gateway's drain
     /// timeout), whichever route table sent them, so stopping them cuts nothing.
     async fn drain(&self, name: &str, instances: &[Instance]) {
-        let addrs: Vec<SocketAddr> = instances.iter().map(|i| i.addr).collect();
+        let addrs: Vec<SocketAddr> = instances.iter().flat_map(|i| i.addrs.clone()).collect();
         if !self.gateway.drain(name, &addrs).await {
             tracing::warn!(
                 app = name,
@@ -408,7 +591,11 @@ impl Reconciler {
 
     async fn stop_all(&self, instances: &[Instance], op: &OpLog) {
         for i in instances {
-            match self.runtime.stop(&i.name).await {
+            let stopped = match self.runtimes.get(i.runtime) {
+                Ok(rt) => rt.stop(&i.name).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match stopped {
                 Ok(()) => op.ok("stop", format!("stopped {}", i.name)),
                 Err(e) => op.failed("stop", format!("could not stop {}: {e}", i.name)),
             }
@@ -431,13 +618,14 @@ impl Reconciler {
     }
 
     /// `apply_routes`, recording a failure in the operation.
-    fn route(&self, runs: &HashMap<String, AppRun>, op: &OpLog) -> Result<(), String> {
-        self.apply_routes(runs)
-            .inspect_err(|e| op.failed("route", e))
+    fn route(&self, op: &OpLog) -> Result<(), String> {
+        self.apply_routes().inspect_err(|e| op.failed("route", e))
     }
 
-    /// Builds the gateway configuration from the store and what runs, and swaps it in.
-    fn apply_routes(&self, runs: &HashMap<String, AppRun>) -> Result<(), String> {
+    /// Builds the gateway configuration from the store and what runs, and swaps it in. Holds
+    /// `runs` throughout, so two changes' tables are swapped in the order they were built.
+    fn apply_routes(&self) -> Result<(), String> {
+        let runs = self.lock_runs();
         let apps = self
             .store
             .apps()
@@ -464,7 +652,7 @@ impl Reconciler {
                     })
                 }
                 (None, Some(run)) => BackendConfig::Proxy(ProxyConfig {
-                    upstreams: run.instances.iter().map(|i| i.addr).collect(),
+                    upstreams: run.addrs(),
                     balance: Balance::RoundRobin,
                     health: health(eff.health_path.as_deref()),
                     strip_prefix: false,
@@ -560,6 +748,7 @@ impl Reconciler {
                 };
                 Effective {
                     run,
+                    image: r.image.clone(),
                     workdir: dir,
                     static_root,
                     health_path: r.health_path.clone().or_else(|| app.health_path.clone()),
@@ -569,6 +758,7 @@ impl Reconciler {
             }
             None => Effective {
                 run: app.run.clone(),
+                image: None,
                 workdir: app
                     .workdir
                     .as_ref()
@@ -586,18 +776,19 @@ impl Reconciler {
         let user = self.app_user(&app.name)?;
         let eff = self.effective(app);
         let runnable = eff.static_root.is_none() && app.availability != Availability::Disabled;
-        let Some(run) = eff.run.as_ref().filter(|_| runnable) else {
+        if !runnable {
+            return Ok(None);
+        }
+        if app.runtime.runs_images() {
+            return self.desired_containers(app, eff).map(Some);
+        }
+        let Some(run) = eff.run.as_ref() else {
             return Ok(None);
         };
         if let Some(why) = self.users.refusal() {
             return Err(format!("{} cannot start: {why}", app.name));
         }
-        let mut env = eff.env_defaults;
-        env.extend(
-            self.store
-                .env(&app.name)
-                .map_err(|e| format!("cannot read env: {e}"))?,
-        );
+        let mut env = self.env(app, &eff)?;
         let workdir = eff.workdir;
         crate::deploy::add_tool_paths(&workdir, &mut env);
         if user.is_some() && !env.contains_key("HOME") {
@@ -609,44 +800,146 @@ impl Reconciler {
                 self.data.tmp(&app.name).display().to_string(),
             );
         }
-        let limits = Limits {
-            memory_bytes: app.memory_bytes,
-            cpu_millis: app.cpu_millis,
-        };
+        let limits = limits(app);
         // `sandbox::prepare` below points TMPDIR at the app's tmp for sandboxed instances.
         let sandboxed = app.sandbox && self.launcher().is_some();
+        let workload = Workload::Process {
+            command: run.clone(),
+            workdir: workdir.clone(),
+        };
         // The sandbox setting is part of what runs: switching it restarts the app.
-        let fingerprint = fingerprint(run, &workdir, &env, &limits, app.replicas, sandboxed);
+        let fingerprint = fingerprint(&(
+            "process",
+            &workload_key(&workload),
+            &env,
+            limits.memory_bytes,
+            limits.cpu_millis,
+            app.replicas,
+            sandboxed,
+        ));
         let mut specs = Vec::new();
         for _ in 0..app.replicas {
+            // Chosen here rather than by the runtime: the sandbox only lets it bind this port.
             let port = free_port().map_err(|e| format!("no free port: {e}"))?;
             let sandbox =
                 crate::sandbox::instance_policy(self.launcher(), &self.data, app, &workdir, port);
             crate::sandbox::prepare(sandbox.as_ref(), self.data.tmp(&app.name), &mut env)
                 .map_err(|e| format!("cannot prepare the sandbox's folders: {e}"))?;
             specs.push(InstanceSpec {
-                app: app.name.clone(),
-                instance: format!("{}-{port}", app.name),
-                command: run.clone(),
-                workdir: workdir.clone(),
+                port: Some(port),
                 env: env.clone(),
-                host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                port,
-                volume: self.data.volume(&app.name),
-                log_dir: self.data.logs(&app.name),
-                limits: limits.clone(),
-                restart: RestartPolicy::default(),
-                stop_grace: STOP_GRACE,
                 isolation: Isolation { user, sandbox },
+                ..self.spec(app, &fingerprint, workload.clone())
             });
         }
-        Ok(Some(Desired { fingerprint, specs }))
+        Ok(Some(Desired {
+            fingerprint,
+            runtime: RuntimeKind::Process,
+            specs,
+        }))
+    }
+
+    /// Containers: the release's image, one container per replica (Docker) or one service
+    /// with all replicas (Swarm).
+    fn desired_containers(&self, app: &App, eff: Effective) -> Result<Desired, String> {
+        let image = match (&eff.image, app.release) {
+            (Some(image), _) => image.clone(),
+            (None, None) => {
+                return Err(format!(
+                    "{} has no image yet: deploy code with a Dockerfile (`wharf deploy {}`) or an image (`wharf deploy {} --image REF`)",
+                    app.name, app.name, app.name
+                ));
+            }
+            (None, Some(n)) => {
+                return Err(format!(
+                    "release {n} of {} has no image (it was built for the process runtime): deploy again",
+                    app.name
+                ));
+            }
+        };
+        let runtime = self.runtimes.get(app.runtime)?;
+        let env = self.env(app, &eff)?;
+        let workload = Workload::Image {
+            image,
+            command: eff.run.clone(),
+        };
+        let limits = limits(app);
+        let fingerprint = fingerprint(&(
+            app.runtime.as_str(),
+            &workload_key(&workload),
+            &env,
+            limits.memory_bytes,
+            limits.cpu_millis,
+            app.replicas,
+            app.port,
+            app.read_only,
+        ));
+        let base = InstanceSpec {
+            env,
+            port: app.port,
+            container: ContainerOptions {
+                read_only: app.read_only,
+            },
+            ..self.spec(app, &fingerprint, workload)
+        };
+        let specs = if runtime.replicates() {
+            vec![InstanceSpec {
+                replicas: app.replicas,
+                ..base
+            }]
+        } else {
+            (0..app.replicas)
+                .map(|_| InstanceSpec {
+                    instance: instance_name(&app.name),
+                    ..base.clone()
+                })
+                .collect()
+        };
+        Ok(Desired {
+            fingerprint,
+            runtime: app.runtime,
+            specs,
+        })
+    }
+
+    /// The manifest's env defaults with the app's own env laid over them.
+    fn env(&self, app: &App, eff: &Effective) -> Result<BTreeMap<String, String>, String> {
+        let mut env = eff.env_defaults.clone();
+        env.extend(
+            self.store
+                .env(&app.name)
+                .map_err(|e| format!("cannot read env: {e}"))?,
+        );
+        Ok(env)
+    }
+
+    /// What every instance of the app shares.
+    fn spec(&self, app: &App, fingerprint: &str, workload: Workload) -> InstanceSpec {
+        InstanceSpec {
+            app: app.name.clone(),
+            instance: instance_name(&app.name),
+            release: app.release,
+            fingerprint: fingerprint.to_string(),
+            workload,
+            env: BTreeMap::new(),
+            port: None,
+            replicas: 1,
+            volume: self.data.volume(&app.name),
+            log_dir: self.data.logs(&app.name),
+            limits: limits(app),
+            restart: RestartPolicy::default(),
+            stop_grace: STOP_GRACE,
+            isolation: Isolation::default(),
+            container: ContainerOptions::default(),
+        }
     }
 }
 
 /// An app's command, folder and health path once its active release is taken into account.
 struct Effective {
     run: Option<String>,
+    /// The release's image (container runtimes).
+    image: Option<String>,
     workdir: std::path::PathBuf,
     /// Set when the gateway serves files instead of a process.
     static_root: Option<std::path::PathBuf>,
@@ -656,8 +949,47 @@ struct Effective {
 }
 
 struct Desired {
-    fingerprint: u64,
+    fingerprint: String,
+    runtime: RuntimeKind,
     specs: Vec<InstanceSpec>,
+}
+
+fn limits(app: &App) -> Limits {
+    Limits {
+        memory_bytes: app.memory_bytes,
+        cpu_millis: app.cpu_millis,
+    }
+}
+
+/// A name no earlier instance had, in this run of the server or a previous one (containers
+/// outlive it): `<app>-<6 hex digits>`.
+fn instance_name(app: &str) -> String {
+    format!("{app}-{}", hex::encode(rand::random::<[u8; 3]>()))
+}
+
+fn workload_key(w: &Workload) -> String {
+    match w {
+        Workload::Process { command, workdir } => format!("{command}\0{}", workdir.display()),
+        Workload::Image { image, command } => {
+            format!("{image}\0{}", command.as_deref().unwrap_or(""))
+        }
+    }
+}
+
+/// A digest of everything whose change needs new instances. Stable across builds and
+/// versions of wharf (SHA-256 of the JSON form), because containers keep it as a label and
+/// the next server compares it to adopt them.
+fn fingerprint(what: &impl serde::Serialize) -> String {
+    let json = serde_json::to_vec(what).unwrap_or_default();
+    hex::encode(&sha2::Sha256::digest(&json)[..16])
+}
+
+fn list(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn health(path: Option<&str>) -> Option<HealthConfig> {
@@ -668,29 +1000,6 @@ fn health(path: Option<&str>) -> Option<HealthConfig> {
         rise: 1,
         fall: 2,
     })
-}
-
-fn fingerprint(
-    run: &str,
-    workdir: &std::path::Path,
-    env: &BTreeMap<String, String>,
-    limits: &Limits,
-    replicas: u32,
-    sandboxed: bool,
-) -> u64 {
-    let mut h = DefaultHasher::new();
-    (
-        run,
-        workdir,
-        env,
-        limits.memory_bytes,
-        limits.cpu_millis,
-        replicas,
-        sandboxed,
-    )
-        .hash(&mut h);
-    // Zero means "nothing runs"; keep real fingerprints away from it.
-    h.finish().max(1)
 }
 
 /// A port the OS considers free now. The instance binds it moments later; a clash shows up as

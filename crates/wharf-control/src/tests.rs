@@ -19,18 +19,29 @@ struct NoRuntime {
 }
 
 impl Runtime for NoRuntime {
-    fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, wharf_runtime::Result<()>> {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    fn start(
+        &self,
+        spec: InstanceSpec,
+    ) -> BoxFuture<'_, wharf_runtime::Result<Vec<std::net::SocketAddr>>> {
         self.started.lock().unwrap().push(spec.instance);
-        Box::pin(async { Ok(()) })
+        // Nothing listens there: the health check decides.
+        Box::pin(async { Ok(vec!["127.0.0.1:9".parse().unwrap()]) })
     }
     fn stop<'a>(&'a self, _: &'a str) -> BoxFuture<'a, wharf_runtime::Result<()>> {
         Box::pin(async { Ok(()) })
     }
-    fn status(&self, _: &str) -> Option<InstanceStatus> {
-        None
+    fn list(&self) -> BoxFuture<'_, wharf_runtime::Result<Vec<InstanceStatus>>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
-    fn list(&self) -> Vec<InstanceStatus> {
-        Vec::new()
+    fn logs<'a>(
+        &'a self,
+        _: &'a str,
+        _: usize,
+    ) -> BoxFuture<'a, wharf_runtime::Result<Vec<String>>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
     fn subscribe_logs(&self, _: &str) -> tokio::sync::broadcast::Receiver<String> {
         tokio::sync::broadcast::channel(1).1
@@ -39,8 +50,8 @@ impl Runtime for NoRuntime {
         // Nothing runs, so nothing ends either: the health check decides.
         Box::pin(std::future::pending())
     }
-    fn recent_output(&self, _: &str, _: usize) -> Vec<String> {
-        Vec::new()
+    fn recent_output<'a>(&'a self, _: &'a str, _: usize) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async { Vec::new() })
     }
 }
 
@@ -87,9 +98,10 @@ fn harness(name: &str) -> Harness {
         launcher: None,
     };
     let runtime: Arc<dyn Runtime> = Arc::new(NoRuntime::default());
+    let runtimes = Runtimes::process(runtime);
     let reconciler = Reconciler::new(
         store.clone(),
-        runtime.clone(),
+        runtimes.clone(),
         gateway,
         data.clone(),
         routing,
@@ -99,7 +111,7 @@ fn harness(name: &str) -> Harness {
     let control = Arc::new(Control {
         store: store.clone(),
         reconciler,
-        runtime,
+        runtimes,
         data,
         started: Instant::now(),
         deploys: Default::default(),

@@ -532,6 +532,7 @@ pub(crate) async fn deploy(
     let req = DeployRequest {
         git: pick("git"),
         reference: pick("ref"),
+        image: pick("image"),
     };
     let events = match client.deploy(&name, &req, None).await {
         Ok(e) => e,

@@ -12,6 +12,8 @@ mod engine;
 mod error;
 pub mod image;
 pub mod labels;
+mod probe;
+mod stubs;
 mod swarm;
 
 pub use container::DockerRuntime;

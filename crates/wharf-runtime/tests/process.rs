@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use wharf_runtime::{InstanceSpec, InstanceState, Limits, ProcessRuntime, RestartPolicy, Runtime};
+use wharf_runtime::{
+    InstanceSpec, InstanceState, Limits, ProcessRuntime, RestartPolicy, Runtime, Workload,
+};
 
 struct Dir(PathBuf);
 
@@ -25,11 +27,16 @@ fn spec(d: &Dir, name: &str, command: &str) -> InstanceSpec {
     InstanceSpec {
         app: "app".into(),
         instance: name.into(),
-        command: command.into(),
-        workdir: d.0.clone(),
+        release: None,
+        fingerprint: String::new(),
+        workload: Workload::Process {
+            command: command.into(),
+            workdir: d.0.clone(),
+        },
         env: BTreeMap::from([("GREETING".to_string(), "hi there".to_string())]),
-        host: "127.0.0.1".parse().unwrap(),
-        port: 4567,
+        port: Some(4567),
+        replicas: 1,
+        container: Default::default(),
         volume: d.0.join("volume"),
         log_dir: d.0.join("logs"),
         limits: Limits::default(),
@@ -180,7 +187,7 @@ async fn stop_terminates_then_kills_what_ignores_sigterm() {
         !PathBuf::from(format!("/proc/{stubborn_pid}")).exists(),
         "the process is gone"
     );
-    assert!(rt.list().is_empty());
+    assert!(rt.list().await.unwrap().is_empty());
     assert!(matches!(
         rt.stop("stubborn").await,
         Err(wharf_runtime::RuntimeError::UnknownInstance(_))
@@ -217,7 +224,10 @@ async fn a_missing_workdir_fails_the_start_clearly() {
     let d = dir("missing");
     let rt = ProcessRuntime::new();
     let mut s = spec(&d, "m-1", "true");
-    s.workdir = d.0.join("nope");
+    s.workload = Workload::Process {
+        command: "true".into(),
+        workdir: d.0.join("nope"),
+    };
     let err = rt.start(s).await.unwrap_err();
     assert!(
         err.to_string().contains("cannot start instance \"m-1\""),
@@ -288,7 +298,7 @@ async fn an_exit_is_signalled_with_the_last_output() {
         .await
         .expect("the exit is signalled");
     assert_eq!(how.as_deref(), Some("exited with status 1"));
-    let out = rt.recent_output("app-1", 3);
+    let out = rt.recent_output("app-1", 3).await;
     assert_eq!(out[..2], ["line 30", "cannot open config.toml"]);
     assert_eq!(out[2], "x".repeat(1000), "a long line is cut");
     rt.stop("app-1").await.unwrap();

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use crate::error::{Result, StoreError, exists_on_conflict};
-use crate::model::{App, AppKind, AppSettings, Availability, Tls};
+use crate::model::{App, AppKind, AppSettings, Availability, RuntimeKind, Tls};
 use crate::{Store, now};
 
 const APP_COLUMNS: &str = "id, name, kind, availability, run, workdir, root, replicas, memory_bytes, \
                            cpu_millis, max_body, health_path, created_at, updated_at, release, keep_releases, \
-                           git_url, git_ref, webhook_secret IS NOT NULL, hsts_seconds, sandbox";
+                           git_url, git_ref, webhook_secret IS NOT NULL, hsts_seconds, sandbox, \
+                           runtime, port, read_only";
 
 fn not_found(name: &str) -> StoreError {
     StoreError::NotFound {
@@ -51,6 +52,9 @@ fn row_to_app(row: &Row<'_>) -> rusqlite::Result<(i64, App)> {
             has_webhook: row.get(18)?,
             hsts_seconds: row.get(19)?,
             sandbox: row.get(20)?,
+            runtime: parse(21, row.get(21)?)?,
+            port: row.get(22)?,
+            read_only: row.get(23)?,
             tls: BTreeMap::new(),
         },
     ))
@@ -120,6 +124,9 @@ fn apply_settings(tx: &Transaction<'_>, id: i64, s: &AppSettings) -> Result<()> 
     set!(git_ref, "git_ref", |v: &Option<String>| v.clone());
     set!(hsts_seconds, "hsts_seconds", |v: &Option<u64>| *v);
     set!(sandbox, "sandbox", |v: &bool| *v);
+    set!(runtime, "runtime", |v: &RuntimeKind| v.as_str());
+    set!(port, "port", |v: &Option<u16>| *v);
+    set!(read_only, "read_only", |v: &bool| *v);
     tx.execute(
         "UPDATE apps SET updated_at = ?1 WHERE id = ?2",
         params![now(), id],

@@ -85,6 +85,12 @@ pub struct App {
     pub tls: BTreeMap<String, Tls>,
     /// Whether the app's processes and builds run in the sandbox (off only when asked).
     pub sandbox: bool,
+    /// What runs its instances.
+    pub runtime: RuntimeKind,
+    /// The port it listens on in its container (`None`: the default, 8000).
+    pub port: Option<u16>,
+    /// Its containers get a read-only root (and a writable `/tmp`).
+    pub read_only: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -106,6 +112,56 @@ pub struct AppSettings {
     pub git_ref: Option<Option<String>>,
     pub hsts_seconds: Option<Option<u64>>,
     pub sandbox: Option<bool>,
+    pub runtime: Option<RuntimeKind>,
+    pub port: Option<Option<u16>>,
+    pub read_only: Option<bool>,
+}
+
+/// What runs an app's instances.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RuntimeKind {
+    /// Supervised processes on this machine.
+    #[default]
+    Process,
+    /// Containers in the Docker engine.
+    Docker,
+    /// A Swarm service across the Swarm's nodes.
+    Swarm,
+}
+
+impl RuntimeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeKind::Process => "process",
+            RuntimeKind::Docker => "docker",
+            RuntimeKind::Swarm => "swarm",
+        }
+    }
+
+    /// Whether it runs images (built from a Dockerfile or given) rather than code in a folder.
+    pub fn runs_images(self) -> bool {
+        self != RuntimeKind::Process
+    }
+}
+
+impl std::fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RuntimeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "process" => Ok(RuntimeKind::Process),
+            "docker" => Ok(RuntimeKind::Docker),
+            "swarm" => Ok(RuntimeKind::Swarm),
+            other => Err(format!(
+                "unknown runtime `{other}`: use process, docker or swarm"
+            )),
+        }
+    }
 }
 
 /// Where a domain's certificate comes from.
@@ -192,6 +248,9 @@ pub struct Release {
     pub created_at: i64,
     /// JSON object of env defaults from the release's manifest; the app's own env wins.
     pub env_defaults: String,
+    /// The image it runs (container runtimes): built from its Dockerfile, or given with
+    /// `wharf deploy --image`. `None`: it runs its folder's code.
+    pub image: Option<String>,
 }
 
 /// What a finished build records.
@@ -205,6 +264,7 @@ pub struct BuildResult {
     pub message: String,
     /// JSON object of env defaults (empty means none).
     pub env_defaults: String,
+    pub image: Option<String>,
 }
 
 /// App names are DNS labels: they become host names (`<app>.<base-domain>`) and folder names.

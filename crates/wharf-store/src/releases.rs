@@ -7,7 +7,7 @@ use crate::model::{BuildResult, Interrupted, Release, ReleaseStatus};
 use crate::{Store, now};
 
 const COLUMNS: &str = "a.name, r.number, r.status, r.source, r.commit_sha, r.build, r.run, r.static_dir, \
-                       r.health_path, r.config, r.backup, r.backup_sha256, r.message, r.created_at, r.env_defaults";
+                       r.health_path, r.config, r.backup, r.backup_sha256, r.message, r.created_at, r.env_defaults, r.image";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Release> {
     let status: String = r.get(2)?;
@@ -29,6 +29,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Release> {
         message: r.get(12)?,
         created_at: r.get(13)?,
         env_defaults: r.get(14)?,
+        image: r.get(15)?,
     })
 }
 
@@ -79,10 +80,10 @@ impl Store {
         let id = app_id(&conn, app)?;
         let n = conn.execute(
             "UPDATE releases SET status = ?3, commit_sha = ?4, build = ?5, run = ?6, static_dir = ?7,
-                 health_path = ?8, message = ?9, env_defaults = ?10
+                 health_path = ?8, message = ?9, env_defaults = ?10, image = ?11
              WHERE app_id = ?1 AND number = ?2",
             params![id, number, status.as_str(), b.commit, b.build, b.run, b.static_dir, b.health_path, b.message,
-                    if b.env_defaults.is_empty() { "{}" } else { b.env_defaults.as_str() }],
+                    if b.env_defaults.is_empty() { "{}" } else { b.env_defaults.as_str() }, b.image],
         )?;
         if n == 0 {
             return Err(missing(app, number));

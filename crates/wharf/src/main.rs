@@ -94,6 +94,11 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
+    /// The Swarm's nodes (state, availability, role) and the tasks of wharf's apps on each.
+    Nodes {
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
     /// An app's releases, newest first.
     Releases {
         app: String,
@@ -155,6 +160,7 @@ fn run() -> anyhow::Result<()> {
         Command::Deploy { args, conn } => cli::run(conn, cli::Verb::Deploy(args)),
         Command::Releases { app, conn } => cli::run(conn, cli::Verb::Releases { app }),
         Command::Certs { conn } => cli::run(conn, cli::Verb::Certs),
+        Command::Nodes { conn } => cli::run(conn, cli::Verb::Nodes),
         Command::Rollback { app, release, conn } => {
             cli::run(conn, cli::Verb::Rollback { app, release })
         }

@@ -22,14 +22,14 @@ use crate::oplog::OpLog;
 
 pub(crate) async fn list(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<AppView>>> {
     let apps = c.store.apps()?;
-    Ok(Json(views::apps(&c, &apps)))
+    Ok(Json(views::apps(&c, &apps).await))
 }
 
 pub(crate) async fn show(
     State(c): State<Arc<Control>>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<AppView>> {
-    Ok(Json(views::app(&c, &c.store.app(&app)?)))
+    Ok(Json(views::app(&c, &c.store.app(&app)?).await))
 }
 
 pub(crate) async fn create(
@@ -39,6 +39,7 @@ pub(crate) async fn create(
     validate_app_name(&req.name).map_err(ApiError::invalid)?;
     let kind = validate::kind(req.kind.as_deref())?;
     let mut settings = validate::settings(&req.settings, kind)?;
+    check_runtime(&c, &settings)?;
     let existing = c.store.apps()?;
     let domains = req
         .domains
@@ -90,6 +91,14 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(changed)))
 }
 
+/// A container runtime is only accepted while it is there: the app would never start.
+fn check_runtime(c: &Control, settings: &wharf_store::AppSettings) -> ApiResult<()> {
+    if let Some(kind) = settings.runtime {
+        c.runtimes.get(kind).map_err(ApiError::invalid)?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn update(
     State(c): State<Arc<Control>>,
     Path(app): Path<String>,
@@ -97,6 +106,7 @@ pub(crate) async fn update(
 ) -> ApiResult<Json<Changed>> {
     let kind = c.store.app(&app)?.kind;
     let settings = validate::settings(&req, kind)?;
+    check_runtime(&c, &settings)?;
     c.store.update_app(&app, &settings)?;
     Ok(Json(
         carry_out(&c, &app, "update", false, "settings saved").await?,
@@ -121,7 +131,8 @@ pub(crate) async fn remove(
 ) -> ApiResult<Json<OperationView>> {
     let Query(q) =
         query.map_err(|e| ApiError::invalid(format!("{}; use ?purge=true", e.body_text())))?;
-    let hosts = c.store.app(&app)?.domains;
+    let gone = c.store.app(&app)?;
+    let hosts = gone.domains;
     c.store.delete_app(&app)?;
     let op = OpLog::begin(&c.store, Some(&app), "delete");
     op.ok(
@@ -161,6 +172,16 @@ pub(crate) async fn remove(
     }
     if !removed.is_empty() {
         op.ok("remove", format!("removed {}", removed.join(", ")));
+    }
+    if q.purge
+        && gone.runtime.runs_images()
+        && let Ok(engine) = c.runtimes.engine()
+    {
+        // Only the images wharf built for it (labelled); a given `--image` is not wharf's.
+        match engine.remove_images(&app).await {
+            Ok(()) => op.ok("remove", "removed its images"),
+            Err(e) => op.failed("remove", format!("could not remove its images: {e}")),
+        }
     }
     // Nothing it owned is left: its uid may go to another app. Kept otherwise, for the files.
     if q.purge
@@ -362,7 +383,7 @@ async fn carry_out(
     let result = c.reconciler.reconcile(app, force, &op).await;
     op.finish(&result);
     Ok(Changed {
-        app: views::app(c, &c.store.app(app)?),
+        app: views::app(c, &c.store.app(app)?).await,
         operation: views::operation(c.store.operation(op.id)?),
     })
 }

@@ -45,6 +45,20 @@ pub(crate) async fn deploy(
             serde_json::from_slice(&body)
                 .map_err(|e| ApiError::invalid(format!("deploy request: {e}")))?
         };
+        if let Some(image) = req.image {
+            if req.git.is_some() || req.reference.is_some() {
+                return Err(ApiError::invalid(
+                    "deploy either an image or code from git, not both",
+                ));
+            }
+            if !current.runtime.runs_images() {
+                return Err(ApiError::invalid(format!(
+                    "{app} runs on the process runtime, which runs code, not images: `wharf apps set {app} --runtime docker` first"
+                )));
+            }
+            crate::deploy::check_image(&image).map_err(ApiError::invalid)?;
+            return Ok(stream(c, app, Source::Image(image)));
+        }
         let url = req.git.or(current.git_url).ok_or_else(|| {
             ApiError::invalid("say what to deploy: a `git` URL, an archive, or save one with `wharf apps set APP --git URL`")
         })?;
@@ -115,7 +129,7 @@ pub(crate) async fn rollback(
     };
     let (op, _) = crate::deploy::rollback(&c, &app, req.release).await;
     Ok(Json(Changed {
-        app: views::app(&c, &c.store.app(&app)?),
+        app: views::app(&c, &c.store.app(&app)?).await,
         operation: views::operation(c.store.operation(op)?),
     }))
 }

@@ -41,6 +41,15 @@ impl ApiError {
         }
     }
 
+    /// A part of the platform the request needs is not there (e.g. no Docker engine).
+    pub(crate) fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %cause, "internal error");
         ApiError {

@@ -1,7 +1,7 @@
-//! `GET /apps/{app}/logs`: the last lines of the app's log file, and with `follow=true` new
-//! lines as they are written, until the client goes away.
+//! `GET /apps/{app}/logs`: the last lines of the app's log, from its runtime (the process
+//! runtime's log file, the engine's container logs), and with `follow=true` new lines as they
+//! are written, until the client goes away.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -20,26 +20,27 @@ pub(crate) struct LogQuery {
     follow: Option<bool>,
 }
 
-/// Reading more than this from the end of the file is never needed for a tail.
-const TAIL_WINDOW: u64 = 4 << 20;
-
 pub(crate) async fn logs(
     State(c): State<Arc<Control>>,
     Path(app): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Response> {
-    c.store.app(&app)?;
+    let kind = c.store.app(&app)?.runtime;
+    let runtime = c.runtimes.get(kind).map_err(ApiError::unavailable)?;
     let lines = q.lines.unwrap_or(100).min(10_000);
-    // Subscribe before reading the file so no line falls between the two.
+    // Subscribe before reading the past lines so no line falls between the two.
     let live = q
         .follow
         .unwrap_or(false)
-        .then(|| c.runtime.subscribe_logs(&app));
-    let path = c.data.logs(&app).join("app.log");
-    let tail = tokio::task::spawn_blocking(move || tail(&path, lines))
+        .then(|| runtime.subscribe_logs(&app));
+    let mut tail = runtime
+        .logs(&app, lines)
         .await
         .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+        .join("\n");
+    if !tail.is_empty() {
+        tail.push('\n');
+    }
     let headers = [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     let Some(live) = live else {
         return Ok((headers, tail).into_response());
@@ -69,26 +70,4 @@ fn follow(
         }
     });
     futures_util::StreamExt::chain(head, rest)
-}
-
-/// The last `n` lines of a file (empty if it does not exist yet).
-fn tail(path: &std::path::Path, n: usize) -> std::io::Result<String> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
-        Err(e) => return Err(e),
-    };
-    let len = file.metadata()?.len();
-    let start = len.saturating_sub(TAIL_WINDOW);
-    file.seek(SeekFrom::Start(start))?;
-    let mut buf = Vec::new();
-    file.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf);
-    let all: Vec<&str> = text.lines().collect();
-    let skip = all.len().saturating_sub(n);
-    let mut out = all[skip..].join("\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    Ok(out)
 }

@@ -9,6 +9,7 @@ mod extract;
 mod git;
 pub(crate) mod hooks;
 mod logs;
+mod nodes;
 pub(crate) mod openapi;
 mod operations;
 mod status;
@@ -54,6 +55,7 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
         .route("/apps/{app}/rollback", post(deploys::rollback))
         .route("/apps/{app}/webhook", post(hooks::rotate))
         .route("/certs", get(certs::list))
+        .route("/nodes", get(nodes::list))
         .route("/operations", get(operations::list))
         .route("/operations/{id}", get(operations::show))
         .route_layer(middleware::from_fn_with_state(

@@ -92,6 +92,11 @@ pub(crate) fn spec() -> Value {
             "/apps/{app}/rollback": { "post": with_app(op("Re-activate a kept release with its config", Some("Rollback"), "200")) },
             "/apps/{app}/webhook": { "post": with_app(op("Create a new webhook secret (shown once)", None, "200")) },
             "/apps/{app}/traffic": { "get": with_app(op("Requests/s, 5xx/s and mean latency over the last half hour", None, "200")) },
+            "/nodes": { "get": {
+                "summary": "The Swarm's nodes and wharf's tasks on each (503 without a Swarm)",
+                "security": [{ "bearer": [] }],
+                "responses": { "200": { "description": "success" } }
+            } },
             "/certs": { "get": {
                 "summary": "Every certificate: host, app, source, issuer, expiry, next renewal, last attempt",
                 "security": [{ "bearer": [] }],
@@ -151,7 +156,10 @@ pub(crate) fn spec() -> Value {
                     "git_ref": { "type": "string" },
                     "keep_releases": { "type": "integer", "minimum": 1, "maximum": 100 },
                     "hsts": { "type": "string", "examples": ["365d", "off"] },
-                    "sandbox": { "type": "boolean", "description": "Run the app's processes and builds in the sandbox (default true)." }
+                    "sandbox": { "type": "boolean", "description": "Run the app's processes and builds in the sandbox (default true)." },
+                    "runtime": { "enum": ["process", "docker", "swarm"], "description": "What runs the app (default process)." },
+                    "port": { "type": "integer", "minimum": 0, "maximum": 65535, "description": "Port the app listens on in its container (default 8000; 0 puts the default back)." },
+                    "read_only": { "type": "boolean", "description": "Containers get a read-only root and a writable /tmp." }
                 } },
                 "CreateApp": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": {
                     "name": { "type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$", "maxLength": 63 },
@@ -173,7 +181,8 @@ pub(crate) fn spec() -> Value {
                 } },
                 "DeployRequest": { "type": "object", "additionalProperties": false, "properties": {
                     "git": { "type": "string", "description": "repository URL; default: the app's saved one" },
-                    "ref": { "type": "string", "description": "branch, tag or commit; default: the app's branch, then main" }
+                    "ref": { "type": "string", "description": "branch, tag or commit; default: the app's branch, then main" },
+                    "image": { "type": "string", "description": "deploy this image as it is (apps on docker or swarm)" }
                 } },
                 "Rollback": { "type": "object", "additionalProperties": false,
                               "properties": { "release": { "type": "integer", "minimum": 1 } } },

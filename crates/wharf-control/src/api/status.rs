@@ -25,7 +25,7 @@ pub(crate) async fn status(State(c): State<Arc<Control>>) -> ApiResult<Json<Stat
         base_domain: c.reconciler.routing().base_domain.clone(),
         data_dir: c.data.root().display().to_string(),
         rss_bytes: own_rss(),
-        apps: views::apps(&c, &apps),
+        apps: views::apps(&c, &apps).await,
     }))
 }
 

@@ -101,6 +101,21 @@ pub(crate) fn settings(s: &Settings, kind: AppKind) -> Result<AppSettings, ApiEr
         out.keep_releases = Some(k);
     }
     out.sandbox = s.sandbox;
+    if let Some(r) = &s.runtime {
+        let r: wharf_store::RuntimeKind = r
+            .parse()
+            .map_err(|e| ApiError::invalid(format!("`runtime`: {e}")))?;
+        if r.runs_images() && kind == AppKind::Static {
+            return Err(ApiError::invalid(
+                "a static app is served by the gateway itself; only process apps run on docker or swarm",
+            ));
+        }
+        out.runtime = Some(r);
+    }
+    if let Some(p) = s.port {
+        out.port = Some((p != 0).then_some(p));
+    }
+    out.read_only = s.read_only;
     if let Some(a) = &s.availability {
         let a: Availability = a
             .parse()

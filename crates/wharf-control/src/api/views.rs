@@ -8,15 +8,25 @@ use wharf_store::{App, AppKind, Availability, Operation, Release};
 
 use crate::Control;
 
-pub(crate) fn app(control: &Control, app: &App) -> AppView {
-    with_instances(control, app, &control.runtime.list())
+pub(crate) async fn app(control: &Control, app: &App) -> AppView {
+    with_instances(control, app, &running(control).await)
 }
 
-/// Views of many apps; the runtime (which reads `/proc` for each instance) is asked once.
-pub(crate) fn apps(control: &Control, apps: &[App]) -> Vec<AppView> {
-    let running = control.runtime.list();
+/// Views of many apps; each runtime (which reads `/proc` or asks its engine) is asked once.
+pub(crate) async fn apps(control: &Control, apps: &[App]) -> Vec<AppView> {
+    let running = running(control).await;
     apps.iter()
         .map(|a| with_instances(control, a, &running))
+        .collect()
+}
+
+async fn running(control: &Control) -> Vec<wharf_runtime::InstanceStatus> {
+    control
+        .runtimes
+        .list()
+        .await
+        .into_iter()
+        .map(|(_, s)| s)
         .collect()
 }
 
@@ -33,7 +43,12 @@ fn with_instances(
         .map(|i| (*i).clone())
         .map(|i| InstanceView {
             name: i.instance,
-            port: i.port,
+            port: i.addr.map_or(0, |a| a.port()),
+            addr: i.addr.map(|a| a.to_string()),
+            id: i.id,
+            node: i.node,
+            image: i.image,
+            release: i.release,
             state: i.state.as_str().to_string(),
             pid: i.pid,
             restarts: i.restarts,
@@ -99,6 +114,9 @@ fn with_instances(
             .on()
             .then(|| control.store.known_app_uid(&app.name).ok().flatten())
             .flatten(),
+        runtime: app.runtime.to_string(),
+        port: app.port,
+        read_only: app.read_only,
         users_note: rec.users().note().map(str::to_string),
         release: app.release,
         git_url: app.git_url.clone(),
@@ -133,6 +151,7 @@ pub(crate) fn release(r: Release) -> ReleaseView {
         build: r.build,
         run: r.run,
         static_dir: r.static_dir,
+        image: r.image,
         backup: r.backup,
         backup_sha256: r.backup_sha256,
         message: r.message,

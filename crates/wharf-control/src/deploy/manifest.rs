@@ -28,6 +28,63 @@ struct Manifest {
     /// Env defaults; a value set with `wharf env set` wins over these.
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// The Dockerfile (relative) that apps on a container runtime are built from; default
+    /// `Dockerfile`. Process apps ignore it.
+    dockerfile: Option<String>,
+}
+
+/// How a container app's release is built: by the engine, from a Dockerfile.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ImagePlan {
+    /// Relative to the code's root.
+    pub(crate) dockerfile: String,
+    /// Replaces the image's own command when set.
+    pub(crate) run: Option<String>,
+    pub(crate) health: Option<String>,
+    pub(crate) timeout: Duration,
+    pub(crate) env: BTreeMap<String, String>,
+}
+
+/// The image plan of code deployed to a container runtime: the Dockerfile (`wharf.toml`'s
+/// `dockerfile`, else `Dockerfile` at the root) and what `wharf.toml` adds (run, health, env,
+/// build timeout).
+pub(crate) fn image_plan(dir: &Path) -> Result<ImagePlan, String> {
+    let manifest_path = dir.join("wharf.toml");
+    let m: Manifest = if manifest_path.is_file() {
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| format!("cannot read wharf.toml: {e}"))?;
+        toml::from_str(&text).map_err(|e| format!("wharf.toml: {}", e.to_string().trim_end()))?
+    } else {
+        Manifest::default()
+    };
+    let dockerfile = m.dockerfile.unwrap_or_else(|| "Dockerfile".to_string());
+    check_relative("dockerfile", &dockerfile)?;
+    if !dir.join(&dockerfile).is_file() {
+        return Err(format!(
+            "no `{dockerfile}` in the code: an app on a container runtime is built from a Dockerfile (add one at the root, or name it with `dockerfile = \"...\"` in wharf.toml), or deployed from an image with `wharf deploy APP --image REF`"
+        ));
+    }
+    if let Some(h) = &m.health
+        && !h.starts_with('/')
+    {
+        return Err("wharf.toml: `health` must be a path such as \"/up\"".into());
+    }
+    for name in m.env.keys() {
+        wharf_store::validate_env_name(name)
+            .map_err(|e| format!("wharf.toml: [env] `{name}`: {e}"))?;
+    }
+    let timeout = match &m.build_timeout {
+        Some(t) => wharf_gateway::config::parse_duration(t)
+            .map_err(|e| format!("wharf.toml: `build_timeout`: {e}"))?,
+        None => DEFAULT_TIMEOUT,
+    };
+    Ok(ImagePlan {
+        dockerfile,
+        run: m.run,
+        health: m.health,
+        timeout,
+        env: m.env,
+    })
 }
 
 /// What the detection decided.

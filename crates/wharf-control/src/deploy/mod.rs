@@ -9,7 +9,7 @@ pub(crate) mod source;
 mod tools;
 
 pub(crate) use pipeline::{Deploys, Source, deploy, restore_config, rollback};
-pub(crate) use source::check_git;
+pub(crate) use source::{check_git, check_image};
 pub(crate) use tools::add_tool_paths;
 
 /// Build and deploy output for the user, with env values masked.

@@ -22,9 +22,14 @@ use crate::Control;
 use crate::oplog::OpLog;
 
 pub(crate) enum Source {
-    Git { url: String, reference: String },
+    Git {
+        url: String,
+        reference: String,
+    },
     Archive(Bytes),
     Zip(Bytes),
+    /// An image deployed as it is (container runtimes).
+    Image(String),
 }
 
 /// Apps with a deploy or rollback under way: a second one is refused, never interleaved.
@@ -158,6 +163,7 @@ async fn run(
         Source::Git { url, reference } => format!("git {url} {reference}"),
         Source::Archive(_) => "archive (tar.gz)".to_string(),
         Source::Zip(_) => "archive (zip)".to_string(),
+        Source::Image(image) => format!("image {image}"),
     };
     let n = c
         .store
@@ -194,6 +200,17 @@ async fn run(
     // 1. The code.
     let zip = matches!(source, Source::Zip(_));
     let commit = match source {
+        Source::Image(image) => {
+            // No code: the release folder stays empty, the image is the artifact.
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                return fail("fetch", format!("cannot create the release folder: {e}"));
+            }
+            let built = match given_image(c, &current, image, out).await {
+                Ok(b) => b,
+                Err(e) => return fail("build", e),
+            };
+            return go_live(c, app, n, &current, None, built, Vec::new(), out, op).await;
+        }
         Source::Git { url, reference } => {
             match source::fetch_git(&c.data.git_cache(app), &url, &reference, &dir, out).await {
                 Ok(sha) => Some(sha),
@@ -231,7 +248,21 @@ async fn run(
         Err(e) => return fail("fetch", e),
     };
 
-    // 2. Build.
+    // 2. Build: by the engine from a Dockerfile for container runtimes, else by detection.
+    if current.runtime.runs_images() {
+        let built = match build_image(c, &current, n, &dir, commit.clone(), out).await {
+            Ok(b) => b,
+            Err(e) => return fail("build", e),
+        };
+        if let Err(e) = c.store.finish_release(app, n, ReleaseStatus::Ready, &built) {
+            return fail("build", format!("cannot record release {n}: {e}"));
+        }
+        op.ok(
+            "build",
+            format!("image {}", built.image.as_deref().unwrap_or("")),
+        );
+        return go_live(c, app, n, &current, commit, built, Vec::new(), out, op).await;
+    }
     let plan = match manifest::detect(&dir) {
         Ok(p) => p,
         Err(e) => return fail("build", e),
@@ -290,6 +321,7 @@ async fn run(
         } else {
             serde_json::to_string(&plan.env).map_err(|e| e.to_string())?
         },
+        image: None,
     };
     c.store
         .finish_release(app, n, ReleaseStatus::Ready, &built)
@@ -302,7 +334,22 @@ async fn run(
             _ => plan.kind.to_string(),
         },
     );
+    go_live(c, app, n, &current, commit, built, plan.exclude, out, op).await
+}
 
+/// Steps 3 to 5, whatever built the release: back up, switch, prune.
+#[allow(clippy::too_many_arguments)]
+async fn go_live(
+    c: &Arc<Control>,
+    app: &str,
+    n: u32,
+    current: &App,
+    commit: Option<String>,
+    _built: BuildResult,
+    exclude: Vec<String>,
+    out: &Output,
+    op: &OpLog,
+) -> Result<String, String> {
     // 3. Back up what runs now, before anything changes.
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -313,7 +360,6 @@ async fn run(
         .join(format!("before-{n}-{stamp}.tar.gz"));
     let previous_dir = current.release.map(|r| c.data.release(app, r));
     let volume = c.data.volume(app);
-    let exclude = plan.exclude.clone();
     let archive_for_task = archive.clone();
     let written = tokio::task::spawn_blocking(move || {
         backup::write(
@@ -341,7 +387,7 @@ async fn run(
     }
 
     // 4. Go live through the zero-downtime switch.
-    let snap = snapshot(c, &current)?;
+    let snap = snapshot(c, current)?;
     let previous = c
         .store
         .activate_release(app, n, &snap)
@@ -362,8 +408,8 @@ async fn run(
         tracing::error!(%app, error = %e, "could not record the end of a release switch");
     }
 
-    // 5. Keep the last releases.
-    prune(c, app);
+    // 5. Keep the last releases (and their images).
+    prune(c, app).await;
     let short = commit
         .as_deref()
         .map(|s| format!(" ({})", &s[..s.len().min(7)]))
@@ -513,7 +559,7 @@ fn describe(status: std::process::ExitStatus) -> String {
 }
 
 /// Deletes releases (and their backups) beyond the app's `keep_releases`, never the active one.
-fn prune(c: &Control, app: &str) {
+async fn prune(c: &Control, app: &str) {
     let Ok(a) = c.store.app(app) else { return };
     let Ok(releases) = c.store.releases(app) else {
         return;
@@ -528,6 +574,119 @@ fn prune(c: &Control, app: &str) {
         }
         let _ = c.store.delete_release(app, r.number);
     }
+    if a.runtime.runs_images()
+        && let Ok(engine) = c.runtimes.engine()
+    {
+        // Only images wharf built for this app (labelled); those of kept releases stay.
+        let keep: Vec<u32> = c
+            .store
+            .releases(app)
+            .map(|rs| rs.iter().map(|r| r.number).collect())
+            .unwrap_or_default();
+        match engine.prune_images(app, &keep).await {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(%app, removed = %removed.join(", "), "old images removed")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%app, error = %e, "cannot prune old images"),
+        }
+    }
+}
+
+/// A release built by the engine from the code's Dockerfile, tagged `wharf/<app>:<n>`; for
+/// Swarm, pushed to the registry every node pulls from.
+async fn build_image(
+    c: &Control,
+    app: &App,
+    n: u32,
+    dir: &Path,
+    commit: Option<String>,
+    out: &Output,
+) -> Result<BuildResult, String> {
+    let plan = manifest::image_plan(dir)?;
+    let engine = c.runtimes.engine()?;
+    out.line(&format!(
+        "building the image from {} with the Docker engine",
+        plan.dockerfile
+    ));
+    let req = wharf_docker::image::BuildRequest {
+        app: app.name.clone(),
+        release: n,
+        context: dir.to_path_buf(),
+        dockerfile: plan.dockerfile.clone(),
+    };
+    let line = |l: &str| out.line(l);
+    let image = match tokio::time::timeout(plan.timeout, engine.build_image(&req, &line)).await {
+        Ok(Ok(image)) => image,
+        Ok(Err(e)) => return Err(format!("the image build failed: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "the image build took longer than {}s (`build_timeout` in wharf.toml)",
+                plan.timeout.as_secs()
+            ));
+        }
+    };
+    let image = publish(c, app, image, out).await?;
+    Ok(BuildResult {
+        commit,
+        build: "dockerfile".into(),
+        run: plan.run,
+        static_dir: None,
+        health_path: plan.health,
+        message: String::new(),
+        env_defaults: if plan.env.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&plan.env).map_err(|e| e.to_string())?
+        },
+        image: Some(image),
+    })
+}
+
+/// An image given with `wharf deploy --image`, checked to be there (a container runtime
+/// cannot start what the engine does not have).
+async fn given_image(
+    c: &Control,
+    app: &App,
+    image: String,
+    out: &Output,
+) -> Result<BuildResult, String> {
+    let engine = c.runtimes.engine()?;
+    // Swarm nodes pull it themselves; the engine here need not have it.
+    if app.runtime != wharf_store::RuntimeKind::Swarm
+        && !engine.has_image(&image).await.map_err(|e| e.to_string())?
+    {
+        return Err(format!(
+            "the Docker engine has no image `{image}`: pull, load or build it there first"
+        ));
+    }
+    out.line(&format!("deploying the image {image}"));
+    Ok(BuildResult {
+        build: "image".into(),
+        image: Some(image),
+        ..Default::default()
+    })
+}
+
+/// For Swarm, pushes a built image to the registry (`wharf server --registry`), so every node
+/// can pull it; returns the reference the service uses.
+async fn publish(c: &Control, app: &App, image: String, out: &Output) -> Result<String, String> {
+    if app.runtime != wharf_store::RuntimeKind::Swarm {
+        return Ok(image);
+    }
+    let engine = c.runtimes.engine()?;
+    if engine.registry().is_none() {
+        return Err(
+            "Swarm nodes pull images from a registry: start wharf server with --registry HOST[:PORT]"
+                .into(),
+        );
+    }
+    out.line("pushing the image to the registry");
+    let line = |l: &str| out.line(l);
+    engine
+        .push_image(&image, &line)
+        .await
+        .map_err(|e| format!("the image push failed: {e}"))
 }
 
 /// Re-activates a kept release with the config it ran with, through the same switch.

@@ -289,6 +289,24 @@ fn normalize(path: &Path) -> std::path::PathBuf {
     out.iter().collect()
 }
 
+/// An image reference as the engine takes it (`name[:tag]`, `registry/name@sha256:…`):
+/// refuses what could be read as an option or holds spaces or control characters.
+pub(crate) fn check_image(image: &str) -> Result<(), String> {
+    let ok = !image.is_empty()
+        && image.len() <= 512
+        && !image.starts_with('-')
+        && image
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{image}` is not an image reference: use NAME[:TAG] or REGISTRY/NAME[:TAG]"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

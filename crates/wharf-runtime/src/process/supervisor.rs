@@ -20,8 +20,7 @@ use super::logs::AppLog;
 use super::pidfile;
 use super::stats::groups_usage;
 use crate::{
-    BoxFuture, InstanceSpec, InstanceState, InstanceStatus, Result, Runtime, RuntimeError,
-    Workload,
+    BoxFuture, InstanceSpec, InstanceState, InstanceStatus, Result, Runtime, RuntimeError, Workload,
 };
 
 /// Runs app instances as supervised child processes.
@@ -314,6 +313,11 @@ impl Runtime for ProcessRuntime {
 }
 
 impl ProcessRuntime {
+    /// One instance's status now (with usage), if it runs.
+    pub fn status(&self, instance: &str) -> Option<InstanceStatus> {
+        self.list_now().into_iter().find(|s| s.instance == instance)
+    }
+
     /// Every instance with its usage, read from `/proc` now.
     fn list_now(&self) -> Vec<InstanceStatus> {
         let map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
@@ -493,11 +497,7 @@ async fn supervise(
         log.line(
             &name,
             "wharf",
-            &format!(
-                "started (pid {}) on {}",
-                pid.unwrap_or(0),
-                inst.addr
-            ),
+            &format!("started (pid {}) on {}", pid.unwrap_or(0), inst.addr),
         );
         if let Some(tx) = first.take() {
             let _ = tx.send(Ok(()));

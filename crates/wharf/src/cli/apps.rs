@@ -50,6 +50,16 @@ pub(crate) struct SettingsArgs {
     /// Run the app's processes and builds in the sandbox (default on); "off" opts out.
     #[arg(long, value_name = "on|off", value_parser = on_off)]
     sandbox: Option<bool>,
+    /// What runs the app: process (default), docker (containers built from its Dockerfile) or
+    /// swarm (a Swarm service across nodes).
+    #[arg(long, value_parser = ["process", "docker", "swarm"])]
+    runtime: Option<String>,
+    /// The port the app listens on in its container (default 8000, told in $PORT).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Containers get a read-only root file system and a writable /tmp.
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    read_only: Option<bool>,
 }
 
 fn on_off(s: &str) -> Result<bool, String> {
@@ -77,6 +87,9 @@ impl SettingsArgs {
             keep_releases: self.keep_releases,
             hsts: self.hsts,
             sandbox: self.sandbox,
+            runtime: self.runtime,
+            port: self.port,
+            read_only: self.read_only,
         }
     }
 }
@@ -263,6 +276,44 @@ pub(crate) async fn domains(client: &Client, conn: &Conn, cmd: DomainsCmd) -> an
 }
 
 /// `wharf certs`: every domain served over HTTPS, its certificate and the last attempt.
+/// `wharf nodes`: the Swarm's nodes and the tasks of wharf's apps on each.
+pub(crate) async fn nodes(client: &Client, conn: &Conn) -> anyhow::Result<()> {
+    let nodes = client.nodes().await?;
+    if conn.json {
+        return json(&nodes);
+    }
+    let rows = nodes
+        .into_iter()
+        .map(|n| {
+            let tasks = if n.tasks.is_empty() {
+                "-".to_string()
+            } else {
+                n.tasks
+                    .iter()
+                    .map(|t| match &t.addr {
+                        Some(a) => format!("{} ({} {a})", t.app, t.state),
+                        None => format!("{} ({})", t.app, t.state),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            vec![
+                n.hostname,
+                n.addr,
+                n.state,
+                n.availability,
+                if n.manager { "manager" } else { "worker" }.to_string(),
+                tasks,
+            ]
+        })
+        .collect();
+    super::print::table(
+        &["NODE", "ADDRESS", "STATE", "AVAILABILITY", "ROLE", "TASKS"],
+        rows,
+    );
+    Ok(())
+}
+
 pub(crate) async fn certs(client: &Client, conn: &Conn) -> anyhow::Result<()> {
     let certs = client.certs().await?;
     if conn.json {

@@ -24,6 +24,9 @@ pub(crate) struct DeployArgs {
     /// Deploy a tar.gz or zip archive.
     #[arg(long, value_name = "FILE")]
     archive: Option<String>,
+    /// Deploy an existing image as it is (apps on docker or swarm).
+    #[arg(long, value_name = "REF", conflicts_with_all = ["git", "reference", "dir", "archive"])]
+    image: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -50,6 +53,7 @@ pub(crate) async fn deploy(client: &Client, conn: &Conn, args: DeployArgs) -> an
     let req = DeployRequest {
         git: args.git,
         reference: args.reference,
+        image: args.image,
     };
     let mut events = Box::pin(client.deploy(&args.app, &req, archive).await?);
     let mut outcome = None;

@@ -147,6 +147,7 @@ pub(crate) enum Verb {
     },
     Hooks(HooksCmd),
     Certs,
+    Nodes,
 }
 
 /// Runs one client verb on a small single-threaded runtime.
@@ -161,6 +162,7 @@ pub(crate) fn run(conn: Conn, verb: Verb) -> anyhow::Result<()> {
             Verb::Env(cmd) => apps::env(&client, &conn, cmd).await,
             Verb::Domains(cmd) => apps::domains(&client, &conn, cmd).await,
             Verb::Certs => apps::certs(&client, &conn).await,
+            Verb::Nodes => apps::nodes(&client, &conn).await,
             Verb::Status { app } => watch::status(&client, &conn, app).await,
             Verb::Logs { app, lines, follow } => watch::logs(&client, &app, lines, follow).await,
             Verb::Ops { app, limit } => watch::ops(&client, &conn, app, limit).await,

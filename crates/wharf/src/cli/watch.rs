@@ -98,6 +98,13 @@ pub(crate) fn show_app(a: &AppView) {
         outln!("  root      {root}");
     }
     outln!("  volume    {}", a.volume);
+    if a.runtime != "process" {
+        let mut opts = vec![format!("port {}", a.port.unwrap_or(8000))];
+        if a.read_only {
+            opts.push("read-only root".into());
+        }
+        outln!("  runtime   {} ({})", a.runtime, opts.join(", "));
+    }
     match (a.uid, &a.users_note) {
         (Some(uid), _) => outln!("  user      uid {uid} (the app's own)"),
         (None, Some(why)) => outln!("  user      per-app users: off ({why})"),
@@ -131,21 +138,36 @@ pub(crate) fn show_app(a: &AppView) {
         if let Some(note) = &a.limits_note {
             outln!("            ({note})");
         }
-        if let Some(sandbox) = &a.sandbox_status {
+        if let Some(sandbox) = &a.sandbox_status
+            && a.runtime == "process"
+        {
             outln!("  sandbox   {sandbox}");
         }
     }
     if !a.instances.is_empty() {
         outln!();
+        let containers = a.runtime != "process";
         let rows = a
             .instances
             .iter()
             .map(|i| {
+                let short = |id: &Option<String>| {
+                    id.as_deref()
+                        .map_or("-".to_string(), |s| s.chars().take(12).collect())
+                };
                 vec![
                     i.name.clone(),
                     i.state.clone(),
-                    i.pid.map_or("-".into(), |p| p.to_string()),
-                    i.port.to_string(),
+                    if containers {
+                        short(&i.id)
+                    } else {
+                        i.pid.map_or("-".into(), |p| p.to_string())
+                    },
+                    match (&i.addr, &i.node) {
+                        (Some(addr), Some(node)) => format!("{addr} on {node}"),
+                        (Some(addr), None) => addr.clone(),
+                        (None, _) => "-".into(),
+                    },
                     i.uptime_seconds.map_or("-".into(), |s| format!("{s}s")),
                     i.cpu_seconds.map_or("-".into(), |c| format!("{c:.1}s")),
                     bytes(i.rss_bytes),
@@ -158,8 +180,8 @@ pub(crate) fn show_app(a: &AppView) {
             &[
                 "INSTANCE",
                 "STATE",
-                "PID",
-                "PORT",
+                if containers { "ID" } else { "PID" },
+                "ADDRESS",
                 "UPTIME",
                 "CPU",
                 "MEM",

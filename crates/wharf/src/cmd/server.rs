@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use wharf_control::{Server, ServerConfig};
+use wharf_control::{Runtimes, Server, ServerConfig};
 use wharf_runtime::ProcessRuntime;
 
 use super::signals::{Event, Signals, runtime};
@@ -48,6 +48,15 @@ pub(crate) struct Args {
     /// How long new instances have to pass their health check (e.g. 30s, 2m).
     #[arg(long, default_value = "30s", env = "WHARF_HEALTH_TIMEOUT", value_parser = duration)]
     health_timeout: std::time::Duration,
+    /// The Docker engine for apps on the docker and swarm runtimes: unix:///path or
+    /// tcp://HOST:PORT (default: DOCKER_HOST, then the local socket). Without one, only the
+    /// process runtime is available.
+    #[arg(long, value_name = "URL", env = "WHARF_DOCKER_HOST")]
+    docker_host: Option<String>,
+    /// The registry images of Swarm apps are pushed to (every node pulls from it), e.g.
+    /// registry.example.com or 10.0.0.5:5000.
+    #[arg(long, value_name = "HOST[:PORT]", env = "WHARF_REGISTRY")]
+    registry: Option<String>,
 }
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {
@@ -100,7 +109,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let processes = Arc::new(
         ProcessRuntime::with_pid_dir(args.data.join("run"))
             .context("cannot create the folder for instance pids")?
-            .with_launcher(launcher),
+            .with_launcher(launcher)
+            .with_log_root(args.data.join("logs")),
     );
     let reaped = processes.reap_orphans();
     if reaped > 0 {
@@ -109,7 +119,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             "stopped app processes a previous server left running (it was killed)"
         );
     }
-    let server = Server::start(config, processes.clone())
+    let runtimes = containers(
+        Runtimes::process(processes.clone()),
+        args.docker_host.as_deref(),
+        args.registry.clone(),
+    )
+    .await;
+    let server = Server::start(config, runtimes)
         .await
         .context("cannot start wharf server")?;
     if let Some(file) = server.new_token_file() {
@@ -139,6 +155,37 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     server.shutdown().await;
     processes.shutdown().await;
     Ok(())
+}
+
+/// Adds the container runtimes when a Docker engine answers (within a few seconds: a missing
+/// engine must not hold up the server; apps on it report why they cannot start).
+async fn containers(runtimes: Runtimes, host: Option<&str>, registry: Option<String>) -> Runtimes {
+    let connect = wharf_docker::Engine::connect(host, registry);
+    let engine = match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+        Ok(Ok(engine)) => engine,
+        Ok(Err(e)) => {
+            // Only worth a warning when the user asked for an engine.
+            if host.is_some() {
+                tracing::warn!(error = %e, "container runtimes unavailable");
+            } else {
+                tracing::info!(error = %e, "container runtimes unavailable");
+            }
+            return runtimes.with_engine(Err(e.to_string()), Err(String::new()));
+        }
+        Err(_) => {
+            let why = "the Docker engine did not answer within 5 s".to_string();
+            tracing::warn!("container runtimes unavailable: {why}");
+            return runtimes.with_engine(Err(why), Err(String::new()));
+        }
+    };
+    let swarm = engine.swarm_manager().await;
+    tracing::info!(
+        engine = engine.host(),
+        api = %engine.api_version(),
+        swarm = swarm.is_ok(),
+        "container runtimes available"
+    );
+    runtimes.with_engine(Ok(Arc::new(engine)), swarm)
 }
 
 /// Tells systemd (`Type=notify`) that the server is ready, when it runs under it.
