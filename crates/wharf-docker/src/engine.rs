@@ -5,12 +5,16 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::NetworkCreateRequest;
+use bollard::query_parameters::ListNetworksOptions;
 
 use crate::{DockerError, labels};
 
 /// Engine calls that take long (image builds and pushes) are bounded by this, not by bollard's
 /// two-minute default.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Serializes [`Engine::ensure_network`] in this process (see there).
+static NETWORK_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The network apps join unless told otherwise.
 pub const DEFAULT_NETWORK: &str = "wharf";
@@ -83,13 +87,14 @@ impl Engine {
 
     /// Creates the apps' network (a labelled bridge) unless a network of that name exists
     /// (then it is used as it is: it may be the user's own).
+    ///
+    /// Engines before API 1.44 accept two networks of the same name, and a name that matches
+    /// two makes every container creation on it fail ("ambiguous"): creations are serialized
+    /// here, and if another server created one at the same time, all but one are removed (the
+    /// same one kept by both: the smallest id).
     pub async fn ensure_network(&self) -> Result<(), DockerError> {
-        if self
-            .docker
-            .inspect_network(&self.network, None)
-            .await
-            .is_ok()
-        {
+        let _one_at_a_time = NETWORK_LOCK.lock().await;
+        if !self.networks_named().await?.is_empty() {
             return Ok(());
         }
         let req = NetworkCreateRequest {
@@ -101,22 +106,40 @@ impl Engine {
             )])),
             ..Default::default()
         };
-        match self.docker.create_network(req).await {
-            Ok(_) => Ok(()),
-            // Created meanwhile by a concurrent call.
-            Err(_)
-                if self
-                    .docker
-                    .inspect_network(&self.network, None)
-                    .await
-                    .is_ok() =>
-            {
-                Ok(())
-            }
-            Err(source) => Err(DockerError::Api {
+        let created = self
+            .docker
+            .create_network(req)
+            .await
+            .map_err(|source| DockerError::Api {
                 context: format!("cannot create the network {}", self.network),
                 source,
-            }),
+            })?;
+        let mut all = self.networks_named().await?;
+        all.sort();
+        if all.len() > 1 && all[0] != created.id {
+            let _ = self.docker.remove_network(&created.id).await;
         }
+        Ok(())
+    }
+
+    /// The ids of the networks named exactly like the apps' network.
+    async fn networks_named(&self) -> Result<Vec<String>, DockerError> {
+        let filters = HashMap::from([("name".to_string(), vec![self.network.clone()])]);
+        let list = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|source| DockerError::Api {
+                context: "cannot list networks".into(),
+                source,
+            })?;
+        // The engine's name filter also matches parts of names.
+        Ok(list
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(self.network.as_str()))
+            .filter_map(|n| n.id)
+            .collect())
     }
 }

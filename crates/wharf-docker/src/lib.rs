@@ -12,6 +12,7 @@ mod engine;
 mod error;
 pub mod image;
 pub mod labels;
+mod logs;
 mod probe;
 mod stubs;
 mod swarm;

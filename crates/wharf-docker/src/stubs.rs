@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 
 use wharf_runtime::{BoxFuture, InstanceSpec, InstanceStatus, Result, Runtime};
 
-use crate::{DockerRuntime, SwarmRuntime};
+use crate::SwarmRuntime;
 
 macro_rules! stub {
     ($t:ty, $name:literal) => {
@@ -35,5 +35,4 @@ macro_rules! stub {
         }
     };
 }
-stub!(DockerRuntime, "docker");
 stub!(SwarmRuntime, "swarm");
