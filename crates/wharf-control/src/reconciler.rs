@@ -387,10 +387,18 @@ impl Reconciler {
             };
             let (me, name, instance) = (me.clone(), name.to_string(), inst.name.clone());
             tokio::spawn(async move {
-                while rx.changed().await.is_ok() {
+                // The current addresses first: an adopted service is recorded with one.
+                loop {
                     let addrs = rx.borrow_and_update().clone();
-                    let _app = me.lock_app(&name).await;
-                    if !me.retarget(&name, &instance, addrs).await {
+                    // None running (a node lost): keep what was routed; the gateway's passive
+                    // checks and retries do better than an empty pool.
+                    if !addrs.is_empty() {
+                        let _app = me.lock_app(&name).await;
+                        if !me.retarget(&name, &instance, addrs).await {
+                            break;
+                        }
+                    }
+                    if rx.changed().await.is_err() {
                         break;
                     }
                 }
@@ -780,7 +788,7 @@ impl Reconciler {
             return Ok(None);
         }
         if app.runtime.runs_images() {
-            return self.desired_containers(app, eff).map(Some);
+            return self.desired_containers(app, eff);
         }
         let Some(run) = eff.run.as_ref() else {
             return Ok(None);
@@ -841,15 +849,11 @@ impl Reconciler {
 
     /// Containers: the release's image, one container per replica (Docker) or one service
     /// with all replicas (Swarm).
-    fn desired_containers(&self, app: &App, eff: Effective) -> Result<Desired, String> {
+    fn desired_containers(&self, app: &App, eff: Effective) -> Result<Option<Desired>, String> {
         let image = match (&eff.image, app.release) {
             (Some(image), _) => image.clone(),
-            (None, None) => {
-                return Err(format!(
-                    "{} has no image yet: deploy code with a Dockerfile (`wharf deploy {}`) or an image (`wharf deploy {} --image REF`)",
-                    app.name, app.name, app.name
-                ));
-            }
+            // Nothing deployed yet: nothing to run (the outcome says how to deploy).
+            (None, None) => return Ok(None),
             (None, Some(n)) => {
                 return Err(format!(
                     "release {n} of {} has no image (it was built for the process runtime): deploy again",
@@ -895,11 +899,11 @@ impl Reconciler {
                 })
                 .collect()
         };
-        Ok(Desired {
+        Ok(Some(Desired {
             fingerprint,
             runtime: app.runtime,
             specs,
-        })
+        }))
     }
 
     /// The manifest's env defaults with the app's own env laid over them.
@@ -1024,6 +1028,10 @@ fn outcome(app: Option<&App>, url: &str) -> String {
         Some(a) => match (a.availability, a.kind, a.run.is_some()) {
             (Availability::Disabled, ..) => format!("{} is disabled: nothing runs", a.name),
             (Availability::NotServed, ..) => format!("{} runs but is not served", a.name),
+            (_, AppKind::Process, _) if a.release.is_none() && a.runtime.runs_images() => format!(
+                "{} has nothing to run yet: deploy code with a Dockerfile (`wharf deploy {}`) or an image (`wharf deploy {} --image REF`)",
+                a.name, a.name, a.name
+            ),
             (_, AppKind::Process, false) if a.release.is_none() => format!(
                 "{} has nothing to run yet: deploy code with `wharf deploy {}`, or set a command with `wharf apps set {} --run CMD`",
                 a.name, a.name, a.name

@@ -78,7 +78,13 @@ pub(crate) async fn status(
 }
 
 pub(crate) fn show_app(a: &AppView) {
-    outln!("{} ({}, {}): {}", a.name, a.kind, a.availability, a.state);
+    // A container app's kind is its runtime: what a user chose it by.
+    let kind = if a.runtime == "process" {
+        &a.kind
+    } else {
+        &a.runtime
+    };
+    outln!("{} ({}, {}): {}", a.name, kind, a.availability, a.state);
     if let Some(why) = &a.failure {
         // A failed change while the previous instances keep serving is not a failed app.
         let label = if a.state == "failed" {
@@ -105,7 +111,9 @@ pub(crate) fn show_app(a: &AppView) {
         }
         outln!("  runtime   {} ({})", a.runtime, opts.join(", "));
     }
+    // Containers run as their image's user; the app's uid is for processes and builds.
     match (a.uid, &a.users_note) {
+        _ if a.runtime != "process" => {}
         (Some(uid), _) => outln!("  user      uid {uid} (the app's own)"),
         (None, Some(why)) => outln!("  user      per-app users: off ({why})"),
         (None, None) => {}
