@@ -38,7 +38,9 @@ ms() { date +%s%3N; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$server/status"; }
 
-app_py='import http.server, os
+# As a container's PID 1 the app gets no default action for SIGTERM: it exits when told.
+app_py='import http.server, os, signal
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = open("version").read().encode()

@@ -35,8 +35,11 @@ CMD [\"python3\", \"app.py\"]
 /// `<version> <hostname>`; `/peer/<app>` fetches `http://<app>:8000/` and answers its body;
 /// `/vol` appends a line to `$WHARF_VOLUME/count` and answers how many lines it has; `/ro`
 /// tries to write `/probe` and `/tmp/probe` and answers e.g. `root=denied tmp=ok`. It prints
-/// `serving on port N` once it listens.
-pub const PYTHON_APP: &str = r#"import http.server, os, socket, urllib.request
+/// `serving on port N` once it listens, and exits on SIGTERM.
+pub const PYTHON_APP: &str = r#"import http.server, os, signal, socket, urllib.request
+
+# As a container's PID 1 the app gets no default action for SIGTERM: stop at once when told.
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 
 def try_write(path):
     try:
