@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # wharf next to nginx and HAProxy, in one run, on this machine.
 #
-#   bash bench/run.sh            # everything (about 5 minutes)
+#   bash bench/run.sh            # everything (about 5 minutes; container apps too when a Docker engine answers)
 #   DURATION=5 bash bench/run.sh # shorter runs
 #   PUBLISH=1 bash bench/run.sh  # and write the results into docs/benchmarks.md
 #
@@ -376,6 +376,13 @@ Method: one worker each, pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS keep-a
 | nginx with 10,000 server blocks: worker RSS after the run; static 1 KiB | ${n10k_rss:-?} kB; ${n10k_rps} req/s | |
 MD
 )
+# Container apps next to process apps (bench/containers.sh), when a Docker engine answers.
+if docker info >/dev/null 2>&1; then
+  containers=$(bash bench/containers.sh "$WHARF" | sed '1,2d')
+  report+=$'\n\nContainer apps (bench/containers.sh: a Python app from a Dockerfile next to the same app as a process):\n\n'"$containers"
+else
+  report+=$'\n\nContainer apps: not measured, no Docker engine answered (see bench/containers.sh).'
+fi
 echo "$report" | tee "$OUT/latest.md"
 
 # PUBLISH=1: the results replace the block between the markers in docs/benchmarks.md.

@@ -1,6 +1,7 @@
 //! Shared by the end-to-end tests: a real `wharf server` process driven through the real CLI.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod docker;
 pub mod pebble;
 
 use std::net::SocketAddr;
@@ -61,18 +62,28 @@ impl ServerProc {
         https_port: u16,
         env: &[(&str, String)],
     ) -> ServerProc {
-        Self::launch(data, http_port, https_port, env, None, &[]).await
+        Self::launch(data, http_port, https_port, env, None, &[], &[]).await
+    }
+
+    /// Starts `wharf server ARGS…` (e.g. `--docker-host URL`) with extra environment.
+    pub async fn start_args(
+        data: &Path,
+        http_port: u16,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> ServerProc {
+        Self::launch(data, http_port, free_port(), env, None, &[], args).await
     }
 
     /// Starts `wharf server` as the user `uid` (`None`: as this process's user).
     pub async fn start_as(data: &Path, http_port: u16, uid: Option<u32>) -> ServerProc {
-        Self::launch(data, http_port, free_port(), &[], uid, &[]).await
+        Self::launch(data, http_port, free_port(), &[], uid, &[], &[]).await
     }
 
     /// Starts `wharf server` through a wrapper command (e.g. `setpriv …`), which ends with
     /// the arguments that precede the program it runs.
     pub async fn start_wrapped(data: &Path, http_port: u16, wrapper: &[&str]) -> ServerProc {
-        Self::launch(data, http_port, free_port(), &[], None, wrapper).await
+        Self::launch(data, http_port, free_port(), &[], None, wrapper, &[]).await
     }
 
     async fn launch(
@@ -82,6 +93,7 @@ impl ServerProc {
         env: &[(&str, String)],
         uid: Option<u32>,
         wrapper: &[&str],
+        args: &[&str],
     ) -> ServerProc {
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -96,6 +108,7 @@ impl ServerProc {
         }
         let mut child = command
             .arg("server")
+            .args(args)
             // A relative data folder, as in the README: apps must still get absolute paths.
             .current_dir(data.parent().unwrap())
             .env("WHARF_DATA", data.file_name().unwrap())
