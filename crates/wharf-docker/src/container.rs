@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,12 +33,17 @@ use wharf_runtime::{
     InstanceStatus, Result, Runtime, RuntimeError, Workload,
 };
 
+use crate::cgroup;
 use crate::logs::{self, Recent};
 use crate::{Engine, labels};
 
 /// How long `start` waits for an address when the container ended at once (the engine restarts
 /// it, and it gets an address again).
 const ADDRESS_PATIENCE: Duration = Duration::from_secs(3);
+/// The engine's stats answer within its collector's tick (a second); a list never waits longer
+/// than this for one container's usage.
+const STATS_PATIENCE: Duration = Duration::from_secs(2);
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 pub struct DockerRuntime {
     pub(crate) engine: Arc<Engine>,
@@ -305,6 +311,8 @@ impl DockerRuntime {
 
     /// The status of each container, with usage, read concurrently.
     async fn statuses(&self, ids: &[String]) -> Vec<InstanceStatus> {
+        // Its cgroup files are only this machine's if the engine is.
+        let local = self.engine.host.starts_with("unix://");
         let reads = ids.iter().map(|id| async move {
             let inspect = self.docker().inspect_container(id, None).await.ok()?;
             let running = inspect
@@ -312,22 +320,30 @@ impl DockerRuntime {
                 .as_ref()
                 .and_then(|s| s.running)
                 .unwrap_or(false);
-            let stats = if running {
-                self.docker()
-                    .stats(
-                        id,
-                        Some(StatsOptions {
-                            stream: false,
-                            one_shot: true,
-                        }),
-                    )
-                    .next()
-                    .await
-                    .and_then(|s| s.ok())
-            } else {
-                None
+            let mut status = self.status(&inspect);
+            if !running {
+                return Some(status);
+            }
+            let here = local
+                .then(|| cgroup::usage(Path::new(CGROUP_ROOT), id))
+                .flatten();
+            let (rss, cpu) = match here {
+                Some((rss, cpu)) => (Some(rss), Some(cpu)),
+                None => {
+                    let options = StatsOptions {
+                        stream: false,
+                        one_shot: true,
+                    };
+                    let mut stats = self.docker().stats(id, Some(options));
+                    match tokio::time::timeout(STATS_PATIENCE, stats.next()).await {
+                        Ok(Some(Ok(s))) => usage(&s),
+                        _ => (None, None),
+                    }
+                }
             };
-            Some(self.status(&inspect, stats.as_ref()))
+            status.rss_bytes = rss;
+            status.cpu_seconds = cpu;
+            Some(status)
         });
         futures_util::future::join_all(reads)
             .await
@@ -336,11 +352,7 @@ impl DockerRuntime {
             .collect()
     }
 
-    fn status(
-        &self,
-        inspect: &ContainerInspectResponse,
-        stats: Option<&ContainerStatsResponse>,
-    ) -> InstanceStatus {
+    fn status(&self, inspect: &ContainerInspectResponse) -> InstanceStatus {
         let labels = labels_of(inspect);
         let app = labels.get(labels::APP).cloned().unwrap_or_default();
         let instance = labels.get(labels::INSTANCE).cloned().unwrap_or_else(|| {
@@ -397,11 +409,6 @@ impl DockerRuntime {
         s.release = labels.get(labels::RELEASE).and_then(|r| r.parse().ok());
         s.id = inspect.id.clone();
         s.image = inspect.config.as_ref().and_then(|c| c.image.clone());
-        if let Some(stats) = stats {
-            let (rss, cpu) = usage(stats);
-            s.rss_bytes = rss;
-            s.cpu_seconds = cpu;
-        }
         s
     }
 
