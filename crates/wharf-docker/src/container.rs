@@ -18,8 +18,8 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
-    ContainerStatsResponse, EndpointSettings, HostConfig, NetworkingConfig, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerStatsResponse, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, ListContainersOptions, RemoveContainerOptions,
@@ -124,12 +124,22 @@ impl DockerRuntime {
             .ensure_network()
             .await
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        std::fs::create_dir_all(&spec.volume).map_err(|source| RuntimeError::Io {
-            context: format!("cannot create the volume {}", spec.volume.display()),
-            source,
-        })?;
+        // Absolute, as the engine takes a bind mount's source.
+        let volume = std::fs::create_dir_all(&spec.volume)
+            .and_then(|()| std::fs::canonicalize(&spec.volume))
+            .map_err(|source| RuntimeError::Io {
+                context: format!("cannot create the volume {}", spec.volume.display()),
+                source,
+            })?;
         let port = spec.port.unwrap_or(DEFAULT_CONTAINER_PORT);
-        let body = create_body(&spec, image, command.as_deref(), port, &self.engine.network);
+        let body = create_body(
+            &spec,
+            image,
+            command.as_deref(),
+            port,
+            &volume,
+            &self.engine.network,
+        );
         let created = self
             .docker()
             .create_container(
@@ -520,6 +530,7 @@ fn create_body(
     image: &str,
     command: Option<&str>,
     port: u16,
+    volume: &Path,
     network: &str,
 ) -> ContainerCreateBody {
     let mut env: Vec<String> = spec
@@ -548,10 +559,12 @@ fn create_body(
         .memory_bytes
         .map(|m| i64::try_from(m).unwrap_or(i64::MAX));
     let host_config = HostConfig {
-        binds: Some(vec![format!(
-            "{}:{CONTAINER_VOLUME}",
-            spec.volume.display()
-        )]),
+        mounts: Some(vec![Mount {
+            typ: Some(MountType::BIND),
+            source: Some(volume.to_string_lossy().into_owned()),
+            target: Some(CONTAINER_VOLUME.to_string()),
+            ..Default::default()
+        }]),
         memory,
         // No swap beyond the limit: the limit is what the app gets.
         memory_swap: memory,

@@ -875,8 +875,35 @@ async fn a_crash_at_start_is_reported_with_its_status_and_last_words() {
             .any(|st| st.instance == name && st.restarts > 0),
         "restarted by the engine"
     );
+    // Its log is followed across the engine's restarts.
+    assert_eventually!(
+        rt.recent_output(&name, 10)
+            .await
+            .iter()
+            .filter(|l| *l == "cannot open the database")
+            .count()
+            >= 2,
+        "each run's words are kept"
+    );
     assert_eq!(rt.exited("no-such-instance").await, None);
     rt.stop(&name).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_image_is_named() {
+    let engine = engine().await;
+    let dir = scratch("noimage");
+    let app = app("noimage");
+    let _cleanup = Cleanup::new(&[&app], &dir);
+    let rt = DockerRuntime::new(engine);
+    let s = spec(&app, &format!("wharf/{app}:404"), &dir);
+    let name = s.instance.clone();
+    let err = rt.start(s).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("No such image: wharf/{app}:404")),
+        "{err}"
+    );
+    assert!(rt.list().await.unwrap().iter().all(|s| s.instance != name));
 }
 
 #[tokio::test(flavor = "multi_thread")]
