@@ -6,7 +6,9 @@
 //! server is down; a new server [adopts](Runtime::adopt) them. wharf follows each container's
 //! events (to learn of exits and restarts) and log (for live lines and the last output).
 //!
-//! **Invariant**: only containers labelled [`labels::APP`] are listed, stopped or adopted.
+//! **Invariant**: only containers wharf created are listed, stopped or adopted: those with a
+//! [`labels::INSTANCE`] label naming the container itself ([`is_ours`]). The app label alone
+//! is not enough: a container someone runs from a wharf image inherits the image's labels.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -252,7 +254,7 @@ impl DockerRuntime {
             // Not followed (e.g. left by an earlier server and not adopted): still ours if
             // labelled.
             None => match self.docker().inspect_container(instance, None).await {
-                Ok(i) if labels_of(&i).contains_key(labels::APP) => i.id.unwrap_or_default(),
+                Ok(i) if is_ours(&labels_of(&i), i.name.as_deref()) => i.id.unwrap_or_default(),
                 Ok(_)
                 | Err(BollardError::DockerResponseServerError {
                     status_code: 404, ..
@@ -300,7 +302,10 @@ impl DockerRuntime {
 
     /// wharf's containers (by label), optionally only those in some states.
     async fn labelled(&self, states: &[&str]) -> Result<Vec<String>> {
-        let mut filters = HashMap::from([("label".to_string(), vec![labels::APP.to_string()])]);
+        let mut filters = HashMap::from([(
+            "label".to_string(),
+            vec![labels::APP.to_string(), labels::INSTANCE.to_string()],
+        )]);
         if !states.is_empty() {
             filters.insert(
                 "status".to_string(),
@@ -316,7 +321,14 @@ impl DockerRuntime {
             }))
             .await
             .map_err(|e| engine_error("cannot list containers", e))?;
-        Ok(list.into_iter().filter_map(|c| c.id).collect())
+        Ok(list
+            .into_iter()
+            .filter(|c| {
+                let name = c.names.as_ref().and_then(|n| n.first()).map(String::as_str);
+                is_ours(&c.labels.clone().unwrap_or_default(), name)
+            })
+            .filter_map(|c| c.id)
+            .collect())
     }
 
     /// The status of each container, with usage, read concurrently.
@@ -736,6 +748,16 @@ fn address(inspect: &ContainerInspectResponse, network: &str, port: u16) -> Opti
         .parse::<IpAddr>()
         .ok()?;
     Some(SocketAddr::new(ip, port))
+}
+
+/// Whether wharf created this container: its instance label names the container itself (the
+/// engine's name has a leading `/`), and it is no Swarm task (those are the Swarm runtime's).
+pub(crate) fn is_ours(labels: &HashMap<String, String>, name: Option<&str>) -> bool {
+    let named = name.map(|n| n.trim_start_matches('/'));
+    labels.contains_key(labels::APP)
+        && labels.get(labels::INSTANCE).map(String::as_str) == named
+        && named.is_some()
+        && !labels.contains_key("com.docker.swarm.task.id")
 }
 
 fn labels_of(inspect: &ContainerInspectResponse) -> HashMap<String, String> {

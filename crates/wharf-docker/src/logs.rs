@@ -156,7 +156,13 @@ pub(crate) fn options(follow: bool, since_secs: i64, tail: Option<usize>) -> Log
 
 /// The last `n` lines of every container of `app` (running or not), merged oldest first.
 pub(crate) async fn past(docker: &Docker, app: &str, n: usize) -> Result<Vec<String>, String> {
-    let filters = HashMap::from([("label".to_string(), vec![format!("{}={app}", labels::APP)])]);
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{}={app}", labels::APP),
+            labels::INSTANCE.to_string(),
+        ],
+    )]);
     let containers = docker
         .list_containers(Some(ListContainersOptions {
             all: true,
@@ -167,11 +173,12 @@ pub(crate) async fn past(docker: &Docker, app: &str, n: usize) -> Result<Vec<Str
         .map_err(|e| format!("cannot list the containers of {app}: {e}"))?;
     let reads = containers.iter().filter_map(|c| {
         let id = c.id.clone()?;
-        let instance = c
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(labels::INSTANCE).cloned())
-            .unwrap_or_else(|| id.chars().take(12).collect());
+        let labels = c.labels.clone().unwrap_or_default();
+        let name = c.names.as_ref().and_then(|n| n.first()).map(String::as_str);
+        if !crate::container::is_ours(&labels, name) {
+            return None;
+        }
+        let instance = labels.get(labels::INSTANCE).cloned()?;
         Some(async move {
             let mut stream = docker.logs(&id, Some(options(false, 0, Some(n))));
             let mut lines = Vec::new();

@@ -665,8 +665,9 @@ async fn what_wharf_did_not_create_is_never_touched() {
                 name: Some(foreign.clone()),
                 ..Default::default()
             }),
+            // From wharf's image: it inherits the image's wharf.app label, yet is the user's.
             bollard::models::ContainerCreateBody {
-                image: Some(BASE.into()),
+                image: Some(image.clone()),
                 cmd: Some(vec!["sleep".into(), "300".into()]),
                 ..Default::default()
             },
@@ -678,7 +679,11 @@ async fn what_wharf_did_not_create_is_never_touched() {
     let rt = DockerRuntime::new(engine.clone());
     start_one(&rt, spec(&app, &image, &dir)).await;
     let list = rt.list().await.unwrap();
-    assert!(list.iter().all(|s| s.instance != foreign), "{list:?}");
+    assert!(
+        list.iter()
+            .all(|s| s.instance != foreign && s.app != SHARED_APP),
+        "{list:?}"
+    );
     assert!(list.iter().any(|s| s.app == app));
     assert!(
         rt.adopt()
