@@ -528,11 +528,31 @@ impl Runtime for DockerRuntime {
     }
 
     fn recent_output<'a>(&'a self, instance: &'a str, lines: usize) -> BoxFuture<'a, Vec<String>> {
-        let out = self
-            .shared
-            .tracked(instance)
-            .map_or_else(Vec::new, |t| t.output.last(lines));
-        Box::pin(async move { out })
+        let tracked = self.shared.tracked(instance);
+        Box::pin(async move {
+            let Some(t) = tracked else {
+                return Vec::new();
+            };
+            // The engine's log has every line once the container is reported ended (its
+            // output is drained before the exit event), which the follower may not have read
+            // yet; the follower's copy serves when the engine's log cannot be read.
+            let n = lines.min(logs::KEEP_OUTPUT);
+            let options = logs::options(false, 0, Some(n));
+            let mut stream = self.docker().logs(&t.id, Some(options));
+            let mut out = Vec::new();
+            while let Some(frame) = stream.next().await {
+                let Ok(frame) = frame else {
+                    return t.output.last(lines);
+                };
+                out.extend(
+                    logs::parse(frame, 0)
+                        .into_iter()
+                        .map(|l| logs::clip(&l.text)),
+                );
+            }
+            let skip = out.len().saturating_sub(lines);
+            out.split_off(skip)
+        })
     }
 }
 

@@ -52,16 +52,7 @@ impl Recent {
         if out.len() == KEEP_OUTPUT {
             out.pop_front();
         }
-        let mut line = line;
-        if line.len() > KEEP_LINE_BYTES {
-            // Bounded memory and error messages, whatever an app prints.
-            let mut end = KEEP_LINE_BYTES;
-            while !line.is_char_boundary(end) {
-                end -= 1;
-            }
-            line = &line[..end];
-        }
-        out.push_back(line.to_string());
+        out.push_back(clip(line));
     }
 
     pub(crate) fn last(&self, n: usize) -> Vec<String> {
@@ -71,6 +62,15 @@ impl Recent {
             .cloned()
             .collect()
     }
+}
+
+/// A line cut to a bounded width: bounded memory and error messages, whatever an app prints.
+pub(crate) fn clip(line: &str) -> String {
+    let mut end = line.len().min(KEEP_LINE_BYTES);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line[..end].to_string()
 }
 
 /// Splits one frame of the engine's log stream (one or more `<timestamp> <text>` lines).

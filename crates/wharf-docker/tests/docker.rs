@@ -851,6 +851,7 @@ async fn a_crash_at_start_is_reported_with_its_status_and_last_words() {
     let app = app("crash");
     let _cleanup = Cleanup::new(&[&app], &dir);
     let rt = DockerRuntime::new(engine);
+    let mut live = rt.subscribe_logs(&app);
     let mut s = spec(&app, &image, &dir);
     s.workload = Workload::Image {
         image: image.clone(),
@@ -865,11 +866,10 @@ async fn a_crash_at_start_is_reported_with_its_status_and_last_words() {
         .await
         .unwrap();
     assert_eq!(how.as_deref(), Some("exited with status 3"));
-    assert_eventually!(
-        rt.recent_output(&name, 5)
-            .await
-            .contains(&"cannot open the database".to_string()),
-        "the last words are kept"
+    // Everything it wrote before it ended is there once `exited` says it ended.
+    assert_eq!(
+        rt.recent_output(&name, 1).await,
+        ["cannot open the database".to_string()]
     );
     // The engine restarts it (it keeps failing).
     assert_eventually!(
@@ -880,16 +880,17 @@ async fn a_crash_at_start_is_reported_with_its_status_and_last_words() {
             .any(|st| st.instance == name && st.restarts > 0),
         "restarted by the engine"
     );
-    // Its log is followed across the engine's restarts.
-    assert_eventually!(
-        rt.recent_output(&name, 10)
+    // Its log is followed across the engine's restarts: each run's words arrive live.
+    for run in 1..=2 {
+        let line = tokio::time::timeout(PATIENCE, live.recv())
             .await
-            .iter()
-            .filter(|l| *l == "cannot open the database")
-            .count()
-            >= 2,
-        "each run's words are kept"
-    );
+            .unwrap_or_else(|_| panic!("run {run}'s line arrives"))
+            .unwrap();
+        assert!(
+            line.ends_with(&format!(" {name} err| cannot open the database\n")),
+            "{line}"
+        );
+    }
     assert_eq!(rt.exited("no-such-instance").await, None);
     rt.stop(&name).await.unwrap();
 }
