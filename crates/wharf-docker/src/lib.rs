@@ -7,6 +7,7 @@
 //! images someone else made are never listed, stopped, pruned or removed.
 #![forbid(unsafe_code)]
 
+mod cgroup;
 mod container;
 mod engine;
 mod error;
