@@ -134,7 +134,7 @@ impl DockerRuntime {
                 source,
             })?;
         let port = spec.port.unwrap_or(DEFAULT_CONTAINER_PORT);
-        let body = create_body(
+        let mut body = create_body(
             &spec,
             image,
             command.as_deref(),
@@ -142,6 +142,9 @@ impl DockerRuntime {
             &volume,
             &self.engine.network,
         );
+        if let Some(l) = body.labels.as_mut() {
+            self.engine.own(l);
+        }
         let created = self
             .docker()
             .create_container(
@@ -306,6 +309,9 @@ impl DockerRuntime {
             "label".to_string(),
             vec![labels::APP.to_string(), labels::INSTANCE.to_string()],
         )]);
+        if let (Some(owner), Some(l)) = (self.engine.owner_filter(), filters.get_mut("label")) {
+            l.push(owner);
+        }
         if !states.is_empty() {
             filters.insert(
                 "status".to_string(),
