@@ -393,8 +393,16 @@ impl SwarmRuntime {
         }
         let deadline = tokio::time::Instant::now() + grace + STOP_SLACK;
         loop {
-            match self.engine.tasks(Some(&meta.id)).await {
-                Ok(t) if t.is_empty() => return Ok(()),
+            // All tasks: filtering by a removed service is refused, while its tasks linger
+            // until their containers are gone.
+            match self.engine.tasks(None).await {
+                Ok(t)
+                    if !t
+                        .iter()
+                        .any(|t| t.service_id.as_deref() == Some(meta.id.as_str())) =>
+                {
+                    return Ok(());
+                }
                 Ok(_) | Err(_) if tokio::time::Instant::now() >= deadline => {
                     return Err(RuntimeError::Engine(format!(
                         "the service {instance} was removed but its tasks did not end within {} s",

@@ -113,6 +113,15 @@ impl Poller {
                     warned = false;
                     t
                 }
+                // The service was removed (a filter on it is refused).
+                Err(e) if is_404(&e) => {
+                    self.addrs.send_replace(Vec::new());
+                    self.snapshot.send_modify(|s| {
+                        s.serving.clear();
+                        s.gone = true;
+                    });
+                    return;
+                }
                 Err(e) => {
                     if !warned {
                         tracing::warn!(service = %self.service_id, error = %e, "cannot read the service's tasks");
@@ -179,13 +188,11 @@ impl Poller {
             let mut gone = false;
             if tasks.is_empty() || exists_at.elapsed() >= EXISTS_EVERY {
                 exists_at = Instant::now();
-                gone = matches!(
-                    self.docker.inspect_service(&self.service_id, None).await,
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    })
-                );
+                gone = self
+                    .docker
+                    .inspect_service(&self.service_id, None)
+                    .await
+                    .is_err_and(|e| is_404(&e));
             }
             self.snapshot.send_replace(Snapshot {
                 serving,
@@ -205,4 +212,14 @@ impl Poller {
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+fn is_404(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
