@@ -15,7 +15,6 @@ pub mod image;
 pub mod labels;
 mod logs;
 mod probe;
-mod stubs;
 mod swarm;
 
 pub use container::DockerRuntime;
