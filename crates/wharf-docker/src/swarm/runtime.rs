@@ -160,8 +160,10 @@ impl Engine {
             Some(app) => format!("{}={app}", labels::APP),
             None => labels::INSTANCE.to_string(),
         };
+        let mut mine = vec![label];
+        mine.extend(self.owner_filter());
         let opts = ListServicesOptions {
-            filters: Some(HashMap::from([("label".to_string(), vec![label])])),
+            filters: Some(HashMap::from([("label".to_string(), mine)])),
             ..Default::default()
         };
         let services = self
@@ -271,6 +273,10 @@ impl SwarmRuntime {
             return Err(RuntimeError::AlreadyRunning(spec.instance));
         }
         self.engine.ensure_swarm_network().await?;
+        let mut service = service;
+        if let Some(l) = service.labels.as_mut() {
+            self.engine.own(l);
+        }
         let created = match self.engine.docker.create_service(service, None).await {
             Ok(c) => c,
             Err(BollardError::DockerResponseServerError {
