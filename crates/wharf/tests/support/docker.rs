@@ -260,10 +260,13 @@ pub fn build_image(host: &str, dir: &Path, tag: &str) {
     );
 }
 
-/// Builds the first two lines of [`PYTHON_DOCKERFILE`] once per test binary and engine, so the
+/// Builds the first three lines of [`PYTHON_DOCKERFILE`] once per test binary and engine, so the
 /// apps' builds (which start with the same lines) find python3 in the engine's build cache
 /// instead of installing it at once in several tests. The result is tagged
 /// `wharf-test/python:bookworm` and kept, as the base image is: it is what keeps that cache.
+/// Tagging the last shared step (`WORKDIR`) matters: an image removal takes its untagged
+/// parents that no other image uses, so one test's prune could otherwise take a layer another
+/// test's build is building on at that moment ("unknown parent image ID").
 pub async fn python_layer(host: &str) {
     static DONE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let host = host.to_string();
@@ -276,7 +279,7 @@ pub async fn python_layer(host: &str) {
         std::fs::create_dir_all(&dir).unwrap();
         let head: String = PYTHON_DOCKERFILE
             .lines()
-            .take(2)
+            .take(3)
             .map(|l| format!("{l}\n"))
             .collect();
         std::fs::write(dir.join("Dockerfile"), head).unwrap();
