@@ -349,14 +349,35 @@ pub(crate) async fn app(
                 dl.kv {
                     dt { "Address" } dd { a href=(a.url) { (a.url) } }
                     dt { "Kind" } dd { (a.kind) }
+                    @if a.runtime != "process" {
+                        dt { "Runtime" } dd { (a.runtime) " (port " (a.port.unwrap_or(8000)) @if a.read_only { ", read-only root" } ")" }
+                    }
                     dt { "Release" } dd { @if let Some(r) = a.release { "#" (r) } @else { "none deployed" } }
                     dt { "Instances" } dd { (a.instances.len()) " of " (a.replicas) }
                     dt { "CPU time" } dd { (cpu(&a)) }
                     dt { "Memory" } dd { (bytes(rss(&a))) }
                     @if let Some(note) = &a.limits_note { dt { "Limits" } dd.muted { (note) } }
-                    @if let Some(sandbox) = &a.sandbox_status { dt { "Sandbox" } dd { (sandbox) } }
-                    @if let Some(uid) = a.uid { dt { "User" } dd { "uid " (uid) " (the app's own)" } }
-                    @else if let Some(why) = &a.users_note { dt { "User" } dd.muted { "per-app users: off (" (why) ")" } }
+                    @if a.runtime == "process" {
+                        @if let Some(sandbox) = &a.sandbox_status { dt { "Sandbox" } dd { (sandbox) } }
+                        @if let Some(uid) = a.uid { dt { "User" } dd { "uid " (uid) " (the app's own)" } }
+                        @else if let Some(why) = &a.users_note { dt { "User" } dd.muted { "per-app users: off (" (why) ")" } }
+                    }
+                }
+                @if !a.instances.is_empty() {
+                    table.instances {
+                        thead { tr { th { "Instance" } th { "State" } th { @if a.runtime == "process" { "PID" } @else { "Container" } } th { "Address" } th { "Restarts" } } }
+                        tbody {
+                            @for i in &a.instances {
+                                tr {
+                                    td { (i.name) }
+                                    td { (i.state) }
+                                    td { @if let Some(id) = &i.id { (id.chars().take(12).collect::<String>()) } @else if let Some(pid) = i.pid { (pid) } @else { "-" } }
+                                    td { (i.addr.clone().unwrap_or_else(|| "-".into())) @if let Some(node) = &i.node { " on " (node) } }
+                                    td { (i.restarts) }
+                                }
+                            }
+                        }
+                    }
                 }
                 form.inline method="post" action={(base) "/restart"} {
                     (csrf_field(csrf)) button.secondary type="submit" { "Restart" }
@@ -370,6 +391,10 @@ pub(crate) async fn app(
                     input id="git" name="git" value=(a.git_url.clone().unwrap_or_default()) placeholder="https://… or file:///…";
                     label for="ref" { "Branch, tag or commit" }
                     input id="ref" name="ref" value=(a.git_ref.clone().unwrap_or_default()) placeholder="main";
+                    @if a.runtime != "process" {
+                        label for="image" { "Or an image" }
+                        input id="image" name="image" placeholder="name:tag (instead of git)";
+                    }
                     button type="submit" { "Deploy" }
                 }
                 p id="deploy-status" role="status" {}
@@ -529,10 +554,12 @@ pub(crate) async fn deploy(
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
+    // An image replaces the code: the git fields come prefilled with the app's own.
+    let image = pick("image");
     let req = DeployRequest {
-        git: pick("git"),
-        reference: pick("ref"),
-        image: pick("image"),
+        git: pick("git").filter(|_| image.is_none()),
+        reference: pick("ref").filter(|_| image.is_none()),
+        image,
     };
     let events = match client.deploy(&name, &req, None).await {
         Ok(e) => e,
