@@ -14,6 +14,10 @@ use support::docker::{
 use support::{Repo, ServerProc, TempDir, free_port, page};
 use wharf_testkit::{Load, get};
 
+/// One test at a time on the shared engine: a starting `wharf server` stops the labelled
+/// containers of apps it does not know, which includes those of another test's server.
+static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A git repository holding the Python test app with its Dockerfile.
 fn python_repo(root: &std::path::Path, name: &str, version: &str) -> Repo {
     Repo::new(
@@ -61,6 +65,7 @@ fn same_container(full: &str, short: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dockerfile_app_from_git_serves_and_ten_deploys_under_load_lose_no_request() {
     require_engine(LOCAL);
+    let _engine = ENGINE.lock().await;
     let app = unique("web");
     let _cleanup = Cleanup::new(LOCAL, &[&app]);
     python_layer(LOCAL).await;
@@ -145,7 +150,7 @@ async fn dockerfile_app_from_git_serves_and_ten_deploys_under_load_lose_no_reque
     assert_eq!(now.len(), 1, "old containers are stopped: {now:?}");
     assert!(now[0] != ids[0], "a deploy replaced the container");
 
-    server.ok(&["apps", "delete", &app, "--purge"]).await;
+    server.ok(&["apps", "delete", &app, "--yes", "--purge"]).await;
     let label = format!("label=wharf.app={app}");
     let left = docker(LOCAL, &["ps", "-aq", "--filter", &label]);
     assert!(left.trim().is_empty(), "purge removes containers: {left}");
@@ -157,6 +162,7 @@ async fn dockerfile_app_from_git_serves_and_ten_deploys_under_load_lose_no_reque
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_reach_each_other_by_name_keep_their_volume_and_run_read_only_within_limits() {
     require_engine(LOCAL);
+    let _engine = ENGINE.lock().await;
     let (front, back) = (unique("front"), unique("back"));
     let _cleanup = Cleanup::new(LOCAL, &[&front, &back]);
     python_layer(LOCAL).await;
@@ -270,7 +276,7 @@ async fn apps_reach_each_other_by_name_keep_their_volume_and_run_read_only_withi
     assert_eq!(text(http, &front_host, "/vol").await, "4");
 
     for app in [&front, &back] {
-        server.ok(&["apps", "delete", app, "--purge"]).await;
+        server.ok(&["apps", "delete", app, "--yes", "--purge"]).await;
     }
     server.stop().await;
 }
@@ -278,6 +284,7 @@ async fn apps_reach_each_other_by_name_keep_their_volume_and_run_read_only_withi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_keep_running_through_a_killed_server_and_are_adopted() {
     require_engine(LOCAL);
+    let _engine = ENGINE.lock().await;
     let app = unique("steady");
     let _cleanup = Cleanup::new(LOCAL, &[&app]);
     python_layer(LOCAL).await;
@@ -339,13 +346,14 @@ async fn containers_keep_running_through_a_killed_server_and_are_adopted() {
         now.len() == 1 && now[0] != ids[0],
         "the adopted container was stopped after the switch: {now:?}"
     );
-    server.ok(&["apps", "delete", &app, "--purge"]).await;
+    server.ok(&["apps", "delete", &app, "--yes", "--purge"]).await;
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_containers_and_images_survive_deploys_deletes_and_pruning() {
     require_engine(LOCAL);
+    let _engine = ENGINE.lock().await;
     let app = unique("tidy");
     let foreign = unique("foreign");
     let foreign_image = format!("foreign/image:{}", std::process::id());
@@ -408,7 +416,7 @@ async fn foreign_containers_and_images_survive_deploys_deletes_and_pruning() {
         assert!(ok, "the foreign image is still there {when}: {err}");
     };
     survives("after deploys and pruning");
-    server.ok(&["apps", "delete", &app, "--purge"]).await;
+    server.ok(&["apps", "delete", &app, "--yes", "--purge"]).await;
     assert_eq!(images_of(LOCAL, &app), Vec::<String>::new());
     survives("after apps delete --purge");
     server.stop().await;
@@ -417,6 +425,7 @@ async fn foreign_containers_and_images_survive_deploys_deletes_and_pruning() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_of_a_prebuilt_image() {
     require_engine(LOCAL);
+    let _engine = ENGINE.lock().await;
     let app = unique("prebuilt");
     let image = format!("wharf-test/prebuilt-{}:1", std::process::id());
     let mut cleanup = Cleanup::new(LOCAL, &[&app]);
@@ -460,7 +469,7 @@ async fn deploy_of_a_prebuilt_image() {
     assert!(text(server.http, &host, "/").await.starts_with("prebuilt "));
     assert_eq!(containers_of(LOCAL, &app), ids);
 
-    server.ok(&["apps", "delete", &app, "--purge"]).await;
+    server.ok(&["apps", "delete", &app, "--yes", "--purge"]).await;
     let (ok, _, err) = docker_try(LOCAL, &["image", "inspect", &image]);
     assert!(ok, "an image wharf did not build survives the purge: {err}");
     server.stop().await;
