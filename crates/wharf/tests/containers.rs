@@ -150,7 +150,9 @@ async fn dockerfile_app_from_git_serves_and_ten_deploys_under_load_lose_no_reque
     assert_eq!(now.len(), 1, "old containers are stopped: {now:?}");
     assert!(now[0] != ids[0], "a deploy replaced the container");
 
-    server.ok(&["apps", "delete", &app, "--yes", "--purge"]).await;
+    server
+        .ok(&["apps", "delete", &app, "--yes", "--purge"])
+        .await;
     let label = format!("label=wharf.app={app}");
     let left = docker(LOCAL, &["ps", "-aq", "--filter", &label]);
     assert!(left.trim().is_empty(), "purge removes containers: {left}");
@@ -276,7 +278,9 @@ async fn apps_reach_each_other_by_name_keep_their_volume_and_run_read_only_withi
     assert_eq!(text(http, &front_host, "/vol").await, "4");
 
     for app in [&front, &back] {
-        server.ok(&["apps", "delete", app, "--yes", "--purge"]).await;
+        server
+            .ok(&["apps", "delete", app, "--yes", "--purge"])
+            .await;
     }
     server.stop().await;
 }
@@ -346,7 +350,9 @@ async fn containers_keep_running_through_a_killed_server_and_are_adopted() {
         now.len() == 1 && now[0] != ids[0],
         "the adopted container was stopped after the switch: {now:?}"
     );
-    server.ok(&["apps", "delete", &app, "--yes", "--purge"]).await;
+    server
+        .ok(&["apps", "delete", &app, "--yes", "--purge"])
+        .await;
     server.stop().await;
 }
 
@@ -416,7 +422,9 @@ async fn foreign_containers_and_images_survive_deploys_deletes_and_pruning() {
         assert!(ok, "the foreign image is still there {when}: {err}");
     };
     survives("after deploys and pruning");
-    server.ok(&["apps", "delete", &app, "--yes", "--purge"]).await;
+    server
+        .ok(&["apps", "delete", &app, "--yes", "--purge"])
+        .await;
     assert_eq!(images_of(LOCAL, &app), Vec::<String>::new());
     survives("after apps delete --purge");
     server.stop().await;
@@ -469,7 +477,9 @@ async fn deploy_of_a_prebuilt_image() {
     assert!(text(server.http, &host, "/").await.starts_with("prebuilt "));
     assert_eq!(containers_of(LOCAL, &app), ids);
 
-    server.ok(&["apps", "delete", &app, "--yes", "--purge"]).await;
+    server
+        .ok(&["apps", "delete", &app, "--yes", "--purge"])
+        .await;
     let (ok, _, err) = docker_try(LOCAL, &["image", "inspect", &image]);
     assert!(ok, "an image wharf did not build survives the purge: {err}");
     server.stop().await;

@@ -163,7 +163,9 @@ async fn two_replicas_spread_over_both_nodes_and_a_drain_under_load_fails_nothin
         &["node", "update", "--availability", "active", &worker],
     );
 
-    server.ok(&["apps", "delete", &app, "--yes", "--purge"]).await;
+    server
+        .ok(&["apps", "delete", &app, "--yes", "--purge"])
+        .await;
     eventually(30, "purge removes the app's service", || async {
         services_of(&app).is_empty()
     })
