@@ -30,7 +30,7 @@ use wharf_store::{ReleaseStatus, Store};
 pub use error::ControlError;
 use oplog::OpLog;
 use paths::DataDir;
-pub use paths::create_data_dir;
+pub use paths::{create_data_dir, server_id};
 use reconciler::{Reconciler, Routing};
 pub use runtimes::Runtimes;
 pub use users::drop_inherited_capabilities;

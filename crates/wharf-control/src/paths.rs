@@ -24,6 +24,24 @@ const PRIVATE_DIRS: [&str; 6] = ["certs", "run", "backups", "logs", "cache", "gi
 const APP_PARENTS: [&str; 2] = ["apps", "volumes"];
 
 /// Creates the data folder owner-only (0700; its parents as the umask says) if it does not exist.
+/// The id of the server that owns `dir` (kept in `dir/server-id`, made on first use): what it
+/// creates on a shared Docker engine carries it, so servers never touch each other's objects.
+pub fn server_id(dir: &Path) -> std::io::Result<String> {
+    let file = dir.join("server-id");
+    match std::fs::read_to_string(&file) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let id = hex::encode(rand::random::<[u8; 8]>());
+    // Whole or not at all: a half-written id would orphan every container at the next start.
+    let tmp = dir.join("server-id.tmp");
+    std::fs::write(&tmp, format!("{id}\n"))?;
+    std::fs::rename(&tmp, &file)?;
+    Ok(id)
+}
+
 pub fn create_data_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());

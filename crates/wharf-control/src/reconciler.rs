@@ -402,8 +402,37 @@ impl Reconciler {
                         break;
                     }
                 }
+                // The runtime forgot the instance. Stopped by a change: it is no longer the
+                // app's, nothing to do. Gone behind wharf's back (a container removed by hand,
+                // a service deleted): the app is short of it, so replace it.
+                me.heal(&name, &instance).await;
             });
         }
+    }
+
+    /// Replaces an instance that vanished while it was still the app's.
+    async fn heal(&self, name: &str, instance: &str) {
+        {
+            let _app = self.lock_app(name).await;
+            let mut runs = self.lock_runs();
+            let Some(run) = runs.get_mut(name) else {
+                return;
+            };
+            let before = run.instances.len();
+            run.instances.retain(|i| i.name != instance);
+            if run.instances.len() == before {
+                return;
+            }
+        }
+        tracing::warn!(
+            app = name,
+            instance,
+            "an instance vanished; starting a new one"
+        );
+        let op = OpLog::begin(&self.store, Some(name), "heal");
+        op.ok("vanished", format!("{instance} is gone"));
+        let result = self.reconcile(name, false, &op).await;
+        op.finish(&result);
     }
 
     /// Moves an instance's traffic to `addrs`; false once the instance is no longer the app's.

@@ -6,10 +6,13 @@
 //! server is down; a new server [adopts](Runtime::adopt) them. wharf follows each container's
 //! events (to learn of exits and restarts) and log (for live lines and the last output).
 //!
-//! **Invariant**: only containers labelled [`labels::APP`] are listed, stopped or adopted.
+//! **Invariant**: only containers wharf created are listed, stopped or adopted: those with a
+//! [`labels::INSTANCE`] label naming the container itself ([`is_ours`]). The app label alone
+//! is not enough: a container someone runs from a wharf image inherits the image's labels.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,8 +20,8 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
-    ContainerStatsResponse, EndpointSettings, HostConfig, NetworkingConfig, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerStatsResponse, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, ListContainersOptions, RemoveContainerOptions,
@@ -32,12 +35,17 @@ use wharf_runtime::{
     InstanceStatus, Result, Runtime, RuntimeError, Workload,
 };
 
+use crate::cgroup;
 use crate::logs::{self, Recent};
 use crate::{Engine, labels};
 
 /// How long `start` waits for an address when the container ended at once (the engine restarts
 /// it, and it gets an address again).
 const ADDRESS_PATIENCE: Duration = Duration::from_secs(3);
+/// The engine's stats answer within its collector's tick (a second); a list never waits longer
+/// than this for one container's usage.
+const STATS_PATIENCE: Duration = Duration::from_secs(2);
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 pub struct DockerRuntime {
     pub(crate) engine: Arc<Engine>,
@@ -118,12 +126,25 @@ impl DockerRuntime {
             .ensure_network()
             .await
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        std::fs::create_dir_all(&spec.volume).map_err(|source| RuntimeError::Io {
-            context: format!("cannot create the volume {}", spec.volume.display()),
-            source,
-        })?;
+        // Absolute, as the engine takes a bind mount's source.
+        let volume = std::fs::create_dir_all(&spec.volume)
+            .and_then(|()| std::fs::canonicalize(&spec.volume))
+            .map_err(|source| RuntimeError::Io {
+                context: format!("cannot create the volume {}", spec.volume.display()),
+                source,
+            })?;
         let port = spec.port.unwrap_or(DEFAULT_CONTAINER_PORT);
-        let body = create_body(&spec, image, command.as_deref(), port, &self.engine.network);
+        let mut body = create_body(
+            &spec,
+            image,
+            command.as_deref(),
+            port,
+            &volume,
+            &self.engine.network,
+        );
+        if let Some(l) = body.labels.as_mut() {
+            self.engine.own(l);
+        }
         let created = self
             .docker()
             .create_container(
@@ -236,7 +257,7 @@ impl DockerRuntime {
             // Not followed (e.g. left by an earlier server and not adopted): still ours if
             // labelled.
             None => match self.docker().inspect_container(instance, None).await {
-                Ok(i) if labels_of(&i).contains_key(labels::APP) => i.id.unwrap_or_default(),
+                Ok(i) if is_ours(&labels_of(&i), i.name.as_deref()) => i.id.unwrap_or_default(),
                 Ok(_)
                 | Err(BollardError::DockerResponseServerError {
                     status_code: 404, ..
@@ -284,7 +305,13 @@ impl DockerRuntime {
 
     /// wharf's containers (by label), optionally only those in some states.
     async fn labelled(&self, states: &[&str]) -> Result<Vec<String>> {
-        let mut filters = HashMap::from([("label".to_string(), vec![labels::APP.to_string()])]);
+        let mut filters = HashMap::from([(
+            "label".to_string(),
+            vec![labels::APP.to_string(), labels::INSTANCE.to_string()],
+        )]);
+        if let (Some(owner), Some(l)) = (self.engine.owner_filter(), filters.get_mut("label")) {
+            l.push(owner);
+        }
         if !states.is_empty() {
             filters.insert(
                 "status".to_string(),
@@ -300,11 +327,20 @@ impl DockerRuntime {
             }))
             .await
             .map_err(|e| engine_error("cannot list containers", e))?;
-        Ok(list.into_iter().filter_map(|c| c.id).collect())
+        Ok(list
+            .into_iter()
+            .filter(|c| {
+                let name = c.names.as_ref().and_then(|n| n.first()).map(String::as_str);
+                is_ours(&c.labels.clone().unwrap_or_default(), name)
+            })
+            .filter_map(|c| c.id)
+            .collect())
     }
 
     /// The status of each container, with usage, read concurrently.
     async fn statuses(&self, ids: &[String]) -> Vec<InstanceStatus> {
+        // Its cgroup files are only this machine's if the engine is.
+        let local = self.engine.host.starts_with("unix://");
         let reads = ids.iter().map(|id| async move {
             let inspect = self.docker().inspect_container(id, None).await.ok()?;
             let running = inspect
@@ -312,22 +348,30 @@ impl DockerRuntime {
                 .as_ref()
                 .and_then(|s| s.running)
                 .unwrap_or(false);
-            let stats = if running {
-                self.docker()
-                    .stats(
-                        id,
-                        Some(StatsOptions {
-                            stream: false,
-                            one_shot: true,
-                        }),
-                    )
-                    .next()
-                    .await
-                    .and_then(|s| s.ok())
-            } else {
-                None
+            let mut status = self.status(&inspect);
+            if !running {
+                return Some(status);
+            }
+            let here = local
+                .then(|| cgroup::usage(Path::new(CGROUP_ROOT), id))
+                .flatten();
+            let (rss, cpu) = match here {
+                Some((rss, cpu)) => (Some(rss), Some(cpu)),
+                None => {
+                    let options = StatsOptions {
+                        stream: false,
+                        one_shot: true,
+                    };
+                    let mut stats = self.docker().stats(id, Some(options));
+                    match tokio::time::timeout(STATS_PATIENCE, stats.next()).await {
+                        Ok(Some(Ok(s))) => usage(&s),
+                        _ => (None, None),
+                    }
+                }
             };
-            Some(self.status(&inspect, stats.as_ref()))
+            status.rss_bytes = rss;
+            status.cpu_seconds = cpu;
+            Some(status)
         });
         futures_util::future::join_all(reads)
             .await
@@ -336,11 +380,7 @@ impl DockerRuntime {
             .collect()
     }
 
-    fn status(
-        &self,
-        inspect: &ContainerInspectResponse,
-        stats: Option<&ContainerStatsResponse>,
-    ) -> InstanceStatus {
+    fn status(&self, inspect: &ContainerInspectResponse) -> InstanceStatus {
         let labels = labels_of(inspect);
         let app = labels.get(labels::APP).cloned().unwrap_or_default();
         let instance = labels.get(labels::INSTANCE).cloned().unwrap_or_else(|| {
@@ -397,11 +437,6 @@ impl DockerRuntime {
         s.release = labels.get(labels::RELEASE).and_then(|r| r.parse().ok());
         s.id = inspect.id.clone();
         s.image = inspect.config.as_ref().and_then(|c| c.image.clone());
-        if let Some(stats) = stats {
-            let (rss, cpu) = usage(stats);
-            s.rss_bytes = rss;
-            s.cpu_seconds = cpu;
-        }
         s
     }
 
@@ -499,11 +534,31 @@ impl Runtime for DockerRuntime {
     }
 
     fn recent_output<'a>(&'a self, instance: &'a str, lines: usize) -> BoxFuture<'a, Vec<String>> {
-        let out = self
-            .shared
-            .tracked(instance)
-            .map_or_else(Vec::new, |t| t.output.last(lines));
-        Box::pin(async move { out })
+        let tracked = self.shared.tracked(instance);
+        Box::pin(async move {
+            let Some(t) = tracked else {
+                return Vec::new();
+            };
+            // The engine's log has every line once the container is reported ended (its
+            // output is drained before the exit event), which the follower may not have read
+            // yet; the follower's copy serves when the engine's log cannot be read.
+            let n = lines.min(logs::KEEP_OUTPUT);
+            let options = logs::options(false, 0, Some(n));
+            let mut stream = self.docker().logs(&t.id, Some(options));
+            let mut out = Vec::new();
+            while let Some(frame) = stream.next().await {
+                let Ok(frame) = frame else {
+                    return t.output.last(lines);
+                };
+                out.extend(
+                    logs::parse(frame, 0)
+                        .into_iter()
+                        .map(|l| logs::clip(&l.text)),
+                );
+            }
+            let skip = out.len().saturating_sub(lines);
+            out.split_off(skip)
+        })
     }
 }
 
@@ -513,6 +568,7 @@ fn create_body(
     image: &str,
     command: Option<&str>,
     port: u16,
+    volume: &Path,
     network: &str,
 ) -> ContainerCreateBody {
     let mut env: Vec<String> = spec
@@ -541,10 +597,12 @@ fn create_body(
         .memory_bytes
         .map(|m| i64::try_from(m).unwrap_or(i64::MAX));
     let host_config = HostConfig {
-        binds: Some(vec![format!(
-            "{}:{CONTAINER_VOLUME}",
-            spec.volume.display()
-        )]),
+        mounts: Some(vec![Mount {
+            typ: Some(MountType::BIND),
+            source: Some(volume.to_string_lossy().into_owned()),
+            target: Some(CONTAINER_VOLUME.to_string()),
+            ..Default::default()
+        }]),
         memory,
         // No swap beyond the limit: the limit is what the app gets.
         memory_swap: memory,
@@ -716,6 +774,16 @@ fn address(inspect: &ContainerInspectResponse, network: &str, port: u16) -> Opti
         .parse::<IpAddr>()
         .ok()?;
     Some(SocketAddr::new(ip, port))
+}
+
+/// Whether wharf created this container: its instance label names the container itself (the
+/// engine's name has a leading `/`), and it is no Swarm task (those are the Swarm runtime's).
+pub(crate) fn is_ours(labels: &HashMap<String, String>, name: Option<&str>) -> bool {
+    let named = name.map(|n| n.trim_start_matches('/'));
+    labels.contains_key(labels::APP)
+        && labels.get(labels::INSTANCE).map(String::as_str) == named
+        && named.is_some()
+        && !labels.contains_key("com.docker.swarm.task.id")
 }
 
 fn labels_of(inspect: &ContainerInspectResponse) -> HashMap<String, String> {

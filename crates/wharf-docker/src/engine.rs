@@ -30,6 +30,8 @@ pub struct Engine {
     pub(crate) network: String,
     /// `HOST[:PORT]` of the registry images are pushed to for Swarm (`--registry`).
     pub(crate) registry: Option<String>,
+    /// This server's id ([`labels::OWNER`]); `None` (tests) owns whatever is unlabelled too.
+    pub(crate) owner: Option<String>,
 }
 
 impl Engine {
@@ -64,7 +66,28 @@ impl Engine {
             host,
             network: DEFAULT_NETWORK.to_string(),
             registry,
+            owner: None,
         })
+    }
+
+    /// Labels what this engine handle creates with `owner`, and lists only what carries it.
+    pub fn with_owner(mut self, owner: String) -> Engine {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// The label filter (`wharf.owner=<id>`) that keeps listings to this server's objects.
+    pub(crate) fn owner_filter(&self) -> Option<String> {
+        self.owner
+            .as_ref()
+            .map(|o| format!("{}={o}", labels::OWNER))
+    }
+
+    /// Adds the owner label to labels of something this server creates.
+    pub(crate) fn own(&self, labels: &mut HashMap<String, String>) {
+        if let Some(o) = &self.owner {
+            labels.insert(labels::OWNER.to_string(), o.clone());
+        }
     }
 
     /// Where the engine was reached.

@@ -64,10 +64,14 @@ impl Engine {
             t: Some(image.clone()),
             rm: true,
             forcerm: true,
-            labels: Some(HashMap::from([
-                (labels::APP.to_string(), req.app.clone()),
-                (labels::RELEASE.to_string(), req.release.to_string()),
-            ])),
+            labels: Some({
+                let mut l = HashMap::from([
+                    (labels::APP.to_string(), req.app.clone()),
+                    (labels::RELEASE.to_string(), req.release.to_string()),
+                ]);
+                self.own(&mut l);
+                l
+            }),
             ..Default::default()
         };
         let mut stream =
@@ -191,8 +195,9 @@ impl Engine {
     /// Removes the app's images (labelled with it) whose release is not in `keep`; returns
     /// what it removed. Images in use by a container are left alone.
     pub async fn prune_images(&self, app: &str, keep: &[u32]) -> Result<Vec<String>, DockerError> {
-        let filters =
-            HashMap::from([("label".to_string(), vec![format!("{}={app}", labels::APP)])]);
+        let mut mine = vec![format!("{}={app}", labels::APP)];
+        mine.extend(self.owner_filter());
+        let filters = HashMap::from([("label".to_string(), mine)]);
         let images = self
             .docker
             .list_images(Some(ListImagesOptions {

@@ -10,5 +10,8 @@ pub const INSTANCE: &str = "wharf.instance";
 pub const FINGERPRINT: &str = "wharf.fingerprint";
 /// The port the app listens on inside the container.
 pub const PORT: &str = "wharf.port";
+/// The wharf server that made it (an id kept in its data folder): several servers may share
+/// one engine, and each lists, adopts, stops and prunes only its own.
+pub const OWNER: &str = "wharf.owner";
 /// On networks and volumes wharf created.
 pub const MANAGED: &str = "wharf.managed";

@@ -7,6 +7,7 @@
 //! images someone else made are never listed, stopped, pruned or removed.
 #![forbid(unsafe_code)]
 
+mod cgroup;
 mod container;
 mod engine;
 mod error;
@@ -14,7 +15,6 @@ pub mod image;
 pub mod labels;
 mod logs;
 mod probe;
-mod stubs;
 mod swarm;
 
 pub use container::DockerRuntime;

@@ -52,16 +52,7 @@ impl Recent {
         if out.len() == KEEP_OUTPUT {
             out.pop_front();
         }
-        let mut line = line;
-        if line.len() > KEEP_LINE_BYTES {
-            // Bounded memory and error messages, whatever an app prints.
-            let mut end = KEEP_LINE_BYTES;
-            while !line.is_char_boundary(end) {
-                end -= 1;
-            }
-            line = &line[..end];
-        }
-        out.push_back(line.to_string());
+        out.push_back(clip(line));
     }
 
     pub(crate) fn last(&self, n: usize) -> Vec<String> {
@@ -71,6 +62,15 @@ impl Recent {
             .cloned()
             .collect()
     }
+}
+
+/// A line cut to a bounded width: bounded memory and error messages, whatever an app prints.
+pub(crate) fn clip(line: &str) -> String {
+    let mut end = line.len().min(KEEP_LINE_BYTES);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line[..end].to_string()
 }
 
 /// Splits one frame of the engine's log stream (one or more `<timestamp> <text>` lines).
@@ -156,7 +156,13 @@ pub(crate) fn options(follow: bool, since_secs: i64, tail: Option<usize>) -> Log
 
 /// The last `n` lines of every container of `app` (running or not), merged oldest first.
 pub(crate) async fn past(docker: &Docker, app: &str, n: usize) -> Result<Vec<String>, String> {
-    let filters = HashMap::from([("label".to_string(), vec![format!("{}={app}", labels::APP)])]);
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{}={app}", labels::APP),
+            labels::INSTANCE.to_string(),
+        ],
+    )]);
     let containers = docker
         .list_containers(Some(ListContainersOptions {
             all: true,
@@ -167,11 +173,12 @@ pub(crate) async fn past(docker: &Docker, app: &str, n: usize) -> Result<Vec<Str
         .map_err(|e| format!("cannot list the containers of {app}: {e}"))?;
     let reads = containers.iter().filter_map(|c| {
         let id = c.id.clone()?;
-        let instance = c
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(labels::INSTANCE).cloned())
-            .unwrap_or_else(|| id.chars().take(12).collect());
+        let labels = c.labels.clone().unwrap_or_default();
+        let name = c.names.as_ref().and_then(|n| n.first()).map(String::as_str);
+        if !crate::container::is_ours(&labels, name) {
+            return None;
+        }
+        let instance = labels.get(labels::INSTANCE).cloned()?;
         Some(async move {
             let mut stream = docker.logs(&id, Some(options(false, 0, Some(n))));
             let mut lines = Vec::new();

@@ -665,8 +665,9 @@ async fn what_wharf_did_not_create_is_never_touched() {
                 name: Some(foreign.clone()),
                 ..Default::default()
             }),
+            // From wharf's image: it inherits the image's wharf.app label, yet is the user's.
             bollard::models::ContainerCreateBody {
-                image: Some(BASE.into()),
+                image: Some(image.clone()),
                 cmd: Some(vec!["sleep".into(), "300".into()]),
                 ..Default::default()
             },
@@ -678,7 +679,11 @@ async fn what_wharf_did_not_create_is_never_touched() {
     let rt = DockerRuntime::new(engine.clone());
     start_one(&rt, spec(&app, &image, &dir)).await;
     let list = rt.list().await.unwrap();
-    assert!(list.iter().all(|s| s.instance != foreign), "{list:?}");
+    assert!(
+        list.iter()
+            .all(|s| s.instance != foreign && s.app != SHARED_APP),
+        "{list:?}"
+    );
     assert!(list.iter().any(|s| s.app == app));
     assert!(
         rt.adopt()
@@ -846,6 +851,7 @@ async fn a_crash_at_start_is_reported_with_its_status_and_last_words() {
     let app = app("crash");
     let _cleanup = Cleanup::new(&[&app], &dir);
     let rt = DockerRuntime::new(engine);
+    let mut live = rt.subscribe_logs(&app);
     let mut s = spec(&app, &image, &dir);
     s.workload = Workload::Image {
         image: image.clone(),
@@ -860,11 +866,10 @@ async fn a_crash_at_start_is_reported_with_its_status_and_last_words() {
         .await
         .unwrap();
     assert_eq!(how.as_deref(), Some("exited with status 3"));
-    assert_eventually!(
-        rt.recent_output(&name, 5)
-            .await
-            .contains(&"cannot open the database".to_string()),
-        "the last words are kept"
+    // Everything it wrote before it ended is there once `exited` says it ended.
+    assert_eq!(
+        rt.recent_output(&name, 1).await,
+        ["cannot open the database".to_string()]
     );
     // The engine restarts it (it keeps failing).
     assert_eventually!(
@@ -875,8 +880,36 @@ async fn a_crash_at_start_is_reported_with_its_status_and_last_words() {
             .any(|st| st.instance == name && st.restarts > 0),
         "restarted by the engine"
     );
+    // Its log is followed across the engine's restarts: each run's words arrive live.
+    for run in 1..=2 {
+        let line = tokio::time::timeout(PATIENCE, live.recv())
+            .await
+            .unwrap_or_else(|_| panic!("run {run}'s line arrives"))
+            .unwrap();
+        assert!(
+            line.ends_with(&format!(" {name} err| cannot open the database\n")),
+            "{line}"
+        );
+    }
     assert_eq!(rt.exited("no-such-instance").await, None);
     rt.stop(&name).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_image_is_named() {
+    let engine = engine().await;
+    let dir = scratch("noimage");
+    let app = app("noimage");
+    let _cleanup = Cleanup::new(&[&app], &dir);
+    let rt = DockerRuntime::new(engine);
+    let s = spec(&app, &format!("wharf/{app}:404"), &dir);
+    let name = s.instance.clone();
+    let err = rt.start(s).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("No such image: wharf/{app}:404")),
+        "{err}"
+    );
+    assert!(rt.list().await.unwrap().iter().all(|s| s.instance != name));
 }
 
 #[tokio::test(flavor = "multi_thread")]

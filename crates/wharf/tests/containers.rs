@@ -14,10 +14,6 @@ use support::docker::{
 use support::{Repo, ServerProc, TempDir, free_port, page};
 use wharf_testkit::{Load, get};
 
-/// One test at a time on the shared engine: a starting `wharf server` stops the labelled
-/// containers of apps it does not know, which includes those of another test's server.
-static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// A git repository holding the Python test app with its Dockerfile.
 fn python_repo(root: &std::path::Path, name: &str, version: &str) -> Repo {
     Repo::new(
@@ -65,7 +61,6 @@ fn same_container(full: &str, short: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dockerfile_app_from_git_serves_and_ten_deploys_under_load_lose_no_request() {
     require_engine(LOCAL);
-    let _engine = ENGINE.lock().await;
     let app = unique("web");
     let _cleanup = Cleanup::new(LOCAL, &[&app]);
     python_layer(LOCAL).await;
@@ -151,7 +146,7 @@ async fn dockerfile_app_from_git_serves_and_ten_deploys_under_load_lose_no_reque
     assert!(now[0] != ids[0], "a deploy replaced the container");
 
     server
-        .ok(&["apps", "delete", &app, "--yes", "--purge"])
+        .ok(&["apps", "delete", &app, "--purge", "--yes"])
         .await;
     let label = format!("label=wharf.app={app}");
     let left = docker(LOCAL, &["ps", "-aq", "--filter", &label]);
@@ -164,7 +159,6 @@ async fn dockerfile_app_from_git_serves_and_ten_deploys_under_load_lose_no_reque
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apps_reach_each_other_by_name_keep_their_volume_and_run_read_only_within_limits() {
     require_engine(LOCAL);
-    let _engine = ENGINE.lock().await;
     let (front, back) = (unique("front"), unique("back"));
     let _cleanup = Cleanup::new(LOCAL, &[&front, &back]);
     python_layer(LOCAL).await;
@@ -279,7 +273,7 @@ async fn apps_reach_each_other_by_name_keep_their_volume_and_run_read_only_withi
 
     for app in [&front, &back] {
         server
-            .ok(&["apps", "delete", app, "--yes", "--purge"])
+            .ok(&["apps", "delete", app, "--purge", "--yes"])
             .await;
     }
     server.stop().await;
@@ -288,7 +282,6 @@ async fn apps_reach_each_other_by_name_keep_their_volume_and_run_read_only_withi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containers_keep_running_through_a_killed_server_and_are_adopted() {
     require_engine(LOCAL);
-    let _engine = ENGINE.lock().await;
     let app = unique("steady");
     let _cleanup = Cleanup::new(LOCAL, &[&app]);
     python_layer(LOCAL).await;
@@ -351,7 +344,7 @@ async fn containers_keep_running_through_a_killed_server_and_are_adopted() {
         "the adopted container was stopped after the switch: {now:?}"
     );
     server
-        .ok(&["apps", "delete", &app, "--yes", "--purge"])
+        .ok(&["apps", "delete", &app, "--purge", "--yes"])
         .await;
     server.stop().await;
 }
@@ -359,7 +352,6 @@ async fn containers_keep_running_through_a_killed_server_and_are_adopted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_containers_and_images_survive_deploys_deletes_and_pruning() {
     require_engine(LOCAL);
-    let _engine = ENGINE.lock().await;
     let app = unique("tidy");
     let foreign = unique("foreign");
     let foreign_image = format!("foreign/image:{}", std::process::id());
@@ -423,7 +415,7 @@ async fn foreign_containers_and_images_survive_deploys_deletes_and_pruning() {
     };
     survives("after deploys and pruning");
     server
-        .ok(&["apps", "delete", &app, "--yes", "--purge"])
+        .ok(&["apps", "delete", &app, "--purge", "--yes"])
         .await;
     assert_eq!(images_of(LOCAL, &app), Vec::<String>::new());
     survives("after apps delete --purge");
@@ -433,7 +425,6 @@ async fn foreign_containers_and_images_survive_deploys_deletes_and_pruning() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_of_a_prebuilt_image() {
     require_engine(LOCAL);
-    let _engine = ENGINE.lock().await;
     let app = unique("prebuilt");
     let image = format!("wharf-test/prebuilt-{}:1", std::process::id());
     let mut cleanup = Cleanup::new(LOCAL, &[&app]);
@@ -478,7 +469,7 @@ async fn deploy_of_a_prebuilt_image() {
     assert_eq!(containers_of(LOCAL, &app), ids);
 
     server
-        .ok(&["apps", "delete", &app, "--yes", "--purge"])
+        .ok(&["apps", "delete", &app, "--purge", "--yes"])
         .await;
     let (ok, _, err) = docker_try(LOCAL, &["image", "inspect", &image]);
     assert!(ok, "an image wharf did not build survives the purge: {err}");

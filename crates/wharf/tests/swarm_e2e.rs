@@ -164,7 +164,7 @@ async fn two_replicas_spread_over_both_nodes_and_a_drain_under_load_fails_nothin
     );
 
     server
-        .ok(&["apps", "delete", &app, "--yes", "--purge"])
+        .ok(&["apps", "delete", &app, "--purge", "--yes"])
         .await;
     eventually(30, "purge removes the app's service", || async {
         services_of(&app).is_empty()

@@ -209,6 +209,13 @@ async fn run(
                 Ok(b) => b,
                 Err(e) => return fail("build", e),
             };
+            if let Err(e) = c.store.finish_release(app, n, ReleaseStatus::Ready, &built) {
+                return fail("build", format!("cannot record release {n}: {e}"));
+            }
+            op.ok(
+                "build",
+                format!("image {}", built.image.as_deref().unwrap_or("")),
+            );
             return go_live(c, app, n, &current, None, built, Vec::new(), out, op).await;
         }
         Source::Git { url, reference } => {

@@ -119,10 +119,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             "stopped app processes a previous server left running (it was killed)"
         );
     }
+    let owner = wharf_control::server_id(&args.data).context("cannot read the server's id")?;
     let runtimes = containers(
         Runtimes::process(processes.clone()),
         args.docker_host.as_deref(),
         args.registry.clone(),
+        owner,
     )
     .await;
     let server = Server::start(config, runtimes)
@@ -159,10 +161,15 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 
 /// Adds the container runtimes when a Docker engine answers (within a few seconds: a missing
 /// engine must not hold up the server; apps on it report why they cannot start).
-async fn containers(runtimes: Runtimes, host: Option<&str>, registry: Option<String>) -> Runtimes {
+async fn containers(
+    runtimes: Runtimes,
+    host: Option<&str>,
+    registry: Option<String>,
+    owner: String,
+) -> Runtimes {
     let connect = wharf_docker::Engine::connect(host, registry);
     let engine = match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
-        Ok(Ok(engine)) => engine,
+        Ok(Ok(engine)) => engine.with_owner(owner),
         Ok(Err(e)) => {
             // Only worth a warning when the user asked for an engine.
             if host.is_some() {
