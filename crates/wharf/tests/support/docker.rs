@@ -148,6 +148,11 @@ pub fn require_swarm() {
         ready >= 2,
         "the test Swarm has {ready} ready nodes, 2 are needed: {fix}\n{out}"
     );
+    assert!(
+        out.lines().all(|l| l.ends_with("Active")),
+        "a node of the test Swarm is not available (drained or paused, perhaps by a test that \
+         was cut short): `docker -H {SWARM_MANAGER} node update --availability active <node>`\n{out}"
+    );
     require_image(SWARM_MANAGER, BASE_IMAGE);
 }
 
