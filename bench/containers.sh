@@ -90,7 +90,7 @@ proc_times=$(redeploys "$proc")
 ctr_times=$(redeploys "$ctr")
 
 # 20 container apps from one prebuilt image (the same code), all running.
-(cd "$work/$ctr-src" && DOCKER_BUILDKIT=0 docker build -q -t "$image" . >/dev/null)
+(cd "$work/$ctr-src" && DOCKER_BUILDKIT=0 docker build -q -t "$image" . >/dev/null 2>&1)
 t0=$(ms)
 for i in $(seq "$APPS"); do
   app=$prefix-$i
@@ -115,5 +115,5 @@ echo
 echo '| wharf server | value |'
 echo '|---|---:|'
 printf '| RSS idle, no apps | %s kB |\n' "$idle_rss"
-printf '| RSS with %s container apps running (plus the 2 above; %s of their containers running) | %s kB |\n' "$APPS" "$running" "$many_rss"
+printf '| RSS with %s container apps running (plus the container app above; %s of their containers running) | %s kB |\n' "$APPS" "$running" "$many_rss"
 printf '| %s container apps created and deployed from one image, in all | %s ms |\n' "$APPS" "$((t1 - t0))"

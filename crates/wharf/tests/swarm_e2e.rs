@@ -8,8 +8,9 @@ mod support;
 use std::collections::BTreeSet;
 
 use support::docker::{
-    Cleanup, PYTHON_APP, PYTHON_DOCKERFILE, SWARM_MANAGER, SWARM_REGISTRY, docker, eventually,
-    python_layer, require_swarm, running_task_nodes, services_of, swarm_nodes, unique,
+    Cleanup, PYTHON_APP, PYTHON_IMAGE_DOCKERFILE, SWARM_MANAGER, SWARM_REGISTRY, docker,
+    eventually, python_image_on, require_swarm, running_task_nodes, services_of, swarm_nodes,
+    unique,
 };
 use support::{Repo, ServerProc, TempDir, free_port};
 use wharf_testkit::{Load, get};
@@ -31,7 +32,7 @@ async fn two_replicas_spread_over_both_nodes_and_a_drain_under_load_fails_nothin
     require_swarm();
     let app = unique("spread");
     let _cleanup = Cleanup::new(SWARM_MANAGER, &[&app]);
-    python_layer(SWARM_MANAGER).await;
+    python_image_on(SWARM_MANAGER).await;
     let nodes = swarm_nodes();
     assert_eq!(nodes.len(), 2, "the test Swarm has two nodes: {nodes:?}");
     let worker = nodes
@@ -47,7 +48,7 @@ async fn two_replicas_spread_over_both_nodes_and_a_drain_under_load_fails_nothin
         &tmp.0,
         &app,
         &[
-            ("Dockerfile", PYTHON_DOCKERFILE),
+            ("Dockerfile", PYTHON_IMAGE_DOCKERFILE),
             ("app.py", PYTHON_APP),
             ("version", "s1"),
         ],

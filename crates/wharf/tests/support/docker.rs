@@ -148,6 +148,11 @@ pub fn require_swarm() {
         ready >= 2,
         "the test Swarm has {ready} ready nodes, 2 are needed: {fix}\n{out}"
     );
+    assert!(
+        out.lines().all(|l| l.ends_with("Active")),
+        "a node of the test Swarm is not available (drained or paused, perhaps by a test that \
+         was cut short): `docker -H {SWARM_MANAGER} node update --availability active <node>`\n{out}"
+    );
     require_image(SWARM_MANAGER, BASE_IMAGE);
 }
 
@@ -375,3 +380,41 @@ pub fn swarm_nodes() -> Vec<(String, String, bool)> {
         })
         .collect()
 }
+
+/// The python3 image of [`python_layer`], copied into the engine at `host` when it lacks it:
+/// the test Swarm's engines live in network namespaces without a route to the Debian mirror,
+/// so they cannot install python3 themselves.
+pub async fn python_image_on(host: &str) {
+    python_layer(LOCAL).await;
+    let host = host.to_string();
+    tokio::task::spawn_blocking(move || {
+        if docker_try(&host, &["image", "inspect", PYTHON_IMAGE]).0 {
+            return;
+        }
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "docker -H {LOCAL} save {PYTHON_IMAGE} | docker -H {host} load -q"
+            ))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "copying {PYTHON_IMAGE} into {host} failed"
+        );
+    })
+    .await
+    .unwrap();
+}
+
+/// The python3 image [`python_layer`] keeps.
+pub const PYTHON_IMAGE: &str = "wharf-test/python:bookworm";
+
+/// A Dockerfile for engines that cannot reach the Debian mirror: python3 is in the image
+/// already (see [`python_image_on`]).
+pub const PYTHON_IMAGE_DOCKERFILE: &str = "FROM wharf-test/python:bookworm
+WORKDIR /app
+COPY . /app
+CMD [\"python3\", \"app.py\"]
+";
