@@ -80,6 +80,9 @@ pub struct Settings {
     /// Containers get a read-only root file system (and a writable `/tmp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
+    /// Swarm placement constraints, e.g. `["node.labels.zone==a"]`; `[]` removes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraints: Option<Vec<String>>,
 }
 
 /// `POST /api/v1/apps/{app}/domains`: adds a host name, or changes the certificate source of
@@ -218,6 +221,9 @@ pub struct AppView {
     /// Whether its containers have a read-only root.
     #[serde(default)]
     pub read_only: bool,
+    /// Its Swarm placement constraints.
+    #[serde(default)]
+    pub constraints: Vec<String>,
     /// Set when apps run as wharf's own user instead of their own, saying why.
     #[serde(default)]
     pub users_note: Option<String>,

@@ -906,12 +906,14 @@ impl Reconciler {
             app.replicas,
             app.port,
             app.read_only,
+            &app.constraints,
         ));
         let base = InstanceSpec {
             env,
             port: app.port,
             container: ContainerOptions {
                 read_only: app.read_only,
+                constraints: app.constraints.clone(),
             },
             ..self.spec(app, &fingerprint, workload)
         };

@@ -330,6 +330,35 @@ async fn invalid_input_is_refused_with_a_clear_message_and_nothing_is_stored() {
         (
             "POST",
             "/api/v1/apps",
+            r#"{"name":"ok","settings":{"runtime":"podman"}}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown runtime `podman`: use process, docker or swarm",
+        ),
+        (
+            // The harness has no engine: the app could never start, so it is not saved.
+            "POST",
+            "/api/v1/apps",
+            r#"{"name":"ok","settings":{"runtime":"docker"}}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the docker runtime is not available",
+        ),
+        (
+            "POST",
+            "/api/v1/apps",
+            r#"{"name":"ok","settings":{"constraints":["zone-a"]}}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`zone-a` is not a placement constraint",
+        ),
+        (
+            "POST",
+            "/api/v1/apps",
+            r#"{"name":"ok","kind":"static","settings":{"runtime":"docker"}}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "only process apps run on docker or swarm",
+        ),
+        (
+            "POST",
+            "/api/v1/apps",
             r#"{"name":"ok","#.into(),
             StatusCode::BAD_REQUEST,
             "",

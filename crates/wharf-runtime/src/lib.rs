@@ -103,6 +103,8 @@ pub const CONTAINER_VOLUME: &str = "/data";
 pub struct ContainerOptions {
     /// Read-only root file system, with a writable tmpfs on `/tmp`.
     pub read_only: bool,
+    /// Swarm placement constraints, e.g. `node.labels.zone==a` (other runtimes ignore them).
+    pub constraints: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use crate::{Store, now};
 const APP_COLUMNS: &str = "id, name, kind, availability, run, workdir, root, replicas, memory_bytes, \
                            cpu_millis, max_body, health_path, created_at, updated_at, release, keep_releases, \
                            git_url, git_ref, webhook_secret IS NOT NULL, hsts_seconds, sandbox, \
-                           runtime, port, read_only";
+                           runtime, port, read_only, constraints";
 
 fn not_found(name: &str) -> StoreError {
     StoreError::NotFound {
@@ -55,6 +55,11 @@ fn row_to_app(row: &Row<'_>) -> rusqlite::Result<(i64, App)> {
             runtime: parse(21, row.get(21)?)?,
             port: row.get(22)?,
             read_only: row.get(23)?,
+            constraints: {
+                // One per line: a constraint holds no control characters (the API checks).
+                let lines: String = row.get(24)?;
+                lines.lines().map(str::to_string).collect()
+            },
             tls: BTreeMap::new(),
         },
     ))
@@ -127,6 +132,7 @@ fn apply_settings(tx: &Transaction<'_>, id: i64, s: &AppSettings) -> Result<()> 
     set!(runtime, "runtime", |v: &RuntimeKind| v.as_str());
     set!(port, "port", |v: &Option<u16>| *v);
     set!(read_only, "read_only", |v: &bool| *v);
+    set!(constraints, "constraints", |v: &Vec<String>| v.join("\n"));
     tx.execute(
         "UPDATE apps SET updated_at = ?1 WHERE id = ?2",
         params![now(), id],

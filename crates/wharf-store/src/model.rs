@@ -91,6 +91,8 @@ pub struct App {
     pub port: Option<u16>,
     /// Its containers get a read-only root (and a writable `/tmp`).
     pub read_only: bool,
+    /// Swarm placement constraints, e.g. `node.labels.zone==a`.
+    pub constraints: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -115,6 +117,7 @@ pub struct AppSettings {
     pub runtime: Option<RuntimeKind>,
     pub port: Option<Option<u16>>,
     pub read_only: Option<bool>,
+    pub constraints: Option<Vec<String>>,
 }
 
 /// What runs an app's instances.

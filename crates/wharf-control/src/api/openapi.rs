@@ -159,7 +159,8 @@ pub(crate) fn spec() -> Value {
                     "sandbox": { "type": "boolean", "description": "Run the app's processes and builds in the sandbox (default true)." },
                     "runtime": { "enum": ["process", "docker", "swarm"], "description": "What runs the app (default process)." },
                     "port": { "type": "integer", "minimum": 0, "maximum": 65535, "description": "Port the app listens on in its container (default 8000; 0 puts the default back)." },
-                    "read_only": { "type": "boolean", "description": "Containers get a read-only root and a writable /tmp." }
+                    "read_only": { "type": "boolean", "description": "Containers get a read-only root and a writable /tmp." },
+                    "constraints": { "type": "array", "items": { "type": "string" }, "description": "Swarm placement constraints, e.g. node.labels.zone==a; [] removes them." }
                 } },
                 "CreateApp": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": {
                     "name": { "type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$", "maxLength": 63 },

@@ -116,6 +116,19 @@ pub(crate) fn settings(s: &Settings, kind: AppKind) -> Result<AppSettings, ApiEr
         out.port = Some((p != 0).then_some(p));
     }
     out.read_only = s.read_only;
+    if let Some(cs) = &s.constraints {
+        for c in cs {
+            let ok = c.len() <= 256
+                && (c.contains("==") || c.contains("!="))
+                && !c.chars().any(char::is_control);
+            if !ok {
+                return Err(ApiError::invalid(format!(
+                    "`constraints`: `{c}` is not a placement constraint: use e.g. node.labels.zone==a or node.role!=manager"
+                )));
+            }
+        }
+        out.constraints = Some(cs.clone());
+    }
     if let Some(a) = &s.availability {
         let a: Availability = a
             .parse()

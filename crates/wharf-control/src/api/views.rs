@@ -117,6 +117,7 @@ fn with_instances(
         runtime: app.runtime.to_string(),
         port: app.port,
         read_only: app.read_only,
+        constraints: app.constraints.clone(),
         users_note: rec.users().note().map(str::to_string),
         release: app.release,
         git_url: app.git_url.clone(),

@@ -128,6 +128,10 @@ pub(crate) fn service_spec(spec: &InstanceSpec) -> Option<ServiceSpec> {
                     spread_descriptor: Some("node.id".into()),
                 }),
             }]),
+            // The user's own rules (`--constraint node.labels.zone==a`), e.g. Director's
+            // sites pinned to the nodes that hold their data.
+            constraints: (!spec.container.constraints.is_empty())
+                .then(|| spec.container.constraints.clone()),
             ..Default::default()
         }),
         networks: Some(vec![NetworkAttachmentConfig {

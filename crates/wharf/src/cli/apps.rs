@@ -60,6 +60,10 @@ pub(crate) struct SettingsArgs {
     /// Containers get a read-only root file system and a writable /tmp.
     #[arg(long, value_name = "on|off", value_parser = on_off)]
     read_only: Option<bool>,
+    /// Swarm placement constraint, e.g. node.labels.zone==a (repeatable; the list given
+    /// replaces the app's; `--constraint none` removes them).
+    #[arg(long = "constraint", value_name = "EXPR")]
+    constraints: Vec<String>,
 }
 
 fn on_off(s: &str) -> Result<bool, String> {
@@ -90,6 +94,11 @@ impl SettingsArgs {
             runtime: self.runtime,
             port: self.port,
             read_only: self.read_only,
+            constraints: match self.constraints.as_slice() {
+                [] => None,
+                [none] if none == "none" => Some(Vec::new()),
+                _ => Some(self.constraints),
+            },
         }
     }
 }
