@@ -377,6 +377,10 @@ async fn draining_a_node_moves_its_task_without_losing_a_request() {
     let (ok, failed, on_worker) = load.await.unwrap();
     follow.abort();
 
+    eprintln!(
+        "drain: {ok} requests answered ({on_worker} by the worker), {} failed",
+        failed.len()
+    );
     assert!(
         failed.is_empty(),
         "{} of {} requests failed: {failed:?}",
@@ -388,8 +392,8 @@ async fn draining_a_node_moves_its_task_without_losing_a_request() {
         "requests reached the worker before the drain"
     );
     assert!(ok > 50, "a steady stream: {ok} requests");
-    let names: HashSet<String> =
-        futures_join(latest.lock().unwrap().clone().into_iter().map(hostname)).await;
+    let now = latest.lock().unwrap().clone();
+    let names: HashSet<String> = futures_join(now.into_iter().map(hostname)).await;
     assert_eq!(names.len(), 2, "two tasks on the manager now: {names:?}");
 
     drop(_activate);
