@@ -184,15 +184,49 @@ async fn two_replicas_run_one_task_per_node_each_answering_with_its_own_hostname
     let instance = format!("{app}-r1");
     let _cleanup = Cleanup(vec![instance.clone()]);
 
-    let addrs = rt
-        .start(spec(&app, &instance, 2))
-        .await
-        .expect("the service starts");
+    let mut live = rt.subscribe_logs(&app);
+    let mut s = spec(&app, &instance, 2);
+    // The volume is writable, and so is /tmp; the rest of the file system is read-only (else
+    // the app does not start).
+    s.workload = Workload::Image {
+        image: image().to_string(),
+        command: Some(
+            "touch /data/ok /tmp/ok && ! touch /srv/no 2>/dev/null && exec perl /srv/app.pl".into(),
+        ),
+    };
+    let addrs = rt.start(s).await.expect("the service starts");
     assert_eq!(addrs.len(), 2, "{addrs:?}");
     let ips: HashSet<IpAddr> = addrs.iter().map(|a| a.ip()).collect();
     assert_eq!(ips.len(), 2, "one task per node: {addrs:?}");
     let names: HashSet<String> = futures_join(addrs.iter().map(|a| hostname(*a))).await;
     assert_eq!(names.len(), 2, "two tasks, two host names: {names:?}");
+
+    // Other services reach it by the app's name on the apps' network.
+    let by_name = docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "wharf-swarm",
+        BASE_IMAGE,
+        "perl",
+        "-MIO::Socket::INET",
+        "-e",
+        &format!(
+            "my $s = IO::Socket::INET->new(PeerAddr => '{app}:8000', Timeout => 5) or die $!; \
+             print $s \"GET / HTTP/1.0\\r\\n\\r\\n\"; my @r = <$s>; print $r[-1]"
+        ),
+    ]);
+    assert!(names.contains(&by_name), "{by_name:?} is one of {names:?}");
+
+    // Live lines, as the tasks write them.
+    let line = tokio::time::timeout(Duration::from_secs(20), live.recv())
+        .await
+        .expect("a live log line")
+        .unwrap();
+    assert!(
+        line.contains(&format!(" {instance} stdout| listening on 8000")),
+        "{line:?}"
+    );
 
     let nodes = rt.nodes().await.expect("nodes");
     assert_eq!(nodes.len(), 2, "{nodes:?}");
