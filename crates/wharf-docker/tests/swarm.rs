@@ -124,13 +124,18 @@ async fn bed() -> (tokio::sync::MutexGuard<'static, ()>, Arc<Engine>) {
     (guard, engine)
 }
 
-/// Removes the named services when dropped (even when a test fails).
+/// Removes the named services when dropped (even when a test fails), and the manager's copy of
+/// their app's volume once nothing uses it (the worker keeps its own; the test bed starts empty
+/// each time it is brought up).
 struct Cleanup(Vec<String>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for s in &self.0 {
             let _ = docker(&["service", "rm", s]);
+            if let Some(app) = s.strip_suffix("-r1") {
+                let _ = docker(&["volume", "rm", &format!("wharf-{app}")]);
+            }
         }
     }
 }
