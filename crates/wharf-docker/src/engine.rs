@@ -95,24 +95,13 @@ impl Engine {
         let req = NetworkCreateRequest {
             name: self.network.clone(),
             driver: Some("bridge".into()),
-            labels: Some(HashMap::from([(
-                labels::MANAGED.to_string(),
-                "true".to_string(),
-            )])),
+            labels: Some(HashMap::from([(labels::MANAGED.to_string(), "true".to_string())])),
             ..Default::default()
         };
         match self.docker.create_network(req).await {
             Ok(_) => Ok(()),
             // Created meanwhile by a concurrent call.
-            Err(_)
-                if self
-                    .docker
-                    .inspect_network(&self.network, None)
-                    .await
-                    .is_ok() =>
-            {
-                Ok(())
-            }
+            Err(_) if self.docker.inspect_network(&self.network, None).await.is_ok() => Ok(()),
             Err(source) => Err(DockerError::Api {
                 context: format!("cannot create the network {}", self.network),
                 source,
