@@ -634,7 +634,7 @@ impl Runtime for SwarmRuntime {
             .map(|w| w.exited.clone());
         Box::pin(async move {
             let mut rx = rx?;
-            let how = rx.wait_for(Option::is_some).await.ok()?.clone();
+            let how: Option<String> = rx.wait_for(Option::is_some).await.ok()?.clone();
             how
         })
     }

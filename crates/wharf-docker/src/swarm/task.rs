@@ -105,7 +105,9 @@ pub(crate) fn ended(task: &Task) -> Option<String> {
         .err
         .as_deref()
         .filter(|e| !e.is_empty())
-        .or(st.message.as_deref().filter(|m| !m.is_empty()));
+        .or(st.message.as_deref().filter(|m| !m.is_empty()))
+        // "task: non-zero exit (3)" says no more than the status.
+        .filter(|d| code.is_none() || !d.starts_with("task: non-zero exit"));
     let mut msg = format!("task {} {what}", task_name(task));
     if let Some(code) = code.filter(|c| *c != 0 || what == "exited") {
         msg.push_str(&format!(" with status {code}"));

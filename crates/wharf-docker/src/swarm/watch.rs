@@ -136,11 +136,11 @@ impl Poller {
                     .as_deref()
                     .is_some_and(|n| nodes.by_id.get(n).is_none_or(|n| n.addr.is_none()))
             });
-            if unknown_node || nodes_at.is_none_or(|at| at.elapsed() >= NODES_EVERY) {
-                if let Ok(list) = self.docker.list_nodes(None::<ListNodesOptions>).await {
-                    nodes = Arc::new(Nodes::from_list(&list));
-                    nodes_at = Some(Instant::now());
-                }
+            if (unknown_node || nodes_at.is_none_or(|at| at.elapsed() >= NODES_EVERY))
+                && let Ok(list) = self.docker.list_nodes(None::<ListNodesOptions>).await
+            {
+                nodes = Arc::new(Nodes::from_list(&list));
+                nodes_at = Some(Instant::now());
             }
 
             let mut serving: Vec<SocketAddr> = tasks
