@@ -167,7 +167,10 @@ fn spec(app: &str, instance: &str, replicas: u32) -> InstanceSpec {
         restart: RestartPolicy::default(),
         stop_grace: Duration::from_secs(5),
         isolation: Isolation::default(),
-        container: ContainerOptions { read_only: true },
+        container: ContainerOptions {
+            read_only: true,
+            ..Default::default()
+        },
     }
 }
 

@@ -202,7 +202,10 @@ mod tests {
             restart: RestartPolicy::default(),
             stop_grace: Duration::from_secs(3),
             isolation: Isolation::default(),
-            container: ContainerOptions { read_only: true },
+            container: ContainerOptions {
+                read_only: true,
+                constraints: vec!["node.labels.zone==a".into()],
+            },
         }
     }
 
@@ -237,6 +240,11 @@ mod tests {
         );
         let net = &t.networks.unwrap()[0];
         assert_eq!(net.aliases.as_deref(), Some(&["blog".to_string()][..]));
+        let placement = t.placement.unwrap();
+        assert_eq!(
+            placement.constraints,
+            Some(vec!["node.labels.zone==a".to_string()])
+        );
     }
 
     #[test]
