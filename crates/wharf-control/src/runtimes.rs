@@ -7,6 +7,9 @@ use wharf_docker::{DockerRuntime, Engine, SwarmRuntime};
 use wharf_runtime::{InstanceStatus, Runtime};
 use wharf_store::RuntimeKind;
 
+/// How long an API view waits for a runtime's list of instances.
+const LIST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct Runtimes {
     process: Arc<dyn Runtime>,
@@ -119,12 +122,20 @@ impl Runtimes {
     /// gone) contributes nothing and is logged.
     pub(crate) async fn list(&self) -> Vec<(RuntimeKind, InstanceStatus)> {
         let all = self.all();
-        let lists = futures_util::future::join_all(all.iter().map(|(_, r)| r.list())).await;
+        // An engine that stopped answering must not hold up every API view.
+        let lists = futures_util::future::join_all(
+            all.iter()
+                .map(|(_, r)| tokio::time::timeout(LIST_PATIENCE, r.list())),
+        )
+        .await;
         let mut out = Vec::new();
         for ((kind, _), list) in all.iter().zip(lists) {
             match list {
-                Ok(l) => out.extend(l.into_iter().map(|s| (*kind, s))),
-                Err(e) => tracing::warn!(runtime = %kind, error = %e, "cannot list instances"),
+                Ok(Ok(l)) => out.extend(l.into_iter().map(|s| (*kind, s))),
+                Ok(Err(e)) => tracing::warn!(runtime = %kind, error = %e, "cannot list instances"),
+                Err(_) => {
+                    tracing::warn!(runtime = %kind, "the runtime did not list its instances in time")
+                }
             }
         }
         out
