@@ -83,6 +83,9 @@ pub struct Settings {
     /// Swarm placement constraints, e.g. `["node.labels.zone==a"]`; `[]` removes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constraints: Option<Vec<String>>,
+    /// Time between SIGTERM and SIGKILL when an instance stops, e.g. `"30s"` (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace: Option<String>,
 }
 
 /// `POST /api/v1/apps/{app}/domains`: adds a host name, or changes the certificate source of
@@ -224,6 +227,9 @@ pub struct AppView {
     /// Its Swarm placement constraints.
     #[serde(default)]
     pub constraints: Vec<String>,
+    /// Seconds between SIGTERM and SIGKILL when an instance stops.
+    #[serde(default)]
+    pub stop_grace_seconds: Option<f64>,
     /// Set when apps run as wharf's own user instead of their own, saying why.
     #[serde(default)]
     pub users_note: Option<String>,

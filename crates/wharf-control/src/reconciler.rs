@@ -853,6 +853,7 @@ impl Reconciler {
             limits.cpu_millis,
             app.replicas,
             sandboxed,
+            app.stop_grace_ms,
         ));
         let mut specs = Vec::new();
         for _ in 0..app.replicas {
@@ -907,6 +908,7 @@ impl Reconciler {
             app.port,
             app.read_only,
             &app.constraints,
+            app.stop_grace_ms,
         ));
         let base = InstanceSpec {
             env,
@@ -963,7 +965,7 @@ impl Reconciler {
             log_dir: self.data.logs(&app.name),
             limits: limits(app),
             restart: RestartPolicy::default(),
-            stop_grace: STOP_GRACE,
+            stop_grace: stop_grace(app),
             isolation: Isolation::default(),
             container: ContainerOptions::default(),
         }
@@ -987,6 +989,10 @@ struct Desired {
     fingerprint: String,
     runtime: RuntimeKind,
     specs: Vec<InstanceSpec>,
+}
+
+fn stop_grace(app: &App) -> Duration {
+    app.stop_grace_ms.map_or(STOP_GRACE, Duration::from_millis)
 }
 
 fn limits(app: &App) -> Limits {

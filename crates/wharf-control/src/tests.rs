@@ -352,6 +352,13 @@ async fn invalid_input_is_refused_with_a_clear_message_and_nothing_is_stored() {
         (
             "POST",
             "/api/v1/apps",
+            r#"{"name":"ok","settings":{"stop_grace":"soon"}}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`stop_grace`",
+        ),
+        (
+            "POST",
+            "/api/v1/apps",
             r#"{"name":"ok","kind":"static","settings":{"runtime":"docker"}}"#.into(),
             StatusCode::UNPROCESSABLE_ENTITY,
             "only process apps run on docker or swarm",

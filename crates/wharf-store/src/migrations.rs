@@ -107,13 +107,15 @@ const STEPS: &[&str] = &[
         uid  INTEGER NOT NULL UNIQUE
     );",
     // 9: containers: the runtime an app runs on, the port it listens on in its container, its
-    // read-only root and its Swarm placement constraints (one per line); the image a release
-    // runs (built from its Dockerfile or given).
+    // read-only root and its Swarm placement constraints (one per line); how long its
+    // instances get between SIGTERM and SIGKILL; the image a release runs (built from its
+    // Dockerfile or given).
     "ALTER TABLE apps ADD COLUMN runtime TEXT NOT NULL DEFAULT 'process'
         CHECK (runtime IN ('process', 'docker', 'swarm'));
     ALTER TABLE apps ADD COLUMN port INTEGER;
     ALTER TABLE apps ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE apps ADD COLUMN constraints TEXT NOT NULL DEFAULT '';
+    ALTER TABLE apps ADD COLUMN stop_grace_ms INTEGER;
     ALTER TABLE releases ADD COLUMN image TEXT;",
 ];
 

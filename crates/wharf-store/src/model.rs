@@ -93,6 +93,8 @@ pub struct App {
     pub read_only: bool,
     /// Swarm placement constraints, e.g. `node.labels.zone==a`.
     pub constraints: Vec<String>,
+    /// SIGTERM → this long → SIGKILL (`None`: 10 s).
+    pub stop_grace_ms: Option<u64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -118,6 +120,7 @@ pub struct AppSettings {
     pub port: Option<Option<u16>>,
     pub read_only: Option<bool>,
     pub constraints: Option<Vec<String>>,
+    pub stop_grace_ms: Option<Option<u64>>,
 }
 
 /// What runs an app's instances.

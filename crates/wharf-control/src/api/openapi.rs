@@ -160,7 +160,8 @@ pub(crate) fn spec() -> Value {
                     "runtime": { "enum": ["process", "docker", "swarm"], "description": "What runs the app (default process)." },
                     "port": { "type": "integer", "minimum": 0, "maximum": 65535, "description": "Port the app listens on in its container (default 8000; 0 puts the default back)." },
                     "read_only": { "type": "boolean", "description": "Containers get a read-only root and a writable /tmp." },
-                    "constraints": { "type": "array", "items": { "type": "string" }, "description": "Swarm placement constraints, e.g. node.labels.zone==a; [] removes them." }
+                    "constraints": { "type": "array", "items": { "type": "string" }, "description": "Swarm placement constraints, e.g. node.labels.zone==a; [] removes them." },
+                    "stop_grace": { "type": "string", "examples": ["30s"], "description": "Time between SIGTERM and SIGKILL when an instance stops (default 10s)." }
                 } },
                 "CreateApp": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": {
                     "name": { "type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$", "maxLength": 63 },

@@ -116,6 +116,14 @@ pub(crate) fn settings(s: &Settings, kind: AppKind) -> Result<AppSettings, ApiEr
         out.port = Some((p != 0).then_some(p));
     }
     out.read_only = s.read_only;
+    if let Some(g) = &s.stop_grace {
+        let d = wharf_gateway::config::parse_duration(g)
+            .map_err(|e| ApiError::invalid(format!("`stop_grace`: {e}")))?;
+        if d > std::time::Duration::from_secs(3600) {
+            return Err(ApiError::invalid("`stop_grace` is at most 1h"));
+        }
+        out.stop_grace_ms = Some(Some(d.as_millis() as u64));
+    }
     if let Some(cs) = &s.constraints {
         for c in cs {
             let ok = c.len() <= 256

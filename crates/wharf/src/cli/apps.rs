@@ -64,6 +64,9 @@ pub(crate) struct SettingsArgs {
     /// replaces the app's; `--constraint none` removes them).
     #[arg(long = "constraint", value_name = "EXPR")]
     constraints: Vec<String>,
+    /// Time an instance gets between SIGTERM and SIGKILL when it stops, e.g. 30s (default 10s).
+    #[arg(long, value_name = "DURATION")]
+    stop_grace: Option<String>,
 }
 
 fn on_off(s: &str) -> Result<bool, String> {
@@ -99,6 +102,7 @@ impl SettingsArgs {
                 [none] if none == "none" => Some(Vec::new()),
                 _ => Some(self.constraints),
             },
+            stop_grace: self.stop_grace,
         }
     }
 }
