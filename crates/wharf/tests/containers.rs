@@ -194,6 +194,8 @@ async fn apps_reach_each_other_by_name_keep_their_volume_and_run_read_only_withi
             "128MB",
             "--cpu",
             "0.5",
+            "--stop-grace",
+            "7s",
         ])
         .await;
     server.ok(&["deploy", &back]).await;
@@ -230,6 +232,11 @@ async fn apps_reach_each_other_by_name_keep_their_volume_and_run_read_only_withi
         "--cpu 0.5"
     );
     assert_eq!(c["HostConfig"]["ReadonlyRootfs"].as_bool(), Some(true));
+    assert_eq!(
+        c["Config"]["StopTimeout"].as_i64(),
+        Some(7),
+        "--stop-grace 7s"
+    );
     let env: Vec<&str> = c["Config"]["Env"]
         .as_array()
         .unwrap()
