@@ -166,6 +166,24 @@ async fn two_replicas_spread_over_both_nodes_and_a_drain_under_load_fails_nothin
         &["node", "update", "--availability", "active", &worker],
     );
 
+    // A service removed behind wharf's back is replaced, and the app answers again.
+    let before = services_of(&app);
+    assert_eq!(before.len(), 1, "one service runs the app: {before:?}");
+    docker(SWARM_MANAGER, &["service", "rm", &before[0]]);
+    eventually(
+        90,
+        "wharf starts a new service and serves again",
+        || async {
+            let now = services_of(&app);
+            now.len() == 1
+                && now[0] != before[0]
+                && get(server.http, &host, "/")
+                    .await
+                    .is_ok_and(|r| r.status == 200)
+        },
+    )
+    .await;
+
     server
         .ok(&["apps", "delete", &app, "--purge", "--yes"])
         .await;

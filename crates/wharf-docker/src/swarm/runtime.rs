@@ -29,7 +29,7 @@ const STOP_SLACK: Duration = Duration::from_secs(30);
 pub struct SwarmRuntime {
     pub(crate) engine: Arc<Engine>,
     /// Watched services, by instance (= service name).
-    watched: Mutex<HashMap<String, Watched>>,
+    watched: Arc<Mutex<HashMap<String, Watched>>>,
     /// Live log feeds, by app.
     live: Mutex<HashMap<String, broadcast::Sender<String>>>,
     /// What instances that failed to start wrote, kept since their service is removed (the
@@ -216,7 +216,7 @@ impl SwarmRuntime {
     pub fn new(engine: Arc<Engine>) -> SwarmRuntime {
         SwarmRuntime {
             engine,
-            watched: Mutex::new(HashMap::new()),
+            watched: Arc::new(Mutex::new(HashMap::new())),
             live: Mutex::new(HashMap::new()),
             failed_output: Mutex::new(HashMap::new()),
         }
@@ -245,6 +245,25 @@ impl SwarmRuntime {
             meta.name.clone(),
             self.live(&meta.app),
         ));
+        // A service removed behind wharf's back: forget it, so every `addresses` receiver
+        // sees its channel close and the reconciler replaces the instance.
+        let mut gone = w.snapshot.clone();
+        let map_ref = Arc::downgrade(&self.watched);
+        let (name, id) = (meta.name.clone(), meta.id.clone());
+        let reaper = tokio::spawn(async move {
+            let _ = gone.wait_for(|s| s.gone).await;
+            let Some(map) = map_ref.upgrade() else { return };
+            let dropped = {
+                let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+                match m.get(&name) {
+                    Some(w) if w.service_id == id => m.remove(&name),
+                    _ => None,
+                }
+            };
+            // Dropped outside the lock: it aborts this very task among others.
+            drop(dropped);
+        });
+        w.tasks.push(reaper.abort_handle());
         let snap = w.snapshot.clone();
         map.insert(meta.name.clone(), w);
         snap
