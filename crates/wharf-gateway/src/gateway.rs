@@ -55,7 +55,8 @@ struct Control {
 pub struct Gateway {
     shared: Arc<Shared>,
     control: Arc<Mutex<Control>>,
-    deploys: Arc<tokio::sync::Mutex<()>>,
+    /// One lock per site: deploys of a site run one at a time.
+    deploys: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// Settings of one [`Gateway::deploy`].
@@ -120,7 +121,7 @@ impl Gateway {
                 },
                 listeners: HashMap::new(),
             })),
-            deploys: Arc::new(tokio::sync::Mutex::new(())),
+            deploys: Default::default(),
         };
         gw.apply(config, true)?;
         spawn_idle_sweep(&gw.shared);
@@ -231,7 +232,16 @@ impl Gateway {
         targets: Vec<SocketAddr>,
         opts: DeployOptions,
     ) -> Result<DeployReport> {
-        let _one_at_a_time = self.deploys.lock().await;
+        // One deploy at a time per site; other sites' deploys (their health checks and drains)
+        // go on meanwhile. The swap itself is under the reload lock below.
+        let site_lock = self
+            .deploys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(site.to_string())
+            .or_default()
+            .clone();
+        let _one_at_a_time = site_lock.lock().await;
         let pool = proxy_pool(&self.shared.table.load(), site)?;
         if targets.is_empty() {
             return Err(GatewayError::NoTargets {
