@@ -58,8 +58,9 @@ pub enum Workload {
 }
 
 /// Everything needed to run one instance of an app (or, for a runtime that
-/// [replicates](Runtime::replicates) itself, all of its replicas).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// [replicates](Runtime::replicates) itself, all of its replicas). Its `Debug` form names the
+/// env variables but never shows their values.
+#[derive(Clone, PartialEq, Eq)]
 pub struct InstanceSpec {
     pub app: String,
     /// Unique instance name, e.g. `blog-7f3a9c`; unique across server restarts too.
@@ -91,6 +92,22 @@ pub struct InstanceSpec {
     pub isolation: Isolation,
     /// Container options (ignored by the process runtime).
     pub container: ContainerOptions,
+}
+
+impl std::fmt::Debug for InstanceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceSpec")
+            .field("app", &self.app)
+            .field("instance", &self.instance)
+            .field("release", &self.release)
+            .field("workload", &self.workload)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("port", &self.port)
+            .field("replicas", &self.replicas)
+            .field("limits", &self.limits)
+            .field("container", &self.container)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The port apps in containers listen on unless told otherwise (`PORT` says it).

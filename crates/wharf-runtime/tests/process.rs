@@ -340,3 +340,14 @@ async fn an_instance_runs_as_its_user_with_no_other_groups() {
     );
     rt.stop("user-1").await.unwrap();
 }
+
+#[test]
+fn a_spec_in_a_log_line_names_env_variables_but_not_their_values() {
+    let d = dir("debug");
+    let shown = format!("{:?}", spec(&d, "dbg-1", "true"));
+    assert!(shown.contains("GREETING"), "{shown}");
+    assert!(
+        !shown.contains("hi there"),
+        "env values never appear: {shown}"
+    );
+}
