@@ -47,6 +47,8 @@ use crate::runtimes::Runtimes;
 use crate::users::AppUsers;
 
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How soon moved replicas that were not healthy in time are tried again.
+const RETARGET_RETRY: Duration = Duration::from_secs(5);
 /// Lines of an app's own output quoted when it ends before it is healthy.
 const OUTPUT_LINES: usize = 20;
 
@@ -257,12 +259,16 @@ impl Reconciler {
         }
 
         let Some(desired) = desired.filter(|d| !d.specs.is_empty()) else {
-            // Nothing should run: take the route away first, then stop.
+            // Nothing should run: take the route away first, then stop. A route table that
+            // cannot be built still stops them: they are no longer recorded anywhere.
             self.lock_runs().remove(name);
-            self.route(op)?;
-            op.ok("route", "routes updated");
+            let routed = self.route(op);
+            if routed.is_ok() {
+                op.ok("route", "routes updated");
+            }
             self.drain(name, &current.instances).await;
             self.stop_all(&current.instances, op).await;
+            routed?;
             return Ok(outcome(app.as_ref(), &self.url(name)));
         };
         let app = app.expect("desired instances imply an app");
@@ -273,7 +279,23 @@ impl Reconciler {
         for spec in desired.specs {
             let instance = spec.instance.clone();
             let addrs = match runtime.start(spec).await {
-                Ok(addrs) => addrs,
+                Ok(addrs) if !addrs.is_empty() => addrs,
+                Ok(_) => {
+                    // It exists but cannot be reached (a container that ended at once).
+                    let inst = Instance {
+                        name: instance.clone(),
+                        addrs: Vec::new(),
+                        runtime: desired.runtime,
+                    };
+                    let msg = format!(
+                        "{name} could not start: {instance} has no address. {}",
+                        self.last_output(std::slice::from_ref(&inst)).await
+                    );
+                    op.failed("start", &msg);
+                    started.push(inst);
+                    self.stop_all(&started, op).await;
+                    return Err(msg);
+                }
                 Err(e) => {
                     let msg = format!("{name} could not start: {e}");
                     op.failed("start", &msg);
@@ -350,22 +372,28 @@ impl Reconciler {
                 instances: started.clone(),
             },
         );
-        self.route(op)?;
-        op.ok(
-            "route",
-            if served {
-                "traffic switched to the new instances"
-            } else {
-                "not served: no route"
-            },
-        );
+        // Followed from now on: a new instance lost while the old ones stop is replaced.
+        self.follow(name, &started);
+        // The gateway serves the new instances already; a table that cannot be rebuilt now
+        // must not leave the old ones running unrecorded.
+        let routed = self.route(op);
+        if routed.is_ok() {
+            op.ok(
+                "route",
+                if served {
+                    "traffic switched to the new instances"
+                } else {
+                    "not served: no route"
+                },
+            );
+        }
         if !served {
             // A served app's deploy drained them already (a second wait would only repeat a
             // timeout); an app taken out of routing has had no deploy.
             self.drain(name, &current.instances).await;
         }
         self.stop_all(&current.instances, op).await;
-        self.follow(name, &started);
+        routed?;
         Ok(outcome(Some(&app), &self.url(name)))
     }
 
@@ -392,14 +420,24 @@ impl Reconciler {
                     let addrs = rx.borrow_and_update().clone();
                     // None running (a node lost): keep what was routed; the gateway's passive
                     // checks and retries do better than an empty pool.
+                    let mut applied = true;
                     if !addrs.is_empty() {
                         let _app = me.lock_app(&name).await;
-                        if !me.retarget(&name, &instance, addrs).await {
-                            break;
+                        match me.retarget(&name, &instance, addrs).await {
+                            None => break,
+                            Some(done) => applied = done,
                         }
                     }
-                    if rx.changed().await.is_err() {
-                        break;
+                    if applied {
+                        if rx.changed().await.is_err() {
+                            break;
+                        }
+                    } else {
+                        // Not healthy in time: try again a little later, or on the next move.
+                        tokio::select! {
+                            changed = rx.changed() => if changed.is_err() { break },
+                            _ = tokio::time::sleep(RETARGET_RETRY) => {}
+                        }
                     }
                 }
                 // The runtime forgot the instance. Stopped by a change: it is no longer the
@@ -436,17 +474,15 @@ impl Reconciler {
     }
 
     /// Moves an instance's traffic to `addrs`; false once the instance is no longer the app's.
-    async fn retarget(&self, name: &str, instance: &str, addrs: Vec<SocketAddr>) -> bool {
+    /// `None` once the instance is no longer the app's; `Some(false)` when the new addresses
+    /// did not get healthy in time (worth trying again).
+    async fn retarget(&self, name: &str, instance: &str, addrs: Vec<SocketAddr>) -> Option<bool> {
         let all = {
             let mut runs = self.lock_runs();
-            let Some(run) = runs.get_mut(name) else {
-                return false;
-            };
-            let Some(inst) = run.instances.iter_mut().find(|i| i.name == instance) else {
-                return false;
-            };
+            let run = runs.get_mut(name)?;
+            let inst = run.instances.iter_mut().find(|i| i.name == instance)?;
             if inst.addrs == addrs {
-                return true;
+                return Some(true);
             }
             let mut next = run.clone();
             if let Some(i) = next.instances.iter_mut().find(|i| i.name == instance) {
@@ -455,9 +491,14 @@ impl Reconciler {
             next.addrs()
         };
         tracing::info!(app = name, instance, addrs = %list(&addrs), "replicas moved; switching traffic");
-        if let Err(e) = self.swap(name, all).await {
+        let served = self
+            .store
+            .app(name)
+            .is_ok_and(|a| a.availability == Availability::Enabled);
+        // An app out of routing has no site to switch: its new addresses are only recorded.
+        if served && let Err(e) = self.swap(name, all).await {
             tracing::warn!(app = name, error = %e, "replicas moved but the new ones are not healthy yet; traffic stays");
-            return true;
+            return Some(false);
         }
         if let Some(inst) = self
             .lock_runs()
@@ -469,7 +510,7 @@ impl Reconciler {
         if let Err(e) = self.apply_routes() {
             tracing::warn!(app = name, error = %e, "routes not updated");
         }
-        true
+        Some(true)
     }
 
     /// Lets the gateway check the new (healthy) instances once more and swap them in. The site
@@ -526,8 +567,8 @@ impl Reconciler {
 
     /// Every app, e.g. after the server started.
     pub(crate) async fn reconcile_all(&self, op: &OpLog) -> Result<String, String> {
+        self.adopt(op).await;
         let apps = self.store.apps().map_err(|e| e.to_string())?;
-        self.adopt(&apps, op).await;
         let mut failed = Vec::new();
         for app in &apps {
             if let Err(e) = self.reconcile(&app.name, false, op).await {
@@ -545,9 +586,9 @@ impl Reconciler {
     /// first reconcile: matching ones keep running untouched; the others become the app's
     /// current instances, so its reconcile replaces them without downtime; those of apps that
     /// are gone (or moved to another runtime) are stopped.
-    async fn adopt(&self, apps: &[App], op: &OpLog) {
-        let by_name: HashMap<&str, &App> = apps.iter().map(|a| (a.name.as_str(), a)).collect();
-        let mut orphans = Vec::new();
+    async fn adopt(&self, op: &OpLog) {
+        // Per app: (instance, its fingerprint).
+        let mut found: BTreeMap<String, Vec<(Instance, String)>> = BTreeMap::new();
         for (kind, rt) in self.runtimes.lasting() {
             let adopted = match rt.adopt().await {
                 Ok(a) => a,
@@ -562,42 +603,68 @@ impl Reconciler {
                     addrs: status.addr.into_iter().collect(),
                     runtime: kind,
                 };
-                let Some(app) = by_name
-                    .get(status.app.as_str())
-                    .filter(|a| a.runtime == kind)
-                else {
-                    orphans.push(inst);
-                    continue;
-                };
-                let mut runs = self.lock_runs();
-                let run = runs.entry(app.name.clone()).or_default();
-                // Instances of one app with different fingerprints (a switch cut short) are
-                // all replaced: an empty fingerprint matches nothing.
-                if run.instances.is_empty() {
-                    run.fingerprint = status.fingerprint.clone();
-                } else if run.fingerprint != status.fingerprint {
-                    run.fingerprint.clear();
-                }
-                run.instances.push(inst);
+                found
+                    .entry(status.app.clone())
+                    .or_default()
+                    .push((inst, status.fingerprint));
             }
         }
-        let adopted: Vec<(String, Vec<Instance>)> = self
-            .lock_runs()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.instances.clone()))
-            .collect();
-        for (app, instances) in &adopted {
-            op.ok(
-                "adopt",
-                format!(
-                    "{app}: {} still running",
-                    plural(instances.len(), "instance")
-                ),
-            );
-            self.follow(app, instances);
-        }
-        if !orphans.is_empty() {
-            self.stop_all(&orphans, op).await;
+        for (name, instances) in found {
+            // Under the app's lock, with the store read now: the API answers meanwhile, and
+            // an app created or changed since the listing must not lose what it started.
+            let _app = self.lock_app(&name).await;
+            let app = match self.store.app(&name) {
+                Ok(a) => Some(a),
+                Err(StoreError::NotFound { .. }) => None,
+                Err(e) => {
+                    op.failed("adopt", format!("cannot read {name}: {e}"));
+                    continue;
+                }
+            };
+            let (keep, stop): (Vec<_>, Vec<_>) = {
+                let mut runs = self.lock_runs();
+                let known: Vec<String> = runs
+                    .get(&name)
+                    .map(|r| r.instances.iter().map(|i| i.name.clone()).collect())
+                    .unwrap_or_default();
+                let fresh: Vec<(Instance, String)> = instances
+                    .into_iter()
+                    .filter(|(i, _)| !known.contains(&i.name))
+                    .collect();
+                match &app {
+                    // A change ran since start-up: what it did not start is not serving.
+                    _ if !known.is_empty() => (Vec::new(), fresh),
+                    // Gone: stop.
+                    None => (Vec::new(), fresh),
+                    Some(app) => {
+                        let run = runs.entry(name.clone()).or_default();
+                        for (inst, fp) in &fresh {
+                            // Kept as they are only when all match and run where the app
+                            // wants to run (a switch of runtime cut short is finished by the
+                            // reconcile): an empty fingerprint matches nothing.
+                            if run.instances.is_empty() && inst.runtime == app.runtime {
+                                run.fingerprint = fp.clone();
+                            } else if run.fingerprint != *fp || inst.runtime != app.runtime {
+                                run.fingerprint.clear();
+                            }
+                            run.instances.push(inst.clone());
+                        }
+                        (fresh, Vec::new())
+                    }
+                }
+            };
+            let keep: Vec<Instance> = keep.into_iter().map(|(i, _)| i).collect();
+            let stop: Vec<Instance> = stop.into_iter().map(|(i, _)| i).collect();
+            if !keep.is_empty() {
+                op.ok(
+                    "adopt",
+                    format!("{name}: {} still running", plural(keep.len(), "instance")),
+                );
+                self.follow(&name, &keep);
+            }
+            if !stop.is_empty() {
+                self.stop_all(&stop, op).await;
+            }
         }
     }
 
