@@ -134,28 +134,45 @@ pub(crate) async fn remove(
     let gone = c.store.app(&app)?;
     let hosts = gone.domains;
     c.store.delete_app(&app)?;
-    let op = OpLog::begin(&c.store, Some(&app), "delete");
+    // In a task of its own: a client that goes away must not leave the app half removed.
+    let task = {
+        let c = c.clone();
+        tokio::spawn(async move { remove_now(&c, &app, q.purge, gone.runtime, &hosts).await })
+    };
+    let op = task.await.map_err(ApiError::internal)?;
+    Ok(Json(views::operation(c.store.operation(op)?)))
+}
+
+/// Stops, unroutes and removes what a deleted app had; returns its operation.
+async fn remove_now(
+    c: &Arc<Control>,
+    app: &str,
+    purge: bool,
+    runtime: wharf_store::RuntimeKind,
+    hosts: &[String],
+) -> i64 {
+    let op = OpLog::begin(&c.store, Some(app), "delete");
     op.ok(
         "save",
-        if q.purge {
+        if purge {
             "app removed from the store"
         } else {
             "app removed from the store; its volume and logs are kept"
         },
     );
-    let mut result = c.reconciler.reconcile(&app, false, &op).await;
+    let mut result = c.reconciler.reconcile(app, false, &op).await;
     // Only once nothing runs or routes for the app any more.
     let mut doomed: Vec<std::path::PathBuf> = hosts
         .iter()
         .map(|h| c.data.certs().join(crate::reconciler::cert_name(h)))
         .collect();
-    if q.purge {
+    if purge {
         doomed.extend([
-            c.data.volume(&app),
-            c.data.logs(&app),
-            c.data.app_dir(&app),
-            c.data.backups(&app),
-            c.data.git_cache(&app),
+            c.data.volume(app),
+            c.data.logs(app),
+            c.data.app_dir(app),
+            c.data.backups(app),
+            c.data.git_cache(app),
             c.data.push_repos().join(format!("{app}.git")),
         ]);
     }
@@ -173,25 +190,25 @@ pub(crate) async fn remove(
     if !removed.is_empty() {
         op.ok("remove", format!("removed {}", removed.join(", ")));
     }
-    if q.purge
-        && gone.runtime.runs_images()
+    if purge
+        && runtime.runs_images()
         && let Ok(engine) = c.runtimes.engine()
     {
         // Only the images wharf built for it (labelled); a given `--image` is not wharf's.
-        match engine.remove_images(&app).await {
+        match engine.remove_images(app).await {
             Ok(()) => op.ok("remove", "removed its images"),
             Err(e) => op.failed("remove", format!("could not remove its images: {e}")),
         }
     }
     // Nothing it owned is left: its uid may go to another app. Kept otherwise, for the files.
-    if q.purge
+    if purge
         && result.is_ok()
-        && let Err(e) = c.store.free_app_uid(&app)
+        && let Err(e) = c.store.free_app_uid(app)
     {
         tracing::warn!(%app, error = %e, "could not free the app's user id");
     }
     op.finish(&result);
-    Ok(Json(views::operation(c.store.operation(op.id)?)))
+    op.id
 }
 
 pub(crate) async fn add_domain(
@@ -378,13 +395,27 @@ async fn carry_out(
     force: bool,
     saved: &str,
 ) -> ApiResult<Changed> {
-    let op = OpLog::begin(&c.store, Some(app), kind);
-    op.ok("save", saved);
-    let result = c.reconciler.reconcile(app, force, &op).await;
-    op.finish(&result);
+    // In a task of its own: a client that goes away (Ctrl-C) must not cut a change short
+    // halfway, with instances started and never recorded.
+    let task = {
+        let (c, app, kind, saved) = (
+            c.clone(),
+            app.to_string(),
+            kind.to_string(),
+            saved.to_string(),
+        );
+        tokio::spawn(async move {
+            let op = OpLog::begin(&c.store, Some(&app), &kind);
+            op.ok("save", saved);
+            let result = c.reconciler.reconcile(&app, force, &op).await;
+            op.finish(&result);
+            op.id
+        })
+    };
+    let op = task.await.map_err(ApiError::internal)?;
     Ok(Changed {
         app: views::app(c, &c.store.app(app)?).await,
-        operation: views::operation(c.store.operation(op.id)?),
+        operation: views::operation(c.store.operation(op)?),
     })
 }
 

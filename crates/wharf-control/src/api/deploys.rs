@@ -127,7 +127,12 @@ pub(crate) async fn rollback(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid(format!("rollback request: {e}")))?
     };
-    let (op, _) = crate::deploy::rollback(&c, &app, req.release).await;
+    // In a task of its own, like a deploy: a client that goes away does not cut it short.
+    let task = {
+        let (c, app) = (c.clone(), app.clone());
+        tokio::spawn(async move { crate::deploy::rollback(&c, &app, req.release).await })
+    };
+    let (op, _) = task.await.map_err(ApiError::internal)?;
     Ok(Json(Changed {
         app: views::app(&c, &c.store.app(&app)?).await,
         operation: views::operation(c.store.operation(op)?),
