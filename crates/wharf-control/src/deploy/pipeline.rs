@@ -205,18 +205,8 @@ async fn run(
             if let Err(e) = std::fs::create_dir_all(&dir) {
                 return fail("fetch", format!("cannot create the release folder: {e}"));
             }
-            let built = match given_image(c, &current, image, out).await {
-                Ok(b) => b,
-                Err(e) => return fail("build", e),
-            };
-            if let Err(e) = c.store.finish_release(app, n, ReleaseStatus::Ready, &built) {
-                return fail("build", format!("cannot record release {n}: {e}"));
-            }
-            op.ok(
-                "build",
-                format!("image {}", built.image.as_deref().unwrap_or("")),
-            );
-            return go_live(c, app, n, &current, None, built, Vec::new(), out, op).await;
+            let built = given_image(c, &current, image, out).await;
+            return image_live(c, app, n, &current, built, out, op, &fail).await;
         }
         Source::Git { url, reference } => {
             match source::fetch_git(&c.data.git_cache(app), &url, &reference, &dir, out).await {
@@ -257,18 +247,8 @@ async fn run(
 
     // 2. Build: by the engine from a Dockerfile for container runtimes, else by detection.
     if current.runtime.runs_images() {
-        let built = match build_image(c, &current, n, &dir, commit.clone(), out).await {
-            Ok(b) => b,
-            Err(e) => return fail("build", e),
-        };
-        if let Err(e) = c.store.finish_release(app, n, ReleaseStatus::Ready, &built) {
-            return fail("build", format!("cannot record release {n}: {e}"));
-        }
-        op.ok(
-            "build",
-            format!("image {}", built.image.as_deref().unwrap_or("")),
-        );
-        return go_live(c, app, n, &current, commit, built, Vec::new(), out, op).await;
+        let built = build_image(c, &current, n, &dir, commit.clone(), out).await;
+        return image_live(c, app, n, &current, built, out, op, &fail).await;
     }
     let plan = match manifest::detect(&dir) {
         Ok(p) => p,
@@ -341,7 +321,33 @@ async fn run(
             _ => plan.kind.to_string(),
         },
     );
-    go_live(c, app, n, &current, commit, built, plan.exclude, out, op).await
+    go_live(c, app, n, &current, commit, plan.exclude, out, op).await
+}
+
+/// Records a release whose artifact is an image (built or given) and takes it live.
+#[allow(clippy::too_many_arguments)]
+async fn image_live(
+    c: &Arc<Control>,
+    app: &str,
+    n: u32,
+    current: &App,
+    built: Result<BuildResult, String>,
+    out: &Output,
+    op: &OpLog,
+    fail: &(dyn Fn(&str, String) -> Result<String, String> + Sync),
+) -> Result<String, String> {
+    let built = match built {
+        Ok(b) => b,
+        Err(e) => return fail("build", e),
+    };
+    if let Err(e) = c.store.finish_release(app, n, ReleaseStatus::Ready, &built) {
+        return fail("build", format!("cannot record release {n}: {e}"));
+    }
+    op.ok(
+        "build",
+        format!("image {}", built.image.as_deref().unwrap_or("")),
+    );
+    go_live(c, app, n, current, built.commit, Vec::new(), out, op).await
 }
 
 /// Steps 3 to 5, whatever built the release: back up, switch, prune.
@@ -352,7 +358,6 @@ async fn go_live(
     n: u32,
     current: &App,
     commit: Option<String>,
-    _built: BuildResult,
     exclude: Vec<String>,
     out: &Output,
     op: &OpLog,

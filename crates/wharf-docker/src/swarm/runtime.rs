@@ -439,13 +439,21 @@ impl SwarmRuntime {
         }
     }
 
-    async fn list_tasks(&self) -> Result<Vec<InstanceStatus>> {
+    /// wharf's services with every task and node, read in one go (`None`: no services).
+    async fn services_and_tasks(&self) -> Result<Option<(Vec<Meta>, Vec<Task>, Nodes)>> {
         let services = self.engine.wharf_services(None).await?;
         if services.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let tasks = self.engine.tasks(None).await?;
         let (_, nodes) = self.engine.swarm_nodes().await?;
+        Ok(Some((services, tasks, nodes)))
+    }
+
+    async fn list_tasks(&self) -> Result<Vec<InstanceStatus>> {
+        let Some((services, tasks, nodes)) = self.services_and_tasks().await? else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         for meta in &services {
             let mut slots: HashMap<i64, Vec<&Task>> = HashMap::new();
@@ -500,12 +508,9 @@ impl SwarmRuntime {
     }
 
     async fn adopt_services(&self) -> Result<Vec<InstanceStatus>> {
-        let services = self.engine.wharf_services(None).await?;
-        if services.is_empty() {
+        let Some((services, tasks, nodes)) = self.services_and_tasks().await? else {
             return Ok(Vec::new());
-        }
-        let tasks = self.engine.tasks(None).await?;
-        let (_, nodes) = self.engine.swarm_nodes().await?;
+        };
         let mut out = Vec::new();
         for meta in &services {
             self.watch(meta, false);
