@@ -145,6 +145,13 @@ async fn dockerfile_app_from_git_serves_and_ten_deploys_under_load_lose_no_reque
     assert_eq!(now.len(), 1, "old containers are stopped: {now:?}");
     assert!(now[0] != ids[0], "a deploy replaced the container");
 
+    // A rollback runs the image the previous release ran.
+    server.ok(&["rollback", &app]).await;
+    assert!(
+        text(server.http, &host, "/").await.starts_with("v10 "),
+        "rolled back to the release before"
+    );
+
     server
         .ok(&["apps", "delete", &app, "--purge", "--yes"])
         .await;

@@ -73,6 +73,17 @@ struct Snapshot {
     cpu_millis: Option<u32>,
     max_body: Option<u64>,
     health_path: Option<String>,
+    // What runs it and how (absent from snapshots taken before containers: left as they are).
+    #[serde(default)]
+    runtime: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    read_only: Option<bool>,
+    #[serde(default)]
+    constraints: Option<Vec<String>>,
+    #[serde(default)]
+    stop_grace_ms: Option<u64>,
 }
 
 fn snapshot(c: &Control, app: &App) -> Result<String, String> {
@@ -85,6 +96,11 @@ fn snapshot(c: &Control, app: &App) -> Result<String, String> {
         cpu_millis: app.cpu_millis,
         max_body: app.max_body,
         health_path: app.health_path.clone(),
+        runtime: Some(app.runtime.to_string()),
+        port: app.port,
+        read_only: Some(app.read_only),
+        constraints: Some(app.constraints.clone()),
+        stop_grace_ms: app.stop_grace_ms,
     };
     serde_json::to_string(&s).map_err(|e| e.to_string())
 }
@@ -113,6 +129,12 @@ pub(crate) fn restore_config(
         cpu_millis: Some(snap.cpu_millis),
         max_body: Some(snap.max_body),
         health_path: Some(snap.health_path.clone()),
+        runtime: snap.runtime.as_deref().and_then(|r| r.parse().ok()),
+        // Taken with the runtime: a snapshot from before containers has none of these.
+        port: snap.runtime.as_ref().map(|_| snap.port),
+        read_only: snap.read_only,
+        constraints: snap.constraints.clone(),
+        stop_grace_ms: snap.runtime.as_ref().map(|_| snap.stop_grace_ms),
         ..Default::default()
     };
     store
