@@ -32,7 +32,7 @@ use oplog::OpLog;
 use paths::DataDir;
 pub use paths::{create_data_dir, server_id};
 use reconciler::{Reconciler, Routing};
-pub use runtimes::Runtimes;
+pub use runtimes::{EngineSettings, Runtimes};
 pub use users::drop_inherited_capabilities;
 
 /// Everything `wharf server` needs to know.
@@ -58,6 +58,9 @@ pub struct ServerConfig {
     /// The sandbox launcher, i.e. the wharf binary (`wharf sandbox-exec`); `None` runs apps and
     /// builds unsandboxed. The process runtime must be given the same launcher.
     pub sandbox_launcher: Option<PathBuf>,
+    /// The Docker engine to look for again in the background while the runtimes given to
+    /// [`Server::start`] have none (it may start after wharf).
+    pub engine: Option<EngineSettings>,
 }
 
 /// State shared by API handlers.
@@ -207,6 +210,12 @@ impl Server {
                 tracing::error!(error = %e, "the API server stopped");
             }
         });
+
+        if let Some(settings) = config.engine.clone()
+            && !control.runtimes.has_engine()
+        {
+            spawn_engine_search(control.clone(), settings, stop_background.clone());
+        }
 
         let boot = control.clone();
         tokio::spawn(async move {
@@ -370,3 +379,28 @@ fn spawn_cert_log(control: &Arc<Control>) {
 
 #[cfg(test)]
 mod tests;
+
+/// Looks for the Docker engine every few seconds until it answers, then brings the container
+/// apps up (after the boot reconcile, which found their runtime missing).
+fn spawn_engine_search(control: Arc<Control>, settings: EngineSettings, stop: CancellationToken) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(EVERY) => {}
+            }
+            if control.runtimes.connect(&settings).await {
+                break;
+            }
+        }
+        let op = OpLog::begin(&control.store, None, "containers");
+        op.ok("engine", "the Docker engine answers");
+        let result = control.reconciler.containers_arrived(&op).await;
+        op.finish(&result);
+        match result {
+            Ok(m) => tracing::info!("{m}"),
+            Err(e) => tracing::error!(error = %e, "some container apps did not start"),
+        }
+    });
+}

@@ -565,6 +565,26 @@ impl Reconciler {
         out
     }
 
+    /// The container runtimes arrived after start-up (the engine answered late): adopt what
+    /// they run and bring the container apps up.
+    pub(crate) async fn containers_arrived(&self, op: &OpLog) -> Result<String, String> {
+        self.adopt(op).await;
+        let apps = self.store.apps().map_err(|e| e.to_string())?;
+        let mut failed = Vec::new();
+        let mut n = 0;
+        for app in apps.iter().filter(|a| a.runtime.runs_images()) {
+            n += 1;
+            if let Err(e) = self.reconcile(&app.name, false, op).await {
+                failed.push(e);
+            }
+        }
+        if failed.is_empty() {
+            Ok(format!("{} ready", plural(n, "container app")))
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+
     /// Every app, e.g. after the server started.
     pub(crate) async fn reconcile_all(&self, op: &OpLog) -> Result<String, String> {
         self.adopt(op).await;

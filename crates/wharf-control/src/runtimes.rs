@@ -1,18 +1,40 @@
 //! The runtimes apps run on, by kind: the process runtime always; the Docker and Swarm
-//! runtimes when an engine answered at start (otherwise, why not, for error messages).
+//! runtimes once an engine answers (otherwise, why not, for error messages). An engine that
+//! is not there at start (dockerd starting after wharf at boot) is looked for again in the
+//! background ([`Runtimes::connect`]); when it answers, the container apps are adopted and
+//! brought up then.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use wharf_docker::{DockerRuntime, Engine, SwarmRuntime};
 use wharf_runtime::{InstanceStatus, Runtime};
 use wharf_store::RuntimeKind;
 
 /// How long an API view waits for a runtime's list of instances.
-const LIST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+const LIST_PATIENCE: Duration = Duration::from_secs(5);
+/// How long a connection attempt to the engine may take.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Where the container runtimes' engine is.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// `unix:///path` or `tcp://HOST:PORT`; `None`: `DOCKER_HOST`, then the local socket.
+    pub host: Option<String>,
+    /// `HOST[:PORT]` Swarm images are pushed to.
+    pub registry: Option<String>,
+    /// This server's id, on everything it creates ([`crate::server_id`]).
+    pub owner: String,
+}
 
 #[derive(Clone)]
 pub struct Runtimes {
     process: Arc<dyn Runtime>,
+    containers: Arc<RwLock<Containers>>,
+}
+
+#[derive(Clone)]
+struct Containers {
     /// The engine container apps' images are built by (and pushed from, for Swarm).
     engine: Option<Arc<Engine>>,
     /// For `wharf nodes`.
@@ -27,74 +49,129 @@ pub struct Runtimes {
 impl Runtimes {
     /// Only processes.
     pub fn process(process: Arc<dyn Runtime>) -> Runtimes {
+        let none = Some("no Docker engine was configured".to_string());
         Runtimes {
             process,
-            engine: None,
-            swarm_nodes: None,
-            docker: None,
-            swarm: None,
-            docker_note: Some("no Docker engine was configured".into()),
-            swarm_note: Some("no Docker engine was configured".into()),
+            containers: Arc::new(RwLock::new(Containers {
+                engine: None,
+                swarm_nodes: None,
+                docker: None,
+                swarm: None,
+                docker_note: none.clone(),
+                swarm_note: none,
+            })),
         }
     }
 
     /// Adds the Docker runtime on `engine`, and the Swarm runtime when the engine manages a
     /// Swarm (`swarm`: `Err` says why not); or, when no engine answered, says why.
     pub fn with_engine(
-        mut self,
+        self,
         engine: Result<Arc<Engine>, String>,
         swarm: Result<(), String>,
     ) -> Runtimes {
-        match engine {
-            Ok(engine) => {
-                let docker: Arc<dyn Runtime> = Arc::new(DockerRuntime::new(engine.clone()));
-                (self.docker, self.docker_note) = (Some(docker), None);
-                match swarm {
-                    Ok(()) => {
-                        let s = Arc::new(SwarmRuntime::new(engine.clone()));
-                        self.swarm_nodes = Some(s.clone());
-                        (self.swarm, self.swarm_note) = (Some(s as Arc<dyn Runtime>), None);
-                    }
-                    Err(why) => self.swarm_note = Some(why),
-                }
-                self.engine = Some(engine);
-            }
-            Err(why) => {
-                self.docker_note = Some(why.clone());
-                self.swarm_note = Some(why);
-            }
-        }
+        self.attach(engine, swarm);
         self
     }
 
+    fn attach(&self, engine: Result<Arc<Engine>, String>, swarm: Result<(), String>) {
+        let mut c = self.containers.write().unwrap_or_else(|p| p.into_inner());
+        match engine {
+            Ok(engine) => {
+                let docker: Arc<dyn Runtime> = Arc::new(DockerRuntime::new(engine.clone()));
+                (c.docker, c.docker_note) = (Some(docker), None);
+                match swarm {
+                    Ok(()) => {
+                        let s = Arc::new(SwarmRuntime::new(engine.clone()));
+                        c.swarm_nodes = Some(s.clone());
+                        (c.swarm, c.swarm_note) = (Some(s as Arc<dyn Runtime>), None);
+                    }
+                    Err(why) => c.swarm_note = Some(why),
+                }
+                c.engine = Some(engine);
+            }
+            Err(why) => {
+                c.docker_note = Some(why.clone());
+                c.swarm_note = Some(why);
+            }
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Containers> {
+        self.containers.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the container runtimes are there.
+    pub fn has_engine(&self) -> bool {
+        self.read().engine.is_some()
+    }
+
+    /// Connects to the engine (within a few seconds) and adds the container runtimes; or
+    /// records why not. Returns whether an engine answered.
+    pub async fn connect(&self, settings: &EngineSettings) -> bool {
+        let connect = Engine::connect(settings.host.as_deref(), settings.registry.clone());
+        let engine = match tokio::time::timeout(CONNECT_PATIENCE, connect).await {
+            Ok(Ok(engine)) => engine.with_owner(settings.owner.clone()),
+            Ok(Err(e)) => {
+                self.attach(Err(e.to_string()), Err(String::new()));
+                return false;
+            }
+            Err(_) => {
+                let why = format!(
+                    "the Docker engine did not answer within {} s",
+                    CONNECT_PATIENCE.as_secs()
+                );
+                self.attach(Err(why), Err(String::new()));
+                return false;
+            }
+        };
+        let swarm = engine.swarm_manager().await;
+        tracing::info!(
+            engine = engine.host(),
+            api = %engine.api_version(),
+            swarm = swarm.is_ok(),
+            "container runtimes available"
+        );
+        self.attach(Ok(Arc::new(engine)), swarm);
+        true
+    }
+
+    /// Why there is no engine, if there is none.
+    pub fn engine_note(&self) -> Option<String> {
+        self.read().docker_note.clone()
+    }
+
     /// The Docker engine, or why there is none.
-    pub(crate) fn engine(&self) -> Result<&Arc<Engine>, String> {
-        self.engine.as_ref().ok_or_else(|| {
+    pub(crate) fn engine(&self) -> Result<Arc<Engine>, String> {
+        let c = self.read();
+        c.engine.clone().ok_or_else(|| {
             format!(
                 "no Docker engine: {}",
-                self.docker_note.as_deref().unwrap_or("unknown reason")
+                c.docker_note.as_deref().unwrap_or("unknown reason")
             )
         })
     }
 
     /// The Swarm runtime, or why there is none.
-    pub(crate) fn swarm(&self) -> Result<&Arc<SwarmRuntime>, String> {
-        self.swarm_nodes.as_ref().ok_or_else(|| {
+    pub(crate) fn swarm(&self) -> Result<Arc<SwarmRuntime>, String> {
+        let c = self.read();
+        c.swarm_nodes.clone().ok_or_else(|| {
             format!(
                 "no Swarm: {}",
-                self.swarm_note.as_deref().unwrap_or("unknown reason")
+                c.swarm_note.as_deref().unwrap_or("unknown reason")
             )
         })
     }
 
     /// The runtime of `kind`, or an error saying why it is not available.
-    pub(crate) fn get(&self, kind: RuntimeKind) -> Result<&Arc<dyn Runtime>, String> {
+    pub(crate) fn get(&self, kind: RuntimeKind) -> Result<Arc<dyn Runtime>, String> {
+        let c = self.read();
         let (rt, note) = match kind {
-            RuntimeKind::Process => return Ok(&self.process),
-            RuntimeKind::Docker => (&self.docker, &self.docker_note),
-            RuntimeKind::Swarm => (&self.swarm, &self.swarm_note),
+            RuntimeKind::Process => return Ok(self.process.clone()),
+            RuntimeKind::Docker => (&c.docker, &c.docker_note),
+            RuntimeKind::Swarm => (&c.swarm, &c.swarm_note),
         };
-        rt.as_ref().ok_or_else(|| {
+        rt.clone().ok_or_else(|| {
             format!(
                 "the {kind} runtime is not available: {}",
                 note.as_deref().unwrap_or("unknown reason")
@@ -103,15 +180,16 @@ impl Runtimes {
     }
 
     /// Every available runtime with its kind.
-    pub(crate) fn all(&self) -> Vec<(RuntimeKind, &Arc<dyn Runtime>)> {
-        let mut all = vec![(RuntimeKind::Process, &self.process)];
-        all.extend(self.docker.as_ref().map(|r| (RuntimeKind::Docker, r)));
-        all.extend(self.swarm.as_ref().map(|r| (RuntimeKind::Swarm, r)));
+    pub(crate) fn all(&self) -> Vec<(RuntimeKind, Arc<dyn Runtime>)> {
+        let c = self.read();
+        let mut all = vec![(RuntimeKind::Process, self.process.clone())];
+        all.extend(c.docker.clone().map(|r| (RuntimeKind::Docker, r)));
+        all.extend(c.swarm.clone().map(|r| (RuntimeKind::Swarm, r)));
         all
     }
 
     /// The runtimes whose instances outlive the server (adopted at start).
-    pub(crate) fn lasting(&self) -> Vec<(RuntimeKind, &Arc<dyn Runtime>)> {
+    pub(crate) fn lasting(&self) -> Vec<(RuntimeKind, Arc<dyn Runtime>)> {
         self.all()
             .into_iter()
             .filter(|(_, r)| r.outlives_server())

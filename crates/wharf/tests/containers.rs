@@ -489,3 +489,65 @@ async fn deploy_of_a_prebuilt_image() {
     assert!(ok, "an image wharf did not build survives the purge: {err}");
     server.stop().await;
 }
+
+/// At boot dockerd may come up after wharf: the server keeps looking for the engine, and once
+/// it answers adopts the running containers and serves their apps again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_that_answers_late_is_found_and_its_containers_adopted() {
+    require_engine(LOCAL);
+    let app = unique("late");
+    let _cleanup = Cleanup::new(LOCAL, &[&app]);
+    python_layer(LOCAL).await;
+    let tmp = TempDir::new("containers-late");
+    let repo = python_repo(&tmp.0, &app, "l1");
+    let data = tmp.0.join("data");
+    let http_port = free_port();
+    let host = format!("{app}.localhost");
+    // The engine's socket as this server knows it: there, gone, back again.
+    let socket = tmp.0.join("docker.sock");
+    let engine_at = LOCAL.trim_start_matches("unix://");
+    std::os::unix::fs::symlink(engine_at, &socket).unwrap();
+    let url = format!("unix://{}", socket.display());
+    let args = ["--docker-host", url.as_str()];
+    let server = ServerProc::start_args(&data, http_port, &args, &[]).await;
+    server
+        .ok(&[
+            "apps",
+            "create",
+            &app,
+            "--runtime",
+            "docker",
+            "--git",
+            &repo.url(),
+        ])
+        .await;
+    server.ok(&["deploy", &app]).await;
+    let body = text(server.http, &host, "/").await;
+    let ids = containers_of(LOCAL, &app);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+
+    server.kill9().await;
+    std::fs::remove_file(&socket).unwrap();
+    let server = ServerProc::start_args(&data, http_port, &args, &[]).await;
+    assert_ne!(
+        page(server.http, &host).await.as_deref(),
+        Some(body.as_str()),
+        "without its engine the app is not served"
+    );
+    std::os::unix::fs::symlink(engine_at, &socket).unwrap();
+    eventually(
+        60,
+        "the engine is found and the app served again",
+        || async { page(server.http, &host).await.as_deref() == Some(body.as_str()) },
+    )
+    .await;
+    assert_eq!(
+        containers_of(LOCAL, &app),
+        ids,
+        "the same container serves: adopted once the engine answered"
+    );
+    server
+        .ok(&["apps", "delete", &app, "--purge", "--yes"])
+        .await;
+    server.stop().await;
+}

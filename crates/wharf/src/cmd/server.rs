@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use wharf_control::{Runtimes, Server, ServerConfig};
+use wharf_control::{EngineSettings, Runtimes, Server, ServerConfig};
 use wharf_runtime::ProcessRuntime;
 
 use super::signals::{Event, Signals, runtime};
@@ -86,7 +86,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--acme-challenge: {e}"))?;
     // This very binary confines apps: `wharf sandbox-exec` (see `cmd::sandbox_exec`).
     let launcher = std::env::current_exe().context("cannot find the wharf binary's path")?;
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         data_dir: args.data.clone(),
         api: args.api,
         http: vec![args.http],
@@ -103,6 +103,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         base_domain: args.base_domain.clone(),
         health_timeout: args.health_timeout,
         sandbox_launcher: Some(launcher.clone()),
+        engine: None,
     };
     wharf_control::create_data_dir(&args.data)
         .with_context(|| format!("cannot create the data folder {}", args.data.display()))?;
@@ -119,14 +120,22 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             "stopped app processes a previous server left running (it was killed)"
         );
     }
-    let owner = wharf_control::server_id(&args.data).context("cannot read the server's id")?;
-    let runtimes = containers(
-        Runtimes::process(processes.clone()),
-        args.docker_host.as_deref(),
-        args.registry.clone(),
-        owner,
-    )
-    .await;
+    let engine = EngineSettings {
+        host: args.docker_host.clone(),
+        registry: args.registry.clone(),
+        owner: wharf_control::server_id(&args.data).context("cannot read the server's id")?,
+    };
+    let runtimes = Runtimes::process(processes.clone());
+    // Not there yet is no reason to wait: the server keeps looking in the background.
+    if !runtimes.connect(&engine).await {
+        let why = runtimes.engine_note().unwrap_or_default();
+        if args.docker_host.is_some() {
+            tracing::warn!(error = %why, "container runtimes unavailable for now; still looking");
+        } else {
+            tracing::info!(error = %why, "container runtimes unavailable for now; still looking");
+        }
+    }
+    config.engine = Some(engine);
     let server = Server::start(config, runtimes)
         .await
         .context("cannot start wharf server")?;
@@ -157,42 +166,6 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     server.shutdown().await;
     processes.shutdown().await;
     Ok(())
-}
-
-/// Adds the container runtimes when a Docker engine answers (within a few seconds: a missing
-/// engine must not hold up the server; apps on it report why they cannot start).
-async fn containers(
-    runtimes: Runtimes,
-    host: Option<&str>,
-    registry: Option<String>,
-    owner: String,
-) -> Runtimes {
-    let connect = wharf_docker::Engine::connect(host, registry);
-    let engine = match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
-        Ok(Ok(engine)) => engine.with_owner(owner),
-        Ok(Err(e)) => {
-            // Only worth a warning when the user asked for an engine.
-            if host.is_some() {
-                tracing::warn!(error = %e, "container runtimes unavailable");
-            } else {
-                tracing::info!(error = %e, "container runtimes unavailable");
-            }
-            return runtimes.with_engine(Err(e.to_string()), Err(String::new()));
-        }
-        Err(_) => {
-            let why = "the Docker engine did not answer within 5 s".to_string();
-            tracing::warn!("container runtimes unavailable: {why}");
-            return runtimes.with_engine(Err(why), Err(String::new()));
-        }
-    };
-    let swarm = engine.swarm_manager().await;
-    tracing::info!(
-        engine = engine.host(),
-        api = %engine.api_version(),
-        swarm = swarm.is_ok(),
-        "container runtimes available"
-    );
-    runtimes.with_engine(Ok(Arc::new(engine)), swarm)
 }
 
 /// Tells systemd (`Type=notify`) that the server is ready, when it runs under it.
