@@ -305,21 +305,7 @@ async fn containers_keep_running_through_a_killed_server_and_are_adopted() {
     let http_port = free_port();
     let host = format!("{app}.localhost");
     let server = ServerProc::start(&data, http_port).await;
-    server
-        .ok(&[
-            "apps",
-            "create",
-            &app,
-            "--runtime",
-            "docker",
-            "--git",
-            &repo.url(),
-        ])
-        .await;
-    server.ok(&["deploy", &app]).await;
-    let body = text(server.http, &host, "/").await;
-    let ids = containers_of(LOCAL, &app);
-    assert_eq!(ids.len(), 1, "{ids:?}");
+    let (body, ids) = created_and_deployed(&server, &app, &repo).await;
     let started = inspect(LOCAL, &ids[0])["State"]["StartedAt"].clone();
 
     server.kill9().await;
@@ -510,21 +496,7 @@ async fn an_engine_that_answers_late_is_found_and_its_containers_adopted() {
     let url = format!("unix://{}", socket.display());
     let args = ["--docker-host", url.as_str()];
     let server = ServerProc::start_args(&data, http_port, &args, &[]).await;
-    server
-        .ok(&[
-            "apps",
-            "create",
-            &app,
-            "--runtime",
-            "docker",
-            "--git",
-            &repo.url(),
-        ])
-        .await;
-    server.ok(&["deploy", &app]).await;
-    let body = text(server.http, &host, "/").await;
-    let ids = containers_of(LOCAL, &app);
-    assert_eq!(ids.len(), 1, "{ids:?}");
+    let (body, ids) = created_and_deployed(&server, &app, &repo).await;
 
     server.kill9().await;
     std::fs::remove_file(&socket).unwrap();
@@ -550,4 +522,22 @@ async fn an_engine_that_answers_late_is_found_and_its_containers_adopted() {
         .ok(&["apps", "delete", &app, "--purge", "--yes"])
         .await;
     server.stop().await;
+}
+
+/// Creates `app` on the docker runtime from `repo`, deploys it, and returns what it answers
+/// and its one container's id.
+async fn created_and_deployed(
+    server: &ServerProc,
+    app: &str,
+    repo: &Repo,
+) -> (String, Vec<String>) {
+    let url = repo.url();
+    server
+        .ok(&["apps", "create", app, "--runtime", "docker", "--git", &url])
+        .await;
+    server.ok(&["deploy", app]).await;
+    let body = text(server.http, &format!("{app}.localhost"), "/").await;
+    let ids = containers_of(LOCAL, app);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    (body, ids)
 }
