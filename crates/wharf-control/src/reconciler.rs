@@ -945,7 +945,7 @@ impl Reconciler {
         let mut specs = Vec::new();
         for _ in 0..app.replicas {
             // Chosen here rather than by the runtime: the sandbox only lets it bind this port.
-            let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+            let port = wharf_runtime::free_port().map_err(|e| format!("no free port: {e}"))?;
             let sandbox =
                 crate::sandbox::instance_policy(self.launcher(), &self.data, app, &workdir, port);
             crate::sandbox::prepare(sandbox.as_ref(), self.data.tmp(&app.name), &mut env)
@@ -1128,14 +1128,6 @@ fn health(path: Option<&str>) -> Option<HealthConfig> {
         rise: 1,
         fall: 2,
     })
-}
-
-/// A port the OS considers free now. The instance binds it moments later; a clash shows up as
-/// a failed health check and the old instances keep serving.
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn plural(n: usize, word: &str) -> String {

@@ -37,10 +37,9 @@ pub struct Runtimes {
 struct Containers {
     /// The engine container apps' images are built by (and pushed from, for Swarm).
     engine: Option<Arc<Engine>>,
-    /// For `wharf nodes`.
-    swarm_nodes: Option<Arc<SwarmRuntime>>,
     docker: Option<Arc<dyn Runtime>>,
-    swarm: Option<Arc<dyn Runtime>>,
+    /// Concrete, for `wharf nodes` as well as apps.
+    swarm: Option<Arc<SwarmRuntime>>,
     /// Why the container runtimes are missing (no engine answered, not a Swarm manager…).
     docker_note: Option<String>,
     swarm_note: Option<String>,
@@ -54,7 +53,6 @@ impl Runtimes {
             process,
             containers: Arc::new(RwLock::new(Containers {
                 engine: None,
-                swarm_nodes: None,
                 docker: None,
                 swarm: None,
                 docker_note: none.clone(),
@@ -65,15 +63,6 @@ impl Runtimes {
 
     /// Adds the Docker runtime on `engine`, and the Swarm runtime when the engine manages a
     /// Swarm (`swarm`: `Err` says why not); or, when no engine answered, says why.
-    pub fn with_engine(
-        self,
-        engine: Result<Arc<Engine>, String>,
-        swarm: Result<(), String>,
-    ) -> Runtimes {
-        self.attach(engine, swarm);
-        self
-    }
-
     fn attach(&self, engine: Result<Arc<Engine>, String>, swarm: Result<(), String>) {
         let mut c = self.containers.write().unwrap_or_else(|p| p.into_inner());
         match engine {
@@ -83,8 +72,7 @@ impl Runtimes {
                 match swarm {
                     Ok(()) => {
                         let s = Arc::new(SwarmRuntime::new(engine.clone()));
-                        c.swarm_nodes = Some(s.clone());
-                        (c.swarm, c.swarm_note) = (Some(s as Arc<dyn Runtime>), None);
+                        (c.swarm, c.swarm_note) = (Some(s), None);
                     }
                     Err(why) => c.swarm_note = Some(why),
                 }
@@ -155,7 +143,7 @@ impl Runtimes {
     /// The Swarm runtime, or why there is none.
     pub(crate) fn swarm(&self) -> Result<Arc<SwarmRuntime>, String> {
         let c = self.read();
-        c.swarm_nodes.clone().ok_or_else(|| {
+        c.swarm.clone().ok_or_else(|| {
             format!(
                 "no Swarm: {}",
                 c.swarm_note.as_deref().unwrap_or("unknown reason")
@@ -168,10 +156,13 @@ impl Runtimes {
         let c = self.read();
         let (rt, note) = match kind {
             RuntimeKind::Process => return Ok(self.process.clone()),
-            RuntimeKind::Docker => (&c.docker, &c.docker_note),
-            RuntimeKind::Swarm => (&c.swarm, &c.swarm_note),
+            RuntimeKind::Docker => (c.docker.clone(), &c.docker_note),
+            RuntimeKind::Swarm => (
+                c.swarm.clone().map(|s| s as Arc<dyn Runtime>),
+                &c.swarm_note,
+            ),
         };
-        rt.clone().ok_or_else(|| {
+        rt.ok_or_else(|| {
             format!(
                 "the {kind} runtime is not available: {}",
                 note.as_deref().unwrap_or("unknown reason")
@@ -184,7 +175,11 @@ impl Runtimes {
         let c = self.read();
         let mut all = vec![(RuntimeKind::Process, self.process.clone())];
         all.extend(c.docker.clone().map(|r| (RuntimeKind::Docker, r)));
-        all.extend(c.swarm.clone().map(|r| (RuntimeKind::Swarm, r)));
+        all.extend(
+            c.swarm
+                .clone()
+                .map(|r| (RuntimeKind::Swarm, r as Arc<dyn Runtime>)),
+        );
         all
     }
 

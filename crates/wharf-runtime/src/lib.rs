@@ -9,7 +9,7 @@ mod process;
 
 pub use isolation::{AppUser, Isolation, SandboxPolicy};
 pub use launch::{HIDDEN_ENV_PREFIX, Shell, shell_command};
-pub use process::{ProcessRuntime, pidfile};
+pub use process::{ProcessRuntime, free_port, pidfile};
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -6,4 +6,4 @@ pub mod pidfile;
 mod stats;
 mod supervisor;
 
-pub use supervisor::ProcessRuntime;
+pub use supervisor::{ProcessRuntime, free_port};

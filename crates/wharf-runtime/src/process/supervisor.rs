@@ -595,7 +595,7 @@ async fn terminate(child: &mut Child, pid: Option<u32>, grace: Duration) {
 
 /// A port the OS considers free now. The instance binds it moments later; a clash shows up as
 /// a failed health check and the old instances keep serving.
-fn free_port() -> std::io::Result<u16> {
+pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
