@@ -43,6 +43,26 @@ impl Engine {
         req: &BuildRequest,
         out: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<String, DockerError> {
+        let mut attempt = 1;
+        loop {
+            match self.build_once(req, out).await {
+                // The engine picked a cached layer that another build's clean-up (ours pruning
+                // another app, or anyone's `docker image rm`) removed before the step ran: the
+                // Dockerfile is fine, and building again takes the layers that are there now.
+                Err(DockerError::Other(msg)) if attempt < 3 && is_vanished_cache_layer(&msg) => {
+                    out("a cached layer was removed while the build used it; building again");
+                    attempt += 1;
+                }
+                res => return res,
+            }
+        }
+    }
+
+    async fn build_once(
+        &self,
+        req: &BuildRequest,
+        out: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<String, DockerError> {
         let dockerfile = check_dockerfile(&req.context, &req.dockerfile)?;
         let image = tag(&req.app, req.release);
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
@@ -284,6 +304,12 @@ impl Engine {
     }
 }
 
+/// The legacy builder's message when a cache hit's image is gone by the time the step uses it;
+/// it names the layer by id, which a Dockerfile's own `FROM` never does.
+fn is_vanished_cache_layer(msg: &str) -> bool {
+    msg.contains("unable to find image \"sha256:")
+}
+
 /// `repo:tag` → (`repo`, `tag`); `latest` when there is no tag (a `:` in a registry's
 /// `host:port` is not a tag).
 fn split_tag(image: &str) -> (&str, &str) {
@@ -410,6 +436,20 @@ mod tests {
             ("host:5000/wharf/blog", "latest")
         );
         assert_eq!(split_tag("blog"), ("blog", "latest"));
+    }
+
+    #[test]
+    fn a_vanished_cache_layer_is_told_from_a_missing_base_image() {
+        // As a build printed it when a concurrent clean-up removed the layer it had picked.
+        assert!(is_vanished_cache_layer(
+            "unable to find image \"sha256:62fa3bb7fd0fdf93f0edce0ba989c4312428d9a9a694aa1565c354902cc578a7\""
+        ));
+        assert!(!is_vanished_cache_layer(
+            "pull access denied for nosuch/base, repository does not exist"
+        ));
+        assert!(!is_vanished_cache_layer(
+            "unable to find image \"nosuch/base:1\""
+        ));
     }
 
     #[test]
