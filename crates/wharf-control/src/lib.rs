@@ -11,6 +11,7 @@ mod error;
 pub mod fuzz;
 mod oplog;
 mod paths;
+mod nodes;
 mod reconciler;
 mod runtimes;
 mod sandbox;

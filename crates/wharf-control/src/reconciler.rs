@@ -43,7 +43,7 @@ use wharf_tls::{CertManager, CertSource, WantedCert};
 
 use crate::oplog::OpLog;
 use crate::paths::DataDir;
-use crate::runtimes::Runtimes;
+use crate::runtimes::{Placement, Runtimes};
 use crate::users::AppUsers;
 
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -73,7 +73,7 @@ struct Instance {
     name: String,
     /// Where the gateway reaches it (one per replica for runtimes that replicate).
     addrs: Vec<SocketAddr>,
-    runtime: RuntimeKind,
+    runtime: Placement,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -274,7 +274,7 @@ impl Reconciler {
         let app = app.expect("desired instances imply an app");
 
         // 1. Start the new instances.
-        let runtime = self.runtimes.get(desired.runtime)?;
+        let runtime = self.runtimes.get(&desired.runtime)?;
         let mut started = Vec::new();
         for spec in desired.specs {
             let instance = spec.instance.clone();
@@ -285,7 +285,7 @@ impl Reconciler {
                     let inst = Instance {
                         name: instance.clone(),
                         addrs: Vec::new(),
-                        runtime: desired.runtime,
+                        runtime: desired.runtime.clone(),
                     };
                     let msg = format!(
                         "{name} could not start: {instance} has no address. {}",
@@ -307,7 +307,7 @@ impl Reconciler {
             started.push(Instance {
                 name: instance,
                 addrs,
-                runtime: desired.runtime,
+                runtime: desired.runtime.clone(),
             });
         }
         let addrs: Vec<SocketAddr> = started.iter().flat_map(|i| i.addrs.clone()).collect();
@@ -407,7 +407,7 @@ impl Reconciler {
         for inst in instances {
             let Some(mut rx) = self
                 .runtimes
-                .get(inst.runtime)
+                .get(&inst.runtime)
                 .ok()
                 .and_then(|r| r.addresses(&inst.name))
             else {
@@ -533,7 +533,7 @@ impl Reconciler {
     /// Resolves once every instance has ended at least once, with how the first one ended.
     async fn all_ended(&self, instances: &[Instance]) -> String {
         let ends = futures_util::future::join_all(instances.iter().map(|i| async {
-            match self.runtimes.get(i.runtime) {
+            match self.runtimes.get(&i.runtime) {
                 Ok(rt) => rt.exited(&i.name).await,
                 Err(_) => None,
             }
@@ -549,7 +549,7 @@ impl Reconciler {
     async fn last_output(&self, instances: &[Instance]) -> String {
         let lines = match instances
             .first()
-            .and_then(|i| Some((i, self.runtimes.get(i.runtime).ok()?)))
+            .and_then(|i| Some((i, self.runtimes.get(&i.runtime).ok()?)))
         {
             Some((i, rt)) => rt.recent_output(&i.name, OUTPUT_LINES).await,
             None => Vec::new(),
@@ -621,7 +621,7 @@ impl Reconciler {
                 let inst = Instance {
                     name: status.instance.clone(),
                     addrs: status.addr.into_iter().collect(),
-                    runtime: kind,
+                    runtime: kind.clone(),
                 };
                 found
                     .entry(status.app.clone())
@@ -662,9 +662,9 @@ impl Reconciler {
                             // Kept as they are only when all match and run where the app
                             // wants to run (a switch of runtime cut short is finished by the
                             // reconcile): an empty fingerprint matches nothing.
-                            if run.instances.is_empty() && inst.runtime == app.runtime {
+                            if run.instances.is_empty() && inst.runtime == Placement::of(app) {
                                 run.fingerprint = fp.clone();
-                            } else if run.fingerprint != *fp || inst.runtime != app.runtime {
+                            } else if run.fingerprint != *fp || inst.runtime != Placement::of(app) {
                                 run.fingerprint.clear();
                             }
                             run.instances.push(inst.clone());
@@ -693,7 +693,7 @@ impl Reconciler {
     pub(crate) async fn stop_everything(&self) {
         let runs: Vec<AppRun> = self.lock_runs().drain().map(|(_, r)| r).collect();
         for i in runs.into_iter().flat_map(|r| r.instances) {
-            if let Ok(rt) = self.runtimes.get(i.runtime)
+            if let Ok(rt) = self.runtimes.get(&i.runtime)
                 && !rt.outlives_server()
             {
                 let _ = rt.stop(&i.name).await;
@@ -715,7 +715,7 @@ impl Reconciler {
 
     async fn stop_all(&self, instances: &[Instance], op: &OpLog) {
         for i in instances {
-            let stopped = match self.runtimes.get(i.runtime) {
+            let stopped = match self.runtimes.get(&i.runtime) {
                 Ok(rt) => rt.stop(&i.name).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             };
@@ -959,7 +959,7 @@ impl Reconciler {
         }
         Ok(Some(Desired {
             fingerprint,
-            runtime: RuntimeKind::Process,
+            runtime: Placement::here(RuntimeKind::Process),
             specs,
         }))
     }
@@ -978,7 +978,7 @@ impl Reconciler {
                 ));
             }
         };
-        let runtime = self.runtimes.get(app.runtime)?;
+        let runtime = self.runtimes.get(&Placement::of(app))?;
         let env = self.env(app, &eff)?;
         let workload = Workload::Image {
             image,
@@ -1021,7 +1021,7 @@ impl Reconciler {
         };
         Ok(Some(Desired {
             fingerprint,
-            runtime: app.runtime,
+            runtime: Placement::of(app),
             specs,
         }))
     }
@@ -1074,7 +1074,7 @@ struct Effective {
 
 struct Desired {
     fingerprint: String,
-    runtime: RuntimeKind,
+    runtime: Placement,
     specs: Vec<InstanceSpec>,
 }
 

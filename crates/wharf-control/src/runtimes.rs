@@ -11,6 +11,9 @@ use wharf_docker::{DockerRuntime, Engine, SwarmRuntime};
 use wharf_runtime::{InstanceStatus, Runtime};
 use wharf_store::RuntimeKind;
 
+use crate::nodes::Hub;
+use crate::nodes::remote::RemoteRuntime;
+
 /// How long an API view waits for a runtime's list of instances.
 const LIST_PATIENCE: Duration = Duration::from_secs(5);
 /// How long a connection attempt to the engine may take.
@@ -31,6 +34,37 @@ pub struct EngineSettings {
 pub struct Runtimes {
     process: Arc<dyn Runtime>,
     containers: Arc<RwLock<Containers>>,
+    /// Other machines, once the server's link is up.
+    hub: Arc<RwLock<Option<Arc<Hub>>>>,
+}
+
+/// Where an app's instances run: a runtime kind, here or on a node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Placement {
+    pub(crate) kind: RuntimeKind,
+    pub(crate) node: Option<String>,
+}
+
+impl Placement {
+    pub(crate) fn of(app: &wharf_store::App) -> Placement {
+        Placement {
+            kind: app.runtime,
+            node: app.node.clone(),
+        }
+    }
+
+    pub(crate) fn here(kind: RuntimeKind) -> Placement {
+        Placement { kind, node: None }
+    }
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.node {
+            None => write!(f, "{}", self.kind),
+            Some(n) => write!(f, "{} on node {n}", self.kind),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -58,6 +92,7 @@ impl Runtimes {
                 docker_note: none.clone(),
                 swarm_note: none,
             })),
+            hub: Arc::new(RwLock::new(None)),
         }
     }
 
@@ -151,8 +186,29 @@ impl Runtimes {
         })
     }
 
-    /// The runtime of `kind`, or an error saying why it is not available.
-    pub(crate) fn get(&self, kind: RuntimeKind) -> Result<Arc<dyn Runtime>, String> {
+    pub(crate) fn set_hub(&self, hub: Arc<Hub>) {
+        *self.hub.write().unwrap_or_else(|p| p.into_inner()) = Some(hub);
+    }
+
+    pub(crate) fn hub(&self) -> Option<Arc<Hub>> {
+        self.hub.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The runtime of a placement, or an error saying why it is not available.
+    pub(crate) fn get(&self, at: &Placement) -> Result<Arc<dyn Runtime>, String> {
+        let kind = at.kind;
+        if let Some(node) = &at.node {
+            let hub = self
+                .hub()
+                .ok_or_else(|| "the server's link is off: no node can run apps".to_string())?;
+            if kind == RuntimeKind::Swarm {
+                return Err("a Swarm app runs on the Swarm's nodes, not on a wharf node".into());
+            }
+            return Ok(Arc::new(RemoteRuntime {
+                node: hub.node(node),
+                kind,
+            }));
+        }
         let c = self.read();
         let (rt, note) = match kind {
             RuntimeKind::Process => return Ok(self.process.clone()),
@@ -170,21 +226,33 @@ impl Runtimes {
         })
     }
 
-    /// Every available runtime with its kind.
-    pub(crate) fn all(&self) -> Vec<(RuntimeKind, Arc<dyn Runtime>)> {
+    /// Every available runtime with its placement: this machine's, then those of the
+    /// connected nodes.
+    pub(crate) fn all(&self) -> Vec<(Placement, Arc<dyn Runtime>)> {
         let c = self.read();
-        let mut all = vec![(RuntimeKind::Process, self.process.clone())];
-        all.extend(c.docker.clone().map(|r| (RuntimeKind::Docker, r)));
+        let mut all = vec![(Placement::here(RuntimeKind::Process), self.process.clone())];
         all.extend(
-            c.swarm
+            c.docker
                 .clone()
-                .map(|r| (RuntimeKind::Swarm, r as Arc<dyn Runtime>)),
+                .map(|r| (Placement::here(RuntimeKind::Docker), r)),
         );
+        all.extend(c.swarm.clone().map(|r| {
+            (
+                Placement::here(RuntimeKind::Swarm),
+                r as Arc<dyn Runtime>,
+            )
+        }));
+        drop(c);
+        if let Some(hub) = self.hub() {
+            for node in hub.connected() {
+                all.extend(node_runtimes(&node));
+            }
+        }
         all
     }
 
     /// The runtimes whose instances outlive the server (adopted at start).
-    pub(crate) fn lasting(&self) -> Vec<(RuntimeKind, Arc<dyn Runtime>)> {
+    pub(crate) fn lasting(&self) -> Vec<(Placement, Arc<dyn Runtime>)> {
         self.all()
             .into_iter()
             .filter(|(_, r)| r.outlives_server())
@@ -193,7 +261,7 @@ impl Runtimes {
 
     /// What every runtime runs, asked concurrently; a runtime that cannot answer (engine
     /// gone) contributes nothing and is logged.
-    pub(crate) async fn list(&self) -> Vec<(RuntimeKind, InstanceStatus)> {
+    pub(crate) async fn list(&self) -> Vec<(Placement, InstanceStatus)> {
         let all = self.all();
         // An engine that stopped answering must not hold up every API view.
         let lists = futures_util::future::join_all(
@@ -204,7 +272,7 @@ impl Runtimes {
         let mut out = Vec::new();
         for ((kind, _), list) in all.iter().zip(lists) {
             match list {
-                Ok(Ok(l)) => out.extend(l.into_iter().map(|s| (*kind, s))),
+                Ok(Ok(l)) => out.extend(l.into_iter().map(|s| (kind.clone(), s))),
                 Ok(Err(e)) => tracing::warn!(runtime = %kind, error = %e, "cannot list instances"),
                 Err(_) => {
                     tracing::warn!(runtime = %kind, "the runtime did not list its instances in time")
@@ -213,4 +281,26 @@ impl Runtimes {
         }
         out
     }
+}
+
+/// The runtimes a node's agent has (process always; Docker when its engine answers).
+pub(crate) fn node_runtimes(node: &Arc<crate::nodes::Node>) -> Vec<(Placement, Arc<dyn Runtime>)> {
+    let info = node.info();
+    [RuntimeKind::Process, RuntimeKind::Docker]
+        .into_iter()
+        .filter(|k| *k == RuntimeKind::Process || info.runtimes.iter().any(|r| r == k.as_str()))
+        .map(|kind| {
+            let rt: Arc<dyn Runtime> = Arc::new(RemoteRuntime {
+                node: node.clone(),
+                kind,
+            });
+            (
+                Placement {
+                    kind,
+                    node: Some(node.name.clone()),
+                },
+                rt,
+            )
+        })
+        .collect()
 }

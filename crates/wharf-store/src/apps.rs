@@ -11,7 +11,7 @@ use crate::{Store, now};
 const APP_COLUMNS: &str = "id, name, kind, availability, run, workdir, root, replicas, memory_bytes, \
                            cpu_millis, max_body, health_path, created_at, updated_at, release, keep_releases, \
                            git_url, git_ref, webhook_secret IS NOT NULL, hsts_seconds, sandbox, \
-                           runtime, port, read_only, constraints, stop_grace_ms";
+                           runtime, port, read_only, constraints, stop_grace_ms, node";
 
 fn not_found(name: &str) -> StoreError {
     StoreError::NotFound {
@@ -61,6 +61,7 @@ fn row_to_app(row: &Row<'_>) -> rusqlite::Result<(i64, App)> {
                 lines.lines().map(str::to_string).collect()
             },
             stop_grace_ms: row.get(25)?,
+            node: row.get(26)?,
             tls: BTreeMap::new(),
         },
     ))
@@ -135,6 +136,7 @@ fn apply_settings(tx: &Transaction<'_>, id: i64, s: &AppSettings) -> Result<()> 
     set!(read_only, "read_only", |v: &bool| *v);
     set!(stop_grace_ms, "stop_grace_ms", |v: &Option<u64>| *v);
     set!(constraints, "constraints", |v: &Vec<String>| v.join("\n"));
+    set!(node, "node", |v: &Option<String>| v.clone());
     tx.execute(
         "UPDATE apps SET updated_at = ?1 WHERE id = ?2",
         params![now(), id],

@@ -6,6 +6,7 @@ mod apps;
 mod error;
 mod migrations;
 mod model;
+mod nodes;
 mod operations;
 mod releases;
 mod tokens;
@@ -18,6 +19,7 @@ use rusqlite::Connection;
 
 pub use error::{Result, StoreError};
 pub use model::*;
+pub use nodes::{Node, TokenRefusal, Tunnel};
 pub use users::APP_UIDS;
 
 /// A handle on the database. Calls are short and synchronous; the mutex serialises writers the

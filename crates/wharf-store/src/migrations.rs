@@ -117,6 +117,30 @@ const STEPS: &[&str] = &[
     ALTER TABLE apps ADD COLUMN constraints TEXT NOT NULL DEFAULT '';
     ALTER TABLE apps ADD COLUMN stop_grace_ms INTEGER;
     ALTER TABLE releases ADD COLUMN image TEXT;",
+    // 10: other machines (agents joined by links): each node pins the certificate it enrolled
+    // with; join tokens are kept only as hashes and work once; an app may be placed on a node;
+    // TCP tunnels carried over the links.
+    "CREATE TABLE nodes (
+        name        TEXT PRIMARY KEY,
+        fingerprint TEXT,
+        created_at  INTEGER NOT NULL,
+        joined_at   INTEGER
+    );
+    CREATE TABLE node_tokens (
+        hash       TEXT PRIMARY KEY,
+        node       TEXT NOT NULL REFERENCES nodes(name) ON DELETE CASCADE,
+        expires_at INTEGER NOT NULL,
+        used_at    INTEGER
+    );
+    ALTER TABLE apps ADD COLUMN node TEXT;
+    CREATE TABLE tunnels (
+        name        TEXT PRIMARY KEY,
+        listen_node TEXT NOT NULL,
+        listen_addr TEXT NOT NULL,
+        to_node     TEXT NOT NULL,
+        to_addr     TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );",
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

@@ -95,6 +95,8 @@ pub struct App {
     pub constraints: Vec<String>,
     /// SIGTERM → this long → SIGKILL (`None`: 10 s).
     pub stop_grace_ms: Option<u64>,
+    /// The node (agent machine) it runs on; `None`: this machine.
+    pub node: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -121,6 +123,7 @@ pub struct AppSettings {
     pub read_only: Option<bool>,
     pub constraints: Option<Vec<String>>,
     pub stop_grace_ms: Option<Option<u64>>,
+    pub node: Option<Option<String>>,
 }
 
 /// What runs an app's instances.

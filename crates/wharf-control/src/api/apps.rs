@@ -92,9 +92,30 @@ pub(crate) async fn create(
 }
 
 /// A container runtime is only accepted while it is there: the app would never start.
+/// A node must be known, and the link on.
 fn check_runtime(c: &Control, settings: &wharf_store::AppSettings) -> ApiResult<()> {
+    if let Some(Some(node)) = &settings.node {
+        if c.runtimes.hub().is_none() {
+            return Err(ApiError::invalid(
+                "the server's link is off (`wharf server --link ADDR:PORT`): no node can run apps",
+            ));
+        }
+        c.store.node(node).map_err(|_| {
+            ApiError::invalid(format!(
+                "there is no node \"{node}\" (add it with `wharf nodes add {node}`)"
+            ))
+        })?;
+        if settings.runtime == Some(wharf_store::RuntimeKind::Swarm) {
+            return Err(ApiError::invalid(
+                "a Swarm app runs on the Swarm's nodes: --node is for the process and docker runtimes",
+            ));
+        }
+        return Ok(());
+    }
     if let Some(kind) = settings.runtime {
-        c.runtimes.get(kind).map_err(ApiError::invalid)?;
+        c.runtimes
+            .get(&crate::runtimes::Placement::here(kind))
+            .map_err(ApiError::invalid)?;
     }
     Ok(())
 }

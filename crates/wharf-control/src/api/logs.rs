@@ -25,8 +25,8 @@ pub(crate) async fn logs(
     Path(app): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Response> {
-    let kind = c.store.app(&app)?.runtime;
-    let runtime = c.runtimes.get(kind).map_err(ApiError::unavailable)?;
+    let placement = crate::runtimes::Placement::of(&c.store.app(&app)?);
+    let runtime = c.runtimes.get(&placement).map_err(ApiError::unavailable)?;
     let lines = q.lines.unwrap_or(100).min(10_000);
     // Subscribe before reading the past lines so no line falls between the two.
     let live = q

@@ -1,0 +1,491 @@
+//! A runtime on another machine: the agent runs instances with its own runtime (process or
+//! Docker); the server reaches each through a relay, a loopback listener here whose
+//! connections travel over the link to the instance's address there. The gateway therefore
+//! proxies to remote instances like to local ones, and a node that goes away only empties
+//! the addresses its instances publish ([`Instances::unreachable`]).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{broadcast, watch};
+use wharf_link::proto::{self, Reply, ToAgent};
+use wharf_runtime::{
+    BoxFuture, InstanceSpec, InstanceState, InstanceStatus, Result, Runtime, RuntimeError,
+    Workload,
+};
+use wharf_store::RuntimeKind;
+
+use super::Node;
+
+/// The instances the server runs on one node, with their relays.
+#[derive(Default)]
+pub(crate) struct Instances {
+    map: Mutex<HashMap<String, Entry>>,
+    /// Stopped while the node was unreachable: stopped there once it is back.
+    pending_stops: Mutex<HashSet<String>>,
+}
+
+struct Entry {
+    kind: RuntimeKind,
+    /// Addresses on the node.
+    remote: Vec<SocketAddr>,
+    relays: Vec<Relay>,
+    tx: watch::Sender<Vec<SocketAddr>>,
+}
+
+struct Relay {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Entry {
+    fn local(&self) -> Vec<SocketAddr> {
+        self.relays.iter().map(|r| r.addr).collect()
+    }
+}
+
+impl Instances {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The link went away: the node's instances publish no address until it is back (their
+    /// apps' routes lose them; apps with nothing else answer 503).
+    pub(crate) fn unreachable(&self) {
+        for e in self.lock().values() {
+            e.tx.send_replace(Vec::new());
+        }
+    }
+
+    /// Forgets everything (node removed): every follower sees its instance end.
+    pub(crate) fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// The link is back: instances still running there publish their relays again; those
+    /// gone (the agent restarted) are forgotten, so the reconciler replaces them; those
+    /// stopped meanwhile are stopped there now.
+    pub(crate) async fn reconnected(&self, node: &Arc<Node>) {
+        let pending: Vec<String> = self
+            .pending_stops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for instance in pending {
+            for kind in ["process", "docker"] {
+                let _ = node
+                    .call(&ToAgent::Stop {
+                        runtime: kind.to_string(),
+                        instance: instance.clone(),
+                    })
+                    .await;
+            }
+        }
+        let listed = match node.call(&ToAgent::List).await {
+            Ok(Reply::Instances(l)) => l,
+            Ok(other) => {
+                tracing::warn!(node = %node.name, reply = ?other, "unexpected answer to a listing");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(node = %node.name, error = %e, "cannot list the node's instances");
+                return;
+            }
+        };
+        let mut map = self.lock();
+        map.retain(|name, e| {
+            match listed.iter().find(|i| &i.instance == name) {
+                Some(i) if i.addr.is_none_or(|a| e.remote.contains(&a)) => {
+                    e.tx.send_replace(e.local());
+                    true
+                }
+                // Gone, or a new instance of that name elsewhere: the follower heals.
+                _ => false,
+            }
+        });
+    }
+}
+
+/// The runtime of `kind` on a node.
+pub(crate) struct RemoteRuntime {
+    pub(crate) node: Arc<Node>,
+    pub(crate) kind: RuntimeKind,
+}
+
+fn err(msg: impl Into<String>) -> RuntimeError {
+    RuntimeError::Engine(msg.into())
+}
+
+impl RemoteRuntime {
+    fn kind_str(&self) -> String {
+        self.kind.as_str().to_string()
+    }
+
+    /// Relays to `remote` addresses, one loopback listener each.
+    async fn relays(&self, remote: &[SocketAddr]) -> Result<Vec<Relay>> {
+        let mut out = Vec::new();
+        for addr in remote {
+            let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                .await
+                .map_err(|source| RuntimeError::Io {
+                    context: "cannot open a relay to a node".into(),
+                    source,
+                })?;
+            let local = listener.local_addr().map_err(|source| RuntimeError::Io {
+                context: "cannot read a relay's address".into(),
+                source,
+            })?;
+            let node = Arc::downgrade(&self.node);
+            let target = *addr;
+            let task = tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let Some(node) = node.upgrade() else { return };
+                    let _ = tcp.set_nodelay(true);
+                    tokio::spawn(async move { relay(&node, tcp, target).await });
+                }
+            });
+            out.push(Relay { addr: local, task });
+        }
+        Ok(out)
+    }
+
+    /// Sends the release's folder unless the node has it.
+    async fn ship(&self, app: &str, release: Option<u32>, folder: &Path) -> Result<()> {
+        let n = release.unwrap_or(0);
+        // A folder that is no release (`--dir`) may change between starts: always sent.
+        if release.is_some()
+            && let Ok(Reply::Has(true)) = self
+                .node
+                .call(&ToAgent::HasRelease {
+                    app: app.to_string(),
+                    release: n,
+                })
+                .await
+        {
+            return Ok(());
+        }
+        let stream = self
+            .node
+            .open(&ToAgent::PutRelease {
+                app: app.to_string(),
+                release: n,
+            })
+            .await
+            .map_err(err)?;
+        let folder = folder.to_path_buf();
+        let handle = tokio::runtime::Handle::current();
+        let stream = tokio::task::spawn_blocking(move || {
+            let mut bridge = tokio_util::io::SyncIoBridge::new_with_handle(stream, handle);
+            let mut tar = tar::Builder::new(&mut bridge);
+            tar.follow_symlinks(false);
+            tar.append_dir_all(".", &folder)?;
+            tar.finish()?;
+            drop(tar);
+            std::io::Write::flush(&mut bridge)?;
+            bridge.shutdown()?;
+            Ok::<_, std::io::Error>(bridge.into_inner())
+        })
+        .await
+        .map_err(|e| err(format!("sending the release failed: {e}")))?
+        .map_err(|source| RuntimeError::Io {
+            context: format!("cannot send release {n} of {app} to node {}", self.node.name),
+            source,
+        })?;
+        let mut stream = stream;
+        match wharf_link::frame::read_msg::<Reply>(&mut stream).await {
+            Ok(Some(Reply::Done)) => Ok(()),
+            Ok(Some(Reply::Error(e))) => Err(err(format!("node {}: {e}", self.node.name))),
+            Ok(other) => Err(err(format!(
+                "node {} answered {other:?} to a release",
+                self.node.name
+            ))),
+            Err(e) => Err(err(format!("node {}: {e}", self.node.name))),
+        }
+    }
+
+    fn status(&self, i: proto::Instance, addr: Option<SocketAddr>) -> InstanceStatus {
+        let state = match i.state.as_str() {
+            "running" => InstanceState::Running,
+            "backoff" => InstanceState::Backoff,
+            "failed" => InstanceState::Failed,
+            _ => InstanceState::Stopped,
+        };
+        let mut s = InstanceStatus::new(&i.app, &i.instance, state);
+        s.addr = addr;
+        s.pid = i.pid;
+        s.restarts = i.restarts;
+        s.started_at = i
+            .started_at
+            .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t));
+        s.rss_bytes = i.rss_bytes;
+        s.cpu_seconds = i.cpu_seconds;
+        s.last_exit = i.last_exit;
+        s.fingerprint = i.fingerprint;
+        s.release = i.release;
+        s.node = Some(self.node.name.clone());
+        s.id = i.id;
+        s.image = i.image;
+        s
+    }
+
+    async fn listed(&self) -> Result<Vec<proto::Instance>> {
+        match self.node.call(&ToAgent::List).await.map_err(err)? {
+            Reply::Instances(l) => Ok(l
+                .into_iter()
+                .filter(|i| i.runtime == self.kind.as_str())
+                .collect()),
+            other => Err(err(format!("unexpected answer {other:?}"))),
+        }
+    }
+}
+
+/// One connection through a relay: a stream to the node, then bytes both ways.
+async fn relay(node: &Node, mut tcp: tokio::net::TcpStream, target: SocketAddr) {
+    let Ok(mut stream) = node.open(&ToAgent::Connect { addr: target }).await else {
+        return;
+    };
+    match wharf_link::frame::read_msg::<Reply>(&mut stream).await {
+        Ok(Some(Reply::Done)) => {}
+        _ => return,
+    }
+    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
+}
+
+impl Runtime for RemoteRuntime {
+    fn name(&self) -> &'static str {
+        self.kind.as_str()
+    }
+
+    fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Vec<SocketAddr>>> {
+        Box::pin(async move {
+            let workload = match &spec.workload {
+                Workload::Process { command, workdir } => {
+                    self.ship(&spec.app, spec.release, workdir).await?;
+                    proto::Workload::Process {
+                        command: command.clone(),
+                    }
+                }
+                Workload::Image { image, command } => proto::Workload::Image {
+                    image: image.clone(),
+                    command: command.clone(),
+                },
+            };
+            let remote = proto::Spec {
+                runtime: self.kind_str(),
+                app: spec.app.clone(),
+                instance: spec.instance.clone(),
+                release: if matches!(spec.workload, Workload::Process { .. }) {
+                    Some(spec.release.unwrap_or(0))
+                } else {
+                    spec.release
+                },
+                fingerprint: spec.fingerprint.clone(),
+                workload,
+                env: spec.env.clone(),
+                port: spec.port,
+                replicas: spec.replicas,
+                memory_bytes: spec.limits.memory_bytes,
+                cpu_millis: spec.limits.cpu_millis,
+                stop_grace_ms: spec.stop_grace.as_millis() as u64,
+                read_only: spec.container.read_only,
+            };
+            let addrs = match self
+                .node
+                .call(&ToAgent::Start(remote))
+                .await
+                .map_err(err)?
+            {
+                Reply::Started(a) => a,
+                other => return Err(err(format!("unexpected answer {other:?}"))),
+            };
+            let relays = self.relays(&addrs).await?;
+            let local: Vec<SocketAddr> = relays.iter().map(|r| r.addr).collect();
+            let (tx, _) = watch::channel(local.clone());
+            self.node.instances.lock().insert(
+                spec.instance.clone(),
+                Entry {
+                    kind: self.kind,
+                    remote: addrs,
+                    relays,
+                    tx,
+                },
+            );
+            Ok(local)
+        })
+    }
+
+    fn stop<'a>(&'a self, instance: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.node.instances.lock().remove(instance);
+            let stopped = self
+                .node
+                .call(&ToAgent::Stop {
+                    runtime: self.kind_str(),
+                    instance: instance.to_string(),
+                })
+                .await;
+            if let Err(e) = stopped {
+                if self.node.link().is_none() {
+                    // Stopped there once the node is back, before anything else runs.
+                    self.node
+                        .instances
+                        .pending_stops
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(instance.to_string());
+                    return Ok(());
+                }
+                return Err(err(e));
+            }
+            Ok(())
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<InstanceStatus>>> {
+        Box::pin(async move {
+            let listed = self.listed().await?;
+            let map = self.node.instances.lock();
+            Ok(listed
+                .into_iter()
+                .map(|i| {
+                    let addr = map
+                        .get(&i.instance)
+                        .and_then(|e| e.relays.first().map(|r| r.addr));
+                    self.status(i, addr)
+                })
+                .collect())
+        })
+    }
+
+    fn adopt(&self) -> BoxFuture<'_, Result<Vec<InstanceStatus>>> {
+        Box::pin(async move {
+            let listed = self.listed().await?;
+            let mut out = Vec::new();
+            for i in listed {
+                let known = self
+                    .node
+                    .instances
+                    .lock()
+                    .get(&i.instance)
+                    .map(|e| e.local());
+                let local = match known {
+                    Some(l) => l,
+                    None => {
+                        let remote: Vec<SocketAddr> = i.addr.into_iter().collect();
+                        let relays = self.relays(&remote).await?;
+                        let local: Vec<SocketAddr> = relays.iter().map(|r| r.addr).collect();
+                        self.node.instances.lock().insert(
+                            i.instance.clone(),
+                            Entry {
+                                kind: self.kind,
+                                remote,
+                                relays,
+                                tx: watch::channel(local.clone()).0,
+                            },
+                        );
+                        local
+                    }
+                };
+                out.push(self.status(i, local.first().copied()));
+            }
+            Ok(out)
+        })
+    }
+
+    fn outlives_server(&self) -> bool {
+        true
+    }
+
+    fn addresses(&self, instance: &str) -> Option<watch::Receiver<Vec<SocketAddr>>> {
+        self.node
+            .instances
+            .lock()
+            .get(instance)
+            .filter(|e| e.kind == self.kind)
+            .map(|e| e.tx.subscribe())
+    }
+
+    fn logs<'a>(&'a self, app: &'a str, lines: usize) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            match self
+                .node
+                .call(&ToAgent::Logs {
+                    runtime: self.kind_str(),
+                    app: app.to_string(),
+                    lines,
+                })
+                .await
+                .map_err(err)?
+            {
+                Reply::Lines(l) => Ok(l),
+                other => Err(err(format!("unexpected answer {other:?}"))),
+            }
+        })
+    }
+
+    fn subscribe_logs(&self, app: &str) -> broadcast::Receiver<String> {
+        let (tx, rx) = broadcast::channel(256);
+        let node = self.node.clone();
+        let req = ToAgent::FollowLogs {
+            runtime: self.kind_str(),
+            app: app.to_string(),
+        };
+        tokio::spawn(async move {
+            let Ok(mut stream) = node.open(&req).await else {
+                return;
+            };
+            while let Ok(Some(Reply::Line(line))) =
+                wharf_link::frame::read_msg::<Reply>(&mut stream).await
+            {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
+    fn exited<'a>(&'a self, instance: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let req = ToAgent::Exited {
+                runtime: self.kind_str(),
+                instance: instance.to_string(),
+            };
+            let Ok(mut stream) = self.node.open(&req).await else {
+                return Some(format!("node {} is unreachable", self.node.name));
+            };
+            // No time limit: it answers when the instance ends.
+            match wharf_link::frame::read_msg::<Reply>(&mut stream).await {
+                Ok(Some(Reply::Exit(e))) => e,
+                _ => Some(format!("lost the link to node {}", self.node.name)),
+            }
+        })
+    }
+
+    fn recent_output<'a>(&'a self, instance: &'a str, lines: usize) -> BoxFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            match self
+                .node
+                .call(&ToAgent::RecentOutput {
+                    runtime: self.kind_str(),
+                    instance: instance.to_string(),
+                    lines,
+                })
+                .await
+            {
+                Ok(Reply::Lines(l)) => l,
+                _ => Vec::new(),
+            }
+        })
+    }
+}

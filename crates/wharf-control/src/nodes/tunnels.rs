@@ -1,0 +1,185 @@
+//! TCP tunnels over the links (what stunnel does, with the links' keys): connections to the
+//! listening end, on the server or a node, reach the other end's address, on the server or a
+//! node. Every byte between machines travels inside a link.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use wharf_link::frame;
+use wharf_link::proto::{Reply, ToAgent};
+use wharf_store::Tunnel;
+
+use super::{Hub, Node};
+
+/// The name that stands for the server's own machine in tunnel ends.
+pub const SERVER: &str = "server";
+
+/// The tunnels' listening ends on the server.
+#[derive(Default)]
+pub(crate) struct Tunnels {
+    listeners: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+impl Tunnels {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio::task::JoinHandle<()>>> {
+        self.listeners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens the tunnel's listening end: here, or on its node if that node is connected (else
+    /// once it connects).
+    pub(crate) async fn open(&self, hub: &Arc<Hub>, t: &Tunnel) -> Result<(), String> {
+        let addr: SocketAddr = t
+            .listen_addr
+            .parse()
+            .map_err(|_| format!("bad listen address {}", t.listen_addr))?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(tunnel = %t.name, node = %t.listen_node, %addr, "tunnel listens on a non-loopback address: reachable from other machines");
+        }
+        if t.listen_node == SERVER {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} for tunnel {}: {e}", t.name))?;
+            let (hub2, t2) = (hub.clone(), t.clone());
+            let task = tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let _ = tcp.set_nodelay(true);
+                    let (hub, t) = (hub2.clone(), t2.clone());
+                    tokio::spawn(async move {
+                        match dial(&hub, &t.to_node, &t.to_addr).await {
+                            Ok(mut far) => {
+                                let mut tcp = tcp;
+                                let _ = tokio::io::copy_bidirectional(&mut tcp, &mut far).await;
+                            }
+                            Err(e) => {
+                                tracing::warn!(tunnel = %t.name, error = %e, "tunnel connection failed")
+                            }
+                        }
+                    });
+                }
+            });
+            if let Some(old) = self.lock().insert(t.name.clone(), task) {
+                old.abort();
+            }
+            return Ok(());
+        }
+        let node = hub.node(&t.listen_node);
+        if node.link().is_none() {
+            return Ok(());
+        }
+        listen_on(&node, t).await
+    }
+
+    /// Closes the tunnel's listening end.
+    pub(crate) async fn close(&self, hub: &Arc<Hub>, t: &Tunnel) {
+        if let Some(task) = self.lock().remove(&t.name) {
+            task.abort();
+        }
+        if t.listen_node != SERVER {
+            let _ = hub
+                .node(&t.listen_node)
+                .call(&ToAgent::Unlisten {
+                    tunnel: t.name.clone(),
+                })
+                .await;
+        }
+    }
+
+    /// Opens every tunnel's listening end on the server (at start).
+    pub(crate) async fn start(&self, hub: &Arc<Hub>) {
+        let Ok(all) = hub.store.tunnels() else { return };
+        for t in all.iter().filter(|t| t.listen_node == SERVER) {
+            if let Err(e) = self.open(hub, t).await {
+                tracing::error!(tunnel = %t.name, error = %e, "tunnel not open");
+            }
+        }
+    }
+
+    /// A node connected: its listening ends are (re)opened there.
+    pub(crate) async fn node_up(&self, hub: &Arc<Hub>, node: &Arc<Node>) {
+        let Ok(all) = hub.store.tunnels() else { return };
+        for t in all.iter().filter(|t| t.listen_node == node.name) {
+            if let Err(e) = listen_on(node, t).await {
+                tracing::error!(tunnel = %t.name, node = %node.name, error = %e, "tunnel not open");
+            }
+        }
+    }
+
+    /// A connection accepted by a listening end on a node.
+    pub(crate) async fn from_agent(
+        &self,
+        hub: &Arc<Hub>,
+        node: &Arc<Node>,
+        tunnel: &str,
+        mut stream: wharf_link::Stream,
+    ) {
+        let t = hub
+            .store
+            .tunnels()
+            .ok()
+            .and_then(|all| all.into_iter().find(|t| t.name == tunnel))
+            .filter(|t| t.listen_node == node.name);
+        let Some(t) = t else {
+            let _ = frame::write_msg(&mut stream, &Reply::Error(format!("no tunnel {tunnel} listens on this node"))).await;
+            return;
+        };
+        match dial(hub, &t.to_node, &t.to_addr).await {
+            Ok(mut far) => {
+                if frame::write_msg(&mut stream, &Reply::Done).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut stream, &mut far).await;
+                }
+            }
+            Err(e) => {
+                let _ = frame::write_msg(&mut stream, &Reply::Error(e)).await;
+            }
+        }
+    }
+}
+
+async fn listen_on(node: &Node, t: &Tunnel) -> Result<(), String> {
+    let addr: SocketAddr = t
+        .listen_addr
+        .parse()
+        .map_err(|_| format!("bad listen address {}", t.listen_addr))?;
+    match node
+        .call(&ToAgent::Listen {
+            tunnel: t.name.clone(),
+            addr,
+        })
+        .await?
+    {
+        Reply::Done => Ok(()),
+        other => Err(format!("unexpected answer {other:?}")),
+    }
+}
+
+/// Reaches a tunnel's far end: a TCP connection here, or a stream to a node that connects
+/// there.
+async fn dial(hub: &Arc<Hub>, node: &str, addr: &str) -> Result<Box<dyn DuplexBox>, String> {
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("bad address {addr}"))?;
+    if node == SERVER {
+        let tcp = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        .map_err(|_| format!("{addr} did not answer in time"))?
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        return Ok(Box::new(tcp));
+    }
+    let node = hub.node(node);
+    let mut stream = node.open(&ToAgent::Connect { addr }).await?;
+    match frame::read_msg::<Reply>(&mut stream).await {
+        Ok(Some(Reply::Done)) => Ok(Box::new(stream)),
+        Ok(Some(Reply::Error(e))) => Err(format!("node {}: {e}", node.name)),
+        Ok(other) => Err(format!("node {} answered {other:?}", node.name)),
+        Err(e) => Err(format!("node {}: {e}", node.name)),
+    }
+}
+
+pub(crate) trait DuplexBox: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> DuplexBox for T {}
