@@ -23,7 +23,7 @@ start_server() {
   local api
   api=$(port)
   env WHARF_DATA="$work/data" WHARF_API="127.0.0.1:$api" WHARF_HTTP="127.0.0.1:$(port)" \
-    WHARF_HTTPS="127.0.0.1:$(port)" WHARF_ADMIN="127.0.0.1:$(port)" "$@" \
+    WHARF_HTTPS="127.0.0.1:$(port)" WHARF_ADMIN="127.0.0.1:$(port)" WHARF_LINK="127.0.0.1:$(port)" "$@" \
     "$WHARF" server 2>"$work/server.log" &
   server=$!
   trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT

@@ -332,8 +332,36 @@ impl Client {
         .await
     }
 
-    pub async fn nodes(&self) -> Result<Vec<crate::dto::NodeView>> {
+    pub async fn nodes(&self) -> Result<crate::dto::NodesView> {
         self.json(Method::GET, "/nodes", None::<&()>).await
+    }
+
+    /// Invites a machine: the one-time token and the command to run there.
+    pub async fn add_node(&self, name: &str) -> Result<crate::dto::NodeInvite> {
+        let body = crate::dto::AddNode {
+            name: name.to_string(),
+        };
+        self.json(Method::POST, "/nodes", Some(&body)).await
+    }
+
+    pub async fn remove_node(&self, name: &str) -> Result<()> {
+        self.send(Method::DELETE, &format!("/nodes/{}", seg(name)), None)
+            .await
+            .map(drop)
+    }
+
+    pub async fn tunnels(&self) -> Result<Vec<crate::dto::TunnelSpec>> {
+        self.json(Method::GET, "/tunnels", None::<&()>).await
+    }
+
+    pub async fn add_tunnel(&self, t: &crate::dto::TunnelSpec) -> Result<crate::dto::TunnelSpec> {
+        self.json(Method::POST, "/tunnels", Some(t)).await
+    }
+
+    pub async fn remove_tunnel(&self, name: &str) -> Result<()> {
+        self.send(Method::DELETE, &format!("/tunnels/{}", seg(name)), None)
+            .await
+            .map(drop)
     }
 
     pub async fn certs(&self) -> Result<Vec<crate::dto::CertView>> {

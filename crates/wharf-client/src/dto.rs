@@ -86,6 +86,10 @@ pub struct Settings {
     /// Time between SIGTERM and SIGKILL when an instance stops, e.g. `"30s"` (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace: Option<String>,
+    /// The node (a machine running `wharf agent`) it runs on; `""` brings it back to the
+    /// server's machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// `POST /api/v1/apps/{app}/domains`: adds a host name, or changes the certificate source of
@@ -230,6 +234,9 @@ pub struct AppView {
     /// Seconds between SIGTERM and SIGKILL when an instance stops.
     #[serde(default)]
     pub stop_grace_seconds: Option<f64>,
+    /// The node it runs on (`None`: the server's machine).
+    #[serde(default)]
+    pub node: Option<String>,
     /// Set when apps run as wharf's own user instead of their own, saying why.
     #[serde(default)]
     pub users_note: Option<String>,
@@ -388,7 +395,67 @@ fn process() -> String {
     "process".to_string()
 }
 
-/// `GET /api/v1/nodes`: a Swarm node and wharf's tasks on it.
+/// `GET /api/v1/nodes`: the machines running `wharf agent`, and the Swarm's nodes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodesView {
+    pub agents: Vec<AgentView>,
+    /// `None` when there is no Swarm (see `swarm_note`).
+    #[serde(default)]
+    pub swarm: Option<Vec<NodeView>>,
+    #[serde(default)]
+    pub swarm_note: Option<String>,
+    /// Where agents connect, when the link is on.
+    #[serde(default)]
+    pub link: Option<String>,
+}
+
+/// A machine joined (or invited to join) with `wharf nodes add`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentView {
+    pub name: String,
+    /// `connected`, `unreachable` or `invited` (a token was made; the agent never joined).
+    pub state: String,
+    /// Seconds since the Unix epoch of the last answer on its link.
+    pub last_contact: Option<u64>,
+    pub version: Option<String>,
+    /// Apps placed on it.
+    pub apps: Vec<String>,
+    /// The link's round trip, in milliseconds, as last measured.
+    pub latency_ms: Option<f64>,
+    /// Where its link connects from.
+    pub addr: Option<String>,
+}
+
+/// `POST /api/v1/nodes`: invite a machine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddNode {
+    pub name: String,
+}
+
+/// The answer to `POST /api/v1/nodes`: the one command to run on the new machine. The token
+/// works once, until `expires_at`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeInvite {
+    pub name: String,
+    pub url: String,
+    pub token: String,
+    pub expires_at: u64,
+    pub command: String,
+}
+
+/// `GET /api/v1/tunnels`, and `POST` to add one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelSpec {
+    pub name: String,
+    /// `NODE:[ADDR:]PORT` (the address defaults to 127.0.0.1); `server` is the server's machine.
+    pub listen: String,
+    /// `NODE:ADDR:PORT`.
+    pub to: String,
+}
+
+/// `GET /api/v1/nodes` (Swarm part): a Swarm node and wharf's tasks on it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeView {
     pub id: String,

@@ -62,6 +62,11 @@ pub struct ServerConfig {
     /// The Docker engine to look for again in the background while the runtimes given to
     /// [`Server::start`] have none (it may start after wharf).
     pub engine: Option<EngineSettings>,
+    /// Where agents on other machines connect (`None`: no link, apps run here only).
+    pub link: Option<SocketAddr>,
+    /// `HOST:PORT` agents reach the link at, printed in join commands (default: the link's
+    /// address, or this machine's host name when it listens on every address).
+    pub link_public: Option<String>,
 }
 
 /// State shared by API handlers.
@@ -85,6 +90,7 @@ pub struct Server {
     stop_background: CancellationToken,
     api_task: tokio::task::JoinHandle<()>,
     new_token_file: Option<PathBuf>,
+    link_addr: Option<SocketAddr>,
 }
 
 impl Server {
@@ -160,6 +166,34 @@ impl Server {
             health_timeout: config.health_timeout,
             launcher: config.sandbox_launcher.clone(),
         };
+        // The link, before anything runs: the reconciler places apps on its nodes.
+        let link = match config.link {
+            Some(addr) => {
+                let authority = wharf_link::Authority::load_or_create(&data.link())
+                    .map_err(|e| ControlError::Io {
+                        context: "cannot load the link's certificate authority".into(),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
+                let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| {
+                    ControlError::Io {
+                        context: format!("cannot listen on {addr} for agents' links (--link)"),
+                        source,
+                    }
+                })?;
+                let bound = listener.local_addr().map_err(|source| ControlError::Io {
+                    context: "cannot read the link's address".into(),
+                    source,
+                })?;
+                let public = config
+                    .link_public
+                    .clone()
+                    .unwrap_or_else(|| nodes::default_public(bound));
+                let hub = nodes::Hub::new(store.clone(), authority, public);
+                runtimes.set_hub(hub.clone());
+                Some((hub, listener, bound))
+            }
+            None => None,
+        };
         let reconciler = Reconciler::new(
             store.clone(),
             runtimes.clone(),
@@ -212,6 +246,26 @@ impl Server {
             }
         });
 
+        let link_addr = link.as_ref().map(|(_, _, a)| *a);
+        if let Some((hub, listener, bound)) = link {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+            hub.on_arrival(tx);
+            let c = control.clone();
+            tokio::spawn(async move {
+                while let Some(node) = rx.recv().await {
+                    let c = c.clone();
+                    tokio::spawn(async move {
+                        let op = OpLog::begin(&c.store, None, "node");
+                        let result = c.reconciler.node_arrived(&node, &op).await;
+                        op.finish(&result);
+                    });
+                }
+            });
+            hub.tunnels.start(&hub).await;
+            tokio::spawn(hub.serve(listener, stop_background.clone()));
+            tracing::info!(link = %bound, "agents' link listening");
+        }
+
         if let Some(settings) = config.engine.clone()
             && !control.runtimes.has_engine()
         {
@@ -237,11 +291,17 @@ impl Server {
             stop_background,
             api_task,
             new_token_file,
+            link_addr,
         })
     }
 
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// Where agents connect, when the link is on.
+    pub fn link_addr(&self) -> Option<SocketAddr> {
+        self.link_addr
     }
 
     pub fn http_addrs(&self) -> Vec<SocketAddr> {

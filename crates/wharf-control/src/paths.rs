@@ -73,6 +73,11 @@ impl DataDir {
     }
 
     /// Certificates (one folder per host) and the ACME account.
+    /// The link's certificate authority (`ca.pem`, `ca.key`).
+    pub(crate) fn link(&self) -> PathBuf {
+        self.root.join("link")
+    }
+
     pub(crate) fn certs(&self) -> PathBuf {
         self.root.join("certs")
     }

@@ -414,14 +414,16 @@ impl Reconciler {
                 continue;
             };
             let (me, name, instance) = (me.clone(), name.to_string(), inst.name.clone());
+            let remote = inst.runtime.node.is_some();
             tokio::spawn(async move {
                 // The current addresses first: an adopted service is recorded with one.
                 loop {
                     let addrs = rx.borrow_and_update().clone();
-                    // None running (a node lost): keep what was routed; the gateway's passive
-                    // checks and retries do better than an empty pool.
+                    // None running on a Swarm (a node lost): keep what was routed; the
+                    // gateway's passive checks and retries do better than an empty pool. A
+                    // wharf node that is unreachable is taken out of routing at once.
                     let mut applied = true;
-                    if !addrs.is_empty() {
+                    if !addrs.is_empty() || remote {
                         let _app = me.lock_app(&name).await;
                         match me.retarget(&name, &instance, addrs).await {
                             None => break,
@@ -496,7 +498,12 @@ impl Reconciler {
             .app(name)
             .is_ok_and(|a| a.availability == Availability::Enabled);
         // An app out of routing has no site to switch: its new addresses are only recorded.
-        if served && let Err(e) = self.swap(name, all).await {
+        // No address left (a node unreachable): the route table below empties the pool, and
+        // the app answers 503 until an instance is back.
+        if served
+            && !all.is_empty()
+            && let Err(e) = self.swap(name, all).await
+        {
             tracing::warn!(app = name, error = %e, "replicas moved but the new ones are not healthy yet; traffic stays");
             return Some(false);
         }
@@ -607,9 +614,39 @@ impl Reconciler {
     /// current instances, so its reconcile replaces them without downtime; those of apps that
     /// are gone (or moved to another runtime) are stopped.
     async fn adopt(&self, op: &OpLog) {
+        self.adopt_from(self.runtimes.lasting(), op).await;
+    }
+
+    /// A node's link came up (after start-up, or back after it was lost): adopt what it runs
+    /// that the server does not know, then bring up the apps placed on it.
+    pub(crate) async fn node_arrived(&self, node: &str, op: &OpLog) -> Result<String, String> {
+        let runtimes = self
+            .runtimes
+            .lasting()
+            .into_iter()
+            .filter(|(p, _)| p.node.as_deref() == Some(node))
+            .collect();
+        self.adopt_from(runtimes, op).await;
+        let apps = self.store.apps().map_err(|e| e.to_string())?;
+        let mut failed = Vec::new();
+        let mut n = 0;
+        for app in apps.iter().filter(|a| a.node.as_deref() == Some(node)) {
+            n += 1;
+            if let Err(e) = self.reconcile(&app.name, false, op).await {
+                failed.push(e);
+            }
+        }
+        if failed.is_empty() {
+            Ok(format!("node {node}: {} ready", plural(n, "app")))
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+
+    async fn adopt_from(&self, lasting: Vec<(Placement, Arc<dyn wharf_runtime::Runtime>)>, op: &OpLog) {
         // Per app: (instance, its fingerprint).
         let mut found: BTreeMap<String, Vec<(Instance, String)>> = BTreeMap::new();
-        for (kind, rt) in self.runtimes.lasting() {
+        for (kind, rt) in lasting {
             let adopted = match rt.adopt().await {
                 Ok(a) => a,
                 Err(e) => {
@@ -909,6 +946,9 @@ impl Reconciler {
         let Some(run) = eff.run.as_ref() else {
             return Ok(None);
         };
+        if app.node.is_some() {
+            return self.desired_on_node(app, &eff, run);
+        }
         if let Some(why) = self.users.refusal() {
             return Err(format!("{} cannot start: {why}", app.name));
         }
@@ -960,6 +1000,38 @@ impl Reconciler {
         Ok(Some(Desired {
             fingerprint,
             runtime: Placement::here(RuntimeKind::Process),
+            specs,
+        }))
+    }
+
+    /// A process app placed on a node: its agent runs it in its copy of the release's folder
+    /// (sent over the link), on a port it picks, isolated as the agent's runtime does.
+    fn desired_on_node(&self, app: &App, eff: &Effective, run: &str) -> Result<Option<Desired>, String> {
+        let env = self.env(app, eff)?;
+        let workload = Workload::Process {
+            command: run.to_string(),
+            workdir: eff.workdir.clone(),
+        };
+        let limits = limits(app);
+        let fingerprint = fingerprint(&(
+            "process",
+            app.node.as_deref(),
+            &workload_key(&workload),
+            &env,
+            limits.memory_bytes,
+            limits.cpu_millis,
+            app.replicas,
+            app.stop_grace_ms,
+        ));
+        let specs = (0..app.replicas)
+            .map(|_| InstanceSpec {
+                env: env.clone(),
+                ..self.spec(app, &fingerprint, workload.clone())
+            })
+            .collect();
+        Ok(Some(Desired {
+            fingerprint,
+            runtime: Placement::of(app),
             specs,
         }))
     }

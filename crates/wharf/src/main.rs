@@ -94,8 +94,18 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
-    /// The Swarm's nodes (state, availability, role) and the tasks of wharf's apps on each.
+    /// Other machines: agents joined by links (add, list, remove), and the Swarm's nodes
+    /// with the tasks of wharf's apps on each.
     Nodes {
+        #[command(subcommand)]
+        cmd: Option<cli::NodesCmd>,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// TCP tunnels between machines over the links (what stunnel does).
+    Tunnels {
+        #[command(subcommand)]
+        cmd: Option<cli::TunnelsCmd>,
         #[command(flatten)]
         conn: cli::Conn,
     },
@@ -160,7 +170,8 @@ fn run() -> anyhow::Result<()> {
         Command::Deploy { args, conn } => cli::run(conn, cli::Verb::Deploy(args)),
         Command::Releases { app, conn } => cli::run(conn, cli::Verb::Releases { app }),
         Command::Certs { conn } => cli::run(conn, cli::Verb::Certs),
-        Command::Nodes { conn } => cli::run(conn, cli::Verb::Nodes),
+        Command::Nodes { cmd, conn } => cli::run(conn, cli::Verb::Nodes(cmd)),
+        Command::Tunnels { cmd, conn } => cli::run(conn, cli::Verb::Tunnels(cmd)),
         Command::Rollback { app, release, conn } => {
             cli::run(conn, cli::Verb::Rollback { app, release })
         }

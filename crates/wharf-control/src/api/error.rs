@@ -41,6 +41,15 @@ impl ApiError {
         }
     }
 
+    /// The request contradicts the current state (e.g. removing what is still in use).
+    pub(crate) fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            message: message.into(),
+        }
+    }
+
     /// A part of the platform the request needs is not there (e.g. no Docker engine).
     pub(crate) fn unavailable(message: impl Into<String>) -> ApiError {
         ApiError {

@@ -55,7 +55,10 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
         .route("/apps/{app}/rollback", post(deploys::rollback))
         .route("/apps/{app}/webhook", post(hooks::rotate))
         .route("/certs", get(certs::list))
-        .route("/nodes", get(nodes::list))
+        .route("/nodes", get(nodes::list).post(nodes::add))
+        .route("/nodes/{node}", delete(nodes::remove))
+        .route("/tunnels", get(nodes::tunnels).post(nodes::add_tunnel))
+        .route("/tunnels/{tunnel}", delete(nodes::remove_tunnel))
         .route("/operations", get(operations::list))
         .route("/operations/{id}", get(operations::show))
         .route_layer(middleware::from_fn_with_state(

@@ -137,6 +137,23 @@ pub(crate) fn settings(s: &Settings, kind: AppKind) -> Result<AppSettings, ApiEr
         }
         out.constraints = Some(cs.clone());
     }
+    if let Some(n) = &s.node {
+        if n.is_empty() {
+            out.node = Some(None);
+        } else {
+            if !crate::nodes::valid_name(n) {
+                return Err(ApiError::invalid(format!(
+                    "`node`: `{n}` is not a node name (lowercase letters, digits and -)"
+                )));
+            }
+            if kind == AppKind::Static {
+                return Err(ApiError::invalid(
+                    "a static app is served by the gateway itself; only process and docker apps run on nodes",
+                ));
+            }
+            out.node = Some(Some(n.clone()));
+        }
+    }
     if let Some(a) = &s.availability {
         let a: Availability = a
             .parse()

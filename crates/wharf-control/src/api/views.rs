@@ -119,6 +119,7 @@ fn with_instances(
         read_only: app.read_only,
         constraints: app.constraints.clone(),
         stop_grace_seconds: app.stop_grace_ms.map(|ms| ms as f64 / 1000.0),
+        node: app.node.clone(),
         users_note: rec.users().note().map(str::to_string),
         release: app.release,
         git_url: app.git_url.clone(),

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use wharf_link::proto::{Reply, ToAgent, ToServer};
@@ -66,10 +65,32 @@ pub(crate) struct NodeInfo {
     pub(crate) peer: Option<SocketAddr>,
 }
 
-/// Hex SHA-256 of a join token: only that is stored.
-pub(crate) fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+/// The link's address as agents should dial it: a wildcard address is replaced by this
+/// machine's host name.
+pub(crate) fn default_public(bound: SocketAddr) -> String {
+    if bound.ip().is_unspecified() {
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        format!("{host}:{}", bound.port())
+    } else {
+        bound.to_string()
+    }
 }
+
+/// Node names: short, lowercase letters, digits and `-` (they appear in certificates, logs and
+/// commands); `server` names the server's own machine in tunnels.
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name != tunnels::SERVER
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 
 impl Hub {
     pub(crate) fn new(store: Arc<Store>, authority: Authority, public: String) -> Arc<Hub> {
@@ -179,7 +200,7 @@ impl Hub {
         stop: CancellationToken,
     ) {
         let store = self.store.clone();
-        let check = move |token: &str| match store.redeem_node_token(&token_hash(token)) {
+        let check = move |token: &str| match store.redeem_node_token(&crate::auth::hash(token)) {
             Ok(verdict) => verdict.map_err(|r| r.to_string()),
             Err(e) => Err(format!("the server cannot check tokens now: {e}")),
         };

@@ -67,6 +67,10 @@ pub(crate) struct SettingsArgs {
     /// Time an instance gets between SIGTERM and SIGKILL when it stops, e.g. 30s (default 10s).
     #[arg(long, value_name = "DURATION")]
     stop_grace: Option<String>,
+    /// The node (a machine running `wharf agent`) the app runs on; `none` brings it back to
+    /// the server's machine.
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
 }
 
 fn on_off(s: &str) -> Result<bool, String> {
@@ -103,6 +107,10 @@ impl SettingsArgs {
                 _ => Some(self.constraints),
             },
             stop_grace: self.stop_grace,
+            node: self.node.map(|n| match n.as_str() {
+                "none" | "server" => String::new(),
+                _ => n,
+            }),
         }
     }
 }
@@ -290,12 +298,72 @@ pub(crate) async fn domains(client: &Client, conn: &Conn, cmd: DomainsCmd) -> an
 
 /// `wharf certs`: every domain served over HTTPS, its certificate and the last attempt.
 /// `wharf nodes`: the Swarm's nodes and the tasks of wharf's apps on each.
-pub(crate) async fn nodes(client: &Client, conn: &Conn) -> anyhow::Result<()> {
+pub(crate) async fn nodes(client: &Client, conn: &Conn, cmd: Option<NodesCmd>) -> anyhow::Result<()> {
+    match cmd {
+        None | Some(NodesCmd::List) => {}
+        Some(NodesCmd::Add { name }) => {
+            let invite = client.add_node(&name).await?;
+            if conn.json {
+                return json(&invite);
+            }
+            let left = invite
+                .expires_at
+                .saturating_sub(super::print::unix_now())
+                .div_ceil(60);
+            println!(
+                "Run this on the machine that joins as {} (the token works once, for {left} min):\n\n  {}\n",
+                invite.name, invite.command
+            );
+            return Ok(());
+        }
+        Some(NodesCmd::Remove { name }) => {
+            client.remove_node(&name).await?;
+            println!("node {name} removed: its link is closed and its certificate refused");
+            return Ok(());
+        }
+    }
     let nodes = client.nodes().await?;
     if conn.json {
         return json(&nodes);
     }
-    let rows = nodes
+    if nodes.link.is_some() || !nodes.agents.is_empty() {
+        let rows = nodes
+            .agents
+            .into_iter()
+            .map(|a| {
+                vec![
+                    a.name,
+                    a.state,
+                    a.last_contact
+                        .map(super::print::ago)
+                        .unwrap_or_else(|| "-".into()),
+                    a.version.unwrap_or_else(|| "-".into()),
+                    if a.apps.is_empty() {
+                        "-".into()
+                    } else {
+                        a.apps.join(", ")
+                    },
+                    a.latency_ms
+                        .map(|ms| format!("{ms:.1} ms"))
+                        .unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        super::print::table(
+            &["NODE", "STATE", "LAST CONTACT", "VERSION", "APPS", "LATENCY"],
+            rows,
+        );
+    }
+    let Some(swarm) = nodes.swarm else {
+        if nodes.link.is_none() {
+            anyhow::bail!(
+                "no nodes: the server's link is off and {}",
+                nodes.swarm_note.unwrap_or_else(|| "there is no Swarm".into())
+            );
+        }
+        return Ok(());
+    };
+    let rows = swarm
         .into_iter()
         .map(|n| {
             let tasks = if n.tasks.is_empty() {
@@ -321,10 +389,83 @@ pub(crate) async fn nodes(client: &Client, conn: &Conn) -> anyhow::Result<()> {
         })
         .collect();
     super::print::table(
-        &["NODE", "ADDRESS", "STATE", "AVAILABILITY", "ROLE", "TASKS"],
+        &["SWARM NODE", "ADDRESS", "STATE", "AVAILABILITY", "ROLE", "TASKS"],
         rows,
     );
     Ok(())
+}
+
+pub(crate) async fn tunnels(client: &Client, conn: &Conn, cmd: Option<TunnelsCmd>) -> anyhow::Result<()> {
+    match cmd {
+        None | Some(TunnelsCmd::List) => {
+            let list = client.tunnels().await?;
+            if conn.json {
+                return json(&list);
+            }
+            let rows = list
+                .into_iter()
+                .map(|t| vec![t.name, t.listen, t.to])
+                .collect();
+            super::print::table(&["TUNNEL", "LISTEN", "TO"], rows);
+        }
+        Some(TunnelsCmd::Add { name, listen, to }) => {
+            let t = client
+                .add_tunnel(&wharf_client::dto::TunnelSpec { name, listen, to })
+                .await?;
+            if conn.json {
+                return json(&t);
+            }
+            println!("tunnel {}: {} -> {}", t.name, t.listen, t.to);
+            if !tunnel_listens_on_loopback(&t.listen) {
+                println!(
+                    "warning: {} listens on a non-loopback address: other machines can connect to it",
+                    t.name
+                );
+            }
+        }
+        Some(TunnelsCmd::Remove { name }) => {
+            client.remove_tunnel(&name).await?;
+            println!("tunnel {name} removed");
+        }
+    }
+    Ok(())
+}
+
+/// `NODE:ADDR:PORT` as the server reports it.
+fn tunnel_listens_on_loopback(listen: &str) -> bool {
+    let addr = listen.split_once(':').map_or(listen, |(_, a)| a);
+    addr.parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback())
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum NodesCmd {
+    /// Every node: state, last contact, version, apps and link latency (the default).
+    List,
+    /// Invite a machine: prints the one command to run there (`wharf agent --join …`).
+    Add { name: String },
+    /// Forget a node: its link is closed at once and refused from then on.
+    Remove { name: String },
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum TunnelsCmd {
+    /// Every tunnel (the default).
+    List,
+    /// Carry TCP from one machine to another over the links, e.g.
+    /// `wharf tunnels add pg --listen web1:5432 --to db1:127.0.0.1:5432`.
+    Add {
+        name: String,
+        /// NODE:[ADDR:]PORT where connections are accepted (`server` is the server's
+        /// machine); the address defaults to 127.0.0.1.
+        #[arg(long)]
+        listen: String,
+        /// NODE:ADDR:PORT they are carried to.
+        #[arg(long)]
+        to: String,
+    },
+    /// Close a tunnel.
+    Remove { name: String },
 }
 
 pub(crate) async fn certs(client: &Client, conn: &Conn) -> anyhow::Result<()> {

@@ -117,6 +117,7 @@ pub(crate) enum DomainsCmd {
     Remove { app: String, host: String },
 }
 
+pub(crate) use apps::{NodesCmd, TunnelsCmd};
 pub(crate) use deploy::{DeployArgs, HooksCmd};
 
 // Built once per CLI run; boxing the big variant would buy nothing.
@@ -147,7 +148,8 @@ pub(crate) enum Verb {
     },
     Hooks(HooksCmd),
     Certs,
-    Nodes,
+    Nodes(Option<apps::NodesCmd>),
+    Tunnels(Option<apps::TunnelsCmd>),
 }
 
 /// Runs one client verb on a small single-threaded runtime.
@@ -162,7 +164,8 @@ pub(crate) fn run(conn: Conn, verb: Verb) -> anyhow::Result<()> {
             Verb::Env(cmd) => apps::env(&client, &conn, cmd).await,
             Verb::Domains(cmd) => apps::domains(&client, &conn, cmd).await,
             Verb::Certs => apps::certs(&client, &conn).await,
-            Verb::Nodes => apps::nodes(&client, &conn).await,
+            Verb::Nodes(cmd) => apps::nodes(&client, &conn, cmd).await,
+            Verb::Tunnels(cmd) => apps::tunnels(&client, &conn, cmd).await,
             Verb::Status { app } => watch::status(&client, &conn, app).await,
             Verb::Logs { app, lines, follow } => watch::logs(&client, &app, lines, follow).await,
             Verb::Ops { app, limit } => watch::ops(&client, &conn, app, limit).await,

@@ -67,3 +67,19 @@ pub(crate) fn date(secs: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
     httpdate::fmt_http_date(t)
 }
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// "3 s ago", "5 min ago", "2 h ago".
+pub(crate) fn ago(secs: u64) -> String {
+    let d = unix_now().saturating_sub(secs);
+    match d {
+        0..=119 => format!("{d} s ago"),
+        120..=7199 => format!("{} min ago", d / 60),
+        _ => format!("{} h ago", d / 3600),
+    }
+}

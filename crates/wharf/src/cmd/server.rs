@@ -57,6 +57,14 @@ pub(crate) struct Args {
     /// registry.example.com or 10.0.0.5:5000.
     #[arg(long, value_name = "HOST[:PORT]", env = "WHARF_REGISTRY")]
     registry: Option<String>,
+    /// Where agents on other machines connect (`wharf agent`), or `off`. Only this port must be
+    /// reachable from them; every link is TLS 1.3 with both ends' certificates checked.
+    #[arg(long, value_name = "ADDR:PORT|off", default_value = "0.0.0.0:7443", env = "WHARF_LINK")]
+    link: String,
+    /// The HOST:PORT agents reach the link at, put in the join commands `wharf nodes add`
+    /// prints (default: the link's address, or this machine's host name).
+    #[arg(long, value_name = "HOST:PORT", env = "WHARF_LINK_PUBLIC")]
+    link_public: Option<String>,
 }
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {
@@ -84,6 +92,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .acme_challenge
         .parse()
         .map_err(|e| anyhow::anyhow!("--acme-challenge: {e}"))?;
+    let link = match args.link.as_str() {
+        "off" => None,
+        addr => Some(addr.parse::<SocketAddr>().map_err(|_| {
+            anyhow::anyhow!("--link `{addr}`: use ADDR:PORT (e.g. 0.0.0.0:7443) or off")
+        })?),
+    };
     // This very binary confines apps: `wharf sandbox-exec` (see `cmd::sandbox_exec`).
     let launcher = std::env::current_exe().context("cannot find the wharf binary's path")?;
     let mut config = ServerConfig {
@@ -104,6 +118,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         health_timeout: args.health_timeout,
         sandbox_launcher: Some(launcher.clone()),
         engine: None,
+        link,
+        link_public: args.link_public.clone(),
     };
     wharf_control::create_data_dir(&args.data)
         .with_context(|| format!("cannot create the data folder {}", args.data.display()))?;
@@ -156,6 +172,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         http = %list(server.http_addrs()),
         https = %list(server.https_addrs()),
         data = %args.data.display(),
+        link = %server.link_addr().map_or("off".to_string(), |a| a.to_string()),
         "wharf server ready"
     );
     notify_ready();

@@ -117,6 +117,8 @@ impl ServerProc {
             .env("WHARF_ADMIN", "127.0.0.1:0")
             .env("WHARF_HTTPS", format!("127.0.0.1:{https_port}"))
             .env("WHARF_HEALTH_TIMEOUT", "5s")
+            // Tests run side by side: no fixed port (a test of links gives its own).
+            .env("WHARF_LINK", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .env("WHARF_LOG_FORMAT", "json")
