@@ -102,10 +102,15 @@ pub(crate) fn bad_gateway() -> Response<Body> {
 }
 
 pub(crate) fn no_upstream() -> Response<Body> {
-    page(
+    let mut r = page(
         StatusCode::SERVICE_UNAVAILABLE,
         "The application behind this site is not available right now.",
-    )
+    );
+    // Nothing to serve it (starting, or its machine unreachable): clients and crawlers that
+    // honour it come back instead of giving up.
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
 }
 
 pub(crate) fn gateway_timeout() -> Response<Body> {
