@@ -337,9 +337,14 @@ impl Client {
     }
 
     /// Invites a machine: the one-time token and the command to run there.
-    pub async fn add_node(&self, name: &str) -> Result<crate::dto::NodeInvite> {
+    pub async fn add_node(
+        &self,
+        name: &str,
+        expires: Option<String>,
+    ) -> Result<crate::dto::NodeInvite> {
         let body = crate::dto::AddNode {
             name: name.to_string(),
+            expires,
         };
         self.json(Method::POST, "/nodes", Some(&body)).await
     }

@@ -431,6 +431,9 @@ pub struct AgentView {
 #[serde(deny_unknown_fields)]
 pub struct AddNode {
     pub name: String,
+    /// How long the token works, e.g. `"10m"` (default `"1h"`, at most `"7d"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
 }
 
 /// The answer to `POST /api/v1/nodes`: the one command to run on the new machine. The token

@@ -99,8 +99,19 @@ pub(crate) async fn add(
             req.name
         )));
     }
+    let lifetime = match &req.expires {
+        None => nodes::TOKEN_LIFETIME,
+        Some(e) => {
+            let d = wharf_gateway::config::parse_duration(e)
+                .map_err(|why| ApiError::invalid(format!("`expires`: {why}")))?;
+            if d > std::time::Duration::from_secs(7 * 86400) {
+                return Err(ApiError::invalid("`expires` is at most 7d"));
+            }
+            d
+        }
+    };
     let token = crate::auth::new_token();
-    let expires_at = unix(SystemTime::now() + nodes::TOKEN_LIFETIME);
+    let expires_at = unix(SystemTime::now() + lifetime);
     match c
         .store
         .add_node_token(&req.name, &crate::auth::hash(&token), expires_at as i64)

@@ -301,8 +301,8 @@ pub(crate) async fn domains(client: &Client, conn: &Conn, cmd: DomainsCmd) -> an
 pub(crate) async fn nodes(client: &Client, conn: &Conn, cmd: Option<NodesCmd>) -> anyhow::Result<()> {
     match cmd {
         None | Some(NodesCmd::List) => {}
-        Some(NodesCmd::Add { name }) => {
-            let invite = client.add_node(&name).await?;
+        Some(NodesCmd::Add { name, expires }) => {
+            let invite = client.add_node(&name, expires).await?;
             if conn.json {
                 return json(&invite);
             }
@@ -443,7 +443,12 @@ pub(crate) enum NodesCmd {
     /// Every node: state, last contact, version, apps and link latency (the default).
     List,
     /// Invite a machine: prints the one command to run there (`wharf agent --join …`).
-    Add { name: String },
+    Add {
+        name: String,
+        /// How long the token works (default 1h), e.g. 10m.
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+    },
     /// Forget a node: its link is closed at once and refused from then on.
     Remove { name: String },
 }

@@ -37,6 +37,8 @@ pub struct ServerProc {
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub token: String,
+    /// Where agents connect (the link), when on.
+    pub link: Option<SocketAddr>,
     /// The server's log lines up to "ready".
     pub startup_log: Vec<String>,
 }
@@ -143,6 +145,7 @@ impl ServerProc {
         let fields: serde_json::Value = serde_json::from_str(&ready).unwrap();
         let api = fields["fields"]["api"].as_str().unwrap().to_string();
         let http = fields["fields"]["http"].as_str().unwrap().parse().unwrap();
+        let link = fields["fields"]["link"].as_str().and_then(|l| l.parse().ok());
         let token = std::fs::read_to_string(data.join("admin.token"))
             .unwrap()
             .trim()
@@ -154,6 +157,7 @@ impl ServerProc {
             http,
             https: SocketAddr::from(([127, 0, 0, 1], https_port)),
             token,
+            link,
             startup_log,
         }
     }
