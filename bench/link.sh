@@ -122,7 +122,7 @@ class H(http.server.BaseHTTPRequestHandler):
 socketserver.ThreadingTCPServer.allow_reuse_address = True
 socketserver.ThreadingTCPServer((os.environ.get("HOST", "0.0.0.0"), int(os.environ["PORT"])), H).serve_forever()'
 # Its twin for the direct measurement: the same program on the node's own address.
-HOST=0.0.0.0 PORT=$APP_PORT "${ON_NODE[@]}" python3 -c "$APP_PY" &
+HOST=0.0.0.0 PORT=$APP_PORT "${ON_NODE[@]}" python3 -c "$APP_PY" 2>"$work/app.log" &
 PIDS+=($!)
 listening node $APP_PORT
 
