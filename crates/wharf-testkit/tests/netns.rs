@@ -243,19 +243,36 @@ fn a_bed_left_by_a_killed_test_is_removed_and_others_are_not() {
     // A process that has ended stands for the killed test.
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     gone.wait().unwrap();
-    // Two free slots from the top (the beds' search rarely gets there): a stale bed of this
-    // module's, and a bridge of the same form that is not this module's.
-    let mut free = (400..=504)
-        .rev()
-        .filter(|s| !Path::new(&format!("/sys/class/net/wb{s}")).exists());
-    let (stale, foreign) = (free.next().unwrap(), free.next().unwrap());
+    // Two slots from the top (the beds' search rarely gets there), claimed by making their
+    // bridges: a stale bed of this module's, and a bridge of the same form that is not this
+    // module's. The stale bed's alias comes last: until then a bed made here and now (by a test
+    // beside this one) takes it for someone else's and leaves it alone.
+    let claim = |below: u32| {
+        (400..below)
+            .rev()
+            .find(|s| {
+                std::process::Command::new("ip")
+                    .args(["link", "add", &format!("wb{s}"), "type", "bridge"])
+                    .output()
+                    .unwrap()
+                    .status
+                    .success()
+            })
+            .expect("a free slot among wb400…wb504")
+    };
+    let stale = claim(505);
+    let foreign = claim(stale);
     let (bridge, ns, veth, other) = (
         format!("wb{stale}"),
         format!("wb{stale}n0"),
         format!("wb{stale}v0"),
         format!("wb{foreign}"),
     );
-    ip(&["link", "add", &bridge, "type", "bridge"]);
+    ip(&["link", "set", &other, "alias", "made by hand"]);
+    ip(&["netns", "add", &ns]);
+    ip(&[
+        "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+    ]);
     ip(&[
         "link",
         "set",
@@ -263,12 +280,6 @@ fn a_bed_left_by_a_killed_test_is_removed_and_others_are_not() {
         "alias",
         &format!("wharf-testkit {} 1", gone.id()),
     ]);
-    ip(&["netns", "add", &ns]);
-    ip(&[
-        "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-    ]);
-    ip(&["link", "add", &other, "type", "bridge"]);
-    ip(&["link", "set", &other, "alias", "made by hand"]);
 
     Bed::reclaim_stale();
     let exists = |dir: &str, name: &str| Path::new(dir).join(name).exists();
