@@ -1,14 +1,17 @@
 //! Test support for wharf: counting mock upstreams (HTTP, server-sent events, WebSocket echo),
-//! HTTP clients that set a Host (and an HTTPS one that reports the certificate and ALPN), a bounded load generator, and `assert_eventually!`.
+//! HTTP clients that set a Host (and an HTTPS one that reports the certificate and ALPN), a bounded load generator, `assert_eventually!`,
+//! and network test beds (machines as network namespaces on a bridge, with captures, netem and cuts).
 #![forbid(unsafe_code)]
 
 mod client;
 mod load;
+mod netns;
 mod tls;
 mod upstream;
 
 pub use client::{Reply, get, get_h2, request};
 pub use load::{Load, LoadReport};
+pub use netns::{Bed, Capture, contains, need_tool};
 pub use tls::{TlsConn, TlsReply, Trust, get_tls};
 pub use upstream::{MockUpstream, SseFeed};
 
