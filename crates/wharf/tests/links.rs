@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::{ServerProc, TempDir, free_port, require_python, require_tool};
-use wharf_testkit::netns::{Bed, contains};
+use wharf_testkit::{Bed, contains};
 use wharf_testkit::{assert_eventually, get};
 
 /// Serves `$GREETING` from the volume, like server_e2e's app; also echoes nothing else.
