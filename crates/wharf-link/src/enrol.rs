@@ -280,6 +280,7 @@ impl ServerCertVerifier for PinnedCa {
 pub type TokenCheck<'a> = &'a (dyn Fn(&str) -> Result<String, String> + Send + Sync);
 
 /// Server side: the outcome of one accepted connection.
+#[derive(Debug)]
 pub enum Accepted {
     /// An agent enrolled: its node name and certificate fingerprint (to pin).
     Enrolled(PeerCert),

@@ -107,6 +107,7 @@ impl AsyncWrite for Stream {
 }
 
 /// One multiplexed connection, driven by a task of its own.
+#[derive(Debug)]
 pub struct Session {
     opener: Opener,
     incoming: Incoming,
@@ -234,7 +235,7 @@ fn step<T: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Opens streams; cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Opener {
     open: mpsc::Sender<OpenReply>,
     close: CancellationToken,
@@ -273,6 +274,7 @@ impl Opener {
 }
 
 /// Streams the other end opens.
+#[derive(Debug)]
 pub struct Incoming {
     streams: mpsc::UnboundedReceiver<yamux::Stream>,
     gone: CancellationToken,
