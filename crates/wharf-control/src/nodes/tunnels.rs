@@ -14,7 +14,7 @@ use wharf_store::Tunnel;
 use super::{Hub, Node};
 
 /// The name that stands for the server's own machine in tunnel ends.
-pub const SERVER: &str = "server";
+pub(crate) const SERVER: &str = "server";
 
 /// The tunnels' listening ends on the server.
 #[derive(Default)]

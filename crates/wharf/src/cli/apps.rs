@@ -306,12 +306,14 @@ pub(crate) async fn nodes(client: &Client, conn: &Conn, cmd: Option<NodesCmd>) -
             if conn.json {
                 return json(&invite);
             }
-            let left = invite
-                .expires_at
-                .saturating_sub(super::print::unix_now())
-                .div_ceil(60);
+            let secs = invite.expires_at.saturating_sub(super::print::unix_now());
+            let left = if secs < 120 {
+                format!("{secs} s")
+            } else {
+                format!("{} min", secs.div_ceil(60))
+            };
             println!(
-                "Run this on the machine that joins as {} (the token works once, for {left} min):\n\n  {}\n",
+                "Run this on the machine that joins as {} (the token works once, for {left}):\n\n  {}\n",
                 invite.name, invite.command
             );
             return Ok(());

@@ -103,7 +103,12 @@ pub(crate) fn show_app(a: &AppView) {
     if let Some(root) = &a.root {
         outln!("  root      {root}");
     }
-    outln!("  volume    {}", a.volume);
+    if let Some(node) = &a.node {
+        // Its volume, user and sandbox are the node's agent's.
+        outln!("  node      {node}");
+    } else {
+        outln!("  volume    {}", a.volume);
+    }
     if a.runtime != "process" {
         let mut opts = vec![format!("port {}", a.port.unwrap_or(8000))];
         if a.read_only {
@@ -113,7 +118,7 @@ pub(crate) fn show_app(a: &AppView) {
     }
     // Containers run as their image's user; the app's uid is for processes and builds.
     match (a.uid, &a.users_note) {
-        _ if a.runtime != "process" => {}
+        _ if a.runtime != "process" || a.node.is_some() => {}
         (Some(uid), _) => outln!("  user      uid {uid} (the app's own)"),
         (None, Some(why)) => outln!("  user      per-app users: off ({why})"),
         (None, None) => {}
@@ -148,6 +153,7 @@ pub(crate) fn show_app(a: &AppView) {
         }
         if let Some(sandbox) = &a.sandbox_status
             && a.runtime == "process"
+            && a.node.is_none()
         {
             outln!("  sandbox   {sandbox}");
         }
