@@ -449,3 +449,75 @@ fn processes_a_killed_agent_left_are_stopped_at_start() {
         second.node.shutdown().await;
     });
 }
+
+#[tokio::test]
+async fn output_and_exits_reach_the_server() {
+    let d = dir("output");
+    let agent = agent(&d);
+    assert!(matches!(
+        agent.put_release("blog", 1, &site_tar("x")).await,
+        Reply::Done
+    ));
+    let mut spec = http_server_spec("blog-0f0f0f", 1);
+    spec.workload = Workload::Process {
+        command: "while true; do echo tick; sleep 0.05; done".into(),
+    };
+    start(&agent, spec).await;
+    let follow = ToAgent::FollowLogs {
+        runtime: "process".into(),
+        app: "blog".into(),
+    };
+    let mut s = agent.request(follow).await;
+    let line = read_msg::<Reply>(&mut s).await.unwrap();
+    assert!(
+        matches!(&line, Some(Reply::Line(l)) if l.contains("tick")),
+        "{line:?}"
+    );
+    // Our end closing ends the follow: the agent closes its end too.
+    s.shutdown().await.unwrap();
+    while let Some(reply) = read_msg::<Reply>(&mut s).await.unwrap() {
+        assert!(matches!(reply, Reply::Line(_)), "{reply:?}");
+    }
+    let logs = ToAgent::Logs {
+        runtime: "process".into(),
+        app: "blog".into(),
+        lines: 5,
+    };
+    let reply = agent.ask(logs).await;
+    assert!(
+        matches!(&reply, Reply::Lines(l) if l.iter().any(|l| l.contains("blog-0f0f0f out| tick"))),
+        "{reply:?}"
+    );
+    let stop = ToAgent::Stop {
+        runtime: "process".into(),
+        instance: "blog-0f0f0f".into(),
+    };
+    assert!(matches!(agent.ask(stop).await, Reply::Done));
+
+    // An instance that fails: how it ended and what it said.
+    let mut spec = http_server_spec("blog-dead02", 1);
+    spec.workload = Workload::Process {
+        command: "echo cannot find config.toml; exit 3".into(),
+    };
+    start(&agent, spec).await;
+    let exited = ToAgent::Exited {
+        runtime: "process".into(),
+        instance: "blog-dead02".into(),
+    };
+    let reply = agent.ask(exited).await;
+    assert!(
+        matches!(&reply, Reply::Exit(Some(how)) if how.contains("status 3")),
+        "{reply:?}"
+    );
+    let recent = ToAgent::RecentOutput {
+        runtime: "process".into(),
+        instance: "blog-dead02".into(),
+        lines: 10,
+    };
+    let reply = agent.ask(recent).await;
+    assert!(
+        matches!(&reply, Reply::Lines(l) if l.contains(&"cannot find config.toml".to_string())),
+        "{reply:?}"
+    );
+    agent.node.shutdown().await;
+}
