@@ -58,40 +58,44 @@ pub(crate) async fn keep_linked(
     let mut backoff = Backoff::default();
     let mut state = State::Starting;
     loop {
-        let began = Instant::now();
-        let ended = connection(&node, &identity, docker_host.as_deref(), &mut state).await;
-        let next = match ended {
-            Ok(()) => State::Lost,
-            Err(e) => State::Failing(e.to_string()),
-        };
-        state.change(next, &identity.server);
-        // A connection that held for a while was a success: start the backoff over.
-        if began.elapsed() > Backoff::RESET_AFTER {
-            backoff.reset();
+        match connection(&node, &identity, docker_host.as_deref(), &mut state).await {
+            Ok(linked) => {
+                state.change(State::Lost, &identity.server);
+                // A link that held for a while was a success: start the backoff over.
+                if linked.elapsed() > Backoff::RESET_AFTER {
+                    backoff.reset();
+                }
+            }
+            Err(e) => state.change(State::Failing(e.to_string()), &identity.server),
         }
         tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
-/// One connection, from connect to its end: `Ok` once an established link ended.
+/// One connection, from connect to its end: `Ok` (with when it was established) once an
+/// established link ended.
 async fn connection(
     node: &Arc<Node>,
     identity: &Identity,
     docker_host: Option<&str>,
     state: &mut State,
-) -> Result<(), LinkError> {
+) -> Result<Instant, LinkError> {
     let session = wharf_link::enrol::connect(identity).await?;
     let (opener, mut incoming) = session.split();
     // An engine that started since the last connection is offered in this Hello.
     node.connect_docker(docker_host, &identity.node).await;
-    hello(&opener, node).await?;
+    if let Err(e) = hello(&opener, node).await {
+        opener.close();
+        return Err(e);
+    }
     state.change(State::Linked, &identity.server);
+    let linked = Instant::now();
     let link = Link::new(node.clone(), opener);
     while let Some(stream) = incoming.next().await {
         tokio::spawn(link.clone().serve_stream(stream));
     }
     link.close();
-    Ok(())
+    Ok(linked)
 }
 
 /// The first stream of each connection: who the agent is.
