@@ -29,9 +29,8 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let join = match (args.join, args.token) {
         (Some(url), Some(token)) => {
-            let url: JoinUrl = url
-                .parse()
-                .with_context(|| format!("--join `{url}`: expected wharf://HOST:PORT/CA-FINGERPRINT as `wharf nodes add` printed it"))?;
+            // The message names the expected form; its causes are in it already.
+            let url: JoinUrl = url.parse().map_err(|e| anyhow::anyhow!("--join: {e}"))?;
             Some((url, token))
         }
         (Some(_), None) => anyhow::bail!(
@@ -56,6 +55,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 tracing::info!("SIGHUP: nothing to reload");
             }
         };
-        Ok(wharf_agent::run_until(config, stop).await?)
+        // Each message carries its causes already (anyhow's chain would repeat them).
+        wharf_agent::run_until(config, stop)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
     })
 }
