@@ -35,6 +35,8 @@ enum Command {
     Server(cmd::server::Args),
     /// Run the gateway alone from a TOML file, as an nginx replacement.
     Gateway(cmd::gateway::Args),
+    /// Run apps of a wharf server on this machine: join it once, then keep one link to it.
+    Agent(cmd::agent::Args),
     /// Create, change, start, stop and delete apps.
     Apps {
         #[command(subcommand)]
@@ -156,6 +158,7 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => cmd::server::run(args),
         Command::Gateway(args) => cmd::gateway::run(args),
+        Command::Agent(args) => cmd::agent::run(args),
         Command::Apps { cmd, conn } => cli::run(conn, cli::Verb::Apps(cmd)),
         Command::Env { cmd, conn } => cli::run(conn, cli::Verb::Env(cmd)),
         Command::Domains { cmd, conn } => cli::run(conn, cli::Verb::Domains(cmd)),

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod agent;
 pub(crate) mod gateway;
 pub(crate) mod sandbox_exec;
 pub(crate) mod server;

@@ -1,0 +1,189 @@
+//! The agent's machine: its data folder and the local runtimes that run the server's
+//! instances (processes always; Docker once an engine answers).
+//!
+//! The data folder (0700):
+//! - `identity.json`: the agent's key and certificate (wharf-link);
+//! - `apps/<app>/releases/<n>/`: releases the server sent; `apps/<app>/volume/`: the app's data;
+//! - `logs/<app>/`: its output; `run/<instance>.pid`: the process groups of running instances.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use wharf_docker::{DockerRuntime, Engine};
+use wharf_runtime::{InstanceStatus, ProcessRuntime, Runtime};
+
+use crate::{AgentError, Result};
+
+/// How long a connection attempt to the Docker engine may take.
+const ENGINE_PATIENCE: Duration = Duration::from_secs(5);
+/// How long a `List` waits for one runtime.
+const LIST_PATIENCE: Duration = Duration::from_secs(5);
+
+pub struct Node {
+    data: PathBuf,
+    processes: Arc<ProcessRuntime>,
+    docker: RwLock<Docker>,
+}
+
+#[derive(Default)]
+struct Docker {
+    runtime: Option<Arc<DockerRuntime>>,
+    /// Why there is none, once looked for.
+    why: Option<String>,
+}
+
+/// Creates the data folder, owner only (it holds the agent's key and the apps' data).
+pub(crate) fn create_data_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| AgentError::io("cannot create the data folder", dir, e))
+}
+
+impl Node {
+    /// Opens the data folder with the process runtime only, after stopping the processes a
+    /// killed agent left running (the server starts again what should run, so no instance
+    /// ever runs twice) and removing half-received releases.
+    pub fn open(data: PathBuf) -> Result<Node> {
+        create_data_dir(&data)?;
+        let run = data.join("run");
+        let processes = ProcessRuntime::with_pid_dir(run.clone())
+            .map_err(|e| AgentError::io("cannot create the pid folder", &run, e))?
+            .with_log_root(data.join("logs"));
+        let reaped = processes.reap_orphans();
+        if reaped > 0 {
+            tracing::warn!(
+                reaped,
+                "stopped app processes a previous agent left running (it was killed); the server starts them again"
+            );
+        }
+        crate::releases::remove_partial(&data.join("apps"));
+        Ok(Node {
+            data,
+            processes: Arc::new(processes),
+            docker: RwLock::default(),
+        })
+    }
+
+    /// Looks for the Docker engine unless the Docker runtime is already there; containers a
+    /// previous agent started (labelled with this node's name) are adopted. Logs the first
+    /// failure only.
+    pub async fn connect_docker(&self, host: Option<&str>, node: &str) {
+        if self.read_docker().runtime.is_some() {
+            return;
+        }
+        let connect = Engine::connect(host, None);
+        let engine = match tokio::time::timeout(ENGINE_PATIENCE, connect).await {
+            Ok(Ok(engine)) => engine.with_owner(format!("agent-{node}")),
+            Ok(Err(e)) => return self.no_docker(e.to_string()),
+            Err(_) => {
+                return self.no_docker(format!(
+                    "the Docker engine did not answer within {} s",
+                    ENGINE_PATIENCE.as_secs()
+                ));
+            }
+        };
+        let runtime = Arc::new(DockerRuntime::new(Arc::new(engine)));
+        match runtime.adopt().await {
+            Ok(adopted) => tracing::info!(
+                adopted = adopted.len(),
+                "Docker runtime available; containers of a previous agent adopted"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "Docker runtime available, but cannot adopt its containers")
+            }
+        }
+        let mut d = self.docker.write().unwrap_or_else(|p| p.into_inner());
+        d.runtime = Some(runtime);
+        d.why = None;
+    }
+
+    fn no_docker(&self, why: String) {
+        let mut d = self.docker.write().unwrap_or_else(|p| p.into_inner());
+        if d.why.is_none() {
+            tracing::info!(error = %why, "no Docker runtime (processes only); looked for again at each link");
+        }
+        d.why = Some(why);
+    }
+
+    fn read_docker(&self) -> std::sync::RwLockReadGuard<'_, Docker> {
+        self.docker.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The runtimes this agent offers, by name.
+    pub fn runtime_names(&self) -> Vec<String> {
+        let mut names = vec!["process".to_string()];
+        if self.read_docker().runtime.is_some() {
+            names.push("docker".to_string());
+        }
+        names
+    }
+
+    /// The runtime called `name`, or why there is none.
+    pub(crate) fn runtime(&self, name: &str) -> Result<Arc<dyn Runtime>> {
+        match name {
+            "process" => Ok(self.processes.clone()),
+            "docker" => {
+                let d = self.read_docker();
+                match &d.runtime {
+                    Some(r) => Ok(r.clone()),
+                    None => Err(AgentError::NoRuntime {
+                        runtime: name.to_string(),
+                        why: d.why.clone(),
+                    }),
+                }
+            }
+            _ => Err(AgentError::NoRuntime {
+                runtime: name.to_string(),
+                why: None,
+            }),
+        }
+    }
+
+    /// What every runtime runs, with its name; a runtime that cannot answer in time
+    /// contributes nothing (logged).
+    pub(crate) async fn list(&self) -> Vec<(&'static str, InstanceStatus)> {
+        let mut all: Vec<(&'static str, Arc<dyn Runtime>)> =
+            vec![("process", self.processes.clone())];
+        if let Some(d) = self.read_docker().runtime.clone() {
+            all.push(("docker", d));
+        }
+        let mut out = Vec::new();
+        for (name, rt) in all {
+            match tokio::time::timeout(LIST_PATIENCE, rt.list()).await {
+                Ok(Ok(list)) => out.extend(list.into_iter().map(|s| (name, s))),
+                Ok(Err(e)) => tracing::warn!(runtime = name, error = %e, "cannot list instances"),
+                Err(_) => tracing::warn!(
+                    runtime = name,
+                    "the runtime did not list its instances in time"
+                ),
+            }
+        }
+        out
+    }
+
+    /// Stops every process instance (the agent is stopping); containers keep running.
+    pub async fn shutdown(&self) {
+        self.processes.shutdown().await;
+    }
+
+    pub(crate) fn app_dir(&self, app: &str) -> PathBuf {
+        self.data.join("apps").join(app)
+    }
+
+    pub(crate) fn release_dir(&self, app: &str, release: u32) -> PathBuf {
+        self.app_dir(app).join("releases").join(release.to_string())
+    }
+
+    pub(crate) fn volume(&self, app: &str) -> PathBuf {
+        self.app_dir(app).join("volume")
+    }
+
+    pub(crate) fn log_dir(&self, app: &str) -> PathBuf {
+        self.data.join("logs").join(app)
+    }
+}

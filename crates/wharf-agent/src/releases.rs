@@ -1,0 +1,189 @@
+//! Releases the server sends: `apps/<app>/releases/<n>/`, unpacked from a tar stream into a
+//! fresh folder beside it and renamed into place, so a release folder is always complete.
+//! Releases are immutable: one that is already there is kept.
+
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::io::SyncIoBridge;
+
+use crate::{AgentError, Node, Result};
+
+/// Prefix of folders a release is unpacked into before it is renamed into place.
+const PARTIAL: &str = ".partial-";
+
+/// App names follow the server's rule (they become folder names here).
+pub(crate) fn check_app(app: &str) -> Result<()> {
+    wharf_store::validate_app_name(app).map_err(AgentError::BadName)
+}
+
+/// Instance names become pid file names: `<app>-<suffix>` in the same alphabet.
+pub(crate) fn check_instance(instance: &str) -> Result<()> {
+    let ok = !instance.is_empty()
+        && instance.len() <= 128
+        && !instance.starts_with('-')
+        && instance
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(AgentError::BadName(format!(
+            "`{instance}` is not a valid instance name: lower-case letters, digits and dashes only"
+        )))
+    }
+}
+
+pub(crate) fn has(node: &Node, app: &str, release: u32) -> Result<bool> {
+    check_app(app)?;
+    Ok(node.release_dir(app, release).is_dir())
+}
+
+/// Unpacks the tar that `stream` carries (up to its end) as release `release` of `app`, and
+/// gives the stream back for the answer.
+pub(crate) async fn put<S>(node: &Node, app: &str, release: u32, stream: S) -> (S, Result<()>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if let Err(e) = check_app(app) {
+        return (stream, Err(e));
+    }
+    let fin = node.release_dir(app, release);
+    let Some(parent) = fin.parent().map(Path::to_path_buf) else {
+        unreachable!("a release folder has a parent")
+    };
+    let partial = parent.join(format!("{PARTIAL}{release}-{}", hex(rand::random::<u32>())));
+    let bridge = SyncIoBridge::new(stream);
+    let app = app.to_string();
+    let job = tokio::task::spawn_blocking(move || {
+        let mut bridge = bridge;
+        let done = receive(&mut bridge, &parent, &partial, &fin, &app, release);
+        if done.is_err() {
+            let _ = std::fs::remove_dir_all(&partial);
+        }
+        (bridge.into_inner(), done)
+    });
+    match job.await {
+        Ok(r) => r,
+        // Only a panic in the tar crate gets here: the stream went with it.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+fn receive(
+    tar: &mut impl Read,
+    parent: &Path,
+    partial: &Path,
+    fin: &Path,
+    app: &str,
+    release: u32,
+) -> Result<()> {
+    let unpack = |source| AgentError::Unpack {
+        app: app.to_string(),
+        release,
+        source,
+    };
+    std::fs::create_dir_all(parent).map_err(unpack)?;
+    std::fs::create_dir(partial).map_err(unpack)?;
+    unpack_into(tar, partial, app, release)?;
+    // The sender ends its stream after the archive; whatever padding follows is read, so it
+    // sees its end acknowledged rather than a reset.
+    std::io::copy(tar, &mut std::io::sink()).map_err(unpack)?;
+    match std::fs::rename(partial, fin) {
+        Ok(()) => Ok(()),
+        // Sent twice (two sends raced): releases do not change, the first one stays.
+        Err(_) if fin.is_dir() => {
+            let _ = std::fs::remove_dir_all(partial);
+            Ok(())
+        }
+        Err(e) => Err(unpack(e)),
+    }
+}
+
+/// Unpacks every entry inside `dest`, refusing (not skipping) any that would land outside it.
+fn unpack_into(tar: &mut impl Read, dest: &Path, app: &str, release: u32) -> Result<()> {
+    let unpack = |source| AgentError::Unpack {
+        app: app.to_string(),
+        release,
+        source,
+    };
+    let escapes = |entry: &Path| AgentError::Escapes {
+        app: app.to_string(),
+        release,
+        entry: entry.display().to_string(),
+    };
+    let mut archive = tar::Archive::new(tar);
+    archive.set_preserve_mtime(true);
+    for entry in archive.entries().map_err(unpack)? {
+        let mut entry = entry.map_err(unpack)?;
+        let path: PathBuf = entry.path().map_err(unpack)?.into_owned();
+        if !stays_inside(&path) {
+            return Err(escapes(&path));
+        }
+        if entry.header().entry_type().is_hard_link()
+            && let Some(target) = entry.link_name().map_err(unpack)?
+            && !stays_inside(&target)
+        {
+            return Err(escapes(&path));
+        }
+        // `unpack_in` also refuses to write through a symbolic link that leads out.
+        if !entry.unpack_in(dest).map_err(unpack)? {
+            return Err(escapes(&path));
+        }
+    }
+    Ok(())
+}
+
+/// A relative path without `..`.
+fn stays_inside(path: &Path) -> bool {
+    path.components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+/// Removes the folders of releases a killed agent was still receiving.
+pub(crate) fn remove_partial(apps: &Path) {
+    let Ok(apps) = std::fs::read_dir(apps) else {
+        return;
+    };
+    for app in apps.flatten() {
+        let Ok(releases) = std::fs::read_dir(app.path().join("releases")) else {
+            continue;
+        };
+        for r in releases.flatten() {
+            if r.file_name().to_string_lossy().starts_with(PARTIAL) {
+                let _ = std::fs::remove_dir_all(r.path());
+            }
+        }
+    }
+}
+
+fn hex(n: u32) -> String {
+    format!("{n:08x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["blog", "my-blog-7f3a9c", "a1"] {
+            assert!(check_instance(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "../x", "a/b", "A", "-x", "a b", "x.pid"] {
+            assert!(check_instance(bad).is_err(), "{bad}");
+        }
+        assert!(check_app("../etc").is_err());
+        assert!(check_app("blog").is_ok());
+    }
+
+    #[test]
+    fn inside() {
+        assert!(stays_inside(Path::new("a/b.txt")));
+        assert!(stays_inside(Path::new("./a")));
+        assert!(!stays_inside(Path::new("../a")));
+        assert!(!stays_inside(Path::new("a/../../b")));
+        assert!(!stays_inside(Path::new("/etc/passwd")));
+    }
+}
