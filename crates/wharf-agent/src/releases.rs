@@ -10,6 +10,10 @@ use tokio_util::io::SyncIoBridge;
 
 use crate::{AgentError, Node, Result};
 
+/// The "release" number the server gives an app's folder that is no release (`--dir`): sent
+/// at every start, it replaces what is there.
+pub(crate) const FOLDER: u32 = 0;
+
 /// Prefix of folders a release is unpacked into before it is renamed into place.
 const PARTIAL: &str = ".partial-";
 
@@ -90,6 +94,15 @@ fn receive(
     // The sender ends its stream after the archive; whatever padding follows is read, so it
     // sees its end acknowledged rather than a reset.
     std::io::copy(tar, &mut std::io::sink()).map_err(unpack)?;
+    if release == FOLDER && fin.is_dir() {
+        // Not a release but an app's folder (`--dir`), sent again at each start: the new copy
+        // replaces the old one, which a running instance may still have open (unlinked).
+        let old = partial.with_extension("replaced");
+        std::fs::rename(fin, &old).map_err(unpack)?;
+        let renamed = std::fs::rename(partial, fin).map_err(unpack);
+        let _ = std::fs::remove_dir_all(&old);
+        return renamed;
+    }
     match std::fs::rename(partial, fin) {
         Ok(()) => Ok(()),
         // Sent twice (two sends raced): releases do not change, the first one stays.

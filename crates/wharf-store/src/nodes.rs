@@ -110,7 +110,8 @@ impl Store {
         Ok(verdict)
     }
 
-    /// Pins the certificate a node enrolled with; its other tokens are void from then on.
+    /// Pins the certificate a node enrolled with; its unused tokens are void from then on (the
+    /// used one is kept, so trying it again is told "already used").
     pub fn node_joined(&self, node: &str, fingerprint: &str) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -121,7 +122,10 @@ impl Store {
         if n == 0 {
             return Err(node_not_found(node));
         }
-        tx.execute("DELETE FROM node_tokens WHERE node = ?1", [node])?;
+        tx.execute(
+            "DELETE FROM node_tokens WHERE node = ?1 AND used_at IS NULL",
+            [node],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -243,6 +247,7 @@ mod tests {
             Err(StoreError::Exists { .. })
         ));
         assert_eq!(s.redeem_node_token("h2").unwrap(), Err(TokenRefusal::Unknown));
+        assert_eq!(s.redeem_node_token("h1").unwrap(), Err(TokenRefusal::Used));
         s.remove_node("edge").unwrap();
         assert!(s.nodes().unwrap().is_empty());
     }

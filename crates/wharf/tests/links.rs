@@ -11,7 +11,18 @@ use std::time::{Duration, Instant};
 
 use support::{ServerProc, TempDir, free_port, require_python, require_tool};
 use wharf_testkit::{Bed, contains};
-use wharf_testkit::{assert_eventually, get};
+use wharf_testkit::get;
+
+/// Polls `$cond` every 20 ms until it holds, failing after `$within`.
+macro_rules! within {
+    ($within:expr, $cond:expr, $($msg:tt)+) => {{
+        let deadline = Instant::now() + $within;
+        while !$cond {
+            assert!(Instant::now() < deadline, "not true within {:?}: {}", $within, format!($($msg)+));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }};
+}
 
 /// Serves `$GREETING` from the volume, like server_e2e's app; also echoes nothing else.
 fn app_command() -> String {
@@ -187,9 +198,9 @@ async fn two_agents_serve_their_apps_and_a_killed_one_takes_only_its_own_app_dow
     // (503, Retry-After) within 2 s of noticing; n0's app is untouched.
     agents[1].kill9().await;
     let killed = Instant::now();
-    assert_eventually!(
-        status_code(http, "web1.localhost").await == Some(503),
+    within!(
         Duration::from_secs(5),
+        status_code(http, "web1.localhost").await == Some(503),
         "web1 answers 503 once its node is unreachable"
     );
     let noticed = killed.elapsed();
@@ -208,9 +219,9 @@ async fn two_agents_serve_their_apps_and_a_killed_one_takes_only_its_own_app_dow
     // Restarted (its identity kept, no token), served again within 5 s, one instance.
     let restarted = Instant::now();
     agents[1] = Agent::start(&bed, 1, &tmp.0.join("agent1"), None);
-    assert_eventually!(
-        status_code(http, "web1.localhost").await == Some(200),
+    within!(
         Duration::from_secs(5),
+        status_code(http, "web1.localhost").await == Some(200),
         "web1 is served again within 5 s of its agent's restart"
     );
     let back = restarted.elapsed();
@@ -276,7 +287,7 @@ async fn tokens_work_once_removed_nodes_are_cut_off_and_the_wire_carries_no_clea
     );
 
     // Removed: the link is closed within 1 s and refused from then on.
-    server.ok(&["apps", "delete", "echo"]).await;
+    server.ok(&["apps", "delete", "echo", "--yes"]).await;
     let link_port = server.link.unwrap().port().to_string();
     let established = || {
         let out = bed
@@ -367,14 +378,14 @@ async fn psql_on_one_machine_queries_postgres_on_another_through_a_tunnel() {
         c
     });
     let _postgres = postgres.kill_on_drop(true).spawn().unwrap();
-    assert_eventually!(
+    within!(
+        Duration::from_secs(30),
         bed.command(1, pg.join("pg_isready"))
             .args(["-h", "127.0.0.1", "-p", "5432"])
             .output()
             .unwrap()
             .status
             .success(),
-        Duration::from_secs(30),
         "postgres is up"
     );
 
@@ -399,7 +410,7 @@ async fn psql_on_one_machine_queries_postgres_on_another_through_a_tunnel() {
             .output()
             .unwrap()
     };
-    assert_eventually!(psql().status.success(), Duration::from_secs(10), "psql connects");
+    within!(Duration::from_secs(10), psql().status.success(), "psql connects");
     let out = psql();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
 
