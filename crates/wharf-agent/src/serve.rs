@@ -26,6 +26,8 @@ use crate::{AgentError, Node};
 pub trait OpenStream: Send + Sync + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     fn open(&self) -> impl Future<Output = Result<Self::Stream, LinkError>> + Send;
+    /// Ends the whole connection (the agent then connects again).
+    fn close_connection(&self) {}
 }
 
 impl OpenStream for wharf_link::Opener {
@@ -33,7 +35,14 @@ impl OpenStream for wharf_link::Opener {
     fn open(&self) -> impl Future<Output = Result<Self::Stream, LinkError>> + Send {
         wharf_link::Opener::open(self)
     }
+    fn close_connection(&self) {
+        self.close();
+    }
 }
+
+/// The server pings every 500 ms: this long without one, the connection is taken for dead
+/// (a path cut without a word: no FIN or RST ever comes) and the agent connects again.
+const SILENT_SERVER: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// One connection to the server as the agent serves it: the node's runtimes, plus what lives
 /// only as long as the connection (tunnel listeners).
@@ -168,7 +177,14 @@ impl<O: OpenStream> Link<O> {
         write_msg(&mut s, &Reply::Pong).await?;
         loop {
             let next = tokio::select! {
-                next = read_msg::<ToAgent>(&mut s) => next?,
+                next = tokio::time::timeout(SILENT_SERVER, read_msg::<ToAgent>(&mut s)) => match next {
+                    Ok(next) => next?,
+                    Err(_) => {
+                        tracing::warn!("no heartbeat from the server for {SILENT_SERVER:?}; connecting again");
+                        self.opener.close_connection();
+                        return Ok(());
+                    }
+                },
                 () = self.closed.cancelled() => return Ok(()),
             };
             match next {

@@ -229,7 +229,31 @@ async fn two_agents_serve_their_apps_and_a_killed_one_takes_only_its_own_app_dow
     assert_eq!(processes_in(&bed, 0, "http.server"), 1, "n0 untouched");
     let r = get(http, "web1.localhost", "/").await.unwrap();
     assert_eq!(r.text(), "served by n1");
-    eprintln!("node gone noticed in {noticed:?}; served again {back:?} after the restart");
+
+    // A machine that goes silent (its network cut: no FIN, no RST) is noticed by the
+    // heartbeat; its app keeps running there and is served again once the path is back.
+    bed.cut(0).unwrap();
+    let cut = Instant::now();
+    within!(
+        Duration::from_secs(3),
+        status_code(http, "web0.localhost").await == Some(503),
+        "web0 answers 503 once n0 is silent"
+    );
+    let silent = cut.elapsed();
+    assert_eq!(status_code(http, "web1.localhost").await, Some(200));
+    bed.restore(0).unwrap();
+    let restored = Instant::now();
+    within!(
+        Duration::from_secs(10),
+        status_code(http, "web0.localhost").await == Some(200),
+        "web0 is served again once n0's path is back"
+    );
+    let healed = restored.elapsed();
+    assert_eq!(processes_in(&bed, 0, "http.server"), 1, "n0's app ran on through the cut");
+    eprintln!(
+        "node killed: noticed in {noticed:?}, served again {back:?} after the restart; \
+         node silent: noticed in {silent:?}, served again {healed:?} after the path came back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

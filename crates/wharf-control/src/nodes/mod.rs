@@ -21,8 +21,9 @@ use wharf_store::Store;
 
 /// How often the server pings each agent.
 const PING_EVERY: Duration = Duration::from_millis(500);
-/// A link whose pong is this late is declared gone (the bound is 2 s to notice).
-const PING_PATIENCE: Duration = Duration::from_millis(1500);
+/// A link whose pong is this late is declared gone: with a ping every 500 ms, a node that
+/// went silent is out of routing within 2 s.
+const PING_PATIENCE: Duration = Duration::from_millis(1200);
 /// How long a request to an agent may take (a container start included).
 const CALL_PATIENCE: Duration = Duration::from_secs(60);
 /// Join tokens work this long.
