@@ -9,9 +9,9 @@ mod deploy;
 mod error;
 #[doc(hidden)]
 pub mod fuzz;
+mod nodes;
 mod oplog;
 mod paths;
-mod nodes;
 mod reconciler;
 mod runtimes;
 mod sandbox;
@@ -169,17 +169,19 @@ impl Server {
         // The link, before anything runs: the reconciler places apps on its nodes.
         let link = match config.link {
             Some(addr) => {
-                let authority = wharf_link::Authority::load_or_create(&data.link())
-                    .map_err(|e| ControlError::Io {
-                        context: "cannot load the link's certificate authority".into(),
-                        source: std::io::Error::other(e.to_string()),
+                let authority =
+                    wharf_link::Authority::load_or_create(&data.link()).map_err(|e| {
+                        ControlError::Io {
+                            context: "cannot load the link's certificate authority".into(),
+                            source: std::io::Error::other(e.to_string()),
+                        }
                     })?;
-                let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| {
-                    ControlError::Io {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ControlError::Io {
                         context: format!("cannot listen on {addr} for agents' links (--link)"),
                         source,
-                    }
-                })?;
+                    })?;
                 let bound = listener.local_addr().map_err(|source| ControlError::Io {
                     context: "cannot read the link's address".into(),
                     source,

@@ -643,7 +643,11 @@ impl Reconciler {
         }
     }
 
-    async fn adopt_from(&self, lasting: Vec<(Placement, Arc<dyn wharf_runtime::Runtime>)>, op: &OpLog) {
+    async fn adopt_from(
+        &self,
+        lasting: Vec<(Placement, Arc<dyn wharf_runtime::Runtime>)>,
+        op: &OpLog,
+    ) {
         // Per app: (instance, its fingerprint).
         let mut found: BTreeMap<String, Vec<(Instance, String)>> = BTreeMap::new();
         for (kind, rt) in lasting {
@@ -1006,7 +1010,12 @@ impl Reconciler {
 
     /// A process app placed on a node: its agent runs it in its copy of the release's folder
     /// (sent over the link), on a port it picks, isolated as the agent's runtime does.
-    fn desired_on_node(&self, app: &App, eff: &Effective, run: &str) -> Result<Option<Desired>, String> {
+    fn desired_on_node(
+        &self,
+        app: &App,
+        eff: &Effective,
+        run: &str,
+    ) -> Result<Option<Desired>, String> {
         let env = self.env(app, eff)?;
         let workload = Workload::Process {
             command: run.to_string(),

@@ -236,12 +236,11 @@ impl Runtimes {
                 .clone()
                 .map(|r| (Placement::here(RuntimeKind::Docker), r)),
         );
-        all.extend(c.swarm.clone().map(|r| {
-            (
-                Placement::here(RuntimeKind::Swarm),
-                r as Arc<dyn Runtime>,
-            )
-        }));
+        all.extend(
+            c.swarm
+                .clone()
+                .map(|r| (Placement::here(RuntimeKind::Swarm), r as Arc<dyn Runtime>)),
+        );
         drop(c);
         if let Some(hub) = self.hub() {
             for node in hub.connected() {

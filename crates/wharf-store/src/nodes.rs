@@ -52,11 +52,9 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let joined: Option<Option<i64>> = tx
-            .query_row(
-                "SELECT joined_at FROM nodes WHERE name = ?1",
-                [node],
-                |r| r.get(0),
-            )
+            .query_row("SELECT joined_at FROM nodes WHERE name = ?1", [node], |r| {
+                r.get(0)
+            })
             .optional()?;
         match joined {
             Some(Some(_)) => {
@@ -150,9 +148,8 @@ impl Store {
 
     pub fn nodes(&self) -> Result<Vec<Node>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT name, fingerprint, created_at, joined_at FROM nodes ORDER BY name",
-        )?;
+        let mut stmt = conn
+            .prepare("SELECT name, fingerprint, created_at, joined_at FROM nodes ORDER BY name")?;
         let rows = stmt.query_map([], |r| {
             Ok(Node {
                 name: r.get(0)?,
@@ -237,8 +234,14 @@ mod tests {
         s.add_node_token("edge", "h2", now() - 1).unwrap();
         assert_eq!(s.redeem_node_token("h1").unwrap(), Ok("edge".to_string()));
         assert_eq!(s.redeem_node_token("h1").unwrap(), Err(TokenRefusal::Used));
-        assert_eq!(s.redeem_node_token("h2").unwrap(), Err(TokenRefusal::Expired));
-        assert_eq!(s.redeem_node_token("nope").unwrap(), Err(TokenRefusal::Unknown));
+        assert_eq!(
+            s.redeem_node_token("h2").unwrap(),
+            Err(TokenRefusal::Expired)
+        );
+        assert_eq!(
+            s.redeem_node_token("nope").unwrap(),
+            Err(TokenRefusal::Unknown)
+        );
         s.node_joined("edge", "fp").unwrap();
         assert_eq!(s.node("edge").unwrap().fingerprint.as_deref(), Some("fp"));
         // A joined node gets no new token, and its old ones are void.
@@ -246,7 +249,10 @@ mod tests {
             s.add_node_token("edge", "h3", now() + 600),
             Err(StoreError::Exists { .. })
         ));
-        assert_eq!(s.redeem_node_token("h2").unwrap(), Err(TokenRefusal::Unknown));
+        assert_eq!(
+            s.redeem_node_token("h2").unwrap(),
+            Err(TokenRefusal::Unknown)
+        );
         assert_eq!(s.redeem_node_token("h1").unwrap(), Err(TokenRefusal::Used));
         s.remove_node("edge").unwrap();
         assert!(s.nodes().unwrap().is_empty());

@@ -10,8 +10,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::{ServerProc, TempDir, free_port, require_python, require_tool};
-use wharf_testkit::{Bed, contains};
 use wharf_testkit::get;
+use wharf_testkit::{Bed, contains};
 
 /// Polls `$cond` every 20 ms until it holds, failing after `$within`.
 macro_rules! within {
@@ -32,7 +32,11 @@ fn app_command() -> String {
 }
 
 fn bed(machines: usize) -> Bed {
-    for (tool, package) in [("ip", "iproute2"), ("nsenter", "util-linux"), ("ss", "iproute2")] {
+    for (tool, package) in [
+        ("ip", "iproute2"),
+        ("nsenter", "util-linux"),
+        ("ss", "iproute2"),
+    ] {
         require_tool(tool, package);
     }
     Bed::new(machines).unwrap_or_else(|e| panic!("cannot make the network test bed: {e}"))
@@ -183,11 +187,22 @@ async fn two_agents_serve_their_apps_and_a_killed_one_takes_only_its_own_app_dow
     for i in 0..2 {
         let host = format!("web{i}.localhost");
         let r = get(http, &host, "/").await.unwrap();
-        assert_eq!(r.text(), format!("served by n{i}"), "web{i} is served from its node");
-        assert_eq!(processes_in(&bed, i, "http.server"), 1, "one instance on n{i}");
+        assert_eq!(
+            r.text(),
+            format!("served by n{i}"),
+            "web{i} is served from its node"
+        );
+        assert_eq!(
+            processes_in(&bed, i, "http.server"),
+            1,
+            "one instance on n{i}"
+        );
     }
     let status = server.ok(&["status", "web1"]).await;
-    assert!(status.contains("n1"), "wharf status names the node: {status}");
+    assert!(
+        status.contains("n1"),
+        "wharf status names the node: {status}"
+    );
     let nodes = server.ok(&["nodes"]).await;
     assert!(
         nodes.contains("connected") && nodes.contains("web0") && nodes.contains(" ms"),
@@ -214,7 +229,10 @@ async fn two_agents_serve_their_apps_and_a_killed_one_takes_only_its_own_app_dow
         Some("5")
     );
     assert_eq!(status_code(http, "web0.localhost").await, Some(200));
-    assert_eq!(node_state(&server, "n1").await.as_deref(), Some("unreachable"));
+    assert_eq!(
+        node_state(&server, "n1").await.as_deref(),
+        Some("unreachable")
+    );
 
     // Restarted (its identity kept, no token), served again within 5 s, one instance.
     let restarted = Instant::now();
@@ -225,7 +243,11 @@ async fn two_agents_serve_their_apps_and_a_killed_one_takes_only_its_own_app_dow
         "web1 is served again within 5 s of its agent's restart"
     );
     let back = restarted.elapsed();
-    assert_eq!(processes_in(&bed, 1, "http.server"), 1, "no duplicate instance on n1");
+    assert_eq!(
+        processes_in(&bed, 1, "http.server"),
+        1,
+        "no duplicate instance on n1"
+    );
     assert_eq!(processes_in(&bed, 0, "http.server"), 1, "n0 untouched");
     let r = get(http, "web1.localhost", "/").await.unwrap();
     assert_eq!(r.text(), "served by n1");
@@ -249,7 +271,11 @@ async fn two_agents_serve_their_apps_and_a_killed_one_takes_only_its_own_app_dow
         "web0 is served again once n0's path is back"
     );
     let healed = restored.elapsed();
-    assert_eq!(processes_in(&bed, 0, "http.server"), 1, "n0's app ran on through the cut");
+    assert_eq!(
+        processes_in(&bed, 0, "http.server"),
+        1,
+        "n0's app ran on through the cut"
+    );
     eprintln!(
         "node killed: noticed in {noticed:?}, served again {back:?} after the restart; \
          node silent: noticed in {silent:?}, served again {healed:?} after the path came back"
@@ -301,10 +327,16 @@ async fn tokens_work_once_removed_nodes_are_cut_off_and_the_wire_carries_no_clea
         ])
         .await;
     let capture = bed.capture(0).unwrap();
-    let r = get(http, "echo.localhost", &format!("/?q={marker}")).await.unwrap();
+    let r = get(http, "echo.localhost", &format!("/?q={marker}"))
+        .await
+        .unwrap();
     assert_eq!(r.text(), marker, "the marker went there and back");
     let wire = capture.finish();
-    assert!(wire.len() > 1000, "the capture saw the link's traffic ({} bytes)", wire.len());
+    assert!(
+        wire.len() > 1000,
+        "the capture saw the link's traffic ({} bytes)",
+        wire.len()
+    );
     assert!(
         !contains(&wire, marker.as_bytes()),
         "the marker crossed the wire in clear"
@@ -390,7 +422,11 @@ async fn psql_on_one_machine_queries_postgres_on_another_through_a_tunnel() {
         .arg(cluster.join("data"))
         .output()
         .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let mut postgres = tokio::process::Command::from({
         let mut c = as_postgres(&pg.join("postgres"));
         c.arg("-D")
@@ -415,10 +451,19 @@ async fn psql_on_one_machine_queries_postgres_on_another_through_a_tunnel() {
 
     let out = server
         .ok(&[
-            "tunnels", "add", "pg", "--listen", "web:15432", "--to", "db:127.0.0.1:5432",
+            "tunnels",
+            "add",
+            "pg",
+            "--listen",
+            "web:15432",
+            "--to",
+            "db:127.0.0.1:5432",
         ])
         .await;
-    assert!(!out.contains("warning"), "a loopback listener needs no warning: {out}");
+    assert!(
+        !out.contains("warning"),
+        "a loopback listener needs no warning: {out}"
+    );
     let listening = bed.command(0, "ss").args(["-Hltn"]).output().unwrap();
     let listening = String::from_utf8_lossy(&listening.stdout).to_string();
     assert!(
@@ -428,13 +473,24 @@ async fn psql_on_one_machine_queries_postgres_on_another_through_a_tunnel() {
     let psql = || {
         bed.command(0, "psql")
             .args([
-                "-h", "127.0.0.1", "-p", "15432", "-U", "postgres", "-tA", "-c",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                "15432",
+                "-U",
+                "postgres",
+                "-tA",
+                "-c",
                 "select 6 * 7",
             ])
             .output()
             .unwrap()
     };
-    within!(Duration::from_secs(10), psql().status.success(), "psql connects");
+    within!(
+        Duration::from_secs(10),
+        psql().status.success(),
+        "psql connects"
+    );
     let out = psql();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
 

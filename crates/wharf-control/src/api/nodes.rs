@@ -8,7 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use wharf_client::dto::{AddNode, AgentView, NodeInvite, NodeView, NodesView, TaskView, TunnelSpec};
+use wharf_client::dto::{
+    AddNode, AgentView, NodeInvite, NodeView, NodesView, TaskView, TunnelSpec,
+};
 use wharf_store::{StoreError, Tunnel};
 
 use super::error::{ApiError, ApiResult};
@@ -18,7 +20,9 @@ use crate::nodes::{self, Hub, tunnels::SERVER};
 
 fn hub(c: &Control) -> ApiResult<Arc<Hub>> {
     c.runtimes.hub().ok_or_else(|| {
-        ApiError::unavailable("the server's link is off: start it with `wharf server --link ADDR:PORT`")
+        ApiError::unavailable(
+            "the server's link is off: start it with `wharf server --link ADDR:PORT`",
+        )
     })
 }
 

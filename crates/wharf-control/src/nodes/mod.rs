@@ -92,7 +92,6 @@ pub(crate) fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-
 impl Hub {
     pub(crate) fn new(store: Arc<Store>, authority: Authority, public: String) -> Arc<Hub> {
         Arc::new(Hub {
@@ -163,7 +162,11 @@ impl Hub {
     }
 
     /// Accepts link connections until `stop`.
-    pub(crate) async fn serve(self: Arc<Hub>, listener: tokio::net::TcpListener, stop: CancellationToken) {
+    pub(crate) async fn serve(
+        self: Arc<Hub>,
+        listener: tokio::net::TcpListener,
+        stop: CancellationToken,
+    ) {
         let config = match self.authority.server_config() {
             Ok(c) => c,
             Err(e) => {
@@ -210,10 +213,15 @@ impl Hub {
             Ok(wharf_link::enrol::Accepted::Enrolled(cert)) => {
                 match self.store.node_joined(&cert.node, &cert.fingerprint) {
                     Ok(()) => tracing::info!(node = %cert.node, %peer, "node joined"),
-                    Err(e) => tracing::error!(node = %cert.node, error = %e, "cannot record a joined node"),
+                    Err(e) => {
+                        tracing::error!(node = %cert.node, error = %e, "cannot record a joined node")
+                    }
                 }
             }
-            Ok(wharf_link::enrol::Accepted::Link { peer: cert, session }) => {
+            Ok(wharf_link::enrol::Accepted::Link {
+                peer: cert,
+                session,
+            }) => {
                 let pinned = self.store.node(&cert.node).ok().and_then(|n| n.fingerprint);
                 if pinned.as_deref() != Some(cert.fingerprint.as_str()) {
                     // Removed, or a certificate other than the one it enrolled with.
@@ -310,7 +318,9 @@ impl Hub {
                 let _ = frame::write_msg(&mut stream, &Reply::Done).await;
             }
             Some(ToServer::Tunnel { tunnel }) => {
-                self.tunnels.from_agent(self, node, &tunnel, stream).await;
+                self.tunnels
+                    .accepted_on_node(self, node, &tunnel, stream)
+                    .await;
             }
             None => {}
         }

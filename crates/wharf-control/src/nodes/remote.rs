@@ -13,8 +13,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, watch};
 use wharf_link::proto::{self, Reply, ToAgent};
 use wharf_runtime::{
-    BoxFuture, InstanceSpec, InstanceState, InstanceStatus, Result, Runtime, RuntimeError,
-    Workload,
+    BoxFuture, InstanceSpec, InstanceState, InstanceStatus, Result, Runtime, RuntimeError, Workload,
 };
 use wharf_store::RuntimeKind;
 
@@ -198,7 +197,10 @@ impl RemoteRuntime {
         .await
         .map_err(|e| err(format!("sending the release failed: {e}")))?
         .map_err(|source| RuntimeError::Io {
-            context: format!("cannot send release {n} of {app} to node {}", self.node.name),
+            context: format!(
+                "cannot send release {n} of {app} to node {}",
+                self.node.name
+            ),
             source,
         })?;
         let mut stream = stream;
@@ -299,12 +301,7 @@ impl Runtime for RemoteRuntime {
                 stop_grace_ms: spec.stop_grace.as_millis() as u64,
                 read_only: spec.container.read_only,
             };
-            let addrs = match self
-                .node
-                .call(&ToAgent::Start(remote))
-                .await
-                .map_err(err)?
-            {
+            let addrs = match self.node.call(&ToAgent::Start(remote)).await.map_err(err)? {
                 Reply::Started(a) => a,
                 other => return Err(err(format!("unexpected answer {other:?}"))),
             };

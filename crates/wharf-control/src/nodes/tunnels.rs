@@ -107,7 +107,7 @@ impl Tunnels {
     }
 
     /// A connection accepted by a listening end on a node.
-    pub(crate) async fn from_agent(
+    pub(crate) async fn accepted_on_node(
         &self,
         hub: &Arc<Hub>,
         node: &Arc<Node>,
@@ -121,7 +121,11 @@ impl Tunnels {
             .and_then(|all| all.into_iter().find(|t| t.name == tunnel))
             .filter(|t| t.listen_node == node.name);
         let Some(t) = t else {
-            let _ = frame::write_msg(&mut stream, &Reply::Error(format!("no tunnel {tunnel} listens on this node"))).await;
+            let _ = frame::write_msg(
+                &mut stream,
+                &Reply::Error(format!("no tunnel {tunnel} listens on this node")),
+            )
+            .await;
             return;
         };
         match dial(hub, &t.to_node, &t.to_addr).await {
@@ -157,9 +161,7 @@ async fn listen_on(node: &Node, t: &Tunnel) -> Result<(), String> {
 /// Reaches a tunnel's far end: a TCP connection here, or a stream to a node that connects
 /// there.
 async fn dial(hub: &Arc<Hub>, node: &str, addr: &str) -> Result<Box<dyn DuplexBox>, String> {
-    let addr: SocketAddr = addr
-        .parse()
-        .map_err(|_| format!("bad address {addr}"))?;
+    let addr: SocketAddr = addr.parse().map_err(|_| format!("bad address {addr}"))?;
     if node == SERVER {
         let tcp = tokio::time::timeout(
             std::time::Duration::from_secs(5),

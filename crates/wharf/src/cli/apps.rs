@@ -298,7 +298,11 @@ pub(crate) async fn domains(client: &Client, conn: &Conn, cmd: DomainsCmd) -> an
 
 /// `wharf certs`: every domain served over HTTPS, its certificate and the last attempt.
 /// `wharf nodes`: the Swarm's nodes and the tasks of wharf's apps on each.
-pub(crate) async fn nodes(client: &Client, conn: &Conn, cmd: Option<NodesCmd>) -> anyhow::Result<()> {
+pub(crate) async fn nodes(
+    client: &Client,
+    conn: &Conn,
+    cmd: Option<NodesCmd>,
+) -> anyhow::Result<()> {
     match cmd {
         None | Some(NodesCmd::List) => {}
         Some(NodesCmd::Add { name, expires }) => {
@@ -352,7 +356,14 @@ pub(crate) async fn nodes(client: &Client, conn: &Conn, cmd: Option<NodesCmd>) -
             })
             .collect();
         super::print::table(
-            &["NODE", "STATE", "LAST CONTACT", "VERSION", "APPS", "LATENCY"],
+            &[
+                "NODE",
+                "STATE",
+                "LAST CONTACT",
+                "VERSION",
+                "APPS",
+                "LATENCY",
+            ],
             rows,
         );
     }
@@ -360,7 +371,9 @@ pub(crate) async fn nodes(client: &Client, conn: &Conn, cmd: Option<NodesCmd>) -
         if nodes.link.is_none() {
             anyhow::bail!(
                 "no nodes: the server's link is off and {}",
-                nodes.swarm_note.unwrap_or_else(|| "there is no Swarm".into())
+                nodes
+                    .swarm_note
+                    .unwrap_or_else(|| "there is no Swarm".into())
             );
         }
         return Ok(());
@@ -391,13 +404,24 @@ pub(crate) async fn nodes(client: &Client, conn: &Conn, cmd: Option<NodesCmd>) -
         })
         .collect();
     super::print::table(
-        &["SWARM NODE", "ADDRESS", "STATE", "AVAILABILITY", "ROLE", "TASKS"],
+        &[
+            "SWARM NODE",
+            "ADDRESS",
+            "STATE",
+            "AVAILABILITY",
+            "ROLE",
+            "TASKS",
+        ],
         rows,
     );
     Ok(())
 }
 
-pub(crate) async fn tunnels(client: &Client, conn: &Conn, cmd: Option<TunnelsCmd>) -> anyhow::Result<()> {
+pub(crate) async fn tunnels(
+    client: &Client,
+    conn: &Conn,
+    cmd: Option<TunnelsCmd>,
+) -> anyhow::Result<()> {
     match cmd {
         None | Some(TunnelsCmd::List) => {
             let list = client.tunnels().await?;

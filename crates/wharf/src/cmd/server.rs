@@ -59,7 +59,12 @@ pub(crate) struct Args {
     registry: Option<String>,
     /// Where agents on other machines connect (`wharf agent`), or `off`. Only this port must be
     /// reachable from them; every link is TLS 1.3 with both ends' certificates checked.
-    #[arg(long, value_name = "ADDR:PORT|off", default_value = "0.0.0.0:7443", env = "WHARF_LINK")]
+    #[arg(
+        long,
+        value_name = "ADDR:PORT|off",
+        default_value = "0.0.0.0:7443",
+        env = "WHARF_LINK"
+    )]
     link: String,
     /// The HOST:PORT agents reach the link at, put in the join commands `wharf nodes add`
     /// prints (default: the link's address, or this machine's host name).

@@ -145,7 +145,9 @@ impl ServerProc {
         let fields: serde_json::Value = serde_json::from_str(&ready).unwrap();
         let api = fields["fields"]["api"].as_str().unwrap().to_string();
         let http = fields["fields"]["http"].as_str().unwrap().parse().unwrap();
-        let link = fields["fields"]["link"].as_str().and_then(|l| l.parse().ok());
+        let link = fields["fields"]["link"]
+            .as_str()
+            .and_then(|l| l.parse().ok());
         let token = std::fs::read_to_string(data.join("admin.token"))
             .unwrap()
             .trim()
