@@ -32,7 +32,7 @@ pub(crate) fn spec() -> Value {
         v["parameters"] = app_param();
         v
     };
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": { "title": "wharf API", "version": env!("CARGO_PKG_VERSION"),
                   "description": "Apps, domains, env, lifecycle, logs and the operations log. Send `Authorization: Bearer <token>`." },
@@ -92,11 +92,6 @@ pub(crate) fn spec() -> Value {
             "/apps/{app}/rollback": { "post": with_app(op("Re-activate a kept release with its config", Some("Rollback"), "200")) },
             "/apps/{app}/webhook": { "post": with_app(op("Create a new webhook secret (shown once)", None, "200")) },
             "/apps/{app}/traffic": { "get": with_app(op("Requests/s, 5xx/s and mean latency over the last half hour", None, "200")) },
-            "/nodes": { "get": {
-                "summary": "The Swarm's nodes and wharf's tasks on each (503 without a Swarm)",
-                "security": [{ "bearer": [] }],
-                "responses": { "200": { "description": "success" } }
-            } },
             "/certs": { "get": {
                 "summary": "Every certificate: host, app, source, issuer, expiry, next renewal, last attempt",
                 "security": [{ "bearer": [] }],
@@ -161,7 +156,8 @@ pub(crate) fn spec() -> Value {
                     "port": { "type": "integer", "minimum": 0, "maximum": 65535, "description": "Port the app listens on in its container (default 8000; 0 puts the default back)." },
                     "read_only": { "type": "boolean", "description": "Containers get a read-only root and a writable /tmp." },
                     "constraints": { "type": "array", "items": { "type": "string" }, "description": "Swarm placement constraints, e.g. node.labels.zone==a; [] removes them." },
-                    "stop_grace": { "type": "string", "examples": ["30s"], "description": "Time between SIGTERM and SIGKILL when an instance stops (default 10s)." }
+                    "stop_grace": { "type": "string", "examples": ["30s"], "description": "Time between SIGTERM and SIGKILL when an instance stops (default 10s)." },
+                    "node": { "type": "string", "description": "The node (a machine running `wharf agent`) it runs on; \"\" brings it back to the server's machine." }
                 } },
                 "CreateApp": { "type": "object", "required": ["name"], "additionalProperties": false, "properties": {
                     "name": { "type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$", "maxLength": 63 },
@@ -192,6 +188,61 @@ pub(crate) fn spec() -> Value {
                            "properties": { "replicas": { "type": "integer", "minimum": 0, "maximum": 64 } } }
             }
         }
+    });
+    // Apart: one `json!` for the whole document would pass the macro's recursion limit.
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), nodes_paths()) {
+        paths.extend(more);
+    }
+    doc
+}
+
+/// Machines joined by links, and tunnels.
+fn nodes_paths() -> Value {
+    json!({
+            "/nodes": {
+                "get": {
+                    "summary": "Machines running `wharf agent` (state, last contact, version, apps, link latency) and the Swarm's nodes with wharf's tasks",
+                    "security": [{ "bearer": [] }],
+                    "responses": { "200": { "description": "success" } }
+                },
+                "post": {
+                    "summary": "Invite a machine: a one-time token (default 1 h, `expires`) and the `wharf agent --join` command to run there",
+                    "security": [{ "bearer": [] }],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["name"],
+                        "properties": { "name": { "type": "string" }, "expires": { "type": "string" } }
+                    } } } },
+                    "responses": { "201": { "description": "created" }, "409": { "description": "the node already joined" } }
+                }
+            },
+            "/nodes/{node}": { "delete": {
+                "summary": "Forget a node: its link is closed at once and refused from then on (409 while apps run on it)",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "node", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "204": { "description": "removed" } }
+            } },
+            "/tunnels": {
+                "get": {
+                    "summary": "TCP tunnels over the links",
+                    "security": [{ "bearer": [] }],
+                    "responses": { "200": { "description": "success" } }
+                },
+                "post": {
+                    "summary": "Add a tunnel: `listen` NODE:[ADDR:]PORT (loopback by default; `server` is this machine), `to` NODE:ADDR:PORT",
+                    "security": [{ "bearer": [] }],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["name", "listen", "to"],
+                        "properties": { "name": { "type": "string" }, "listen": { "type": "string" }, "to": { "type": "string" } }
+                    } } } },
+                    "responses": { "201": { "description": "created" } }
+                }
+            },
+            "/tunnels/{tunnel}": { "delete": {
+                "summary": "Close a tunnel",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "tunnel", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "204": { "description": "removed" } }
+            } }
     })
 }
 
