@@ -383,6 +383,14 @@ if docker info >/dev/null 2>&1; then
 else
   report+=$'\n\nContainer apps: not measured, no Docker engine answered (see bench/containers.sh).'
 fi
+# Apps on another machine and tunnels over links (bench/link.sh), next to going direct, socat and
+# stunnel; it makes a network namespace, so it needs root.
+if [ "$(id -u)" = 0 ]; then
+  links=$(bash bench/link.sh "$WHARF")
+  report+=$'\n\nLinks (bench/link.sh: an app on an agent in a network namespace, and a TCP tunnel over the link):\n\n'"$links"
+else
+  report+=$'\n\nLinks: not measured, bench/link.sh needs root (it makes a network namespace).'
+fi
 echo "$report" | tee "$OUT/latest.md"
 
 # PUBLISH=1: the results replace the block between the markers in docs/benchmarks.md.
