@@ -352,12 +352,13 @@ pub(crate) async fn app(
                     @if a.runtime != "process" {
                         dt { "Runtime" } dd { (a.runtime) " (port " (a.port.unwrap_or(8000)) @if a.read_only { ", read-only root" } ")" }
                     }
+                    @if let Some(node) = &a.node { dt { "Node" } dd { (node) } }
                     dt { "Release" } dd { @if let Some(r) = a.release { "#" (r) } @else { "none deployed" } }
                     dt { "Instances" } dd { (a.instances.len()) " of " (a.replicas) }
                     dt { "CPU time" } dd { (cpu(&a)) }
                     dt { "Memory" } dd { (bytes(rss(&a))) }
                     @if let Some(note) = &a.limits_note { dt { "Limits" } dd.muted { (note) } }
-                    @if a.runtime == "process" {
+                    @if a.runtime == "process" && a.node.is_none() {
                         @if let Some(sandbox) = &a.sandbox_status { dt { "Sandbox" } dd { (sandbox) } }
                         @if let Some(uid) = a.uid { dt { "User" } dd { "uid " (uid) " (the app's own)" } }
                         @else if let Some(why) = &a.users_note { dt { "User" } dd.muted { "per-app users: off (" (why) ")" } }
