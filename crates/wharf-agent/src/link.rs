@@ -100,13 +100,19 @@ async fn connection(
 
 /// The first stream of each connection: who the agent is.
 async fn hello(opener: &Opener, node: &Node) -> Result<(), LinkError> {
-    let mut s = opener.open().await?;
     let hello = Hello {
         version: env!("CARGO_PKG_VERSION").to_string(),
         runtimes: node.runtime_names(),
     };
-    write_msg(&mut s, &ToServer::Hello(hello)).await?;
-    match read_msg::<Reply>(&mut s).await? {
+    // A server that took the connection but never answers is as good as none.
+    let answer = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut s = opener.open().await?;
+        write_msg(&mut s, &ToServer::Hello(hello)).await?;
+        read_msg::<Reply>(&mut s).await
+    })
+    .await
+    .map_err(|_| LinkError::Other("the server did not answer the hello in 10 s".into()))?;
+    match answer? {
         Some(Reply::Done) => Ok(()),
         Some(Reply::Error(why)) => Err(LinkError::Other(format!("the server refused: {why}"))),
         other => Err(LinkError::Other(format!(

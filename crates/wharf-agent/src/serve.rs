@@ -188,7 +188,17 @@ impl<O: OpenStream> Link<O> {
                 () = self.closed.cancelled() => return Ok(()),
             };
             match next {
-                Some(ToAgent::Ping) => write_msg(&mut s, &Reply::Pong).await?,
+                // A pong that cannot leave (the path cut with data queued) is a dead link too.
+                Some(ToAgent::Ping) => {
+                    match tokio::time::timeout(SILENT_SERVER, write_msg(&mut s, &Reply::Pong)).await
+                    {
+                        Ok(written) => written?,
+                        Err(_) => {
+                            self.opener.close_connection();
+                            return Ok(());
+                        }
+                    }
+                }
                 Some(other) => {
                     let why = format!("only Ping goes on a heartbeat stream, not {other:?}");
                     return write_msg(&mut s, &Reply::Error(why)).await;

@@ -456,6 +456,9 @@ pub struct TunnelSpec {
     pub listen: String,
     /// `NODE:ADDR:PORT`.
     pub to: String,
+    /// In answers: set when the listening end is not on loopback (other machines can connect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// `GET /api/v1/nodes` (Swarm part): a Swarm node and wharf's tasks on it.

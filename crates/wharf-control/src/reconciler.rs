@@ -411,6 +411,12 @@ impl Reconciler {
                 .ok()
                 .and_then(|r| r.addresses(&inst.name))
             else {
+                if inst.runtime.node.is_some() {
+                    // A node's instance is always followed; one its node already forgot (the
+                    // link dropped and came back without it) is replaced.
+                    let (me, name, instance) = (me.clone(), name.to_string(), inst.name.clone());
+                    tokio::spawn(async move { me.heal(&name, &instance).await });
+                }
                 continue;
             };
             let (me, name, instance) = (me.clone(), name.to_string(), inst.name.clone());
@@ -597,7 +603,9 @@ impl Reconciler {
         self.adopt(op).await;
         let apps = self.store.apps().map_err(|e| e.to_string())?;
         let mut failed = Vec::new();
-        for app in &apps {
+        // Apps placed on nodes come up when their node connects (`node_arrived`), which first
+        // adopts what runs there: started here, before that, they would be started twice.
+        for app in apps.iter().filter(|a| a.node.is_none()) {
             if let Err(e) = self.reconcile(&app.name, false, op).await {
                 failed.push(e);
             }

@@ -45,7 +45,11 @@ fn bed(machines: usize) -> Bed {
 /// `wharf server` with its link on the bed's bridge.
 async fn server(tmp: &TempDir, bed: &Bed) -> ServerProc {
     let link = format!("{}:{}", bed.host_ip(), free_port());
-    ServerProc::start_args(&tmp.0.join("data"), free_port(), &["--link", &link], &[]).await
+    server_at(tmp, &link, free_port()).await
+}
+
+async fn server_at(tmp: &TempDir, link: &str, http_port: u16) -> ServerProc {
+    ServerProc::start_args(&tmp.0.join("data"), http_port, &["--link", link], &[]).await
 }
 
 /// A running `wharf agent` in machine `i`.
@@ -129,6 +133,10 @@ async fn wait_connected(server: &ServerProc, name: &str, agent: &Agent) {
 
 /// Processes in machine `i` whose command line contains `needle`.
 fn processes_in(bed: &Bed, i: usize, needle: &str) -> usize {
+    pids_in(bed, i, needle).len()
+}
+
+fn pids_in(bed: &Bed, i: usize, needle: &str) -> Vec<String> {
     let out = std::process::Command::new("ip")
         .args(["netns", "pids", &bed.ns(i)])
         .output()
@@ -140,7 +148,8 @@ fn processes_in(bed: &Bed, i: usize, needle: &str) -> usize {
                 .map(|c| contains(&c, needle.as_bytes()))
                 .unwrap_or(false)
         })
-        .count()
+        .map(str::to_string)
+        .collect()
 }
 
 async fn status_code(http: std::net::SocketAddr, host: &str) -> Option<u16> {
@@ -276,9 +285,33 @@ async fn two_agents_serve_their_apps_and_a_killed_one_takes_only_its_own_app_dow
         1,
         "n0's app ran on through the cut"
     );
+
+    // The server killed and started again (an upgrade): the agents reconnect, and their apps,
+    // whose fingerprints match, are adopted, not restarted.
+    let before: Vec<Vec<String>> = (0..2).map(|i| pids_in(&bed, i, "http.server")).collect();
+    let link = server.link.unwrap().to_string();
+    server.kill9().await;
+    let server = server_at(&tmp, &link, http.port()).await;
+    let restarted = Instant::now();
+    for i in 0..2 {
+        within!(
+            Duration::from_secs(10),
+            status_code(http, &format!("web{i}.localhost")).await == Some(200),
+            "web{i} is served again after the server's restart"
+        );
+    }
+    let readopted = restarted.elapsed();
+    let after: Vec<Vec<String>> = (0..2).map(|i| pids_in(&bed, i, "http.server")).collect();
+    assert_eq!(
+        before, after,
+        "the server's restart restarted no app on the nodes"
+    );
+    let status = server.ok(&["status", "web0"]).await;
+    assert!(!status.contains("failed"), "{status}");
     eprintln!(
         "node killed: noticed in {noticed:?}, served again {back:?} after the restart; \
-         node silent: noticed in {silent:?}, served again {healed:?} after the path came back"
+         node silent: noticed in {silent:?}, served again {healed:?} after the path came back; \
+         server restarted: nodes' apps served again after {readopted:?}"
     );
 }
 
@@ -377,7 +410,12 @@ async fn tokens_work_once_removed_nodes_are_cut_off_and_the_wire_carries_no_clea
         agent.log()
     );
     tokio::time::sleep(Duration::from_secs(3)).await; // more attempts, at the agent's backoff
-    assert_eq!(links(&agent.log()), before, "a removed node stays cut off: {}", agent.log());
+    assert_eq!(
+        links(&agent.log()),
+        before,
+        "a removed node stays cut off: {}",
+        agent.log()
+    );
     assert_eq!(node_state(&server, "edge").await, None);
 }
 

@@ -92,8 +92,26 @@ pub(crate) async fn create(
 }
 
 /// A container runtime is only accepted while it is there: the app would never start.
-/// A node must be known, and the link on.
+/// A node must be known, and the link on; a Swarm app has no node.
 fn check_runtime(c: &Control, settings: &wharf_store::AppSettings) -> ApiResult<()> {
+    check_placement(c, settings, None)
+}
+
+fn check_placement(
+    c: &Control,
+    settings: &wharf_store::AppSettings,
+    current: Option<&wharf_store::App>,
+) -> ApiResult<()> {
+    let node = match &settings.node {
+        Some(n) => n.clone(),
+        None => current.and_then(|a| a.node.clone()),
+    };
+    let kind = settings.runtime.or(current.map(|a| a.runtime));
+    if node.is_some() && kind == Some(wharf_store::RuntimeKind::Swarm) {
+        return Err(ApiError::invalid(
+            "a Swarm app runs on the Swarm's nodes: --node is for the process and docker runtimes (`--node none` first)",
+        ));
+    }
     if let Some(Some(node)) = &settings.node {
         if c.runtimes.hub().is_none() {
             return Err(ApiError::invalid(
@@ -127,7 +145,7 @@ pub(crate) async fn update(
 ) -> ApiResult<Json<Changed>> {
     let kind = c.store.app(&app)?.kind;
     let settings = validate::settings(&req, kind)?;
-    check_runtime(&c, &settings)?;
+    check_placement(&c, &settings, Some(&c.store.app(&app)?))?;
     c.store.update_app(&app, &settings)?;
     Ok(Json(
         carry_out(&c, &app, "update", false, "settings saved").await?,

@@ -163,6 +163,19 @@ pub(crate) async fn remove(
             placed.join(", ")
         )));
     }
+    let tunnels: Vec<String> = c
+        .store
+        .tunnels()?
+        .into_iter()
+        .filter(|t| t.listen_node == name || t.to_node == name)
+        .map(|t| t.name)
+        .collect();
+    if !tunnels.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "tunnels use node {name}: {}; remove them first (`wharf tunnels remove NAME`)",
+            tunnels.join(", ")
+        )));
+    }
     c.store.remove_node(&name)?;
     hub.forget(&name);
     Ok(StatusCode::NO_CONTENT)
@@ -174,6 +187,7 @@ pub(crate) async fn tunnels(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec
             .tunnels()?
             .into_iter()
             .map(|t| TunnelSpec {
+                warning: None,
                 listen: format!("{}:{}", t.listen_node, t.listen_addr),
                 to: format!("{}:{}", t.to_node, t.to_addr),
                 name: t.name,
@@ -246,6 +260,12 @@ pub(crate) async fn add_tunnel(
     Ok((
         StatusCode::CREATED,
         Json(TunnelSpec {
+            warning: (!listen.ip().is_loopback()).then(|| {
+                format!(
+                    "{} listens on {listen} on {}, not on loopback: other machines can connect to it",
+                    t.name, t.listen_node
+                )
+            }),
             name: t.name,
             listen: format!("{}:{}", t.listen_node, t.listen_addr),
             to: format!("{}:{}", t.to_node, t.to_addr),

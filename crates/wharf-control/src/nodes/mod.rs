@@ -26,6 +26,10 @@ const PING_EVERY: Duration = Duration::from_millis(500);
 const PING_PATIENCE: Duration = Duration::from_millis(1200);
 /// How long a request to an agent may take (a container start included).
 const CALL_PATIENCE: Duration = Duration::from_secs(60);
+/// Connections carried at once per node (see [`Node::carried`]).
+const CARRIED_STREAMS: usize = wharf_link::mux::MAX_STREAMS * 3 / 4;
+/// How long opening a stream and sending its request may take.
+const OPEN_PATIENCE: Duration = Duration::from_secs(10);
 /// Join tokens work this long.
 pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -47,6 +51,10 @@ pub(crate) struct Hub {
 pub(crate) struct Node {
     pub(crate) name: String,
     link: watch::Sender<Option<Link>>,
+    /// Streams that carry connections (relays, tunnels) take a permit: the agent ends the whole
+    /// link when a peer opens more streams than it allows (wharf-link's `MAX_STREAMS`), so
+    /// these wait for a permit instead, leaving room for the server's own requests.
+    pub(crate) carried: Arc<tokio::sync::Semaphore>,
     pub(crate) info: Mutex<NodeInfo>,
     rtt_us: AtomicU64,
     pub(crate) instances: remote::Instances,
@@ -125,6 +133,7 @@ impl Hub {
                 Arc::new(Node {
                     name: name.to_string(),
                     link: watch::channel(None).0,
+                    carried: Arc::new(tokio::sync::Semaphore::new(CARRIED_STREAMS)),
                     info: Mutex::new(NodeInfo::default()),
                     rtt_us: AtomicU64::new(0),
                     instances: remote::Instances::default(),
@@ -256,6 +265,19 @@ impl Hub {
         if let Some(old) = node.link.send_replace(Some(link.clone())) {
             old.opener.close();
         }
+        // Removed between admission and now (`forget` ran before this link was installed):
+        // nothing else would close it.
+        if self
+            .store
+            .node(name)
+            .ok()
+            .and_then(|n| n.fingerprint)
+            .is_none()
+        {
+            opener.close();
+            node.link.send_if_modified(|l| clear_if(l, link.id));
+            return;
+        }
         {
             let mut info = node.info.lock().unwrap_or_else(|p| p.into_inner());
             info.last_contact = Some(SystemTime::now());
@@ -271,9 +293,23 @@ impl Hub {
                 tokio::spawn(async move { hub.agent_stream(&n, stream).await });
             }
         });
+        // The heartbeat first: the agent takes a server that does not ping for a dead one.
+        let mut beat = tokio::spawn({
+            let (node, opener) = (node.clone(), opener.clone());
+            async move { heartbeat(&node, &opener).await }
+        });
         // What runs there now: instances are re-enlisted (or found gone), then the reconciler
         // brings up its apps and adopts what it does not know.
-        node.instances.reconnected(&node).await;
+        if let Err(e) = node.instances.reconnected(&node).await {
+            tracing::warn!(node = name, error = %e, "closing the link to try again");
+            opener.close();
+            streams.abort();
+            beat.abort();
+            if node.link.send_if_modified(|l| clear_if(l, link.id)) {
+                node.instances.unreachable();
+            }
+            return;
+        }
         self.tunnels.node_up(self, &node).await;
         if let Some(tx) = self
             .arrivals
@@ -284,7 +320,7 @@ impl Hub {
             let _ = tx.send(name.to_string());
         }
         tokio::select! {
-            _ = heartbeat(&node, &opener) => {
+            _ = &mut beat => {
                 tracing::warn!(node = name, "node unreachable: no answer to the link's heartbeat");
             }
             _ = opener.closed() => tracing::warn!(node = name, "node link closed"),
@@ -292,10 +328,9 @@ impl Hub {
         }
         opener.close();
         streams.abort();
+        beat.abort();
         // Only if no newer connection took over meanwhile.
-        let current = node.link.borrow().as_ref().map(|l| l.id);
-        if current == Some(link.id) {
-            node.link.send_replace(None);
+        if node.link.send_if_modified(|l| clear_if(l, link.id)) {
             node.instances.unreachable();
         }
     }
@@ -363,15 +398,19 @@ impl Node {
         let link = self
             .link()
             .ok_or_else(|| format!("node {} is unreachable", self.name))?;
-        let mut stream = link
-            .opener
-            .open()
-            .await
-            .map_err(|e| format!("node {}: {e}", self.name))?;
-        frame::write_msg(&mut stream, req)
-            .await
-            .map_err(|e| format!("node {}: {e}", self.name))?;
-        Ok(stream)
+        // A link whose streams stopped moving (the peer no longer acknowledges) must not hold
+        // a change up forever.
+        let opened = tokio::time::timeout(OPEN_PATIENCE, async {
+            let mut stream = link.opener.open().await?;
+            frame::write_msg(&mut stream, req).await?;
+            Ok::<_, wharf_link::LinkError>(stream)
+        })
+        .await;
+        match opened {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(format!("node {}: {e}", self.name)),
+            Err(_) => Err(format!("node {} did not take a request in time", self.name)),
+        }
     }
 }
 
@@ -397,8 +436,23 @@ async fn heartbeat(node: &Node, opener: &Opener) {
             .unwrap_or_else(|p| p.into_inner())
             .last_contact = Some(SystemTime::now());
         tokio::time::sleep(PING_EVERY.saturating_sub(rtt)).await;
-        if frame::write_msg(&mut stream, &ToAgent::Ping).await.is_err() {
-            return;
+        // A write blocks when the path is cut with data queued: it counts against the same
+        // patience as the answer.
+        match tokio::time::timeout(PING_PATIENCE, frame::write_msg(&mut stream, &ToAgent::Ping))
+            .await
+        {
+            Ok(Ok(())) => {}
+            _ => return,
         }
+    }
+}
+
+/// Clears the node's link if it is still the one with this id.
+fn clear_if(link: &mut Option<Link>, id: u64) -> bool {
+    if link.as_ref().is_some_and(|l| l.id == id) {
+        *link = None;
+        true
+    } else {
+        false
     }
 }

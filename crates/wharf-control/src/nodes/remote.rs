@@ -73,7 +73,7 @@ impl Instances {
     /// The link is back: instances still running there publish their relays again; those
     /// gone (the agent restarted) are forgotten, so the reconciler replaces them; those
     /// stopped meanwhile are stopped there now.
-    pub(crate) async fn reconnected(&self, node: &Arc<Node>) {
+    pub(crate) async fn reconnected(&self, node: &Arc<Node>) -> Result<(), String> {
         let pending: Vec<String> = self
             .pending_stops
             .lock()
@@ -90,16 +90,12 @@ impl Instances {
                     .await;
             }
         }
+        // Without the listing nothing would publish the instances again: the caller ends the
+        // link, and the agent's next connection tries again.
         let listed = match node.call(&ToAgent::List).await {
             Ok(Reply::Instances(l)) => l,
-            Ok(other) => {
-                tracing::warn!(node = %node.name, reply = ?other, "unexpected answer to a listing");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(node = %node.name, error = %e, "cannot list the node's instances");
-                return;
-            }
+            Ok(other) => return Err(format!("unexpected answer to a listing: {other:?}")),
+            Err(e) => return Err(format!("cannot list the node's instances: {e}")),
         };
         let mut map = self.lock();
         map.retain(|name, e| {
@@ -112,6 +108,7 @@ impl Instances {
                 _ => false,
             }
         });
+        Ok(())
     }
 }
 
@@ -159,17 +156,14 @@ impl RemoteRuntime {
     }
 
     /// Sends the release's folder unless the node has it.
-    async fn ship(&self, app: &str, release: Option<u32>, folder: &Path) -> Result<()> {
-        let n = release.unwrap_or(0);
-        // A folder that is no release (`--dir`) may change between starts: always sent.
-        if release.is_some()
-            && let Ok(Reply::Has(true)) = self
-                .node
-                .call(&ToAgent::HasRelease {
-                    app: app.to_string(),
-                    release: n,
-                })
-                .await
+    async fn ship(&self, app: &str, n: u32, folder: &Path) -> Result<()> {
+        if let Ok(Reply::Has(true)) = self
+            .node
+            .call(&ToAgent::HasRelease {
+                app: app.to_string(),
+                release: n,
+            })
+            .await
         {
             return Ok(());
         }
@@ -251,8 +245,26 @@ impl RemoteRuntime {
     }
 }
 
+/// The folder a process instance runs in on the node: its release, or for an app that runs
+/// from a plain folder (`--dir`, no release), a copy named after what runs (the fingerprint),
+/// so replicas and a switch's old instances share one and a change gets a fresh one.
+fn folder_key(spec: &InstanceSpec) -> u32 {
+    match spec.release {
+        Some(n) => n,
+        None => {
+            use sha2::Digest;
+            let d = sha2::Sha256::digest(spec.fingerprint.as_bytes());
+            // Above any release number an app reaches.
+            0x8000_0000 | u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+        }
+    }
+}
+
 /// One connection through a relay: a stream to the node, then bytes both ways.
 async fn relay(node: &Node, mut tcp: tokio::net::TcpStream, target: SocketAddr) {
+    let Ok(_permit) = node.carried.clone().acquire_owned().await else {
+        return;
+    };
     let Ok(mut stream) = node.open(&ToAgent::Connect { addr: target }).await else {
         return;
     };
@@ -272,7 +284,7 @@ impl Runtime for RemoteRuntime {
         Box::pin(async move {
             let workload = match &spec.workload {
                 Workload::Process { command, workdir } => {
-                    self.ship(&spec.app, spec.release, workdir).await?;
+                    self.ship(&spec.app, folder_key(&spec), workdir).await?;
                     proto::Workload::Process {
                         command: command.clone(),
                     }
@@ -287,7 +299,7 @@ impl Runtime for RemoteRuntime {
                 app: spec.app.clone(),
                 instance: spec.instance.clone(),
                 release: if matches!(spec.workload, Workload::Process { .. }) {
-                    Some(spec.release.unwrap_or(0))
+                    Some(folder_key(&spec))
                 } else {
                     spec.release
                 },
@@ -441,11 +453,25 @@ impl Runtime for RemoteRuntime {
             let Ok(mut stream) = node.open(&req).await else {
                 return;
             };
-            while let Ok(Some(Reply::Line(line))) =
-                wharf_link::frame::read_msg::<Reply>(&mut stream).await
-            {
-                if tx.send(line).is_err() {
-                    return;
+            // Ends when the agent ends it or when nobody listens any more (checked also while
+            // the app is quiet, so a follower that left does not hold a stream).
+            loop {
+                let next = tokio::select! {
+                    next = wharf_link::frame::read_msg::<Reply>(&mut stream) => next,
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {
+                        if tx.receiver_count() == 0 {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                match next {
+                    Ok(Some(Reply::Line(line))) => {
+                        if tx.send(line).is_err() {
+                            return;
+                        }
+                    }
+                    _ => return,
                 }
             }
         });

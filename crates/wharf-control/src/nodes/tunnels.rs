@@ -48,7 +48,7 @@ impl Tunnels {
                     let (hub, t) = (hub2.clone(), t2.clone());
                     tokio::spawn(async move {
                         match dial(&hub, &t.to_node, &t.to_addr).await {
-                            Ok(mut far) => {
+                            Ok((mut far, _permit)) => {
                                 let mut tcp = tcp;
                                 let _ = tokio::io::copy_bidirectional(&mut tcp, &mut far).await;
                             }
@@ -129,7 +129,7 @@ impl Tunnels {
             return;
         };
         match dial(hub, &t.to_node, &t.to_addr).await {
-            Ok(mut far) => {
+            Ok((mut far, _permit)) => {
                 if frame::write_msg(&mut stream, &Reply::Done).await.is_ok() {
                     let _ = tokio::io::copy_bidirectional(&mut stream, &mut far).await;
                 }
@@ -160,7 +160,14 @@ async fn listen_on(node: &Node, t: &Tunnel) -> Result<(), String> {
 
 /// Reaches a tunnel's far end: a TCP connection here, or a stream to a node that connects
 /// there.
-async fn dial(hub: &Arc<Hub>, node: &str, addr: &str) -> Result<Box<dyn DuplexBox>, String> {
+/// A permit (see `Node::carried`) comes with a stream to a node: keep it while the
+/// connection lives.
+type Dialed = (
+    Box<dyn DuplexBox>,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
+
+async fn dial(hub: &Arc<Hub>, node: &str, addr: &str) -> Result<Dialed, String> {
     let addr: SocketAddr = addr.parse().map_err(|_| format!("bad address {addr}"))?;
     if node == SERVER {
         let tcp = tokio::time::timeout(
@@ -171,12 +178,18 @@ async fn dial(hub: &Arc<Hub>, node: &str, addr: &str) -> Result<Box<dyn DuplexBo
         .map_err(|_| format!("{addr} did not answer in time"))?
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         let _ = tcp.set_nodelay(true);
-        return Ok(Box::new(tcp));
+        return Ok((Box::new(tcp), None));
     }
     let node = hub.node(node);
+    let permit = node
+        .carried
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| "the node is gone".to_string())?;
     let mut stream = node.open(&ToAgent::Connect { addr }).await?;
     match frame::read_msg::<Reply>(&mut stream).await {
-        Ok(Some(Reply::Done)) => Ok(Box::new(stream)),
+        Ok(Some(Reply::Done)) => Ok((Box::new(stream), Some(permit))),
         Ok(Some(Reply::Error(e))) => Err(format!("node {}: {e}", node.name)),
         Ok(other) => Err(format!("node {} answered {other:?}", node.name)),
         Err(e) => Err(format!("node {}: {e}", node.name)),

@@ -436,17 +436,19 @@ pub(crate) async fn tunnels(
         }
         Some(TunnelsCmd::Add { name, listen, to }) => {
             let t = client
-                .add_tunnel(&wharf_client::dto::TunnelSpec { name, listen, to })
+                .add_tunnel(&wharf_client::dto::TunnelSpec {
+                    name,
+                    listen,
+                    to,
+                    warning: None,
+                })
                 .await?;
             if conn.json {
                 return json(&t);
             }
             println!("tunnel {}: {} -> {}", t.name, t.listen, t.to);
-            if !tunnel_listens_on_loopback(&t.listen) {
-                println!(
-                    "warning: {} listens on a non-loopback address: other machines can connect to it",
-                    t.name
-                );
+            if let Some(w) = &t.warning {
+                println!("warning: {w}");
             }
         }
         Some(TunnelsCmd::Remove { name }) => {
@@ -455,13 +457,6 @@ pub(crate) async fn tunnels(
         }
     }
     Ok(())
-}
-
-/// `NODE:ADDR:PORT` as the server reports it.
-fn tunnel_listens_on_loopback(listen: &str) -> bool {
-    let addr = listen.split_once(':').map_or(listen, |(_, a)| a);
-    addr.parse::<std::net::SocketAddr>()
-        .is_ok_and(|a| a.ip().is_loopback())
 }
 
 #[derive(clap::Subcommand)]
