@@ -227,7 +227,12 @@ impl RemoteRuntime {
         s.cpu_seconds = i.cpu_seconds;
         s.last_exit = i.last_exit;
         s.fingerprint = i.fingerprint;
-        s.release = i.release;
+        // A process instance's "release" there names its folder copy, not the app's release.
+        s.release = if self.kind == RuntimeKind::Process {
+            None
+        } else {
+            i.release
+        };
         s.node = Some(self.node.name.clone());
         s.id = i.id;
         s.image = i.image;
@@ -245,19 +250,26 @@ impl RemoteRuntime {
     }
 }
 
-/// The folder a process instance runs in on the node: its release, or for an app that runs
-/// from a plain folder (`--dir`, no release), a copy named after what runs (the fingerprint),
-/// so replicas and a switch's old instances share one and a change gets a fresh one.
-fn folder_key(spec: &InstanceSpec) -> u32 {
-    match spec.release {
-        Some(n) => n,
-        None => {
-            use sha2::Digest;
-            let d = sha2::Sha256::digest(spec.fingerprint.as_bytes());
-            // Above any release number an app reaches.
-            0x8000_0000 | u32::from_be_bytes([d[0], d[1], d[2], d[3]])
-        }
+/// The folder a process instance runs in on the node, named by what the server's folder is:
+/// its path and when it was made (a release folder is written once, so an app deleted and
+/// created again gets a new name for its new release 1), and for an app that runs from a
+/// plain folder (`--dir`, no release), also what runs (the fingerprint), so a change sends it
+/// again. Replicas and a switch's old instances share one.
+fn folder_key(spec: &InstanceSpec, folder: &Path) -> u32 {
+    use sha2::Digest;
+    let made = std::fs::metadata(folder)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let mut h = sha2::Sha256::new();
+    h.update(folder.as_os_str().as_encoded_bytes());
+    h.update(made.to_be_bytes());
+    if spec.release.is_none() {
+        h.update(spec.fingerprint.as_bytes());
     }
+    let d = h.finalize();
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]]) | 1
 }
 
 /// One connection through a relay: a stream to the node, then bytes both ways.
@@ -282,9 +294,12 @@ impl Runtime for RemoteRuntime {
 
     fn start(&self, spec: InstanceSpec) -> BoxFuture<'_, Result<Vec<SocketAddr>>> {
         Box::pin(async move {
+            let mut folder = spec.release;
             let workload = match &spec.workload {
                 Workload::Process { command, workdir } => {
-                    self.ship(&spec.app, folder_key(&spec), workdir).await?;
+                    let key = folder_key(&spec, workdir);
+                    folder = Some(key);
+                    self.ship(&spec.app, key, workdir).await?;
                     proto::Workload::Process {
                         command: command.clone(),
                     }
@@ -298,11 +313,7 @@ impl Runtime for RemoteRuntime {
                 runtime: self.kind_str(),
                 app: spec.app.clone(),
                 instance: spec.instance.clone(),
-                release: if matches!(spec.workload, Workload::Process { .. }) {
-                    Some(folder_key(&spec))
-                } else {
-                    spec.release
-                },
+                release: folder,
                 fingerprint: spec.fingerprint.clone(),
                 workload,
                 env: spec.env.clone(),
