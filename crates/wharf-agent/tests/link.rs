@@ -1,10 +1,13 @@
 //! The agent as a whole against a link server on loopback: it joins with a token, says Hello,
 //! answers over the link, comes back after the link drops, and refuses a second join.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use support::site_tar;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -78,17 +81,6 @@ async fn ask(opener: &Opener, request: ToAgent) -> Reply {
         .await
         .unwrap()
         .expect("an answer")
-}
-
-fn site_tar(text: &str) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(text.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, "index.html", text.as_bytes())
-        .unwrap();
-    b.into_inner().unwrap()
 }
 
 fn files_hold(dir: &Path, needle: &str) -> bool {

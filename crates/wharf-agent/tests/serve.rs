@@ -1,11 +1,14 @@
 //! The agent's answers to the server's requests, over in-memory streams (the link's TLS and
 //! multiplexing are wharf-link's), with real releases, processes and TCP on loopback.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use support::site_tar;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc};
@@ -99,18 +102,6 @@ impl Agent {
             other => panic!("List answered {other:?}"),
         }
     }
-}
-
-/// A release's tar with `index.html` saying `text`.
-fn site_tar(text: &str) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(text.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, "index.html", text.as_bytes())
-        .unwrap();
-    b.into_inner().unwrap()
 }
 
 /// A tar whose one entry is named `name` as given (the tar crate's builder refuses `..`, a

@@ -582,17 +582,28 @@ impl Reconciler {
     /// they run and bring the container apps up.
     pub(crate) async fn containers_arrived(&self, op: &OpLog) -> Result<String, String> {
         self.adopt(op).await;
+        self.reconcile_where(|a| a.runtime.runs_images(), "container app", op)
+            .await
+    }
+
+    /// Reconciles every app `which` selects; says how many are ready, or what failed.
+    async fn reconcile_where(
+        &self,
+        which: impl Fn(&App) -> bool,
+        what: &str,
+        op: &OpLog,
+    ) -> Result<String, String> {
         let apps = self.store.apps().map_err(|e| e.to_string())?;
         let mut failed = Vec::new();
         let mut n = 0;
-        for app in apps.iter().filter(|a| a.runtime.runs_images()) {
+        for app in apps.iter().filter(|a| which(a)) {
             n += 1;
             if let Err(e) = self.reconcile(&app.name, false, op).await {
                 failed.push(e);
             }
         }
         if failed.is_empty() {
-            Ok(format!("{} ready", plural(n, "container app")))
+            Ok(format!("{} ready", plural(n, what)))
         } else {
             Err(failed.join("; "))
         }
@@ -601,20 +612,9 @@ impl Reconciler {
     /// Every app, e.g. after the server started.
     pub(crate) async fn reconcile_all(&self, op: &OpLog) -> Result<String, String> {
         self.adopt(op).await;
-        let apps = self.store.apps().map_err(|e| e.to_string())?;
-        let mut failed = Vec::new();
         // Apps placed on nodes come up when their node connects (`node_arrived`), which first
         // adopts what runs there: started here, before that, they would be started twice.
-        for app in apps.iter().filter(|a| a.node.is_none()) {
-            if let Err(e) = self.reconcile(&app.name, false, op).await {
-                failed.push(e);
-            }
-        }
-        if failed.is_empty() {
-            Ok(format!("{} ready", plural(apps.len(), "app")))
-        } else {
-            Err(failed.join("; "))
-        }
+        self.reconcile_where(|a| a.node.is_none(), "app", op).await
     }
 
     /// Takes over the instances that outlived the previous server (containers), before the
@@ -635,20 +635,9 @@ impl Reconciler {
             .filter(|(p, _)| p.node.as_deref() == Some(node))
             .collect();
         self.adopt_from(runtimes, op).await;
-        let apps = self.store.apps().map_err(|e| e.to_string())?;
-        let mut failed = Vec::new();
-        let mut n = 0;
-        for app in apps.iter().filter(|a| a.node.as_deref() == Some(node)) {
-            n += 1;
-            if let Err(e) = self.reconcile(&app.name, false, op).await {
-                failed.push(e);
-            }
-        }
-        if failed.is_empty() {
-            Ok(format!("node {node}: {} ready", plural(n, "app")))
-        } else {
-            Err(failed.join("; "))
-        }
+        self.reconcile_where(|a| a.node.as_deref() == Some(node), "app", op)
+            .await
+            .map(|ready| format!("node {node}: {ready}"))
     }
 
     async fn adopt_from(
