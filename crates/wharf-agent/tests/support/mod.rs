@@ -1,7 +1,7 @@
 //! Helpers the agent's tests share.
 
 /// A release's tar with `index.html` saying `text`.
-pub fn site_tar(text: &str) -> Vec<u8> {
+pub(crate) fn site_tar(text: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_gnu();
     h.set_size(text.len() as u64);
