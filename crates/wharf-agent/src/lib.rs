@@ -38,6 +38,9 @@ pub struct AgentConfig {
     /// The Docker engine (`unix:///path`, `tcp://…`); `None`: `DOCKER_HOST`, then the local
     /// socket. Without an engine, the agent runs processes only.
     pub docker_host: Option<String>,
+    /// The sandbox launcher (the wharf binary: `wharf sandbox-exec`); `None`: apps run
+    /// unsandboxed.
+    pub launcher: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -47,6 +50,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("data_dir", &self.data_dir)
             .field("join", &self.join.as_ref().map(|(url, _)| url))
             .field("docker_host", &self.docker_host)
+            .field("launcher", &self.launcher)
             .finish()
     }
 }
@@ -62,7 +66,10 @@ pub async fn run(config: AgentConfig) -> Result<()> {
 pub async fn run_until(config: AgentConfig, stop: impl Future<Output = ()>) -> Result<()> {
     node::create_data_dir(&config.data_dir)?;
     let identity = link::identity(&config.data_dir, config.join).await?;
-    let node = Arc::new(Node::open(config.data_dir.clone())?);
+    let node = Arc::new(Node::open_with(
+        config.data_dir.clone(),
+        config.launcher.clone(),
+    )?);
     node.connect_docker(config.docker_host.as_deref(), &identity.node)
         .await;
     tokio::select! {

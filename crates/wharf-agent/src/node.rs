@@ -23,6 +23,9 @@ const LIST_PATIENCE: Duration = Duration::from_secs(5);
 pub struct Node {
     data: PathBuf,
     processes: Arc<ProcessRuntime>,
+    /// Whether apps may run as their own users (the agent is root).
+    root: bool,
+    sandboxed: bool,
     docker: RwLock<Docker>,
 }
 
@@ -33,14 +36,20 @@ struct Docker {
     why: Option<String>,
 }
 
-/// Creates the data folder, owner only (it holds the agent's key and the apps' data).
+/// Creates the data folder, owner only (it holds the agent's key and the apps' data); when
+/// apps run as their own users (a root agent), they may pass through it (0711) to their
+/// folders, but list nothing and read neither the key nor the logs.
 pub(crate) fn create_data_dir(dir: &Path) -> Result<()> {
+    create_private(dir, 0o700)
+}
+
+fn create_private(dir: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(mode)
         .create(dir)
-        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)))
         .map_err(|e| AgentError::io("cannot create the data folder", dir, e))
 }
 
@@ -49,11 +58,26 @@ impl Node {
     /// killed agent left running (the server starts again what should run, so no instance
     /// ever runs twice) and removing half-received releases.
     pub fn open(data: PathBuf) -> Result<Node> {
-        create_data_dir(&data)?;
+        Node::open_with(data, None)
+    }
+
+    /// [`Node::open`] with the sandbox launcher (the wharf binary), so apps that did not opt
+    /// out run sandboxed as on the server.
+    pub fn open_with(data: PathBuf, launcher: Option<PathBuf>) -> Result<Node> {
+        let root = rustix::process::geteuid().is_root();
+        create_private(&data, if root { 0o711 } else { 0o700 })?;
+        if root {
+            create_private(&data.join("apps"), 0o711)?;
+        }
+        create_private(&data.join("logs"), 0o700)?;
         let run = data.join("run");
-        let processes = ProcessRuntime::with_pid_dir(run.clone())
+        let mut processes = ProcessRuntime::with_pid_dir(run.clone())
             .map_err(|e| AgentError::io("cannot create the pid folder", &run, e))?
             .with_log_root(data.join("logs"));
+        let sandboxed = launcher.is_some();
+        if let Some(l) = launcher {
+            processes = processes.with_launcher(l);
+        }
         let reaped = processes.reap_orphans();
         if reaped > 0 {
             tracing::warn!(
@@ -65,6 +89,8 @@ impl Node {
         Ok(Node {
             data,
             processes: Arc::new(processes),
+            root,
+            sandboxed,
             docker: RwLock::default(),
         })
     }
@@ -177,6 +203,39 @@ impl Node {
 
     pub(crate) fn release_dir(&self, app: &str, release: u32) -> PathBuf {
         self.app_dir(app).join("releases").join(release.to_string())
+    }
+
+    /// The app's private tmp (`TMPDIR`, and `HOME` for an app with its own user).
+    pub(crate) fn tmp(&self, app: &str) -> PathBuf {
+        self.app_dir(app).join("tmp")
+    }
+
+    /// Whether apps may run as their own users here (the agent is root).
+    pub(crate) fn switches_users(&self) -> bool {
+        self.root
+    }
+
+    /// Whether apps that did not opt out run in the sandbox.
+    pub(crate) fn sandboxes(&self) -> bool {
+        self.sandboxed
+    }
+
+    /// Gives the app's user its volume and tmp (0700, its own), and lets it pass through its
+    /// folder to its code; other apps' users get no further than the folder's name.
+    pub(crate) fn give(&self, app: &str, uid: u32) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.app_dir(app);
+        create_private(&dir, 0o711)?;
+        for d in [self.volume(app), self.tmp(app)] {
+            create_private(&d, 0o700)?;
+            let owner = Some(rustix::fs::Uid::from_raw(uid));
+            let group = Some(rustix::fs::Gid::from_raw(uid));
+            rustix::fs::chown(&d, owner, group).map_err(|e| {
+                AgentError::io("cannot give a folder to the app's user", &d, e.into())
+            })?;
+            let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
+        }
+        Ok(())
     }
 
     pub(crate) fn volume(&self, app: &str) -> PathBuf {

@@ -240,6 +240,9 @@ impl<O: OpenStream> Link<O> {
         check_app(&spec.app)?;
         check_instance(&spec.instance)?;
         let node = &self.node;
+        let mut isolation = Isolation::default();
+        let mut env = spec.env;
+        let mut port = spec.port;
         let workload = match spec.workload {
             proto::Workload::Process { command } => {
                 let release = spec.release.ok_or_else(|| AgentError::NoReleaseGiven {
@@ -251,6 +254,37 @@ impl<O: OpenStream> Link<O> {
                         app: spec.app,
                         release,
                     });
+                }
+                // As on the server: the app's own user when the agent may switch users, and
+                // the sandbox (its code read-only, its volume and tmp writable, its port)
+                // unless the app opted out.
+                let app = &spec.app;
+                if let Some(uid) = spec.user.filter(|_| node.switches_users()) {
+                    node.give(app, uid)?;
+                    isolation.user = Some(wharf_runtime::AppUser { uid, gid: uid });
+                    env.entry("HOME".into())
+                        .or_insert_with(|| node.tmp(app).display().to_string());
+                }
+                if spec.sandbox && node.sandboxes() {
+                    std::fs::create_dir_all(node.volume(app))
+                        .and_then(|()| std::fs::create_dir_all(node.tmp(app)))
+                        .map_err(|e| {
+                            AgentError::io("cannot create the app's folders", &node.tmp(app), e)
+                        })?;
+                    let p = match port {
+                        Some(p) => p,
+                        None => wharf_runtime::free_port()
+                            .map_err(|e| AgentError::io("no free port", &node.tmp(app), e))?,
+                    };
+                    port = Some(p);
+                    isolation.sandbox = Some(wharf_runtime::SandboxPolicy {
+                        read: vec![workdir.clone()],
+                        write: vec![node.volume(app), node.tmp(app)],
+                        bind_ports: vec![p],
+                    });
+                }
+                if isolation.user.is_some() || isolation.sandbox.is_some() {
+                    env.insert("TMPDIR".into(), node.tmp(app).display().to_string());
                 }
                 Workload::Process { command, workdir }
             }
@@ -264,8 +298,8 @@ impl<O: OpenStream> Link<O> {
             release: spec.release,
             fingerprint: spec.fingerprint,
             workload,
-            env: spec.env,
-            port: spec.port,
+            env,
+            port,
             replicas: spec.replicas.max(1),
             limits: Limits {
                 memory_bytes: spec.memory_bytes,
@@ -273,9 +307,7 @@ impl<O: OpenStream> Link<O> {
             },
             restart: RestartPolicy::default(),
             stop_grace: Duration::from_millis(spec.stop_grace_ms),
-            // As the server's own processes when it has no app users: the agent's user. The
-            // sandbox is not applied: the spec does not say whether the app opted out of it.
-            isolation: Isolation::default(),
+            isolation,
             container: ContainerOptions {
                 read_only: spec.read_only,
                 constraints: Vec::new(),

@@ -102,6 +102,7 @@ async fn an_agent_joins_links_and_comes_back_after_the_link_drops() {
     let (url, mut links) = server(&root.join("ca")).await;
     let data = root.join("agent");
     let config = AgentConfig {
+        launcher: None,
         data_dir: data.clone(),
         join: Some((url.clone(), TOKEN.to_string())),
         // No engine: the agent offers processes only.
@@ -166,6 +167,8 @@ async fn an_agent_joins_links_and_comes_back_after_the_link_drops() {
         cpu_millis: None,
         stop_grace_ms: 2000,
         read_only: false,
+        user: None,
+        sandbox: false,
     };
     let Reply::Started(addrs) = ask(&opener, ToAgent::Start(spec)).await else {
         panic!("not started")

@@ -137,6 +137,8 @@ fn http_server_spec(instance: &str, release: u32) -> Spec {
         cpu_millis: None,
         stop_grace_ms: 2000,
         read_only: false,
+        user: None,
+        sandbox: false,
     }
 }
 

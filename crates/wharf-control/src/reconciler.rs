@@ -948,7 +948,7 @@ impl Reconciler {
             return Ok(None);
         };
         if app.node.is_some() {
-            return self.desired_on_node(app, &eff, run);
+            return self.desired_on_node(app, &eff, run, user);
         }
         if let Some(why) = self.users.refusal() {
             return Err(format!("{} cannot start: {why}", app.name));
@@ -1006,12 +1006,14 @@ impl Reconciler {
     }
 
     /// A process app placed on a node: its agent runs it in its copy of the release's folder
-    /// (sent over the link), on a port it picks, isolated as the agent's runtime does.
+    /// (sent over the link), on a port it picks, as the app's user and in the sandbox as here
+    /// (the agent applies them to its own folders).
     fn desired_on_node(
         &self,
         app: &App,
         eff: &Effective,
         run: &str,
+        user: Option<wharf_runtime::AppUser>,
     ) -> Result<Option<Desired>, String> {
         let env = self.env(app, eff)?;
         let workload = Workload::Process {
@@ -1028,10 +1030,18 @@ impl Reconciler {
             limits.cpu_millis,
             app.replicas,
             app.stop_grace_ms,
+            user.map(|u| u.uid),
+            app.sandbox,
         ));
+        // The node builds the sandbox's policy for its own folders: here it only says "on".
+        let isolation = Isolation {
+            user,
+            sandbox: app.sandbox.then(wharf_runtime::SandboxPolicy::default),
+        };
         let specs = (0..app.replicas)
             .map(|_| InstanceSpec {
                 env: env.clone(),
+                isolation: isolation.clone(),
                 ..self.spec(app, &fingerprint, workload.clone())
             })
             .collect();

@@ -115,6 +115,14 @@ pub struct Spec {
     pub cpu_millis: Option<u32>,
     pub stop_grace_ms: u64,
     pub read_only: bool,
+    /// The app's own user id on the server (`None`: it has none). An agent that runs as root
+    /// runs the app's processes as this user, so apps on a node cannot read each other's
+    /// volumes nor the agent's key.
+    #[serde(default)]
+    pub user: Option<u32>,
+    /// Whether the app's processes run in the sandbox (on unless the app opted out).
+    #[serde(default)]
+    pub sandbox: bool,
 }
 
 impl std::fmt::Debug for Spec {

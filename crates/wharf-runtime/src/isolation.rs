@@ -16,7 +16,7 @@ pub struct AppUser {
     pub gid: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SandboxPolicy {
     /// Folders readable (and executable): the release, system folders.
     pub read: Vec<std::path::PathBuf>,

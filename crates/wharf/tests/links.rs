@@ -207,6 +207,30 @@ async fn two_agents_serve_their_apps_and_a_killed_one_takes_only_its_own_app_dow
             "one instance on n{i}"
         );
     }
+    // As on the server: each app as its own user, in the sandbox; the agent's key is its own.
+    for i in 0..2 {
+        let pid = &pids_in(&bed, i, "http.server")[0];
+        let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid: u32 = proc_status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|u| u.parse().ok())
+            .unwrap();
+        assert!(
+            (61184..=65519).contains(&uid),
+            "web{i} runs as its own user on n{i}, not as {uid}"
+        );
+        assert!(
+            proc_status.contains("NoNewPrivs:\t1"),
+            "web{i} runs sandboxed on n{i}"
+        );
+        let key = tmp.0.join(format!("agent{i}/identity.json"));
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&key).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o077, 0, "the node's key is the agent's alone");
+    }
     let status = server.ok(&["status", "web1"]).await;
     assert!(
         status.contains("n1"),

@@ -323,6 +323,8 @@ impl Runtime for RemoteRuntime {
                 cpu_millis: spec.limits.cpu_millis,
                 stop_grace_ms: spec.stop_grace.as_millis() as u64,
                 read_only: spec.container.read_only,
+                user: spec.isolation.user.map(|u| u.uid),
+                sandbox: spec.isolation.sandbox.is_some(),
             };
             let addrs = match self.node.call(&ToAgent::Start(remote)).await.map_err(err)? {
                 Reply::Started(a) => a,

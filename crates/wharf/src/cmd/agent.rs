@@ -47,6 +47,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         data_dir: args.data,
         join,
         docker_host: args.docker_host,
+        // This very binary confines apps (`wharf sandbox-exec`), as on the server.
+        launcher: std::env::current_exe().ok(),
     };
     runtime(0)?.block_on(async {
         let mut signals = Signals::new()?;
