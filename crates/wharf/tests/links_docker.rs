@@ -284,5 +284,28 @@ async fn a_container_app_on_a_node_gets_its_image_from_the_server_and_is_served_
         "one image sent per release:\n{}",
         agent.log()
     );
+
+    // Neither engine has the image any more (removed by hand): a change that needs a new
+    // container fails saying so, and the running one keeps serving.
+    docker(LOCAL, &["rmi", "-f", &image2]);
+    docker(NODE_ENGINE, &["rmi", "-f", &image2]);
+    let (_, out, err) = server.cli(&["env", "set", &app, "MODE=two"]).await;
+    let status = server.ok(&["status", &app, "--json"]).await;
+    let said = format!("{out}{err}{status}");
+    assert!(
+        said.contains(&format!(
+            "node n2 has no image {image2} and this server's engine cannot give it"
+        )),
+        "the failure names the missing image:\n{said}"
+    );
+    let r = get(server.http, &format!("{app}.localhost"), "/")
+        .await
+        .unwrap();
+    assert!(
+        r.text().starts_with("v2 "),
+        "release 2 still serves: {}",
+        r.text()
+    );
+
     eprintln!("deploys with the image sent to the node: {took:?}, then {took2:?}");
 }
