@@ -66,6 +66,14 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error("image {image}: {source}")]
+    Image {
+        image: String,
+        #[source]
+        source: wharf_docker::DockerError,
+    },
+    #[error("the image archive the server sent does not hold {image} (it held: {loaded})")]
+    ImageMissing { image: String, loaded: String },
     #[error("cannot listen on {addr} for tunnel {tunnel}: {source}")]
     Listen {
         tunnel: String,

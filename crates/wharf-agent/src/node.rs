@@ -170,6 +170,18 @@ impl Node {
         }
     }
 
+    /// The Docker engine the Docker runtime runs containers on, or why there is none.
+    pub(crate) fn docker_engine(&self) -> Result<Arc<Engine>> {
+        let d = self.read_docker();
+        match &d.runtime {
+            Some(r) => Ok(r.engine().clone()),
+            None => Err(AgentError::NoRuntime {
+                runtime: "docker".to_string(),
+                why: d.why.clone(),
+            }),
+        }
+    }
+
     /// What every runtime runs, with its name; a runtime that cannot answer in time
     /// contributes nothing (logged).
     pub(crate) async fn list(&self) -> Vec<(&'static str, InstanceStatus)> {

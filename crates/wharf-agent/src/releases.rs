@@ -39,6 +39,25 @@ pub(crate) fn check_instance(instance: &str) -> Result<()> {
     }
 }
 
+/// Image references go into the engine's API paths: a plain reference (`wharf/blog:3`,
+/// `host:5000/x/y@sha256:…`) only.
+pub(crate) fn check_image(image: &str) -> Result<()> {
+    let ok = !image.is_empty()
+        && image.len() <= 512
+        && !image.starts_with(['-', '/', '.'])
+        && !image.contains("..")
+        && image
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(AgentError::BadName(format!(
+            "`{image}` is not a valid image reference"
+        )))
+    }
+}
+
 pub(crate) fn has(node: &Node, app: &str, release: u32) -> Result<bool> {
     check_app(app)?;
     Ok(node.release_dir(app, release).is_dir())
@@ -186,6 +205,12 @@ mod tests {
         }
         for bad in ["", "../x", "a/b", "A", "-x", "a b", "x.pid"] {
             assert!(check_instance(bad).is_err(), "{bad}");
+        }
+        for ok in ["wharf/blog:3", "host:5000/wharf/blog:3", "x@sha256:0a"] {
+            assert!(check_image(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "../x", "a/../b", "x?y", "a b", "/x", "-x"] {
+            assert!(check_image(bad).is_err(), "{bad}");
         }
         assert!(check_app("../etc").is_err());
         assert!(check_app("blog").is_ok());

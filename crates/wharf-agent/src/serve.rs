@@ -19,7 +19,7 @@ use wharf_runtime::{
     ContainerOptions, InstanceSpec, InstanceStatus, Isolation, Limits, RestartPolicy, Workload,
 };
 
-use crate::releases::{check_app, check_instance};
+use crate::releases::{check_app, check_image, check_instance};
 use crate::{AgentError, Node};
 
 /// Opens streams to the server: the link's [`wharf_link::Opener`], or a fake in tests.
@@ -122,6 +122,8 @@ impl<O: OpenStream> Link<O> {
                 }
                 done.map(|()| Reply::Done)
             }
+            ToAgent::HasImage { image } => self.has_image(&image).await,
+            ToAgent::PutImage { image } => return self.put_image(image, s).await,
             ToAgent::Start(spec) => self.start(spec).await.map(Reply::Started),
             ToAgent::Stop { runtime, instance } => self.stop(&runtime, &instance).await,
             ToAgent::List => Ok(Reply::Instances(self.list().await)),
@@ -208,6 +210,72 @@ impl<O: OpenStream> Link<O> {
         }
     }
 
+    /// Whether the Docker engine holds `image`; no engine holds nothing.
+    async fn has_image(&self, image: &str) -> Result<Reply, AgentError> {
+        check_image(image)?;
+        let Ok(engine) = self.node.docker_engine() else {
+            return Ok(Reply::Has(false));
+        };
+        engine
+            .has_image(image)
+            .await
+            .map(Reply::Has)
+            .map_err(|source| AgentError::Image {
+                image: image.to_string(),
+                source,
+            })
+    }
+
+    /// Loads the `docker save` archive the rest of the stream carries into the engine, then
+    /// answers. Ends without an answer if the connection goes first.
+    async fn put_image<S>(&self, image: String, s: S) -> Result<(), Gone>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (rd, mut wr) = tokio::io::split(s);
+        let loaded = tokio::select! {
+            loaded = self.load_image(&image, rd) => loaded,
+            () = self.closed.cancelled() => return Ok(()),
+        };
+        let reply = match loaded {
+            Ok(()) => {
+                tracing::info!(image, "image received");
+                Reply::Done
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "image refused");
+                Reply::Error(e.to_string())
+            }
+        };
+        write_msg(&mut wr, &reply).await?;
+        wr.shutdown()
+            .await
+            .map_err(|e| LinkError::Other(e.to_string()))
+    }
+
+    async fn load_image<R>(&self, image: &str, body: R) -> Result<(), AgentError>
+    where
+        R: AsyncRead + Send + 'static,
+    {
+        check_image(image)?;
+        let engine = self.node.docker_engine()?;
+        let failed = |source| AgentError::Image {
+            image: image.to_string(),
+            source,
+        };
+        let body = tokio_util::io::ReaderStream::with_capacity(body, 64 << 10);
+        let loaded = engine.load_image(body).await.map_err(failed)?;
+        // The archive is the server's word for what it holds: checked, so a start never
+        // meets a missing image after a `Done`.
+        if !engine.has_image(image).await.map_err(failed)? {
+            return Err(AgentError::ImageMissing {
+                image: image.to_string(),
+                loaded: loaded.join(", "),
+            });
+        }
+        Ok(())
+    }
+
     fn logs_runtime(
         &self,
         runtime: &str,
@@ -269,12 +337,12 @@ impl<O: OpenStream> Link<O> {
                     std::fs::create_dir_all(node.volume(app))
                         .and_then(|()| std::fs::create_dir_all(node.tmp(app)))
                         .map_err(|e| {
-                            AgentError::io("cannot create the app's folders", &node.tmp(app), e)
+                            AgentError::io("cannot create the app's folders", node.tmp(app), e)
                         })?;
                     let p = match port {
                         Some(p) => p,
                         None => wharf_runtime::free_port()
-                            .map_err(|e| AgentError::io("no free port", &node.tmp(app), e))?,
+                            .map_err(|e| AgentError::io("no free port", node.tmp(app), e))?,
                     };
                     port = Some(p);
                     isolation.sandbox = Some(wharf_runtime::SandboxPolicy {

@@ -207,6 +207,7 @@ impl Runtimes {
             return Ok(Arc::new(RemoteRuntime {
                 node: hub.node(node),
                 kind,
+                engine: self.read().engine.clone(),
             }));
         }
         let c = self.read();
@@ -241,10 +242,11 @@ impl Runtimes {
                 .clone()
                 .map(|r| (Placement::here(RuntimeKind::Swarm), r as Arc<dyn Runtime>)),
         );
+        let engine = c.engine.clone();
         drop(c);
         if let Some(hub) = self.hub() {
             for node in hub.connected() {
-                all.extend(node_runtimes(&node));
+                all.extend(node_runtimes(&node, engine.clone()));
             }
         }
         all
@@ -283,7 +285,11 @@ impl Runtimes {
 }
 
 /// The runtimes a node's agent has (process always; Docker when its engine answers).
-pub(crate) fn node_runtimes(node: &Arc<crate::nodes::Node>) -> Vec<(Placement, Arc<dyn Runtime>)> {
+/// `engine` is this server's, which gives a node the images it lacks.
+pub(crate) fn node_runtimes(
+    node: &Arc<crate::nodes::Node>,
+    engine: Option<Arc<Engine>>,
+) -> Vec<(Placement, Arc<dyn Runtime>)> {
     let info = node.info();
     [RuntimeKind::Process, RuntimeKind::Docker]
         .into_iter()
@@ -292,6 +298,7 @@ pub(crate) fn node_runtimes(node: &Arc<crate::nodes::Node>) -> Vec<(Placement, A
             let rt: Arc<dyn Runtime> = Arc::new(RemoteRuntime {
                 node: node.clone(),
                 kind,
+                engine: engine.clone(),
             });
             (
                 Placement {

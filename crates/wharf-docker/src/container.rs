@@ -107,6 +107,11 @@ impl DockerRuntime {
         }
     }
 
+    /// The engine it runs containers on (images are looked up and loaded there).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     fn docker(&self) -> &bollard::Docker {
         &self.engine.docker
     }

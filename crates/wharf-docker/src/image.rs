@@ -11,11 +11,11 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use bollard::query_parameters::{
-    BuildImageOptions, ListContainersOptions, ListImagesOptions, PushImageOptions,
-    RemoveImageOptions, TagImageOptions,
+    BuildImageOptions, ImportImageOptions, ListContainersOptions, ListImagesOptions,
+    PushImageOptions, RemoveImageOptions, TagImageOptions,
 };
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use crate::{DockerError, Engine, labels};
@@ -210,6 +210,69 @@ impl Engine {
                 source,
             }),
         }
+    }
+
+    /// The image as a `docker save` tar (its layers, config and tag), streamed as the engine
+    /// writes it: sent to a node's engine, which [`Engine::load_image`]s it.
+    pub fn save_image(
+        &self,
+        image: &str,
+    ) -> impl Stream<Item = Result<Bytes, DockerError>> + Send + use<> {
+        let context = format!(
+            "cannot save the image {image} from the engine at {}",
+            self.host
+        );
+        self.docker.export_image(image).map(move |chunk| {
+            chunk.map_err(|e| DockerError::Other(format!("{context}: {}", engine_message(&e))))
+        })
+    }
+
+    /// Loads a `docker save` tar (as [`Engine::save_image`] streams it) into this engine, and
+    /// returns what the engine says it loaded (`wharf/blog:3`, or an image id). A body that
+    /// fails, or an archive the engine refuses, fails with the engine's own words. Loading
+    /// adds images (tagging them, the tag moved off any image that held it) and removes
+    /// nothing; the image keeps the labels it was built with.
+    pub async fn load_image(
+        &self,
+        body: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    ) -> Result<Vec<String>, DockerError> {
+        let options = ImportImageOptions {
+            quiet: true,
+            platform: None,
+        };
+        let mut stream = self
+            .docker
+            .import_image(options, bollard::body_try_stream(body), None);
+        let mut loaded = Vec::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    for line in [info.stream, info.status].into_iter().flatten() {
+                        let line = line.trim();
+                        if let Some(name) = line
+                            .strip_prefix("Loaded image: ")
+                            .or_else(|| line.strip_prefix("Loaded image ID: "))
+                        {
+                            loaded.push(name.trim().to_string());
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(DockerError::Other(format!(
+                        "the engine at {} cannot load the image: {}",
+                        self.host,
+                        engine_message(&e)
+                    )));
+                }
+            }
+        }
+        if loaded.is_empty() {
+            return Err(DockerError::Other(format!(
+                "the engine at {} loaded no image: the archive held none",
+                self.host
+            )));
+        }
+        Ok(loaded)
     }
 
     /// Removes the app's images (labelled with it) whose release is not in `keep`; returns

@@ -1,7 +1,9 @@
 //! The messages the server and an agent exchange. Every exchange has a stream of its own: the
 //! opener writes one request ([`ToAgent`] from the server, [`ToServer`] from an agent), the other
 //! end answers with [`Reply`] frames. Streams that carry bytes afterwards (a release's tar, a
-//! proxied connection, a tunnel) switch to raw bytes once the first `Reply::Done` is written.
+//! proxied connection, a tunnel) switch to raw bytes once the first `Reply::Done` is written;
+//! the two that carry bytes from the server (`PutRelease`, `PutImage`) send them right after
+//! the request and are answered once the server ended its side.
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -18,6 +20,14 @@ pub enum ToAgent {
     /// The release's folder follows as a tar stream, up to the server's end of stream; the agent
     /// unpacks it into a fresh folder, renames it into place and answers `Reply::Done`.
     PutRelease { app: String, release: u32 },
+    /// Does the agent's Docker engine hold this image (`wharf/<app>:<release>`)? `Reply::Has`;
+    /// `Has(false)`, not an error, when the agent has no Docker runtime.
+    HasImage { image: String },
+    /// The image follows as a `docker save` tar stream, up to the server's end of stream (its
+    /// write side shut down); the agent loads it into its engine and answers `Reply::Done`, or
+    /// `Reply::Error` (no Docker runtime, a refused archive, or an archive without `image`).
+    /// No time limit: an image may be large, but the transfer ends with the link.
+    PutImage { image: String },
     /// Start instances with the agent's runtime; `Reply::Started` with their addresses on the
     /// agent's machine.
     Start(Spec),

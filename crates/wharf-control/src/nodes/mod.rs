@@ -58,6 +58,8 @@ pub(crate) struct Node {
     pub(crate) info: Mutex<NodeInfo>,
     rtt_us: AtomicU64,
     pub(crate) instances: remote::Instances,
+    /// Held while an image is checked for and sent, so replicas starting together send it once.
+    pub(crate) image_lock: tokio::sync::Mutex<()>,
 }
 
 #[derive(Clone)]
@@ -137,6 +139,7 @@ impl Hub {
                     info: Mutex::new(NodeInfo::default()),
                     rtt_us: AtomicU64::new(0),
                     instances: remote::Instances::default(),
+                    image_lock: tokio::sync::Mutex::new(()),
                 })
             })
             .clone()
@@ -377,6 +380,16 @@ impl Node {
 
     pub(crate) fn info(&self) -> NodeInfo {
         self.info.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Resolves once the link up now is gone (dropped, replaced by a new connection, or the
+    /// node removed): what runs over it without a time limit races this.
+    pub(crate) fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.link.subscribe();
+        let id = rx.borrow().as_ref().map(|l| l.id);
+        async move {
+            let _ = rx.wait_for(|l| l.as_ref().map(|l| l.id) != id).await;
+        }
     }
 
     /// One request and its one reply, on a stream of its own.

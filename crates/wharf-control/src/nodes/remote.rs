@@ -116,6 +116,9 @@ impl Instances {
 pub(crate) struct RemoteRuntime {
     pub(crate) node: Arc<Node>,
     pub(crate) kind: RuntimeKind,
+    /// This server's engine, which builds container apps' images: a node that lacks one gets
+    /// it from here.
+    pub(crate) engine: Option<Arc<wharf_docker::Engine>>,
 }
 
 fn err(msg: impl Into<String>) -> RuntimeError {
@@ -209,6 +212,64 @@ impl RemoteRuntime {
         }
     }
 
+    /// Sends `image` from this server's engine unless the node's engine has it. The transfer
+    /// has no time limit (images can be large) but ends with the link.
+    async fn ship_image(&self, image: &str) -> Result<()> {
+        let name = &self.node.name;
+        let _one_at_a_time = self.node.image_lock.lock().await;
+        let has = self
+            .node
+            .call(&ToAgent::HasImage {
+                image: image.to_string(),
+            })
+            .await
+            .map_err(err)?;
+        match has {
+            Reply::Has(true) => return Ok(()),
+            Reply::Has(false) => {}
+            other => {
+                return Err(err(format!(
+                    "node {name} answered {other:?} to an image lookup"
+                )));
+            }
+        }
+        let cannot = |why: String| {
+            err(format!(
+                "node {name} has no image {image} and this server's engine cannot give it: {why}"
+            ))
+        };
+        let Some(engine) = &self.engine else {
+            return Err(cannot("this server has no Docker engine".into()));
+        };
+        match engine.has_image(image).await {
+            Ok(true) => {}
+            Ok(false) => return Err(cannot("it has no image of that name either".into())),
+            Err(e) => return Err(cannot(e.to_string())),
+        }
+        let lost = self.node.lost();
+        let stream = self
+            .node
+            .open(&ToAgent::PutImage {
+                image: image.to_string(),
+            })
+            .await
+            .map_err(err)?;
+        tracing::info!(node = %name, image, "sending the image to the node");
+        let started = std::time::Instant::now();
+        tokio::select! {
+            sent = send_image(engine, image, stream) => sent.map_err(|why| {
+                err(format!("cannot send the image {image} to node {name}: {why}"))
+            })?,
+            () = lost => {
+                return Err(err(format!(
+                    "lost the link to node {name} while sending it the image {image}"
+                )));
+            }
+        }
+        tracing::info!(node = %name, image, took = ?started.elapsed(), "image sent to the node");
+        Ok(())
+    }
+
     fn status(&self, i: proto::Instance, addr: Option<SocketAddr>) -> InstanceStatus {
         let state = match i.state.as_str() {
             "running" => InstanceState::Running,
@@ -272,6 +333,48 @@ fn folder_key(spec: &InstanceSpec, folder: &Path) -> u32 {
     u32::from_be_bytes([d[0], d[1], d[2], d[3]]) | 1
 }
 
+/// Streams `docker save` of `image` over `stream`, ends the write side and waits for the
+/// agent's answer; an early answer (the agent refused the archive) stops the sending.
+async fn send_image(
+    engine: &wharf_docker::Engine,
+    image: &str,
+    stream: wharf_link::Stream,
+) -> std::result::Result<(), String> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let send = async {
+        let body = engine.save_image(image);
+        futures_util::pin_mut!(body);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            wr.write_all(&chunk)
+                .await
+                .map_err(|e| format!("the link failed: {e}"))?;
+        }
+        wr.shutdown()
+            .await
+            .map_err(|e| format!("the link failed: {e}"))
+    };
+    let answer = wharf_link::frame::read_msg::<Reply>(&mut rd);
+    tokio::pin!(answer);
+    let answer = tokio::select! {
+        sent = send => {
+            sent?;
+            answer.await
+        }
+        early = &mut answer => early,
+    };
+    match answer {
+        Ok(Some(Reply::Done)) => Ok(()),
+        Ok(Some(Reply::Error(e))) => Err(e),
+        Ok(Some(other)) => Err(format!("it answered {other:?}")),
+        Ok(None) => Err("the node closed the stream without an answer".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// One connection through a relay: a stream to the node, then bytes both ways.
 async fn relay(node: &Node, mut tcp: tokio::net::TcpStream, target: SocketAddr) {
     let Ok(_permit) = node.carried.clone().acquire_owned().await else {
@@ -304,10 +407,13 @@ impl Runtime for RemoteRuntime {
                         command: command.clone(),
                     }
                 }
-                Workload::Image { image, command } => proto::Workload::Image {
-                    image: image.clone(),
-                    command: command.clone(),
-                },
+                Workload::Image { image, command } => {
+                    self.ship_image(image).await?;
+                    proto::Workload::Image {
+                        image: image.clone(),
+                        command: command.clone(),
+                    }
+                }
             };
             let remote = proto::Spec {
                 runtime: self.kind_str(),
