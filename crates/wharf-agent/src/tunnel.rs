@@ -50,7 +50,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let _ = tcp.set_nodelay(true);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut s, &mut tcp).await {
+    if let Err(e) = wharf_link::mux::splice(&mut s, &mut tcp).await {
         tracing::debug!(error = %e, "a carried connection ended with an error");
     }
 }

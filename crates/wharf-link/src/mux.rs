@@ -288,3 +288,15 @@ impl Incoming {
         Some(Stream::new(stream, self.gone.clone()))
     }
 }
+
+/// Copies both ways between a link stream and a connection until both ends are done, in 64 KiB
+/// pieces: tokio's default 8 KiB makes eight times the frames, TLS records and wake-ups for
+/// bulk transfers (tunnels, large responses).
+pub async fn splice<A, B>(a: &mut A, b: &mut B) -> std::io::Result<(u64, u64)>
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + ?Sized,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + ?Sized,
+{
+    const PIECE: usize = 64 * 1024;
+    tokio::io::copy_bidirectional_with_sizes(a, b, PIECE, PIECE).await
+}

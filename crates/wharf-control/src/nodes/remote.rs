@@ -387,7 +387,7 @@ async fn relay(node: &Node, mut tcp: tokio::net::TcpStream, target: SocketAddr) 
         Ok(Some(Reply::Done)) => {}
         _ => return,
     }
-    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
+    let _ = wharf_link::mux::splice(&mut tcp, &mut stream).await;
 }
 
 impl Runtime for RemoteRuntime {

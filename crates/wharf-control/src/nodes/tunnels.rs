@@ -50,7 +50,7 @@ impl Tunnels {
                         match dial(&hub, &t.to_node, &t.to_addr).await {
                             Ok((mut far, _permit)) => {
                                 let mut tcp = tcp;
-                                let _ = tokio::io::copy_bidirectional(&mut tcp, &mut far).await;
+                                let _ = wharf_link::mux::splice(&mut tcp, &mut far).await;
                             }
                             Err(e) => {
                                 tracing::warn!(tunnel = %t.name, error = %e, "tunnel connection failed")
@@ -131,7 +131,7 @@ impl Tunnels {
         match dial(hub, &t.to_node, &t.to_addr).await {
             Ok((mut far, _permit)) => {
                 if frame::write_msg(&mut stream, &Reply::Done).await.is_ok() {
-                    let _ = tokio::io::copy_bidirectional(&mut stream, &mut far).await;
+                    let _ = wharf_link::mux::splice(&mut stream, &mut far).await;
                 }
             }
             Err(e) => {
