@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use support::links::{invite, node};
 use support::{ServerProc, TempDir, free_port, require_python, require_tool};
 use wharf_testkit::get;
 use wharf_testkit::{Bed, contains};
@@ -89,34 +90,10 @@ impl Agent {
     }
 }
 
-/// `wharf nodes add NAME`: (url, token) from the command it prints.
-async fn invite(server: &ServerProc, name: &str, extra: &[&str]) -> (String, String) {
-    let mut args = vec!["nodes", "add", name];
-    args.extend_from_slice(extra);
-    let out = server.ok(&args).await;
-    let line = out
-        .lines()
-        .find(|l| l.contains("wharf agent --join"))
-        .unwrap_or_else(|| panic!("nodes add prints the command to run: {out}"));
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let after = |flag: &str| {
-        let i = words.iter().position(|w| *w == flag).unwrap();
-        words[i + 1].to_string()
-    };
-    (after("--join"), after("--token"))
-}
-
 async fn node_state(server: &ServerProc, name: &str) -> Option<String> {
-    let (ok, out, _) = server.cli(&["nodes", "--json"]).await;
-    if !ok {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
-    v["agents"]
-        .as_array()?
-        .iter()
-        .find(|a| a["name"] == name)
-        .and_then(|a| a["state"].as_str().map(str::to_string))
+    node(server, name)
+        .await
+        .and_then(|n| n["state"].as_str().map(str::to_string))
 }
 
 async fn wait_connected(server: &ServerProc, name: &str, agent: &Agent) {

@@ -14,6 +14,7 @@ use support::docker::{
     Cleanup, LOCAL, PYTHON_APP, PYTHON_IMAGE_DOCKERFILE, containers_of, docker, docker_try,
     inspect, python_layer, require_engine, unique,
 };
+use support::links::{invite, node};
 use support::{Repo, ServerProc, TempDir, free_port, require_tool};
 use wharf_testkit::get;
 
@@ -109,35 +110,6 @@ impl Agent {
     }
 }
 
-/// `wharf nodes add NAME`: (url, token) from the command it prints.
-async fn invite(server: &ServerProc, name: &str) -> (String, String) {
-    let out = server.ok(&["nodes", "add", name]).await;
-    let line = out
-        .lines()
-        .find(|l| l.contains("wharf agent --join"))
-        .unwrap_or_else(|| panic!("nodes add prints the command to run: {out}"));
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let after = |flag: &str| {
-        let i = words.iter().position(|w| *w == flag).unwrap();
-        words[i + 1].to_string()
-    };
-    (after("--join"), after("--token"))
-}
-
-/// The node as `wharf nodes --json` shows it.
-async fn node(server: &ServerProc, name: &str) -> Option<serde_json::Value> {
-    let (ok, out, _) = server.cli(&["nodes", "--json"]).await;
-    if !ok {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
-    v["agents"]
-        .as_array()?
-        .iter()
-        .find(|a| a["name"] == name)
-        .cloned()
-}
-
 /// Waits until the node is connected with its Docker runtime.
 async fn wait_docker_node(server: &ServerProc, name: &str, agent: &Agent) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -192,7 +164,7 @@ async fn a_container_app_on_a_node_gets_its_image_from_the_server_and_is_served_
         &[],
     )
     .await;
-    let (url, token) = invite(&server, "n2").await;
+    let (url, token) = invite(&server, "n2", &[]).await;
     let agent = Agent::start(&tmp.0.join("agent"), &url, &token);
     wait_docker_node(&server, "n2", &agent).await;
 

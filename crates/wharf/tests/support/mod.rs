@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod docker;
+pub mod links;
 pub mod pebble;
 
 use std::net::SocketAddr;
