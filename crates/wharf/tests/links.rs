@@ -539,6 +539,37 @@ async fn psql_on_one_machine_queries_postgres_on_another_through_a_tunnel() {
     let out = psql();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
 
+    // A tunnel listening on the server: a connection through it reaches Postgres (which
+    // answers an SSL request with 'N'); removing the tunnel ends that open connection too.
+    let here = free_port();
+    server
+        .ok(&[
+            "tunnels",
+            "add",
+            "pg-here",
+            "--listen",
+            &format!("server:{here}"),
+            "--to",
+            "db:127.0.0.1:5432",
+        ])
+        .await;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", here))
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .await
+        .unwrap();
+    let mut answer = [0u8; 1];
+    conn.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"N", "Postgres answered through the tunnel");
+    server.ok(&["tunnels", "remove", "pg-here"]).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut answer)).await;
+    assert!(
+        matches!(ended, Ok(Ok(0)) | Ok(Err(_))),
+        "a removed tunnel's open connection ends: {ended:?}"
+    );
+
     // Listening elsewhere than loopback is said.
     let out = server
         .ok(&[

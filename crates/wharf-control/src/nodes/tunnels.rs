@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
 use wharf_link::frame;
 use wharf_link::proto::{Reply, ToAgent};
 use wharf_store::Tunnel;
@@ -16,15 +17,26 @@ use super::{Hub, Node};
 /// The name that stands for the server's own machine in tunnel ends.
 pub(crate) const SERVER: &str = "server";
 
-/// The tunnels' listening ends on the server.
+/// The tunnels' listening ends on the server, and what ends each tunnel's connections.
 #[derive(Default)]
 pub(crate) struct Tunnels {
     listeners: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// Cancelled when the tunnel is removed: its open connections end with it.
+    ends: Mutex<HashMap<String, CancellationToken>>,
 }
 
 impl Tunnels {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio::task::JoinHandle<()>>> {
         self.listeners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn end_of(&self, tunnel: &str) -> CancellationToken {
+        self.ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(tunnel.to_string())
+            .or_default()
+            .clone()
     }
 
     /// Opens the tunnel's listening end: here, or on its node if that node is connected (else
@@ -42,15 +54,19 @@ impl Tunnels {
                 .await
                 .map_err(|e| format!("cannot listen on {addr} for tunnel {}: {e}", t.name))?;
             let (hub2, t2) = (hub.clone(), t.clone());
+            let end = self.end_of(&t.name);
             let task = tokio::spawn(async move {
                 while let Ok((tcp, _)) = listener.accept().await {
                     let _ = tcp.set_nodelay(true);
-                    let (hub, t) = (hub2.clone(), t2.clone());
+                    let (hub, t, end) = (hub2.clone(), t2.clone(), end.clone());
                     tokio::spawn(async move {
                         match dial(&hub, &t.to_node, &t.to_addr).await {
                             Ok((mut far, _permit)) => {
                                 let mut tcp = tcp;
-                                let _ = wharf_link::mux::splice(&mut tcp, &mut far).await;
+                                tokio::select! {
+                                    _ = wharf_link::mux::splice(&mut tcp, &mut far) => {}
+                                    () = end.cancelled() => {}
+                                }
                             }
                             Err(e) => {
                                 tracing::warn!(tunnel = %t.name, error = %e, "tunnel connection failed")
@@ -75,6 +91,14 @@ impl Tunnels {
     pub(crate) async fn close(&self, hub: &Arc<Hub>, t: &Tunnel) {
         if let Some(task) = self.lock().remove(&t.name) {
             task.abort();
+        }
+        if let Some(end) = self
+            .ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&t.name)
+        {
+            end.cancel();
         }
         if t.listen_node != SERVER {
             let _ = hub
@@ -131,7 +155,11 @@ impl Tunnels {
         match dial(hub, &t.to_node, &t.to_addr).await {
             Ok((mut far, _permit)) => {
                 if frame::write_msg(&mut stream, &Reply::Done).await.is_ok() {
-                    let _ = wharf_link::mux::splice(&mut stream, &mut far).await;
+                    let end = self.end_of(&t.name);
+                    tokio::select! {
+                        _ = wharf_link::mux::splice(&mut stream, &mut far) => {}
+                        () = end.cancelled() => {}
+                    }
                 }
             }
             Err(e) => {
