@@ -430,7 +430,15 @@ impl Reconciler {
                     // wharf node that is unreachable is taken out of routing at once.
                     let mut applied = true;
                     if !addrs.is_empty() || remote {
-                        let _app = me.lock_app(&name).await;
+                        // Taking a node's instances out of routing waits for no change: a
+                        // deploy holds the app's lock through health checks and drains, and
+                        // the node must leave routing within 2 s. Only the route table is
+                        // touched (under its own short lock); no instance starts or stops.
+                        let _app = if addrs.is_empty() {
+                            None
+                        } else {
+                            Some(me.lock_app(&name).await)
+                        };
                         match me.retarget(&name, &instance, addrs).await {
                             None => break,
                             Some(done) => applied = done,
