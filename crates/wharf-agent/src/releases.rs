@@ -194,6 +194,48 @@ fn hex(n: u32) -> String {
     format!("{n:08x}")
 }
 
+/// Makes `path` (where the server has the folder) lead to `copy` (the agent's copy of it), so
+/// what a build wrote there (a virtualenv's scripts name their interpreter by that path) works
+/// here: a symbolic link, made or moved to `copy`, where the path is free or already one of
+/// ours. Returns the path to run in, or `None` when something else is there (e.g. the server's
+/// own folder, on the server's machine) or it cannot be made: then the copy is used as it is.
+pub(crate) fn lead_to(path: &Path, copy: &Path) -> Option<PathBuf> {
+    if !path.is_absolute()
+        || path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+    {
+        return None;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            if std::fs::read_link(path).ok()? == copy {
+                return Some(path.to_path_buf());
+            }
+            // Only links that lead into an agent's releases are ours to move.
+            let target = std::fs::read_link(path).ok()?;
+            if !target.components().any(|c| c.as_os_str() == "releases") {
+                return None;
+            }
+        }
+        Ok(_) => return None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) => return None,
+    }
+    let parent = path.parent()?;
+    std::fs::create_dir_all(parent).ok()?;
+    // Made beside it and renamed over it: the path never leads nowhere.
+    let name = path.file_name()?.to_string_lossy();
+    let tmp = parent.join(format!(".{name}.wharf-link-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(copy, &tmp).ok()?;
+    if std::fs::rename(&tmp, path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return None;
+    }
+    Some(path.to_path_buf())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

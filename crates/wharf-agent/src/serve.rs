@@ -316,13 +316,19 @@ impl<O: OpenStream> Link<O> {
                 let release = spec.release.ok_or_else(|| AgentError::NoReleaseGiven {
                     app: spec.app.clone(),
                 })?;
-                let workdir = node.release_dir(&spec.app, release);
-                if !workdir.is_dir() {
+                let copy = node.release_dir(&spec.app, release);
+                if !copy.is_dir() {
                     return Err(AgentError::NoRelease {
                         app: spec.app,
                         release,
                     });
                 }
+                // Run it where the server built it, when that path can lead to the copy.
+                let workdir = spec
+                    .server_path
+                    .as_deref()
+                    .and_then(|p| crate::releases::lead_to(std::path::Path::new(p), &copy))
+                    .unwrap_or_else(|| copy.clone());
                 // As on the server: the app's own user when the agent may switch users, and
                 // the sandbox (its code read-only, its volume and tmp writable, its port)
                 // unless the app opted out.
@@ -346,7 +352,7 @@ impl<O: OpenStream> Link<O> {
                     };
                     port = Some(p);
                     isolation.sandbox = Some(wharf_runtime::SandboxPolicy {
-                        read: vec![workdir.clone()],
+                        read: vec![workdir.clone(), copy.clone()],
                         write: vec![node.volume(app), node.tmp(app)],
                         bind_ports: vec![p],
                     });

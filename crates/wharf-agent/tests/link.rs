@@ -169,6 +169,7 @@ async fn an_agent_joins_links_and_comes_back_after_the_link_drops() {
         read_only: false,
         user: None,
         sandbox: false,
+        server_path: None,
     };
     let Reply::Started(addrs) = ask(&opener, ToAgent::Start(spec)).await else {
         panic!("not started")

@@ -139,6 +139,7 @@ fn http_server_spec(instance: &str, release: u32) -> Spec {
         read_only: false,
         user: None,
         sandbox: false,
+        server_path: None,
     }
 }
 

@@ -1023,7 +1023,10 @@ impl Reconciler {
         run: &str,
         user: Option<wharf_runtime::AppUser>,
     ) -> Result<Option<Desired>, String> {
-        let env = self.env(app, eff)?;
+        let mut env = self.env(app, eff)?;
+        // The node reaches its copy of the folder at this same path (see `proto::Spec`), so
+        // the build's tools are found there as here.
+        crate::deploy::add_tool_paths(&eff.workdir, &mut env);
         let workload = Workload::Process {
             command: run.to_string(),
             workdir: eff.workdir.clone(),

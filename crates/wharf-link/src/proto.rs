@@ -133,6 +133,11 @@ pub struct Spec {
     /// Whether the app's processes run in the sandbox (on unless the app opted out).
     #[serde(default)]
     pub sandbox: bool,
+    /// Where the release's folder is on the server. What a build wrote into it (a virtualenv's
+    /// scripts and `pyvenv.cfg`, `PATH` and `VIRTUAL_ENV` in `env`) names this path, so the
+    /// agent makes it lead to its copy (a symbolic link) where nothing else is there.
+    #[serde(default)]
+    pub server_path: Option<String>,
 }
 
 impl std::fmt::Debug for Spec {

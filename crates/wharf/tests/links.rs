@@ -584,3 +584,74 @@ async fn psql_on_one_machine_queries_postgres_on_another_through_a_tunnel() {
         .await;
     assert!(out.contains("warning"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_app_built_with_a_virtualenv_runs_on_a_node_as_built() {
+    require_python();
+    require_tool("unshare", "util-linux");
+    let bed = bed(1);
+    let tmp = TempDir::new("links-venv");
+    let server = server(&tmp, &bed).await;
+    let data = std::fs::canonicalize(tmp.0.join("data")).unwrap();
+
+    // The node is another machine: the server's data folder is not there (an empty tmpfs hides
+    // it from the agent), so the paths the build wrote must lead to the node's copy.
+    let (url, token) = invite(&server, "py-node", &[]).await;
+    let agent_data = tmp.0.join("agent");
+    std::fs::create_dir_all(&agent_data).unwrap();
+    let log = tmp.0.join("agent.log");
+    let mut cmd = bed.command(0, "unshare");
+    cmd.args(["-m", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"mount -t tmpfs tmpfs "$1" && exec "$2" agent --data "$3" --join "$4" --token "$5""#)
+        .arg("sh")
+        .arg(&data)
+        .arg(env!("CARGO_BIN_EXE_wharf"))
+        .arg(&agent_data)
+        .args([&url, &token])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut cmd = tokio::process::Command::from(cmd);
+    let _agent = cmd.kill_on_drop(true).spawn().unwrap();
+    let agent_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    within!(
+        Duration::from_secs(20),
+        node_state(&server, "py-node").await.as_deref() == Some("connected"),
+        "the node connects: {}",
+        agent_log()
+    );
+
+    // A Python app whose build makes a virtualenv (`requirements.txt`, empty: no index
+    // needed), run with the virtualenv's `python` (Debian has no `python` of its own).
+    let code = tmp.0.join("code");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::write(code.join("requirements.txt"), "").unwrap();
+    std::fs::write(code.join("Procfile"), "web: exec python app.py\n").unwrap();
+    std::fs::write(
+        code.join("app.py"),
+        r#"import http.server, os, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = sys.prefix.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
+"#,
+    )
+    .unwrap();
+    support::open_to_apps(&code);
+    server
+        .ok(&["apps", "create", "py", "--node", "py-node"])
+        .await;
+    let out = server
+        .ok(&["deploy", "py", "--dir", code.to_str().unwrap()])
+        .await;
+    assert!(out.contains("live"), "{out}");
+    let prefix = get(server.http, "py.localhost", "/").await.unwrap().text();
+    assert!(
+        prefix.starts_with(&data.display().to_string()) && prefix.ends_with("/.venv"),
+        "the app runs in the virtualenv the server built, at the path it was built at: {prefix}"
+    );
+}

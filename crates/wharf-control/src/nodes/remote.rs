@@ -431,6 +431,10 @@ impl Runtime for RemoteRuntime {
                 read_only: spec.container.read_only,
                 user: spec.isolation.user.map(|u| u.uid),
                 sandbox: spec.isolation.sandbox.is_some(),
+                server_path: match &spec.workload {
+                    Workload::Process { workdir, .. } => Some(workdir.display().to_string()),
+                    Workload::Image { .. } => None,
+                },
             };
             let addrs = match self.node.call(&ToAgent::Start(remote)).await.map_err(err)? {
                 Reply::Started(a) => a,
