@@ -27,6 +27,9 @@ pub struct Node {
     root: bool,
     sandboxed: bool,
     docker: RwLock<Docker>,
+    /// Releases received and not started yet, by app: kept by [`Node::prune_releases`] (the
+    /// server starts one right after sending it).
+    received: std::sync::Mutex<std::collections::HashSet<(String, u32)>>,
 }
 
 #[derive(Default)]
@@ -91,6 +94,7 @@ impl Node {
             processes: Arc::new(processes),
             root,
             sandboxed,
+            received: Default::default(),
             docker: RwLock::default(),
         })
     }
@@ -248,6 +252,53 @@ impl Node {
             let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700));
         }
         Ok(())
+    }
+
+    /// Removes the app's release copies that no process instance runs from: an agent keeps
+    /// what runs (during a switch, the old release and the new), not every release it got.
+    /// The server sends a release again if a rollback needs it.
+    pub(crate) async fn prune_releases(&self, app: &str) {
+        let Ok(listed) = self.processes.list().await else {
+            return;
+        };
+        let mut used: std::collections::HashSet<u32> = listed
+            .iter()
+            .filter(|i| i.app == app)
+            .filter_map(|i| i.release)
+            .collect();
+        {
+            let mut received = self.received.lock().unwrap_or_else(|p| p.into_inner());
+            received.retain(|(a, n)| !(a == app && used.contains(n)));
+            used.extend(received.iter().filter(|(a, _)| a == app).map(|(_, n)| *n));
+        }
+        let dir = self.app_dir(app).join("releases");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            // Only finished copies (numbers): one being received has another name.
+            let Some(n) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if !used.contains(&n) {
+                match std::fs::remove_dir_all(e.path()) {
+                    Ok(()) => {
+                        tracing::info!(app, release = n, "release copy no longer used; removed")
+                    }
+                    Err(err) => {
+                        tracing::warn!(app, release = n, error = %err, "cannot remove an unused release copy")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A release arrived: it is kept until an instance started from it stops.
+    pub(crate) fn received(&self, app: &str, release: u32) {
+        self.received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((app.to_string(), release));
     }
 
     pub(crate) fn volume(&self, app: &str) -> PathBuf {

@@ -117,7 +117,10 @@ impl<O: OpenStream> Link<O> {
                 let (back, done) = crate::releases::put(node, &app, release, s).await;
                 s = back;
                 match &done {
-                    Ok(()) => tracing::info!(app, release, "release received"),
+                    Ok(()) => {
+                        node.received(&app, release);
+                        tracing::info!(app, release, "release received")
+                    }
                     Err(e) => tracing::warn!(error = %e, "release refused"),
                 }
                 done.map(|()| Reply::Done)
@@ -297,9 +300,14 @@ impl<O: OpenStream> Link<O> {
     async fn start(&self, spec: proto::Spec) -> Result<Vec<std::net::SocketAddr>, AgentError> {
         let runtime = self.node.runtime(&spec.runtime)?;
         let name = spec.instance.clone();
+        let (app, process) = (spec.app.clone(), spec.runtime == "process");
         let spec = self.instance_spec(spec)?;
         let addrs = runtime.start(spec).await?;
         tracing::info!(instance = name, addrs = ?addrs, "instance started");
+        if process {
+            // Before the answer: the server sends the app's next release only after it.
+            self.node.prune_releases(&app).await;
+        }
         Ok(addrs)
     }
 

@@ -273,6 +273,48 @@ async fn a_process_instance_runs_in_its_release_and_is_reached_listed_and_stoppe
 }
 
 #[tokio::test]
+async fn release_copies_no_instance_runs_from_are_removed() {
+    let d = dir("prune");
+    let agent = agent(&d);
+    for n in 1..=3 {
+        let reply = agent
+            .put_release("blog", n, &site_tar(&format!("release {n}")))
+            .await;
+        assert!(matches!(reply, Reply::Done), "{reply:?}");
+    }
+    let releases = agent.data.join("apps/blog/releases");
+    // A switch from 1 to 2: both run for a while, so both stay; 3 was received and waits to
+    // be started.
+    start(&agent, http_server_spec("blog-one111", 1)).await;
+    start(&agent, http_server_spec("blog-two222", 2)).await;
+    for n in ["1", "2", "3"] {
+        assert!(releases.join(n).is_dir(), "release {n} is kept");
+    }
+    let stop = ToAgent::Stop {
+        runtime: "process".into(),
+        instance: "blog-one111".into(),
+    };
+    assert!(matches!(agent.ask(stop).await, Reply::Done));
+    // The next start removes what the stopped instance ran from; the server sends a release
+    // again when it needs one.
+    let reply = agent.put_release("blog", 4, &site_tar("release 4")).await;
+    assert!(matches!(reply, Reply::Done), "{reply:?}");
+    start(&agent, http_server_spec("blog-fou444", 4)).await;
+    assert!(
+        !releases.join("1").exists(),
+        "a copy nothing runs from any more is removed"
+    );
+    for n in ["2", "3", "4"] {
+        assert!(releases.join(n).is_dir(), "release {n} is kept");
+    }
+    let has = ToAgent::HasRelease {
+        app: "blog".into(),
+        release: 1,
+    };
+    assert!(matches!(agent.ask(has).await, Reply::Has(false)));
+}
+
+#[tokio::test]
 async fn requests_that_cannot_be_met_say_why() {
     let d = dir("refusals");
     let agent = agent(&d);
