@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::site_tar;
+use support::{http_server_spec, site_tar};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use wharf_agent::{AgentConfig, AgentError};
 use wharf_link::enrol::{Accepted, accept};
 use wharf_link::frame::{read_msg, write_msg};
-use wharf_link::proto::{Reply, Spec, ToAgent, ToServer, Workload};
+use wharf_link::proto::{Reply, ToAgent, ToServer};
 use wharf_link::{Authority, Incoming, JoinUrl, Opener};
 
 const TOKEN: &str = "one-time-secret-7c1d";
@@ -151,26 +151,7 @@ async fn an_agent_joins_links_and_comes_back_after_the_link_drops() {
     s.shutdown().await.unwrap();
     let reply = bounded(read_msg::<Reply>(&mut s)).await.unwrap();
     assert!(matches!(reply, Some(Reply::Done)), "{reply:?}");
-    let spec = Spec {
-        runtime: "process".into(),
-        app: "blog".into(),
-        instance: "blog-11aa22".into(),
-        release: Some(1),
-        fingerprint: "fp".into(),
-        workload: Workload::Process {
-            command: "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1".into(),
-        },
-        env: Default::default(),
-        port: None,
-        replicas: 1,
-        memory_bytes: None,
-        cpu_millis: None,
-        stop_grace_ms: 2000,
-        read_only: false,
-        user: None,
-        sandbox: false,
-        server_path: None,
-    };
+    let spec = http_server_spec("blog-11aa22", 1);
     let Reply::Started(addrs) = ask(&opener, ToAgent::Start(spec)).await else {
         panic!("not started")
     };

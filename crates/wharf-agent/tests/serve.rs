@@ -3,12 +3,11 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use support::site_tar;
+use support::{http_server_spec, site_tar};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc};
@@ -118,29 +117,6 @@ fn raw_tar(name: &str, data: &[u8]) -> Vec<u8> {
     out.resize(out.len().div_ceil(512) * 512, 0);
     out.extend_from_slice(&[0; 1024]);
     out
-}
-
-fn http_server_spec(instance: &str, release: u32) -> Spec {
-    Spec {
-        runtime: "process".into(),
-        app: "blog".into(),
-        instance: instance.into(),
-        release: Some(release),
-        fingerprint: "fp-1".into(),
-        workload: Workload::Process {
-            command: "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1".into(),
-        },
-        env: BTreeMap::new(),
-        port: None,
-        replicas: 1,
-        memory_bytes: None,
-        cpu_millis: None,
-        stop_grace_ms: 2000,
-        read_only: false,
-        user: None,
-        sandbox: false,
-        server_path: None,
-    }
 }
 
 async fn start(agent: &Agent, spec: Spec) -> SocketAddr {

@@ -7,25 +7,13 @@ mod support;
 
 use std::net::SocketAddr;
 
+use support::docker::python_repo;
 use support::docker::{
     BASE_IMAGE, Cleanup, LOCAL, PYTHON_APP, PYTHON_DOCKERFILE, build_image, containers_of, docker,
     docker_try, eventually, images_of, inspect, python_layer, require_engine, unique,
 };
 use support::{Repo, ServerProc, TempDir, free_port, page};
 use wharf_testkit::{Load, get};
-
-/// A git repository holding the Python test app with its Dockerfile.
-fn python_repo(root: &std::path::Path, name: &str, version: &str) -> Repo {
-    Repo::new(
-        root,
-        name,
-        &[
-            ("Dockerfile", PYTHON_DOCKERFILE),
-            ("app.py", PYTHON_APP),
-            ("version", version),
-        ],
-    )
-}
 
 /// The body of a 200 answer to `GET path` at `host`, failing the test on anything else.
 async fn text(addr: SocketAddr, host: &str, path: &str) -> String {
@@ -65,7 +53,7 @@ async fn dockerfile_app_from_git_serves_and_ten_deploys_under_load_lose_no_reque
     let _cleanup = Cleanup::new(LOCAL, &[&app]);
     python_layer(LOCAL).await;
     let tmp = TempDir::new("containers-deploy");
-    let repo = python_repo(&tmp.0, &app, "v1");
+    let repo = python_repo(&tmp.0, &app, "v1", PYTHON_DOCKERFILE);
     let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
     let host = format!("{app}.localhost");
     server
@@ -170,8 +158,8 @@ async fn apps_reach_each_other_by_name_keep_their_volume_and_run_read_only_withi
     let _cleanup = Cleanup::new(LOCAL, &[&front, &back]);
     python_layer(LOCAL).await;
     let tmp = TempDir::new("containers-network");
-    let front_repo = python_repo(&tmp.0, &front, "f1");
-    let back_repo = python_repo(&tmp.0, &back, "b1");
+    let front_repo = python_repo(&tmp.0, &front, "f1", PYTHON_DOCKERFILE);
+    let back_repo = python_repo(&tmp.0, &back, "b1", PYTHON_DOCKERFILE);
     let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
     let http = server.http;
     let front_host = format!("{front}.localhost");
@@ -300,7 +288,7 @@ async fn containers_keep_running_through_a_killed_server_and_are_adopted() {
     let _cleanup = Cleanup::new(LOCAL, &[&app]);
     python_layer(LOCAL).await;
     let tmp = TempDir::new("containers-kill");
-    let repo = python_repo(&tmp.0, &app, "k1");
+    let repo = python_repo(&tmp.0, &app, "k1", PYTHON_DOCKERFILE);
     let data = tmp.0.join("data");
     let http_port = free_port();
     let host = format!("{app}.localhost");
@@ -367,7 +355,7 @@ async fn foreign_containers_and_images_survive_deploys_deletes_and_pruning() {
     let foreign_id = inspect(LOCAL, &foreign)["Id"].as_str().unwrap().to_string();
 
     let tmp = TempDir::new("containers-foreign");
-    let repo = python_repo(&tmp.0, &app, "t1");
+    let repo = python_repo(&tmp.0, &app, "t1", PYTHON_DOCKERFILE);
     let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
     server
         .ok(&[
@@ -485,7 +473,7 @@ async fn an_engine_that_answers_late_is_found_and_its_containers_adopted() {
     let _cleanup = Cleanup::new(LOCAL, &[&app]);
     python_layer(LOCAL).await;
     let tmp = TempDir::new("containers-late");
-    let repo = python_repo(&tmp.0, &app, "l1");
+    let repo = python_repo(&tmp.0, &app, "l1", PYTHON_DOCKERFILE);
     let data = tmp.0.join("data");
     let http_port = free_port();
     let host = format!("{app}.localhost");

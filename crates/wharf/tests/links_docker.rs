@@ -11,11 +11,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::docker::{
-    Cleanup, LOCAL, PYTHON_APP, PYTHON_IMAGE_DOCKERFILE, containers_of, docker, docker_try,
-    inspect, python_layer, require_engine, unique,
+    Cleanup, LOCAL, PYTHON_IMAGE_DOCKERFILE, containers_of, docker, docker_try, inspect,
+    python_layer, require_engine, unique,
 };
 use support::links::{invite, node};
-use support::{Repo, ServerProc, TempDir, free_port, require_tool};
+use support::{ServerProc, TempDir, free_port, require_tool};
 use wharf_testkit::get;
 
 /// The node's engine, in the network namespace the agent runs in.
@@ -147,15 +147,7 @@ async fn a_container_app_on_a_node_gets_its_image_from_the_server_and_is_served_
     );
 
     let tmp = TempDir::new("links-docker");
-    let repo = Repo::new(
-        &tmp.0,
-        &app,
-        &[
-            ("Dockerfile", PYTHON_IMAGE_DOCKERFILE),
-            ("app.py", PYTHON_APP),
-            ("version", "v1"),
-        ],
-    );
+    let repo = support::docker::python_repo(&tmp.0, &app, "v1", PYTHON_IMAGE_DOCKERFILE);
     let link = format!("{BRIDGE_IP}:{}", free_port());
     let server = ServerProc::start_args(
         &tmp.0.join("data"),

@@ -8,11 +8,10 @@ mod support;
 use std::collections::BTreeSet;
 
 use support::docker::{
-    Cleanup, PYTHON_APP, PYTHON_IMAGE_DOCKERFILE, SWARM_MANAGER, SWARM_REGISTRY, docker,
-    eventually, python_image_on, require_swarm, running_task_nodes, services_of, swarm_nodes,
-    unique,
+    Cleanup, PYTHON_IMAGE_DOCKERFILE, SWARM_MANAGER, SWARM_REGISTRY, docker, eventually,
+    python_image_on, require_swarm, running_task_nodes, services_of, swarm_nodes, unique,
 };
-use support::{Repo, ServerProc, TempDir, free_port};
+use support::{ServerProc, TempDir, free_port};
 use wharf_testkit::{Load, get};
 
 /// Puts a drained node back to work when the test ends, passed or not.
@@ -44,15 +43,7 @@ async fn two_replicas_spread_over_both_nodes_and_a_drain_under_load_fails_nothin
     let manager = nodes.iter().find(|n| n.2).expect("one manager").0.clone();
 
     let tmp = TempDir::new("swarm");
-    let repo = Repo::new(
-        &tmp.0,
-        &app,
-        &[
-            ("Dockerfile", PYTHON_IMAGE_DOCKERFILE),
-            ("app.py", PYTHON_APP),
-            ("version", "s1"),
-        ],
-    );
+    let repo = support::docker::python_repo(&tmp.0, &app, "s1", PYTHON_IMAGE_DOCKERFILE);
     let server = ServerProc::start_args(
         &tmp.0.join("data"),
         free_port(),

@@ -418,3 +418,17 @@ WORKDIR /app
 COPY . /app
 CMD [\"python3\", \"app.py\"]
 ";
+
+/// A git repository holding the Python test app (`version` in a file it serves) built by
+/// `dockerfile`: [`PYTHON_DOCKERFILE`], or [`PYTHON_IMAGE_DOCKERFILE`] on the prepared image.
+pub fn python_repo(root: &Path, name: &str, version: &str, dockerfile: &str) -> super::Repo {
+    super::Repo::new(
+        root,
+        name,
+        &[
+            ("Dockerfile", dockerfile),
+            ("app.py", PYTHON_APP),
+            ("version", version),
+        ],
+    )
+}
