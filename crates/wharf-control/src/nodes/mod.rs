@@ -93,13 +93,8 @@ pub(crate) fn default_public(bound: SocketAddr) -> String {
 /// Node names: short, lowercase letters, digits and `-` (they appear in certificates, logs and
 /// commands); `server` names the server's own machine in tunnels.
 pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name != tunnels::SERVER
-        && !name.starts_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    // The same rule as app names.
+    name != tunnels::SERVER && wharf_store::validate_app_name(name).is_ok()
 }
 
 impl Hub {
