@@ -401,6 +401,27 @@ impl Node {
         }
     }
 
+    /// A connection to `addr` on the node, carried by a stream, with the permit it holds
+    /// (see [`Node::carried`]): keep both while the connection lives.
+    pub(crate) async fn connect(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<(wharf_link::Stream, tokio::sync::OwnedSemaphorePermit), String> {
+        let permit = self
+            .carried
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| format!("node {} is gone", self.name))?;
+        let mut stream = self.open(&ToAgent::Connect { addr }).await?;
+        match frame::read_msg::<Reply>(&mut stream).await {
+            Ok(Some(Reply::Done)) => Ok((stream, permit)),
+            Ok(Some(Reply::Error(e))) => Err(format!("node {}: {e}", self.name)),
+            Ok(other) => Err(format!("node {} answered {other:?}", self.name)),
+            Err(e) => Err(format!("node {}: {e}", self.name)),
+        }
+    }
+
     /// Opens a stream and sends the request on it.
     pub(crate) async fn open(&self, req: &ToAgent) -> Result<wharf_link::Stream, String> {
         let link = self

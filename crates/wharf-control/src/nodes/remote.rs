@@ -377,17 +377,10 @@ async fn send_image(
 
 /// One connection through a relay: a stream to the node, then bytes both ways.
 async fn relay(node: &Node, mut tcp: tokio::net::TcpStream, target: SocketAddr) {
-    let Ok(_permit) = node.carried.clone().acquire_owned().await else {
-        return;
-    };
-    let Ok(mut stream) = node.open(&ToAgent::Connect { addr: target }).await else {
-        return;
-    };
-    match wharf_link::frame::read_msg::<Reply>(&mut stream).await {
-        Ok(Some(Reply::Done)) => {}
-        _ => return,
+    // Refused or unreachable: the connection closes and the gateway tries elsewhere.
+    if let Ok((mut stream, _permit)) = node.connect(target).await {
+        let _ = wharf_link::mux::splice(&mut tcp, &mut stream).await;
     }
-    let _ = wharf_link::mux::splice(&mut tcp, &mut stream).await;
 }
 
 impl Runtime for RemoteRuntime {

@@ -208,20 +208,8 @@ async fn dial(hub: &Arc<Hub>, node: &str, addr: &str) -> Result<Dialed, String> 
         let _ = tcp.set_nodelay(true);
         return Ok((Box::new(tcp), None));
     }
-    let node = hub.node(node);
-    let permit = node
-        .carried
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| "the node is gone".to_string())?;
-    let mut stream = node.open(&ToAgent::Connect { addr }).await?;
-    match frame::read_msg::<Reply>(&mut stream).await {
-        Ok(Some(Reply::Done)) => Ok((Box::new(stream), Some(permit))),
-        Ok(Some(Reply::Error(e))) => Err(format!("node {}: {e}", node.name)),
-        Ok(other) => Err(format!("node {} answered {other:?}", node.name)),
-        Err(e) => Err(format!("node {}: {e}", node.name)),
-    }
+    let (stream, permit) = hub.node(node).connect(addr).await?;
+    Ok((Box::new(stream), Some(permit)))
 }
 
 pub(crate) trait DuplexBox: AsyncRead + AsyncWrite + Unpin + Send {}
