@@ -157,6 +157,18 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let t = now();
+        // Backups and links name an app or a database: one name, one thing.
+        let db: Option<String> = tx
+            .query_row("SELECT name FROM databases WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if db.is_some() {
+            return Err(StoreError::Exists {
+                what: "database",
+                name: name.to_string(),
+            });
+        }
         tx.execute(
             "INSERT INTO apps (name, kind, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
             params![name, kind.as_str(), t],
@@ -211,13 +223,15 @@ impl Store {
         Ok(app)
     }
 
+    /// Removes an app and its backup schedules (its backups stay, to bring it back).
     pub fn delete_app(&self, name: &str) -> Result<()> {
-        let n = self
-            .conn()
-            .execute("DELETE FROM apps WHERE name = ?1", [name])?;
-        if n == 0 {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if tx.execute("DELETE FROM apps WHERE name = ?1", [name])? == 0 {
             return Err(not_found(name));
         }
+        tx.execute("DELETE FROM backup_schedules WHERE target = ?1", [name])?;
+        tx.commit()?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod apps;
+mod backups;
 mod error;
 mod migrations;
 mod model;
@@ -17,6 +18,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub use backups::{
+    AlertRecord, Backup, BackupKind, BackupOutcome, BackupState, Database, Schedule,
+};
 pub use error::{Result, StoreError};
 pub use model::*;
 pub use nodes::{Node, TokenRefusal, Tunnel};

@@ -141,6 +141,50 @@ const STEPS: &[&str] = &[
         to_addr     TEXT NOT NULL,
         created_at  INTEGER NOT NULL
     );",
+    // 11: managed databases (their password is a secret, like env values), backup schedules
+    // (a target app or database, a cron expression, a retention template), every backup taken
+    // (its snapshot in the repository, whether it was verified, where copies are) and the
+    // alerts sent about them. Backups are kept by target name, not row: a deleted app's backups
+    // are what brings it back.
+    "CREATE TABLE databases (
+        name       TEXT PRIMARY KEY,
+        engine     TEXT NOT NULL CHECK (engine IN ('postgres', 'mysql', 'redis')),
+        port       INTEGER NOT NULL UNIQUE,
+        user       TEXT NOT NULL,
+        password   TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE backup_schedules (
+        name       TEXT PRIMARY KEY,
+        target     TEXT NOT NULL,
+        cron       TEXT NOT NULL,
+        template   TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE backups (
+        id          INTEGER PRIMARY KEY,
+        target      TEXT NOT NULL,
+        schedule    TEXT,
+        kind        TEXT NOT NULL CHECK (kind IN ('scheduled', 'manual', 'pre-restore')),
+        state       TEXT NOT NULL CHECK (state IN ('running', 'verified', 'failed', 'removed')),
+        snapshot    TEXT,
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER,
+        total_bytes INTEGER,
+        added_bytes INTEGER,
+        error       TEXT,
+        copies      TEXT NOT NULL DEFAULT '',
+        note        TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX backups_by_target ON backups (target, started_at);
+    CREATE TABLE alerts (
+        id         INTEGER PRIMARY KEY,
+        at         INTEGER NOT NULL,
+        kind       TEXT NOT NULL,
+        target     TEXT NOT NULL,
+        subject    TEXT NOT NULL,
+        deliveries TEXT NOT NULL
+    );",
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {
