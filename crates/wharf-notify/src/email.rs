@@ -74,8 +74,10 @@ impl Email {
         let starttls_required = !self.route.server.implicit_tls && self.route.credentials.is_some();
         self.transport.send(message).await.map_err(|e| {
             let said = chain(&e);
-            if starttls_required && said.contains("STARTTLS") {
-                format!("{said} (with a username and password, the server must offer STARTTLS, or use smtps://)")
+            if starttls_required && said.contains("STARTTLS is not supported") {
+                "not sent: the server offers no STARTTLS, and the username and password are only \
+                 sent encrypted: enable STARTTLS on the server, or use smtps://"
+                    .to_owned()
             } else {
                 format!("not sent: {said}")
             }
