@@ -47,6 +47,10 @@ impl Email {
         })
     }
 
+    pub(crate) fn shown(&self) -> &str {
+        &self.route.server.shown
+    }
+
     /// Sends the alert; the error names the server and what went wrong, never the password.
     pub(crate) async fn send(&self, alert: &Alert) -> Result<(), String> {
         let shown = &self.route.server.shown;

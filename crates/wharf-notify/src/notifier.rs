@@ -30,10 +30,21 @@ impl Delivery {
     }
 }
 
-/// Sends alerts to the channels of its [`Settings`].
+/// Sends alerts to the channels of its [`Settings`]. Cheap to share (`Arc<Notifier>`) between
+/// tasks.
 pub struct Notifier {
     webhook: Option<Webhook>,
     email: Option<Email>,
+}
+
+// By hand: shows where alerts go, without the webhook's path or the SMTP password.
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("webhook", &self.webhook.as_ref().map(Webhook::shown))
+            .field("email", &self.email.as_ref().map(Email::shown))
+            .finish()
+    }
 }
 
 impl Notifier {
@@ -77,5 +88,77 @@ impl Notifier {
         };
         let (webhook, email) = tokio::join!(webhook, email);
         webhook.into_iter().chain(email).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EmailSettings;
+
+    #[test]
+    fn nothing_configured_sends_nothing() {
+        let notifier = Notifier::new(Settings::default()).unwrap();
+        assert!(!notifier.is_configured());
+        let deliveries = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(notifier.send(&Alert {
+                kind: crate::AlertKind::Recovery,
+                subject: "s".into(),
+                body: String::new(),
+                target: "t".into(),
+                at: 0,
+            }));
+        assert!(deliveries.is_empty());
+    }
+
+    #[test]
+    fn invalid_settings_build_no_notifier() {
+        let error = Notifier::new(Settings {
+            webhook: Some("ftp://example.com/x".into()),
+            email: None,
+        })
+        .unwrap_err();
+        assert!(error.to_string().starts_with("webhook:"), "{error}");
+    }
+
+    #[test]
+    fn debug_shows_where_alerts_go_but_no_secret() {
+        let notifier = Notifier::new(Settings {
+            webhook: Some("https://hooks.example.com/T0/B0/token".into()),
+            email: Some(EmailSettings {
+                smtp: "smtps://mail.example.com".into(),
+                from: "a@example.com".into(),
+                to: vec!["b@example.com".into()],
+                username: Some("alerts".into()),
+                password: Some("hunter2".into()),
+            }),
+        })
+        .unwrap();
+        let shown = format!("{notifier:?}");
+        assert!(shown.contains("https://hooks.example.com"), "{shown}");
+        assert!(shown.contains("smtps://mail.example.com:465"), "{shown}");
+        assert!(
+            !shown.contains("token") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+
+    /// The control plane keeps one notifier in an `Arc` and sends from spawned tasks.
+    #[test]
+    fn shareable_between_tasks() {
+        fn shared<T: Send + Sync>(_: &T) {}
+        fn spawnable<F: std::future::Future + Send>(_: F) {}
+        let notifier = Notifier::new(Settings::default()).unwrap();
+        shared(&notifier);
+        let alert = Alert {
+            kind: crate::AlertKind::Failure,
+            subject: String::new(),
+            body: String::new(),
+            target: String::new(),
+            at: 0,
+        };
+        spawnable(notifier.send(&alert));
     }
 }

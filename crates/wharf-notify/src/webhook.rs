@@ -47,6 +47,10 @@ impl Webhook {
         })
     }
 
+    pub(crate) fn shown(&self) -> &str {
+        &self.url.shown
+    }
+
     /// Sends the alert; the error names the server (never the URL's path) and what went wrong.
     pub(crate) async fn send(&self, alert: &Alert) -> Result<(), String> {
         let shown = &self.url.shown;
