@@ -84,7 +84,9 @@ exec {postgres} -D "$d/pg" -c listen_addresses={HOST} -p {port} -c unix_socket_d
         let bin = |p| sh_quote(&program(Engine::Mysql, p).to_string_lossy());
         let (install, mariadbd) = (bin("mariadb-install-db"), bin("mariadbd"));
         let (name, user) = (&self.name, &self.user);
-        // Idempotent, so every start (re)states the user, its password and its grant.
+        // Idempotent, so every start (re)states the user, its password and its grant. The
+        // writer hands it over through a FIFO (by environment, not argv) and gives up after
+        // 60 s, should the server die before reading it.
         let sql = [
             format!("CREATE DATABASE IF NOT EXISTS `{name}`;"),
             format!("CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '$WHARF_DB_PASSWORD';"),
@@ -100,10 +102,11 @@ exec {postgres} -D "$d/pg" -c listen_addresses={HOST} -p {port} -c unix_socket_d
   {install} --no-defaults --datadir="$d/mariadb.init" --auth-root-authentication-method=socket --skip-test-db >&2
   mv "$d/mariadb.init" "$d/mariadb"
 fi
-init="$t/wharf-init.$$"
+init="$t/wharf-mariadb-init.sql"
 rm -f "$init"
 mkfifo -m 600 "$init"
-( exec 3>"$init"; rm -f "$init"; printf '%s\n' {sql} >&3 ) &
+sql=$(printf '%s\n' {sql})
+WHARF_INIT_SQL="$sql" timeout 60 sh -c 'exec 3>"$1"; rm -f "$1"; printf "%s\n" "$WHARF_INIT_SQL" >&3' sh "$init" &
 exec {mariadbd} --no-defaults --datadir="$d/mariadb" --bind-address={HOST} --port={port} --socket="$t/mariadb.sock" --pid-file="$t/mariadb.pid" --tmpdir="$t" --skip-name-resolve --init-file="$init"
 "#,
             port = self.port,
