@@ -383,6 +383,10 @@ if docker info >/dev/null 2>&1; then
 else
   report+=$'\n\nContainer apps: not measured, no Docker engine answered (see bench/containers.sh).'
 fi
+# Backups (bench/backup.sh): a 1 GiB volume, then again after changing 10% of it, next to tar | zstd.
+backup=$(bash bench/backup.sh "$WHARF")
+report+=$'\n\nBackups (bench/backup.sh: an app volume of 1 GiB, half random, half text, then 10% of its files rewritten):\n\n'"$backup"
+
 # Apps on another machine and tunnels over links (bench/link.sh), next to going direct, socat and
 # stunnel; it makes a network namespace, so it needs root.
 if [ "$(id -u)" = 0 ]; then

@@ -369,6 +369,122 @@ impl Client {
             .map(drop)
     }
 
+    pub async fn databases(&self) -> Result<Vec<crate::dto::DatabaseView>> {
+        self.json(Method::GET, "/databases", None::<&()>).await
+    }
+
+    pub async fn database(&self, name: &str) -> Result<crate::dto::DatabaseView> {
+        self.json(
+            Method::GET,
+            &format!("/databases/{}", seg(name)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn create_database(
+        &self,
+        body: &crate::dto::CreateDatabase,
+    ) -> Result<crate::dto::DatabaseView> {
+        self.json(Method::POST, "/databases", Some(body)).await
+    }
+
+    pub async fn delete_database(&self, name: &str, purge: bool) -> Result<()> {
+        let query = if purge { "?purge=true" } else { "" };
+        self.send(
+            Method::DELETE,
+            &format!("/databases/{}{query}", seg(name)),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The database's URL with its password (for `db shell`).
+    pub async fn database_url(&self, name: &str) -> Result<crate::dto::DatabaseUrl> {
+        self.json(
+            Method::GET,
+            &format!("/databases/{}/url", seg(name)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn link_database(&self, db: &str, app: &str) -> Result<Changed> {
+        self.json(
+            Method::POST,
+            &format!("/databases/{}/links", seg(db)),
+            Some(&crate::dto::LinkDatabase {
+                app: app.to_string(),
+            }),
+        )
+        .await
+    }
+
+    pub async fn backups(&self, target: Option<&str>) -> Result<Vec<crate::dto::BackupView>> {
+        let path = match target {
+            Some(t) => format!("/backups?target={}", seg(t)),
+            None => "/backups".to_string(),
+        };
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Takes a backup now and answers once it is verified (or failed).
+    pub async fn run_backup(&self, target: &str) -> Result<crate::dto::BackupView> {
+        self.json(
+            Method::POST,
+            "/backups",
+            Some(&crate::dto::RunBackup {
+                target: target.to_string(),
+            }),
+        )
+        .await
+    }
+
+    pub async fn backups_check(&self) -> Result<crate::dto::CheckView> {
+        self.json(Method::GET, "/backups/check", None::<&()>).await
+    }
+
+    pub async fn backup_repository(&self) -> Result<crate::dto::RepositoryView> {
+        self.json(Method::GET, "/backups/repository", None::<&()>)
+            .await
+    }
+
+    pub async fn restore_backup(
+        &self,
+        body: &crate::dto::RestoreRequest,
+    ) -> Result<crate::dto::RestoreView> {
+        self.json(Method::POST, "/backups/restore", Some(body))
+            .await
+    }
+
+    pub async fn schedules(&self) -> Result<Vec<crate::dto::ScheduleSpec>> {
+        self.json(Method::GET, "/backups/schedules", None::<&()>)
+            .await
+    }
+
+    pub async fn add_schedule(
+        &self,
+        body: &crate::dto::ScheduleSpec,
+    ) -> Result<crate::dto::ScheduleSpec> {
+        self.json(Method::POST, "/backups/schedules", Some(body))
+            .await
+    }
+
+    pub async fn remove_schedule(&self, name: &str) -> Result<()> {
+        self.send(
+            Method::DELETE,
+            &format!("/backups/schedules/{}", seg(name)),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn alerts(&self) -> Result<Vec<crate::dto::AlertView>> {
+        self.json(Method::GET, "/backups/alerts", None::<&()>).await
+    }
+
     pub async fn certs(&self) -> Result<Vec<crate::dto::CertView>> {
         self.json(Method::GET, "/certs", None::<&()>).await
     }

@@ -483,3 +483,159 @@ pub struct TaskView {
     /// Where the gateway reaches it (node address and published port).
     pub addr: Option<String>,
 }
+
+/// `POST /api/v1/databases`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDatabase {
+    pub name: String,
+    /// `postgres`, `mysql` (MariaDB) or `redis`.
+    pub engine: String,
+}
+
+/// A managed database. Its password is never part of it (see `GET …/url`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatabaseView {
+    pub name: String,
+    pub engine: String,
+    /// `running`, `backoff`, `failed`, `stopped`.
+    pub state: String,
+    pub port: u16,
+    pub user: String,
+    /// The connection URL with the password shown as `****`.
+    pub url: String,
+    /// The variable `db link` sets in an app (`DATABASE_URL` or `REDIS_URL`).
+    pub url_var: String,
+    pub created_at: i64,
+}
+
+/// `GET /api/v1/databases/{db}/url`: the one answer that carries the database's password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatabaseUrl {
+    pub url: String,
+    pub password: String,
+}
+
+/// `POST /api/v1/databases/{db}/links`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkDatabase {
+    pub app: String,
+}
+
+/// A backup as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupView {
+    pub id: i64,
+    pub target: String,
+    pub schedule: Option<String>,
+    /// `scheduled`, `manual` or `pre-restore`.
+    pub kind: String,
+    /// `running`, `verified`, `failed` or `removed`. Only `verified` is a backup to count on.
+    pub state: String,
+    pub snapshot: Option<String>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub total_bytes: Option<u64>,
+    pub added_bytes: Option<u64>,
+    pub error: Option<String>,
+    /// Where copies are (`copy:SNAPSHOT` in the second repository).
+    pub copies: Vec<String>,
+    /// What verification found.
+    pub note: String,
+}
+
+/// `POST /api/v1/backups`: one now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunBackup {
+    /// An app or a database.
+    pub target: String,
+}
+
+/// A schedule (`GET`/`POST /api/v1/backups/schedules`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    /// Default: the target's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub target: String,
+    /// A retention template: `production` (hourly=36,daily=30,monthly=3) or
+    /// `hourly=N,daily=N,weekly=N,monthly=N,yearly=N`. Default `production`.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// A cron expression (UTC). Default: by the template's shortest period.
+    #[serde(default)]
+    pub cron: Option<String>,
+}
+
+/// A schedule's freshness (`GET /api/v1/backups/check`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FreshnessView {
+    pub schedule: String,
+    pub target: String,
+    /// `ok`, `warn` or `crit`.
+    pub level: String,
+    pub newest_verified: Option<i64>,
+    pub age_seconds: Option<i64>,
+    pub warn_seconds: i64,
+    pub crit_seconds: i64,
+    pub last_error: Option<String>,
+    pub next_run: Option<i64>,
+}
+
+/// `GET /api/v1/backups/check`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckView {
+    /// The worst level: `ok`, `warn` or `crit` (exit 0, 1, 2 like a Nagios plugin).
+    pub level: String,
+    pub schedules: Vec<FreshnessView>,
+    /// Alerts that could not be sent, newest first.
+    pub unsent_alerts: Vec<AlertView>,
+}
+
+/// An alert sent (or not).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertView {
+    pub at: i64,
+    /// `failure`, `stale` or `recovery`.
+    pub kind: String,
+    pub target: String,
+    pub subject: String,
+    /// How each channel took it: `[{channel, ok, error}]`; empty when none is configured.
+    pub deliveries: serde_json::Value,
+}
+
+/// `GET /api/v1/backups/repository`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepositoryView {
+    /// As restic's `-r` takes it.
+    pub location: String,
+    pub password_file: String,
+    /// A command that lists the snapshots with restic alone.
+    pub restic: String,
+    pub copy: Option<String>,
+}
+
+/// `POST /api/v1/backups/restore`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    pub target: String,
+    /// A snapshot id (or its first 8 characters), as `backups list` shows.
+    pub snapshot: String,
+    /// Restore into another app (existing) or a new database.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreView {
+    pub target: String,
+    pub snapshot: String,
+    /// The backup of what was there, taken first.
+    pub pre_restore: Option<i64>,
+    pub summary: String,
+}

@@ -5,6 +5,8 @@
 
 mod api;
 mod auth;
+mod backups;
+mod databases;
 mod deploy;
 mod error;
 #[doc(hidden)]
@@ -28,6 +30,7 @@ use wharf_gateway::Gateway;
 use wharf_gateway::config::GatewayConfig;
 use wharf_store::{ReleaseStatus, Store};
 
+pub use backups::{BackupSettings, Clock};
 pub use error::ControlError;
 use oplog::OpLog;
 use paths::DataDir;
@@ -67,6 +70,8 @@ pub struct ServerConfig {
     /// `HOST:PORT` agents reach the link at, printed in join commands (default: the link's
     /// address, or this machine's host name when it listens on every address).
     pub link_public: Option<String>,
+    /// The backup repository, its off-site copy and the alerts.
+    pub backups: BackupSettings,
 }
 
 /// State shared by API handlers.
@@ -79,6 +84,8 @@ pub(crate) struct Control {
     pub(crate) deploys: deploy::Deploys,
     pub(crate) certs: Arc<wharf_tls::CertManager>,
     pub(crate) traffic: traffic::Traffic,
+    pub(crate) databases: Arc<databases::Databases>,
+    pub(crate) backups: Arc<backups::Backups>,
 }
 
 /// A running control plane with its gateway and runtime.
@@ -196,6 +203,20 @@ impl Server {
             }
             None => None,
         };
+        let databases = Arc::new(databases::Databases::new(
+            store.clone(),
+            data.clone(),
+            app_users.clone(),
+            config.sandbox_launcher.clone(),
+            runtimes
+                .get(&runtimes::Placement::here(
+                    wharf_store::RuntimeKind::Process,
+                ))
+                .map_err(|e| ControlError::Io {
+                    context: "no process runtime for databases".into(),
+                    source: std::io::Error::other(e),
+                })?,
+        ));
         let reconciler = Reconciler::new(
             store.clone(),
             runtimes.clone(),
@@ -204,6 +225,29 @@ impl Server {
             routing,
             certs.clone(),
             app_users,
+        );
+        let backups = Arc::new(
+            backups::Backups::new(
+                &config.backups,
+                store.clone(),
+                data.clone(),
+                databases.clone(),
+                reconciler.clone(),
+            )
+            .map_err(|e| ControlError::Io {
+                context: "backups".into(),
+                source: std::io::Error::other(e),
+            })?,
+        );
+        gateway.register_metric(
+            "backup_freshness",
+            "Each backup schedule's freshness: 0 ok, 1 warn, 2 crit",
+            backups.metrics().level.clone(),
+        );
+        gateway.register_metric(
+            "backup_newest_verified_timestamp_seconds",
+            "When each schedule's newest verified backup was taken",
+            backups.metrics().newest_verified.clone(),
         );
         let control = Arc::new(Control {
             store,
@@ -214,8 +258,12 @@ impl Server {
             deploys: Default::default(),
             certs: certs.clone(),
             traffic: Default::default(),
+            databases,
+            backups,
         });
         let stop_background = CancellationToken::new();
+        control.databases.start_all().await;
+        backups::spawn_scheduler(control.backups.clone(), stop_background.clone());
         certs.spawn(stop_background.clone());
         spawn_cert_log(&control);
         spawn_traffic_sampler(&control, gateway.clone(), stop_background.clone());
@@ -327,6 +375,7 @@ impl Server {
         let _ = self.api_task.await;
         self.gateway.shutdown().await;
         self.control.reconciler.stop_everything().await;
+        self.control.databases.stop_all().await;
     }
 }
 

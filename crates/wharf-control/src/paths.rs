@@ -19,7 +19,15 @@ const PASS_MODE: u32 = 0o711;
 /// The database (and SQLite's `-wal`/`-shm`, which take the database's mode) and the token.
 const FILE_MODE: u32 = 0o600;
 /// Folders for wharf alone, whatever runs as whom.
-const PRIVATE_DIRS: [&str; 6] = ["certs", "run", "backups", "logs", "cache", "git"];
+const PRIVATE_DIRS: [&str; 7] = [
+    "certs",
+    "run",
+    "backups",
+    "logs",
+    "cache",
+    "git",
+    "repository",
+];
 /// Folders that hold one folder per app, owned by the app's user.
 const APP_PARENTS: [&str; 2] = ["apps", "volumes"];
 
@@ -127,6 +135,7 @@ impl DataDir {
             self.root.join("wharf.db-wal"),
             self.root.join("wharf.db-shm"),
             self.admin_token(),
+            self.repository_password(),
         ] {
             tighten(&file, FILE_MODE)?;
         }
@@ -193,6 +202,15 @@ impl DataDir {
             }
         }
         Ok(())
+    }
+
+    /// The backup repository's default place (restic format), and its password file.
+    pub(crate) fn repository(&self) -> PathBuf {
+        self.root.join("repository")
+    }
+
+    pub(crate) fn repository_password(&self) -> PathBuf {
+        self.root.join("repository.password")
     }
 
     pub(crate) fn admin_token(&self) -> PathBuf {

@@ -98,7 +98,15 @@ fn harness(name: &str) -> Harness {
         launcher: None,
     };
     let runtime: Arc<dyn Runtime> = Arc::new(NoRuntime::default());
-    let runtimes = Runtimes::process(runtime);
+    let runtimes = Runtimes::process(runtime.clone());
+    let users = crate::users::AppUsers::off("unit tests run apps as themselves".into());
+    let databases = Arc::new(crate::databases::Databases::new(
+        store.clone(),
+        data.clone(),
+        users.clone(),
+        None,
+        runtime,
+    ));
     let reconciler = Reconciler::new(
         store.clone(),
         runtimes.clone(),
@@ -106,7 +114,17 @@ fn harness(name: &str) -> Harness {
         data.clone(),
         routing,
         certs.clone(),
-        crate::users::AppUsers::off("unit tests run apps as themselves".into()),
+        users,
+    );
+    let backups = Arc::new(
+        crate::backups::Backups::new(
+            &Default::default(),
+            store.clone(),
+            data.clone(),
+            databases.clone(),
+            reconciler.clone(),
+        )
+        .unwrap(),
     );
     let control = Arc::new(Control {
         store: store.clone(),
@@ -117,6 +135,8 @@ fn harness(name: &str) -> Harness {
         deploys: Default::default(),
         certs,
         traffic: Default::default(),
+        databases,
+        backups,
     });
     Harness {
         router: api::router(control),

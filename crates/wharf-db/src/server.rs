@@ -17,12 +17,24 @@ pub const PASSWORD_VAR: &str = "WHARF_DB_PASSWORD";
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Shared start of every script: strict mode, private files, the password's shape checked.
+/// App users have no passwd entry, and initdb and postgres refuse a uid without a name: for
+/// them a one-line passwd file, read through nss_wrapper (Debian's `libnss-wrapper`), names it.
 const PRELUDE: &str = r#"set -eu
 umask 077
 t="${TMPDIR:-/tmp}"
 case "${WHARF_DB_PASSWORD:-}" in
   ''|*[!A-Za-z0-9_-]*) echo 'wharf-db: WHARF_DB_PASSWORD must be set to letters, digits, _ and - only' >&2; exit 2;;
 esac
+if ! id -un >/dev/null 2>&1; then
+  for nss in /usr/lib/*/libnss_wrapper.so; do :; done
+  if [ -e "$nss" ]; then
+    printf 'wharf-db:x:%s:%s:wharf database:%s:/usr/sbin/nologin\n' "$(id -u)" "$(id -g)" "$t" > "$t/passwd"
+    printf 'wharf-db:x:%s:\n' "$(id -g)" > "$t/group"
+    export LD_PRELOAD="$nss" NSS_WRAPPER_PASSWD="$t/passwd" NSS_WRAPPER_GROUP="$t/group"
+  else
+    echo "wharf-db: uid $(id -u) has no name, which postgres needs: install libnss-wrapper" >&2
+  fi
+fi
 "#;
 
 impl Params {

@@ -382,6 +382,17 @@ impl Gateway {
         }
     }
 
+    /// Adds a metric of the host program's (backups, say) to what `/metrics` serves, named
+    /// `wharf_<name>`.
+    pub fn register_metric(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.shared.metrics.register(name, help, metric);
+    }
+
     /// Prometheus text, as served on the admin listener.
     pub fn metrics_text(&self) -> String {
         self.shared.metrics.encode()

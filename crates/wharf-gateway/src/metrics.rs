@@ -77,6 +77,20 @@ impl SiteMetrics {
 }
 
 impl Metrics {
+    pub(crate) fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .register(name, help, metric);
+    }
+}
+
+impl Metrics {
     pub(crate) fn new() -> Metrics {
         let mut registry = Registry::with_prefix("wharf");
         let requests = Family::<SiteClass, Counter>::default();

@@ -104,6 +104,20 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
+    /// Managed databases: Postgres, MariaDB or Redis as supervised services.
+    Db {
+        #[command(subcommand)]
+        cmd: Option<cli::DbCmd>,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// Backups of apps' volumes and databases: run, list, check, restore, schedules.
+    Backups {
+        #[command(subcommand)]
+        cmd: Option<cli::BackupsCmd>,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
     /// TCP tunnels between machines over the links (what stunnel does).
     Tunnels {
         #[command(subcommand)]
@@ -175,6 +189,14 @@ fn run() -> anyhow::Result<()> {
         Command::Certs { conn } => cli::run(conn, cli::Verb::Certs),
         Command::Nodes { cmd, conn } => cli::run(conn, cli::Verb::Nodes(cmd)),
         Command::Tunnels { cmd, conn } => cli::run(conn, cli::Verb::Tunnels(cmd)),
+        Command::Db { cmd, conn } => cli::run(conn, cli::Verb::Db(cmd)),
+        Command::Backups { cmd, conn } => cli::run(
+            conn,
+            cli::Verb::Backups(cmd.unwrap_or(cli::BackupsCmd::List {
+                target: None,
+                all: false,
+            })),
+        ),
         Command::Rollback { app, release, conn } => {
             cli::run(conn, cli::Verb::Rollback { app, release })
         }

@@ -427,7 +427,7 @@ async fn set_availability(
 }
 
 /// Runs the reconciler for a stored change and returns the app with the operation's outcome.
-async fn carry_out(
+pub(crate) async fn carry_out(
     c: &Arc<Control>,
     app: &str,
     kind: &str,

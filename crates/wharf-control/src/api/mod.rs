@@ -2,7 +2,9 @@
 //! needs a bearer token.
 
 mod apps;
+mod backups;
 mod certs;
+mod databases;
 mod deploys;
 mod error;
 mod extract;
@@ -59,6 +61,26 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
         .route("/nodes/{node}", delete(nodes::remove))
         .route("/tunnels", get(nodes::tunnels).post(nodes::add_tunnel))
         .route("/tunnels/{tunnel}", delete(nodes::remove_tunnel))
+        .route("/databases", get(databases::list).post(databases::create))
+        .route(
+            "/databases/{db}",
+            get(databases::show).delete(databases::delete),
+        )
+        .route("/databases/{db}/url", get(databases::url))
+        .route("/databases/{db}/links", post(databases::link))
+        .route("/backups", get(backups::list).post(backups::run))
+        .route("/backups/check", get(backups::check))
+        .route("/backups/repository", get(backups::repository))
+        .route("/backups/restore", post(backups::restore))
+        .route(
+            "/backups/schedules",
+            get(backups::schedules).post(backups::add_schedule),
+        )
+        .route(
+            "/backups/schedules/{schedule}",
+            delete(backups::remove_schedule),
+        )
+        .route("/backups/alerts", get(backups::alerts))
         .route("/operations", get(operations::list))
         .route("/operations/{id}", get(operations::show))
         .route_layer(middleware::from_fn_with_state(

@@ -190,10 +190,89 @@ pub(crate) fn spec() -> Value {
         }
     });
     // Apart: one `json!` for the whole document would pass the macro's recursion limit.
-    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), nodes_paths()) {
-        paths.extend(more);
+    for more in [nodes_paths(), backups_paths()] {
+        if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), more) {
+            paths.extend(more);
+        }
     }
     doc
+}
+
+fn name_param(name: &str) -> Value {
+    json!([{ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }])
+}
+
+fn body(required: &[&str], properties: Value) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": {
+        "type": "object", "required": required, "properties": properties
+    } } } })
+}
+
+/// Managed databases and backups.
+fn backups_paths() -> Value {
+    let ok = json!({ "200": { "description": "success" } });
+    let bearer = json!([{ "bearer": [] }]);
+    json!({
+        "/databases": {
+            "get": { "summary": "Managed databases (the URL shown without its password)", "security": bearer, "responses": ok },
+            "post": {
+                "summary": "Create a database (`engine`: postgres, mysql or redis) and start it",
+                "security": bearer,
+                "requestBody": body(&["name", "engine"], json!({ "name": { "type": "string" }, "engine": { "type": "string" } })),
+                "responses": { "201": { "description": "created and answering" }, "409": { "description": "the name is taken" } }
+            }
+        },
+        "/databases/{db}": {
+            "get": { "summary": "One database", "security": bearer, "parameters": name_param("db"), "responses": ok },
+            "delete": {
+                "summary": "Stop and forget a database (`?purge=true` removes its data too; its backups stay)",
+                "security": bearer, "parameters": name_param("db"),
+                "responses": { "204": { "description": "removed" } }
+            }
+        },
+        "/databases/{db}/url": { "get": {
+            "summary": "The database's URL with its password (for `wharf db shell`)",
+            "security": bearer, "parameters": name_param("db"), "responses": ok
+        } },
+        "/databases/{db}/links": { "post": {
+            "summary": "Set the database's URL in an app's env (DATABASE_URL, REDIS_URL) and restart it without downtime",
+            "security": bearer, "parameters": name_param("db"),
+            "requestBody": body(&["app"], json!({ "app": { "type": "string" } })),
+            "responses": ok
+        } },
+        "/backups": {
+            "get": { "summary": "Backups (`?target=`, `?all=true` includes those retention removed)", "security": bearer, "responses": ok },
+            "post": {
+                "summary": "Take a backup of an app's volume or a database now; answers once it is verified or failed",
+                "security": bearer,
+                "requestBody": body(&["target"], json!({ "target": { "type": "string" } })),
+                "responses": ok
+            }
+        },
+        "/backups/check": { "get": { "summary": "Each schedule's freshness (ok, warn, crit) and alerts that could not be sent", "security": bearer, "responses": ok } },
+        "/backups/repository": { "get": { "summary": "Where the repository is and how to open it with restic", "security": bearer, "responses": ok } },
+        "/backups/restore": { "post": {
+            "summary": "Restore a backup (after a backup of what is there), into the target or `to` another app / a new database",
+            "security": bearer,
+            "requestBody": body(&["target", "snapshot"], json!({ "target": { "type": "string" }, "snapshot": { "type": "string" }, "to": { "type": "string" } })),
+            "responses": ok
+        } },
+        "/backups/schedules": {
+            "get": { "summary": "Backup schedules", "security": bearer, "responses": ok },
+            "post": {
+                "summary": "Add a schedule: a target, a retention template (default production) and a cron expression (UTC)",
+                "security": bearer,
+                "requestBody": body(&["target"], json!({ "name": { "type": "string" }, "target": { "type": "string" }, "template": { "type": "string" }, "cron": { "type": "string" } })),
+                "responses": { "201": { "description": "created" } }
+            }
+        },
+        "/backups/schedules/{schedule}": { "delete": {
+            "summary": "Remove a schedule (its backups stay)",
+            "security": bearer, "parameters": name_param("schedule"),
+            "responses": { "204": { "description": "removed" } }
+        } },
+        "/backups/alerts": { "get": { "summary": "Alerts sent about backups, and how each channel took them", "security": bearer, "responses": ok } }
+    })
 }
 
 /// Machines joined by links, and tunnels.

@@ -2,6 +2,7 @@
 //! table or `--json`. A failed operation exits with status 1 and says why.
 
 mod apps;
+mod backups;
 mod connect;
 mod deploy;
 mod print;
@@ -118,6 +119,7 @@ pub(crate) enum DomainsCmd {
 }
 
 pub(crate) use apps::{NodesCmd, TunnelsCmd};
+pub(crate) use backups::{BackupsCmd, DbCmd};
 pub(crate) use deploy::{DeployArgs, HooksCmd};
 
 // Built once per CLI run; boxing the big variant would buy nothing.
@@ -150,6 +152,8 @@ pub(crate) enum Verb {
     Certs,
     Nodes(Option<apps::NodesCmd>),
     Tunnels(Option<apps::TunnelsCmd>),
+    Db(Option<DbCmd>),
+    Backups(BackupsCmd),
 }
 
 /// Runs one client verb on a small single-threaded runtime.
@@ -166,6 +170,8 @@ pub(crate) fn run(conn: Conn, verb: Verb) -> anyhow::Result<()> {
             Verb::Certs => apps::certs(&client, &conn).await,
             Verb::Nodes(cmd) => apps::nodes(&client, &conn, cmd).await,
             Verb::Tunnels(cmd) => apps::tunnels(&client, &conn, cmd).await,
+            Verb::Db(cmd) => backups::db(&client, &conn, cmd).await,
+            Verb::Backups(cmd) => backups::backups(&client, &conn, cmd).await,
             Verb::Status { app } => watch::status(&client, &conn, app).await,
             Verb::Logs { app, lines, follow } => watch::logs(&client, &app, lines, follow).await,
             Verb::Ops { app, limit } => watch::ops(&client, &conn, app, limit).await,

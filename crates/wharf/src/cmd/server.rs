@@ -70,6 +70,44 @@ pub(crate) struct Args {
     /// prints (default: the link's address, or this machine's host name).
     #[arg(long, value_name = "HOST:PORT", env = "WHARF_LINK_PUBLIC")]
     link_public: Option<String>,
+    /// The backup repository (restic format): a folder, or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]
+    /// with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set (default: <data>/repository).
+    #[arg(long, value_name = "FOLDER|s3:URL", env = "WHARF_BACKUP_REPO")]
+    backup_repo: Option<String>,
+    /// A second repository (e.g. off-site S3) every verified backup is copied to.
+    #[arg(long, value_name = "FOLDER|s3:URL", env = "WHARF_BACKUP_COPY")]
+    backup_copy: Option<String>,
+    /// Backup alerts (failure, stale, recovered) are POSTed as JSON to this URL.
+    #[arg(long, value_name = "URL", env = "WHARF_ALERT_WEBHOOK")]
+    alert_webhook: Option<String>,
+    /// Backup alerts are mailed to this address (repeat for more).
+    #[arg(
+        long,
+        value_name = "ADDRESS",
+        env = "WHARF_ALERT_EMAIL",
+        value_delimiter = ','
+    )]
+    alert_email: Vec<String>,
+    /// The SMTP server alerts are sent through: smtp://HOST:PORT (STARTTLS when offered) or
+    /// smtps://HOST:PORT; user and password from WHARF_SMTP_USER and WHARF_SMTP_PASSWORD.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "smtp://127.0.0.1:25",
+        env = "WHARF_SMTP"
+    )]
+    smtp: String,
+    /// The sender of alert emails.
+    #[arg(
+        long,
+        value_name = "ADDRESS",
+        default_value = "wharf@localhost",
+        env = "WHARF_SMTP_FROM"
+    )]
+    smtp_from: String,
+    /// For tests: schedules run by the time (unix seconds) written in this file.
+    #[arg(long, hide = true, env = "WHARF_CLOCK_FILE")]
+    clock_file: Option<PathBuf>,
 }
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {
@@ -125,6 +163,20 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         engine: None,
         link,
         link_public: args.link_public.clone(),
+        backups: wharf_control::BackupSettings {
+            repository: args.backup_repo.clone(),
+            copy: args.backup_copy.clone(),
+            alert_webhook: args.alert_webhook.clone(),
+            alert_email: args.alert_email.clone(),
+            smtp: Some(args.smtp.clone()),
+            smtp_from: Some(args.smtp_from.clone()),
+            smtp_user: std::env::var("WHARF_SMTP_USER").ok(),
+            smtp_password: std::env::var("WHARF_SMTP_PASSWORD").ok(),
+            clock: args
+                .clock_file
+                .clone()
+                .map_or(wharf_control::Clock::System, wharf_control::Clock::File),
+        },
     };
     wharf_control::create_data_dir(&args.data)
         .with_context(|| format!("cannot create the data folder {}", args.data.display()))?;

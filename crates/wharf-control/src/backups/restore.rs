@@ -1,0 +1,251 @@
+//! Restores: what is there is backed up first (never lose it), then the backup comes back, is
+//! checked, and the report says what came back.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use wharf_store::{Backup, BackupKind, BackupState};
+
+use super::{Backups, Target};
+use crate::oplog::OpLog;
+
+/// What a restore did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct Restored {
+    pub(crate) target: String,
+    pub(crate) snapshot: String,
+    /// The backup of what was there before, taken first.
+    pub(crate) pre_restore: Option<i64>,
+    pub(crate) summary: String,
+}
+
+impl Backups {
+    /// Restores `snapshot` (a backup of `source`) into `source`, or into `to`: an existing
+    /// app, or a new database made like the source one.
+    pub(crate) async fn restore(
+        self: &Arc<Self>,
+        source: &str,
+        snapshot: &str,
+        to: Option<&str>,
+    ) -> Result<Restored, String> {
+        let _work = self.work.lock().await;
+        let backup = self
+            .store
+            .backup_by_snapshot(source, snapshot)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!("{source} has no backup {snapshot} (see `wharf backups list {source}`)")
+            })?;
+        if backup.state != BackupState::Verified {
+            return Err(format!(
+                "backup {snapshot} of {source} was never verified ({}); choose a verified one",
+                backup.error.as_deref().unwrap_or(backup.state.as_str())
+            ));
+        }
+        let snap = backup.snapshot.clone().unwrap_or_default();
+        let from = self
+            .target(source)
+            .map_err(|e| format!("{e}: restore its backups into another one with --to"))?;
+        let dest_name = to.unwrap_or(source);
+        let dest = match (&from, self.target(dest_name)) {
+            (Target::App(_), Ok(Target::App(name))) => Target::App(name),
+            (Target::Database(a), Ok(Target::Database(b))) if a.engine == b.engine => {
+                Target::Database(b)
+            }
+            (Target::App(_), Err(_)) => {
+                return Err(format!(
+                    "no app is named \"{dest_name}\": create it first (`wharf apps create`), \
+                     then restore into its volume"
+                ));
+            }
+            (Target::Database(a), Err(_)) => {
+                let engine = wharf_db::Engine::parse(&a.engine).map_err(|e| e.to_string())?;
+                Target::Database(self.databases.create(dest_name, engine).await?)
+            }
+            _ => {
+                return Err(format!(
+                    "{dest_name} is not the same kind of thing as {source}; restore an app's \
+                     volume into an app, a database into a database of the same engine"
+                ));
+            }
+        };
+        // Never lose what is there: a backup of it first, verified, or nothing happens.
+        let pre = self
+            .take_locked(&dest, BackupKind::PreRestore, None)
+            .await?;
+        if pre.state != BackupState::Verified {
+            return Err(format!(
+                "nothing was restored: the backup of what {} holds now failed: {}",
+                dest.name(),
+                pre.error.as_deref().unwrap_or("unknown")
+            ));
+        }
+        let op = OpLog::begin(&self.store, Some(dest.name()), "restore");
+        let result = match &dest {
+            Target::Database(db) => self.restore_database(&backup, &snap, source, db).await,
+            Target::App(app) => self.restore_volume(&snap, app, &op).await,
+        };
+        let result = result.map(|summary| Restored {
+            target: dest.name().to_string(),
+            snapshot: snap.clone(),
+            pre_restore: Some(pre.id),
+            summary,
+        });
+        match &result {
+            Ok(r) => op.ok(
+                "restore",
+                format!(
+                    "restored {} from {} ({}); what was there is backup {}",
+                    r.target,
+                    short(&snap),
+                    r.summary,
+                    short(pre.snapshot.as_deref().unwrap_or(""))
+                ),
+            ),
+            Err(e) => op.failed("restore", e),
+        }
+        op.finish(&result.as_ref().map(|_| String::new()).map_err(Clone::clone));
+        result
+    }
+
+    async fn restore_database(
+        self: &Arc<Self>,
+        backup: &Backup,
+        snap: &str,
+        source: &str,
+        db: &wharf_store::Database,
+    ) -> Result<String, String> {
+        let params = self.databases.params(db)?;
+        let file = self
+            .data
+            .tmp(&db.name)
+            .join(format!("restore-{}", backup.id));
+        let me = self.clone();
+        let (snap2, source2, params2, file2) = (
+            snap.to_string(),
+            source.to_string(),
+            params.clone(),
+            file.clone(),
+        );
+        let written = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            if let Some(dir) = file2.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            }
+            let mut f = File::create(&file2).map_err(|e| e.to_string())?;
+            me.repo()?
+                .dump(&snap2, &params2.engine.dump_filename(&source2), &mut f)
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        let result = match written {
+            Err(e) => Err(format!("cannot read the backup: {e}")),
+            Ok(()) => self.load_dump(db, &params, &file).await,
+        };
+        let _ = std::fs::remove_file(&file);
+        result
+    }
+
+    /// Loads a dump into the running database (Redis: stopped, its data file replaced, started).
+    async fn load_dump(
+        &self,
+        db: &wharf_store::Database,
+        params: &wharf_db::Params,
+        file: &std::path::Path,
+    ) -> Result<String, String> {
+        if params.engine == wharf_db::Engine::Redis {
+            let lock = self.databases.lock(&db.name);
+            let _held = lock.lock().await;
+            self.databases.stop_locked(&db.name).await;
+            let replaced = params.restore_offline(file).map_err(|e| e.to_string());
+            self.databases.start_locked(db).await?;
+            replaced.map_err(|e| format!("restore failed: {e}"))?;
+            let params = params.clone();
+            return tokio::task::spawn_blocking(move || params.contents())
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|r| r.summary)
+                .map_err(|e| format!("restored, but cannot read it back: {e}"));
+        }
+        let (params, file) = (params.clone(), file.to_path_buf());
+        tokio::task::spawn_blocking(move || params.restore(&file))
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|r| r.summary)
+            .map_err(|e| format!("restore failed: {e}"))
+    }
+
+    /// Puts the snapshot's files in place of the app's volume and restarts the app on it.
+    async fn restore_volume(
+        self: &Arc<Self>,
+        snap: &str,
+        app: &str,
+        op: &OpLog,
+    ) -> Result<String, String> {
+        let volume = self.data.volume(app);
+        let parent = volume.parent().expect("volumes/<app>").to_path_buf();
+        let incoming = parent.join(format!(".restore-{app}"));
+        let outgoing = parent.join(format!(".pre-restore-{app}"));
+        for d in [&incoming, &outgoing] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        let me = self.clone();
+        let (snap2, incoming2) = (snap.to_string(), incoming.clone());
+        let restored = tokio::task::spawn_blocking(move || -> Result<(u64, u64), String> {
+            me.repo()?
+                .restore(&snap2, &incoming2)
+                .map_err(|e| e.to_string())?;
+            Ok(count(&incoming2))
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        let (files, bytes) = match restored {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&incoming);
+                return Err(format!("cannot restore the files: {e}"));
+            }
+        };
+        if let Some(u) = self.reconciler.app_user(app)? {
+            crate::users::chown_tree(&incoming, u)
+                .map_err(|e| format!("cannot give the restored files to {app}'s user: {e}"))?;
+        }
+        let swap = || -> std::io::Result<()> {
+            if volume.exists() {
+                std::fs::rename(&volume, &outgoing)?;
+            }
+            std::fs::rename(&incoming, &volume)
+        };
+        swap().map_err(|e| format!("cannot put the restored volume in place: {e}"))?;
+        // New instances start on the restored files; the old ones are drained and stopped.
+        let restarted = self.reconciler.reconcile(app, true, op).await;
+        let _ = std::fs::remove_dir_all(&outgoing);
+        restarted.map_err(|e| format!("the files are back but {app} did not restart: {e}"))?;
+        Ok(format!("{files} files, {bytes} bytes"))
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(8)]
+}
+
+/// Files and bytes under `dir`.
+fn count(dir: &std::path::Path) -> (u64, u64) {
+    let mut files = 0;
+    let mut bytes = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(_) => {
+                    files += 1;
+                    bytes += e.metadata().map_or(0, |m| m.len());
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    (files, bytes)
+}

@@ -1,0 +1,306 @@
+//! Schedules: due runs (cron, by the backups' [`Clock`](super::Clock)), retention after each
+//! run, freshness (sanoid's warn and crit ages by the template's shortest period) and the
+//! alerts on changes of it.
+
+use std::sync::Arc;
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio_util::sync::CancellationToken;
+use wharf_backup::freshness::{self, Level};
+use wharf_backup::retention::{self, Entry, Template};
+use wharf_backup::schedule::Cron;
+use wharf_notify::AlertKind;
+use wharf_store::{Backup, BackupKind, BackupState, Schedule};
+
+use super::Backups;
+
+/// A schedule's freshness, as `wharf backups check` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct Freshness {
+    pub(crate) schedule: String,
+    pub(crate) target: String,
+    /// `ok`, `warn` or `crit`.
+    pub(crate) level: &'static str,
+    pub(crate) newest_verified: Option<i64>,
+    pub(crate) age_seconds: Option<i64>,
+    pub(crate) warn_seconds: i64,
+    pub(crate) crit_seconds: i64,
+    pub(crate) last_error: Option<String>,
+    pub(crate) next_run: Option<i64>,
+}
+
+pub(crate) fn level_str(level: Level) -> &'static str {
+    match level {
+        Level::Ok => "ok",
+        Level::Warn => "warn",
+        Level::Crit => "crit",
+    }
+}
+
+/// The gauges `/metrics` shows per schedule.
+#[derive(Clone, Default)]
+pub(crate) struct Metrics {
+    /// 0 ok, 1 warn, 2 crit (Nagios's codes).
+    pub(crate) level: Family<Vec<(String, String)>, Gauge>,
+    pub(crate) newest_verified: Family<Vec<(String, String)>, Gauge>,
+}
+
+/// Runs due schedules and watches freshness until `stop`.
+pub(crate) fn spawn_scheduler(backups: Arc<Backups>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        // A backup a killed server left running never finishes: it failed.
+        let now = backups.clock.now();
+        if let Ok(n) = backups
+            .store
+            .fail_running_backups("the server stopped during this backup", now)
+            && n > 0
+        {
+            tracing::warn!(
+                count = n,
+                "backups a stopped server left running are failed"
+            );
+        }
+        // Levels as they stand at start: alerts are for changes seen while running.
+        for f in backups.freshness() {
+            backups
+                .levels
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(f.schedule.clone(), parse_level(f.level));
+        }
+        loop {
+            backups.run_due().await;
+            backups.watch().await;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backups.clock.tick()) => {}
+            }
+        }
+    });
+}
+
+fn parse_level(s: &str) -> Level {
+    match s {
+        "ok" => Level::Ok,
+        "warn" => Level::Warn,
+        _ => Level::Crit,
+    }
+}
+
+impl Backups {
+    /// The schedule's last scheduled run (any outcome), or its creation.
+    fn last_run(&self, s: &Schedule, backups: &[Backup]) -> i64 {
+        backups
+            .iter()
+            .filter(|b| b.kind == BackupKind::Scheduled && b.schedule.as_deref() == Some(&s.name))
+            .map(|b| b.started_at)
+            .max()
+            .unwrap_or(s.created_at)
+    }
+
+    /// Takes the backups that are due, one after another. A server that was down runs a missed
+    /// schedule once, not once per missed time.
+    async fn run_due(self: &Arc<Self>) {
+        let Ok(schedules) = self.store.schedules() else {
+            return;
+        };
+        for s in schedules {
+            let Ok(all) = self.store.backups(Some(&s.target)) else {
+                continue;
+            };
+            let Ok(cron) = Cron::parse(&s.cron) else {
+                continue;
+            };
+            let due = cron
+                .next_after(self.last_run(&s, &all))
+                .is_some_and(|t| t <= self.clock.now());
+            if !due {
+                continue;
+            }
+            let target = match self.target(&s.target) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(schedule = %s.name, error = %e, "schedule skipped");
+                    continue;
+                }
+            };
+            match self
+                .take(&target, BackupKind::Scheduled, Some(&s.name))
+                .await
+            {
+                Ok(b) if b.state == BackupState::Verified => self.prune(&s).await,
+                Ok(_) => {}
+                Err(e) => tracing::error!(schedule = %s.name, error = %e, "backup not recorded"),
+            }
+        }
+    }
+
+    /// Removes what the schedule's template no longer keeps, from the repository first.
+    async fn prune(self: &Arc<Self>, s: &Schedule) {
+        let Ok(template) = Template::parse(&s.template) else {
+            return;
+        };
+        let Ok(all) = self.store.backups(Some(&s.target)) else {
+            return;
+        };
+        let mine: Vec<&Backup> = all
+            .iter()
+            .filter(|b| b.kind == BackupKind::Scheduled && b.state != BackupState::Removed)
+            .collect();
+        let entries: Vec<Entry> = mine
+            .iter()
+            .map(|b| Entry {
+                id: b.id.to_string(),
+                schedule: b.schedule.clone().unwrap_or_default(),
+                time: b.started_at,
+                verified: b.state == BackupState::Verified,
+            })
+            .collect();
+        let expired = retention::expired(&entries, &s.name, &template, self.clock.now());
+        if expired.is_empty() {
+            return;
+        }
+        let doomed: Vec<&Backup> = mine
+            .into_iter()
+            .filter(|b| expired.contains(&b.id.to_string()))
+            .collect();
+        let snapshots: Vec<String> = doomed.iter().filter_map(|b| b.snapshot.clone()).collect();
+        let copies: Vec<String> = doomed
+            .iter()
+            .flat_map(|b| b.copies.iter())
+            .filter_map(|c| c.strip_prefix("copy:").map(str::to_string))
+            .collect();
+        let _work = self.work.lock().await;
+        let me = self.clone();
+        let forgotten = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            if !snapshots.is_empty() {
+                me.repo()?.forget(&snapshots).map_err(|e| e.to_string())?;
+            }
+            if !copies.is_empty()
+                && let Some(copy) = me.copy_repo()?
+            {
+                copy.forget(&copies).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match forgotten {
+            Ok(()) => {
+                let ids: Vec<i64> = doomed.iter().map(|b| b.id).collect();
+                if let Err(e) = self.store.mark_backups_removed(&ids) {
+                    tracing::warn!(error = %e, "could not record removed backups");
+                }
+                tracing::info!(schedule = %s.name, removed = ids.len(), "retention applied");
+            }
+            Err(e) => {
+                self.reset();
+                tracing::warn!(schedule = %s.name, error = %e, "retention failed; kept everything");
+            }
+        }
+    }
+
+    /// Every schedule's freshness now.
+    pub(crate) fn freshness(&self) -> Vec<Freshness> {
+        let now = self.clock.now();
+        let Ok(schedules) = self.store.schedules() else {
+            return Vec::new();
+        };
+        schedules
+            .into_iter()
+            .map(|s| {
+                let all = self.store.backups(Some(&s.target)).unwrap_or_default();
+                let runs: Vec<&Backup> = all
+                    .iter()
+                    .filter(|b| b.schedule.as_deref() == Some(&s.name))
+                    .collect();
+                let newest_verified = runs
+                    .iter()
+                    .filter(|b| matches!(b.state, BackupState::Verified))
+                    .map(|b| b.started_at)
+                    .max();
+                let last = runs.iter().find(|b| b.state != BackupState::Running);
+                let last_error = last.and_then(|b| b.error.clone());
+                let thresholds = Template::parse(&s.template)
+                    .map(|t| freshness::thresholds(&t))
+                    .unwrap_or(freshness::Thresholds { warn: 0, crit: 0 });
+                let level =
+                    freshness::level(newest_verified, last_error.is_some(), now, &thresholds);
+                let next_run = Cron::parse(&s.cron)
+                    .ok()
+                    .and_then(|c| c.next_after(self.last_run(&s, &all)));
+                Freshness {
+                    schedule: s.name.clone(),
+                    target: s.target.clone(),
+                    level: level_str(level),
+                    newest_verified,
+                    age_seconds: newest_verified.map(|t| now - t),
+                    warn_seconds: thresholds.warn,
+                    crit_seconds: thresholds.crit,
+                    last_error,
+                    next_run,
+                }
+            })
+            .collect()
+    }
+
+    /// Updates the gauges and alerts on every change into or out of `crit`: stale (or
+    /// failed, already told at the failure) and recovered.
+    async fn watch(&self) {
+        let now = self.freshness();
+        let mut changes = Vec::new();
+        {
+            let mut levels = self.levels.lock().unwrap_or_else(|p| p.into_inner());
+            levels.retain(|name, _| now.iter().any(|f| &f.schedule == name));
+            for f in &now {
+                let labels = vec![
+                    ("schedule".to_string(), f.schedule.clone()),
+                    ("target".to_string(), f.target.clone()),
+                ];
+                let level = parse_level(f.level);
+                self.metrics.level.get_or_create(&labels).set(level as i64);
+                self.metrics
+                    .newest_verified
+                    .get_or_create(&labels)
+                    .set(f.newest_verified.unwrap_or(0));
+                let before = levels
+                    .insert(f.schedule.clone(), level)
+                    .unwrap_or(Level::Ok);
+                if before != level {
+                    changes.push((f.clone(), before, level));
+                }
+            }
+        }
+        for (f, before, level) in changes {
+            match (before, level) {
+                (_, Level::Crit) if f.last_error.is_none() => {
+                    let age = f.age_seconds.map_or("never verified".to_string(), |a| {
+                        format!("{} h old", a / 3600)
+                    });
+                    self.alert(
+                        AlertKind::Stale,
+                        &f.target,
+                        format!("backups of {} are stale", f.target),
+                        format!(
+                            "Schedule {}: the newest verified backup is {age} (critical after {} h).",
+                            f.schedule,
+                            f.crit_seconds / 3600
+                        ),
+                    )
+                    .await
+                }
+                (Level::Crit, Level::Ok) => {
+                    self.alert(
+                        AlertKind::Recovery,
+                        &f.target,
+                        format!("backups of {} recovered", f.target),
+                        format!("Schedule {}: a verified backup is fresh again.", f.schedule),
+                    )
+                    .await
+                }
+                _ => {}
+            }
+        }
+    }
+}

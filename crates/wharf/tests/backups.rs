@@ -1,0 +1,505 @@
+//! Backups end to end: a managed Postgres linked to an app, scheduled backups forced by a clock
+//! file, verified, read back with the restic tool alone, restored; an S3 store that dies
+//! mid-upload (failed, alerted by email, `check` exits 2); a server killed during a backup.
+//! Real servers all: Postgres, restic, an S3 server (moto), an SMTP sink (aiosmtpd).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::{ServerProc, TempDir, free_port, open_to_apps, page, require_python, require_tool};
+use tokio::io::AsyncWriteExt;
+
+/// 2026-01-01T00:30:00Z: schedules are forced by moving this clock, never by waiting.
+const T0: i64 = 1_767_227_400;
+
+fn set_clock(file: &Path, t: i64) {
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, t.to_string()).unwrap();
+    std::fs::rename(tmp, file).unwrap();
+}
+
+fn require_postgres() {
+    let found = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().any(|e| e.path().join("bin/postgres").exists()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "Postgres is missing: install it with `apt-get install -y postgresql`"
+    );
+    require_tool("psql", "postgresql-client");
+}
+
+fn moto_server() -> PathBuf {
+    let path = std::env::var_os("WHARF_MOTO_SERVER")
+        .map_or_else(|| PathBuf::from("/opt/moto/bin/moto_server"), PathBuf::from);
+    assert!(
+        path.exists(),
+        "the S3 test server is missing ({}): install it with \
+         `python3 -m venv /opt/moto && /opt/moto/bin/pip install 'moto[server]'` \
+         (or set WHARF_MOTO_SERVER)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `cond` every 50 ms for up to `secs` seconds.
+async fn until<F, Fut>(secs: u64, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond().await {
+        assert!(
+            Instant::now() < deadline,
+            "not true within {secs} s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_port(port: u16, what: &str) {
+    until(30, what, || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+}
+
+/// `wharf db shell DB` with `sql` on its stdin; returns psql's output.
+async fn sql(server: &ServerProc, db: &str, sql: &str) -> String {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["db", "shell", db, "--", "-tA"])
+        .env("WHARF_URL", format!("http://{}", server.api))
+        .env("WHARF_TOKEN", &server.token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(sql.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "db shell: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+async fn backups(server: &ServerProc, target: &str) -> Vec<serde_json::Value> {
+    let out = server.ok(&["backups", "list", target, "--json"]).await;
+    serde_json::from_str(&out).unwrap()
+}
+
+/// `wharf backups check`'s exit code and output.
+async fn check(server: &ServerProc) -> (i32, String) {
+    let out = server
+        .spawn_cli(&["backups", "check"])
+        .wait_with_output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+/// An app that answers with the number of rows in `notes`, read through $DATABASE_URL.
+const COUNTER: &str = r#"
+import http.server, os, subprocess
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        url = os.environ.get("DATABASE_URL")
+        if not url:
+            body = "no DATABASE_URL"
+        else:
+            r = subprocess.run(["psql", url, "-tAc", "select count(*) from notes"], capture_output=True, text=True)
+            body = r.stdout.strip() or ("error: " + r.stderr.strip())
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body.encode())
+http.server.HTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_postgres_is_backed_up_on_schedule_verified_read_by_restic_and_restored() {
+    require_python();
+    require_postgres();
+    require_tool("restic", "restic");
+    let tmp = TempDir::new("backups-pg");
+    open_to_apps(&tmp.0);
+    let data = tmp.0.join("data");
+    let clock = tmp.0.join("clock");
+    set_clock(&clock, T0);
+    let server = ServerProc::start_with(
+        &data,
+        free_port(),
+        free_port(),
+        &[("WHARF_CLOCK_FILE", clock.display().to_string())],
+    )
+    .await;
+
+    let out = server
+        .ok(&["db", "create", "pg1", "--engine", "postgres"])
+        .await;
+    assert!(out.contains("postgres database pg1 is running"), "{out}");
+    let info = server.ok(&["db", "info", "pg1"]).await;
+    assert!(
+        info.contains("postgres://") && info.contains("****"),
+        "{info}"
+    );
+    sql(
+        &server,
+        "pg1",
+        "create table notes (id int primary key, body text);
+         insert into notes values (1, 'one'), (2, 'two'), (3, 'three');",
+    )
+    .await;
+
+    // An app linked to it: its URL arrives as DATABASE_URL.
+    let code = tmp.0.join("web");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::write(code.join("counter.py"), COUNTER).unwrap();
+    open_to_apps(&code);
+    server
+        .ok(&[
+            "apps",
+            "create",
+            "web",
+            "--run",
+            "exec python3 counter.py",
+            "--workdir",
+            code.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(
+        page(server.http, "web.localhost").await.as_deref(),
+        Some("no DATABASE_URL")
+    );
+    server.ok(&["db", "link", "pg1", "web"]).await;
+    assert_eq!(
+        page(server.http, "web.localhost").await.as_deref(),
+        Some("3")
+    );
+
+    // A schedule; the clock moves past its next hour and the backup runs.
+    let out = server
+        .ok(&["backups", "schedule", "add", "pg1", "--keep", "production"])
+        .await;
+    assert!(out.contains("0 * * * *"), "{out}");
+    set_clock(&clock, T0 + 30 * 60 + 5);
+    until(120, "the scheduled backup is verified", || async {
+        backups(&server, "pg1")
+            .await
+            .iter()
+            .any(|b| b["kind"] == "scheduled" && b["state"] == "verified")
+    })
+    .await;
+    let scheduled = backups(&server, "pg1").await[0].clone();
+    assert!(
+        scheduled["note"].as_str().unwrap().contains("test restore"),
+        "verified by a test restore: {scheduled}"
+    );
+    let snapshot = scheduled["snapshot"].as_str().unwrap().to_string();
+    let (code, out) = check(&server).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("BACKUPS OK"), "{out}");
+
+    // The restic tool alone, with the repository's password file, gives the dump back.
+    let repo = server.ok(&["backups", "repo"]).await;
+    assert!(repo.contains("restic -r"), "{repo}");
+    let restored = tmp.0.join("by-restic");
+    let status = std::process::Command::new("restic")
+        .args(["-r"])
+        .arg(data.join("repository"))
+        .arg("--password-file")
+        .arg(data.join("repository.password"))
+        .args(["restore", &snapshot, "--target"])
+        .arg(&restored)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "restic restore");
+    let dump = find_file(&restored, "pg1.pgdump").expect("the dump is in the snapshot");
+    let listing = std::process::Command::new("pg_restore")
+        .arg("--list")
+        .arg(&dump)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        listed.contains("TABLE DATA public notes"),
+        "a custom-format dump with the table's rows: {listed}{}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
+
+    // Rows deleted after the backup come back with `wharf backups restore`.
+    sql(&server, "pg1", "delete from notes where id > 1;").await;
+    assert_eq!(
+        page(server.http, "web.localhost").await.as_deref(),
+        Some("1")
+    );
+    let out = server
+        .ok(&["backups", "restore", "pg1", &snapshot[..8]])
+        .await;
+    assert!(out.contains("restored pg1"), "{out}");
+    assert_eq!(
+        page(server.http, "web.localhost").await.as_deref(),
+        Some("3")
+    );
+    let pre: Vec<_> = backups(&server, "pg1")
+        .await
+        .into_iter()
+        .filter(|b| b["kind"] == "pre-restore")
+        .collect();
+    assert_eq!(pre.len(), 1, "what was there was backed up first");
+    assert_eq!(pre[0]["state"], "verified");
+    server.stop().await;
+}
+
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(f) = find_file(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// Writes `mb` MB of incompressible bytes to `path`.
+fn random_file(path: &Path, mb: usize) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (path.as_os_str().len() as u64);
+    for _ in 0..mb {
+        for chunk in buf.chunks_mut(8) {
+            // xorshift: fast, and no two megabytes alike.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        f.write_all(&buf).unwrap();
+    }
+}
+
+/// A static app whose volume holds `mb` MB.
+async fn app_with_volume(server: &ServerProc, data: &Path, name: &str, mb: usize) {
+    server.ok(&["apps", "create", name, "--static"]).await;
+    let volume = data.join("volumes").join(name);
+    std::fs::create_dir_all(&volume).unwrap();
+    random_file(&volume.join("blob"), mb);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_store_that_dies_mid_upload_fails_the_backup_alerts_by_email_and_check_says_crit() {
+    require_python();
+    let moto = moto_server();
+    require_tool("aiosmtpd", "python3-aiosmtpd");
+    let tmp = TempDir::new("backups-s3");
+    let s3_port = free_port();
+    let mut s3 = tokio::process::Command::new(&moto)
+        .args(["-H", "127.0.0.1", "-p", &s3_port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_port(s3_port, "the S3 server listens").await;
+    let mailbox = tmp.0.join("mail");
+    let smtp_port = free_port();
+    let _smtp = tokio::process::Command::new("aiosmtpd")
+        .args(["-n", "-l"])
+        .arg(format!("127.0.0.1:{smtp_port}"))
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(&mailbox)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_port(smtp_port, "the SMTP sink listens").await;
+    let bucket = format!("http://127.0.0.1:{s3_port}/backups");
+    let made = reqwest_put(&bucket).await;
+    assert!(made, "the bucket is made");
+
+    let data = tmp.0.join("data");
+    let clock = tmp.0.join("clock");
+    set_clock(&clock, T0);
+    let server = ServerProc::start_with(
+        &data,
+        free_port(),
+        free_port(),
+        &[
+            ("WHARF_CLOCK_FILE", clock.display().to_string()),
+            ("WHARF_BACKUP_REPO", format!("s3:{bucket}/wharf")),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("WHARF_ALERT_EMAIL", "ops@example.test".into()),
+            ("WHARF_SMTP", format!("smtp://127.0.0.1:{smtp_port}")),
+        ],
+    )
+    .await;
+    app_with_volume(&server, &data, "files", 8).await;
+    server
+        .ok(&[
+            "backups",
+            "schedule",
+            "add",
+            "files",
+            "--keep",
+            "hourly=24,daily=7",
+        ])
+        .await;
+    // The first run goes through.
+    set_clock(&clock, T0 + 30 * 60 + 5);
+    until(120, "the first backup is verified", || async {
+        backups(&server, "files")
+            .await
+            .iter()
+            .any(|b| b["state"] == "verified")
+    })
+    .await;
+    assert_eq!(check(&server).await.0, 0);
+
+    // New data, the next hour; the store dies while the backup runs.
+    random_file(&data.join("volumes/files/more"), 64);
+    set_clock(&clock, T0 + 90 * 60 + 5);
+    until(60, "the second backup starts", || async {
+        backups(&server, "files")
+            .await
+            .iter()
+            .any(|b| b["state"] == "running")
+    })
+    .await;
+    s3.kill().await.unwrap();
+    until(120, "the second backup fails", || async {
+        backups(&server, "files")
+            .await
+            .iter()
+            .any(|b| b["state"] == "failed")
+    })
+    .await;
+    let list = backups(&server, "files").await;
+    let failed = list.iter().find(|b| b["state"] == "failed").unwrap();
+    assert!(
+        failed["error"].as_str().unwrap().contains("127.0.0.1"),
+        "the error names the store: {failed}"
+    );
+    assert_eq!(
+        list.iter().filter(|b| b["state"] == "verified").count(),
+        1,
+        "never verified without a copy: {list:?}"
+    );
+    let (code, out) = check(&server).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.starts_with("BACKUPS CRIT"), "{out}");
+    until(30, "the alert email arrives", || async {
+        mails(&mailbox)
+            .iter()
+            .any(|m| m.contains("backup of files failed"))
+    })
+    .await;
+    let status = server.ok(&["backups", "alerts"]).await;
+    assert!(status.contains("email sent"), "{status}");
+    server.stop().await;
+}
+
+/// Plain HTTP PUT (makes an S3 bucket).
+async fn reqwest_put(url: &str) -> bool {
+    let out = tokio::process::Command::new("curl")
+        .args(["-sf", "-X", "PUT", url])
+        .output()
+        .await
+        .unwrap();
+    out.status.success()
+}
+
+fn mails(maildir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        for e in std::fs::read_dir(maildir.join(sub))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            out.push(std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_during_a_backup_leaves_a_sound_repository_and_the_next_backup_works() {
+    require_tool("restic", "restic");
+    let tmp = TempDir::new("backups-kill");
+    let data = tmp.0.join("data");
+    let port = free_port();
+    let server = ServerProc::start(&data, port).await;
+    app_with_volume(&server, &data, "big", 4).await;
+    server.ok(&["backups", "run", "big"]).await;
+    random_file(&data.join("volumes/big/more"), 400);
+    let packs = |dir: PathBuf| walk_count(&dir.join("repository/data"));
+    let before = packs(data.clone());
+    let _run = server.spawn_cli(&["backups", "run", "big"]);
+    until(60, "the backup writes data", || {
+        let n = packs(data.clone());
+        async move { n > before }
+    })
+    .await;
+    server.kill9().await;
+
+    let check = std::process::Command::new("restic")
+        .arg("-r")
+        .arg(data.join("repository"))
+        .arg("--password-file")
+        .arg(data.join("repository.password"))
+        .args(["check", "--no-lock"])
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "restic check after kill -9: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let server = ServerProc::start(&data, port).await;
+    let list = backups(&server, "big").await;
+    assert!(
+        list.iter()
+            .any(|b| b["state"] == "failed"
+                && b["error"].as_str().unwrap().contains("server stopped")),
+        "the interrupted backup is failed: {list:?}"
+    );
+    let out = server.ok(&["backups", "run", "big"]).await;
+    assert!(out.contains("verified"), "{out}");
+    server.stop().await;
+}
+
+fn walk_count(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            n += walk_count(&e.path());
+        } else {
+            n += 1;
+        }
+    }
+    n
+}
