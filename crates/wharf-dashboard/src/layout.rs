@@ -26,6 +26,7 @@ pub(crate) fn page(title: &str, csrf: Option<&str>, flash: Flash<'_>, body: Mark
                     @if let Some(t) = csrf {
                         nav {
                             a href="/" { "Apps" }
+                            a href="/backups" { "Backups" }
                             a href="/operations" { "Operations" }
                             form.inline method="post" action="/logout" {
                                 input type="hidden" name="csrf" value=(t);

@@ -34,6 +34,7 @@ pub fn router(api: String) -> Router {
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/operations", get(pages::operations))
+        .route("/backups", get(pages::backups))
         .route("/apps", post(pages::create_app))
         .route("/apps/{app}", get(pages::app))
         .route("/apps/{app}/deploy", post(pages::deploy))

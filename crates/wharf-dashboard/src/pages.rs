@@ -539,6 +539,87 @@ pub(crate) async fn operations(State(d): State_, headers: HeaderMap) -> Response
     .into_response()
 }
 
+/// Backups: each schedule's freshness (crit in red, with why), the databases, the latest
+/// backups, and alerts that could not be sent.
+pub(crate) async fn backups(State(d): State_, headers: HeaderMap) -> Response {
+    let (s, client) = match session(&d, &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (check, list, dbs) = match tokio::try_join!(
+        client.backups_check(),
+        client.backups(None),
+        client.databases()
+    ) {
+        Ok(v) => v,
+        Err(e) => return error_page(&e.to_string()),
+    };
+    let t = now();
+    let size = |b: Option<u64>| b.map_or("–".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6));
+    page(
+        "Backups",
+        Some(&s.csrf),
+        Flash::None,
+        html! {
+            h1 { "Backups " (state_badge(&check.level)) }
+            section.card {
+                h2 { "Schedules" }
+                @if check.schedules.is_empty() {
+                    p.muted { "No schedule yet: " code { "wharf backups schedule add APP_OR_DB" } }
+                } @else {
+                    div.scroll { table {
+                        thead { tr { th { "Schedule" } th { "Target" } th { "Freshness" } th { "Newest verified" } th.opt { "Next run" } } }
+                        tbody { @for f in &check.schedules {
+                            tr {
+                                td { (f.schedule) }
+                                td { (f.target) }
+                                td { (state_badge(&f.level)) @if let Some(e) = &f.last_error { " " span.bad { (e) } } }
+                                td { (f.newest_verified.map_or("never".to_string(), |v| ago(t, v))) }
+                                td.opt { (f.next_run.map_or("–".to_string(), |n| format!("in {} min", (n - t).max(0) / 60))) }
+                            }
+                        } }
+                    } }
+                }
+                @for a in &check.unsent_alerts {
+                    p.flash.err role="alert" { "Alert not sent: " (a.subject) }
+                }
+            }
+            section.card {
+                h2 { "Databases" }
+                @if dbs.is_empty() {
+                    p.muted { "None: " code { "wharf db create NAME --engine postgres" } }
+                } @else {
+                    div.scroll { table {
+                        thead { tr { th { "Name" } th { "Engine" } th { "State" } th.opt { "Port" } } }
+                        tbody { @for db in &dbs {
+                            tr { td { (db.name) } td { (db.engine) } td { (state_badge(&db.state)) } td.opt { (db.port) } }
+                        } }
+                    } }
+                }
+            }
+            section.card {
+                h2 { "Latest backups" }
+                @if list.is_empty() { p.muted { "Nothing yet." } } @else {
+                    div.scroll { table {
+                        thead { tr { th { "Taken" } th { "Target" } th { "State" } th.opt { "Size" } th.opt { "Added" } th { "Note" } } }
+                        tbody { @for b in list.iter().take(50) {
+                            tr {
+                                td { (ago(t, b.started_at)) }
+                                td { (b.target) }
+                                td { (state_badge(&b.state)) }
+                                td.opt { (size(b.total_bytes)) }
+                                td.opt { (size(b.added_bytes)) }
+                                td { (b.error.as_deref().unwrap_or(&b.note)) }
+                            }
+                        } }
+                    } }
+                }
+            }
+        },
+    )
+    .into_response()
+}
+
 /// Streams the build output as plain text, ending with `✓ message` or `✗ message`.
 pub(crate) async fn deploy(
     State(d): State_,

@@ -140,11 +140,15 @@ async fn a_linked_postgres_is_backed_up_on_schedule_verified_read_by_restic_and_
     let data = tmp.0.join("data");
     let clock = tmp.0.join("clock");
     set_clock(&clock, T0);
+    let offsite = tmp.0.join("offsite");
     let server = ServerProc::start_with(
         &data,
         free_port(),
         free_port(),
-        &[("WHARF_CLOCK_FILE", clock.display().to_string())],
+        &[
+            ("WHARF_CLOCK_FILE", clock.display().to_string()),
+            ("WHARF_BACKUP_COPY", offsite.display().to_string()),
+        ],
     )
     .await;
 
@@ -210,6 +214,19 @@ async fn a_linked_postgres_is_backed_up_on_schedule_verified_read_by_restic_and_
         "verified by a test restore: {scheduled}"
     );
     let snapshot = scheduled["snapshot"].as_str().unwrap().to_string();
+    // Copied to the second repository, which restic reads too.
+    let copy = scheduled["copies"][0].as_str().unwrap_or("").to_string();
+    assert!(copy.starts_with("copy:"), "{scheduled}");
+    let listed = std::process::Command::new("restic")
+        .arg("-r")
+        .arg(&offsite)
+        .arg("--password-file")
+        .arg(data.join("repository.password"))
+        .args(["snapshots", "--json", "--tag", "target=pg1"])
+        .output()
+        .unwrap();
+    let copies: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(copies.len(), 1, "the off-site copy is there");
     let (code, out) = check(&server).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("BACKUPS OK"), "{out}");
@@ -417,6 +434,10 @@ async fn an_s3_store_that_dies_mid_upload_fails_the_backup_alerts_by_email_and_c
     .await;
     let status = server.ok(&["backups", "alerts"]).await;
     assert!(status.contains("email sent"), "{status}");
+    // The dashboard shows it red, with why.
+    let page = dashboard_page(&server, &tmp.0, "/backups").await;
+    assert!(page.contains("state crit"), "{page}");
+    assert!(page.contains("127.0.0.1"), "the reason is shown: {page}");
     server.stop().await;
 }
 
@@ -453,7 +474,7 @@ async fn a_server_killed_during_a_backup_leaves_a_sound_repository_and_the_next_
     let server = ServerProc::start(&data, port).await;
     app_with_volume(&server, &data, "big", 4).await;
     server.ok(&["backups", "run", "big"]).await;
-    random_file(&data.join("volumes/big/more"), 400);
+    random_file(&data.join("volumes/big/more"), 160);
     let packs = |dir: PathBuf| walk_count(&dir.join("repository/data"));
     let before = packs(data.clone());
     let _run = server.spawn_cli(&["backups", "run", "big"]);
@@ -502,4 +523,28 @@ fn walk_count(dir: &Path) -> usize {
         }
     }
     n
+}
+
+/// A dashboard page, as a logged-in browser gets it.
+async fn dashboard_page(server: &ServerProc, dir: &Path, path: &str) -> String {
+    let jar = dir.join("cookies");
+    let base = format!("http://{}", server.api);
+    let login = tokio::process::Command::new("curl")
+        .args(["-sf", "-c"])
+        .arg(&jar)
+        .args(["--data-urlencode", &format!("token={}", server.token)])
+        .arg(format!("{base}/login"))
+        .output()
+        .await
+        .unwrap();
+    assert!(login.status.success(), "dashboard login");
+    let out = tokio::process::Command::new("curl")
+        .args(["-sf", "-b"])
+        .arg(&jar)
+        .arg(format!("{base}{path}"))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "GET {path}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
