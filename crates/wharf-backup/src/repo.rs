@@ -75,7 +75,11 @@ impl Snapshot {
             bytes_added: summary.map_or(0, |s| s.data_added_packed),
             total_bytes: summary.map_or(0, |s| s.total_bytes_processed),
             files: summary.map_or(0, |s| s.total_files_processed),
-            original: snap.original.map(|id| id.to_hex().to_string()),
+            // The engine fills `original` with the snapshot's own id when the file has none.
+            original: snap
+                .original
+                .filter(|id| *id != snap.id)
+                .map(|id| id.to_hex().to_string()),
         }
     }
 }
