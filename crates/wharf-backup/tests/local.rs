@@ -195,7 +195,7 @@ fn forget_removes_only_the_given_snapshot_and_prunes_its_data() {
     let before = disk_usage(&repo_dir.join("data"));
     assert!(before > 5_400_000, "{before}");
 
-    repo.forget(&[first.id.clone()]).unwrap();
+    repo.forget(std::slice::from_ref(&first.id)).unwrap();
     let left: Vec<String> = repo
         .snapshots()
         .unwrap()
