@@ -83,6 +83,7 @@ fn stream_backup_is_dumped_by_restic_and_by_us() {
         .unwrap();
     assert_eq!(snap.total_bytes, dump.len() as u64);
     assert_eq!(snap.files, 1);
+    assert_eq!(snap.paths, vec!["db.dump".to_string()]);
 
     let pw = password_file(dir.path());
     let out = restic(&name, &pw, &[], &["dump", &snap.id, "/db.dump"]);
