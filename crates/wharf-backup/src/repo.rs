@@ -30,9 +30,9 @@ pub struct Repository {
     key: MasterKey,
     /// The restic repository string: every error names it.
     name: String,
-    /// Writers (backups, copies into it) share it; `forget` (which prunes) takes it alone, so
-    /// that a prune never deletes packs a running backup is about to reference. It is shared
-    /// by every `Repository` of the same location in this process.
+    /// Backups, copies, reads and checks share it; `forget` (which prunes) takes it alone, so
+    /// that a prune never deletes packs a running backup is about to reference or a restore is
+    /// reading. One per location in this process (other processes are not held back).
     lock: Arc<RwLock<()>>,
 }
 
@@ -75,7 +75,11 @@ impl Snapshot {
             bytes_added: summary.map_or(0, |s| s.data_added_packed),
             total_bytes: summary.map_or(0, |s| s.total_bytes_processed),
             files: summary.map_or(0, |s| s.total_files_processed),
-            original: snap.original.map(|id| id.to_hex().to_string()),
+            // The engine fills `original` with the snapshot's own id when the file has none.
+            original: snap
+                .original
+                .filter(|id| *id != snap.id)
+                .map(|id| id.to_hex().to_string()),
         }
     }
 }
@@ -372,6 +376,7 @@ impl Repository {
     /// (restic's `check --read-data`, limited to what this snapshot uses), after the structural
     /// check of [`Repository::check`].
     pub fn verify(&self, id: &str) -> Result<(), BackupError> {
+        let _shared = self.lock.read().unwrap_or_else(|e| e.into_inner());
         let snap = self.find(id)?;
         let results = self
             .engine()?
@@ -387,6 +392,7 @@ impl Repository {
     /// every indexed pack present with the right size, every snapshot's trees readable and
     /// every blob they use indexed. Pack contents are not read (see [`Repository::verify`]).
     pub fn check(&self) -> Result<(), BackupError> {
+        let _shared = self.lock.read().unwrap_or_else(|e| e.into_inner());
         let results = self
             .engine()?
             .check(CheckOptions::default())
@@ -473,6 +479,7 @@ impl Repository {
             }
             Err(e) => return Err(io_err("reading the restore target", e)),
         }
+        let _shared = self.lock.read().unwrap_or_else(|e| e.into_inner());
         let snap = self.find(id)?;
         let indexed = self
             .engine()?
@@ -510,6 +517,7 @@ impl Repository {
     /// Writes one file of the snapshot (for a stream backup: its `filename`; for a folder: a
     /// path inside the backed-up folder's absolute path) to `out`; returns the bytes written.
     pub fn dump(&self, id: &str, filename: &str, out: &mut dyn Write) -> Result<u64, BackupError> {
+        let _shared = self.lock.read().unwrap_or_else(|e| e.into_inner());
         let snap = self.find(id)?;
         let indexed = self
             .engine()?
@@ -545,11 +553,18 @@ impl Repository {
             .iter()
             .map(|id| self.find(id))
             .collect::<Result<Vec<_>, _>>()?;
-        let _shared_src = self.lock.read().unwrap_or_else(|e| e.into_inner());
-        let _shared_dst = if Arc::ptr_eq(&self.lock, &other.lock) {
+        // Both shared, taken in name order so that two copies in opposite directions and a
+        // waiting forget cannot wait on each other in a cycle.
+        let (first, second) = if self.name <= other.name {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        let _shared_first = first.lock.read().unwrap_or_else(|e| e.into_inner());
+        let _shared_second = if Arc::ptr_eq(&self.lock, &other.lock) {
             None
         } else {
-            Some(other.lock.read().unwrap_or_else(|e| e.into_inner()))
+            Some(second.lock.read().unwrap_or_else(|e| e.into_inner()))
         };
         let source = self
             .engine()?
