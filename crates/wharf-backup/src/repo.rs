@@ -264,15 +264,46 @@ impl Repository {
         Ok(Snapshot::from_file(&snap))
     }
 
+    /// Backs up the file at `file` as one file named `filename`, with its size recorded, so
+    /// that `restic restore` as well as `restic dump` gives it back (database dumps, spooled
+    /// first so a failed dump never reaches the repository).
+    pub fn backup_file(
+        &self,
+        file: &Path,
+        filename: &str,
+        tags: &[String],
+        time: i64,
+    ) -> Result<Snapshot, BackupError> {
+        let io_err = |e: io::Error| BackupError::InvalidInput {
+            repo: self.name.clone(),
+            reason: format!("cannot read {}: {e}", file.display()),
+        };
+        let mut f = std::fs::File::open(file).map_err(io_err)?;
+        let size = f.metadata().map_err(io_err)?.len();
+        self.archive_stream(&mut f, filename, tags, time, Some(size))
+    }
+
     /// Backs up what `reader` yields as one file named `filename` (like restic's `backup
-    /// --stdin --stdin-filename`), for database dumps. A read error fails the backup and no
-    /// snapshot is kept.
+    /// --stdin --stdin-filename`). A read error fails the backup and no snapshot is kept. The
+    /// size is not known up front, so `restic restore` writes the file empty (`restic dump`
+    /// reads it whole): prefer [`Repository::backup_file`] for what users restore with restic.
     pub fn backup_stream(
         &self,
         reader: &mut dyn Read,
         filename: &str,
         tags: &[String],
         time: i64,
+    ) -> Result<Snapshot, BackupError> {
+        self.archive_stream(reader, filename, tags, time, None)
+    }
+
+    fn archive_stream(
+        &self,
+        reader: &mut dyn Read,
+        filename: &str,
+        tags: &[String],
+        time: i64,
+        size: Option<u64>,
     ) -> Result<Snapshot, BackupError> {
         if filename.is_empty() || filename.contains('/') || filename == "." || filename == ".." {
             return Err(BackupError::InvalidInput {
@@ -291,7 +322,7 @@ impl Repository {
         // A dump has no meaningful parent (restic's --stdin uses none either).
         opts.parent_opts.force = true;
         let path = PathBuf::from(filename);
-        let (stream, tx) = StreamSource::new(path.clone(), mtime);
+        let (stream, tx) = StreamSource::new(path.clone(), mtime, size);
         let problems = Problems::default();
         let src = Tracked::new(stream, problems.clone());
         let result = std::thread::scope(|scope| {
@@ -574,13 +605,20 @@ impl Repository {
             .engine()?
             .to_indexed_ids()
             .map_err(|e| BackupError::engine(&other.name, "reading the index", e))?;
-        let relevant = dest
-            .relevant_copy_snapshots(|_| true, &snaps)
-            .map_err(|e| BackupError::engine(&other.name, "listing snapshots", e))?;
-        let todo: Vec<&SnapshotFile> = relevant
+        // Already there when the destination has one with the same time, tree, paths and
+        // tags. (The engine's own test compares times alone, which would skip a second
+        // snapshot taken in the same second.)
+        let there = other.all_snapshots()?;
+        let todo: Vec<&SnapshotFile> = snaps
             .iter()
-            .filter(|c| c.relevant)
-            .map(|c| &c.sn)
+            .filter(|sn| {
+                !there.iter().any(|d| {
+                    d.time == sn.time
+                        && d.tree == sn.tree
+                        && d.paths == sn.paths
+                        && d.tags == sn.tags
+                })
+            })
             .collect();
         source.copy(&dest, todo).map_err(|e| BackupError::Engine {
             repo: self.name.clone(),

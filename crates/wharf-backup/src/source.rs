@@ -147,6 +147,9 @@ impl<R: Read> Read for TrackedReader<R> {
 pub(crate) struct StreamSource {
     path: PathBuf,
     mtime: jiff::Timestamp,
+    /// The file's size when known up front. The archiver does not record the size it read,
+    /// and restic's `restore` writes a file of the recorded size (`dump` reads the content).
+    size: Option<u64>,
     rx: Mutex<Option<Receiver<io::Result<Vec<u8>>>>>,
 }
 
@@ -155,12 +158,14 @@ impl StreamSource {
     pub(crate) fn new(
         path: PathBuf,
         mtime: jiff::Timestamp,
+        size: Option<u64>,
     ) -> (StreamSource, SyncSender<io::Result<Vec<u8>>>) {
         // A few chunks in flight: enough to keep the chunker busy, little memory.
         let (tx, rx) = std::sync::mpsc::sync_channel(4);
         let source = StreamSource {
             path,
             mtime,
+            size,
             rx: Mutex::new(Some(rx)),
         };
         (source, tx)
@@ -181,6 +186,7 @@ impl ReadSource for StreamSource {
         let meta = Metadata {
             mtime: Some(self.mtime),
             mode: Some(0o600),
+            size: self.size.unwrap_or(0),
             ..Metadata::default()
         };
         let node = Node::new_node(name, NodeType::File, meta);

@@ -555,7 +555,8 @@ pub(crate) async fn backups(State(d): State_, headers: HeaderMap) -> Response {
         Err(e) => return error_page(&e.to_string()),
     };
     let t = now();
-    let size = |b: Option<u64>| b.map_or("–".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6));
+    let size =
+        |b: Option<u64>| b.map_or("–".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6));
     page(
         "Backups",
         Some(&s.csrf),

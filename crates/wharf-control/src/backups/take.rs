@@ -262,7 +262,8 @@ fn copy_name(b: &Backups) -> String {
     b.copy.as_ref().map(|l| l.to_string()).unwrap_or_default()
 }
 
-/// Streams the database's dump into the repository; a dump that fails leaves no snapshot.
+/// Dumps the database into a file beside it, then writes that into the repository: a dump
+/// that fails never reaches it, and the file's size is recorded (restic's `restore` needs it).
 fn dump_into(
     repo: &Repository,
     params: &Params,
@@ -271,35 +272,31 @@ fn dump_into(
 ) -> Result<wharf_backup::Snapshot, String> {
     std::fs::create_dir_all(scratch)
         .map_err(|e| format!("cannot make {}: {e}", scratch.display()))?;
+    let dump = scratch.join("dump");
     let errors = scratch.join("dump.err");
-    let err_file =
-        File::create(&errors).map_err(|e| format!("cannot write {}: {e}", errors.display()))?;
+    let file = |p: &std::path::Path| {
+        File::create(p).map_err(|e| format!("cannot write {}: {e}", p.display()))
+    };
     let mut cmd = params.dump_command();
     cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(err_file));
-    let mut child = cmd
-        .spawn()
+        .stdout(Stdio::from(file(&dump)?))
+        .stderr(Stdio::from(file(&errors)?));
+    let status = cmd
+        .status()
         .map_err(|e| format!("cannot start the dump: {e}"))?;
-    let mut out = child.stdout.take().expect("piped");
-    let written = repo.backup_stream(
-        &mut out,
-        &params.engine.dump_filename(&params.name),
-        &job.tags,
-        job.time,
-    );
-    drop(out);
-    let status = child.wait().map_err(|e| format!("the dump: {e}"))?;
     if !status.success() {
         let tail = std::fs::read_to_string(&errors).unwrap_or_default();
         let tail: Vec<&str> = tail.lines().rev().take(5).collect();
-        if let Ok(snap) = &written {
-            let _ = repo.forget(std::slice::from_ref(&snap.id));
-        }
         return Err(format!(
             "the dump failed ({status}): {}",
             tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
         ));
     }
-    written.map_err(|e| e.to_string())
+    repo.backup_file(
+        &dump,
+        &params.engine.dump_filename(&params.name),
+        &job.tags,
+        job.time,
+    )
+    .map_err(|e| e.to_string())
 }
