@@ -61,3 +61,25 @@ fn snapshots_taken_in_the_same_second_are_all_copied() {
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed.len(), 2, "both copied, once each: {listed:?}");
 }
+
+#[test]
+fn backups_go_on_after_a_forget_pruned_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, name) = open(&dir.path().join("repo"));
+    let src = dir.path().join("volume");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..4usize {
+        std::fs::write(src.join(format!("f{i}")), noise(i as u64, 300_000)).unwrap();
+        ids.push(
+            repo.backup_path(&src, &[], T0 + i as i64 * 3600)
+                .unwrap()
+                .id,
+        );
+        if i >= 2 {
+            repo.forget(std::slice::from_ref(&ids[i - 2])).unwrap();
+        }
+    }
+    let pw = password_file(dir.path());
+    restic(&name, &pw, &[], &["check", "--read-data"]);
+}

@@ -421,11 +421,16 @@ impl Client {
         .await
     }
 
-    pub async fn backups(&self, target: Option<&str>) -> Result<Vec<crate::dto::BackupView>> {
-        let path = match target {
-            Some(t) => format!("/backups?target={}", seg(t)),
-            None => "/backups".to_string(),
-        };
+    /// Backups, newest first; `all` includes those retention removed.
+    pub async fn backups(
+        &self,
+        target: Option<&str>,
+        all: bool,
+    ) -> Result<Vec<crate::dto::BackupView>> {
+        let mut path = format!("/backups?all={all}");
+        if let Some(t) = target {
+            path.push_str(&format!("&target={}", seg(t)));
+        }
         self.json(Method::GET, &path, None::<&()>).await
     }
 

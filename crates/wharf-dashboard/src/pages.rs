@@ -548,7 +548,7 @@ pub(crate) async fn backups(State(d): State_, headers: HeaderMap) -> Response {
     };
     let (check, list, dbs) = match tokio::try_join!(
         client.backups_check(),
-        client.backups(None),
+        client.backups(None, false),
         client.databases()
     ) {
         Ok(v) => v,

@@ -12,7 +12,15 @@ pub(crate) enum Format {
 }
 
 pub(crate) fn init(format: Format) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    // The backup engine reports every step of every backup at info ("reading index...",
+    // "finished."): kept to its warnings unless RUST_LOG names it.
+    let spec = if spec.contains("rustic") {
+        spec
+    } else {
+        format!("{spec},rustic_core=warn,rustic_backend=warn")
+    };
+    let filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())

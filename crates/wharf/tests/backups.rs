@@ -548,3 +548,98 @@ async fn dashboard_page(server: &ServerProc, dir: &Path, path: &str) -> String {
     assert!(out.status.success(), "GET {path}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_each_schedules_newest_and_never_touches_another_schedule_or_manual_backups()
+ {
+    require_tool("restic", "restic");
+    let tmp = TempDir::new("backups-retention");
+    let data = tmp.0.join("data");
+    let clock = tmp.0.join("clock");
+    set_clock(&clock, T0);
+    let server = ServerProc::start_with(
+        &data,
+        free_port(),
+        free_port(),
+        &[("WHARF_CLOCK_FILE", clock.display().to_string())],
+    )
+    .await;
+    app_with_volume(&server, &data, "site", 1).await;
+    server.ok(&["backups", "run", "site"]).await;
+    server
+        .ok(&[
+            "backups", "schedule", "add", "site", "--name", "short", "--keep", "hourly=2",
+        ])
+        .await;
+    server
+        .ok(&[
+            "backups",
+            "schedule",
+            "add",
+            "site",
+            "--name",
+            "long",
+            "--keep",
+            "hourly=24",
+        ])
+        .await;
+    // Five hours, each one backup per schedule.
+    for hour in 1..=5 {
+        set_clock(&clock, T0 + 30 * 60 + (hour - 1) * 3600 + 5);
+        let want = 2 * hour as usize;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let all = backups_all(&server, "site").await;
+            let done = all
+                .iter()
+                .filter(|b| b["kind"] == "scheduled" && b["state"] != "running")
+                .count();
+            if done >= want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hour {hour}'s backups are not taken within 60 s: {all:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let all = backups_all(&server, "site").await;
+    let of = |s: &str, state: &str| {
+        all.iter()
+            .filter(|b| b["schedule"] == s && b["state"] == state)
+            .count()
+    };
+    assert_eq!(of("short", "verified"), 2, "hourly=2 keeps two: {all:#?}");
+    assert_eq!(of("short", "removed"), 3);
+    assert_eq!(
+        of("long", "verified"),
+        5,
+        "the other schedule keeps all its own"
+    );
+    assert_eq!(of("long", "removed"), 0);
+    assert!(
+        all.iter()
+            .any(|b| b["kind"] == "manual" && b["state"] == "verified"),
+        "a manual backup is no schedule's to remove"
+    );
+    // The repository holds exactly what is listed as kept.
+    let out = std::process::Command::new("restic")
+        .arg("-r")
+        .arg(data.join("repository"))
+        .arg("--password-file")
+        .arg(data.join("repository.password"))
+        .args(["snapshots", "--json"])
+        .output()
+        .unwrap();
+    let snaps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snaps.len(), 2 + 5 + 1);
+    server.stop().await;
+}
+
+async fn backups_all(server: &ServerProc, target: &str) -> Vec<serde_json::Value> {
+    let out = server
+        .ok(&["backups", "list", target, "--all", "--json"])
+        .await;
+    serde_json::from_str(&out).unwrap()
+}

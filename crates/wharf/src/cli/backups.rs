@@ -190,10 +190,7 @@ fn age(b: &BackupView) -> String {
 pub(crate) async fn backups(client: &Client, conn: &Conn, cmd: BackupsCmd) -> anyhow::Result<()> {
     match cmd {
         BackupsCmd::List { target, all } => {
-            let mut list = client.backups(target.as_deref()).await?;
-            if !all {
-                list.retain(|b| b.state != "removed");
-            }
+            let list = client.backups(target.as_deref(), all).await?;
             if conn.json {
                 return json(&list);
             }
