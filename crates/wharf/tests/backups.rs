@@ -643,3 +643,91 @@ async fn backups_all(server: &ServerProc, target: &str) -> Vec<serde_json::Value
         .await;
     serde_json::from_str(&out).unwrap()
 }
+
+/// `wharf db shell DB -- ARGS` with `input` on its stdin; returns its output.
+async fn shell(server: &ServerProc, db: &str, args: &[&str], input: &str) -> String {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["db", "shell", db, "--"])
+        .args(args)
+        .env("WHARF_URL", format!("http://{}", server.api))
+        .env("WHARF_TOKEN", &server.token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "db shell {db}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_and_redis_are_backed_up_verified_and_restored() {
+    require_tool("mariadbd", "mariadb-server");
+    require_tool("mariadb", "mariadb-client");
+    require_tool("redis-server", "redis-server");
+    let tmp = TempDir::new("backups-my-redis");
+    let data = tmp.0.join("data");
+    let server = ServerProc::start(&data, free_port()).await;
+
+    server
+        .ok(&["db", "create", "shop", "--engine", "mysql"])
+        .await;
+    shell(
+        &server,
+        "shop",
+        &["-N"],
+        "create table items (id int primary key); insert into items values (1), (2), (3);",
+    )
+    .await;
+    let out = server.ok(&["backups", "run", "shop"]).await;
+    assert!(out.contains("test restore: 1 table, 3 rows"), "{out}");
+    let snapshot = serde_json::from_str::<Vec<serde_json::Value>>(
+        &server.ok(&["backups", "list", "shop", "--json"]).await,
+    )
+    .unwrap()[0]["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    shell(&server, "shop", &["-N"], "delete from items;").await;
+    let out = server.ok(&["backups", "restore", "shop", &snapshot]).await;
+    assert!(out.contains("restored shop"), "{out}");
+    assert_eq!(
+        shell(&server, "shop", &["-N"], "select count(*) from items;")
+            .await
+            .trim(),
+        "3"
+    );
+
+    server
+        .ok(&["db", "create", "cache", "--engine", "redis"])
+        .await;
+    shell(&server, "cache", &[], "SET a 1\nSET b 2\n").await;
+    let out = server.ok(&["backups", "run", "cache"]).await;
+    assert!(out.contains("2 keys"), "{out}");
+    let snapshot = serde_json::from_str::<Vec<serde_json::Value>>(
+        &server.ok(&["backups", "list", "cache", "--json"]).await,
+    )
+    .unwrap()[0]["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    shell(&server, "cache", &[], "FLUSHALL\n").await;
+    let out = server
+        .ok(&["backups", "restore", "cache", &snapshot, "--to", "cache2"])
+        .await;
+    assert!(out.contains("restored cache2"), "{out}");
+    assert_eq!(shell(&server, "cache2", &[], "GET b\n").await.trim(), "2");
+    let dbs = server.ok(&["db", "list"]).await;
+    assert!(dbs.contains("cache2") && dbs.contains("running"), "{dbs}");
+    server.stop().await;
+}

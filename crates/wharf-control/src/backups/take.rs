@@ -183,7 +183,11 @@ impl Backups {
         params: &Params,
         user: Option<AppUser>,
     ) -> Result<String, String> {
-        let base = self.data.tmp(&db.name).join(format!("verify-{snapshot}"));
+        // Short: MariaDB's socket lands below it, and a unix socket path holds 107 bytes.
+        let base = self
+            .data
+            .tmp(&db.name)
+            .join(format!("v-{}", &snapshot[..snapshot.len().min(8)]));
         let _ = std::fs::remove_dir_all(&base);
         let result = (|| {
             std::fs::create_dir_all(&base)
