@@ -90,8 +90,20 @@ impl Databases {
         if let Some(why) = self.users.refusal() {
             return Err(format!("{name} cannot start: {why}"));
         }
+        // A folder a deleted app or database left keeps its data (and, for Postgres, its old
+        // password): never taken over, nor removed if this create fails.
+        let volume = self.data.volume(name);
+        if std::fs::read_dir(&volume).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(format!(
+                "{} holds data a deleted app or database named {name} left; move it away or \
+                 remove it (`wharf apps delete {name} --purge` for an app's), or choose another \
+                 name",
+                volume.display()
+            ));
+        }
+        let made_app_dir = !self.data.app_dir(name).exists();
         let port = self.free_port()?;
-        let params = Params::generate(engine, name, port, self.data.volume(name));
+        let params = Params::generate(engine, name, port, volume);
         params.check().map_err(|e| e.to_string())?;
         let db = self
             .store
@@ -100,10 +112,12 @@ impl Databases {
         let lock = self.lock(name);
         let _held = lock.lock().await;
         if let Err(e) = self.start_locked(&db).await {
-            self.stop_locked(name).await;
+            let _ = self.stop_locked(name).await;
             let _ = self.store.delete_database(name);
-            for dir in [self.data.volume(name), self.data.app_dir(name)] {
-                let _ = std::fs::remove_dir_all(dir);
+            // Only what this create made (the volume was empty or missing).
+            let _ = std::fs::remove_dir_all(self.data.volume(name));
+            if made_app_dir {
+                let _ = std::fs::remove_dir_all(self.data.app_dir(name));
             }
             return Err(e);
         }
@@ -125,11 +139,23 @@ impl Databases {
             })
     }
 
-    /// Starts every database (at server start), each on its own.
+    /// Starts every database (at server start), each on its own, after clearing what backups
+    /// a killed server left in its tmp (scratch servers' folders).
     pub(crate) async fn start_all(self: &Arc<Self>) {
         let Ok(dbs) = self.store.databases() else {
             return;
         };
+        for db in &dbs {
+            for e in std::fs::read_dir(self.data.tmp(&db.name))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if e.file_name().to_string_lossy().starts_with("v-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         for db in dbs {
             let me = self.clone();
             tokio::spawn(async move {
@@ -215,18 +241,26 @@ impl Databases {
         })
     }
 
-    /// Stops the database. The caller holds its lock.
-    pub(crate) async fn stop_locked(&self, name: &str) {
+    /// Stops the database. The caller holds its lock. A database that could not be stopped
+    /// stays recorded as running (nothing may start another server on its folder).
+    pub(crate) async fn stop_locked(&self, name: &str) -> Result<(), String> {
         let instance = self
             .running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
-        if let Some(i) = instance
-            && let Err(e) = self.process.stop(&i).await
-        {
-            tracing::warn!(database = name, error = %e, "could not stop the database");
+            .get(name)
+            .cloned();
+        if let Some(i) = instance {
+            self.process.stop(&i).await.map_err(|e| {
+                tracing::warn!(database = name, error = %e, "could not stop the database");
+                format!("could not stop database {name}: {e}")
+            })?;
+            self.running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(name);
         }
+        Ok(())
     }
 
     /// Stops every database (server shutdown).
@@ -241,7 +275,7 @@ impl Databases {
         for name in names {
             let lock = self.lock(&name);
             let _held = lock.lock().await;
-            self.stop_locked(&name).await;
+            let _ = self.stop_locked(&name).await;
         }
     }
 
@@ -271,7 +305,7 @@ impl Databases {
         self.store.database(name).map_err(|e| e.to_string())?;
         let lock = self.lock(name);
         let _held = lock.lock().await;
-        self.stop_locked(name).await;
+        self.stop_locked(name).await?;
         self.store
             .delete_database(name)
             .map_err(|e| e.to_string())?;

@@ -375,6 +375,13 @@ impl Server {
         let _ = self.api_task.await;
         self.gateway.shutdown().await;
         self.control.reconciler.stop_everything().await;
+        // A backup or restore in progress finishes first (up to a minute): stopping its
+        // database under it would fail it for no reason.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            self.control.backups.quiesce(),
+        )
+        .await;
         self.control.databases.stop_all().await;
     }
 }

@@ -366,17 +366,18 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn backup_by_snapshot(&self, target: &str, snapshot: &str) -> Result<Option<Backup>> {
-        // Short ids as restic prints them (8 hex digits) are accepted too.
+    /// The target's backups whose snapshot id starts with `prefix` (restic prints 8 hex
+    /// digits), newest first, removed ones left out.
+    pub fn backups_by_snapshot(&self, target: &str, prefix: &str) -> Result<Vec<Backup>> {
         let conn = self.conn();
         let mut st = conn.prepare(&format!(
-            "SELECT {BACKUP_COLUMNS} FROM backups WHERE target = ?1 AND snapshot LIKE ?2 || '%'
-             AND state != 'removed' ORDER BY id DESC"
+            "SELECT {BACKUP_COLUMNS} FROM backups WHERE target = ?1
+             AND substr(snapshot, 1, length(?2)) = ?2 AND state != 'removed' ORDER BY id DESC"
         ))?;
-        let found: Vec<Backup> = st
-            .query_map(params![target, snapshot], backup)?
+        let found = st
+            .query_map(params![target, prefix], backup)?
             .collect::<rusqlite::Result<_>>()?;
-        Ok(found.into_iter().next())
+        Ok(found)
     }
 
     /// Marks backups removed from the repository.
@@ -504,8 +505,13 @@ mod tests {
         assert_eq!(all[0].id, b);
         assert_eq!(all[0].state, BackupState::Failed);
         assert_eq!(
-            s.backup_by_snapshot("pg", "abcd").unwrap().map(|b| b.id),
-            Some(a)
+            s.backups_by_snapshot("pg", "abcd")
+                .unwrap()
+                .iter()
+                .map(|b| b.id)
+                .collect::<Vec<_>>(),
+            vec![a]
         );
+        assert!(s.backups_by_snapshot("pg", "abcd_").unwrap().is_empty());
     }
 }

@@ -729,5 +729,17 @@ async fn mariadb_and_redis_are_backed_up_verified_and_restored() {
     assert_eq!(shell(&server, "cache2", &[], "GET b\n").await.trim(), "2");
     let dbs = server.ok(&["db", "list"]).await;
     assert!(dbs.contains("cache2") && dbs.contains("running"), "{dbs}");
+
+    // A deleted database's data is never taken over by a new one of that name, and its
+    // backups bring it back once it is gone for good.
+    server.ok(&["db", "delete", "cache"]).await;
+    let (ok, _, err) = server
+        .cli(&["db", "create", "cache", "--engine", "redis"])
+        .await;
+    assert!(!ok && err.contains("holds data"), "{err}");
+    std::fs::remove_dir_all(data.join("volumes/cache")).unwrap();
+    let out = server.ok(&["backups", "restore", "cache", &snapshot]).await;
+    assert!(out.contains("restored cache"), "{out}");
+    assert_eq!(shell(&server, "cache", &[], "GET a\n").await.trim(), "1");
     server.stop().await;
 }

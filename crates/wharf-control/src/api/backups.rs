@@ -188,8 +188,18 @@ pub(crate) async fn add_schedule(
         Some(c) => c,
         None => wharf_backup::schedule::default_cron(&template).to_string(),
     };
-    wharf_backup::schedule::Cron::parse(&cron)
+    let parsed = wharf_backup::schedule::Cron::parse(&cron)
         .map_err(|e| ApiError::invalid(format!("cron: {e}")))?;
+    if parsed.next_after(c.backups.clock.now()).is_none() {
+        return Err(ApiError::invalid(format!(
+            "cron `{cron}` never comes round (check the day and month)"
+        )));
+    }
+    if c.store.schedules()?.iter().any(|s| s.name == name) {
+        return Err(ApiError::conflict(format!(
+            "schedule \"{name}\" already exists"
+        )));
+    }
     let s = c.store.add_schedule(&Schedule {
         name,
         target: req.target,

@@ -138,7 +138,19 @@ pub(crate) async fn link(
     ApiJson(req): ApiJson<LinkDatabase>,
 ) -> ApiResult<Json<Changed>> {
     let db = c.store.database(&name)?;
-    c.store.app(&req.app)?;
+    let app = c.store.app(&req.app)?;
+    // The database listens on this machine's loopback: only processes here reach it.
+    if app.node.is_some() || app.runtime != wharf_store::RuntimeKind::Process {
+        return Err(ApiError::invalid(format!(
+            "{} runs {}: it cannot reach the database on this machine's loopback; link \
+             process apps of this machine only (or reach it through a tunnel)",
+            req.app,
+            match &app.node {
+                Some(n) => format!("on node {n}"),
+                None => format!("on the {} runtime", app.runtime.as_str()),
+            }
+        )));
+    }
     let params = c.databases.params(&db).map_err(ApiError::internal)?;
     let var = params.engine.url_var().to_string();
     let set = std::collections::BTreeMap::from([(var.clone(), params.url())]);

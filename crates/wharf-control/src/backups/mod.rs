@@ -157,6 +157,17 @@ impl Backups {
             return Ok(Target::Database(db));
         }
         match self.store.app(name) {
+            // Their data is not in this machine's `volumes/` folder: a backup of it would be
+            // an empty one marked verified.
+            Ok(app) if app.node.is_some() => Err(format!(
+                "{name} runs on node {}: its volume is on that machine, which backups do not \
+                 reach yet",
+                app.node.as_deref().unwrap_or("")
+            )),
+            Ok(app) if app.runtime == wharf_store::RuntimeKind::Swarm => Err(format!(
+                "{name} runs on the Swarm: its volume is on the Swarm's nodes, which backups \
+                 do not reach yet"
+            )),
             Ok(_) => Ok(Target::App(name.to_string())),
             Err(_) => Err(format!("no app or database is named \"{name}\"")),
         }
@@ -182,6 +193,18 @@ impl Backups {
 
     pub(crate) fn metrics(&self) -> &schedule::Metrics {
         &self.metrics
+    }
+
+    /// Waits for the backup or restore in progress, and keeps others from starting.
+    pub(crate) async fn quiesce(&self) {
+        std::mem::forget(self.work.lock().await);
+    }
+
+    /// Where dumps are written before they go into the repository, and read back for a test
+    /// restore: wharf's own private folder (`run/`, 0700), never one a database's user could
+    /// plant a link in. Emptied at start: what a killed server left there is plaintext.
+    pub(crate) fn spool(&self) -> PathBuf {
+        self.data.run().join("backups")
     }
 }
 

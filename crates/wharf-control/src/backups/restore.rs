@@ -29,13 +29,29 @@ impl Backups {
         to: Option<&str>,
     ) -> Result<Restored, String> {
         let _work = self.work.lock().await;
-        let backup = self
+        if snapshot.len() < 8 || !snapshot.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "snapshot `{snapshot}`: give at least its first 8 hex digits, as `wharf backups \
+                 list {source}` shows them"
+            ));
+        }
+        let found = self
             .store
-            .backup_by_snapshot(source, snapshot)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| {
-                format!("{source} has no backup {snapshot} (see `wharf backups list {source}`)")
-            })?;
+            .backups_by_snapshot(source, &snapshot.to_ascii_lowercase())
+            .map_err(|e| e.to_string())?;
+        let backup = match found.as_slice() {
+            [one] => one.clone(),
+            [] => {
+                return Err(format!(
+                    "{source} has no backup {snapshot} (see `wharf backups list {source}`)"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "{snapshot} names several backups of {source}: give more of its id"
+                ));
+            }
+        };
         if backup.state != BackupState::Verified {
             return Err(format!(
                 "backup {snapshot} of {source} was never verified ({}); choose a verified one",
@@ -43,23 +59,46 @@ impl Backups {
             ));
         }
         let snap = backup.snapshot.clone().unwrap_or_default();
-        let from = self
-            .target(source)
-            .map_err(|e| format!("{e}: restore its backups into another one with --to"))?;
+        // What the backup holds: a database's dump (by its file's name) or a volume's files.
+        // Read from the repository, so a deleted app's or database's backups come back too.
+        let me = self.clone();
+        let (snap2, source2) = (snap.clone(), source.to_string());
+        let paths = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+            let repo = me.repo()?;
+            Ok(repo
+                .snapshots()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|s| s.id == snap2)
+                .map(|s| s.paths)
+                .unwrap_or_default())
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let dumped = [
+            wharf_db::Engine::Postgres,
+            wharf_db::Engine::Mysql,
+            wharf_db::Engine::Redis,
+        ]
+        .into_iter()
+        .find(|e| {
+            paths
+                .iter()
+                .any(|p| p.trim_start_matches('/') == e.dump_filename(&source2))
+        });
         let dest_name = to.unwrap_or(source);
-        let dest = match (&from, self.target(dest_name)) {
-            (Target::App(_), Ok(Target::App(name))) => Target::App(name),
-            (Target::Database(a), Ok(Target::Database(b))) if a.engine == b.engine => {
+        let dest = match (dumped, self.target(dest_name)) {
+            (None, Ok(Target::App(name))) => Target::App(name),
+            (Some(engine), Ok(Target::Database(b))) if b.engine == engine.as_str() => {
                 Target::Database(b)
             }
-            (Target::App(_), Err(_)) => {
+            (None, Err(_)) => {
                 return Err(format!(
                     "no app is named \"{dest_name}\": create it first (`wharf apps create`), \
                      then restore into its volume"
                 ));
             }
-            (Target::Database(a), Err(_)) => {
-                let engine = wharf_db::Engine::parse(&a.engine).map_err(|e| e.to_string())?;
+            (Some(engine), Err(_)) => {
                 Target::Database(self.databases.create(dest_name, engine).await?)
             }
             _ => {
@@ -116,10 +155,7 @@ impl Backups {
         db: &wharf_store::Database,
     ) -> Result<String, String> {
         let params = self.databases.params(db)?;
-        let file = self
-            .data
-            .tmp(&db.name)
-            .join(format!("restore-{}", backup.id));
+        let file = self.spool().join(format!("r-{}", backup.id));
         let me = self.clone();
         let (snap2, source2, params2, file2) = (
             snap.to_string(),
@@ -157,7 +193,7 @@ impl Backups {
         if params.engine == wharf_db::Engine::Redis {
             let lock = self.databases.lock(&db.name);
             let _held = lock.lock().await;
-            self.databases.stop_locked(&db.name).await;
+            self.databases.stop_locked(&db.name).await?;
             let replaced = params.restore_offline(file).map_err(|e| e.to_string());
             self.databases.start_locked(db).await?;
             replaced.map_err(|e| format!("restore failed: {e}"))?;
@@ -186,10 +222,7 @@ impl Backups {
         let volume = self.data.volume(app);
         let parent = volume.parent().expect("volumes/<app>").to_path_buf();
         let incoming = parent.join(format!(".restore-{app}"));
-        let outgoing = parent.join(format!(".pre-restore-{app}"));
-        for d in [&incoming, &outgoing] {
-            let _ = std::fs::remove_dir_all(d);
-        }
+        let _ = std::fs::remove_dir_all(&incoming);
         let me = self.clone();
         let (snap2, incoming2) = (snap.to_string(), incoming.clone());
         let restored = tokio::task::spawn_blocking(move || -> Result<(u64, u64), String> {
@@ -211,18 +244,33 @@ impl Backups {
             crate::users::chown_tree(&incoming, u)
                 .map_err(|e| format!("cannot give the restored files to {app}'s user: {e}"))?;
         }
-        let swap = || -> std::io::Result<()> {
-            if volume.exists() {
-                std::fs::rename(&volume, &outgoing)?;
-            }
+        // One atomic exchange: at no moment is there no volume. The old files end up in
+        // `incoming`, kept until the app runs on the restored ones.
+        let swap = if volume.exists() {
+            rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &incoming,
+                rustix::fs::CWD,
+                &volume,
+                rustix::fs::RenameFlags::EXCHANGE,
+            )
+            .map_err(std::io::Error::from)
+        } else {
             std::fs::rename(&incoming, &volume)
         };
-        swap().map_err(|e| format!("cannot put the restored volume in place: {e}"))?;
+        swap.map_err(|e| format!("cannot put the restored volume in place: {e}"))?;
         // New instances start on the restored files; the old ones are drained and stopped.
-        let restarted = self.reconciler.reconcile(app, true, op).await;
-        let _ = std::fs::remove_dir_all(&outgoing);
-        restarted.map_err(|e| format!("the files are back but {app} did not restart: {e}"))?;
-        Ok(format!("{files} files, {bytes} bytes"))
+        match self.reconciler.reconcile(app, true, op).await {
+            Ok(_) => {
+                let _ = std::fs::remove_dir_all(&incoming);
+                Ok(format!("{files} files, {bytes} bytes"))
+            }
+            Err(e) => Err(format!(
+                "the files are back but {app} did not restart: {e} (its previous files are \
+                 in {})",
+                incoming.display()
+            )),
+        }
     }
 }
 

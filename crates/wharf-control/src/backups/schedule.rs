@@ -38,16 +38,46 @@ pub(crate) fn level_str(level: Level) -> &'static str {
     }
 }
 
+/// A schedule's labels: `schedule`, `target`.
+type Labels = Vec<(String, String)>;
+
 /// The gauges `/metrics` shows per schedule.
 #[derive(Clone, Default)]
 pub(crate) struct Metrics {
     /// 0 ok, 1 warn, 2 crit (Nagios's codes).
-    pub(crate) level: Family<Vec<(String, String)>, Gauge>,
-    pub(crate) newest_verified: Family<Vec<(String, String)>, Gauge>,
+    pub(crate) level: Family<Labels, Gauge>,
+    pub(crate) newest_verified: Family<Labels, Gauge>,
+    /// The label sets in use, to remove a schedule's.
+    labels: std::sync::Arc<std::sync::Mutex<Vec<Labels>>>,
+}
+
+impl Metrics {
+    fn set(&self, labels: Labels, level: i64, newest: i64) {
+        self.level.get_or_create(&labels).set(level);
+        self.newest_verified.get_or_create(&labels).set(newest);
+        let mut known = self.labels.lock().unwrap_or_else(|p| p.into_inner());
+        if !known.contains(&labels) {
+            known.push(labels);
+        }
+    }
+
+    fn forget(&self, doomed: impl Fn(&Labels) -> bool) {
+        let mut known = self.labels.lock().unwrap_or_else(|p| p.into_inner());
+        known.retain(|labels| {
+            if doomed(labels) {
+                self.level.remove(labels);
+                self.newest_verified.remove(labels);
+                false
+            } else {
+                true
+            }
+        });
+    }
 }
 
 /// Runs due schedules and watches freshness until `stop`.
 pub(crate) fn spawn_scheduler(backups: Arc<Backups>, stop: CancellationToken) {
+    let _ = std::fs::remove_dir_all(backups.spool());
     tokio::spawn(async move {
         // A backup a killed server left running never finishes: it failed.
         let now = backups.clock.now();
@@ -61,14 +91,8 @@ pub(crate) fn spawn_scheduler(backups: Arc<Backups>, stop: CancellationToken) {
                 "backups a stopped server left running are failed"
             );
         }
-        // Levels as they stand at start: alerts are for changes seen while running.
-        for f in backups.freshness() {
-            backups
-                .levels
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(f.schedule.clone(), parse_level(f.level));
-        }
+        // Every schedule counts as ok at start: one that went stale while the server was
+        // down is alerted about now.
         loop {
             backups.run_due().await;
             backups.watch().await;
@@ -112,9 +136,11 @@ impl Backups {
             let Ok(cron) = Cron::parse(&s.cron) else {
                 continue;
             };
+            // A last run "in the future" (the clock was set back) must not stop the schedule.
+            let now = self.clock.now();
             let due = cron
-                .next_after(self.last_run(&s, &all))
-                .is_some_and(|t| t <= self.clock.now());
+                .next_after(self.last_run(&s, &all).min(now))
+                .is_some_and(|t| t <= now);
             if !due {
                 continue;
             }
@@ -151,7 +177,8 @@ impl Backups {
         let entries: Vec<Entry> = mine
             .iter()
             .map(|b| Entry {
-                id: b.id.to_string(),
+                // Zero-padded: retention may order ids as text.
+                id: format!("{:012}", b.id),
                 schedule: b.schedule.clone().unwrap_or_default(),
                 time: b.started_at,
                 verified: b.state == BackupState::Verified,
@@ -163,24 +190,28 @@ impl Backups {
         }
         let doomed: Vec<&Backup> = mine
             .into_iter()
-            .filter(|b| expired.contains(&b.id.to_string()))
+            .filter(|b| expired.contains(&format!("{:012}", b.id)))
             .collect();
         let snapshots: Vec<String> = doomed.iter().filter_map(|b| b.snapshot.clone()).collect();
-        let copies: Vec<String> = doomed
-            .iter()
-            .flat_map(|b| b.copies.iter())
-            .filter_map(|c| c.strip_prefix("copy:").map(str::to_string))
-            .collect();
+        // Copies are left to the second repository's own retention: this server may hold no
+        // right to delete there (a copy it could delete is no protection against it).
         let _work = self.work.lock().await;
         let me = self.clone();
         let forgotten = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let repo = me.repo()?;
+            // Only what the repository still has: one gone already must not block the rest.
+            let present: Vec<String> = repo
+                .snapshots()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|s| s.id)
+                .collect();
+            let snapshots: Vec<String> = snapshots
+                .into_iter()
+                .filter(|id| present.contains(id))
+                .collect();
             if !snapshots.is_empty() {
-                me.repo()?.forget(&snapshots).map_err(|e| e.to_string())?;
-            }
-            if !copies.is_empty()
-                && let Some(copy) = me.copy_repo()?
-            {
-                copy.forget(&copies).map_err(|e| e.to_string())?;
+                repo.forget(&snapshots).map_err(|e| e.to_string())?;
             }
             Ok(())
         })
@@ -225,8 +256,14 @@ impl Backups {
                 let thresholds = Template::parse(&s.template)
                     .map(|t| freshness::thresholds(&t))
                     .unwrap_or(freshness::Thresholds { warn: 0, crit: 0 });
-                let level =
-                    freshness::level(newest_verified, last_error.is_some(), now, &thresholds);
+                // Never verified yet: as old as the schedule, so one that never manages a
+                // backup turns crit (and alerts) instead of waiting at warn for ever.
+                let level = freshness::level(
+                    newest_verified.or(Some(s.created_at)),
+                    last_error.is_some(),
+                    now,
+                    &thresholds,
+                );
                 let next_run = Cron::parse(&s.cron)
                     .ok()
                     .and_then(|c| c.next_after(self.last_run(&s, &all)));
@@ -252,18 +289,24 @@ impl Backups {
         let mut changes = Vec::new();
         {
             let mut levels = self.levels.lock().unwrap_or_else(|p| p.into_inner());
-            levels.retain(|name, _| now.iter().any(|f| &f.schedule == name));
+            // Schedules removed: their alert state and gauges go with them.
+            let gone: Vec<String> = levels
+                .keys()
+                .filter(|name| !now.iter().any(|f| &f.schedule == *name))
+                .cloned()
+                .collect();
+            for name in gone {
+                levels.remove(&name);
+                self.metrics.forget(|labels| labels[0].1 == name);
+            }
             for f in &now {
                 let labels = vec![
                     ("schedule".to_string(), f.schedule.clone()),
                     ("target".to_string(), f.target.clone()),
                 ];
                 let level = parse_level(f.level);
-                self.metrics.level.get_or_create(&labels).set(level as i64);
                 self.metrics
-                    .newest_verified
-                    .get_or_create(&labels)
-                    .set(f.newest_verified.unwrap_or(0));
+                    .set(labels, level as i64, f.newest_verified.unwrap_or(0));
                 let before = levels
                     .insert(f.schedule.clone(), level)
                     .unwrap_or(Level::Ok);

@@ -134,8 +134,8 @@ impl Backups {
     fn write_and_verify_into(&self, job: &Job, o: &mut BackupOutcome) -> Result<(), String> {
         let repo = self.repo()?;
         let snap = match (&job.target, &job.params) {
-            (Target::Database(db), Some(params)) => {
-                let scratch = self.data.tmp(&db.name).join(format!("backup-{}", job.row));
+            (Target::Database(_), Some(params)) => {
+                let scratch = self.spool().join(format!("b-{}", job.row));
                 let result = dump_into(&repo, params, &scratch, job);
                 let _ = std::fs::remove_dir_all(&scratch);
                 result?
@@ -183,27 +183,29 @@ impl Backups {
         params: &Params,
         user: Option<AppUser>,
     ) -> Result<String, String> {
-        // Short: MariaDB's socket lands below it, and a unix socket path holds 107 bytes.
-        let base = self
-            .data
-            .tmp(&db.name)
-            .join(format!("v-{}", &snapshot[..snapshot.len().min(8)]));
-        let _ = std::fs::remove_dir_all(&base);
+        // The dump stays in wharf's own folder; only the scratch server's folder is the
+        // database user's (short: MariaDB's socket lands below it, and a unix socket path
+        // holds 107 bytes).
+        let short = &snapshot[..snapshot.len().min(8)];
+        let spool = self.spool().join(format!("v-{short}"));
+        let scratch = self.data.tmp(&db.name).join(format!("v-{short}"));
+        for d in [&spool, &scratch] {
+            let _ = std::fs::remove_dir_all(d);
+        }
         let result = (|| {
-            std::fs::create_dir_all(&base)
-                .map_err(|e| format!("cannot make {}: {e}", base.display()))?;
-            let dump = base.join("dump");
+            for d in [&spool, &scratch] {
+                std::fs::create_dir_all(d)
+                    .map_err(|e| format!("cannot make {}: {e}", d.display()))?;
+            }
+            let dump = spool.join("dump");
             let mut f =
                 File::create(&dump).map_err(|e| format!("cannot write {}: {e}", dump.display()))?;
             repo.dump(snapshot, &params.engine.dump_filename(&db.name), &mut f)
                 .map_err(|e| format!("verification failed: {e}"))?;
             drop(f);
-            let scratch = base.join("server");
-            std::fs::create_dir_all(&scratch)
-                .map_err(|e| format!("cannot make {}: {e}", scratch.display()))?;
             if let Some(u) = user {
-                crate::users::chown_tree(&base, u)
-                    .map_err(|e| format!("cannot give {} away: {e}", base.display()))?;
+                crate::users::chown_tree(&scratch, u)
+                    .map_err(|e| format!("cannot give {} away: {e}", scratch.display()))?;
             }
             wharf_db::verify_dump(
                 params.engine,
@@ -215,7 +217,9 @@ impl Backups {
             .map(|r| format!("test restore: {}", r.summary))
             .map_err(|e| format!("test restore failed: {e}"))
         })();
-        let _ = std::fs::remove_dir_all(&base);
+        for d in [&spool, &scratch] {
+            let _ = std::fs::remove_dir_all(d);
+        }
         result
     }
 

@@ -251,7 +251,14 @@ pub(crate) async fn backups(client: &Client, conn: &Conn, cmd: BackupsCmd) -> an
             }
         }
         BackupsCmd::Check => {
-            let c = client.backups_check().await?;
+            // A server that does not answer takes no backups: critical, not a warning.
+            let c = match client.backups_check().await {
+                Ok(c) => c,
+                Err(e) => {
+                    outln!("BACKUPS CRIT - cannot reach the server: {e}");
+                    std::process::exit(2);
+                }
+            };
             if conn.json {
                 json(&c)?;
             } else {
