@@ -8,8 +8,11 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `1.91` and `1.91.0` are the same version: missing parts count as 0.
 fn version(v: &str) -> Vec<u32> {
-    v.split('.').map(|n| n.parse().unwrap()).collect()
+    let mut parts: Vec<u32> = v.split('.').map(|n| n.parse().unwrap()).collect();
+    parts.resize(3, 0);
+    parts
 }
 
 /// `rust-version` must be the true minimum: not below what any locked dependency needs (the
