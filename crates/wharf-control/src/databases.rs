@@ -244,12 +244,7 @@ impl Databases {
     /// Stops the database. The caller holds its lock. A database that could not be stopped
     /// stays recorded as running (nothing may start another server on its folder).
     pub(crate) async fn stop_locked(&self, name: &str) -> Result<(), String> {
-        let instance = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned();
+        let instance = self.instance(name);
         if let Some(i) = instance {
             self.process.stop(&i).await.map_err(|e| {
                 tracing::warn!(database = name, error = %e, "could not stop the database");
@@ -279,14 +274,18 @@ impl Databases {
         }
     }
 
-    /// Whether it runs, as the process runtime sees it.
-    pub(crate) async fn state(&self, name: &str) -> &'static str {
-        let instance = self
-            .running
+    /// The instance running the database, if any.
+    fn instance(&self, name: &str) -> Option<String> {
+        self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
-            .cloned();
+            .cloned()
+    }
+
+    /// Whether it runs, as the process runtime sees it.
+    pub(crate) async fn state(&self, name: &str) -> &'static str {
+        let instance = self.instance(name);
         let Some(instance) = instance else {
             return "stopped";
         };

@@ -70,29 +70,9 @@ async fn wait_port(port: u16, what: &str) {
     .await;
 }
 
-/// `wharf db shell DB` with `sql` on its stdin; returns psql's output.
+/// `wharf db shell DB` (psql, unaligned) with `sql` on its stdin; returns its output.
 async fn sql(server: &ServerProc, db: &str, sql: &str) -> String {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["db", "shell", db, "--", "-tA"])
-        .env("WHARF_URL", format!("http://{}", server.api))
-        .env("WHARF_TOKEN", &server.token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(sql.as_bytes()).await.unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "db shell: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    shell(server, db, &["-tA"], sql).await
 }
 
 async fn backups(server: &ServerProc, target: &str) -> Vec<serde_json::Value> {
