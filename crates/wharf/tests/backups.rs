@@ -723,3 +723,120 @@ async fn mariadb_and_redis_are_backed_up_verified_and_restored() {
     assert_eq!(shell(&server, "cache", &[], "GET a\n").await.trim(), "1");
     server.stop().await;
 }
+
+/// A webhook receiver on loopback: answers 200 and hands over each request's body.
+async fn webhook_sink() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Headers, then Content-Length bytes of body.
+                loop {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]);
+                            let _ = tx.send(body.to_string());
+                            let _ = conn
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_gone_stale_is_alerted_and_so_is_its_recovery() {
+    let tmp = TempDir::new("backups-stale");
+    let data = tmp.0.join("data");
+    let clock = tmp.0.join("clock");
+    set_clock(&clock, T0);
+    let (hook, mut alerts) = webhook_sink().await;
+    let server = ServerProc::start_with(
+        &data,
+        free_port(),
+        free_port(),
+        &[
+            ("WHARF_CLOCK_FILE", clock.display().to_string()),
+            (
+                "WHARF_ALERT_WEBHOOK",
+                format!("http://127.0.0.1:{hook}/hook"),
+            ),
+        ],
+    )
+    .await;
+    app_with_volume(&server, &data, "blog", 1).await;
+    // Hourly freshness (crit after 6 h) but a backup only daily at 03:00: it goes stale.
+    server
+        .ok(&[
+            "backups",
+            "schedule",
+            "add",
+            "blog",
+            "--keep",
+            "hourly=24",
+            "--cron",
+            "0 3 * * *",
+        ])
+        .await;
+    set_clock(&clock, T0 + (2 * 60 + 30) * 60 + 5); // 03:00:05
+    until(60, "the 03:00 backup is verified", || async {
+        backups(&server, "blog")
+            .await
+            .iter()
+            .any(|b| b["state"] == "verified")
+    })
+    .await;
+    assert_eq!(check(&server).await.0, 0);
+
+    set_clock(&clock, T0 + (9 * 60 + 30) * 60); // 10:00, 7 h later
+    let stale = tokio::time::timeout(Duration::from_secs(30), alerts.recv())
+        .await
+        .expect("a stale alert within 30 s")
+        .unwrap();
+    let stale: serde_json::Value = serde_json::from_str(&stale).unwrap();
+    assert_eq!(stale["kind"], "stale", "{stale}");
+    assert_eq!(stale["target"], "blog");
+    let (code, out) = check(&server).await;
+    assert_eq!(code, 2, "{out}");
+
+    // The next day's run recovers it, and says so.
+    set_clock(&clock, T0 + (26 * 60 + 30) * 60 + 5); // 03:00:05 the next day
+    let recovered = tokio::time::timeout(Duration::from_secs(60), alerts.recv())
+        .await
+        .expect("a recovery alert within 60 s")
+        .unwrap();
+    let recovered: serde_json::Value = serde_json::from_str(&recovered).unwrap();
+    assert_eq!(recovered["kind"], "recovery", "{recovered}");
+    assert_eq!(check(&server).await.0, 0);
+    let listed = server.ok(&["backups", "alerts"]).await;
+    assert!(
+        listed.contains("stale") && listed.contains("recovery") && listed.contains("webhook sent"),
+        "{listed}"
+    );
+    server.stop().await;
+}
