@@ -776,6 +776,7 @@ async fn a_schedule_gone_stale_is_alerted_and_so_is_its_recovery() {
     let clock = tmp.0.join("clock");
     set_clock(&clock, T0);
     let (hook, mut alerts) = webhook_sink().await;
+    let admin = free_port();
     let server = ServerProc::start_with(
         &data,
         free_port(),
@@ -786,6 +787,7 @@ async fn a_schedule_gone_stale_is_alerted_and_so_is_its_recovery() {
                 "WHARF_ALERT_WEBHOOK",
                 format!("http://127.0.0.1:{hook}/hook"),
             ),
+            ("WHARF_ADMIN", format!("127.0.0.1:{admin}")),
         ],
     )
     .await;
@@ -823,6 +825,15 @@ async fn a_schedule_gone_stale_is_alerted_and_so_is_its_recovery() {
     assert_eq!(stale["target"], "blog");
     let (code, out) = check(&server).await;
     assert_eq!(code, 2, "{out}");
+    // Monitoring sees it too.
+    let metrics = wharf_testkit::get(([127, 0, 0, 1], admin).into(), "localhost", "/metrics")
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains("wharf_backup_freshness{schedule=\"blog\",target=\"blog\"} 2"),
+        "{metrics}"
+    );
 
     // The next day's run recovers it, and says so.
     set_clock(&clock, T0 + (26 * 60 + 30) * 60 + 5); // 03:00:05 the next day
