@@ -374,16 +374,19 @@ async fn an_s3_store_that_dies_mid_upload_fails_the_backup_alerts_by_email_and_c
     .await;
     assert_eq!(check(&server).await.0, 0);
 
-    // New data, the next hour; the store dies while the backup runs.
-    random_file(&data.join("volumes/files/more"), 64);
+    // New data, the next hour; the store dies once the backup's first new pack arrived in
+    // the bucket, with the rest of the upload (and the read-back) still to come.
+    random_file(&data.join("volumes/files/more"), 128);
+    let packs_before = s3_keys(&bucket, "wharf/data/").await;
     set_clock(&clock, T0 + 90 * 60 + 5);
-    until(60, "the second backup starts", || async {
-        backups(&server, "files")
-            .await
-            .iter()
-            .any(|b| b["state"] == "running")
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s3_keys(&bucket, "wharf/data/").await <= packs_before {
+        assert!(
+            Instant::now() < deadline,
+            "no new pack reached the store within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     s3.kill().await.unwrap();
     until(120, "the second backup fails", || async {
         backups(&server, "files")
@@ -419,6 +422,18 @@ async fn an_s3_store_that_dies_mid_upload_fails_the_backup_alerts_by_email_and_c
     assert!(page.contains("state crit"), "{page}");
     assert!(page.contains("127.0.0.1"), "the reason is shown: {page}");
     server.stop().await;
+}
+
+/// How many objects the bucket holds under `prefix` (one S3 listing; 1000 at most).
+async fn s3_keys(bucket: &str, prefix: &str) -> usize {
+    let out = tokio::process::Command::new("curl")
+        .args(["-sf", &format!("{bucket}?list-type=2&prefix={prefix}")])
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .matches("<Key>")
+        .count()
 }
 
 /// Plain HTTP PUT (makes an S3 bucket).
