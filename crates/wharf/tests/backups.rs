@@ -61,15 +61,6 @@ where
     }
 }
 
-async fn wait_port(port: u16, what: &str) {
-    until(30, what, || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
-}
-
 /// `wharf db shell DB` (psql, unaligned) with `sql` on its stdin; returns its output.
 async fn sql(server: &ServerProc, db: &str, sql: &str) -> String {
     shell(server, db, &["-tA"], sql).await
@@ -309,28 +300,22 @@ async fn an_s3_store_that_dies_mid_upload_fails_the_backup_alerts_by_email_and_c
     let moto = moto_server();
     require_tool("aiosmtpd", "python3-aiosmtpd");
     let tmp = TempDir::new("backups-s3");
-    let s3_port = free_port();
-    let mut s3 = tokio::process::Command::new(&moto)
-        .args(["-H", "127.0.0.1", "-p", &s3_port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    wait_port(s3_port, "the S3 server listens").await;
+    let (mut s3, s3_port) = listening("the S3 server", |port| {
+        let mut c = tokio::process::Command::new(&moto);
+        c.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        c
+    })
+    .await;
     let mailbox = tmp.0.join("mail");
-    let smtp_port = free_port();
-    let _smtp = tokio::process::Command::new("aiosmtpd")
-        .args(["-n", "-l"])
-        .arg(format!("127.0.0.1:{smtp_port}"))
-        .args(["-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(&mailbox)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    wait_port(smtp_port, "the SMTP sink listens").await;
+    let (_smtp, smtp_port) = listening("the SMTP sink", |port| {
+        let mut c = tokio::process::Command::new("aiosmtpd");
+        c.args(["-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&mailbox);
+        c
+    })
+    .await;
     let bucket = format!("http://127.0.0.1:{s3_port}/backups");
     let made = reqwest_put(&bucket).await;
     assert!(made, "the bucket is made");
@@ -409,12 +394,19 @@ async fn an_s3_store_that_dies_mid_upload_fails_the_backup_alerts_by_email_and_c
     let (code, out) = check(&server).await;
     assert_eq!(code, 2, "{out}");
     assert!(out.starts_with("BACKUPS CRIT"), "{out}");
-    until(30, "the alert email arrives", || async {
-        mails(&mailbox)
-            .iter()
-            .any(|m| m.contains("backup of files failed"))
-    })
-    .await;
+    // Generous: the SMTP sink looks up its own host name on its first session, which can
+    // take a resolver timeout on a machine without DNS.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !mails(&mailbox)
+        .iter()
+        .any(|m| m.contains("backup of files failed"))
+    {
+        if Instant::now() >= deadline {
+            let alerts = server.cli(&["backups", "alerts"]).await;
+            panic!("no alert email within 120 s; the alerts as wharf recorded them: {alerts:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let status = server.ok(&["backups", "alerts"]).await;
     assert!(status.contains("email sent"), "{status}");
     // The dashboard shows it red, with why.
@@ -422,6 +414,46 @@ async fn an_s3_store_that_dies_mid_upload_fails_the_backup_alerts_by_email_and_c
     assert!(page.contains("state crit"), "{page}");
     assert!(page.contains("127.0.0.1"), "the reason is shown: {page}");
     server.stop().await;
+}
+
+/// Starts a server on a free port and waits until it is the one listening there: a port
+/// another test took between our look and its bind makes it exit, and it is tried again.
+async fn listening(
+    what: &str,
+    command: impl Fn(u16) -> tokio::process::Command,
+) -> (tokio::process::Child, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = command(port)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break; // lost the port: try another
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                // Still ours a moment later (not someone else's listener it raced with).
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if child.try_wait().unwrap().is_none() {
+                    return (child, port);
+                }
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} does not listen within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    panic!("{what} could not get a port in 5 tries");
 }
 
 /// How many objects the bucket holds under `prefix` (one S3 listing; 1000 at most).
