@@ -12,14 +12,20 @@ pub(crate) enum Format {
 }
 
 pub(crate) fn init(format: Format) {
-    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let mut spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
     // The backup engine reports every step of every backup at info ("reading index...",
-    // "finished."): kept to its warnings unless RUST_LOG names it.
-    let spec = if spec.contains("rustic") {
-        spec
-    } else {
-        format!("{spec},rustic_core=warn,rustic_backend=warn")
-    };
+    // "finished."), and its S3 layer every retry of every request of an outage: kept down
+    // unless RUST_LOG names them (wharf reports the backup's outcome itself). A burst of them
+    // into a stderr nobody drains would stall the server.
+    for (krate, level) in [
+        ("rustic_core", "warn"),
+        ("rustic_backend", "warn"),
+        ("opendal", "error"),
+    ] {
+        if !spec.contains(krate) {
+            spec.push_str(&format!(",{krate}={level}"));
+        }
+    }
     let filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

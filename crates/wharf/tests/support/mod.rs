@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStderr, Command};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 use wharf_testkit::get;
 
 pub struct TempDir(pub PathBuf);
@@ -33,7 +33,8 @@ impl Drop for TempDir {
 
 pub struct ServerProc {
     pub child: Child,
-    log: Lines<BufReader<ChildStderr>>,
+    /// Reads the server's log after "ready" to its end, so a full pipe never stalls it.
+    log: tokio::task::JoinHandle<()>,
     pub api: String,
     pub http: SocketAddr,
     pub https: SocketAddr,
@@ -155,7 +156,7 @@ impl ServerProc {
             .to_string();
         ServerProc {
             child,
-            log,
+            log: tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} }),
             api,
             http,
             https: SocketAddr::from(([127, 0, 0, 1], https_port)),
@@ -226,8 +227,8 @@ impl ServerProc {
             .unwrap()
             .unwrap();
         assert!(status.success(), "clean exit: {status}");
-        // Drain what is left so the pipe never blocks the child.
-        while let Ok(Some(_)) = self.log.next_line().await {}
+        // The log ends with the server.
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.log).await;
     }
 }
 
