@@ -165,9 +165,6 @@ impl Server {
             config.renew,
         );
         let routing = Routing {
-            listen: config.http.clone(),
-            https: config.https.clone(),
-            admin: config.admin,
             public_port: gateway.listen_addrs().first().map_or(80, |a| a.port()),
             base_domain: config.base_domain.clone(),
             health_timeout: config.health_timeout,

@@ -33,10 +33,10 @@ use std::time::Duration;
 use sha2::Digest;
 
 use wharf_gateway::config::{
-    BackendConfig, Balance, GatewayConfig, HealthConfig, HostPattern, HttpsPolicy, ProxyConfig,
-    SiteConfig, StaticConfig,
+    BackendConfig, Balance, HealthConfig, HostPattern, HttpsPolicy, ProxyConfig, SiteConfig,
+    StaticConfig,
 };
-use wharf_gateway::{DeployOptions, Gateway, GatewayError};
+use wharf_gateway::{DeployOptions, Gateway, GatewayError, SiteChanges};
 use wharf_runtime::{ContainerOptions, InstanceSpec, Isolation, Limits, RestartPolicy, Workload};
 use wharf_store::{App, AppKind, Availability, RuntimeKind, Store, StoreError, Tls};
 use wharf_tls::{CertManager, CertSource, WantedCert};
@@ -55,10 +55,6 @@ const OUTPUT_LINES: usize = 20;
 /// Listener settings the route table is built around.
 #[derive(Clone, Debug)]
 pub(crate) struct Routing {
-    /// As configured (the gateway keys its listeners by these, port 0 included).
-    pub(crate) listen: Vec<SocketAddr>,
-    pub(crate) https: Vec<SocketAddr>,
-    pub(crate) admin: Option<SocketAddr>,
     /// The port the first listener really got, for the URLs shown to users.
     pub(crate) public_port: u16,
     pub(crate) base_domain: String,
@@ -110,6 +106,38 @@ pub(crate) struct Reconciler {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Why an app's last change failed, until a change succeeds or nothing should run.
     failures: Mutex<HashMap<String, String>>,
+    /// Which app wants which certificate, so a change touches only its own app's.
+    cert_owners: Mutex<CertOwners>,
+}
+
+/// The certificates each app wants, and the app each certificate belongs to.
+#[derive(Default)]
+struct CertOwners {
+    by_app: HashMap<String, Vec<String>>,
+    owner: HashMap<String, String>,
+}
+
+impl CertOwners {
+    /// Records that `app` now wants `certs`; returns those it wanted before and no app wants
+    /// now (a host another app took over meanwhile stays that app's).
+    fn set(&mut self, app: &str, certs: Vec<String>) -> Vec<String> {
+        for cert in &certs {
+            self.owner.insert(cert.clone(), app.to_string());
+        }
+        let before = if certs.is_empty() {
+            self.by_app.remove(app)
+        } else {
+            self.by_app.insert(app.to_string(), certs.clone())
+        };
+        let mut gone = Vec::new();
+        for cert in before.unwrap_or_default() {
+            if !certs.contains(&cert) && self.owner.get(&cert).is_some_and(|o| o == app) {
+                self.owner.remove(&cert);
+                gone.push(cert);
+            }
+        }
+        gone
+    }
 }
 
 /// Why new instances were not taken into service.
@@ -142,6 +170,7 @@ impl Reconciler {
             runs: Default::default(),
             locks: Default::default(),
             failures: Default::default(),
+            cert_owners: Default::default(),
         })
     }
 
@@ -253,7 +282,7 @@ impl Reconciler {
             || wanted_count != current.instances.len();
 
         if !changed {
-            self.route(op)?;
+            self.route(name, op)?;
             op.ok("route", "routes updated");
             return Ok(outcome(app.as_ref(), &self.url(name)));
         }
@@ -262,7 +291,7 @@ impl Reconciler {
             // Nothing should run: take the route away first, then stop. A route table that
             // cannot be built still stops them: they are no longer recorded anywhere.
             self.lock_runs().remove(name);
-            let routed = self.route(op);
+            let routed = self.route(name, op);
             if routed.is_ok() {
                 op.ok("route", "routes updated");
             }
@@ -356,7 +385,7 @@ impl Reconciler {
                     runs.insert(name.to_string(), current);
                 }
             }
-            let _ = self.apply_routes();
+            let _ = self.apply_routes(name);
             return Err(msg);
         }
         op.ok(
@@ -376,7 +405,7 @@ impl Reconciler {
         self.follow(name, &started);
         // The gateway serves the new instances already; a table that cannot be rebuilt now
         // must not leave the old ones running unrecorded.
-        let routed = self.route(op);
+        let routed = self.route(name, op);
         if routed.is_ok() {
             op.ok(
                 "route",
@@ -528,7 +557,7 @@ impl Reconciler {
         {
             inst.addrs = addrs;
         }
-        if let Err(e) = self.apply_routes() {
+        if let Err(e) = self.apply_routes(name) {
             tracing::warn!(app = name, error = %e, "routes not updated");
         }
         Some(true)
@@ -538,7 +567,7 @@ impl Reconciler {
     /// must exist first; a new app gets an empty pool (503) for the moment this takes.
     async fn swap(&self, name: &str, addrs: Vec<SocketAddr>) -> Result<(), String> {
         self.lock_runs().entry(name.to_string()).or_default();
-        self.apply_routes()?;
+        self.apply_routes(name)?;
         let opts = DeployOptions {
             health_timeout: self.routing.health_timeout,
             drain_timeout: None,
@@ -788,84 +817,109 @@ impl Reconciler {
     }
 
     /// `apply_routes`, recording a failure in the operation.
-    fn route(&self, op: &OpLog) -> Result<(), String> {
-        self.apply_routes().inspect_err(|e| op.failed("route", e))
+    fn route(&self, name: &str, op: &OpLog) -> Result<(), String> {
+        self.apply_routes(name)
+            .inspect_err(|e| op.failed("route", e))
     }
 
-    /// Builds the gateway configuration from the store and what runs, and swaps it in. Holds
-    /// `runs` throughout, so two changes' tables are swapped in the order they were built.
-    fn apply_routes(&self) -> Result<(), String> {
+    /// Builds `name`'s site from the store and what runs (or takes it out), with the
+    /// certificates its domains want, and hands the gateway that one change: every other
+    /// app's route, pool, health state and connections stay as they are. Holds `runs`
+    /// throughout, so two changes are applied in the order they were built.
+    fn apply_routes(&self, name: &str) -> Result<(), String> {
         let runs = self.lock_runs();
-        let apps = self
-            .store
-            .apps()
-            .map_err(|e| format!("cannot read apps: {e}"))?;
-        let mut sites = Vec::new();
-        for app in apps
-            .iter()
-            .filter(|a| a.availability == Availability::Enabled)
-        {
-            let eff = self.effective(app);
-            let backend = match (&eff.static_root, runs.get(&app.name)) {
-                (Some(root), _) => {
-                    if !root.is_dir() {
-                        // One app's missing folder must not block every other route.
-                        tracing::warn!(app = %app.name, root = %root.display(), "static folder missing; not served");
-                        continue;
-                    }
-                    BackendConfig::Static(StaticConfig {
-                        root: root.clone(),
-                        index: vec!["index.html".into()],
-                        not_found: None,
-                        // Deployed code is not trusted to link outside its folder.
-                        follow_links_outside_root: false,
-                    })
-                }
-                (None, Some(run)) => BackendConfig::Proxy(ProxyConfig {
-                    upstreams: run.addrs(),
-                    balance: Balance::RoundRobin,
-                    health: health(eff.health_path.as_deref()),
-                    strip_prefix: false,
-                }),
-                (None, None) => continue,
-            };
-            let mut hosts = vec![HostPattern::Exact(self.default_host(&app.name))];
-            hosts.extend(
-                app.domains
-                    .iter()
-                    .filter_map(|d| HostPattern::parse(d).ok()),
-            );
-            sites.push(SiteConfig {
-                name: app.name.clone(),
-                hosts,
-                path: "/".into(),
-                backend,
-                listen: Vec::new(),
-                max_body: app.max_body.unwrap_or(10 << 20),
-                allow: Vec::new(),
-                access_log: true,
-                cert: None,
-                https: HttpsPolicy {
-                    redirect: true,
-                    hsts: app.hsts_seconds.map(Duration::from_secs),
-                },
-            });
-        }
+        let app = match self.store.app(name) {
+            Ok(a) => Some(a),
+            Err(StoreError::NotFound { .. }) => None,
+            Err(e) => return Err(format!("cannot read the app: {e}")),
+        };
+        let site = app
+            .as_ref()
+            .and_then(|a| self.site_config(a, runs.get(name)));
         // Certificates first, so a new domain's redirect only starts once its certificate is
         // installed (the gateway redirects only hosts a certificate covers).
-        for (name, problem) in self.certs.apply(self.wanted_certs(&apps)) {
-            tracing::warn!(certificate = %name, error = %problem, "certificate not installed");
-        }
-        let config = GatewayConfig {
-            listen: self.routing.listen.clone(),
-            https: self.routing.https.clone(),
-            admin: self.routing.admin,
-            sites,
-            ..Default::default()
+        self.apply_certs(name, app.as_ref());
+        let changes = match site {
+            Some(site) => SiteChanges {
+                upsert: vec![site],
+                remove: Vec::new(),
+            },
+            None => SiteChanges {
+                upsert: Vec::new(),
+                remove: vec![name.to_string()],
+            },
         };
         self.gateway
-            .reload(config)
+            .update(changes)
             .map_err(|e| format!("routes not updated: {e}"))
+    }
+
+    /// The site an app is served as, if it is served now.
+    fn site_config(&self, app: &App, run: Option<&AppRun>) -> Option<SiteConfig> {
+        if app.availability != Availability::Enabled {
+            return None;
+        }
+        let eff = self.effective(app);
+        let backend = match (&eff.static_root, run) {
+            (Some(root), _) => {
+                if !root.is_dir() {
+                    // Not an error of the change: the app simply has nothing to serve yet.
+                    tracing::warn!(app = %app.name, root = %root.display(), "static folder missing; not served");
+                    return None;
+                }
+                BackendConfig::Static(StaticConfig {
+                    root: root.clone(),
+                    index: vec!["index.html".into()],
+                    not_found: None,
+                    // Deployed code is not trusted to link outside its folder.
+                    follow_links_outside_root: false,
+                })
+            }
+            (None, Some(run)) => BackendConfig::Proxy(ProxyConfig {
+                upstreams: run.addrs(),
+                balance: Balance::RoundRobin,
+                health: health(eff.health_path.as_deref()),
+                strip_prefix: false,
+            }),
+            (None, None) => return None,
+        };
+        let mut hosts = vec![HostPattern::Exact(self.default_host(&app.name))];
+        hosts.extend(
+            app.domains
+                .iter()
+                .filter_map(|d| HostPattern::parse(d).ok()),
+        );
+        Some(SiteConfig {
+            name: app.name.clone(),
+            hosts,
+            path: "/".into(),
+            backend,
+            listen: Vec::new(),
+            max_body: app.max_body.unwrap_or(10 << 20),
+            allow: Vec::new(),
+            access_log: true,
+            cert: None,
+            https: HttpsPolicy {
+                redirect: true,
+                hsts: app.hsts_seconds.map(Duration::from_secs),
+            },
+        })
+    }
+
+    /// Makes the certificates `name`'s domains want installed, and drops those it no longer
+    /// wants (unless another app took the host over meanwhile). Touches only this app's.
+    fn apply_certs(&self, name: &str, app: Option<&App>) {
+        let wanted = app.map_or_else(Vec::new, |a| self.wanted_certs(std::slice::from_ref(a)));
+        let gone = {
+            let mut owners = self.cert_owners.lock().unwrap_or_else(|p| p.into_inner());
+            owners.set(name, wanted.iter().map(|w| w.name.clone()).collect())
+        };
+        if wanted.is_empty() && gone.is_empty() {
+            return;
+        }
+        for (cert, problem) in self.certs.change(gone, wanted) {
+            tracing::warn!(certificate = %cert, error = %problem, "certificate not installed");
+        }
     }
 
     /// One certificate per domain with a TLS source, named by its host.

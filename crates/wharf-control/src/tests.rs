@@ -89,9 +89,6 @@ fn harness(name: &str) -> Harness {
     let certs =
         wharf_tls::CertManager::new(gateway.certs(), data.certs(), None, Default::default());
     let routing = Routing {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        https: Vec::new(),
-        admin: None,
         public_port: gateway.listen_addrs()[0].port(),
         base_domain: "localhost".into(),
         health_timeout: std::time::Duration::from_secs(2),

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use wharf_tls::CertStore;
 
 use crate::access_log::AccessLog;
-use crate::config::{GatewayConfig, HealthConfig};
+use crate::config::{GatewayConfig, HealthConfig, SiteConfig};
 use crate::error::{GatewayError, Result};
 use crate::metrics::{Metrics, ReloadResult};
 use crate::proxy::{Client, new_client};
@@ -57,6 +57,15 @@ pub struct Gateway {
     control: Arc<Mutex<Control>>,
     /// One lock per site: deploys of a site run one at a time.
     deploys: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// A change to some sites, for [`Gateway::update`]; every other site stays as it is.
+#[derive(Clone, Debug, Default)]
+pub struct SiteChanges {
+    /// Sites added, or replacing the site of the same name.
+    pub upsert: Vec<SiteConfig>,
+    /// Names of sites taken out (names not configured are ignored).
+    pub remove: Vec<String>,
 }
 
 /// Settings of one [`Gateway::deploy`].
@@ -182,14 +191,23 @@ impl Gateway {
         for pool in &fresh_pools {
             pool.enlist();
         }
-        let pools: Vec<_> = sites.iter().filter_map(|s| s.pool()).cloned().collect();
+        let pools: HashSet<*const Pool> = sites
+            .iter()
+            .filter_map(|s| s.pool())
+            .map(Arc::as_ptr)
+            .collect();
         let table = RouteTable::new(sites, config.unknown_host, config.timeouts);
         self.shared.table.store(Arc::new(table));
         // A replaced pool's health checks stop now, though requests may still hold it: its
         // targets are shared with the pool that replaced it, whose checks now decide.
         for pool in old.sites().filter_map(|s| s.pool()) {
-            if !pools.iter().any(|p| Arc::ptr_eq(p, pool)) {
+            if !pools.contains(&Arc::as_ptr(pool)) {
                 pool.supersede();
+            }
+        }
+        for site in old.sites() {
+            if self.shared.table.load().site(&site.config.name).is_none() {
+                self.shared.metrics.forget_site(&site.config.name);
             }
         }
         if let Some(log) = new_log {
@@ -198,18 +216,7 @@ impl Gateway {
         for pool in &fresh_pools {
             spawn_checker(pool, self.shared.shutdown.clone());
         }
-        for (key, listener) in bound {
-            let stop = self.shared.shutdown.child_token();
-            let local =
-                spawn_accept_loop(self.shared.clone(), listener, key.1.clone(), stop.clone())?;
-            tracing::info!(address = %local, role = ?key.1, "listening");
-            if key.1 == Role::Https && self.shared.https_port.load(Ordering::Relaxed) == 0 {
-                self.shared
-                    .https_port
-                    .store(local.port(), Ordering::Relaxed);
-            }
-            control.listeners.insert(key, Listening { local, stop });
-        }
+        self.commit_listeners(&mut control, bound);
         let wanted: HashSet<_> = wanted.into_iter().collect();
         control.listeners.retain(|key, l| {
             let keep = wanted.contains(key);
@@ -221,6 +228,152 @@ impl Gateway {
         });
         control.config = config;
         Ok(())
+    }
+
+    /// Changes some sites and leaves every other one exactly as it is (its pool, health state,
+    /// idle upstream connections and metrics): the sites in `changes.upsert` are built (a site
+    /// of the same name replaced), those in `changes.remove` taken out, and the new route table
+    /// swapped in. Costs what it changes, not the number of sites. As with [`Gateway::reload`],
+    /// everything is built and bound first: on error nothing changes.
+    pub fn update(&self, changes: SiteChanges) -> Result<()> {
+        let result = self.apply_changes(changes);
+        let label = if result.is_ok() { "ok" } else { "refused" };
+        self.shared
+            .metrics
+            .reloads
+            .get_or_create(&ReloadResult { result: label })
+            .inc();
+        result
+    }
+
+    fn apply_changes(&self, changes: SiteChanges) -> Result<()> {
+        let SiteChanges { upsert, remove } = changes;
+        let mut control = self.control.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.shared.table.load_full();
+
+        // 1. Build the changed sites, reusing pools that did not change.
+        let mut seen = HashSet::new();
+        let mut sites = Vec::with_capacity(upsert.len());
+        let mut fresh_pools = Vec::new();
+        for site_cfg in upsert {
+            if !seen.insert(site_cfg.name.clone()) {
+                return Err(GatewayError::Config(crate::error::ConfigError {
+                    file: None,
+                    site: Some(site_cfg.name.clone()),
+                    key: "name".into(),
+                    message: "the same site is changed twice in one update".into(),
+                }));
+            }
+            let previous = old.site(&site_cfg.name).map(|s| s.as_ref());
+            let (site, fresh) = Site::build(
+                site_cfg,
+                previous,
+                &self.shared.metrics,
+                &self.shared.targets,
+            )?;
+            if let (true, Backend::Proxy(pool)) = (fresh, &site.backend) {
+                fresh_pools.push(pool.clone());
+            }
+            sites.push(Arc::new(site));
+        }
+        let removed: Vec<String> = remove
+            .into_iter()
+            .filter(|name| !seen.contains(name) && old.site(name).is_some())
+            .collect();
+
+        // 2. The changed sites' own listeners: bind the new ones first.
+        let changed: HashSet<&str> = seen
+            .iter()
+            .map(String::as_str)
+            .chain(removed.iter().map(String::as_str))
+            .collect();
+        let mut wanted = HashSet::new();
+        for site in &sites {
+            let name: Arc<str> = Arc::from(site.config.name.as_str());
+            wanted.extend(
+                site.config
+                    .listen
+                    .iter()
+                    .map(|a| (*a, Role::Site(name.clone()))),
+            );
+        }
+        let mut bound = Vec::new();
+        for key in &wanted {
+            if !control.listeners.contains_key(key) {
+                bound.push((key.clone(), bind(key.0)?));
+            }
+        }
+
+        // 3. Commit.
+        for pool in &fresh_pools {
+            pool.enlist();
+        }
+        let table = old.with_changes(sites, &removed);
+        let replaced: Vec<Arc<Pool>> = changed
+            .iter()
+            .filter_map(|name| {
+                let pool = old.site(name)?.pool()?;
+                let kept = table
+                    .site(name)
+                    .and_then(|s| s.pool())
+                    .is_some_and(|p| Arc::ptr_eq(p, pool));
+                (!kept).then(|| pool.clone())
+            })
+            .collect();
+        self.shared.table.store(Arc::new(table));
+        for pool in &replaced {
+            pool.supersede();
+        }
+        for name in &removed {
+            self.shared.metrics.forget_site(name);
+            self.deploys
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(name);
+        }
+        for pool in &fresh_pools {
+            spawn_checker(pool, self.shared.shutdown.clone());
+        }
+        self.commit_listeners(&mut control, bound);
+        control.listeners.retain(|key, l| {
+            let keep = match &key.1 {
+                Role::Site(name) if changed.contains(&**name) => wanted.contains(key),
+                _ => true,
+            };
+            if !keep {
+                tracing::info!(address = %l.local, "listener removed by the new configuration");
+                l.stop.cancel();
+            }
+            keep
+        });
+        Ok(())
+    }
+
+    /// Starts serving on listeners just bound, and records them.
+    fn commit_listeners(
+        &self,
+        control: &mut Control,
+        bound: Vec<((SocketAddr, Role), std::net::TcpListener)>,
+    ) {
+        for (key, listener) in bound {
+            let stop = self.shared.shutdown.child_token();
+            let local =
+                match spawn_accept_loop(self.shared.clone(), listener, key.1.clone(), stop.clone())
+                {
+                    Ok(local) => local,
+                    Err(e) => {
+                        tracing::error!(error = %e, "listener not started");
+                        continue;
+                    }
+                };
+            tracing::info!(address = %local, role = ?key.1, "listening");
+            if key.1 == Role::Https && self.shared.https_port.load(Ordering::Relaxed) == 0 {
+                self.shared
+                    .https_port
+                    .store(local.port(), Ordering::Relaxed);
+            }
+            control.listeners.insert(key, Listening { local, stop });
+        }
     }
 
     /// Health-checks `targets`, swaps them in as the site's upstreams, then waits until requests

@@ -25,6 +25,6 @@ mod upstream;
 
 pub use body::Body;
 pub use error::{ConfigError, GatewayError, Result};
-pub use gateway::{DeployOptions, DeployReport, Gateway, wait_healthy};
+pub use gateway::{DeployOptions, DeployReport, Gateway, SiteChanges, wait_healthy};
 pub use limits::{OpenFileLimit, raise_open_file_limit};
 pub use metrics::SiteStats;

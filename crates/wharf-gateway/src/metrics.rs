@@ -165,6 +165,23 @@ impl Metrics {
         }
     }
 
+    /// Drops a removed site's series, so sites that come and go do not grow the registry (and
+    /// `/metrics`) for ever. A site added again later starts from zero.
+    pub(crate) fn forget_site(&self, site: &str) {
+        for class in CLASSES {
+            self.requests.remove(&SiteClass {
+                site: site.to_string(),
+                class,
+            });
+        }
+        let label = SiteLabel {
+            site: site.to_string(),
+        };
+        self.latency.remove(&label);
+        self.latency_micros.remove(&label);
+        self.upstream_errors.remove(&label);
+    }
+
     pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());

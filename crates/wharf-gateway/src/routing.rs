@@ -1,21 +1,34 @@
-//! The immutable route table: (host, path) → site. Built whole from a config and swapped in
-//! atomically; lookups never lock.
+//! The immutable route table: (host, path) → site. Swapped in atomically; lookups never lock.
+//! Its maps are persistent (structurally shared), so a change to a few sites builds a new table
+//! in time proportional to the change, not to the number of sites, while every table stays a
+//! complete, immutable value that requests hold for as long as they run.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{HostPattern, Timeouts, UnknownHost};
 use crate::site::Site;
 
-/// Sites for one host pattern, longest path prefix first.
-#[derive(Default)]
-struct Routes(Vec<Arc<Site>>);
+/// Sites for one host pattern, longest path prefix first. Usually one: cloned whole on change.
+#[derive(Clone, Default)]
+struct Routes(Arc<[Arc<Site>]>);
 
 impl Routes {
-    fn insert(&mut self, site: Arc<Site>) {
-        self.0.push(site);
-        self.0
-            .sort_by_key(|s| std::cmp::Reverse(s.config.path.len()));
+    fn with(&self, site: Arc<Site>) -> Routes {
+        let mut v: Vec<Arc<Site>> = self.0.iter().cloned().collect();
+        v.push(site);
+        v.sort_by_key(|s| std::cmp::Reverse(s.config.path.len()));
+        Routes(v.into())
+    }
+
+    /// Without the site named `name`; `None` when nothing is left.
+    fn without(&self, name: &str) -> Option<Routes> {
+        let v: Vec<Arc<Site>> = self
+            .0
+            .iter()
+            .filter(|s| s.config.name != name)
+            .cloned()
+            .collect();
+        (!v.is_empty()).then(|| Routes(v.into()))
     }
 
     fn matching(&self, path: &str) -> Option<&Arc<Site>> {
@@ -31,12 +44,14 @@ pub(crate) fn prefix_matches(prefix: &str, path: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
+type Map<V> = imbl::HashMap<String, V>;
+
+#[derive(Clone)]
 pub(crate) struct RouteTable {
-    pub(crate) sites: Vec<Arc<Site>>,
-    by_name: HashMap<String, Arc<Site>>,
-    exact: HashMap<String, Routes>,
+    by_name: Map<Arc<Site>>,
+    exact: Map<Routes>,
     /// Keyed by suffix including the leading dot (`.example.test`).
-    wildcard: HashMap<String, Routes>,
+    wildcard: Map<Routes>,
     any: Routes,
     pub(crate) unknown_host: UnknownHost,
     pub(crate) timeouts: Timeouts,
@@ -48,33 +63,52 @@ impl RouteTable {
         unknown_host: UnknownHost,
         timeouts: Timeouts,
     ) -> RouteTable {
-        let mut t = RouteTable {
-            by_name: HashMap::new(),
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
+        let empty = RouteTable {
+            by_name: Map::new(),
+            exact: Map::new(),
+            wildcard: Map::new(),
             any: Routes::default(),
             unknown_host,
             timeouts,
-            sites: Vec::new(),
         };
-        for site in &sites {
+        empty.with_changes(sites, &[])
+    }
+
+    /// A new table: this one with the sites named in `remove` taken out and `upsert` put in
+    /// (replacing any site of the same name). Costs what it changes; `self` is untouched.
+    pub(crate) fn with_changes(&self, upsert: Vec<Arc<Site>>, remove: &[String]) -> RouteTable {
+        let mut t = self.clone();
+        for name in remove
+            .iter()
+            .map(String::as_str)
+            .chain(upsert.iter().map(|s| s.config.name.as_str()))
+        {
+            if let Some(old) = t.by_name.remove(name) {
+                t.unroute(&old);
+            }
+        }
+        for site in upsert {
             t.by_name.insert(site.config.name.clone(), site.clone());
             for host in &site.config.hosts {
                 match host {
-                    HostPattern::Exact(h) => {
-                        t.exact.entry(h.clone()).or_default().insert(site.clone())
-                    }
-                    HostPattern::Wildcard(s) => t
-                        .wildcard
-                        .entry(s.clone())
-                        .or_default()
-                        .insert(site.clone()),
-                    HostPattern::Any => t.any.insert(site.clone()),
+                    HostPattern::Exact(h) => insert(&mut t.exact, h, site.clone()),
+                    HostPattern::Wildcard(s) => insert(&mut t.wildcard, s, site.clone()),
+                    HostPattern::Any => t.any = t.any.with(site.clone()),
                 }
             }
         }
-        t.sites = sites;
         t
+    }
+
+    fn unroute(&mut self, site: &Site) {
+        let name = site.config.name.as_str();
+        for host in &site.config.hosts {
+            match host {
+                HostPattern::Exact(h) => remove(&mut self.exact, h, name),
+                HostPattern::Wildcard(s) => remove(&mut self.wildcard, s, name),
+                HostPattern::Any => self.any = self.any.without(name).unwrap_or_default(),
+            }
+        }
     }
 
     pub(crate) fn sites(&self) -> impl Iterator<Item = &Arc<Site>> {
@@ -102,6 +136,25 @@ impl RouteTable {
             }
         }
         self.any.matching(path)
+    }
+}
+
+fn insert(map: &mut Map<Routes>, key: &str, site: Arc<Site>) {
+    let routes = map.get(key).cloned().unwrap_or_default().with(site);
+    map.insert(key.to_string(), routes);
+}
+
+fn remove(map: &mut Map<Routes>, key: &str, name: &str) {
+    let Some(routes) = map.get(key) else {
+        return;
+    };
+    match routes.without(name) {
+        Some(rest) => {
+            map.insert(key.to_string(), rest);
+        }
+        None => {
+            map.remove(key);
+        }
     }
 }
 

@@ -29,6 +29,7 @@ struct State {
     name: String,
     healthy: AtomicBool,
     requests: AtomicUsize,
+    connections: AtomicUsize,
     sse: Mutex<Option<mpsc::Receiver<String>>>,
     held: AtomicUsize,
     held_arrived: Notify,
@@ -67,6 +68,7 @@ impl MockUpstream {
             name: name.to_string(),
             healthy: AtomicBool::new(true),
             requests: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
             sse: Mutex::new(None),
             held: AtomicUsize::new(0),
             held_arrived: Notify::new(),
@@ -81,6 +83,7 @@ impl MockUpstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                st.connections.fetch_add(1, Ordering::Relaxed);
                 let st = st.clone();
                 conns.spawn(async move {
                     let svc = service_fn(move |req| handle(st.clone(), req));
@@ -99,6 +102,11 @@ impl MockUpstream {
 
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted so far (a reused keep-alive connection counts once).
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::Relaxed)
     }
 
     pub fn set_healthy(&self, healthy: bool) {

@@ -142,16 +142,35 @@ impl CertManager {
     /// renewal task. Returns the problems found (a bad manual file keeps the previous
     /// certificate serving).
     pub fn apply(&self, wanted: Vec<WantedCert>) -> Vec<(String, TlsError)> {
+        let names: std::collections::HashSet<&str> =
+            wanted.iter().map(|w| w.name.as_str()).collect();
+        let remove: Vec<String> = self
+            .certs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|name| !names.contains(name.as_str()))
+            .cloned()
+            .collect();
+        self.change(remove, wanted)
+    }
+
+    /// Changes only the certificates named: those in `remove` are dropped (unless also in
+    /// `wanted`), those in `wanted` made the wish for their name, as [`CertManager::apply`]
+    /// does. Every other certificate is left alone, so a change costs what it touches.
+    pub fn change(&self, remove: Vec<String>, wanted: Vec<WantedCert>) -> Vec<(String, TlsError)> {
         let mut problems = Vec::new();
+        let mut changed = false;
         let mut certs = self.certs.lock().unwrap_or_else(|p| p.into_inner());
-        let names: Vec<String> = wanted.iter().map(|w| w.name.clone()).collect();
-        certs.retain(|name, _| {
-            let keep = names.contains(name);
-            if !keep {
-                self.store.remove(name);
+        for name in remove {
+            if wanted.iter().any(|w| w.name == name) {
+                continue;
             }
-            keep
-        });
+            if certs.remove(&name).is_some() {
+                self.store.remove(&name);
+                changed = true;
+            }
+        }
         for w in wanted {
             if w.name.is_empty() || w.name.contains(['/', '\\']) || w.name.starts_with('.') {
                 problems.push((
@@ -169,6 +188,7 @@ impl CertManager {
             {
                 continue;
             }
+            changed = true;
             let previous = certs.remove(&w.name);
             // The same wish still waiting for its certificate keeps its backoff: a reload must
             // not turn a failed order (or a rate limit) into an immediate new one.
@@ -204,7 +224,9 @@ impl CertManager {
             certs.insert(w.name.clone(), m);
         }
         drop(certs);
-        self.wake.notify_one();
+        if changed {
+            self.wake.notify_one();
+        }
         problems
     }
 

@@ -149,7 +149,15 @@ impl Target {
 /// in-flight count, one drain notification and one set of connections. Only weak references are
 /// kept: a target no pool or request holds any more is gone.
 #[derive(Default)]
-pub(crate) struct Targets(Mutex<HashMap<(String, SocketAddr), Weak<Target>>>);
+pub(crate) struct Targets(Mutex<TargetMap>);
+
+#[derive(Default)]
+struct TargetMap {
+    by_key: HashMap<(String, SocketAddr), Weak<Target>>,
+    /// Entries after the last sweep of dead ones: the next sweep waits until the map doubled,
+    /// so sweeping costs O(1) per new target however many sites there are.
+    swept_at: usize,
+}
 
 impl Targets {
     /// The site's target for `addr`, listed again (no longer retired) since the caller is about
@@ -164,12 +172,15 @@ impl Targets {
     fn get(&self, site: &str, addr: SocketAddr) -> Arc<Target> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let key = (site.to_string(), addr);
-        match map.get(&key).and_then(Weak::upgrade) {
+        match map.by_key.get(&key).and_then(Weak::upgrade) {
             Some(t) => t,
             None => {
-                map.retain(|_, t| t.strong_count() > 0);
+                if map.by_key.len() >= 2 * map.swept_at.max(16) {
+                    map.by_key.retain(|_, t| t.strong_count() > 0);
+                    map.swept_at = map.by_key.len();
+                }
                 let t = Arc::new(Target::new(addr));
-                map.insert(key, Arc::downgrade(&t));
+                map.by_key.insert(key, Arc::downgrade(&t));
                 t
             }
         }
@@ -178,7 +189,9 @@ impl Targets {
     /// The site's target for `addr`, if anything still holds it.
     pub(crate) fn find(&self, site: &str, addr: SocketAddr) -> Option<Arc<Target>> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&(site.to_string(), addr)).and_then(Weak::upgrade)
+        map.by_key
+            .get(&(site.to_string(), addr))
+            .and_then(Weak::upgrade)
     }
 }
 
