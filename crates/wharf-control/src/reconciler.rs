@@ -623,7 +623,10 @@ impl Reconciler {
             .await
     }
 
-    /// Reconciles every app `which` selects; says how many are ready, or what failed.
+    /// Reconciles every app `which` selects; says how many are ready, or what failed. Apps
+    /// with nothing to run and nothing running (static sites, stopped apps) only need their
+    /// routes: they are routed first, together, in one change of the route table; the others
+    /// are then reconciled one by one.
     async fn reconcile_where(
         &self,
         which: impl Fn(&App) -> bool,
@@ -632,15 +635,80 @@ impl Reconciler {
     ) -> Result<String, String> {
         let apps = self.store.apps().map_err(|e| e.to_string())?;
         let mut failed = Vec::new();
-        let mut n = 0;
+        let mut quiet = Vec::new();
+        let mut busy = Vec::new();
         for app in apps.iter().filter(|a| which(a)) {
-            n += 1;
-            if let Err(e) = self.reconcile(&app.name, false, op).await {
+            let running = self.lock_runs().contains_key(&app.name);
+            match self.desired(app) {
+                Ok(None) if !running => quiet.push(app.name.clone()),
+                _ => busy.push(app.name.clone()),
+            }
+        }
+        if !quiet.is_empty() {
+            match self.route_many(&quiet) {
+                Ok(()) => op.ok(
+                    "route",
+                    format!(
+                        "{} routed",
+                        plural(quiet.len(), "app with nothing to start")
+                    ),
+                ),
+                Err(e) => failed.push(e),
+            }
+        }
+        for name in &busy {
+            if let Err(e) = self.reconcile(name, false, op).await {
                 failed.push(e);
             }
         }
+        let n = quiet.len() + busy.len();
         if failed.is_empty() {
             Ok(format!("{} ready", plural(n, what)))
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+
+    /// Routes `names` (apps with nothing running) in one change of the route table. Should
+    /// one of them be refused, each is routed on its own, so only that one is left out.
+    fn route_many(&self, names: &[String]) -> Result<(), String> {
+        let together = {
+            let runs = self.lock_runs();
+            let wanted: std::collections::HashSet<&str> =
+                names.iter().map(String::as_str).collect();
+            let apps = self
+                .store
+                .apps()
+                .map_err(|e| format!("cannot read apps: {e}"))?;
+            let mut changes = SiteChanges::default();
+            for app in apps.iter().filter(|a| wanted.contains(a.name.as_str())) {
+                match self.site_config(app, runs.get(&app.name)) {
+                    Some(site) => changes.upsert.push(site),
+                    None => changes.remove.push(app.name.clone()),
+                }
+                self.apply_certs(&app.name, Some(app));
+            }
+            self.gateway.update(changes)
+        };
+        if together.is_ok() {
+            for name in names {
+                self.set_failure(name, None);
+            }
+            return Ok(());
+        }
+        let mut failed = Vec::new();
+        for name in names {
+            match self.apply_routes(name) {
+                Ok(()) => self.set_failure(name, None),
+                Err(e) => {
+                    let why = format!("{name}: {e}");
+                    self.set_failure(name, Some(&why));
+                    failed.push(why);
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
         } else {
             Err(failed.join("; "))
         }
