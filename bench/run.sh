@@ -386,6 +386,9 @@ fi
 # Backups (bench/backup.sh): a 1 GiB volume, then again after changing 10% of it, next to tar | zstd.
 backup=$(bash bench/backup.sh "$WHARF")
 report+=$'\n\nBackups (bench/backup.sh: an app volume of 1 GiB, half random, half text, then 10% of its files rewritten):\n\n'"$backup"
+# Many apps on one server (bench/scale.sh): 10,000 static apps created one by one through the API.
+scale=$(bash bench/scale.sh "$WHARF")
+report+=$'\n\nScale (bench/scale.sh: static apps created one by one through the API, then churn, then a restart):\n\n'"$scale"
 
 # Apps on another machine and tunnels over links (bench/link.sh), next to going direct, socat and
 # stunnel; it makes a network namespace, so it needs root.

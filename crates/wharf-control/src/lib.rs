@@ -444,20 +444,24 @@ fn spawn_traffic_sampler(control: &Arc<Control>, gateway: Gateway, stop: Cancell
     let control = control.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(traffic::INTERVAL);
-        loop {
+        for n in 0u64.. {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let apps: Vec<String> = control
-                .store
-                .apps()
-                .map(|a| a.into_iter().map(|a| a.name).collect())
-                .unwrap_or_default();
+            // The app list changes rarely; between reads the gateway's totals are enough. On
+            // an error the apps already tracked stay tracked.
+            if n % traffic::TRACK_EVERY == 0
+                && let Ok(apps) = control.store.apps()
+            {
+                control
+                    .traffic
+                    .track(apps.into_iter().map(|a| a.name).collect());
+            }
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
-            control.traffic.sample(&gateway, &apps, now);
+            control.traffic.sample(now, |app| gateway.site_stats(app));
         }
     });
 }
