@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use http::StatusCode;
 use serde_json::json;
@@ -43,7 +43,6 @@ const LIST_PARAMS: &str = "limit, after, before, prefix, q, kind and state";
 /// at a time, until the page is full; its total is not counted (it would mean a full scan).
 pub(crate) async fn list(
     State(c): State<Arc<Control>>,
-    OriginalUri(uri): OriginalUri,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(q) = query.map_err(|e| paging::bad_query(e, LIST_PARAMS))?;
@@ -128,14 +127,14 @@ pub(crate) async fn list(
     let mut links = Vec::new();
     if let (true, Some(l)) = (has_next, apps.last()) {
         links.push(paging::link(
-            uri.path(),
+            "/api/v1/apps",
             &params(("after", l.name.clone())),
             "next",
         ));
     }
     if let (true, Some(f)) = (has_prev, apps.first()) {
         links.push(paging::link(
-            uri.path(),
+            "/api/v1/apps",
             &params(("before", f.name.clone())),
             "prev",
         ));

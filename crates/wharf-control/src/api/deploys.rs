@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use wharf_client::dto::{Changed, DeployEvent, DeployRequest, ReleaseView, Rollback};
@@ -115,7 +115,6 @@ pub(crate) struct ReleasesQuery {
 pub(crate) async fn releases(
     State(c): State<Arc<Control>>,
     Path(app): Path<String>,
-    OriginalUri(uri): OriginalUri,
     query: Result<Query<ReleasesQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(q) = query.map_err(|e| super::paging::bad_query(e, "limit and before"))?;
@@ -129,7 +128,11 @@ pub(crate) async fn releases(
             ("limit", Some(limit.to_string())),
             ("before", Some(last.number.to_string())),
         ];
-        links.push(super::paging::link(uri.path(), &params, "next"));
+        links.push(super::paging::link(
+            &format!("/api/v1/apps/{app}/releases"),
+            &params,
+            "next",
+        ));
     }
     let total = c.store.count_releases(&app)?;
     Ok(super::paging::respond(

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 use wharf_client::dto::OperationView;
@@ -28,7 +28,6 @@ pub(crate) struct OpsQuery {
 /// of the previous page); see `paging.rs` for the conventions.
 pub(crate) async fn list(
     State(c): State<Arc<Control>>,
-    OriginalUri(uri): OriginalUri,
     query: Result<Query<OpsQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(q) =
@@ -57,7 +56,7 @@ pub(crate) async fn list(
             ("status", filter.status.map(|s| s.to_string())),
             ("before", Some(last.id.to_string())),
         ];
-        links.push(paging::link(uri.path(), &params, "next"));
+        links.push(paging::link("/api/v1/operations", &params, "next"));
     }
     let total = c.store.count_operations(&filter)?;
     Ok(paging::respond(
