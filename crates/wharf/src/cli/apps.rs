@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use wharf_client::dto::{ChangeEnv, CreateApp, Settings};
 use wharf_client::{AppsQuery, Client, Page};
 
-use super::print::{self, changed, json, table};
+use super::print::{self, changed, json};
 use super::{AppsCmd, Conn, DomainsCmd, EnvCmd};
 
 /// Settings flags shared by `apps create` and `apps set`.
