@@ -34,6 +34,92 @@ pub enum ClientError {
 
 pub(crate) type Result<T, E = ClientError> = std::result::Result<T, E>;
 
+/// One page of a list: its items, and where its neighbours are (paths under the API's
+/// `/api/v1`, taken from the `Link` header; `None` at the ends), with how many items match
+/// (`X-Total-Count`, when the server counts them).
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+    pub prev: Option<String>,
+    pub total: Option<u64>,
+}
+
+/// What `GET /apps` is asked for; `None` leaves a parameter out.
+#[derive(Debug, Clone, Default)]
+pub struct AppsQuery {
+    /// Apps per page (server default 100, at most 1000).
+    pub limit: Option<u32>,
+    /// Names after this one (the last name of the previous page).
+    pub after: Option<String>,
+    /// Names before this one (the first name of the next page).
+    pub before: Option<String>,
+    pub prefix: Option<String>,
+    /// A part of the name.
+    pub q: Option<String>,
+    pub kind: Option<String>,
+    pub state: Option<String>,
+}
+
+impl AppsQuery {
+    /// The request's path under `/api/v1`, for [`Client::page`].
+    pub fn path(&self) -> String {
+        format!(
+            "/apps{}",
+            query(&[
+                ("limit", self.limit.map(|l| l.to_string())),
+                ("after", self.after.clone()),
+                ("before", self.before.clone()),
+                ("prefix", self.prefix.clone()),
+                ("q", self.q.clone()),
+                ("kind", self.kind.clone()),
+                ("state", self.state.clone()),
+            ])
+        )
+    }
+}
+
+/// What `GET /operations` is asked for; `None` leaves a parameter out.
+#[derive(Debug, Clone, Default)]
+pub struct OpsQuery {
+    pub limit: Option<u32>,
+    /// Operations older than this id (the last id of the previous page).
+    pub before: Option<i64>,
+    pub app: Option<String>,
+    pub kind: Option<String>,
+    pub status: Option<String>,
+}
+
+/// `?k=v&…` of the parameters given (escaped), or "" when none is.
+fn query(params: &[(&str, Option<String>)]) -> String {
+    let q: Vec<String> = params
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", seg(v))))
+        .collect();
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
+}
+
+/// The `rel` targets of a `Link` header (RFC 8288), as paths under `/api/v1`.
+fn links(value: &str) -> Vec<(String, String)> {
+    value
+        .split(',')
+        .filter_map(|part| {
+            let (target, params) = part.trim().strip_prefix('<')?.split_once('>')?;
+            let rel = params.split(';').find_map(|p| {
+                let v = p.trim().strip_prefix("rel=")?;
+                Some(v.trim_matches('"').to_string())
+            })?;
+            // The server links with absolute paths; the client adds `/api/v1` itself.
+            let path = target.strip_prefix("/api/v1").unwrap_or(target);
+            Some((rel, path.to_string()))
+        })
+        .collect()
+}
+
 #[derive(Clone)]
 pub struct Client {
     base: String,
@@ -140,6 +226,79 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
+    /// A page of a list at `path` (under `/api/v1`), e.g. a `Page::next` of an earlier one.
+    pub async fn page<T: DeserializeOwned>(&self, path: &str) -> Result<Page<T>> {
+        let resp = self.send(Method::GET, path, None).await?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let rels = header("link").map(|l| links(&l)).unwrap_or_default();
+        let rel = |name: &str| rels.iter().find(|(r, _)| r == name).map(|(_, p)| p.clone());
+        let (next, prev) = (rel("next"), rel("prev"));
+        let total = header("x-total-count").and_then(|t| t.parse().ok());
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?
+            .to_bytes();
+        let items =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok(Page {
+            items,
+            next,
+            prev,
+            total,
+        })
+    }
+
+    /// One page of apps in name order.
+    pub async fn apps_page(&self, q: &AppsQuery) -> Result<Page<AppView>> {
+        self.page(&q.path()).await
+    }
+
+    /// One page of the operations log, newest first.
+    pub async fn operations_page(&self, q: &OpsQuery) -> Result<Page<OperationView>> {
+        let path = format!(
+            "/operations{}",
+            query(&[
+                ("limit", q.limit.map(|l| l.to_string())),
+                ("before", q.before.map(|b| b.to_string())),
+                ("app", q.app.clone()),
+                ("kind", q.kind.clone()),
+                ("status", q.status.clone()),
+            ])
+        );
+        self.page(&path).await
+    }
+
+    /// One page of an app's releases, newest first.
+    pub async fn releases_page(
+        &self,
+        app: &str,
+        limit: Option<u32>,
+        before: Option<u32>,
+    ) -> Result<Page<ReleaseView>> {
+        let path = format!(
+            "/apps/{}/releases{}",
+            seg(app),
+            query(&[
+                ("limit", limit.map(|l| l.to_string())),
+                ("before", before.map(|b| b.to_string())),
+            ])
+        );
+        self.page(&path).await
+    }
+
+    /// The server at a glance without its app list (`app_count` only).
+    pub async fn status_summary(&self) -> Result<StatusView> {
+        self.json(Method::GET, "/status?apps=false", None::<&()>)
+            .await
+    }
+
     /// The raw JSON of a GET, for `--json` output.
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value> {
         self.json(Method::GET, path, None::<&()>).await
@@ -149,8 +308,20 @@ impl Client {
         self.json(Method::GET, "/status", None::<&()>).await
     }
 
+    /// Every app, in name order (all pages, followed).
     pub async fn apps(&self) -> Result<Vec<AppView>> {
-        self.json(Method::GET, "/apps", None::<&()>).await
+        let mut page = self
+            .apps_page(&AppsQuery {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await?;
+        let mut all = std::mem::take(&mut page.items);
+        while let Some(next) = page.next.take() {
+            page = self.page(&next).await?;
+            all.append(&mut page.items);
+        }
+        Ok(all)
     }
 
     pub async fn app(&self, name: &str) -> Result<AppView> {
@@ -295,13 +466,9 @@ impl Client {
         Ok(lines)
     }
 
+    /// The app's latest releases (the server's default page), newest first.
     pub async fn releases(&self, app: &str) -> Result<Vec<ReleaseView>> {
-        self.json(
-            Method::GET,
-            &format!("/apps/{}/releases", seg(app)),
-            None::<&()>,
-        )
-        .await
+        Ok(self.releases_page(app, None, None).await?.items)
     }
 
     pub async fn rollback(&self, app: &str, release: Option<u32>) -> Result<Changed> {
@@ -578,5 +745,20 @@ mod tests {
             .map(|l| l.unwrap())
             .collect();
         assert_eq!(got, [&b"abc\n"[..], b"def\n", b"tail"]);
+    }
+
+    #[test]
+    fn link_headers_give_paths_under_the_api() {
+        let got = links(
+            "</api/v1/apps?limit=2&after=b>; rel=\"next\", </api/v1/apps?limit=2&before=a>; rel=\"prev\"",
+        );
+        assert_eq!(
+            got,
+            [
+                ("next".to_string(), "/apps?limit=2&after=b".to_string()),
+                ("prev".to_string(), "/apps?limit=2&before=a".to_string())
+            ]
+        );
+        assert_eq!(query(&[("a", None), ("q", Some("x y".into()))]), "?q=x%20y");
     }
 }

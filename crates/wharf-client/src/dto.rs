@@ -316,6 +316,9 @@ pub struct StatusView {
     pub base_domain: String,
     pub data_dir: String,
     pub rss_bytes: Option<u64>,
+    /// How many apps there are (also when `apps` is left out with `?apps=false`).
+    #[serde(default)]
+    pub app_count: u64,
     pub apps: Vec<AppView>,
 }
 

@@ -5,4 +5,4 @@
 mod client;
 pub mod dto;
 
-pub use client::{Client, ClientError};
+pub use client::{AppsQuery, Client, ClientError, OpsQuery, Page};

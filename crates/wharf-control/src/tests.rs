@@ -9,6 +9,7 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use wharf_runtime::{BoxFuture, InstanceSpec, InstanceStatus, Runtime};
+use wharf_store::AppKind;
 
 use super::*;
 
@@ -548,4 +549,363 @@ async fn every_route_is_in_the_openapi_document() {
     let (status, body) = h.call("GET", "/api/v1/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["openapi"], "3.1.0");
+}
+
+impl Harness {
+    /// A GET with the admin token: status, headers and JSON body.
+    async fn get_full(&self, uri: &str) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+        let req = Request::builder()
+            .uri(uri)
+            .header("authorization", format!("Bearer {}", self.token))
+            .body(Body::empty())
+            .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// Follows `rel="next"` links from `uri`; every name seen, and the first page's total.
+    async fn walk_names(&self, uri: &str) -> (Vec<String>, Option<u64>) {
+        let mut names = Vec::new();
+        let mut total = None;
+        let mut next = Some(uri.to_string());
+        let mut pages = 0;
+        while let Some(uri) = next.take() {
+            pages += 1;
+            assert!(pages < 1000, "the walk ends");
+            let (status, headers, body) = self.get_full(&uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+            if pages == 1 {
+                total = headers
+                    .get("x-total-count")
+                    .map(|v| v.to_str().unwrap().parse().unwrap());
+            }
+            for a in body.as_array().unwrap() {
+                names.push(a["name"].as_str().unwrap().to_string());
+            }
+            next = headers.get("link").and_then(|l| {
+                l.to_str().unwrap().split(", ").find_map(|part| {
+                    let (target, rel) = part.strip_prefix('<')?.split_once(">; ")?;
+                    (rel == "rel=\"next\"").then(|| target.to_string())
+                })
+            });
+        }
+        (names, total)
+    }
+}
+
+fn bulk_apps(store: &Store, n: usize) -> Vec<String> {
+    let mut names: Vec<String> = (0..n)
+        .map(|i| format!("site-{:04}", (i * 7919) % n))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let kind = if i % 4 == 0 {
+            AppKind::Static
+        } else {
+            AppKind::Process
+        };
+        store
+            .create_app(
+                name,
+                kind,
+                &Default::default(),
+                &[format!("{name}.example.test")],
+                &BTreeMap::new(),
+            )
+            .unwrap();
+    }
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn app_pages_linked_by_the_link_header_list_every_app_once() {
+    let h = harness("pages");
+    let names = bulk_apps(&h.store, 300);
+    let (seen, total) = h.walk_names("/api/v1/apps?limit=37").await;
+    assert_eq!(seen, names, "every app once, in name order");
+    assert_eq!(total, Some(300));
+    // Without a limit: the default page of 100, and a next link.
+    let (_, headers, body) = h.get_full("/api/v1/apps").await;
+    assert_eq!(body.as_array().unwrap().len(), 100);
+    let link = headers.get("link").unwrap().to_str().unwrap();
+    assert_eq!(
+        link,
+        "</api/v1/apps?limit=100&after=site-0099>; rel=\"next\""
+    );
+    // From the middle, both neighbours are announced; walking back comes to the start.
+    let (_, headers, body) = h.get_full("/api/v1/apps?limit=2&after=site-0001").await;
+    assert_eq!(body[0]["name"], "site-0002");
+    let link = headers.get("link").unwrap().to_str().unwrap();
+    assert!(
+        link.contains("</api/v1/apps?limit=2&before=site-0002>; rel=\"prev\""),
+        "{link}"
+    );
+    let (_, headers, body) = h.get_full("/api/v1/apps?limit=2&before=site-0002").await;
+    assert_eq!(body[0]["name"], "site-0000");
+    assert_eq!(body[1]["name"], "site-0001");
+    assert!(
+        !headers
+            .get("link")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("prev"),
+        "the first page has no previous one"
+    );
+    // The last page has no next link.
+    let (_, headers, body) = h.get_full("/api/v1/apps?limit=5&after=site-0295").await;
+    assert_eq!(body.as_array().unwrap().len(), 4);
+    assert!(
+        !headers
+            .get("link")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("next")
+    );
+
+    let (status, _, body) = h.get_full("/api/v1/apps?limit=1001").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("1000"), "{body}");
+    let (status, _, body) = h.get_full("/api/v1/apps?limit=ten").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _, body) = h.get_full("/api/v1/apps?state=sleeping").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"].as_str().unwrap().contains("running"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn app_filters_select_by_prefix_name_part_kind_and_state() {
+    let h = harness("filters");
+    let names = bulk_apps(&h.store, 200);
+    // Process apps with nothing to run show `no-command`; static ones `static`.
+    let statics: Vec<String> = names
+        .iter()
+        .filter(|n| h.store.app(n).unwrap().kind == AppKind::Static)
+        .cloned()
+        .collect();
+    assert_eq!(statics.len(), 50);
+    let (seen, total) = h.walk_names("/api/v1/apps?limit=7&kind=static").await;
+    assert_eq!((seen, total), (statics.clone(), Some(50)));
+    let (seen, total) = h.walk_names("/api/v1/apps?limit=7&state=static").await;
+    assert_eq!(
+        seen, statics,
+        "state filters while scanning, every page full but the last"
+    );
+    assert_eq!(total, None, "no total for a state filter");
+    let (seen, _) = h.walk_names("/api/v1/apps?limit=30&state=no-command").await;
+    assert_eq!(seen.len(), 150);
+    let (seen, total) = h.walk_names("/api/v1/apps?limit=3&prefix=site-01").await;
+    let expected: Vec<String> = (100..200).map(|i| format!("site-{i:04}")).collect();
+    assert_eq!((seen, total), (expected, Some(100)));
+    // `q` is a part of the name, in any case (the dashboard's search).
+    let (seen, total) = h.walk_names("/api/v1/apps?q=E-019").await;
+    let expected: Vec<String> = (190..200).map(|i| format!("site-{i:04}")).collect();
+    assert_eq!((seen, total), (expected, Some(10)));
+    let (seen, total) = h.walk_names("/api/v1/apps?prefix=nothing").await;
+    assert_eq!((seen.len(), total), (0, Some(0)));
+    // Status counts the apps; `apps=false` leaves the list out.
+    let (status, _, body) = h.get_full("/api/v1/status?apps=false").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["app_count"], 200);
+    assert_eq!(body["apps"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn operations_and_releases_page_newest_first() {
+    let h = harness("op-pages");
+    for i in 0..45 {
+        let op = h
+            .store
+            .begin_operation(Some(if i % 2 == 0 { "a" } else { "b" }), "deploy")
+            .unwrap();
+        h.store
+            .finish_operation(op, wharf_store::OpStatus::Succeeded, "ok")
+            .unwrap();
+    }
+    let mut ids = Vec::new();
+    let mut next = Some("/api/v1/operations?limit=10&app=a".to_string());
+    while let Some(uri) = next.take() {
+        let (status, headers, body) = h.get_full(&uri).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(headers["x-total-count"], "23");
+        for o in body.as_array().unwrap() {
+            assert_eq!(o["app"], "a");
+            ids.push(o["id"].as_i64().unwrap());
+        }
+        next = headers.get("link").map(|l| {
+            let l = l.to_str().unwrap();
+            l[1..l.find('>').unwrap()].to_string()
+        });
+    }
+    assert_eq!(ids.len(), 23);
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    let (status, _, _) = h.get_full("/api/v1/operations?status=lost").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    bulk_apps(&h.store, 1);
+    for _ in 0..5 {
+        h.store.begin_release("site-0000", "git x main").unwrap();
+    }
+    let (_, headers, body) = h
+        .get_full("/api/v1/apps/site-0000/releases?limit=2&before=5")
+        .await;
+    let numbers: Vec<u64> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [4, 3]);
+    assert_eq!(headers["x-total-count"], "5");
+    assert_eq!(
+        headers["link"],
+        "</api/v1/apps/site-0000/releases?limit=2&before=3>; rel=\"next\""
+    );
+}
+
+#[tokio::test]
+async fn a_new_app_whose_default_host_another_app_has_is_refused() {
+    let h = harness("default-host");
+    h.store
+        .create_app(
+            "a",
+            AppKind::Static,
+            &Default::default(),
+            &["b.localhost".into()],
+            &BTreeMap::new(),
+        )
+        .unwrap();
+    let (status, body) = h
+        .authed(
+            "POST",
+            "/api/v1/apps",
+            Some(r#"{"name":"b","kind":"static"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("\"a\""),
+        "{body}"
+    );
+    // A domain that is another app's default host is refused too.
+    let (status, body) = h
+        .authed(
+            "POST",
+            "/api/v1/apps/a/domains",
+            Some(r#"{"host":"a.localhost"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}
+
+/// The dashboard as `wharf server` serves it: beside the API on one real loopback listener,
+/// calling the API over it. Requests to the dashboard go straight to the router.
+async fn serve_with_dashboard(h: &Harness) -> axum::Router {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = h
+        .router
+        .clone()
+        .merge(wharf_dashboard::router(format!("http://{addr}")));
+    let served = app.clone();
+    tokio::spawn(async move { axum::serve(listener, served).await });
+    app
+}
+
+async fn dashboard_get(app: &axum::Router, uri: &str, cookie: &str) -> (StatusCode, String) {
+    let req = Request::builder()
+        .uri(uri)
+        .header("cookie", cookie)
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn the_dashboard_finds_one_app_among_thousands_and_pages_through_them() {
+    let h = harness("dash-pages");
+    let names = bulk_apps(&h.store, 2000);
+    let app = serve_with_dashboard(&h).await;
+    let login = Request::builder()
+        .method("POST")
+        .uri("/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!("token={}", h.token)))
+        .unwrap();
+    let resp = app.clone().oneshot(login).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // The first page: 50 apps, a search box, a next link and no previous one.
+    let (status, page) = dashboard_get(&app, "/", &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("2000 apps"), "{page}");
+    assert!(page.contains(r#"name="q""#), "a search box");
+    assert_eq!(page.matches(r#"<a href="/apps/"#).count(), 50);
+    assert!(page.contains(&format!(r#"href="/apps/{}""#, names[49])));
+    assert!(!page.contains(&format!(r#"href="/apps/{}""#, names[50])));
+    assert!(
+        page.contains(r#"rel="next" href="/?after=site%2D0049""#),
+        "{page}"
+    );
+    assert!(!page.contains(r#"rel="prev""#));
+
+    // Searching one app by name finds it on the first page, alone.
+    let (status, page) = dashboard_get(&app, "/?q=site-1234", &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains(r#"href="/apps/site-1234""#), "{page}");
+    assert_eq!(page.matches(r#"<a href="/apps/"#).count(), 1);
+    assert!(page.contains("1 of 2000 apps match"), "{page}");
+    assert!(!page.contains(r#"rel="next""#));
+
+    // A search with many matches pages too, keeping the search in its links.
+    let (_, page) = dashboard_get(&app, "/?q=site-1&after=site-1049", &cookie).await;
+    assert!(page.contains(r#"href="/apps/site-1050""#), "{page}");
+    assert!(page.contains("1000 of 2000 apps match"), "{page}");
+    assert!(
+        page.contains(r#"rel="prev" href="/?q=site%2D1&amp;before=site%2D1050""#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"rel="next" href="/?q=site%2D1&amp;after=site%2D1099""#),
+        "{page}"
+    );
+    let (_, page) = dashboard_get(&app, "/?q=site-1&before=site-1050", &cookie).await;
+    assert!(page.contains(r#"href="/apps/site-1000""#), "{page}");
+    assert!(page.contains(r#"href="/apps/site-1049""#), "{page}");
+    assert!(!page.contains(r#"href="/apps/site-1050""#), "{page}");
+
+    // The operations list pages as well.
+    for i in 0..120 {
+        h.store
+            .begin_operation(Some(&names[i % 3]), "restart")
+            .unwrap();
+    }
+    let (status, page) = dashboard_get(&app, "/operations", &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page.matches("<tr><td>").count(), 100, "{page}");
+    let older = page
+        .split(r#"rel="next" href=""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("an Older link")
+        .to_string();
+    let (_, page) = dashboard_get(&app, &older, &cookie).await;
+    assert_eq!(page.matches("<tr><td>").count(), 20, "{page}");
+    assert!(!page.contains(r#"rel="next""#));
 }

@@ -18,7 +18,7 @@ use wharf_client::dto::{
     AddDomain, AppView, ChangeEnv, Changed, CreateApp, DeployEvent, DeployRequest, OperationView,
     Settings,
 };
-use wharf_client::{Client, ClientError};
+use wharf_client::{AppsQuery, Client, ClientError, OpsQuery};
 
 use crate::layout::{Flash, ago, bytes, csrf_field, page};
 use crate::session::{COOKIE_NAME, LIFETIME, Session, same};
@@ -166,7 +166,7 @@ pub(crate) async fn login(State(d): State_, headers: HeaderMap, Form(f): Form<Fi
             .into_response();
     }
     let checked = match Client::new(&d.api, Some(token.clone())) {
-        Ok(c) => c.status().await.map(|_| ()),
+        Ok(c) => c.status_summary().await.map(|_| ()),
         Err(e) => Err(e),
     };
     if let Err(e) = checked {
@@ -213,6 +213,41 @@ pub(crate) async fn logout(
 
 // ---- overview ----
 
+/// Apps per page of the overview.
+const APPS_PER_PAGE: u32 = 50;
+/// Operations per page of the operations list.
+const OPS_PER_PAGE: u32 = 100;
+
+/// The query string of a dashboard page: `params` with empty values left out.
+fn page_query(params: &[(&str, Option<&str>)]) -> String {
+    let q: Vec<String> = params
+        .iter()
+        .filter_map(|(k, v)| {
+            v.filter(|v| !v.is_empty())
+                .map(|v| format!("{k}={}", url_encode(v)))
+        })
+        .collect();
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
+}
+
+/// "Previous" and "Next" links, each shown only when there is such a page.
+fn pager(prev: Option<String>, next: Option<String>) -> Markup {
+    html! {
+        @if prev.is_some() || next.is_some() {
+            nav.pager aria-label="Pages" {
+                @if let Some(p) = prev { a rel="prev" href=(p) { "← Previous" } }
+                @if let Some(n) = next { a rel="next" href=(n) { "Next →" } }
+            }
+        }
+    }
+}
+
+/// The apps, a page at a time (`after` / `before` a name), with a search on the name (`q`):
+/// the page asks the API for these apps only, so it stays quick with thousands of them.
 pub(crate) async fn overview(
     State(d): State_,
     headers: HeaderMap,
@@ -222,20 +257,64 @@ pub(crate) async fn overview(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let status = match client.status().await {
-        Ok(st) => st,
-        Err(e) => return error_page(&e.to_string()),
+    let get = |k: &str| {
+        q.get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
     };
+    let search = get("q");
+    let query = AppsQuery {
+        limit: Some(APPS_PER_PAGE),
+        q: search.clone(),
+        after: get("after"),
+        before: get("before"),
+        ..Default::default()
+    };
+    let (status, list) = tokio::join!(client.status_summary(), client.apps_page(&query));
+    let (status, list) = match (status, list) {
+        (Ok(st), Ok(p)) => (st, p),
+        (Err(e), _) | (_, Err(e)) => return error_page(&e.to_string()),
+    };
+    let link = |cursor: &str, app: Option<&AppView>| {
+        app.map(|a| page_query(&[("q", search.as_deref()), (cursor, Some(&a.name))]))
+            .map(|q| format!("/{q}"))
+    };
+    let prev = list
+        .prev
+        .is_some()
+        .then(|| link("before", list.items.first()))
+        .flatten();
+    let next = list
+        .next
+        .is_some()
+        .then(|| link("after", list.items.last()))
+        .flatten();
+    let apps = &list.items;
     let body = html! {
         h1 { "Apps" }
         section.card {
-            @if status.apps.is_empty() {
+            form.search method="get" action="/" role="search" {
+                input type="search" name="q" value=[search.as_deref()] placeholder="Search apps by name" aria-label="Search apps by name";
+                button.secondary type="submit" { "Search" }
+                @if search.is_some() { a href="/" { "Clear" } }
+            }
+            @if status.app_count == 0 {
                 p.muted { "No apps yet. Create the first one below." }
+            } @else if apps.is_empty() {
+                p.muted {
+                    @if let Some(q) = &search { "No app name contains “" (q) "”." } @else { "No apps on this page." }
+                }
             } @else {
+                p.muted {
+                    @match (&search, list.total) {
+                        (Some(q), Some(n)) => { (n) " of " (status.app_count) " apps match “" (q) "”" }
+                        _ => { (status.app_count) " apps" }
+                    }
+                }
                 div.scroll { table {
                     thead { tr { th { "App" } th { "State" } th { "Address" } th.opt { "Release" } th { "Req/s" } th.opt { "CPU time" } th.opt { "Memory" } } }
                     tbody {
-                        @for a in &status.apps {
+                        @for a in apps {
                             tr {
                                 td { a href={"/apps/" (a.name)} { (a.name) } br; span.muted { (a.kind) } }
                                 td { (state_badge(&a.state)) }
@@ -249,6 +328,7 @@ pub(crate) async fn overview(
                     }
                 } }
             }
+            (pager(prev, next))
         }
         section.card {
             h2 { "Create an app" }
@@ -518,25 +598,66 @@ fn ops_table(ops: &[OperationView], t: i64) -> Markup {
     }
 }
 
-pub(crate) async fn operations(State(d): State_, headers: HeaderMap) -> Response {
+/// The operations log, newest first, a page at a time (`before` an id).
+pub(crate) async fn operations(
+    State(d): State_,
+    headers: HeaderMap,
+    Query(q): Query<Fields>,
+) -> Response {
     let (s, client) = match session(&d, &headers) {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let ops = match client.operations(None, 100).await {
-        Ok(o) => o,
+    let before = match q
+        .get("before")
+        .filter(|b| !b.is_empty())
+        .map(|b| b.parse::<i64>())
+    {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(_)) => return back("/operations", Err("`before` is an operation number".into())),
+    };
+    let query = OpsQuery {
+        limit: Some(OPS_PER_PAGE),
+        before,
+        ..Default::default()
+    };
+    let page = match client.operations_page(&query).await {
+        Ok(p) => p,
         Err(e) => return error_page(&e.to_string()),
     };
-    page(
+    let next = page
+        .next
+        .is_some()
+        .then(|| {
+            page.items
+                .last()
+                .map(|o| format!("/operations?before={}", o.id))
+        })
+        .flatten();
+    // Back to the newest: keyset pages are walked from the top.
+    let first = before.is_some().then(|| "/operations".to_string());
+    page_response(
         "Operations",
-        Some(&s.csrf),
-        Flash::None,
+        &s.csrf,
+        flash(&q),
         html! {
             h1 { "Operations" }
-            section.card { (ops_table(&ops, now())) }
+            section.card {
+                (ops_table(&page.items, now()))
+                @if first.is_some() || next.is_some() {
+                    nav.pager aria-label="Pages" {
+                        @if let Some(f) = first { a href=(f) { "↑ Newest" } }
+                        @if let Some(n) = next { a rel="next" href=(n) { "Older →" } }
+                    }
+                }
+            }
         },
     )
-    .into_response()
+}
+
+fn page_response(title: &str, csrf: &str, flash: Flash<'_>, body: Markup) -> Response {
+    page(title, Some(csrf), flash, body).into_response()
 }
 
 /// Backups: each schedule's freshness (crit in red, with why), the databases, the latest

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use crate::error::{Result, StoreError, exists_on_conflict};
-use crate::model::{App, AppKind, AppSettings, Availability, RuntimeKind, Tls};
+use crate::model::{
+    App, AppFilter, AppKind, AppSettings, Availability, NameCursor, RuntimeKind, Tls,
+};
 use crate::{Store, now};
 
 const APP_COLUMNS: &str = "id, name, kind, availability, run, workdir, root, replicas, memory_bytes, \
@@ -103,6 +105,28 @@ fn fill(conn: &rusqlite::Connection, id: i64, app: &mut App) -> Result<()> {
         .query_map([id], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     Ok(())
+}
+
+/// `select` with the filter's conditions appended, and their arguments in order.
+fn app_filter_sql(select: &str, filter: &AppFilter) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = format!("{select} WHERE 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(p) = &filter.prefix {
+        // A range on the name, so the index finds the first match: every name starting with
+        // `p` sorts from `p` (inclusive) to `p` followed by the highest character.
+        sql.push_str(" AND name >= ? AND name < ?");
+        args.push(p.clone().into());
+        args.push(format!("{p}{}", char::MAX).into());
+    }
+    if let Some(c) = &filter.contains {
+        sql.push_str(" AND instr(name, ?) > 0");
+        args.push(c.clone().into());
+    }
+    if let Some(k) = filter.kind {
+        sql.push_str(" AND kind = ?");
+        args.push(k.as_str().to_string().into());
+    }
+    (sql, args)
 }
 
 fn apply_settings(tx: &Transaction<'_>, id: i64, s: &AppSettings) -> Result<()> {
@@ -211,6 +235,81 @@ impl Store {
             apps.push(app);
         }
         Ok(apps)
+    }
+
+    /// Up to `limit` apps matching `filter` from `cursor` on, in the cursor's direction (name
+    /// order for `Start` and `After`, reverse for `Before`), with their domains and env names.
+    /// Only the page's rows are read: the name index gives the order and the cursor's place.
+    pub fn apps_page(
+        &self,
+        filter: &AppFilter,
+        cursor: NameCursor<'_>,
+        limit: u32,
+    ) -> Result<Vec<App>> {
+        let (mut sql, mut args) =
+            app_filter_sql(&format!("SELECT {APP_COLUMNS} FROM apps"), filter);
+        let order = match cursor {
+            NameCursor::Start => "ASC",
+            NameCursor::After(name) => {
+                sql.push_str(" AND name > ?");
+                args.push(name.to_string().into());
+                "ASC"
+            }
+            NameCursor::Before(name) => {
+                sql.push_str(" AND name < ?");
+                args.push(name.to_string().into());
+                "DESC"
+            }
+        };
+        sql.push_str(&format!(" ORDER BY name {order} LIMIT ?"));
+        args.push(i64::from(limit).into());
+        let conn = self.conn();
+        let mut q = conn.prepare_cached(&sql)?;
+        let rows = q
+            .query_map(rusqlite::params_from_iter(args), row_to_app)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut apps = Vec::with_capacity(rows.len());
+        for (id, mut app) in rows {
+            fill(&conn, id, &mut app)?;
+            apps.push(app);
+        }
+        Ok(apps)
+    }
+
+    /// How many apps match `filter` (counted on the name index, no row is read whole).
+    pub fn count_apps(&self, filter: &AppFilter) -> Result<u64> {
+        let (sql, args) = app_filter_sql("SELECT COUNT(*) FROM apps", filter);
+        let conn = self.conn();
+        let mut q = conn.prepare_cached(&sql)?;
+        Ok(q.query_row(rusqlite::params_from_iter(args), |r| r.get(0))?)
+    }
+
+    pub fn app_exists(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .query_row("SELECT 1 FROM apps WHERE name = ?1", [name], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Names of the apps placed on `node`, in name order.
+    pub fn apps_on_node(&self, node: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut q = conn.prepare_cached("SELECT name FROM apps WHERE node = ?1 ORDER BY name")?;
+        let names = q.query_map([node], |r| r.get(0))?;
+        Ok(names.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The app that has `host` among its domains, if any.
+    pub fn domain_owner(&self, host: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT a.name FROM domains d JOIN apps a ON a.id = d.app_id WHERE d.host = ?1",
+                [host],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     pub fn update_app(&self, name: &str, settings: &AppSettings) -> Result<App> {
@@ -475,5 +574,143 @@ mod tests {
         ));
         let a = s.remove_domain("a", "x.test").unwrap();
         assert!(a.domains.is_empty());
+    }
+
+    fn bulk(s: &Store, names: &[String]) {
+        for (i, n) in names.iter().enumerate() {
+            let kind = if i % 3 == 0 {
+                AppKind::Static
+            } else {
+                AppKind::Process
+            };
+            s.create_app(
+                n,
+                kind,
+                &AppSettings::default(),
+                &[format!("{n}.example.com")],
+                &BTreeMap::new(),
+            )
+            .unwrap();
+        }
+    }
+
+    /// Walks every page forward from `Start`, `limit` at a time.
+    fn walk(s: &Store, filter: &AppFilter, limit: u32) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut last: Option<String> = None;
+        loop {
+            let cursor = last.as_deref().map_or(NameCursor::Start, NameCursor::After);
+            let page = s.apps_page(filter, cursor, limit).unwrap();
+            assert!(page.len() <= limit as usize);
+            let Some(end) = page.last() else { break };
+            last = Some(end.name.clone());
+            seen.extend(page.into_iter().map(|a| a.name));
+        }
+        seen
+    }
+
+    #[test]
+    fn pages_cover_every_app_once_in_name_order() {
+        let s = Store::open_test();
+        // Created out of order, so name order is not creation order.
+        let mut names: Vec<String> = (0..57)
+            .map(|i| format!("app-{:02}", (i * 17) % 57))
+            .collect();
+        bulk(&s, &names);
+        names.sort();
+        for limit in [1, 7, 10, 57, 100] {
+            assert_eq!(
+                walk(&s, &AppFilter::default(), limit),
+                names,
+                "limit {limit}"
+            );
+        }
+        let page = s
+            .apps_page(&AppFilter::default(), NameCursor::Start, 3)
+            .unwrap();
+        assert_eq!(
+            page[0].domains,
+            ["app-00.example.com"],
+            "a page carries its domains"
+        );
+        assert_eq!(s.count_apps(&AppFilter::default()).unwrap(), 57);
+        // Backwards from a name: the nearest names first.
+        let back: Vec<String> = s
+            .apps_page(&AppFilter::default(), NameCursor::Before("app-10"), 3)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(back, ["app-09", "app-08", "app-07"]);
+    }
+
+    #[test]
+    fn a_cursor_past_the_end_or_deleted_still_pages_on() {
+        let s = Store::open_test();
+        let names: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+        bulk(&s, &names);
+        let all = AppFilter::default();
+        assert!(
+            s.apps_page(&all, NameCursor::After("zzz"), 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            s.apps_page(&all, NameCursor::Before("a"), 10)
+                .unwrap()
+                .is_empty()
+        );
+        // The previous page ended at "c", which is deleted before the next page is read.
+        s.delete_app("c").unwrap();
+        let next: Vec<String> = s
+            .apps_page(&all, NameCursor::After("c"), 10)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(next, ["d", "e"]);
+    }
+
+    #[test]
+    fn filters_keep_prefix_substring_and_kind() {
+        let s = Store::open_test();
+        let names: Vec<String> = ["blog", "blog-api", "blogroll", "shop", "shop-blog", "b"]
+            .map(String::from)
+            .to_vec();
+        bulk(&s, &names);
+        let f = |prefix: Option<&str>, contains: Option<&str>, kind: Option<AppKind>| AppFilter {
+            prefix: prefix.map(String::from),
+            contains: contains.map(String::from),
+            kind,
+        };
+        let prefix = f(Some("blog"), None, None);
+        assert_eq!(walk(&s, &prefix, 2), ["blog", "blog-api", "blogroll"]);
+        assert_eq!(s.count_apps(&prefix).unwrap(), 3);
+        let contains = f(None, Some("blog"), None);
+        assert_eq!(
+            walk(&s, &contains, 2),
+            ["blog", "blog-api", "blogroll", "shop-blog"]
+        );
+        assert_eq!(s.count_apps(&contains).unwrap(), 4);
+        // Every third app of `bulk` is static: blog, shop.
+        let stat = f(None, None, Some(AppKind::Static));
+        assert_eq!(walk(&s, &stat, 1), ["blog", "shop"]);
+        let both = f(Some("blog"), None, Some(AppKind::Process));
+        assert_eq!(walk(&s, &both, 5), ["blog-api", "blogroll"]);
+        assert!(walk(&s, &f(Some("zz"), None, None), 5).is_empty());
+        assert_eq!(s.count_apps(&f(Some("zz"), None, None)).unwrap(), 0);
+    }
+
+    #[test]
+    fn name_and_domain_lookups_answer_without_a_listing() {
+        let s = Store::open_test();
+        bulk(&s, &["blog".to_string()]);
+        assert!(s.app_exists("blog").unwrap());
+        assert!(!s.app_exists("shop").unwrap());
+        assert_eq!(
+            s.domain_owner("blog.example.com").unwrap().as_deref(),
+            Some("blog")
+        );
+        assert_eq!(s.domain_owner("shop.example.com").unwrap(), None);
     }
 }

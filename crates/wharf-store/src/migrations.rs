@@ -185,6 +185,10 @@ const STEPS: &[&str] = &[
         subject    TEXT NOT NULL,
         deliveries TEXT NOT NULL
     );",
+    // 12: the operations log is read in pages, newest first, filtered by kind or status: an
+    // index each, so a rare status does not scan the whole log.
+    "CREATE INDEX operations_kind ON operations (kind, id);
+    CREATE INDEX operations_status ON operations (status, id);",
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

@@ -317,6 +317,36 @@ pub enum OpStatus {
     Failed,
 }
 
+/// Which apps a listing keeps; every field left `None` keeps all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppFilter {
+    /// Names starting with this (read through the name index).
+    pub prefix: Option<String>,
+    /// Names holding this anywhere.
+    pub contains: Option<String>,
+    pub kind: Option<AppKind>,
+}
+
+/// Where a page of apps starts, in name order: keyset pagination, so a page costs the same
+/// wherever it is and apps created or deleted meanwhile neither repeat nor shift others out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameCursor<'a> {
+    /// From the first name on.
+    Start,
+    /// Names after this one, ascending.
+    After(&'a str),
+    /// Names before this one, descending (nearest first).
+    Before(&'a str),
+}
+
+/// Which operations a listing keeps; every field left `None` keeps all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpFilter {
+    pub app: Option<String>,
+    pub kind: Option<String>,
+    pub status: Option<OpStatus>,
+}
+
 /// One operation (create, deploy, restart…) with its ordered actions and a user-facing message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Operation {

@@ -3,7 +3,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use crate::error::{Result, StoreError};
-use crate::model::{Action, OpStatus, Operation};
+use crate::model::{Action, OpFilter, OpStatus, Operation};
 use crate::{Store, now};
 
 impl Store {
@@ -58,16 +58,64 @@ impl Store {
 
     /// Newest first; `app` filters to one app.
     pub fn operations(&self, app: Option<&str>, limit: u32) -> Result<Vec<Operation>> {
+        let filter = OpFilter {
+            app: app.map(str::to_string),
+            ..Default::default()
+        };
+        self.operations_page(&filter, None, limit)
+    }
+
+    /// Up to `limit` operations matching `filter`, newest first, older than `before` (an id)
+    /// when given: keyset pagination on the id, each filter read through its index.
+    pub fn operations_page(
+        &self,
+        filter: &OpFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Operation>> {
+        let (mut sql, mut args) = op_filter_sql(
+            "SELECT id, app, kind, status, message, started_at, finished_at FROM operations",
+            filter,
+        );
+        if let Some(id) = before {
+            sql.push_str(" AND id < ?");
+            args.push(id.into());
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        args.push(i64::from(limit).into());
         let conn = self.conn();
-        let mut q = conn.prepare_cached(
-            "SELECT id, app, kind, status, message, started_at, finished_at FROM operations
-             WHERE ?1 IS NULL OR app = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
+        let mut q = conn.prepare_cached(&sql)?;
         let ops = q
-            .query_map(params![app, limit], row_to_op)?
+            .query_map(rusqlite::params_from_iter(args), row_to_op)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         with_actions(&conn, ops)
     }
+
+    /// How many operations match `filter`.
+    pub fn count_operations(&self, filter: &OpFilter) -> Result<u64> {
+        let (sql, args) = op_filter_sql("SELECT COUNT(*) FROM operations", filter);
+        let conn = self.conn();
+        let mut q = conn.prepare_cached(&sql)?;
+        Ok(q.query_row(rusqlite::params_from_iter(args), |r| r.get(0))?)
+    }
+}
+
+fn op_filter_sql(select: &str, filter: &OpFilter) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = format!("{select} WHERE 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(app) = &filter.app {
+        sql.push_str(" AND app = ?");
+        args.push(app.clone().into());
+    }
+    if let Some(kind) = &filter.kind {
+        sql.push_str(" AND kind = ?");
+        args.push(kind.clone().into());
+    }
+    if let Some(status) = filter.status {
+        sql.push_str(" AND status = ?");
+        args.push(status.as_str().to_string().into());
+    }
+    (sql, args)
 }
 
 fn status(idx: usize, s: String) -> rusqlite::Result<OpStatus> {
@@ -141,5 +189,60 @@ mod tests {
         assert_eq!(s.fail_interrupted_operations().unwrap(), 1);
         assert_eq!(s.operation(other).unwrap().status, OpStatus::Failed);
         assert_eq!(s.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn operation_pages_walk_newest_first_with_filters() {
+        let s = Store::open_test();
+        let mut ids = Vec::new();
+        for i in 0..25 {
+            let app = format!("app-{}", i % 3);
+            let kind = if i % 2 == 0 { "deploy" } else { "restart" };
+            let op = s.begin_operation(Some(&app), kind).unwrap();
+            if i % 5 == 0 {
+                s.finish_operation(op, OpStatus::Failed, "no").unwrap();
+            } else {
+                s.finish_operation(op, OpStatus::Succeeded, "ok").unwrap();
+            }
+            ids.push(op);
+        }
+        let walk = |filter: &OpFilter, limit: u32| {
+            let mut seen = Vec::new();
+            let mut before = None;
+            loop {
+                let page = s.operations_page(filter, before, limit).unwrap();
+                let Some(last) = page.last() else { break };
+                before = Some(last.id);
+                seen.extend(page.iter().map(|o| o.id));
+            }
+            seen
+        };
+        let newest_first: Vec<i64> = ids.iter().rev().copied().collect();
+        assert_eq!(walk(&OpFilter::default(), 4), newest_first);
+        let failed = OpFilter {
+            status: Some(OpStatus::Failed),
+            ..Default::default()
+        };
+        assert_eq!(
+            walk(&failed, 2),
+            [ids[20], ids[15], ids[10], ids[5], ids[0]]
+        );
+        assert_eq!(s.count_operations(&failed).unwrap(), 5);
+        let app_kind = OpFilter {
+            app: Some("app-0".into()),
+            kind: Some("deploy".into()),
+            ..Default::default()
+        };
+        // i % 3 == 0 and i even: 0, 6, 12, 18, 24.
+        assert_eq!(
+            walk(&app_kind, 3),
+            [ids[24], ids[18], ids[12], ids[6], ids[0]]
+        );
+        assert_eq!(s.count_operations(&app_kind).unwrap(), 5);
+        assert!(
+            s.operations_page(&OpFilter::default(), Some(ids[0]), 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -237,6 +237,36 @@ impl Store {
         Ok(q.query_map([id], row)?.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Up to `limit` of the app's releases, newest first, numbered below `before` when given
+    /// (keyset pagination on the `(app, number)` index).
+    pub fn releases_page(
+        &self,
+        app: &str,
+        before: Option<u32>,
+        limit: u32,
+    ) -> Result<Vec<Release>> {
+        let conn = self.conn();
+        let id = app_id(&conn, app)?;
+        let mut q = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM releases r JOIN apps a ON a.id = r.app_id
+             WHERE r.app_id = ?1 AND r.number < ?2 ORDER BY r.number DESC LIMIT ?3"
+        ))?;
+        let before = before.map_or(i64::MAX, i64::from);
+        Ok(q.query_map(params![id, before, limit], row)?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How many releases the app has.
+    pub fn count_releases(&self, app: &str) -> Result<u64> {
+        let conn = self.conn();
+        let id = app_id(&conn, app)?;
+        Ok(conn.query_row(
+            "SELECT COUNT(*) FROM releases WHERE app_id = ?1",
+            [id],
+            |r| r.get(0),
+        )?)
+    }
+
     pub fn release(&self, app: &str, number: u32) -> Result<Release> {
         let conn = self.conn();
         let id = app_id(&conn, app)?;
@@ -371,5 +401,35 @@ mod tests {
         assert_eq!(s.begin_release("blog", "archive").unwrap(), 3);
         assert_eq!(s.fail_interrupted_releases().unwrap(), 1);
         assert_eq!(s.release("blog", 3).unwrap().status, ReleaseStatus::Failed);
+    }
+
+    #[test]
+    fn release_pages_walk_newest_first() {
+        let s = Store::open_test();
+        s.create_app(
+            "blog",
+            AppKind::Process,
+            &AppSettings::default(),
+            &[],
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        for _ in 0..7 {
+            s.begin_release("blog", "git x main").unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = s.releases_page("blog", before, 3).unwrap();
+            let Some(last) = page.last() else { break };
+            before = Some(last.number);
+            seen.extend(page.iter().map(|r| r.number));
+        }
+        assert_eq!(seen, [7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(s.count_releases("blog").unwrap(), 7);
+        assert!(matches!(
+            s.releases_page("nope", None, 3),
+            Err(StoreError::NotFound { .. })
+        ));
     }
 }

@@ -79,6 +79,7 @@ enum Command {
     /// The operations log: what was done, step by step, and how it ended.
     Ops {
         app: Option<String>,
+        /// How many of the latest operations (at most 1000).
         #[arg(long, default_value_t = 20)]
         limit: u32,
         #[command(flatten)]
@@ -128,6 +129,9 @@ enum Command {
     /// An app's releases, newest first.
     Releases {
         app: String,
+        /// Show at most this many (default: the server's page, 100; at most 1000).
+        #[arg(long)]
+        limit: Option<u32>,
         #[command(flatten)]
         conn: cli::Conn,
     },
@@ -185,7 +189,9 @@ fn run() -> anyhow::Result<()> {
         } => cli::run(conn, cli::Verb::Logs { app, lines, follow }),
         Command::Ops { app, limit, conn } => cli::run(conn, cli::Verb::Ops { app, limit }),
         Command::Deploy { args, conn } => cli::run(conn, cli::Verb::Deploy(args)),
-        Command::Releases { app, conn } => cli::run(conn, cli::Verb::Releases { app }),
+        Command::Releases { app, limit, conn } => {
+            cli::run(conn, cli::Verb::Releases { app, limit })
+        }
         Command::Certs { conn } => cli::run(conn, cli::Verb::Certs),
         Command::Nodes { cmd, conn } => cli::run(conn, cli::Verb::Nodes(cmd)),
         Command::Tunnels { cmd, conn } => cli::run(conn, cli::Verb::Tunnels(cmd)),

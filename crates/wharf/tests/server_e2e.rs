@@ -186,6 +186,39 @@ async fn static_apps_and_cli_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_list_filters_and_limits() {
+    let tmp = TempDir::new("list-filters");
+    let data = tmp.0.join("data");
+    let server = ServerProc::start(&data, free_port()).await;
+    for name in ["docs", "docs-api", "shop"] {
+        server.ok(&["apps", "create", name, "--static"]).await;
+    }
+    let names = |out: &str| -> Vec<String> {
+        out.lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect()
+    };
+    let all = server.ok(&["apps", "list"]).await;
+    assert!(all.starts_with("NAME"), "{all}");
+    assert_eq!(names(&all), ["docs", "docs-api", "shop"], "{all}");
+    let docs = server.ok(&["apps", "list", "--prefix", "docs"]).await;
+    assert_eq!(names(&docs), ["docs", "docs-api"], "{docs}");
+    let first = server.ok(&["apps", "list", "--limit", "1"]).await;
+    assert_eq!(names(&first), ["docs"], "{first}");
+    let none = server.ok(&["apps", "list", "--kind", "process"]).await;
+    assert!(none.contains("no apps match"), "{none}");
+    let statics = server
+        .ok(&["apps", "list", "--state", "static", "--json"])
+        .await;
+    let statics: serde_json::Value = serde_json::from_str(&statics).unwrap();
+    assert_eq!(statics.as_array().unwrap().len(), 3, "{statics}");
+    let (ok, _, err) = server.cli(&["apps", "list", "--limit", "5000"]).await;
+    assert!(!ok && err.contains("1 to 1000"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_leaves_no_duplicate_apps_behind() {
     require_python();
     let tmp = TempDir::new("kill9");

@@ -7,22 +7,180 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::response::Response;
 use http::StatusCode;
 use serde_json::json;
 use wharf_client::dto::{
     AddDomain, AppView, ChangeEnv, Changed, CreateApp, OperationView, Scale, Settings,
 };
-use wharf_store::{AppKind, AppSettings, Availability, Tls, validate_app_name, validate_env_name};
+use wharf_store::{
+    AppFilter, AppKind, AppSettings, Availability, NameCursor, Tls, validate_app_name,
+    validate_env_name,
+};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
-use super::{validate, views};
+use super::{paging, validate, views};
 use crate::Control;
 use crate::oplog::OpLog;
 
-pub(crate) async fn list(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<AppView>>> {
-    let apps = c.store.apps()?;
-    Ok(Json(views::apps(&c, &apps).await))
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    limit: Option<u32>,
+    after: Option<String>,
+    before: Option<String>,
+    prefix: Option<String>,
+    q: Option<String>,
+    kind: Option<String>,
+    state: Option<String>,
+}
+
+const LIST_PARAMS: &str = "limit, after, before, prefix, q, kind and state";
+
+/// `GET /apps`: a page of apps in name order (see `paging.rs` for the conventions). `state`
+/// is computed from what runs, so it filters while scanning the store in name order, a batch
+/// at a time, until the page is full; its total is not counted (it would mean a full scan).
+pub(crate) async fn list(
+    State(c): State<Arc<Control>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = query.map_err(|e| paging::bad_query(e, LIST_PARAMS))?;
+    let limit = paging::limit(q.limit, 100)?;
+    let nonempty = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let (after, before) = (nonempty(q.after), nonempty(q.before));
+    let cursor = match (&after, &before) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give `after` (the next page) or `before` (the previous one), not both",
+            ));
+        }
+        (Some(a), None) => NameCursor::After(a),
+        (None, Some(b)) => NameCursor::Before(b),
+        (None, None) => NameCursor::Start,
+    };
+    let filter = AppFilter {
+        prefix: nonempty(q.prefix),
+        // Names are lower case: a search typed with capitals still finds them.
+        contains: nonempty(q.q).map(|s| s.to_lowercase()),
+        kind: nonempty(q.kind.clone())
+            .map(|k| {
+                k.parse::<AppKind>()
+                    .map_err(|e| ApiError::bad_request(format!("`kind`: {e}")))
+            })
+            .transpose()?,
+    };
+    let state = nonempty(q.state);
+    if let Some(s) = &state
+        && !views::STATES.contains(&s.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "`state`: `{s}` is not one of: {}",
+            views::STATES.join(", ")
+        )));
+    }
+    let running = views::running(&c).await;
+    let keep = |a: &wharf_store::App| {
+        state
+            .as_deref()
+            .is_none_or(|s| views::state_of(&c, a, &running) == s)
+    };
+    let batch = if state.is_some() {
+        (limit + 1).max(100)
+    } else {
+        limit + 1
+    };
+    let (mut apps, more) = scan_apps(&c, &filter, cursor, limit, batch, &keep)?;
+    let (has_prev, has_next) = match cursor {
+        NameCursor::Before(_) => {
+            apps.reverse();
+            let next = match apps.last() {
+                Some(l) => !scan_apps(&c, &filter, NameCursor::After(&l.name), 1, batch, &keep)?
+                    .0
+                    .is_empty(),
+                None => false,
+            };
+            (more, next)
+        }
+        NameCursor::After(_) => {
+            let prev = match apps.first() {
+                Some(f) => !scan_apps(&c, &filter, NameCursor::Before(&f.name), 1, batch, &keep)?
+                    .0
+                    .is_empty(),
+                None => false,
+            };
+            (prev, more)
+        }
+        NameCursor::Start => (false, more),
+    };
+    let params = |cursor: (&'static str, String)| {
+        let mut p = vec![
+            ("limit", Some(limit.to_string())),
+            ("prefix", filter.prefix.clone()),
+            ("q", filter.contains.clone()),
+            ("kind", filter.kind.map(|k| k.to_string())),
+            ("state", state.clone()),
+        ];
+        p.push((cursor.0, Some(cursor.1)));
+        p
+    };
+    let mut links = Vec::new();
+    if let (true, Some(l)) = (has_next, apps.last()) {
+        links.push(paging::link(
+            "/api/v1/apps",
+            &params(("after", l.name.clone())),
+            "next",
+        ));
+    }
+    if let (true, Some(f)) = (has_prev, apps.first()) {
+        links.push(paging::link(
+            "/api/v1/apps",
+            &params(("before", f.name.clone())),
+            "prev",
+        ));
+    }
+    let total = match state {
+        Some(_) => None,
+        None => Some(c.store.count_apps(&filter)?),
+    };
+    let views = views::apps_with(&c, &apps, &running);
+    Ok(paging::respond(views, links, total))
+}
+
+/// Up to `limit` apps from `cursor` on that match `filter` and `keep`, read from the store
+/// `batch` at a time, and whether more follow. With `batch` above `limit`, one read answers
+/// both when nothing is filtered out.
+fn scan_apps(
+    c: &Control,
+    filter: &AppFilter,
+    cursor: NameCursor<'_>,
+    limit: u32,
+    batch: u32,
+    keep: &dyn Fn(&wharf_store::App) -> bool,
+) -> ApiResult<(Vec<wharf_store::App>, bool)> {
+    let mut out = Vec::new();
+    let mut from: Option<String> = None;
+    loop {
+        let here = match (&from, cursor) {
+            (None, first) => first,
+            (Some(n), NameCursor::Before(_)) => NameCursor::Before(n),
+            (Some(n), _) => NameCursor::After(n),
+        };
+        let rows = c.store.apps_page(filter, here, batch)?;
+        let full = rows.len() == batch as usize;
+        from = rows.last().map(|a| a.name.clone());
+        for a in rows {
+            if keep(&a) {
+                if out.len() == limit as usize {
+                    return Ok((out, true));
+                }
+                out.push(a);
+            }
+        }
+        if !full {
+            return Ok((out, false));
+        }
+    }
 }
 
 pub(crate) async fn show(
@@ -40,25 +198,21 @@ pub(crate) async fn create(
     let kind = validate::kind(req.kind.as_deref())?;
     let mut settings = validate::settings(&req.settings, kind)?;
     check_runtime(&c, &settings)?;
-    let existing = c.store.apps()?;
     let domains = req
         .domains
         .iter()
         .map(|d| {
             validate::domain(d, &c.reconciler.routing().base_domain, |n| {
-                existing.iter().any(|a| a.name == n)
+                app_exists(&c, n)
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let default_host = c.reconciler.default_host(&req.name);
-    if let Some(owner) = existing.iter().find(|a| a.domains.contains(&default_host)) {
+    if let Some(owner) = c.store.domain_owner(&default_host)? {
         return Err(ApiError {
             status: StatusCode::CONFLICT,
             code: "conflict",
-            message: format!(
-                "`{default_host}` is already a domain of app \"{}\"",
-                owner.name
-            ),
+            message: format!("`{default_host}` is already a domain of app \"{owner}\""),
         });
     }
     check_env(
@@ -89,6 +243,10 @@ pub(crate) async fn create(
     };
     let changed = carry_out(&c, &req.name, "create", false, &saved).await?;
     Ok((StatusCode::CREATED, Json(changed)))
+}
+
+fn app_exists(c: &Control, name: &str) -> ApiResult<bool> {
+    Ok(c.store.app_exists(name)?)
 }
 
 /// A container runtime is only accepted while it is there: the app would never start.
@@ -256,14 +414,13 @@ pub(crate) async fn add_domain(
     ApiJson(req): ApiJson<AddDomain>,
 ) -> ApiResult<Json<Changed>> {
     let current = c.store.app(&app)?;
-    let existing = c.store.apps()?;
     let host = validate::domain(&req.host, &c.reconciler.routing().base_domain, |n| {
-        existing.iter().any(|a| a.name == n)
+        app_exists(&c, n)
     })?;
     // Checked before any certificate file is written: a refused request changes nothing.
-    if existing
-        .iter()
-        .any(|a| a.name != app && a.domains.contains(&host))
+    if c.store
+        .domain_owner(&host)?
+        .is_some_and(|owner| owner != app)
     {
         return Err(wharf_store::StoreError::Exists {
             what: "domain",

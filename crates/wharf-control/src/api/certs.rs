@@ -12,18 +12,15 @@ use crate::Control;
 use crate::reconciler::{cert_name, host_of_cert};
 
 pub(crate) async fn list(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<CertView>>> {
-    let apps = c.store.apps()?;
+    // One look-up per certificate: the listing costs what the certificates do, not the apps.
     let views = c
         .certs
         .statuses()
         .into_iter()
         .map(|s| {
             let host = host_of_cert(&s.name);
-            CertView {
-                app: apps
-                    .iter()
-                    .find(|a| a.domains.contains(&host))
-                    .map(|a| a.name.clone()),
+            Ok(CertView {
+                app: c.store.domain_owner(&host)?,
                 host,
                 source: s.source.to_string(),
                 issuer: s.info.as_ref().map(|i| i.issuer.clone()),
@@ -35,9 +32,9 @@ pub(crate) async fn list(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec<Ce
                     message: a.message,
                 }),
                 next_renewal: s.next_renewal,
-            }
+            })
         })
-        .collect();
+        .collect::<ApiResult<_>>()?;
     Ok(Json(views))
 }
 

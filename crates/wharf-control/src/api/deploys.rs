@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use wharf_client::dto::{Changed, DeployEvent, DeployRequest, ReleaseView, Rollback};
@@ -102,16 +103,45 @@ fn event(e: &DeployEvent) -> Result<Bytes, std::io::Error> {
     Ok(Bytes::from(line))
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReleasesQuery {
+    limit: Option<u32>,
+    before: Option<u32>,
+}
+
+/// `GET /apps/{app}/releases`: a page of releases, newest first, keyed by number (`before` =
+/// the last number of the previous page); see `paging.rs` for the conventions.
 pub(crate) async fn releases(
     State(c): State<Arc<Control>>,
     Path(app): Path<String>,
-) -> ApiResult<Json<Vec<ReleaseView>>> {
-    Ok(Json(
-        c.store
-            .releases(&app)?
+    query: Result<Query<ReleasesQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = query.map_err(|e| super::paging::bad_query(e, "limit and before"))?;
+    let limit = super::paging::limit(q.limit, 100)?;
+    let mut releases = c.store.releases_page(&app, q.before, limit + 1)?;
+    let more = releases.len() > limit as usize;
+    releases.truncate(limit as usize);
+    let mut links = Vec::new();
+    if let (true, Some(last)) = (more, releases.last()) {
+        let params = [
+            ("limit", Some(limit.to_string())),
+            ("before", Some(last.number.to_string())),
+        ];
+        links.push(super::paging::link(
+            &format!("/api/v1/apps/{app}/releases"),
+            &params,
+            "next",
+        ));
+    }
+    let total = c.store.count_releases(&app)?;
+    Ok(super::paging::respond(
+        releases
             .into_iter()
             .map(views::release)
-            .collect(),
+            .collect::<Vec<ReleaseView>>(),
+        links,
+        Some(total),
     ))
 }
 

@@ -24,6 +24,15 @@ impl ApiError {
         }
     }
 
+    /// The request itself is malformed (e.g. a query parameter out of range).
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn not_found(message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::NOT_FOUND,

@@ -14,6 +14,7 @@ mod logs;
 mod nodes;
 pub(crate) mod openapi;
 mod operations;
+mod paging;
 mod status;
 mod validate;
 mod views;

@@ -34,7 +34,6 @@ pub(crate) async fn list(State(c): State<Arc<Control>>) -> ApiResult<Json<NodesV
     let mut view = NodesView::default();
     if let Some(hub) = c.runtimes.hub() {
         view.link = Some(hub.join_url().server);
-        let apps = c.store.apps()?;
         for n in c.store.nodes()? {
             let live = hub.node(&n.name);
             let info = live.info();
@@ -49,11 +48,7 @@ pub(crate) async fn list(State(c): State<Arc<Control>>) -> ApiResult<Json<NodesV
                 state: state.to_string(),
                 last_contact: info.last_contact.map(unix),
                 version: info.version,
-                apps: apps
-                    .iter()
-                    .filter(|a| a.node.as_deref() == Some(n.name.as_str()))
-                    .map(|a| a.name.clone())
-                    .collect(),
+                apps: c.store.apps_on_node(&n.name)?,
                 latency_ms: Hub::rtt(&live).map(|d| d.as_secs_f64() * 1000.0),
                 addr: info.peer.map(|a| a.to_string()),
                 name: n.name,
@@ -150,13 +145,7 @@ pub(crate) async fn remove(
 ) -> ApiResult<StatusCode> {
     let hub = hub(&c)?;
     c.store.node(&name)?;
-    let placed: Vec<String> = c
-        .store
-        .apps()?
-        .into_iter()
-        .filter(|a| a.node.as_deref() == Some(name.as_str()))
-        .map(|a| a.name)
-        .collect();
+    let placed = c.store.apps_on_node(&name)?;
     if !placed.is_empty() {
         return Err(ApiError::conflict(format!(
             "apps run on node {name}: {}; move them (`wharf apps set APP --node ''`) or delete them first",

@@ -38,9 +38,17 @@ pub(crate) fn spec() -> Value {
                   "description": "Apps, domains, env, lifecycle, logs and the operations log. Send `Authorization: Bearer <token>`." },
         "servers": [{ "url": "/api/v1" }],
         "paths": {
-            "/status": { "get": op("Server and apps at a glance", None, "200") },
+            "/status": { "get": {
+                "summary": "Server and apps at a glance; `app_count` counts the apps",
+                "security": [{ "bearer": [] }],
+                "parameters": [
+                    { "name": "apps", "in": "query", "schema": { "type": "boolean", "default": true },
+                      "description": "false leaves the app list out (it costs a read of every app)" }
+                ],
+                "responses": { "200": { "description": "success" } }
+            } },
             "/apps": {
-                "get": op("List apps", None, "200"),
+                "get": apps_list(),
                 "post": op("Create an app and start it", Some("CreateApp"), "201")
             },
             "/apps/{app}": {
@@ -88,7 +96,17 @@ pub(crate) fn spec() -> Value {
             "/apps/{app}/deploy": { "post": with_app(op(
                 "Deploy from git (JSON body) or a tar.gz archive (Content-Type: application/gzip); answers newline-delimited JSON: build output, then the operation",
                 Some("DeployRequest"), "200")) },
-            "/apps/{app}/releases": { "get": with_app(op("Releases, newest first", None, "200")) },
+            "/apps/{app}/releases": { "get": {
+                "summary": "Releases, newest first, a page at a time",
+                "security": [{ "bearer": [] }],
+                "parameters": [
+                    { "name": "app", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } },
+                    { "name": "before", "in": "query", "schema": { "type": "integer" },
+                      "description": "releases numbered below this (the last number of the previous page)" }
+                ],
+                "responses": paged_responses()
+            } },
             "/apps/{app}/rollback": { "post": with_app(op("Re-activate a kept release with its config", Some("Rollback"), "200")) },
             "/apps/{app}/webhook": { "post": with_app(op("Create a new webhook secret (shown once)", None, "200")) },
             "/apps/{app}/traffic": { "get": with_app(op("Requests/s, 5xx/s and mean latency over the last half hour", None, "200")) },
@@ -98,13 +116,17 @@ pub(crate) fn spec() -> Value {
                 "responses": { "200": { "description": "success" } }
             } },
             "/operations": { "get": {
-                "summary": "Operations log, newest first",
+                "summary": "Operations log, newest first, a page at a time",
                 "security": [{ "bearer": [] }],
                 "parameters": [
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 20 } },
+                    { "name": "before", "in": "query", "schema": { "type": "integer" },
+                      "description": "operations older than this id (the last id of the previous page)" },
                     { "name": "app", "in": "query", "schema": { "type": "string" } },
-                    { "name": "limit", "in": "query", "schema": { "type": "integer", "maximum": 500 } }
+                    { "name": "kind", "in": "query", "schema": { "type": "string" }, "examples": ["deploy"] },
+                    { "name": "status", "in": "query", "schema": { "enum": ["running", "succeeded", "failed"] } }
                 ],
-                "responses": { "200": { "description": "success" } }
+                "responses": paged_responses()
             } },
             "/operations/{id}": { "get": {
                 "summary": "One operation with its actions",
@@ -196,6 +218,46 @@ pub(crate) fn spec() -> Value {
         }
     }
     doc
+}
+
+/// The answers of a paged list: the page as a JSON array, its neighbours in `Link`.
+fn paged_responses() -> Value {
+    json!({
+        "200": {
+            "description": "a JSON array: one page, in the list's order",
+            "headers": {
+                "Link": { "schema": { "type": "string" },
+                          "description": "`<URL>; rel=\"next\"` (and `rel=\"prev\"` for apps) when there is such a page (RFC 8288); follow it as it is" },
+                "X-Total-Count": { "schema": { "type": "integer" },
+                                   "description": "how many items match the filters (every page of them); not sent for apps filtered by `state`" }
+            }
+        },
+        "400": { "description": "a parameter is malformed or out of range (`limit` above 1000); `message` says which",
+                 "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+    })
+}
+
+/// `GET /apps`: pages in name order, with filters.
+fn apps_list() -> Value {
+    let text = json!({ "type": "string" });
+    json!({
+        "summary": "Apps in name order, a page at a time, with filters",
+        "security": [{ "bearer": [] }],
+        "parameters": [
+            { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } },
+            { "name": "after", "in": "query", "schema": text,
+              "description": "names after this one (the last name of the previous page)" },
+            { "name": "before", "in": "query", "schema": text,
+              "description": "the names just before this one (the first name of the next page); not with `after`" },
+            { "name": "prefix", "in": "query", "schema": text, "description": "names starting with this" },
+            { "name": "q", "in": "query", "schema": text, "description": "names holding this (any case)" },
+            { "name": "kind", "in": "query", "schema": { "enum": ["process", "static"] } },
+            { "name": "state", "in": "query",
+              "schema": { "enum": ["running", "stopped", "static", "not-served", "no-command", "crashed", "failed"] },
+              "description": "the `state` the app shows now (no X-Total-Count with it)" }
+        ],
+        "responses": paged_responses()
+    })
 }
 
 fn name_param(name: &str) -> Value {

@@ -3,15 +3,32 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use wharf_client::dto::StatusView;
 
 use super::error::ApiResult;
 use super::views;
 use crate::Control;
 
-pub(crate) async fn status(State(c): State<Arc<Control>>) -> ApiResult<Json<StatusView>> {
-    let apps = c.store.apps()?;
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatusQuery {
+    /// `false` leaves the app list out (`app_count` stays): the server at a glance costs the
+    /// same with ten apps or ten thousand.
+    apps: Option<bool>,
+}
+
+pub(crate) async fn status(
+    State(c): State<Arc<Control>>,
+    query: Result<Query<StatusQuery>, QueryRejection>,
+) -> ApiResult<Json<StatusView>> {
+    let Query(q) = query.map_err(|e| super::paging::bad_query(e, "apps=true|false"))?;
+    let apps = if q.apps.unwrap_or(true) {
+        views::apps(&c, &c.store.apps()?).await
+    } else {
+        Vec::new()
+    };
     Ok(Json(StatusView {
         version: env!("CARGO_PKG_VERSION").to_string(),
         uptime_seconds: c.started.elapsed().as_secs(),
@@ -25,7 +42,8 @@ pub(crate) async fn status(State(c): State<Arc<Control>>) -> ApiResult<Json<Stat
         base_domain: c.reconciler.routing().base_domain.clone(),
         data_dir: c.data.root().display().to_string(),
         rss_bytes: own_rss(),
-        apps: views::apps(&c, &apps).await,
+        app_count: c.store.count_apps(&Default::default())?,
+        apps,
     }))
 }
 

@@ -182,7 +182,7 @@ fn existing_dir(key: &str, dir: &str) -> Result<String, ApiError> {
 pub(crate) fn domain(
     raw: &str,
     base_domain: &str,
-    app_exists: impl Fn(&str) -> bool,
+    app_exists: impl Fn(&str) -> Result<bool, ApiError>,
 ) -> Result<String, ApiError> {
     let pattern = HostPattern::parse(raw).map_err(|e| ApiError::invalid(format!("host {e}")))?;
     if pattern == HostPattern::Any {
@@ -193,7 +193,7 @@ pub(crate) fn domain(
     let host = pattern.to_string();
     if let Some(label) = host.strip_suffix(&format!(".{base_domain}"))
         && !label.contains('.')
-        && app_exists(label)
+        && app_exists(label)?
     {
         {
             return Err(ApiError {

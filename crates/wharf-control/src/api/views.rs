@@ -15,12 +15,22 @@ pub(crate) async fn app(control: &Control, app: &App) -> AppView {
 /// Views of many apps; each runtime (which reads `/proc` or asks its engine) is asked once.
 pub(crate) async fn apps(control: &Control, apps: &[App]) -> Vec<AppView> {
     let running = running(control).await;
+    apps_with(control, apps, &running)
+}
+
+/// Views of many apps with what runs already listed by [`running`].
+pub(crate) fn apps_with(
+    control: &Control,
+    apps: &[App],
+    running: &[wharf_runtime::InstanceStatus],
+) -> Vec<AppView> {
     apps.iter()
-        .map(|a| with_instances(control, a, &running))
+        .map(|a| with_instances(control, a, running))
         .collect()
 }
 
-async fn running(control: &Control) -> Vec<wharf_runtime::InstanceStatus> {
+/// Every instance of every runtime, asked once for a listing.
+pub(crate) async fn running(control: &Control) -> Vec<wharf_runtime::InstanceStatus> {
     control
         .runtimes
         .list()
@@ -64,12 +74,7 @@ fn with_instances(
     instances.sort_by(|a, b| a.name.cmp(&b.name));
     let limits_note = mine.first().and_then(|i| i.limits_note.clone());
     let failure = rec.failure(&app.name);
-    let state = if failure.is_some() && mine.is_empty() {
-        // The last change could not start it, and nothing of it runs.
-        "failed".to_string()
-    } else {
-        state(app, &mine.iter().map(|i| i.state).collect::<Vec<_>>())
-    };
+    let state = state_with(app, failure.is_some(), &mine);
     let mut hosts = vec![rec.default_host(&app.name)];
     hosts.extend(app.domains.iter().cloned());
     AppView {
@@ -126,6 +131,37 @@ fn with_instances(
         git_ref: app.git_ref.clone(),
         created_at: app.created_at,
         updated_at: app.updated_at,
+    }
+}
+
+/// The `state` an app's view shows, without building the view (for the `state` filter).
+pub(crate) fn state_of(
+    control: &Control,
+    app: &App,
+    running: &[wharf_runtime::InstanceStatus],
+) -> String {
+    let mine: Vec<&wharf_runtime::InstanceStatus> =
+        running.iter().filter(|i| i.app == app.name).collect();
+    state_with(app, control.reconciler.failure(&app.name).is_some(), &mine)
+}
+
+/// Every value `state` takes, for checking a filter.
+pub(crate) const STATES: &[&str] = &[
+    "running",
+    "stopped",
+    "static",
+    "not-served",
+    "no-command",
+    "crashed",
+    "failed",
+];
+
+fn state_with(app: &App, failed: bool, mine: &[&wharf_runtime::InstanceStatus]) -> String {
+    if failed && mine.is_empty() {
+        // The last change could not start it, and nothing of it runs.
+        "failed".to_string()
+    } else {
+        state(app, &mine.iter().map(|i| i.state).collect::<Vec<_>>())
     }
 }
 

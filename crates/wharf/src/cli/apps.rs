@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use wharf_client::Client;
 use wharf_client::dto::{ChangeEnv, CreateApp, Settings};
+use wharf_client::{AppsQuery, Client, Page};
 
-use super::print::{changed, json, table};
+use super::print::{self, changed, json};
 use super::{AppsCmd, Conn, DomainsCmd, EnvCmd};
 
 /// Settings flags shared by `apps create` and `apps set`.
@@ -132,34 +132,91 @@ pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
-pub(crate) async fn apps(client: &Client, conn: &Conn, cmd: AppsCmd) -> anyhow::Result<()> {
-    match cmd {
-        AppsCmd::List => {
-            if conn.json {
-                return json(&client.get_json("/apps").await?);
-            }
-            let apps = client.apps().await?;
-            if apps.is_empty() {
-                outln!(
-                    "no apps yet: create one with `wharf apps create NAME --run CMD` or `--static`"
-                );
+#[derive(clap::Args)]
+pub(crate) struct ListArgs {
+    /// Only apps whose name starts with this.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Only apps of this kind: static or process.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only apps in this state (running, stopped, static, not-served, no-command, crashed, failed).
+    #[arg(long)]
+    state: Option<String>,
+    /// Show the first N apps only (at most 1000); without it every page is listed.
+    #[arg(long)]
+    limit: Option<u32>,
+}
+
+/// Lists apps a page at a time, printing each page as it arrives, so the first lines come at
+/// once with ten thousand apps.
+async fn list(client: &Client, conn: &Conn, args: ListArgs) -> anyhow::Result<()> {
+    let query = AppsQuery {
+        limit: args.limit,
+        prefix: args.prefix,
+        kind: args.kind,
+        state: args.state,
+        ..Default::default()
+    };
+    let headers = ["NAME", "KIND", "STATE", "INSTANCES", "URL"];
+    let filtered = query.prefix.is_some() || query.kind.is_some() || query.state.is_some();
+    let mut page: Page<serde_json::Value> = client.page(&query.path()).await?;
+    if conn.json {
+        // One JSON array of every app listed, as before pages existed.
+        let mut all = std::mem::take(&mut page.items);
+        while let (None, Some(next)) = (args.limit, page.next.take()) {
+            page = client.page(&next).await?;
+            all.append(&mut page.items);
+        }
+        return json(&all);
+    }
+    let mut widths: Option<Vec<usize>> = None;
+    loop {
+        let apps: Vec<wharf_client::dto::AppView> = page
+            .items
+            .drain(..)
+            .map(serde_json::from_value)
+            .collect::<Result<_, _>>()?;
+        let rows: Vec<Vec<String>> = apps
+            .iter()
+            .map(|a| {
+                vec![
+                    a.name.clone(),
+                    a.kind.clone(),
+                    a.state.clone(),
+                    a.instances.len().to_string(),
+                    a.url.clone(),
+                ]
+            })
+            .collect();
+        if widths.is_none() {
+            if rows.is_empty() {
+                if filtered {
+                    outln!("no apps match");
+                } else {
+                    outln!(
+                        "no apps yet: create one with `wharf apps create NAME --run CMD` or `--static`"
+                    );
+                }
                 return Ok(());
             }
-            let rows = apps
-                .iter()
-                .map(|a| {
-                    vec![
-                        a.name.clone(),
-                        a.kind.clone(),
-                        a.state.clone(),
-                        a.instances.len().to_string(),
-                        a.url.clone(),
-                    ]
-                })
-                .collect();
-            table(&["NAME", "KIND", "STATE", "INSTANCES", "URL"], rows);
-            Ok(())
+            // Wide enough for the longest name an app may have, so later pages line up.
+            let mut w = print::widths(&headers, &rows);
+            w[0] = w[0].max(24);
+            print::table_rows(&w, vec![headers.iter().map(|h| h.to_string()).collect()]);
+            widths = Some(w);
         }
+        print::table_rows(widths.as_deref().unwrap_or_default(), rows);
+        match (args.limit, page.next.take()) {
+            (None, Some(next)) => page = client.page(&next).await?,
+            _ => return Ok(()),
+        }
+    }
+}
+
+pub(crate) async fn apps(client: &Client, conn: &Conn, cmd: AppsCmd) -> anyhow::Result<()> {
+    match cmd {
+        AppsCmd::List(args) => list(client, conn, args).await,
         AppsCmd::Create {
             name,
             r#static,

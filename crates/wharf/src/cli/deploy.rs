@@ -120,8 +120,13 @@ fn pack(dir: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-pub(crate) async fn releases(client: &Client, conn: &Conn, app: &str) -> anyhow::Result<()> {
-    let releases = client.releases(app).await?;
+pub(crate) async fn releases(
+    client: &Client,
+    conn: &Conn,
+    app: &str,
+    limit: Option<u32>,
+) -> anyhow::Result<()> {
+    let releases = client.releases_page(app, limit, None).await?.items;
     if conn.json {
         return json(&releases);
     }

@@ -28,8 +28,9 @@ pub(crate) struct Conn {
 
 #[derive(Subcommand)]
 pub(crate) enum AppsCmd {
-    /// List apps with their state and URL.
-    List,
+    /// List apps with their state and URL, in name order (every page, printed as it comes,
+    /// unless --limit is given).
+    List(apps::ListArgs),
     /// Create an app and start it (a process app needs --run; a static one serves a folder).
     Create {
         name: String,
@@ -143,6 +144,7 @@ pub(crate) enum Verb {
     Deploy(DeployArgs),
     Releases {
         app: String,
+        limit: Option<u32>,
     },
     Rollback {
         app: String,
@@ -176,7 +178,7 @@ pub(crate) fn run(conn: Conn, verb: Verb) -> anyhow::Result<()> {
             Verb::Logs { app, lines, follow } => watch::logs(&client, &app, lines, follow).await,
             Verb::Ops { app, limit } => watch::ops(&client, &conn, app, limit).await,
             Verb::Deploy(args) => deploy::deploy(&client, &conn, args).await,
-            Verb::Releases { app } => deploy::releases(&client, &conn, &app).await,
+            Verb::Releases { app, limit } => deploy::releases(&client, &conn, &app, limit).await,
             Verb::Rollback { app, release } => {
                 let changed = client.rollback(&app, release).await?;
                 print::changed(&conn, changed)

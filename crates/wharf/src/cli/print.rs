@@ -9,13 +9,29 @@ pub(crate) fn json(v: &impl Serialize) -> anyhow::Result<()> {
 }
 
 pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let widths = widths(headers, &rows);
+    table_rows(
+        &widths,
+        vec![headers.iter().map(|h| h.to_string()).collect()],
+    );
+    table_rows(&widths, rows);
+}
+
+/// Column widths fitting the headers and `rows`.
+pub(crate) fn widths(headers: &[&str], rows: &[Vec<String>]) -> Vec<usize> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in &rows {
+    for row in rows {
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
+    widths
+}
+
+/// Rows aligned on `widths` (a wider cell pushes its line only), for tables printed a page
+/// at a time.
+pub(crate) fn table_rows(widths: &[usize], rows: Vec<Vec<String>>) {
+    for cells in rows {
         let mut out = String::new();
         for (i, c) in cells.iter().enumerate() {
             if i + 1 == cells.len() {
@@ -25,10 +41,6 @@ pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) {
             }
         }
         outln!("{}", out.trim_end());
-    };
-    line(headers.iter().map(|h| h.to_string()).collect());
-    for row in rows {
-        line(row);
     }
 }
 
