@@ -38,7 +38,9 @@ use wharf_gateway::config::{
 };
 use wharf_gateway::{DeployOptions, Gateway, GatewayError, SiteChanges};
 use wharf_runtime::{ContainerOptions, InstanceSpec, Isolation, Limits, RestartPolicy, Workload};
-use wharf_store::{App, AppKind, Availability, RuntimeKind, Store, StoreError, Tls};
+use wharf_store::{
+    App, AppFilter, AppKind, Availability, NameCursor, RuntimeKind, Store, StoreError, Tls,
+};
 use wharf_tls::{CertManager, CertSource, WantedCert};
 
 use crate::oplog::OpLog;
@@ -47,6 +49,8 @@ use crate::runtimes::{Placement, Runtimes};
 use crate::users::AppUsers;
 
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Apps read (and routed) at a time when every app is reconciled.
+const BOOT_PAGE: u32 = 500;
 /// How soon moved replicas that were not healthy in time are tried again.
 const RETARGET_RETRY: Duration = Duration::from_secs(5);
 /// Lines of an app's own output quoted when it ends before it is healthy.
@@ -625,43 +629,55 @@ impl Reconciler {
 
     /// Reconciles every app `which` selects; says how many are ready, or what failed. Apps
     /// with nothing to run and nothing running (static sites, stopped apps) only need their
-    /// routes: they are routed first, together, in one change of the route table; the others
-    /// are then reconciled one by one.
+    /// routes: they are routed first, a page of apps per change of the route table; the others
+    /// are then reconciled one by one. Apps are read a page at a time, so the memory this
+    /// takes does not grow with the number of apps.
     async fn reconcile_where(
         &self,
         which: impl Fn(&App) -> bool,
         what: &str,
         op: &OpLog,
     ) -> Result<String, String> {
-        let apps = self.store.apps().map_err(|e| e.to_string())?;
         let mut failed = Vec::new();
-        let mut quiet = Vec::new();
         let mut busy = Vec::new();
-        for app in apps.iter().filter(|a| which(a)) {
-            let running = self.lock_runs().contains_key(&app.name);
-            match self.desired(app) {
-                Ok(None) if !running => quiet.push(app.name.clone()),
-                _ => busy.push(app.name.clone()),
+        let mut routed = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .apps_page(&AppFilter::default(), cursor(after.as_deref()), BOOT_PAGE)
+                .map_err(|e| e.to_string())?;
+            let mut quiet = Vec::new();
+            for app in page.iter().filter(|a| which(a)) {
+                let running = self.lock_runs().contains_key(&app.name);
+                match self.desired(app) {
+                    Ok(None) if !running => quiet.push(app.name.clone()),
+                    _ => busy.push(app.name.clone()),
+                }
+            }
+            if !quiet.is_empty() {
+                routed += quiet.len();
+                if let Err(e) = self.route_many(after.as_deref(), &quiet) {
+                    failed.push(e);
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == BOOT_PAGE as usize => after = Some(last.name.clone()),
+                _ => break,
             }
         }
-        if !quiet.is_empty() {
-            match self.route_many(&quiet) {
-                Ok(()) => op.ok(
-                    "route",
-                    format!(
-                        "{} routed",
-                        plural(quiet.len(), "app with nothing to start")
-                    ),
-                ),
-                Err(e) => failed.push(e),
-            }
+        if routed > 0 {
+            op.ok(
+                "route",
+                format!("{} routed", plural(routed, "app with nothing to start")),
+            );
         }
         for name in &busy {
             if let Err(e) = self.reconcile(name, false, op).await {
                 failed.push(e);
             }
         }
-        let n = quiet.len() + busy.len();
+        let n = routed + busy.len();
         if failed.is_empty() {
             Ok(format!("{} ready", plural(n, what)))
         } else {
@@ -669,19 +685,21 @@ impl Reconciler {
         }
     }
 
-    /// Routes `names` (apps with nothing running) in one change of the route table. Should
-    /// one of them be refused, each is routed on its own, so only that one is left out.
-    fn route_many(&self, names: &[String]) -> Result<(), String> {
+    /// Routes `names`, apps with nothing running from the page of apps after `after`, in one
+    /// change of the route table (the page read again under `runs`, so a change that came
+    /// meanwhile is not undone). Should one of them be refused, each is routed on its own, so
+    /// only that one is left out.
+    fn route_many(&self, after: Option<&str>, names: &[String]) -> Result<(), String> {
         let together = {
             let runs = self.lock_runs();
             let wanted: std::collections::HashSet<&str> =
                 names.iter().map(String::as_str).collect();
-            let apps = self
+            let page = self
                 .store
-                .apps()
+                .apps_page(&AppFilter::default(), cursor(after), BOOT_PAGE)
                 .map_err(|e| format!("cannot read apps: {e}"))?;
             let mut changes = SiteChanges::default();
-            for app in apps.iter().filter(|a| wanted.contains(a.name.as_str())) {
+            for app in page.iter().filter(|a| wanted.contains(a.name.as_str())) {
                 match self.site_config(app, runs.get(&app.name)) {
                     Some(site) => changes.upsert.push(site),
                     None => changes.remove.push(app.name.clone()),
@@ -1063,14 +1081,15 @@ impl Reconciler {
     }
 
     fn desired(&self, app: &App) -> Result<Option<Desired>, String> {
-        // Every app, even one with nothing to run: this is also where the folders of an
-        // install from before per-app users become the apps' own.
-        let user = self.app_user(&app.name)?;
         let eff = self.effective(app);
         let runnable = eff.static_root.is_none() && app.availability != Availability::Disabled;
         if !runnable {
             return Ok(None);
         }
+        // An app gets its user (and its folders become its own) once it has something to run
+        // (or build: the pipeline asks too). A static site is served by the gateway and needs
+        // none, so ten thousand sites do not use up the 4,336 uids of the range.
+        let user = self.app_user(&app.name)?;
         if app.runtime.runs_images() {
             return self.desired_containers(app, eff);
         }
@@ -1349,6 +1368,11 @@ fn health(path: Option<&str>) -> Option<HealthConfig> {
         rise: 1,
         fall: 2,
     })
+}
+
+/// The page of apps after `after` (from the first without).
+fn cursor(after: Option<&str>) -> NameCursor<'_> {
+    after.map_or(NameCursor::Start, NameCursor::After)
 }
 
 fn plural(n: usize, word: &str) -> String {
