@@ -1,7 +1,7 @@
 //! Prometheus metrics. Per-site handles are resolved once when a site is built, so the request
 //! path only bumps atomics and never looks up a label set.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -23,15 +23,21 @@ struct SiteLabel {
 
 pub(crate) struct Metrics {
     registry: Mutex<Registry>,
+    site: SiteFamilies,
+    pub(crate) open_connections: Gauge,
+    pub(crate) unknown_host: Counter,
+    pub(crate) reloads: Family<ReloadResult, Counter>,
+}
+
+/// The per-site series (shared handles: clones are the same families).
+#[derive(Clone)]
+struct SiteFamilies {
     requests: Family<SiteClass, Counter>,
     latency: Family<SiteLabel, Histogram>,
     upstream_errors: Family<SiteLabel, Counter>,
     /// Total time to response headers in microseconds, for the dashboard's mean latency: not
     /// exported (the histogram is), and prometheus-client only reads a histogram's sum in tests.
     latency_micros: Family<SiteLabel, Counter>,
-    pub(crate) open_connections: Gauge,
-    pub(crate) unknown_host: Counter,
-    pub(crate) reloads: Family<ReloadResult, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,6 +48,7 @@ pub(crate) struct ReloadResult {
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// The counters one site touches on each request.
+#[derive(Clone)]
 pub(crate) struct SiteMetrics {
     by_class: [Counter; 5],
     latency: Histogram,
@@ -59,6 +66,42 @@ pub struct SiteStats {
     pub latency_micros: u64,
 }
 
+/// A site's metric handles, made on its first request: a site nobody asks for holds no
+/// series (ten thousand idle sites would otherwise hold ten thousand histograms), and
+/// `/metrics` lists only sites that served something.
+pub(crate) struct LazySiteMetrics {
+    site: String,
+    families: SiteFamilies,
+    handles: OnceLock<SiteMetrics>,
+}
+
+impl LazySiteMetrics {
+    fn get(&self) -> &SiteMetrics {
+        self.handles
+            .get_or_init(|| self.families.for_site(&self.site))
+    }
+
+    pub(crate) fn record(&self, status: u16, seconds: f64) {
+        self.get().record(status, seconds);
+    }
+
+    pub(crate) fn upstream_errors(&self) -> &Counter {
+        &self.get().upstream_errors
+    }
+
+    pub(crate) fn stats(&self) -> SiteStats {
+        self.handles
+            .get()
+            .map(SiteMetrics::stats)
+            .unwrap_or_default()
+    }
+
+    /// The handles, if a request made them.
+    pub(crate) fn handles(&self) -> Option<SiteMetrics> {
+        self.handles.get().cloned()
+    }
+}
+
 impl SiteMetrics {
     pub(crate) fn record(&self, status: u16, seconds: f64) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
@@ -72,6 +115,27 @@ impl SiteMetrics {
             requests: self.by_class.iter().map(Counter::get).sum(),
             errors: self.by_class[4].get(),
             latency_micros: self.latency_micros.get(),
+        }
+    }
+}
+
+impl SiteFamilies {
+    fn for_site(&self, site: &str) -> SiteMetrics {
+        let label = SiteLabel {
+            site: site.to_string(),
+        };
+        SiteMetrics {
+            by_class: CLASSES.map(|class| {
+                self.requests
+                    .get_or_create(&SiteClass {
+                        site: site.to_string(),
+                        class,
+                    })
+                    .clone()
+            }),
+            latency: self.latency.get_or_create(&label).clone(),
+            latency_micros: self.latency_micros.get_or_create(&label).clone(),
+            upstream_errors: self.upstream_errors.get_or_create(&label).clone(),
         }
     }
 }
@@ -136,32 +200,29 @@ impl Metrics {
         );
         Metrics {
             registry: Mutex::new(registry),
-            requests,
-            latency,
-            upstream_errors,
-            latency_micros,
+            site: SiteFamilies {
+                requests,
+                latency,
+                upstream_errors,
+                latency_micros,
+            },
             open_connections,
             unknown_host,
             reloads,
         }
     }
 
-    pub(crate) fn for_site(&self, site: &str) -> SiteMetrics {
-        let label = SiteLabel {
+    /// `site`'s handles, made on its first request; `previous` (the handles of the site this
+    /// one replaces, if it made them) carries its totals over.
+    pub(crate) fn for_site(&self, site: &str, previous: Option<SiteMetrics>) -> LazySiteMetrics {
+        let handles = OnceLock::new();
+        if let Some(p) = previous {
+            let _ = handles.set(p);
+        }
+        LazySiteMetrics {
             site: site.to_string(),
-        };
-        SiteMetrics {
-            by_class: CLASSES.map(|class| {
-                self.requests
-                    .get_or_create(&SiteClass {
-                        site: site.to_string(),
-                        class,
-                    })
-                    .clone()
-            }),
-            latency: self.latency.get_or_create(&label).clone(),
-            latency_micros: self.latency_micros.get_or_create(&label).clone(),
-            upstream_errors: self.upstream_errors.get_or_create(&label).clone(),
+            families: self.site.clone(),
+            handles,
         }
     }
 
@@ -169,7 +230,7 @@ impl Metrics {
     /// `/metrics`) for ever. A site added again later starts from zero.
     pub(crate) fn forget_site(&self, site: &str) {
         for class in CLASSES {
-            self.requests.remove(&SiteClass {
+            self.site.requests.remove(&SiteClass {
                 site: site.to_string(),
                 class,
             });
@@ -177,9 +238,9 @@ impl Metrics {
         let label = SiteLabel {
             site: site.to_string(),
         };
-        self.latency.remove(&label);
-        self.latency_micros.remove(&label);
-        self.upstream_errors.remove(&label);
+        self.site.latency.remove(&label);
+        self.site.latency_micros.remove(&label);
+        self.site.upstream_errors.remove(&label);
     }
 
     pub(crate) fn encode(&self) -> String {

@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use crate::config::{BackendConfig, HostPattern, SiteConfig};
 use crate::error::{ConfigError, GatewayError};
-use crate::metrics::{Metrics, SiteMetrics};
+use crate::metrics::{LazySiteMetrics, Metrics};
 use crate::static_files::StaticSite;
 use crate::upstream::{Pool, Targets};
 
 pub(crate) struct Site {
     pub(crate) config: SiteConfig,
     pub(crate) backend: Backend,
-    pub(crate) metrics: SiteMetrics,
+    pub(crate) metrics: LazySiteMetrics,
     /// The `Strict-Transport-Security` value for HTTPS answers, built once here rather than per
     /// request.
     pub(crate) hsts: Option<http::HeaderValue>,
@@ -68,7 +68,12 @@ impl Site {
                 }))
             }
         };
-        let metrics = metrics.for_site(&config.name);
+        let metrics = metrics.for_site(
+            &config.name,
+            previous
+                .filter(|p| p.config.name == config.name)
+                .and_then(|p| p.metrics.handles()),
+        );
         let hsts = config.https.hsts.and_then(|max_age| {
             http::HeaderValue::try_from(format!("max-age={}", max_age.as_secs())).ok()
         });

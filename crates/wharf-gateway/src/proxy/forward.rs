@@ -77,7 +77,7 @@ pub(crate) async fn forward(
     loop {
         tries -= 1;
         let Some(guard) = pool.pick(skip) else {
-            site.metrics.upstream_errors.inc();
+            site.metrics.upstream_errors().inc();
             return Forwarded {
                 response: synthetic::no_upstream(),
                 upstream: skip,
@@ -101,7 +101,7 @@ pub(crate) async fn forward(
             Ok(Ok(exchange)) => exchange,
             Ok(Err(SendError::Connect(e))) => {
                 target.eject();
-                site.metrics.upstream_errors.inc();
+                site.metrics.upstream_errors().inc();
                 tracing::warn!(site = %site.config.name, upstream = %target.addr, error = %e, "upstream connection failed");
                 if retryable && tries > 0 {
                     skip = Some(target.addr);
@@ -131,7 +131,7 @@ pub(crate) async fn forward(
                         upstream: Some(target.addr),
                     };
                 }
-                site.metrics.upstream_errors.inc();
+                site.metrics.upstream_errors().inc();
                 tracing::warn!(site = %site.config.name, upstream = %target.addr, error = %error_chain(&e), "upstream request failed");
                 return Forwarded {
                     response: synthetic::bad_gateway(),
@@ -139,7 +139,7 @@ pub(crate) async fn forward(
                 };
             }
             Err(_) => {
-                site.metrics.upstream_errors.inc();
+                site.metrics.upstream_errors().inc();
                 tracing::warn!(site = %site.config.name, upstream = %target.addr, timeout = ?read_timeout, "upstream did not answer in time");
                 return Forwarded {
                     response: synthetic::gateway_timeout(),
