@@ -452,11 +452,9 @@ fn spawn_traffic_sampler(control: &Arc<Control>, gateway: Gateway, stop: Cancell
             // The app list changes rarely; between reads the gateway's totals are enough. On
             // an error the apps already tracked stay tracked.
             if n % traffic::TRACK_EVERY == 0
-                && let Ok(apps) = control.store.apps()
+                && let Ok(names) = control.store.app_names()
             {
-                control
-                    .traffic
-                    .track(apps.into_iter().map(|a| a.name).collect());
+                control.traffic.track(names);
             }
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -478,12 +476,7 @@ fn spawn_cert_log(control: &Arc<Control>) {
                 Err(_) => break,
             };
             let host = reconciler::host_of_cert(&name);
-            let app = control
-                .store
-                .apps()
-                .ok()
-                .and_then(|apps| apps.into_iter().find(|a| a.domains.contains(&host)))
-                .map(|a| a.name);
+            let app = control.store.domain_owner(&host).ok().flatten();
             let op = OpLog::begin(&control.store, app.as_deref(), "certificate");
             let message = format!("{host}: {}", attempt.message);
             if attempt.ok {

@@ -284,6 +284,16 @@ impl Store {
         Ok(q.query_row(rusqlite::params_from_iter(args), |r| r.get(0))?)
     }
 
+    /// Every app's name, in name order (no other column read).
+    pub fn app_names(&self) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut q = conn.prepare_cached("SELECT name FROM apps ORDER BY name")?;
+        let names = q
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(names)
+    }
+
     pub fn app_exists(&self, name: &str) -> Result<bool> {
         Ok(self
             .conn()
