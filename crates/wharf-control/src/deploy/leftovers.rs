@@ -19,9 +19,10 @@ pub(crate) fn clear(store: &Store, data: &DataDir) -> Result<(), StoreError> {
             }
         }
     }
-    for app in store.apps()? {
+    // Names only: every app's whole record at once would only swell the server's memory.
+    for app in store.app_names()? {
         let servable: Vec<String> = store
-            .releases(&app.name)?
+            .releases(&app)?
             .into_iter()
             .filter(|r| matches!(r.status, ReleaseStatus::Ready | ReleaseStatus::Active))
             .map(|r| r.number.to_string())
@@ -30,7 +31,7 @@ pub(crate) fn clear(store: &Store, data: &DataDir) -> Result<(), StoreError> {
         // it a link (to `/etc`, to another app's volume). It is held open without following a
         // link and everything below is reached through that descriptor, so only what really
         // is in the app's releases folder is removed.
-        let releases = data.releases(&app.name);
+        let releases = data.releases(&app);
         if let Ok(dir) = rustix::fs::open(
             &releases,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -47,7 +48,7 @@ pub(crate) fn clear(store: &Store, data: &DataDir) -> Result<(), StoreError> {
                     std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
             }
         }
-        if let Ok(entries) = std::fs::read_dir(data.backups(&app.name)) {
+        if let Ok(entries) = std::fs::read_dir(data.backups(&app)) {
             for e in entries.flatten() {
                 if e.file_name().to_string_lossy().ends_with(".tmp") {
                     tracing::warn!(path = %e.path().display(), "removing a partial backup");
