@@ -439,27 +439,20 @@ fn recover(store: &Arc<Store>, data: &DataDir) -> Result<(), ControlError> {
     Ok(())
 }
 
-/// Samples every app's gateway totals for the traffic graphs until `stop`.
+/// Samples the traffic of the sites that served something, every few seconds, until `stop`.
 fn spawn_traffic_sampler(control: &Arc<Control>, gateway: Gateway, stop: CancellationToken) {
     let control = control.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(traffic::INTERVAL);
-        for n in 0u64.. {
+        loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            // The app list changes rarely; between reads the gateway's totals are enough. On
-            // an error the apps already tracked stay tracked.
-            if n % traffic::TRACK_EVERY == 0
-                && let Ok(names) = control.store.app_names()
-            {
-                control.traffic.track(names);
-            }
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);
-            control.traffic.sample(now, |app| gateway.site_stats(app));
+            control.traffic.sample(now, gateway.active_sites());
         }
     });
 }

@@ -1,11 +1,13 @@
 //! Each app's traffic over the last half hour, for the dashboard's graphs: the gateway's totals
 //! sampled every few seconds, turned into rates on request.
 //!
-//! Kept sparse, so that thousands of mostly idle apps cost what their traffic changes: every
-//! sample time is kept once for all apps; an app keeps its last totals and, for each interval in
-//! which they moved, by how much. An interval with no entry had no traffic and reads as zero.
+//! Costs what traffic changes, not the number of apps: each sample asks the gateway for the
+//! sites that served something since the last one (`Gateway::active_sites`), so idle apps are
+//! never visited. Every sample time is kept once for all apps; an app that served something
+//! keeps its last totals and, for each interval in which they moved, by how much. An interval
+//! with no entry had no traffic and reads as zero; an app never seen reads as zero throughout.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -15,12 +17,6 @@ use wharf_gateway::SiteStats;
 pub(crate) const INTERVAL: Duration = Duration::from_secs(5);
 /// Half an hour of samples (and one more, for the first rate).
 const KEEP: usize = 361;
-/// How many samples pass between two reads of the app list from the store: reading every app
-/// of a large store every few seconds would cost more than the sampling itself. Apps someone
-/// looks at are picked up sooner (see `Traffic::points`).
-pub(crate) const TRACK_EVERY: u64 = 12;
-/// `Series::since` of an app not sampled yet.
-const NOT_YET: i64 = i64::MAX;
 
 #[derive(Default)]
 pub(crate) struct Traffic {
@@ -32,90 +28,86 @@ struct Inner {
     /// When the last `KEEP` samples were taken, oldest first (the same for every app).
     times: VecDeque<i64>,
     apps: HashMap<String, Series>,
+    /// Each recorded move's sample time and app, oldest first: when a time leaves the window,
+    /// only the apps listed for it are trimmed, so an app that went idle is cleaned up
+    /// without a pass over every app.
+    recorded: VecDeque<(i64, String)>,
 }
 
+#[derive(Default)]
 struct Series {
-    /// The first sample of this app (its graph starts there).
-    since: i64,
-    /// The totals at the last sample.
+    /// The totals at the last sample that saw the app active. A site's totals start at its
+    /// first request (the gateway makes its counters then), so zero is the right start.
     last: SiteStats,
     /// The intervals in which the totals moved, oldest first: the sample ending each, and how
     /// much they moved by. Empty (and unallocated) for an app idle for half an hour.
     moves: VecDeque<(i64, SiteStats)>,
 }
 
-impl Series {
-    fn new() -> Series {
-        Series {
-            since: NOT_YET,
-            last: SiteStats::default(),
-            moves: VecDeque::new(),
-        }
-    }
-}
-
 impl Traffic {
-    /// Samples `apps` from now on, and forgets every other app.
-    pub(crate) fn track(&self, apps: Vec<String>) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let keep: HashSet<&str> = apps.iter().map(String::as_str).collect();
-        inner.apps.retain(|name, _| keep.contains(name.as_str()));
-        for app in apps {
-            inner.apps.entry(app).or_insert_with(Series::new);
-        }
-    }
-
-    /// Records the totals of every tracked app now; `stats` gives an app's totals (`None`: no
-    /// site, which counts as no traffic yet).
-    pub(crate) fn sample(&self, now: i64, stats: impl Fn(&str) -> Option<SiteStats>) {
+    /// Records a sample taken at `now`: the totals of the sites that served something since
+    /// the last sample (every other app moved by nothing).
+    pub(crate) fn sample(&self, now: i64, active: Vec<(String, SiteStats)>) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let inner = &mut *guard;
         if inner.times.len() == KEEP {
             inner.times.pop_front();
         }
         inner.times.push_back(now);
+        for (name, totals) in active {
+            let series = inner.apps.entry(name.clone()).or_default();
+            if totals == series.last {
+                continue;
+            }
+            // Totals restart from zero when a site is removed and made again; never negative.
+            let moved = SiteStats {
+                requests: totals.requests.saturating_sub(series.last.requests),
+                errors: totals.errors.saturating_sub(series.last.errors),
+                latency_micros: totals
+                    .latency_micros
+                    .saturating_sub(series.last.latency_micros),
+            };
+            series.last = totals;
+            series.moves.push_back((now, moved));
+            inner.recorded.push_back((now, name));
+        }
         // A move is used while the sample before it is kept.
         let oldest = inner.times.front().copied().unwrap_or(now);
-        for (name, series) in &mut inner.apps {
-            let totals = stats(name).unwrap_or_default();
-            if series.since == NOT_YET {
-                series.since = now;
-            } else if totals != series.last {
-                // Totals restart from zero when a site is rebuilt under a new name; never negative.
-                let moved = SiteStats {
-                    requests: totals.requests.saturating_sub(series.last.requests),
-                    errors: totals.errors.saturating_sub(series.last.errors),
-                    latency_micros: totals
-                        .latency_micros
-                        .saturating_sub(series.last.latency_micros),
-                };
-                series.moves.push_back((now, moved));
-            }
-            series.last = totals;
-            while series.moves.front().is_some_and(|(at, _)| *at <= oldest) {
-                series.moves.pop_front();
-            }
-            if series.moves.is_empty() && series.moves.capacity() > 0 {
-                series.moves = VecDeque::new();
+        while inner.recorded.front().is_some_and(|(at, _)| *at <= oldest) {
+            let Some((_, name)) = inner.recorded.pop_front() else {
+                break;
+            };
+            if let Some(series) = inner.apps.get_mut(&name) {
+                while series.moves.front().is_some_and(|(at, _)| *at <= oldest) {
+                    series.moves.pop_front();
+                }
+                if series.moves.is_empty() && series.moves.capacity() > 0 {
+                    series.moves = VecDeque::new();
+                }
             }
         }
     }
 
-    /// Rates between consecutive samples, oldest first. An app not tracked yet is tracked from
-    /// the next sample on (the caller knows it exists).
-    pub(crate) fn points(&self, app: &str) -> Vec<TrafficPoint> {
+    /// Forgets a deleted app (an app made again under its name starts from zero).
+    pub(crate) fn forget(&self, app: &str) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if !inner.apps.contains_key(app) {
-            inner.apps.insert(app.to_string(), Series::new());
-            return Vec::new();
-        }
-        let series = &inner.apps[app];
-        let mut moves = series.moves.iter().peekable();
+        inner.apps.remove(app);
+    }
+
+    /// Rates between consecutive samples, oldest first.
+    pub(crate) fn points(&self, app: &str) -> Vec<TrafficPoint> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let none = VecDeque::new();
+        let mut moves = inner
+            .apps
+            .get(app)
+            .map_or(&none, |s| &s.moves)
+            .iter()
+            .peekable();
         let times = &inner.times;
         times
             .iter()
             .zip(times.iter().skip(1))
-            .filter(|(t0, _)| **t0 >= series.since)
             .map(|(t0, t1)| {
                 while moves.next_if(|(at, _)| at < t1).is_some() {}
                 let moved = moves.next_if(|(at, _)| at == t1).map(|(_, m)| *m);
@@ -125,20 +117,15 @@ impl Traffic {
     }
 
     /// The latest requests/s, once two samples exist. (Every app view asks; only the last
-    /// interval is read.) An app not tracked yet is tracked from the next sample on.
+    /// interval is read.)
     pub(crate) fn rate(&self, app: &str) -> Option<f64> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let n = inner.times.len();
-        if !inner.apps.contains_key(app) {
-            inner.apps.insert(app.to_string(), Series::new());
-            return None;
-        }
-        let series = &inner.apps[app];
-        if n < 2 || inner.times[n - 2] < series.since {
+        if n < 2 {
             return None;
         }
         let (t0, t1) = (inner.times[n - 2], inner.times[n - 1]);
-        let moved = match series.moves.back() {
+        let moved = match inner.apps.get(app).and_then(|s| s.moves.back()) {
             Some((at, m)) if *at == t1 => *m,
             _ => SiteStats::default(),
         };
@@ -170,20 +157,20 @@ mod tests {
         }
     }
 
-    /// Samples `totals` (app → totals) at `now`.
-    fn sample(t: &Traffic, now: i64, totals: &[(&str, SiteStats)]) {
-        t.sample(now, |app| {
-            totals.iter().find(|(a, _)| *a == app).map(|(_, s)| *s)
-        });
+    /// A sample at `now` in which the apps given were active with these totals.
+    fn sample(t: &Traffic, now: i64, active: &[(&str, SiteStats)]) {
+        t.sample(
+            now,
+            active.iter().map(|(a, s)| (a.to_string(), *s)).collect(),
+        );
     }
 
     #[test]
     fn rates_between_samples() {
         let t = Traffic::default();
-        t.track(vec!["blog".into()]);
-        sample(&t, 100, &[("blog", stats(0, 0, 0))]);
+        sample(&t, 100, &[]);
         sample(&t, 105, &[("blog", stats(10, 5, 20_000))]);
-        sample(&t, 110, &[("blog", stats(10, 5, 20_000))]);
+        sample(&t, 110, &[]);
         let p = t.points("blog");
         assert_eq!(p.len(), 2);
         assert_eq!(
@@ -193,44 +180,46 @@ mod tests {
         assert_eq!(p[0].mean_latency_ms, Some(2.0));
         assert_eq!(p[1].mean_latency_ms, None);
         assert_eq!(t.rate("blog"), Some(0.0));
-        assert_eq!(t.rate("other"), None);
+        // An app that never served anything reads as zero.
+        assert_eq!(t.rate("other"), Some(0.0));
+        assert!(
+            t.points("other")
+                .iter()
+                .all(|p| p.requests_per_second == 0.0)
+        );
     }
 
     #[test]
-    fn idle_app_keeps_only_its_last_totals() {
+    fn idle_apps_are_never_visited_and_hold_nothing() {
         let t = Traffic::default();
-        t.track(vec!["busy".into(), "idle".into()]);
-        // `idle` served 7 requests before sampling began, none since.
         for i in 0..400u64 {
-            let now = 1000 + 5 * i as i64;
-            sample(
-                &t,
-                now,
-                &[("busy", stats(i, 0, 0)), ("idle", stats(7, 0, 0))],
-            );
+            sample(&t, 1000 + 5 * i as i64, &[("busy", stats(i + 1, 0, 0))]);
         }
         {
             let inner = t.inner.lock().unwrap();
-            let idle = &inner.apps["idle"];
-            assert_eq!((idle.moves.capacity(), idle.last), (0, stats(7, 0, 0)));
+            assert!(!inner.apps.contains_key("idle"), "an idle app got a series");
             // Half an hour of one request per sample: one entry per interval, no more.
             assert_eq!(inner.apps["busy"].moves.len(), KEEP - 1);
+            assert_eq!(inner.recorded.len(), KEEP - 1);
         }
         let idle = t.points("idle");
         assert_eq!(idle.len(), KEEP - 1);
         assert!(idle.iter().all(|p| p.requests_per_second == 0.0));
-        assert_eq!(t.rate("idle"), Some(0.0));
         assert!(
             t.points("busy")
                 .iter()
                 .all(|p| p.requests_per_second == 0.2)
         );
 
-        // Once `busy` has been idle for half an hour, it holds no more than `idle`.
+        // Once `busy` has been idle for half an hour (nothing active), it holds only its
+        // last totals.
         for i in 400..400 + KEEP as i64 {
-            sample(&t, 1000 + 5 * i, &[("busy", stats(399, 0, 0))]);
+            sample(&t, 1000 + 5 * i, &[]);
         }
-        assert_eq!(t.inner.lock().unwrap().apps["busy"].moves.capacity(), 0);
+        let inner = t.inner.lock().unwrap();
+        assert_eq!(inner.apps["busy"].moves.capacity(), 0);
+        assert!(inner.recorded.is_empty());
+        drop(inner);
         assert!(
             t.points("busy")
                 .iter()
@@ -241,10 +230,17 @@ mod tests {
     #[test]
     fn rates_across_idle_stretches() {
         let t = Traffic::default();
-        t.track(vec!["blog".into()]);
+        // Active in the samples where the totals moved; absent otherwise.
         let totals = [0, 0, 0, 50, 50, 50, 50, 60, 60];
+        let mut last = 0;
         for (i, r) in totals.iter().enumerate() {
-            sample(&t, 100 + 5 * i as i64, &[("blog", stats(*r, 0, *r * 1000))]);
+            let active: Vec<(&str, SiteStats)> = if *r != last {
+                vec![("blog", stats(*r, 0, *r * 1000))]
+            } else {
+                vec![]
+            };
+            last = *r;
+            sample(&t, 100 + 5 * i as i64, &active);
         }
         let p = t.points("blog");
         let rates: Vec<f64> = p.iter().map(|p| p.requests_per_second).collect();
@@ -258,44 +254,14 @@ mod tests {
     }
 
     #[test]
-    fn gone_apps_are_forgotten_and_new_ones_start_at_their_first_sample() {
+    fn a_forgotten_app_starts_again_from_zero() {
         let t = Traffic::default();
-        t.track(vec!["old".into(), "kept".into()]);
         sample(&t, 100, &[]);
-        sample(
-            &t,
-            105,
-            &[("old", stats(5, 0, 0)), ("kept", stats(5, 0, 0))],
-        );
-        t.track(vec!["kept".into(), "new".into()]);
-        assert!(!t.inner.lock().unwrap().apps.contains_key("old"));
-        sample(
-            &t,
-            110,
-            &[("kept", stats(10, 0, 0)), ("new", stats(3, 0, 0))],
-        );
-        sample(
-            &t,
-            115,
-            &[("kept", stats(10, 0, 0)), ("new", stats(8, 0, 0))],
-        );
-        let kept: Vec<f64> = t
-            .points("kept")
-            .iter()
-            .map(|p| p.requests_per_second)
-            .collect();
-        assert_eq!(kept, [1.0, 1.0, 0.0]);
-        // `new` counts from its first sample, not from when sampling began.
-        let new: Vec<f64> = t
-            .points("new")
-            .iter()
-            .map(|p| p.requests_per_second)
-            .collect();
-        assert_eq!(new, [1.0]);
-        // An app someone asks about is sampled from then on.
-        assert_eq!(t.rate("late"), None);
-        sample(&t, 120, &[("late", stats(1, 0, 0))]);
-        sample(&t, 125, &[("late", stats(6, 0, 0))]);
-        assert_eq!(t.rate("late"), Some(1.0));
+        sample(&t, 105, &[("app", stats(50, 0, 0))]);
+        t.forget("app");
+        assert!(t.points("app").iter().all(|p| p.requests_per_second == 0.0));
+        // Made again: its new site counts from its own first request.
+        sample(&t, 110, &[("app", stats(5, 0, 0))]);
+        assert_eq!(t.rate("app"), Some(1.0));
     }
 }

@@ -495,6 +495,23 @@ impl Gateway {
             .map(|s| s.metrics.stats())
     }
 
+    /// The sites that served a request since the last call, with their totals: what changed,
+    /// so a sampler of traffic never visits the sites that stayed idle.
+    pub fn active_sites(&self) -> Vec<(String, crate::metrics::SiteStats)> {
+        let names = self.shared.metrics.take_active();
+        let table = self.shared.table.load();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let site = table.site(&name)?;
+                // Unlisted first: a request after this lists the site for the next call.
+                site.metrics.unlist();
+                let stats = site.metrics.stats();
+                Some((name, stats))
+            })
+            .collect()
+    }
+
     /// The certificates served on the HTTPS listeners; install, renew and remove them here.
     pub fn certs(&self) -> Arc<CertStore> {
         self.shared.certs.clone()

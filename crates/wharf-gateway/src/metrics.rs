@@ -1,7 +1,8 @@
 //! Prometheus metrics. Per-site handles are resolved once when a site is built, so the request
 //! path only bumps atomics and never looks up a label set.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -38,6 +39,9 @@ struct SiteFamilies {
     /// Total time to response headers in microseconds, for the dashboard's mean latency: not
     /// exported (the histogram is), and prometheus-client only reads a histogram's sum in tests.
     latency_micros: Family<SiteLabel, Counter>,
+    /// Sites that served a request since the last `take_active`, each once (or twice, when
+    /// rebuilt meanwhile).
+    active: Arc<Mutex<Vec<String>>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -73,6 +77,9 @@ pub(crate) struct LazySiteMetrics {
     site: String,
     families: SiteFamilies,
     handles: OnceLock<SiteMetrics>,
+    /// Set by a request, cleared when `Gateway::active_sites` reports it: whether the site is
+    /// on the list of sites that served something since.
+    listed: AtomicBool,
 }
 
 impl LazySiteMetrics {
@@ -83,6 +90,19 @@ impl LazySiteMetrics {
 
     pub(crate) fn record(&self, status: u16, seconds: f64) {
         self.get().record(status, seconds);
+        // Once per site between two reports (a load first, so busy sites only read the flag).
+        if !self.listed.load(Ordering::Relaxed) && !self.listed.swap(true, Ordering::AcqRel) {
+            self.families
+                .active
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(self.site.clone());
+        }
+    }
+
+    /// Lets the next request list the site again; its totals are read after this.
+    pub(crate) fn unlist(&self) {
+        self.listed.store(false, Ordering::Release);
     }
 
     pub(crate) fn upstream_errors(&self) -> &Counter {
@@ -205,6 +225,7 @@ impl Metrics {
                 latency,
                 upstream_errors,
                 latency_micros,
+                active: Default::default(),
             },
             open_connections,
             unknown_host,
@@ -223,6 +244,7 @@ impl Metrics {
             site: site.to_string(),
             families: self.site.clone(),
             handles,
+            listed: AtomicBool::new(false),
         }
     }
 
@@ -241,6 +263,15 @@ impl Metrics {
         self.site.latency.remove(&label);
         self.site.latency_micros.remove(&label);
         self.site.upstream_errors.remove(&label);
+    }
+
+    /// The sites that served a request since the last call, each once.
+    pub(crate) fn take_active(&self) -> Vec<String> {
+        let mut names =
+            std::mem::take(&mut *self.site.active.lock().unwrap_or_else(|p| p.into_inner()));
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     pub(crate) fn encode(&self) -> String {

@@ -58,6 +58,17 @@ async fn a_change_to_one_site_leaves_every_other_untouched() {
         gw.targets("b").unwrap().iter().all(|(_, ok)| !ok),
         "b found unhealthy"
     );
+    // What served since the last look is reported, each once; idle sites are not.
+    let active = gw.active_sites();
+    assert_eq!(
+        active
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.requests))
+            .collect::<Vec<_>>(),
+        [("a", 3)],
+        "only the site that served is reported"
+    );
+    assert!(gw.active_sites().is_empty(), "nothing served since");
     let a_conns = up_a.connections();
     let a_requests = gw.site_stats("a").unwrap().requests;
     assert_eq!(a_requests, 3);

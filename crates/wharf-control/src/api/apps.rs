@@ -331,6 +331,7 @@ pub(crate) async fn remove(
     let gone = c.store.app(&app)?;
     let hosts = gone.domains;
     c.store.delete_app(&app)?;
+    c.traffic.forget(&app);
     // In a task of its own: a client that goes away must not leave the app half removed.
     let task = {
         let c = c.clone();
