@@ -114,6 +114,27 @@ pub(crate) struct Reconciler {
     cert_owners: Mutex<CertOwners>,
 }
 
+/// A held change lock of one app. Its entry in the map goes once nobody holds or waits for
+/// it, so apps that come and go leave no lock behind.
+struct AppLock<'a> {
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    app: String,
+    locks: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Drop for AppLock<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's and this one's: nobody else holds it or waits for it (a waiter took its
+        // clone from the map under this same lock).
+        if Arc::strong_count(&self.lock) == 2 {
+            locks.remove(&self.app);
+        }
+    }
+}
+
 /// The certificates each app wants, and the app each certificate belongs to.
 #[derive(Default)]
 struct CertOwners {
@@ -200,7 +221,7 @@ impl Reconciler {
     }
 
     /// The app's change lock, held for a whole change.
-    async fn lock_app(&self, app: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    async fn lock_app(&self, app: &str) -> AppLock<'_> {
         let lock = self
             .locks
             .lock()
@@ -208,7 +229,12 @@ impl Reconciler {
             .entry(app.to_string())
             .or_default()
             .clone();
-        lock.lock_owned().await
+        AppLock {
+            guard: Some(lock.clone().lock_owned().await),
+            lock,
+            app: app.to_string(),
+            locks: &self.locks,
+        }
     }
 
     pub(crate) fn users(&self) -> &AppUsers {
