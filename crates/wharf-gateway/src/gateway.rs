@@ -699,7 +699,8 @@ pub async fn wait_healthy(
     Ok(())
 }
 
-/// Closes upstream connections left idle past their timeout, every 15 s, for every proxy site.
+/// Closes upstream connections left idle past their timeout, every 15 s, on every upstream
+/// target still held.
 fn spawn_idle_sweep(shared: &Arc<Shared>) {
     let shared = Arc::downgrade(shared);
     tokio::spawn(async move {
@@ -713,12 +714,9 @@ fn spawn_idle_sweep(shared: &Arc<Shared>) {
             if shared.shutdown.is_cancelled() {
                 return;
             }
-            for site in shared.table.load().sites() {
-                if let Backend::Proxy(pool) = &site.backend {
-                    for target in pool.targets().iter() {
-                        target.conns.close_expired();
-                    }
-                }
+            // The upstream targets alone (static sites have none), retired ones included.
+            for target in shared.targets.live() {
+                target.conns.close_expired();
             }
         }
     });

@@ -186,6 +186,12 @@ impl Targets {
         }
     }
 
+    /// Every target something still holds, whatever its site.
+    pub(crate) fn live(&self) -> Vec<Arc<Target>> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.by_key.values().filter_map(Weak::upgrade).collect()
+    }
+
     /// The site's target for `addr`, if anything still holds it.
     pub(crate) fn find(&self, site: &str, addr: SocketAddr) -> Option<Arc<Target>> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
