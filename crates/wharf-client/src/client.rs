@@ -467,6 +467,32 @@ impl Client {
     }
 
     /// The app's latest releases (the server's default page), newest first.
+    pub async fn release(&self, app: &str, number: u32) -> Result<ReleaseView> {
+        self.json(
+            Method::GET,
+            &format!("/apps/{}/releases/{number}", seg(app)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// A release's kept build output.
+    pub async fn release_log(&self, app: &str, number: u32) -> Result<String> {
+        let resp = self
+            .send(
+                Method::GET,
+                &format!("/apps/{}/releases/{number}/log", seg(app)),
+                None,
+            )
+            .await?;
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok(String::from_utf8_lossy(&bytes.to_bytes()).into_owned())
+    }
+
     pub async fn releases(&self, app: &str) -> Result<Vec<ReleaseView>> {
         Ok(self.releases_page(app, None, None).await?.items)
     }

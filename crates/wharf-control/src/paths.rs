@@ -236,6 +236,11 @@ impl DataDir {
         self.root.join("logs").join(app)
     }
 
+    /// `logs/<app>/builds/<n>.log`: release n's whole build output, kept with the release.
+    pub(crate) fn build_log(&self, app: &str, release: u32) -> PathBuf {
+        self.logs(app).join("builds").join(format!("{release}.log"))
+    }
+
     /// `apps/<app>/releases/`: one folder per kept release.
     pub(crate) fn releases(&self, app: &str) -> PathBuf {
         self.app_dir(app).join("releases")

@@ -126,9 +126,14 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
-    /// An app's releases, newest first.
+    /// An app's releases, newest first; `releases show APP N` prints one with its build log.
+    #[command(args_conflicts_with_subcommands = true)]
     Releases {
-        app: String,
+        #[command(subcommand)]
+        cmd: Option<cli::ReleasesCmd>,
+        /// The app whose releases to list.
+        #[arg(required = true)]
+        app: Option<String>,
         /// Show at most this many (default: the server's page, 100; at most 1000).
         #[arg(long)]
         limit: Option<u32>,
@@ -189,9 +194,19 @@ fn run() -> anyhow::Result<()> {
         } => cli::run(conn, cli::Verb::Logs { app, lines, follow }),
         Command::Ops { app, limit, conn } => cli::run(conn, cli::Verb::Ops { app, limit }),
         Command::Deploy { args, conn } => cli::run(conn, cli::Verb::Deploy(args)),
-        Command::Releases { app, limit, conn } => {
-            cli::run(conn, cli::Verb::Releases { app, limit })
-        }
+        Command::Releases {
+            cmd: Some(cli::ReleasesCmd::Show { app, release, conn }),
+            ..
+        } => cli::run(conn, cli::Verb::ReleaseShow { app, release }),
+        Command::Releases {
+            app, limit, conn, ..
+        } => cli::run(
+            conn,
+            cli::Verb::Releases {
+                app: app.unwrap_or_default(),
+                limit,
+            },
+        ),
         Command::Certs { conn } => cli::run(conn, cli::Verb::Certs),
         Command::Nodes { cmd, conn } => cli::run(conn, cli::Verb::Nodes(cmd)),
         Command::Tunnels { cmd, conn } => cli::run(conn, cli::Verb::Tunnels(cmd)),

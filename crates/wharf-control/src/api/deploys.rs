@@ -110,6 +110,37 @@ pub(crate) struct ReleasesQuery {
     before: Option<u32>,
 }
 
+/// `GET /api/v1/apps/{app}/releases/{number}`
+pub(crate) async fn release(
+    State(c): State<Arc<Control>>,
+    Path((app, number)): Path<(String, u32)>,
+) -> ApiResult<Json<ReleaseView>> {
+    c.store.app(&app)?;
+    Ok(Json(views::release(c.store.release(&app, number)?)))
+}
+
+/// `GET /api/v1/apps/{app}/releases/{number}/log`: the release's whole build output, each line
+/// with the time since its deploy began (text). Kept while the release is.
+pub(crate) async fn release_log(
+    State(c): State<Arc<Control>>,
+    Path((app, number)): Path<(String, u32)>,
+) -> ApiResult<Response> {
+    c.store.app(&app)?;
+    c.store.release(&app, number)?;
+    let log = match std::fs::read(c.data.build_log(&app, number)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(format!(
+                "release {number} of {app} has no build log (releases built before wharf kept \
+                 build logs have none)"
+            )));
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let headers = [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    Ok((headers, log).into_response())
+}
+
 /// `GET /apps/{app}/releases`: a page of releases, newest first, keyed by number (`before` =
 /// the last number of the previous page); see `paging.rs` for the conventions.
 pub(crate) async fn releases(

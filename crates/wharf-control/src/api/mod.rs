@@ -54,6 +54,11 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
             post(deploys::deploy).layer(DefaultBodyLimit::max(deploys::MAX_ARCHIVE)),
         )
         .route("/apps/{app}/releases", get(deploys::releases))
+        .route("/apps/{app}/releases/{number}", get(deploys::release))
+        .route(
+            "/apps/{app}/releases/{number}/log",
+            get(deploys::release_log),
+        )
         .route("/apps/{app}/traffic", get(status::traffic))
         .route("/apps/{app}/rollback", post(deploys::rollback))
         .route("/apps/{app}/webhook", post(hooks::rotate))

@@ -107,6 +107,24 @@ pub(crate) fn spec() -> Value {
                 ],
                 "responses": paged_responses()
             } },
+            "/apps/{app}/releases/{number}": { "get": {
+                "summary": "One release",
+                "security": [{ "bearer": [] }],
+                "parameters": [
+                    { "name": "app", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "number", "in": "path", "required": true, "schema": { "type": "integer" } }
+                ],
+                "responses": { "200": { "description": "the release" }, "404": { "description": "no such app or release" } }
+            } },
+            "/apps/{app}/releases/{number}/log": { "get": {
+                "summary": "A release's whole build output (text), each line with the seconds since its deploy began",
+                "security": [{ "bearer": [] }],
+                "parameters": [
+                    { "name": "app", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "number", "in": "path", "required": true, "schema": { "type": "integer" } }
+                ],
+                "responses": { "200": { "description": "text/plain" }, "404": { "description": "no such app or release, or no log kept" } }
+            } },
             "/apps/{app}/rollback": { "post": with_app(op("Re-activate a kept release with its config", Some("Rollback"), "200")) },
             "/apps/{app}/webhook": { "post": with_app(op("Create a new webhook secret (shown once)", None, "200")) },
             "/apps/{app}/traffic": { "get": with_app(op("Requests/s, 5xx/s and mean latency over the last half hour", None, "200")) },

@@ -12,11 +12,39 @@ pub(crate) use pipeline::{Deploys, Source, deploy, restore_config, rollback};
 pub(crate) use source::{check_git, check_image};
 pub(crate) use tools::add_tool_paths;
 
-/// Build and deploy output for the user, with env values masked.
+/// What one release's build log keeps at most; past it, lines are counted, not kept.
+const BUILD_LOG_MAX: u64 = 4 << 20;
+
+/// Build and deploy output for the user, with env values masked; also kept in the release's
+/// build log once [`Output::keep_in`] names it.
 #[derive(Clone)]
 pub(crate) struct Output {
     tx: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     secrets: Vec<String>,
+    kept: std::sync::Arc<std::sync::Mutex<Option<KeptLog>>>,
+}
+
+/// A release's build log being written: each line with the time since the deploy began.
+struct KeptLog {
+    /// Unbuffered: the log can be read while the build runs.
+    file: std::fs::File,
+    started: std::time::Instant,
+    written: u64,
+    dropped: u64,
+}
+
+impl Drop for KeptLog {
+    fn drop(&mut self) {
+        use std::io::Write;
+        if self.dropped > 0 {
+            let _ = writeln!(
+                self.file,
+                "({} more lines were not kept: a build log keeps {} MiB)",
+                self.dropped,
+                BUILD_LOG_MAX >> 20
+            );
+        }
+    }
 }
 
 impl Output {
@@ -24,6 +52,50 @@ impl Output {
         Output {
             tx,
             secrets: Vec::new(),
+            kept: Default::default(),
+        }
+    }
+
+    /// Keeps every line from now on in `path` (made afresh), as well as streaming it. A log
+    /// that cannot be written is only a warning: the deploy itself goes on.
+    pub(crate) fn keep_in(&self, path: &std::path::Path) {
+        let file = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::File::create(path));
+        let log = match file {
+            Ok(f) => Some(KeptLog {
+                file: f,
+                started: std::time::Instant::now(),
+                written: 0,
+                dropped: 0,
+            }),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot keep the build log");
+                None
+            }
+        };
+        *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = log;
+    }
+
+    /// Ends the build log (the deploy's last line written).
+    pub(crate) fn close(&self) {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    fn keep(&self, line: &str) {
+        use std::io::Write;
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(log) = kept.as_mut() else {
+            return;
+        };
+        if log.written + line.len() as u64 + 12 > BUILD_LOG_MAX {
+            log.dropped += 1;
+            return;
+        }
+        let secs = log.started.elapsed().as_secs_f64();
+        if writeln!(log.file, "[{secs:7.1}s] {line}").is_ok() {
+            log.written += line.len() as u64 + 12;
         }
     }
 
@@ -42,6 +114,7 @@ impl Output {
             }
         }
         tracing::debug!(%line, "deploy output");
+        self.keep(&line);
         if let Some(tx) = &self.tx {
             let _ = tx.send(line);
         }

@@ -169,6 +169,7 @@ pub(crate) async fn deploy(
         Ok(m) => out.line(m),
         Err(e) => out.line(&format!("deploy failed: {e}")),
     }
+    out.close();
     op.finish(&result);
     (op.id, result)
 }
@@ -192,6 +193,8 @@ async fn run(
         .begin_release(app, &description)
         .map_err(|e| e.to_string())?;
     op.ok("release", format!("release {n} from {description}"));
+    // Kept with the release, so a failed build's error can be read again later.
+    out.keep_in(&c.data.build_log(app, n));
     out.line(&format!("release {n} of {app} from {description}"));
     // Built where it will run: a virtualenv or any other build output that records its own
     // path keeps working. The release is `building` meanwhile, and nothing serves a folder
@@ -603,6 +606,7 @@ async fn prune(c: &Control, app: &str) {
             continue;
         }
         let _ = std::fs::remove_dir_all(c.data.release(app, r.number));
+        let _ = std::fs::remove_file(c.data.build_log(app, r.number));
         if let Some(b) = &r.backup {
             let _ = std::fs::remove_file(b);
         }

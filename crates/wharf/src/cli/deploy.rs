@@ -30,6 +30,18 @@ pub(crate) struct DeployArgs {
 }
 
 #[derive(clap::Subcommand)]
+pub(crate) enum ReleasesCmd {
+    /// One release: what it was built from, how it ended, and its whole build log (kept with
+    /// the release, so a failed build's error can be read again).
+    Show {
+        app: String,
+        release: u32,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(clap::Subcommand)]
 pub(crate) enum HooksCmd {
     /// Create a new webhook secret and print the URL and secret to give your git host.
     Enable { app: String },
@@ -153,6 +165,41 @@ pub(crate) async fn releases(
         &["RELEASE", "STATUS", "COMMIT", "BUILD", "SOURCE", "MESSAGE"],
         rows,
     );
+    Ok(())
+}
+
+pub(crate) async fn release_show(
+    client: &Client,
+    conn: &Conn,
+    app: &str,
+    number: u32,
+) -> anyhow::Result<()> {
+    let release = client.release(app, number).await?;
+    // A release built before logs were kept has none: said, not an error.
+    let log = match client.release_log(app, number).await {
+        Ok(log) => Some(log),
+        Err(wharf_client::ClientError::Api { status: 404, .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if conn.json {
+        return json(&serde_json::json!({ "release": release, "log": log }));
+    }
+    outln!("release {} of {app}: {}", release.number, release.status);
+    outln!("source   {}", release.source);
+    if let Some(commit) = &release.commit {
+        outln!("commit   {commit}");
+    }
+    if !release.build.is_empty() {
+        outln!("build    {}", release.build);
+    }
+    if !release.message.is_empty() {
+        outln!("result   {}", release.message);
+    }
+    outln!();
+    match log {
+        Some(log) => out!("{log}"),
+        None => outln!("(no build log kept for this release)"),
+    }
     Ok(())
 }
 

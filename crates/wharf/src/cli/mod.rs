@@ -121,7 +121,7 @@ pub(crate) enum DomainsCmd {
 
 pub(crate) use apps::{NodesCmd, TunnelsCmd};
 pub(crate) use backups::{BackupsCmd, DbCmd};
-pub(crate) use deploy::{DeployArgs, HooksCmd};
+pub(crate) use deploy::{DeployArgs, HooksCmd, ReleasesCmd};
 
 // Built once per CLI run; boxing the big variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -145,6 +145,10 @@ pub(crate) enum Verb {
     Releases {
         app: String,
         limit: Option<u32>,
+    },
+    ReleaseShow {
+        app: String,
+        release: u32,
     },
     Rollback {
         app: String,
@@ -179,6 +183,9 @@ pub(crate) fn run(conn: Conn, verb: Verb) -> anyhow::Result<()> {
             Verb::Ops { app, limit } => watch::ops(&client, &conn, app, limit).await,
             Verb::Deploy(args) => deploy::deploy(&client, &conn, args).await,
             Verb::Releases { app, limit } => deploy::releases(&client, &conn, &app, limit).await,
+            Verb::ReleaseShow { app, release } => {
+                deploy::release_show(&client, &conn, &app, release).await
+            }
             Verb::Rollback { app, release } => {
                 let changed = client.rollback(&app, release).await?;
                 print::changed(&conn, changed)
