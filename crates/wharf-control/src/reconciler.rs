@@ -301,6 +301,9 @@ impl Reconciler {
             Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(format!("cannot read the app: {e}")),
         };
+        // Its certificates whatever becomes of the change: an app that cannot start still
+        // gets (and renews) the certificates its domains want.
+        self.apply_certs(name, app.as_ref());
         let desired = match &app {
             Some(a) => self.desired(a)?,
             None => None,
@@ -720,12 +723,34 @@ impl Reconciler {
             let runs = self.lock_runs();
             let wanted: std::collections::HashSet<&str> =
                 names.iter().map(String::as_str).collect();
+            // Twice the page: apps created meanwhile push names out of a page of the same
+            // length; any still missing (or deleted meanwhile) are read one by one.
             let page = self
                 .store
-                .apps_page(&AppFilter::default(), cursor(after), BOOT_PAGE)
+                .apps_page(&AppFilter::default(), cursor(after), BOOT_PAGE * 2)
                 .map_err(|e| format!("cannot read apps: {e}"))?;
+            let mut apps: Vec<Option<App>> = page
+                .into_iter()
+                .filter(|a| wanted.contains(a.name.as_str()))
+                .map(Some)
+                .collect();
+            let found: std::collections::HashSet<String> =
+                apps.iter().flatten().map(|a| a.name.clone()).collect();
+            for name in names.iter().filter(|n| !found.contains(*n)) {
+                match self.store.app(name) {
+                    Ok(a) => apps.push(Some(a)),
+                    Err(StoreError::NotFound { .. }) => apps.push(None),
+                    Err(e) => return Err(format!("cannot read the app {name}: {e}")),
+                }
+            }
             let mut changes = SiteChanges::default();
-            for app in page.iter().filter(|a| wanted.contains(a.name.as_str())) {
+            for name in names.iter().filter(|n| !found.contains(*n)) {
+                if !apps.iter().flatten().any(|a| &a.name == name) {
+                    changes.remove.push(name.clone());
+                    self.apply_certs(name, None);
+                }
+            }
+            for app in apps.iter().flatten() {
                 match self.site_config(app, runs.get(&app.name)) {
                     Some(site) => changes.upsert.push(site),
                     None => changes.remove.push(app.name.clone()),

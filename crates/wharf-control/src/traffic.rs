@@ -59,13 +59,20 @@ impl Traffic {
             if totals == series.last {
                 continue;
             }
-            // Totals restart from zero when a site is removed and made again; never negative.
+            // Totals start again from zero when a site is removed and made again (a stop and
+            // start, a delete and create): a total that went down counts from zero.
+            let restarted = totals.requests < series.last.requests
+                || totals.errors < series.last.errors
+                || totals.latency_micros < series.last.latency_micros;
+            let base = if restarted {
+                SiteStats::default()
+            } else {
+                series.last
+            };
             let moved = SiteStats {
-                requests: totals.requests.saturating_sub(series.last.requests),
-                errors: totals.errors.saturating_sub(series.last.errors),
-                latency_micros: totals
-                    .latency_micros
-                    .saturating_sub(series.last.latency_micros),
+                requests: totals.requests - base.requests,
+                errors: totals.errors - base.errors,
+                latency_micros: totals.latency_micros - base.latency_micros,
             };
             series.last = totals;
             series.moves.push_back((now, moved));
@@ -251,6 +258,16 @@ mod tests {
         );
         assert_eq!(p[2].mean_latency_ms, Some(1.0));
         assert_eq!(t.rate("blog"), Some(0.0));
+    }
+
+    #[test]
+    fn a_site_made_again_counts_from_zero() {
+        let t = Traffic::default();
+        sample(&t, 100, &[]);
+        sample(&t, 105, &[("app", stats(500, 0, 0))]);
+        // Stopped and started: its new site's totals begin again, below the old ones.
+        sample(&t, 110, &[("app", stats(10, 0, 0))]);
+        assert_eq!(t.rate("app"), Some(2.0));
     }
 
     #[test]

@@ -326,10 +326,11 @@ impl Gateway {
         }
         for name in &removed {
             self.shared.metrics.forget_site(name);
-            self.deploys
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(name);
+            let mut deploys = self.deploys.lock().unwrap_or_else(|p| p.into_inner());
+            // Only a lock nobody holds or waits for: deploys of one site stay one at a time.
+            if deploys.get(name).is_some_and(|l| Arc::strong_count(l) == 1) {
+                deploys.remove(name);
+            }
         }
         for pool in &fresh_pools {
             spawn_checker(pool, self.shared.shutdown.clone());
@@ -496,7 +497,8 @@ impl Gateway {
     }
 
     /// The sites that served a request since the last call, with their totals: what changed,
-    /// so a sampler of traffic never visits the sites that stayed idle.
+    /// so a sampler of traffic never visits the sites that stayed idle. Sites are listed from
+    /// the first call on (a gateway nobody samples keeps no list).
     pub fn active_sites(&self) -> Vec<(String, crate::metrics::SiteStats)> {
         let names = self.shared.metrics.take_active();
         let table = self.shared.table.load();

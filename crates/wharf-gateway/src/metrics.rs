@@ -42,6 +42,8 @@ struct SiteFamilies {
     /// Sites that served a request since the last `take_active`, each once (or twice, when
     /// rebuilt meanwhile).
     active: Arc<Mutex<Vec<String>>>,
+    /// Whether anyone takes that list (set by the first `take_active`).
+    sampled: Arc<AtomicBool>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -90,6 +92,12 @@ impl LazySiteMetrics {
 
     pub(crate) fn record(&self, status: u16, seconds: f64) {
         self.get().record(status, seconds);
+        if !self.families.sampled.load(Ordering::Relaxed) {
+            return; // nobody reads the list (the standalone gateway)
+        }
+        // Ordered with `unlist` and the totals read after it: either the sampler sees these
+        // counts, or this request sees the flag cleared and lists the site again.
+        std::sync::atomic::fence(Ordering::SeqCst);
         // Once per site between two reports (a load first, so busy sites only read the flag).
         if !self.listed.load(Ordering::Relaxed) && !self.listed.swap(true, Ordering::AcqRel) {
             self.families
@@ -103,6 +111,7 @@ impl LazySiteMetrics {
     /// Lets the next request list the site again; its totals are read after this.
     pub(crate) fn unlist(&self) {
         self.listed.store(false, Ordering::Release);
+        std::sync::atomic::fence(Ordering::SeqCst);
     }
 
     pub(crate) fn upstream_errors(&self) -> &Counter {
@@ -226,6 +235,7 @@ impl Metrics {
                 upstream_errors,
                 latency_micros,
                 active: Default::default(),
+                sampled: Default::default(),
             },
             open_connections,
             unknown_host,
@@ -267,6 +277,7 @@ impl Metrics {
 
     /// The sites that served a request since the last call, each once.
     pub(crate) fn take_active(&self) -> Vec<String> {
+        self.site.sampled.store(true, Ordering::Relaxed);
         let mut names =
             std::mem::take(&mut *self.site.active.lock().unwrap_or_else(|p| p.into_inner()));
         names.sort_unstable();

@@ -48,6 +48,8 @@ async fn a_change_to_one_site_leaves_every_other_untouched() {
     let gw = Gateway::start(cfg.clone()).unwrap();
     let addr = gw.listen_addrs()[0];
 
+    // Sites are listed as active from the first look on.
+    assert!(gw.active_sites().is_empty());
     // `a` serves over a kept-alive upstream connection; `b` is found unhealthy.
     for _ in 0..3 {
         let r = get(addr, "a.test", "/").await.unwrap();

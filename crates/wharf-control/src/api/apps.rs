@@ -360,8 +360,10 @@ async fn remove_now(
     );
     let mut result = c.reconciler.reconcile(app, false, &op).await;
     // Only once nothing runs or routes for the app any more.
+    // A host another app took over meanwhile keeps its certificate files.
     let mut doomed: Vec<std::path::PathBuf> = hosts
         .iter()
+        .filter(|h| matches!(c.store.domain_owner(h), Ok(None)))
         .map(|h| c.data.certs().join(crate::reconciler::cert_name(h)))
         .collect();
     if purge {
