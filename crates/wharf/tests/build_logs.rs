@@ -17,7 +17,12 @@ async fn a_failed_builds_error_is_kept_with_its_release_across_a_restart() {
     server
         .ok(&["env", "set", "site", "API_TOKEN=s3cret-value-42"])
         .await;
-    server.ok(&["deploy", "site"]).await;
+    let out = server.ok(&["deploy", "site"]).await;
+    assert_eq!(
+        out.matches("is live at").count(),
+        1,
+        "a deploy says its result once:\n{out}"
+    );
 
     repo.commit(
         &[(
@@ -28,8 +33,15 @@ async fn a_failed_builds_error_is_kept_with_its_release_across_a_restart() {
         )],
         "broken",
     );
-    let (ok, _, err) = server.cli(&["deploy", "site"]).await;
+    let (ok, out, err) = server.cli(&["deploy", "site"]).await;
     assert!(!ok, "the broken build fails: {err}");
+    assert_eq!(
+        format!("{out}{err}")
+            .matches("the build failed (exit status 7)")
+            .count(),
+        1,
+        "a failed deploy says why once:\n{out}{err}"
+    );
 
     // The server restarts: the logs are on disk, not in its memory.
     let port = server.http.port();

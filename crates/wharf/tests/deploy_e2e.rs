@@ -571,7 +571,7 @@ async fn git_push_over_smart_http_deploys_the_pushed_branch() {
     );
     let releases = server.ok(&["releases", "site"]).await;
     assert!(
-        releases.contains("git file://") && releases.lines().count() == 3,
+        releases.contains("site@") && releases.lines().count() == 3,
         "{releases}"
     );
     server.stop().await;

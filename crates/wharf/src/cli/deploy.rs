@@ -7,7 +7,7 @@ use wharf_client::Client;
 use wharf_client::dto::{DeployEvent, DeployRequest};
 
 use super::Conn;
-use super::print::{json, operation, table};
+use super::print::{json, table};
 
 #[derive(clap::Args, Clone)]
 pub(crate) struct DeployArgs {
@@ -69,10 +69,15 @@ pub(crate) async fn deploy(client: &Client, conn: &Conn, args: DeployArgs) -> an
     };
     let mut events = Box::pin(client.deploy(&args.app, &req, archive).await?);
     let mut outcome = None;
+    // The output streams as it comes, one line behind: the deploy's last line is its result,
+    // printed once at the end (the steps are in `wharf ops`).
+    let mut held: Option<String> = None;
     while let Some(event) = events.next().await {
         match event? {
             DeployEvent::Log(line) if !conn.json => {
-                crate::out::bytes(format!("{line}\n").as_bytes());
+                if let Some(prev) = held.replace(line) {
+                    crate::out::bytes(format!("{prev}\n").as_bytes());
+                }
             }
             DeployEvent::Log(_) => {}
             DeployEvent::Done(op) => outcome = Some(op),
@@ -83,12 +88,18 @@ pub(crate) async fn deploy(client: &Client, conn: &Conn, args: DeployArgs) -> an
     })?;
     if conn.json {
         json(&op)?;
-    } else {
-        outln!();
-        operation(&op);
+    }
+    let result_line =
+        |line: &str| line == op.message || line.ends_with(&format!(": {}", op.message));
+    if let Some(last) = held.filter(|l| !result_line(l)) {
+        crate::out::bytes(format!("{last}\n").as_bytes());
     }
     if op.status == "failed" {
+        // Said once, on stderr, by the error it becomes.
         anyhow::bail!("{}", op.message);
+    }
+    if !conn.json {
+        outln!("{}", op.message);
     }
     Ok(())
 }
@@ -152,20 +163,49 @@ pub(crate) async fn releases(
             vec![
                 r.number.to_string(),
                 r.status.clone(),
+                super::print::when(r.created_at),
                 r.commit
                     .as_deref()
                     .map_or("-".into(), |c| c[..c.len().min(7)].to_string()),
                 r.build.clone(),
-                r.source.clone(),
+                short_source(&r.source),
                 r.message.clone(),
             ]
         })
         .collect();
     table(
-        &["RELEASE", "STATUS", "COMMIT", "BUILD", "SOURCE", "MESSAGE"],
+        &[
+            "RELEASE",
+            "STATUS",
+            "CREATED (UTC)",
+            "COMMIT",
+            "BUILD",
+            "SOURCE",
+            "MESSAGE",
+        ],
         rows,
     );
     Ok(())
+}
+
+/// A release's source in a table: `git URL REF` as `repo@ref` (the full one is in `releases
+/// show`).
+fn short_source(source: &str) -> String {
+    let mut words = source.split(' ');
+    match (words.next(), words.next(), words.next()) {
+        (Some("git"), Some(url), Some(reference)) => {
+            let repo = url.trim_end_matches('/').rsplit('/').next().unwrap_or(url);
+            // A pushed commit is named by its hash: the short form, as git shows it.
+            let reference =
+                if reference.len() == 40 && reference.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    &reference[..7]
+                } else {
+                    reference
+                };
+            format!("{}@{reference}", repo.trim_end_matches(".git"))
+        }
+        _ => source.to_string(),
+    }
 }
 
 pub(crate) async fn release_show(

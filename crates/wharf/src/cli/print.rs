@@ -80,6 +80,13 @@ pub(crate) fn date(secs: i64) -> String {
     httpdate::fmt_http_date(t)
 }
 
+/// Unix seconds as a UTC time to the second, for listings: `2026-11-26 19:20:01`.
+pub(crate) fn when(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| "-".into())
+}
+
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

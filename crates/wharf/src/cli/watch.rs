@@ -238,12 +238,17 @@ pub(crate) async fn ops(
         outln!("no operations yet");
     }
     for op in ops.iter().rev() {
+        let took = op
+            .finished_at
+            .map(|end| format!(", took {} s", (end - op.started_at).max(0)))
+            .unwrap_or_default();
         outln!(
-            "#{} {} {} [{}]",
+            "#{} {} {} [{}] {} UTC{took}",
             op.id,
             op.app.as_deref().unwrap_or("-"),
             op.kind,
-            op.status
+            op.status,
+            super::print::when(op.started_at),
         );
         operation(op);
         outln!();
