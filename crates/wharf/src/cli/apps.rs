@@ -252,14 +252,18 @@ pub(crate) async fn apps(client: &Client, conn: &Conn, cmd: AppsCmd) -> anyhow::
         ),
         AppsCmd::Delete { name, yes, purge } => {
             if !yes {
-                if purge {
-                    anyhow::bail!(
-                        "deleting `{name}` with --purge stops it, removes its routes and certificates, and removes its volume, logs, code, releases and backups for good; add --yes to confirm"
-                    );
+                let what = if purge {
+                    format!(
+                        "deleting `{name}` with --purge stops it, removes its routes and certificates, and removes its volume, logs, code, releases and backups for good"
+                    )
+                } else {
+                    format!(
+                        "deleting `{name}` stops it and removes its routes and certificates (its volume and logs are kept; --purge removes them too)"
+                    )
+                };
+                if !confirmed(&what, &name)? {
+                    anyhow::bail!("{what}; add --yes to confirm");
                 }
-                anyhow::bail!(
-                    "deleting `{name}` stops it and removes its routes and certificates; add --yes to confirm (its volume and logs are kept; --purge removes them too)"
-                );
             }
             let op = client.delete_app(&name, purge).await?;
             if conn.json {
@@ -591,4 +595,22 @@ pub(crate) async fn certs(client: &Client, conn: &Conn) -> anyhow::Result<()> {
         rows,
     );
     Ok(())
+}
+
+/// Asks on the terminal to type `name` to go on; false (ask for `--yes`) when stdin or stderr
+/// is not a terminal, as in scripts.
+fn confirmed(what: &str, name: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Ok(false);
+    }
+    let mut err = std::io::stderr();
+    write!(err, "{what}.\nType the app's name to confirm: ")?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() == name {
+        return Ok(true);
+    }
+    anyhow::bail!("not deleted: the name typed was not `{name}`")
 }
