@@ -89,6 +89,17 @@ async fn domains_over_https_with_self_signed_manual_and_acme_certificates() {
     assert_eq!(r.reply.text(), "hello tls");
     assert_eq!(r.alpn.as_deref(), Some("h2"));
     assert_eq!(hosts_of(r.leaf), ["origin.example.test"]);
+    // `domains list` says where each host's certificate comes from.
+    let listed = server.ok(&["domains", "list", "site"]).await;
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("origin.example.test") && l.ends_with("self-signed"))
+            && listed
+                .lines()
+                .any(|l| l.starts_with("site.localhost") && l.contains("none")),
+        "{listed}"
+    );
     // Plain HTTP for that host now redirects; the default host (no certificate) does not.
     let r = get(http, "origin.example.test", "/a?b=c").await.unwrap();
     assert_eq!(r.status, 301);

@@ -319,16 +319,25 @@ pub(crate) async fn domains(client: &Client, conn: &Conn, cmd: DomainsCmd) -> an
         DomainsCmd::List { app } => {
             let a = client.app(&app).await?;
             if conn.json {
-                return json(&serde_json::json!({ "hosts": a.hosts, "domains": a.domains }));
+                return json(
+                    &serde_json::json!({ "hosts": a.hosts, "domains": a.domains, "tls": a.tls }),
+                );
             }
-            for h in &a.hosts {
-                let note = if a.domains.contains(h) {
-                    ""
-                } else {
-                    "  (default)"
-                };
-                outln!("{h}{note}");
-            }
+            // Each host with where its certificate comes from (plain HTTP: none).
+            let rows = a
+                .hosts
+                .iter()
+                .map(|h| {
+                    let kind = if a.domains.contains(h) {
+                        "domain"
+                    } else {
+                        "default"
+                    };
+                    let tls = a.tls.get(h).map_or("none (HTTP only)", String::as_str);
+                    vec![h.clone(), kind.to_string(), tls.to_string()]
+                })
+                .collect();
+            print::table(&["HOST", "KIND", "TLS"], rows);
             Ok(())
         }
         DomainsCmd::Add {
