@@ -455,11 +455,33 @@ async fn a_closed_stdout_ends_the_cli_quietly() {
     let data = tmp.0.join("data");
     let server = ServerProc::start(&data, free_port()).await;
     server.ok(&["apps", "create", "docs", "--static"]).await;
+    // Every verb that prints, as `wharf … | head -1` would end it.
     for args in [
+        &["--help"][..],
+        &["--version"][..],
+        &["apps", "--help"][..],
         &["completions", "zsh"][..],
+        &["completions", "bash"][..],
+        &["status"][..],
+        &["status", "docs"][..],
         &["ops"][..],
         &["apps", "list"][..],
+        &["apps", "show", "docs"][..],
+        &["env", "list", "docs"][..],
+        &["domains", "list", "docs"][..],
         &["logs", "docs"][..],
+        &["releases", "docs"][..],
+        &["certs"][..],
+        &["nodes"][..],
+        &["tunnels"][..],
+        &["db", "list"][..],
+        &["backups", "list"][..],
+        &["backups", "schedule", "list"][..],
+        &["backups", "alerts"][..],
+        &["backups", "repo"][..],
+        &["apps", "create", "more", "--static"][..],
+        &["env", "set", "more", "A=1"][..],
+        &["apps", "restart", "more"][..],
     ] {
         // A pipe whose reader is already gone, so the first write fails (EPIPE), whatever
         // the output's size.
