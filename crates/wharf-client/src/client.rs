@@ -404,13 +404,13 @@ impl Client {
     }
 
     pub async fn logs(&self, app: &str, lines: u32) -> Result<String> {
-        let resp = self
-            .send(
-                Method::GET,
-                &format!("/apps/{}/logs?lines={lines}", seg(app)),
-                None,
-            )
-            .await?;
+        self.text(&format!("/apps/{}/logs?lines={lines}", seg(app)))
+            .await
+    }
+
+    /// A text answer, whole.
+    async fn text(&self, path: &str) -> Result<String> {
+        let resp = self.send(Method::GET, path, None).await?;
         let bytes = resp
             .into_body()
             .collect()
@@ -478,19 +478,8 @@ impl Client {
 
     /// A release's kept build output.
     pub async fn release_log(&self, app: &str, number: u32) -> Result<String> {
-        let resp = self
-            .send(
-                Method::GET,
-                &format!("/apps/{}/releases/{number}/log", seg(app)),
-                None,
-            )
-            .await?;
-        let bytes = resp
-            .into_body()
-            .collect()
+        self.text(&format!("/apps/{}/releases/{number}/log", seg(app)))
             .await
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
-        Ok(String::from_utf8_lossy(&bytes.to_bytes()).into_owned())
     }
 
     pub async fn releases(&self, app: &str) -> Result<Vec<ReleaseView>> {

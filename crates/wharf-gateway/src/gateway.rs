@@ -156,21 +156,7 @@ impl Gateway {
         let old = self.shared.table.load_full();
 
         // 1. Build sites, reusing pools that did not change.
-        let mut sites = Vec::with_capacity(config.sites.len());
-        let mut fresh_pools = Vec::new();
-        for site_cfg in &config.sites {
-            let previous = old.site(&site_cfg.name).map(|s| s.as_ref());
-            let (site, fresh) = Site::build(
-                site_cfg.clone(),
-                previous,
-                &self.shared.metrics,
-                &self.shared.targets,
-            )?;
-            if let (true, Backend::Proxy(pool)) = (fresh, &site.backend) {
-                fresh_pools.push(pool.clone());
-            }
-            sites.push(Arc::new(site));
-        }
+        let (sites, fresh_pools) = self.build_sites(&old, config.sites.iter().cloned())?;
 
         // 2. Access log, if its target changed.
         let new_log = (first || config.access_log != control.config.access_log)
@@ -179,12 +165,7 @@ impl Gateway {
 
         // 3. Bind addresses not yet bound.
         let wanted = wanted_listeners(&config);
-        let mut bound = Vec::new();
-        for key in &wanted {
-            if !control.listeners.contains_key(key) {
-                bound.push((key.clone(), bind(key.0)?));
-            }
-        }
+        let bound = bind_missing(&control, &wanted)?;
 
         // 4. Commit. A new pool's targets are listed again only now: a refused reload must
         // not bring back a target a deploy or drain retired.
@@ -253,29 +234,15 @@ impl Gateway {
 
         // 1. Build the changed sites, reusing pools that did not change.
         let mut seen = HashSet::new();
-        let mut sites = Vec::with_capacity(upsert.len());
-        let mut fresh_pools = Vec::new();
-        for site_cfg in upsert {
-            if !seen.insert(site_cfg.name.clone()) {
-                return Err(GatewayError::Config(crate::error::ConfigError {
-                    file: None,
-                    site: Some(site_cfg.name.clone()),
-                    key: "name".into(),
-                    message: "the same site is changed twice in one update".into(),
-                }));
-            }
-            let previous = old.site(&site_cfg.name).map(|s| s.as_ref());
-            let (site, fresh) = Site::build(
-                site_cfg,
-                previous,
-                &self.shared.metrics,
-                &self.shared.targets,
-            )?;
-            if let (true, Backend::Proxy(pool)) = (fresh, &site.backend) {
-                fresh_pools.push(pool.clone());
-            }
-            sites.push(Arc::new(site));
+        if let Some(twice) = upsert.iter().find(|s| !seen.insert(s.name.clone())) {
+            return Err(GatewayError::Config(crate::error::ConfigError {
+                file: None,
+                site: Some(twice.name.clone()),
+                key: "name".into(),
+                message: "the same site is changed twice in one update".into(),
+            }));
         }
+        let (sites, fresh_pools) = self.build_sites(&old, upsert)?;
         let removed: Vec<String> = remove
             .into_iter()
             .filter(|name| !seen.contains(name) && old.site(name).is_some())
@@ -297,12 +264,7 @@ impl Gateway {
                     .map(|a| (*a, Role::Site(name.clone()))),
             );
         }
-        let mut bound = Vec::new();
-        for key in &wanted {
-            if !control.listeners.contains_key(key) {
-                bound.push((key.clone(), bind(key.0)?));
-            }
-        }
+        let bound = bind_missing(&control, &wanted)?;
 
         // 3. Commit.
         for pool in &fresh_pools {
@@ -348,6 +310,31 @@ impl Gateway {
             keep
         });
         Ok(())
+    }
+
+    /// Builds `configs` into sites, each keeping the pool of `old`'s site of its name while its
+    /// upstreams, balancing and health settings are unchanged; with the pools made new.
+    fn build_sites(
+        &self,
+        old: &RouteTable,
+        configs: impl IntoIterator<Item = SiteConfig>,
+    ) -> Result<BuiltSites> {
+        let mut sites = Vec::new();
+        let mut fresh_pools = Vec::new();
+        for site_cfg in configs {
+            let previous = old.site(&site_cfg.name).map(|s| s.as_ref());
+            let (site, fresh) = Site::build(
+                site_cfg,
+                previous,
+                &self.shared.metrics,
+                &self.shared.targets,
+            )?;
+            if let (true, Backend::Proxy(pool)) = (fresh, &site.backend) {
+                fresh_pools.push(pool.clone());
+            }
+            sites.push(Arc::new(site));
+        }
+        Ok((sites, fresh_pools))
     }
 
     /// Starts serving on listeners just bound, and records them.
@@ -626,6 +613,23 @@ async fn drain_retired(site: &str, targets: &[Arc<Target>], timeout: Duration) -
         t.close_idle();
     }
     drained
+}
+
+/// Sites just built, and the pools among them that are new (they need health checkers).
+type BuiltSites = (Vec<Arc<Site>>, Vec<Arc<Pool>>);
+
+/// Binds the addresses of `wanted` that have no listener yet; nothing is kept on error.
+fn bind_missing<'a>(
+    control: &Control,
+    wanted: impl IntoIterator<Item = &'a (SocketAddr, Role)>,
+) -> Result<Vec<((SocketAddr, Role), std::net::TcpListener)>> {
+    let mut bound = Vec::new();
+    for key in wanted {
+        if !control.listeners.contains_key(key) {
+            bound.push((key.clone(), bind(key.0)?));
+        }
+    }
+    Ok(bound)
 }
 
 fn wanted_listeners(config: &GatewayConfig) -> Vec<(SocketAddr, Role)> {
