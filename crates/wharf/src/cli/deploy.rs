@@ -69,15 +69,16 @@ pub(crate) async fn deploy(client: &Client, conn: &Conn, args: DeployArgs) -> an
     };
     let mut events = Box::pin(client.deploy(&args.app, &req, archive).await?);
     let mut outcome = None;
-    // The output streams as it comes, one line behind: the deploy's last line is its result,
-    // printed once at the end (the steps are in `wharf ops`).
-    let mut held: Option<String> = None;
+    // The output streams as it comes. Its last line is the result: a failure is said once,
+    // as the error at the end (stderr), and a success is not repeated.
+    let mut last: Option<String> = None;
     while let Some(event) = events.next().await {
         match event? {
             DeployEvent::Log(line) if !conn.json => {
-                if let Some(prev) = held.replace(line) {
-                    crate::out::bytes(format!("{prev}\n").as_bytes());
+                if !line.starts_with("deploy failed: ") {
+                    crate::out::bytes(format!("{line}\n").as_bytes());
                 }
+                last = Some(line);
             }
             DeployEvent::Log(_) => {}
             DeployEvent::Done(op) => outcome = Some(op),
@@ -89,16 +90,10 @@ pub(crate) async fn deploy(client: &Client, conn: &Conn, args: DeployArgs) -> an
     if conn.json {
         json(&op)?;
     }
-    let result_line =
-        |line: &str| line == op.message || line.ends_with(&format!(": {}", op.message));
-    if let Some(last) = held.filter(|l| !result_line(l)) {
-        crate::out::bytes(format!("{last}\n").as_bytes());
-    }
     if op.status == "failed" {
-        // Said once, on stderr, by the error it becomes.
         anyhow::bail!("{}", op.message);
     }
-    if !conn.json {
+    if !conn.json && last.as_deref() != Some(op.message.as_str()) {
         outln!("{}", op.message);
     }
     Ok(())
