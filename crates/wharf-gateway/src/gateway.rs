@@ -141,7 +141,11 @@ impl Gateway {
     /// then is the new route table swapped in. On error nothing changes and the old config keeps
     /// serving. Existing listeners are never re-bound.
     pub fn reload(&self, config: GatewayConfig) -> Result<()> {
-        let result = self.apply(config, false);
+        self.counted(self.apply(config, false))
+    }
+
+    /// Counts a reload or update by its result on `/metrics`.
+    fn counted(&self, result: Result<()>) -> Result<()> {
         let label = if result.is_ok() { "ok" } else { "refused" };
         self.shared
             .metrics
@@ -217,14 +221,7 @@ impl Gateway {
     /// swapped in. Costs what it changes, not the number of sites. As with [`Gateway::reload`],
     /// everything is built and bound first: on error nothing changes.
     pub fn update(&self, changes: SiteChanges) -> Result<()> {
-        let result = self.apply_changes(changes);
-        let label = if result.is_ok() { "ok" } else { "refused" };
-        self.shared
-            .metrics
-            .reloads
-            .get_or_create(&ReloadResult { result: label })
-            .inc();
-        result
+        self.counted(self.apply_changes(changes))
     }
 
     fn apply_changes(&self, changes: SiteChanges) -> Result<()> {
