@@ -495,10 +495,22 @@ impl Client {
         .await
     }
 
-    /// A new webhook secret for the app (shown this once).
-    pub async fn rotate_webhook(&self, app: &str) -> Result<WebhookView> {
+    /// Turns the app's push webhooks on with `secret`, or a new random secret returned this
+    /// once; the old secret stops working.
+    pub async fn enable_webhook(&self, app: &str, secret: Option<&str>) -> Result<WebhookView> {
+        let body = secret.map(|s| serde_json::json!({ "secret": s }));
         self.json(
             Method::POST,
+            &format!("/apps/{}/webhook", seg(app)),
+            body.as_ref(),
+        )
+        .await
+    }
+
+    /// Turns the app's push webhooks off.
+    pub async fn disable_webhook(&self, app: &str) -> Result<crate::dto::Message> {
+        self.json(
+            Method::DELETE,
             &format!("/apps/{}/webhook", seg(app)),
             None::<&()>,
         )

@@ -322,6 +322,12 @@ pub struct StatusView {
     pub apps: Vec<AppView>,
 }
 
+/// A change that answers with a sentence only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Message {
+    pub message: String,
+}
+
 /// Every error: a stable code and a sentence saying what to fix.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -385,7 +391,9 @@ pub struct Rollback {
 pub struct WebhookView {
     /// Where the git host sends push events.
     pub url: String,
-    pub secret: String,
+    /// The secret wharf made, shown this once; absent when the caller chose it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
     /// Pushes to other branches are ignored.
     pub branch: String,
 }

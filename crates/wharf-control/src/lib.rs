@@ -14,6 +14,7 @@ pub mod fuzz;
 mod nodes;
 mod oplog;
 mod paths;
+mod public_url;
 mod reconciler;
 mod runtimes;
 mod sandbox;
@@ -35,6 +36,7 @@ pub use error::ControlError;
 use oplog::OpLog;
 use paths::DataDir;
 pub use paths::{create_data_dir, server_id};
+pub use public_url::PublicUrl;
 use reconciler::{Reconciler, Routing};
 pub use runtimes::{EngineSettings, Runtimes};
 pub use users::drop_inherited_capabilities;
@@ -72,6 +74,9 @@ pub struct ServerConfig {
     pub link_public: Option<String>,
     /// The backup repository, its off-site copy and the alerts.
     pub backups: BackupSettings,
+    /// Where git hosts reach this server's webhooks (`None`: `http://wharf.<base_domain>` on
+    /// the gateway's port).
+    pub public_url: Option<PublicUrl>,
 }
 
 /// State shared by API handlers.
@@ -164,8 +169,13 @@ impl Server {
             config.acme.clone(),
             config.renew,
         );
+        let public_port = gateway.listen_addrs().first().map_or(80, |a| a.port());
         let routing = Routing {
-            public_port: gateway.listen_addrs().first().map_or(80, |a| a.port()),
+            public_port,
+            hooks: config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| PublicUrl::default_for(&config.base_domain, public_port)),
             base_domain: config.base_domain.clone(),
             health_timeout: config.health_timeout,
             launcher: config.sandbox_launcher.clone(),
@@ -283,6 +293,9 @@ impl Server {
         }
         let app = api::router(control.clone())
             .merge(wharf_dashboard::router(format!("http://{loopback}")));
+        if let Err(e) = control.reconciler.route_hooks(loopback) {
+            tracing::warn!(error = %e, "webhooks are not reachable through the gateway");
+        }
         let stop = stop_api.clone();
         let api_task = tokio::spawn(async move {
             let served = axum::serve(listener, app)

@@ -56,12 +56,18 @@ const RETARGET_RETRY: Duration = Duration::from_secs(5);
 /// Lines of an app's own output quoted when it ends before it is healthy.
 const OUTPUT_LINES: usize = 20;
 
+/// The gateway site serving the public URL's `/hooks/`: a name no app can have (app names are
+/// DNS labels).
+pub(crate) const HOOKS_SITE: &str = "wharf:hooks";
+
 /// Listener settings the route table is built around.
 #[derive(Clone, Debug)]
 pub(crate) struct Routing {
     /// The port the first listener really got, for the URLs shown to users.
     pub(crate) public_port: u16,
     pub(crate) base_domain: String,
+    /// Where git hosts send push webhooks; the gateway serves its `/hooks/` from the API.
+    pub(crate) hooks: crate::PublicUrl,
     /// How long new instances have to pass their health check.
     pub(crate) health_timeout: Duration,
     /// The sandbox launcher; `None`: apps and builds run unsandboxed.
@@ -946,6 +952,61 @@ impl Reconciler {
         } else {
             format!("http://{host}:{port}")
         }
+    }
+
+    /// Where a git host posts `app`'s push events.
+    pub(crate) fn hook_url(&self, app: &str) -> String {
+        self.routing.hooks.hook(app)
+    }
+
+    /// Serves the public URL's `/hooks/` from the API at `api` (its loopback address), so
+    /// webhooks arrive through the gateway like any request, TLS included, and nothing else of
+    /// the API is exposed. An HTTPS public URL gets its certificate from ACME.
+    pub(crate) fn route_hooks(&self, api: SocketAddr) -> Result<(), String> {
+        let host = self.routing.hooks.host().to_string();
+        let wanted = if self.routing.hooks.https() {
+            vec![WantedCert {
+                name: cert_name(&host),
+                hosts: vec![host.clone()],
+                source: CertSource::Acme,
+            }]
+        } else {
+            Vec::new()
+        };
+        {
+            let mut owners = self.cert_owners.lock().unwrap_or_else(|p| p.into_inner());
+            owners.set(HOOKS_SITE, wanted.iter().map(|w| w.name.clone()).collect());
+        }
+        for (cert, problem) in self.certs.change(Vec::new(), wanted) {
+            tracing::warn!(certificate = %cert, error = %problem, "certificate not installed");
+        }
+        let site = SiteConfig {
+            name: HOOKS_SITE.into(),
+            hosts: vec![HostPattern::Exact(host)],
+            path: "/hooks".into(),
+            backend: BackendConfig::Proxy(ProxyConfig {
+                upstreams: vec![api],
+                balance: Balance::RoundRobin,
+                health: None,
+                strip_prefix: false,
+            }),
+            listen: Vec::new(),
+            // The API's own limit for a request body.
+            max_body: 1 << 20,
+            allow: Vec::new(),
+            access_log: true,
+            cert: None,
+            https: HttpsPolicy {
+                redirect: true,
+                hsts: None,
+            },
+        };
+        self.gateway
+            .update(SiteChanges {
+                upsert: vec![site],
+                remove: Vec::new(),
+            })
+            .map_err(|e| format!("the webhook route was refused: {e}"))
     }
 
     /// Public URL of an app, for API views.

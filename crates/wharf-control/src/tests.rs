@@ -92,6 +92,7 @@ fn harness(name: &str) -> Harness {
     let routing = Routing {
         public_port: gateway.listen_addrs()[0].port(),
         base_domain: "localhost".into(),
+        hooks: crate::PublicUrl::default_for("localhost", gateway.listen_addrs()[0].port()),
         health_timeout: std::time::Duration::from_secs(2),
         launcher: None,
     };

@@ -390,6 +390,8 @@ fn hmac_hex(secret: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// Sends a webhook as a git host does: to the public URL, i.e. through the gateway with the
+/// public host name, never to the API's loopback address.
 async fn hook(
     server: &ServerProc,
     app: &str,
@@ -397,13 +399,13 @@ async fn hook(
     body: &str,
 ) -> (u16, String) {
     let mut req = http::Request::post(format!("/hooks/{app}"))
-        .header("host", &server.api)
+        .header("host", format!("wharf.localhost:{}", server.http.port()))
         .header("content-type", "application/json");
     for (k, v) in headers {
         req = req.header(*k, v);
     }
     let reply = wharf_testkit::request(
-        server.api.parse().unwrap(),
+        server.http,
         req.body(http_body_util::Full::new(bytes::Bytes::from(
             body.to_string(),
         )))
@@ -433,7 +435,20 @@ async fn webhooks_from_github_gitea_and_gitlab() {
     let hook_info: serde_json::Value =
         serde_json::from_str(&server.ok(&["hooks", "enable", "site", "--json"]).await).unwrap();
     let secret = hook_info["secret"].as_str().unwrap().to_string();
-    assert!(hook_info["url"].as_str().unwrap().ends_with("/hooks/site"));
+    assert_eq!(
+        hook_info["url"],
+        format!("http://wharf.localhost:{}/hooks/site", server.http.port()),
+        "the URL printed is the public one, not the API's loopback address"
+    );
+    // Only /hooks/ of the API is public: the rest of it is not reachable through the gateway.
+    let api_via_gateway = wharf_testkit::get(
+        server.http,
+        &format!("wharf.localhost:{}", server.http.port()),
+        "/api/v1/apps",
+    )
+    .await
+    .unwrap();
+    assert_eq!(api_via_gateway.status, 404);
     let releases = || async { server.ok(&["releases", "site", "--json"]).await };
     let count = |json: String| {
         serde_json::from_str::<Vec<serde_json::Value>>(&json)
@@ -512,6 +527,33 @@ async fn webhooks_from_github_gitea_and_gitlab() {
             "push {n} deployed"
         );
     }
+    assert_eq!(count(releases().await), 3);
+
+    // A secret the user chooses: never echoed, the old one stops working, a short one refused.
+    let (ok, _, err) = server
+        .cli(&["hooks", "enable", "site", "--secret", "short"])
+        .await;
+    assert!(!ok && err.contains("at least 16 characters"), "{err}");
+    let chosen = "a-secret-my-git-host-has-1234";
+    let said = server
+        .ok(&["hooks", "enable", "site", "--secret", chosen])
+        .await;
+    assert!(
+        !said.contains(chosen),
+        "the chosen secret is not echoed: {said}"
+    );
+    assert!(said.contains("/hooks/site"), "{said}");
+    let (status, _) = hook(&server, "site", &gh(other, &secret), other).await;
+    assert_eq!(status, 401, "the replaced secret is refused");
+    let (status, text) = hook(&server, "site", &gh(other, chosen), other).await;
+    assert_eq!(status, 202, "{text}");
+
+    // Disabled: every push refused, nothing deployed.
+    let said = server.ok(&["hooks", "disable", "site"]).await;
+    assert!(said.contains("webhooks off"), "{said}");
+    let (status, text) = hook(&server, "site", &gh(push, chosen), push).await;
+    assert_eq!(status, 401, "{text}");
+    assert!(text.contains("not enabled"), "{text}");
     assert_eq!(count(releases().await), 3);
     server.stop().await;
 }

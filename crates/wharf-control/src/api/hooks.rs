@@ -16,25 +16,101 @@ use wharf_client::dto::WebhookView;
 use super::error::{ApiError, ApiResult};
 use crate::Control;
 use crate::deploy::{Output, Source};
+use crate::oplog::OpLog;
 
-/// `POST /api/v1/apps/{app}/webhook`: a new secret (the old one stops working).
-pub(crate) async fn rotate(
+/// A secret chosen by the user must be hard to guess: it is all that stands between anyone on
+/// the internet and a deploy.
+const MIN_SECRET: usize = 16;
+
+/// The optional body of `POST /api/v1/apps/{app}/webhook`.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EnableRequest {
+    secret: Option<String>,
+}
+
+fn chosen_secret(s: &str) -> Result<(), ApiError> {
+    if s.chars().count() < MIN_SECRET {
+        return Err(ApiError::invalid(format!(
+            "the webhook secret must be at least {MIN_SECRET} characters (leave it out and wharf makes one)"
+        )));
+    }
+    if s.len() > 256 || s.chars().any(|ch| ch.is_control() || ch.is_whitespace()) {
+        return Err(ApiError::invalid(
+            "the webhook secret must be at most 256 characters, with no spaces or control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/apps/{app}/webhook`: turns push webhooks on with the secret given in the body,
+/// or a new random one, shown this once (the old secret stops working either way).
+pub(crate) async fn enable(
     State(c): State<Arc<Control>>,
     Path(app): Path<String>,
-    headers: HeaderMap,
+    body: Bytes,
 ) -> ApiResult<Json<WebhookView>> {
+    let req: EnableRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        EnableRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("webhook settings: {e}")))?
+    };
     let a = c.store.app(&app)?;
-    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let (secret, shown) = match req.secret {
+        Some(s) => {
+            chosen_secret(&s)?;
+            (s, None)
+        }
+        None => {
+            let s = hex::encode(rand::random::<[u8; 32]>());
+            (s.clone(), Some(s))
+        }
+    };
     c.store.set_webhook_secret(&app, Some(&secret))?;
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("127.0.0.1:7070");
+    let op = OpLog::begin(&c.store, Some(&app), "hooks");
+    op.finish(&Ok(if shown.is_some() {
+        "webhooks on, with a new secret".to_string()
+    } else {
+        "webhooks on, with the secret given".to_string()
+    }));
     Ok(Json(WebhookView {
-        url: format!("http://{host}/hooks/{app}"),
-        secret,
+        url: c.reconciler.hook_url(&app),
+        secret: shown,
         branch: a.git_ref.unwrap_or_else(|| "main".into()),
     }))
+}
+
+/// `DELETE /api/v1/apps/{app}/webhook`: turns push webhooks off; the secret is forgotten.
+pub(crate) async fn disable(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Value>> {
+    c.store.app(&app)?;
+    let was_on = c.store.webhook_secret(&app)?.is_some();
+    c.store.set_webhook_secret(&app, None)?;
+    let message = if was_on {
+        "webhooks off: pushes are refused until `wharf hooks enable`"
+    } else {
+        "webhooks were already off"
+    };
+    OpLog::begin(&c.store, Some(&app), "hooks").finish(&Ok(message.to_string()));
+    Ok(Json(json!({ "message": message })))
+}
+
+/// `GET /api/v1/apps/{app}/webhook`: whether webhooks are on, and where they are sent (never
+/// the secret).
+pub(crate) async fn show(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let a = c.store.app(&app)?;
+    let on = c.store.webhook_secret(&app)?.is_some();
+    Ok(Json(json!({
+        "enabled": on,
+        "url": c.reconciler.hook_url(&app),
+        "branch": a.git_ref.unwrap_or_else(|| "main".into()),
+    })))
 }
 
 fn unauthorized(why: &str) -> ApiError {

@@ -61,7 +61,10 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
         )
         .route("/apps/{app}/traffic", get(status::traffic))
         .route("/apps/{app}/rollback", post(deploys::rollback))
-        .route("/apps/{app}/webhook", post(hooks::rotate))
+        .route(
+            "/apps/{app}/webhook",
+            get(hooks::show).post(hooks::enable).delete(hooks::disable),
+        )
         .route("/certs", get(certs::list))
         .route("/nodes", get(nodes::list).post(nodes::add))
         .route("/nodes/{node}", delete(nodes::remove))

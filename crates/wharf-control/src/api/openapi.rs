@@ -126,7 +126,11 @@ pub(crate) fn spec() -> Value {
                 "responses": { "200": { "description": "text/plain" }, "404": { "description": "no such app or release, or no log kept" } }
             } },
             "/apps/{app}/rollback": { "post": with_app(op("Re-activate a kept release with its config", Some("Rollback"), "200")) },
-            "/apps/{app}/webhook": { "post": with_app(op("Create a new webhook secret (shown once)", None, "200")) },
+            "/apps/{app}/webhook": {
+                "get": with_app(op("Whether push webhooks are on, their URL and branch (never the secret)", None, "200")),
+                "post": with_app(webhook_enable()),
+                "delete": with_app(op("Turn push webhooks off (the secret is forgotten)", None, "200"))
+            },
             "/apps/{app}/traffic": { "get": with_app(op("Requests/s, 5xx/s and mean latency over the last half hour", None, "200")) },
             "/certs": { "get": {
                 "summary": "Every certificate: host, app, source, issuer, expiry, next renewal, last attempt",
@@ -276,6 +280,17 @@ fn apps_list() -> Value {
         ],
         "responses": paged_responses()
     })
+}
+
+fn webhook_enable() -> Value {
+    let mut o = op(
+        "Turn push webhooks on: with the secret given (16-256 characters, not echoed), or a new one shown once",
+        None,
+        "200",
+    );
+    o["requestBody"] = body(&[], json!({ "secret": { "type": "string" } }));
+    o["requestBody"]["required"] = json!(false);
+    o
 }
 
 fn name_param(name: &str) -> Value {

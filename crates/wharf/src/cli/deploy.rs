@@ -43,8 +43,20 @@ pub(crate) enum ReleasesCmd {
 
 #[derive(clap::Subcommand)]
 pub(crate) enum HooksCmd {
-    /// Create a new webhook secret and print the URL and secret to give your git host.
-    Enable { app: String },
+    /// Turn push webhooks on: prints the URL (and a new secret, unless you give one) to put in
+    /// your git host's webhook settings. The previous secret stops working.
+    Enable {
+        app: String,
+        /// Use this secret instead of a random one (at least 16 characters), e.g. the one your
+        /// git host already has.
+        #[arg(long, conflicts_with = "secret_stdin")]
+        secret: Option<String>,
+        /// Read the secret from the first line of stdin, so it stays out of the shell history.
+        #[arg(long)]
+        secret_stdin: bool,
+    },
+    /// Turn push webhooks off: pushes are refused until `hooks enable`.
+    Disable { app: String },
 }
 
 pub(crate) async fn deploy(client: &Client, conn: &Conn, args: DeployArgs) -> anyhow::Result<()> {
@@ -240,19 +252,50 @@ pub(crate) async fn release_show(
 
 pub(crate) async fn hooks(client: &Client, conn: &Conn, cmd: HooksCmd) -> anyhow::Result<()> {
     match cmd {
-        HooksCmd::Enable { app } => {
-            let hook = client.rotate_webhook(&app).await?;
+        HooksCmd::Enable {
+            app,
+            secret,
+            secret_stdin,
+        } => {
+            let secret = match (secret, secret_stdin) {
+                (Some(s), _) => Some(s),
+                (None, true) => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|e| anyhow::anyhow!("cannot read the secret from stdin: {e}"))?;
+                    Some(line.trim_end_matches(['\r', '\n']).to_string())
+                }
+                (None, false) => None,
+            };
+            let hook = client.enable_webhook(&app, secret.as_deref()).await?;
             if conn.json {
                 return json(&hook);
             }
             outln!("payload URL   {}", hook.url);
-            outln!("secret        {}", hook.secret);
+            if let Some(secret) = &hook.secret {
+                outln!("secret        {secret}");
+            }
             outln!("branch        {}", hook.branch);
             outln!();
-            outln!(
-                "Give both to your git host (content type application/json). The secret is shown only now;"
-            );
-            outln!("run this again to replace it.");
+            if hook.secret.is_some() {
+                outln!(
+                    "Give both to your git host (content type application/json). The secret is shown only now;"
+                );
+                outln!("run this again to replace it.");
+            } else {
+                outln!(
+                    "Give the URL and your secret to your git host (content type application/json)."
+                );
+            }
+            Ok(())
+        }
+        HooksCmd::Disable { app } => {
+            let said = client.disable_webhook(&app).await?;
+            if conn.json {
+                return json(&said);
+            }
+            outln!("{}", said.message);
             Ok(())
         }
     }

@@ -105,9 +105,18 @@ pub(crate) struct Args {
         env = "WHARF_SMTP_FROM"
     )]
     smtp_from: String,
+    /// Where git hosts reach this server's push webhooks: http(s)://HOST[:PORT]. The gateway
+    /// serves that host's /hooks/ (only) from the API; an https URL gets an ACME certificate.
+    /// Default: http://wharf.<base-domain> on the HTTP listener's port.
+    #[arg(long, value_name = "URL", env = "WHARF_PUBLIC_URL", value_parser = public_url)]
+    public_url: Option<wharf_control::PublicUrl>,
     /// For tests: schedules run by the time (unix seconds) written in this file.
     #[arg(long, hide = true, env = "WHARF_CLOCK_FILE")]
     clock_file: Option<PathBuf>,
+}
+
+fn public_url(s: &str) -> Result<wharf_control::PublicUrl, String> {
+    wharf_control::PublicUrl::parse(s)
 }
 
 fn duration(s: &str) -> Result<std::time::Duration, String> {
@@ -177,6 +186,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 .clone()
                 .map_or(wharf_control::Clock::System, wharf_control::Clock::File),
         },
+        public_url: args.public_url.clone(),
     };
     wharf_control::create_data_dir(&args.data)
         .with_context(|| format!("cannot create the data folder {}", args.data.display()))?;
