@@ -60,12 +60,14 @@ enum Command {
     },
     /// The server and its apps at a glance, or one app in detail.
     Status {
+        #[arg(add = crate::cli::complete::app_names())]
         app: Option<String>,
         #[command(flatten)]
         conn: cli::Conn,
     },
     /// An app's output (stdout and stderr of its instances).
     Logs {
+        #[arg(add = crate::cli::complete::app_names())]
         app: String,
         /// How many past lines to show.
         #[arg(short = 'n', long, default_value_t = 100)]
@@ -78,6 +80,7 @@ enum Command {
     },
     /// The operations log: what was done, step by step, and how it ended.
     Ops {
+        #[arg(add = crate::cli::complete::app_names())]
         app: Option<String>,
         /// How many of the latest operations (at most 1000).
         #[arg(long, default_value_t = 20)]
@@ -133,6 +136,7 @@ enum Command {
         cmd: Option<cli::ReleasesCmd>,
         /// The app whose releases to list.
         #[arg(required = true)]
+        #[arg(add = crate::cli::complete::app_names())]
         app: Option<String>,
         /// Show at most this many (default: the server's page, 100; at most 1000).
         #[arg(long)]
@@ -142,6 +146,7 @@ enum Command {
     },
     /// Go back to an earlier release (default: the one before), with the config it ran with.
     Rollback {
+        #[arg(add = crate::cli::complete::app_names())]
         app: String,
         release: Option<u32>,
         #[command(flatten)]
@@ -156,7 +161,9 @@ enum Command {
     },
     /// Remember an API address and token for the CLI.
     Login(cli::Login),
-    /// Print a shell completion script, e.g. `wharf completions bash > /etc/bash_completion.d/wharf`.
+    /// Print a shell completion script, e.g. `wharf completions bash > /etc/bash_completion.d/wharf`
+    /// (or `source <(COMPLETE=bash wharf)` in ~/.bashrc). It asks wharf as you type, so app
+    /// names come from the server.
     Completions { shell: clap_complete::Shell },
 }
 
@@ -165,6 +172,11 @@ fn main() -> std::process::ExitCode {
     let mut args = std::env::args_os().skip(1);
     if args.next().is_some_and(|a| a == "sandbox-exec") {
         return cmd::sandbox_exec::run(args);
+    }
+    // `COMPLETE=<shell> wharf -- ...` is the shell asking for completions: answered, then exit.
+    {
+        use clap::CommandFactory;
+        clap_complete::CompleteEnv::with_factory(Cli::command).complete();
     }
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -224,11 +236,7 @@ fn run() -> anyhow::Result<()> {
         Command::Hooks { cmd, conn } => cli::run(conn, cli::Verb::Hooks(cmd)),
         Command::Login(args) => cli::login(args),
         Command::Completions { shell } => {
-            use clap::CommandFactory;
-            // Into a buffer first: the generator panics on a failed write (`| head -1`).
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "wharf", &mut script);
-            out::bytes(&script);
+            out::bytes(&cli::completion_script(shell)?);
             Ok(())
         }
     }

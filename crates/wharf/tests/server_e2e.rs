@@ -215,7 +215,62 @@ async fn apps_list_filters_and_limits() {
     assert_eq!(statics.as_array().unwrap().len(), 3, "{statics}");
     let (ok, _, err) = server.cli(&["apps", "list", "--limit", "5000"]).await;
     assert!(!ok && err.contains("1 to 1000"), "{err}");
+
+    // Completions as bash does them, with the script `wharf completions bash` prints: app names
+    // come from the server, filtered by what is typed; verbs still complete.
+    assert_eq!(
+        complete(&server, &["deploy", "do"]).await,
+        ["docs", "docs-api"]
+    );
+    assert_eq!(complete(&server, &["env", "set", "s"]).await, ["shop"]);
+    let offered = complete(&server, &["apps", "restart", ""]).await;
+    let apps: Vec<&String> = offered.iter().filter(|w| !w.starts_with('-')).collect();
+    assert_eq!(apps, ["docs", "docs-api", "shop"], "{offered:?}");
+    assert!(
+        complete(&server, &["rel"])
+            .await
+            .contains(&"releases".to_string())
+    );
     server.stop().await;
+}
+
+/// What bash offers after `wharf WORDS…<TAB>`, the last word being the one typed so far.
+async fn complete(server: &ServerProc, words: &[&str]) -> Vec<String> {
+    support::require_tool("bash", "bash");
+    let bin = Path::new(env!("CARGO_BIN_EXE_wharf"));
+    let script = format!(
+        r#"source <(wharf completions bash)
+COMP_WORDS=(wharf {words}); COMP_CWORD={n}; COMP_TYPE=9
+_clap_complete_wharf wharf "${{COMP_WORDS[$COMP_CWORD]}}" "${{COMP_WORDS[$COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}""#,
+        words = words
+            .iter()
+            .map(|w| format!("'{w}'"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        n = words.len(),
+    );
+    let out = tokio::process::Command::new("bash")
+        .args(["-c", &script])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.parent().unwrap().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("WHARF_URL", format!("http://{}", server.api))
+        .env("WHARF_TOKEN", &server.token)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

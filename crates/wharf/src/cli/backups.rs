@@ -23,7 +23,11 @@ pub(crate) enum DbCmd {
     Info { name: String },
     /// Set the database's URL in an app (DATABASE_URL, or REDIS_URL) and restart it without
     /// downtime.
-    Link { db: String, app: String },
+    Link {
+        db: String,
+        #[arg(add = crate::cli::complete::app_names())]
+        app: String,
+    },
     /// Open the engine's own shell (psql, mariadb, redis-cli) on the database; arguments
     /// after `--` go to it (e.g. `-- -c 'select 1'`).
     Shell {

@@ -11,6 +11,7 @@ use super::print::{json, table};
 
 #[derive(clap::Args, Clone)]
 pub(crate) struct DeployArgs {
+    #[arg(add = crate::cli::complete::app_names())]
     app: String,
     /// Git repository URL (default: the app's saved one).
     #[arg(long, value_name = "URL", conflicts_with_all = ["dir", "archive"])]
@@ -34,6 +35,7 @@ pub(crate) enum ReleasesCmd {
     /// One release: what it was built from, how it ended, and its whole build log (kept with
     /// the release, so a failed build's error can be read again).
     Show {
+        #[arg(add = crate::cli::complete::app_names())]
         app: String,
         release: u32,
         #[command(flatten)]
@@ -46,6 +48,7 @@ pub(crate) enum HooksCmd {
     /// Turn push webhooks on: prints the URL (and a new secret, unless you give one) to put in
     /// your git host's webhook settings. The previous secret stops working.
     Enable {
+        #[arg(add = crate::cli::complete::app_names())]
         app: String,
         /// Use this secret instead of a random one (at least 16 characters), e.g. the one your
         /// git host already has.
@@ -56,7 +59,10 @@ pub(crate) enum HooksCmd {
         secret_stdin: bool,
     },
     /// Turn push webhooks off: pushes are refused until `hooks enable`.
-    Disable { app: String },
+    Disable {
+        #[arg(add = crate::cli::complete::app_names())]
+        app: String,
+    },
 }
 
 pub(crate) async fn deploy(client: &Client, conn: &Conn, args: DeployArgs) -> anyhow::Result<()> {

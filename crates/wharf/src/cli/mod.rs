@@ -3,6 +3,7 @@
 
 mod apps;
 mod backups;
+pub(crate) mod complete;
 mod connect;
 mod deploy;
 mod print;
@@ -47,9 +48,13 @@ pub(crate) enum AppsCmd {
         env: Vec<(String, String)>,
     },
     /// Show one app with its instances.
-    Show { name: String },
+    Show {
+        #[arg(add = crate::cli::complete::app_names())]
+        name: String,
+    },
     /// Change an app's settings (only the flags given change).
     Set {
+        #[arg(add = crate::cli::complete::app_names())]
         name: String,
         #[command(flatten)]
         settings: apps::SettingsArgs,
@@ -59,6 +64,7 @@ pub(crate) enum AppsCmd {
     },
     /// Delete an app and its hosts' certificates (its volume and logs are kept unless --purge).
     Delete {
+        #[arg(add = crate::cli::complete::app_names())]
         name: String,
         /// Confirm the deletion.
         #[arg(long)]
@@ -68,27 +74,45 @@ pub(crate) enum AppsCmd {
         purge: bool,
     },
     /// Enable an app and start it.
-    Start { name: String },
+    Start {
+        #[arg(add = crate::cli::complete::app_names())]
+        name: String,
+    },
     /// Stop an app and disable it.
-    Stop { name: String },
+    Stop {
+        #[arg(add = crate::cli::complete::app_names())]
+        name: String,
+    },
     /// Restart an app's instances with zero downtime.
-    Restart { name: String },
+    Restart {
+        #[arg(add = crate::cli::complete::app_names())]
+        name: String,
+    },
     /// Set the number of instances.
-    Scale { name: String, replicas: u32 },
+    Scale {
+        #[arg(add = crate::cli::complete::app_names())]
+        name: String,
+        replicas: u32,
+    },
 }
 
 #[derive(Subcommand)]
 pub(crate) enum EnvCmd {
     /// Names of the app's variables (values are never shown).
-    List { app: String },
+    List {
+        #[arg(add = crate::cli::complete::app_names())]
+        app: String,
+    },
     /// Set variables and restart the app with them.
     Set {
+        #[arg(add = crate::cli::complete::app_names())]
         app: String,
         #[arg(required = true, value_name = "KEY=VALUE", value_parser = apps::key_value)]
         vars: Vec<(String, String)>,
     },
     /// Remove variables and restart the app without them.
     Unset {
+        #[arg(add = crate::cli::complete::app_names())]
         app: String,
         #[arg(required = true, value_name = "KEY")]
         keys: Vec<String>,
@@ -98,10 +122,14 @@ pub(crate) enum EnvCmd {
 #[derive(Subcommand)]
 pub(crate) enum DomainsCmd {
     /// Host names routed to the app.
-    List { app: String },
+    List {
+        #[arg(add = crate::cli::complete::app_names())]
+        app: String,
+    },
     /// Route another host name to the app, optionally over HTTPS; again on a domain the app has,
     /// changes its certificate source.
     Add {
+        #[arg(add = crate::cli::complete::app_names())]
         app: String,
         host: String,
         /// Certificate: acme (ordered and renewed), self-signed (e.g. behind a CDN in "Full"
@@ -116,11 +144,16 @@ pub(crate) enum DomainsCmd {
         key: Option<std::path::PathBuf>,
     },
     /// Stop routing a host name to the app.
-    Remove { app: String, host: String },
+    Remove {
+        #[arg(add = crate::cli::complete::app_names())]
+        app: String,
+        host: String,
+    },
 }
 
 pub(crate) use apps::{NodesCmd, TunnelsCmd};
 pub(crate) use backups::{BackupsCmd, DbCmd};
+pub(crate) use complete::registration as completion_script;
 pub(crate) use deploy::{DeployArgs, HooksCmd, ReleasesCmd};
 
 // Built once per CLI run; boxing the big variant would buy nothing.
