@@ -1,8 +1,8 @@
 //! The dashboard as a control surface, walked in Chromium as a new user would: log in, create an
 //! app, deploy it from a local git repository and watch the build (the log stays on screen),
 //! open an old release's build log, change the run command and memory limit in the settings
-//! form and see them applied (it keeps serving; a new instance runs), and delete the app with
-//! its volume. On every page visited, at desktop (1280 px) and phone (390 px) widths, no table
+//! form and see them applied (it keeps serving; a new instance runs), see a failed build in red
+//! with its error, see a static app shown as one, and delete the app with its volume. On every page visited, at desktop (1280 px) and phone (390 px) widths, no table
 //! header wraps inside a word.
 //!
 //! With `WHARF_SCREENSHOTS=DIR` set, each step is saved as
@@ -220,9 +220,55 @@ async fn a_new_user_walks_the_whole_dashboard_in_chromium() {
     )
     .await;
 
-    // 6. The terminal: `echo hi` at /apps/web/terminal.
+    // 6. A build that fails: the log stays with the error, its release is red with the
+    // reason in the table and on its page, and the app keeps serving what it served.
+    repo.commit(
+        &[(
+            "wharf.toml",
+            "build = \"echo 'error[E0308]: mismatched types' >&2; exit 1\"\nstatic = \".\"\n",
+        )],
+        "broken",
+    );
+    click(b, "form[data-deploy] button").await;
+    let done = text_until(b, "#deploy-status", |t| {
+        t.starts_with('✓') || t.starts_with('✗')
+    })
+    .await;
+    assert!(done.starts_with('✗'), "{done}");
+    assert!(b.find(Locator::Css("#deploy-status.err")).await.is_ok());
+    assert!(text_of(b, "#deploy-log").await.contains("mismatched types"));
+    assert_eq!(
+        page(server.http, "web.localhost").await.as_deref(),
+        Some("served by the new run command")
+    );
+    click(b, "#deploy-release").await;
+    text_until(b, "h1", |t| t.starts_with("Release 3")).await;
+    let badge = b.find(Locator::Css("h1 .state")).await.unwrap();
+    assert_eq!(badge.text().await.unwrap(), "failed");
+    let red = b
+        .execute(
+            "return getComputedStyle(document.querySelector('h1 .state')).color",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(red, serde_json::json!("rgb(180, 35, 24)"), "failed is red");
+    assert!(text_of(b, "#build-log").await.contains("mismatched types"));
+    assert!(b.find(Locator::Css("pre.failure")).await.is_ok());
+    step(
+        b,
+        "a failed release's page",
+        "walkthrough-06-failed-build",
+        None,
+    )
+    .await;
+    b.goto(&format!("{base}/apps/web")).await.unwrap();
+    let row = text_of(b, "a[aria-label='Release 3']").await;
+    assert_eq!(row, "#3");
+
+    // 7. The terminal: `echo hi` at /apps/web/terminal.
     // TERMINAL STEP: built by the terminal page's own change; it goes here (click the app
-    // page's "Terminal" link, run `echo hi`, see `hi`, shoot "walkthrough-06-terminal").
+    // page's "Terminal" link, run `echo hi`, see `hi`, shoot "walkthrough-07-terminal").
     let terminal = b
         .find(Locator::Css("a[href='/apps/web/terminal']"))
         .await
@@ -239,12 +285,36 @@ async fn a_new_user_walks_the_whole_dashboard_in_chromium() {
         .await
         .expect("operations link to their app");
     drop(app_link);
-    step(b, "the operations page", "walkthrough-07-operations", None).await;
+    step(b, "the operations page", "walkthrough-08-operations", None).await;
     b.goto(&format!("{base}/backups")).await.unwrap();
     text_until(b, "h1", |t| t.starts_with("Backups")).await;
-    step(b, "the backups page", "walkthrough-08-backups", None).await;
+    step(b, "the backups page", "walkthrough-09-backups", None).await;
 
-    // 7. Delete the app: the typed name must match; purge removes its volume too.
+    // A static site shows as one: no restart, instances or terminal.
+    b.goto(&format!("{base}/")).await.unwrap();
+    fill(b, "input[name=name]", "site").await;
+    b.find(Locator::Css("select[name=kind]"))
+        .await
+        .unwrap()
+        .select_by_value("static")
+        .await
+        .unwrap();
+    click(b, "form[action='/apps'] button").await;
+    text_until(b, "h1", |t| t.starts_with("site")).await;
+    assert_eq!(text_of(b, "dd .state.static").await, "static site");
+    for absent in [
+        "form[action='/apps/site/restart']",
+        "a[href='/apps/site/terminal']",
+        "table.instances",
+    ] {
+        assert!(
+            b.find(Locator::Css(absent)).await.is_err(),
+            "a static app shows {absent}"
+        );
+    }
+    step(b, "a static app's page", "walkthrough-10-static", None).await;
+
+    // 8. Delete the app: the typed name must match; purge removes its volume too.
     b.goto(&format!("{base}/apps/web")).await.unwrap();
     assert!(data.join("volumes/web").exists());
     fill(b, "#delete input[name=confirm]", "wrong").await;
@@ -287,7 +357,7 @@ async fn a_new_user_walks_the_whole_dashboard_in_chromium() {
     step(
         b,
         "the overview after the delete",
-        "walkthrough-09-deleted",
+        "walkthrough-11-deleted",
         None,
     )
     .await;
