@@ -286,8 +286,15 @@ async fn a_new_user_walks_the_whole_dashboard_in_chromium() {
         .expect("operations link to their app");
     drop(app_link);
     step(b, "the operations page", "walkthrough-08-operations", None).await;
+    // With a backup and a schedule, so the backups page has its tables.
+    server.ok(&["backups", "run", "web"]).await;
+    server
+        .ok(&["backups", "schedule", "add", "web", "--keep", "hourly=2"])
+        .await;
     b.goto(&format!("{base}/backups")).await.unwrap();
     text_until(b, "h1", |t| t.starts_with("Backups")).await;
+    let tables = b.find_all(Locator::Css("table")).await.unwrap();
+    assert_eq!(tables.len(), 2, "schedules and latest backups");
     step(b, "the backups page", "walkthrough-09-backups", None).await;
 
     // A static site shows as one: no restart, instances or terminal.
