@@ -1053,3 +1053,28 @@ fn behind_https(headers: &HeaderMap) -> bool {
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_utc_and_durations_as_people_say_them() {
+        assert_eq!(iso(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso(1_795_728_032), "2026-11-26T21:20:32Z");
+        assert_eq!(took(4), "4 s");
+        assert_eq!(took(185), "3 min 5 s");
+        assert_eq!(took(7_800), "2 h 10 min");
+        assert_eq!(took(-3), "0 s");
+    }
+
+    #[test]
+    fn bad_states_show_their_reason_and_others_do_not() {
+        let failed = state_with_reason("failed", Some("exited with 1\nmore")).into_string();
+        assert!(failed.contains("class=\"state failed\""), "{failed}");
+        assert!(failed.contains("exited with 1</span>"), "{failed}");
+        let running = state_with_reason("running", Some("old exit")).into_string();
+        assert!(!running.contains("old exit"), "{running}");
+    }
+}

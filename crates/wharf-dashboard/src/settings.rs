@@ -147,7 +147,13 @@ fn changes(a: &AppView, f: &Fields) -> Result<Settings, String> {
     };
     let mut s = Settings {
         availability: changed("availability", &a.availability),
-        hsts: changed("hsts", &hsts(a)).map(|h| if h.is_empty() { "off".into() } else { h }),
+        // An emptied field means off, as the placeholder says.
+        hsts: f
+            .get("hsts")
+            .map(|h| h.trim())
+            .map(|h| if h.is_empty() { "off" } else { h })
+            .filter(|h| *h != hsts(a))
+            .map(str::to_string),
         ..Default::default()
     };
     if a.kind == "static" {
