@@ -86,15 +86,22 @@ async fn a_new_user_walks_the_whole_dashboard_in_chromium() {
     text_until(b, "h1", |t| t.starts_with("web")).await;
 
     // 3. Deploy and watch the log; it stays on screen after success, with a link to the
-    // release's page.
+    // release's page. A mark on the window tells whether the page was reloaded since.
+    b.execute("window.stayed = true", vec![]).await.unwrap();
     click(b, "form[data-deploy] button").await;
     let done = text_until(b, "#deploy-status", |t| {
         t.starts_with('✓') || t.starts_with('✗')
     })
     .await;
     assert!(done.starts_with("✓ release 1"), "{done}");
-    // Longer than the old reload delay: the log is still there, not replaced by a reload.
+    // Longer than the reload delay the page used to have: still the same page, log and all.
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stayed = b.execute("return window.stayed === true", vec![]).await;
+    assert_eq!(
+        stayed.unwrap(),
+        serde_json::json!(true),
+        "the page reloaded"
+    );
     let log = text_of(b, "#deploy-log").await;
     assert!(log.contains("release 1 of web"), "{log}");
     assert!(
