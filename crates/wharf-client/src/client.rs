@@ -722,6 +722,11 @@ impl ClientError {
     pub fn is_unauthorized(&self) -> bool {
         matches!(self, ClientError::Api { status, .. } if *status == StatusCode::UNAUTHORIZED.as_u16())
     }
+
+    /// True for 404: what was asked for does not exist (or no longer).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Api { status, .. } if *status == StatusCode::NOT_FOUND.as_u16())
+    }
 }
 
 /// Whole lines (each with its `\n`; a last line without one at the end) from a body that

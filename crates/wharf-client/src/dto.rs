@@ -25,7 +25,7 @@ pub struct CreateApp {
 
 /// Settable fields: `settings` of a create, and the whole body of `PATCH /api/v1/apps/{app}`;
 /// absent = unchanged.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Shell command of a process app; it must listen on `$PORT`.

@@ -256,6 +256,10 @@ impl Server {
             "When each schedule's newest verified backup was taken",
             backups.metrics().newest_verified.clone(),
         );
+        let traffic = traffic::Traffic::load(&data.traffic(), unix_now()).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the traffic graphs start empty");
+            traffic::Traffic::default()
+        });
         let control = Arc::new(Control {
             store,
             reconciler,
@@ -264,7 +268,7 @@ impl Server {
             started: Instant::now(),
             deploys: Default::default(),
             certs: certs.clone(),
-            traffic: Default::default(),
+            traffic,
             databases,
             backups,
         });
@@ -382,6 +386,7 @@ impl Server {
     pub async fn shutdown(self) {
         self.stop_api.cancel();
         self.stop_background.cancel();
+        save_traffic(&self.control);
         let _ = self.api_task.await;
         self.gateway.shutdown().await;
         self.control.reconciler.stop_everything().await;
@@ -452,22 +457,40 @@ fn recover(store: &Arc<Store>, data: &DataDir) -> Result<(), ControlError> {
     Ok(())
 }
 
-/// Samples the traffic of the sites that served something, every few seconds, until `stop`.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Samples the traffic of the sites that served something, every few seconds, until `stop`;
+/// writes the history to the data folder every minute.
 fn spawn_traffic_sampler(control: &Arc<Control>, gateway: Gateway, stop: CancellationToken) {
+    const SAVE_EVERY: u32 = 12;
     let control = control.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(traffic::INTERVAL);
+        let mut ticks = 0u32;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            control.traffic.sample(now, gateway.active_sites());
+            control.traffic.sample(unix_now(), gateway.active_sites());
+            ticks += 1;
+            if ticks.is_multiple_of(SAVE_EVERY) {
+                let c = control.clone();
+                let _ = tokio::task::spawn_blocking(move || save_traffic(&c)).await;
+            }
         }
     });
+}
+
+/// Writes the traffic history (a failure costs only the graphs after a restart).
+fn save_traffic(control: &Control) {
+    if let Err(e) = control.traffic.save(&control.data.traffic()) {
+        tracing::warn!(error = %e, "could not save the traffic history");
+    }
 }
 
 /// Every certificate attempt becomes an operation of the app owning the host.

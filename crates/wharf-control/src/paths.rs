@@ -94,6 +94,11 @@ impl DataDir {
         self.root.join("wharf.db")
     }
 
+    /// `traffic.json`: the apps' recent traffic, so the dashboard's graphs survive a restart.
+    pub(crate) fn traffic(&self) -> PathBuf {
+        self.root.join("traffic.json")
+    }
+
     /// Makes the folder private and the database files and token 0600, whatever the umask,
     /// and creates the database file 0600 before SQLite opens it (SQLite gives `-wal` and
     /// `-shm` the mode of the database). The folder, `apps/` and `volumes/` are 0711 when apps

@@ -910,3 +910,79 @@ async fn the_dashboard_finds_one_app_among_thousands_and_pages_through_them() {
     assert_eq!(page.matches("<tr><td>").count(), 20, "{page}");
     assert!(!page.contains(r#"rel="next""#));
 }
+
+/// Logs in to the dashboard with `token`; returns the session cookie.
+async fn dashboard_login(app: &axum::Router, token: &str) -> String {
+    let login = Request::builder()
+        .method("POST")
+        .uri("/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(format!("token={token}")))
+        .unwrap();
+    let resp = app.clone().oneshot(login).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// A failed app is red with its reason on the overview and its page; a static app shows as a
+/// static site with no restart, instances or terminal.
+#[tokio::test]
+async fn the_dashboard_shows_failures_in_red_with_why_and_static_apps_as_static() {
+    let h = harness("dash-states");
+    let app = serve_with_dashboard(&h).await;
+    let cookie = dashboard_login(&app, &h.token).await;
+    // It cannot start (run as root here, or nothing listens where the test runtime says it
+    // started): the create fails, and the app with it.
+    let (status, body) = h
+        .authed(
+            "POST",
+            "/api/v1/apps",
+            Some(r#"{"name":"broken","settings":{"run":"./serve"}}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = h
+        .authed(
+            "POST",
+            "/api/v1/apps",
+            Some(r#"{"name":"docs","kind":"static"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let (_, page) = dashboard_get(&app, "/", &cookie).await;
+    let row = page
+        .split(r#"href="/apps/broken""#)
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .expect("a row for the broken app");
+    assert!(row.contains(r#"class="state failed""#), "{row}");
+    assert!(
+        row.contains(r#"class="bad reason""#),
+        "no reason beside it: {row}"
+    );
+
+    let (_, page) = dashboard_get(&app, "/apps/broken", &cookie).await;
+    assert!(
+        page.contains(r#"<pre class="failure" role="alert">"#),
+        "{page}"
+    );
+    assert!(page.contains(r#"href="/apps/broken/terminal""#), "{page}");
+    assert!(page.contains(r#"action="/apps/broken/restart""#), "{page}");
+
+    let (_, page) = dashboard_get(&app, "/apps/docs", &cookie).await;
+    assert!(page.contains("static site"), "{page}");
+    for absent in [
+        r#"action="/apps/docs/restart""#,
+        r#"href="/apps/docs/terminal""#,
+        "<h2>Instances</h2>",
+    ] {
+        assert!(!page.contains(absent), "a static app shows {absent}");
+    }
+}

@@ -6,8 +6,14 @@
 //! never visited. Every sample time is kept once for all apps; an app that served something
 //! keeps its last totals and, for each interval in which they moved, by how much. An interval
 //! with no entry had no traffic and reads as zero; an app never seen reads as zero throughout.
+//!
+//! The history survives a restart: [`Traffic::save`] writes it (every minute and at shutdown)
+//! to `traffic.json` in the data folder, atomically, and [`Traffic::load`] reads it back at
+//! start. Only apps with traffic in the window are written, the busiest [`MAX_SAVED_APPS`] at
+//! most, so the file stays small (a few KB per busy app) however many apps there are.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,6 +23,19 @@ use wharf_gateway::SiteStats;
 pub(crate) const INTERVAL: Duration = Duration::from_secs(5);
 /// Half an hour of samples (and one more, for the first rate).
 const KEEP: usize = 361;
+/// The most apps whose history is written to disk (the busiest ones).
+pub(crate) const MAX_SAVED_APPS: usize = 200;
+/// Version of the history file; another version is ignored (graphs start empty).
+const FILE_VERSION: u32 = 1;
+
+/// The history file: sample times, and for each app the intervals in which its totals moved,
+/// as `[sample time, requests, errors, latency µs]`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    version: u32,
+    times: Vec<i64>,
+    apps: HashMap<String, Vec<[u64; 4]>>,
+}
 
 #[derive(Default)]
 pub(crate) struct Traffic {
@@ -99,6 +118,109 @@ impl Traffic {
     pub(crate) fn forget(&self, app: &str) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.apps.remove(app);
+    }
+
+    /// Writes the history to `path` atomically (a temporary file renamed over it).
+    pub(crate) fn save(&self, path: &Path) -> std::io::Result<()> {
+        let saved = {
+            let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let mut busy: Vec<(&String, &Series, u64)> = inner
+                .apps
+                .iter()
+                .filter(|(_, s)| !s.moves.is_empty())
+                .map(|(n, s)| (n, s, s.moves.iter().map(|(_, m)| m.requests).sum()))
+                .collect();
+            busy.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(b.0)));
+            busy.truncate(MAX_SAVED_APPS);
+            Saved {
+                version: FILE_VERSION,
+                times: inner.times.iter().copied().collect(),
+                apps: busy
+                    .into_iter()
+                    .map(|(n, s, _)| {
+                        let moves = s
+                            .moves
+                            .iter()
+                            .map(|(at, m)| [*at as u64, m.requests, m.errors, m.latency_micros])
+                            .collect();
+                        (n.clone(), moves)
+                    })
+                    .collect(),
+            }
+        };
+        let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// The history saved at `path`, without what is older than the window before `now`.
+    /// No file is an empty history; an unreadable one is reported, and starts empty too.
+    pub(crate) fn load(path: &Path, now: i64) -> Result<Traffic, String> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Traffic::default()),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let saved: Saved = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{} is not a traffic history: {e}", path.display()))?;
+        if saved.version != FILE_VERSION {
+            return Err(format!(
+                "{} has version {}, not {FILE_VERSION}",
+                path.display(),
+                saved.version
+            ));
+        }
+        let window = (KEEP as i64) * INTERVAL.as_secs() as i64;
+        let mut times: Vec<i64> = saved
+            .times
+            .into_iter()
+            .filter(|t| *t > now - window && *t <= now)
+            .collect();
+        times.sort_unstable();
+        times.dedup();
+        if times.len() > KEEP {
+            times.drain(..times.len() - KEEP);
+        }
+        let mut inner = Inner {
+            times: times.iter().copied().collect(),
+            ..Default::default()
+        };
+        // A move is used while the sample before it is kept (as in `sample`).
+        let oldest = times.first().copied().unwrap_or(now);
+        let kept: std::collections::HashSet<i64> = times.iter().copied().collect();
+        for (name, moves) in saved.apps.into_iter().take(MAX_SAVED_APPS) {
+            let mut moves: Vec<(i64, SiteStats)> = moves
+                .into_iter()
+                .map(|[at, requests, errors, latency_micros]| {
+                    let stats = SiteStats {
+                        requests,
+                        errors,
+                        latency_micros,
+                    };
+                    (at as i64, stats)
+                })
+                .filter(|(at, _)| *at > oldest && kept.contains(at))
+                .collect();
+            moves.sort_by_key(|(at, _)| *at);
+            moves.dedup_by_key(|(at, _)| *at);
+            if moves.is_empty() {
+                continue;
+            }
+            inner
+                .recorded
+                .extend(moves.iter().map(|(at, _)| (*at, name.clone())));
+            // The gateway of this new process counts from zero: `last` starts there.
+            let series = Series {
+                last: SiteStats::default(),
+                moves: moves.into(),
+            };
+            inner.apps.insert(name, series);
+        }
+        inner.recorded.make_contiguous().sort();
+        Ok(Traffic {
+            inner: Mutex::new(inner),
+        })
     }
 
     /// Rates between consecutive samples, oldest first.
@@ -268,6 +390,82 @@ mod tests {
         // Stopped and started: its new site's totals begin again, below the old ones.
         sample(&t, 110, &[("app", stats(10, 0, 0))]);
         assert_eq!(t.rate("app"), Some(2.0));
+    }
+
+    #[test]
+    fn the_history_survives_a_restart_bounded() {
+        let dir = std::env::temp_dir().join(format!("wharf-traffic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("traffic.json");
+        // No file yet: an empty history.
+        assert!(
+            Traffic::load(&file, 1000)
+                .unwrap()
+                .points("blog")
+                .is_empty()
+        );
+
+        let t = Traffic::default();
+        // More apps with traffic than are kept, and one that is busiest; more samples than
+        // the window holds.
+        for i in 0..(KEEP as i64 + 20) {
+            let mut active = vec![("blog", stats(10 * (i as u64 + 1), 0, 0))];
+            let quiet: Vec<String> = (0..MAX_SAVED_APPS + 10).map(|n| format!("a{n}")).collect();
+            if i == 5 {
+                for q in &quiet {
+                    active.push((q.as_str(), stats(1, 0, 0)));
+                }
+            }
+            sample(&t, 1000 + 5 * i, &active);
+        }
+        let graph = |t: &Traffic| -> Vec<(i64, f64)> {
+            t.points("blog")
+                .iter()
+                .map(|p| (p.at, p.requests_per_second))
+                .collect()
+        };
+        let before = graph(&t);
+        assert_eq!(before.len(), KEEP - 1);
+        t.save(&file).unwrap();
+
+        // Read back right after: the same graph, and rates go on from zero totals (the
+        // gateway of a new process counts from zero).
+        let now = 1000 + 5 * (KEEP as i64 + 19);
+        let back = Traffic::load(&file, now).unwrap();
+        assert_eq!(graph(&back), before);
+        back.sample(now + 5, vec![("blog".into(), stats(20, 0, 0))]);
+        assert_eq!(back.rate("blog"), Some(4.0));
+        // Bounded: apps whose traffic left the window are not written.
+        let saved: Saved = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(saved.apps.len(), 1, "{:?}", saved.apps.keys());
+        assert_eq!(saved.times.len(), KEEP);
+
+        // At most MAX_SAVED_APPS apps, the busiest first.
+        let t = Traffic::default();
+        sample(&t, 100, &[]);
+        let names: Vec<String> = (0..MAX_SAVED_APPS + 10).map(|n| format!("a{n}")).collect();
+        let active: Vec<(String, SiteStats)> = names
+            .iter()
+            .enumerate()
+            .map(|(n, a)| (a.clone(), stats(n as u64 + 1, 0, 0)))
+            .collect();
+        t.sample(105, active);
+        t.save(&file).unwrap();
+        let back = Traffic::load(&file, 110).unwrap();
+        assert_eq!(back.inner.lock().unwrap().apps.len(), MAX_SAVED_APPS);
+        assert!(back.rate(&names[MAX_SAVED_APPS + 9]).unwrap() > 0.0);
+        assert_eq!(back.rate("a0"), Some(0.0));
+
+        // A history older than the window is dropped at start.
+        let stale = Traffic::load(&file, 105 + 3600).unwrap();
+        assert!(stale.points(&names[MAX_SAVED_APPS + 9]).is_empty());
+        // A damaged file is reported, not trusted.
+        std::fs::write(&file, "{").unwrap();
+        let Err(e) = Traffic::load(&file, 110) else {
+            panic!("a damaged history was read");
+        };
+        assert!(e.contains("traffic.json"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

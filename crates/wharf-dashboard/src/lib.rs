@@ -8,7 +8,9 @@
 mod charts;
 mod layout;
 mod pages;
+mod release;
 mod session;
+mod settings;
 
 use std::sync::Arc;
 
@@ -43,7 +45,9 @@ pub fn router(api: String) -> Router {
         .route("/apps/{app}/domains/remove", post(pages::remove_domain))
         .route("/apps/{app}/env", post(pages::set_env))
         .route("/apps/{app}/env/unset", post(pages::unset_env))
-        .route("/apps/{app}/settings", post(pages::settings))
+        .route("/apps/{app}/settings", post(settings::save))
+        .route("/apps/{app}/delete", post(settings::delete))
+        .route("/apps/{app}/releases/{n}", get(release::release))
         .route("/apps/{app}/restart", post(pages::restart))
         .route("/apps/{app}/logs/live", get(pages::live_logs))
         .route("/assets/app.css", get(pages::css))

@@ -24,10 +24,10 @@ use crate::layout::{Flash, ago, bytes, csrf_field, page};
 use crate::session::{COOKIE_NAME, LIFETIME, Session, same};
 use crate::{Dashboard, charts};
 
-type Fields = HashMap<String, String>;
-type State_ = State<Arc<Dashboard>>;
+pub(crate) type Fields = HashMap<String, String>;
+pub(crate) type State_ = State<Arc<Dashboard>>;
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -40,7 +40,7 @@ fn to_login() -> Response {
 /// The session, or a redirect to the login page. (The `Err` is the answer itself; its size does
 /// not matter on this path.)
 #[allow(clippy::result_large_err)]
-fn session(d: &Dashboard, headers: &HeaderMap) -> Result<(Session, Client), Response> {
+pub(crate) fn session(d: &Dashboard, headers: &HeaderMap) -> Result<(Session, Client), Response> {
     let s = d.sessions.get(headers).ok_or_else(to_login)?;
     with_client(d, s)
 }
@@ -55,7 +55,7 @@ fn with_client(d: &Dashboard, s: Session) -> Result<(Session, Client), Response>
 
 /// A change must echo the session's CSRF token, in the form or the `x-csrf-token` header.
 #[allow(clippy::result_large_err)]
-fn changing(
+pub(crate) fn changing(
     d: &Dashboard,
     headers: &HeaderMap,
     form: &Fields,
@@ -91,7 +91,7 @@ fn error_page(message: &str) -> Response {
 }
 
 /// Back to `to` with the outcome as a message.
-fn back(to: &str, outcome: Result<String, String>) -> Response {
+pub(crate) fn back(to: &str, outcome: Result<String, String>) -> Response {
     let (key, msg) = match outcome {
         Ok(m) => ("msg", m),
         Err(e) => ("err", e),
@@ -104,7 +104,7 @@ fn url_encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-fn outcome(op: &OperationView) -> Result<String, String> {
+pub(crate) fn outcome(op: &OperationView) -> Result<String, String> {
     if op.status == "failed" {
         Err(op.message.clone())
     } else {
@@ -120,8 +120,64 @@ fn flash(q: &Fields) -> Flash<'_> {
     }
 }
 
-fn state_badge(state: &str) -> Markup {
+pub(crate) fn state_badge(state: &str) -> Markup {
     html! { span class={"state " (state)} { (state) } }
+}
+
+/// States that mean something is wrong: shown in red, with their reason next to them.
+pub(crate) fn is_bad(state: &str) -> bool {
+    matches!(
+        state,
+        "failed" | "crashed" | "backoff" | "crit" | "error" | "unreachable"
+    )
+}
+
+/// A state badge, and for a bad state the reason in red text beside it (first line only; the
+/// whole reason is the tooltip).
+pub(crate) fn state_with_reason(state: &str, reason: Option<&str>) -> Markup {
+    let reason = reason
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && is_bad(state));
+    html! {
+        (state_badge(state))
+        @if let Some(r) = reason {
+            " " span.bad.reason title=(r) { (r.lines().next().unwrap_or(r)) }
+        }
+    }
+}
+
+/// A time as a short "… ago", with the exact UTC time as its tooltip and `datetime`.
+pub(crate) fn when(now: i64, t: i64) -> Markup {
+    html! { time datetime=(iso(t)) title=(iso(t)) { (ago(now, t)) } }
+}
+
+/// `2026-11-26T20:57:21Z`, from Unix seconds (the civil-from-days algorithm; no time crate).
+pub(crate) fn iso(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// A duration such as `4.2 s`, `3 min 5 s` or `2 h 10 min`.
+pub(crate) fn took(secs: i64) -> String {
+    match secs.max(0) {
+        s @ 0..=59 => format!("{s} s"),
+        s @ 60..=3599 => format!("{} min {} s", s / 60, s % 60),
+        s => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
 }
 
 // ---- login ----
@@ -317,8 +373,8 @@ pub(crate) async fn overview(
                         @for a in apps {
                             tr {
                                 td { a href={"/apps/" (a.name)} { (a.name) } br; span.muted { (a.kind) } }
-                                td { (state_badge(&a.state)) }
-                                td { a href=(a.url) { (a.url) } @if a.hosts.len() > 1 { br; span.muted { "+" (a.hosts.len() - 1) " more" } } }
+                                td { (state_with_reason(&a.state, a.failure.as_deref().or_else(|| instance_reason(a)))) }
+                                td.msg { a href=(a.url) { (a.url) } @if a.hosts.len() > 1 { br; span.muted { "+" (a.hosts.len() - 1) " more" } } }
                                 td.opt { @if let Some(r) = a.release { "#" (r) } @else { span.muted { "–" } } }
                                 td { (a.requests_per_second.map_or_else(|| "–".to_string(), |r| format!("{r:.1}"))) }
                                 td.opt { (cpu(a)) }
@@ -337,6 +393,7 @@ pub(crate) async fn overview(
                 label { "Name" input name="name" required pattern="[a-z0-9]+(-[a-z0-9]+)*" maxlength="63" placeholder="blog"; }
                 label { "Kind" select name="kind" { option value="process" { "process" } option value="static" { "static" } } }
                 label { "Git repository (optional)" input name="git_url" placeholder="https://… or file:///…"; }
+                label { "Run command (optional)" input name="run" placeholder="node server.js"; }
                 button type="submit" { "Create" }
             }
         }
@@ -345,7 +402,15 @@ pub(crate) async fn overview(
     page("Apps", Some(&s.csrf), flash(&q), body).into_response()
 }
 
-fn cpu(a: &AppView) -> String {
+/// Why an instance is failing, when one is: its last exit.
+fn instance_reason(a: &AppView) -> Option<&str> {
+    a.instances
+        .iter()
+        .find(|i| is_bad(&i.state))
+        .and_then(|i| i.last_exit.as_deref())
+}
+
+pub(crate) fn cpu(a: &AppView) -> String {
     let total: f64 = a.instances.iter().filter_map(|i| i.cpu_seconds).sum();
     if a.instances.is_empty() {
         "–".into()
@@ -354,7 +419,7 @@ fn cpu(a: &AppView) -> String {
     }
 }
 
-fn rss(a: &AppView) -> Option<u64> {
+pub(crate) fn rss(a: &AppView) -> Option<u64> {
     let v: Vec<u64> = a.instances.iter().filter_map(|i| i.rss_bytes).collect();
     (!v.is_empty()).then(|| v.iter().sum())
 }
@@ -378,6 +443,10 @@ pub(crate) async fn create_app(
         kind: f.get("kind").cloned(),
         settings: Settings {
             git_url: git,
+            run: f
+                .get("run")
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
             ..Default::default()
         },
         domains: Vec::new(),
@@ -418,25 +487,36 @@ pub(crate) async fn app(
     let t = now();
     let csrf = s.csrf.as_str();
     let base = format!("/apps/{}", a.name);
+    // A static app, or a process app whose release is a static site and that has no command.
+    let is_static = a.kind == "static" || a.state == "static";
+    let live_run = a
+        .release
+        .and_then(|n| releases.iter().find(|r| r.number == n))
+        .and_then(|r| r.run.clone());
     let body = html! {
         h1 { (a.name) " " (state_badge(&a.state)) }
         @if let Some(why) = &a.failure {
-            pre.failure { (why) }
+            pre.failure role="alert" { (why) }
+        } @else if let Some(why) = instance_reason(&a) {
+            pre.failure role="alert" { "An instance is " (a.instances.iter().find(|i| is_bad(&i.state)).map_or("failing", |i| i.state.as_str())) ": " (why) }
         }
         div.grid {
             section.card {
                 h2 { "Overview" }
                 dl.kv {
                     dt { "Address" } dd { a href=(a.url) { (a.url) } }
-                    dt { "Kind" } dd { (a.kind) }
+                    dt { "Kind" } dd { @if is_static { span.state.static { "static site" } } @else { (a.kind) } }
+                    @if let Some(root) = &a.root { dt { "Serves" } dd { code { (root) } } }
                     @if a.runtime != "process" {
                         dt { "Runtime" } dd { (a.runtime) " (port " (a.port.unwrap_or(8000)) @if a.read_only { ", read-only root" } ")" }
                     }
                     @if let Some(node) = &a.node { dt { "Node" } dd { (node) } }
                     dt { "Release" } dd { @if let Some(r) = a.release { "#" (r) } @else { "none deployed" } }
-                    dt { "Instances" } dd { (a.instances.len()) " of " (a.replicas) }
-                    dt { "CPU time" } dd { (cpu(&a)) }
-                    dt { "Memory" } dd { (bytes(rss(&a))) }
+                    @if !is_static {
+                        dt { "Instances" } dd { (a.instances.len()) " of " (a.replicas) }
+                        dt { "CPU time" } dd { (cpu(&a)) }
+                        dt { "Memory" } dd { (bytes(rss(&a))) @if let Some(m) = a.memory_bytes { " of " (bytes(Some(m))) } }
+                    }
                     @if let Some(note) = &a.limits_note { dt { "Limits" } dd.muted { (note) } }
                     @if a.runtime == "process" && a.node.is_none() {
                         @if let Some(sandbox) = &a.sandbox_status { dt { "Sandbox" } dd { (sandbox) } }
@@ -444,29 +524,20 @@ pub(crate) async fn app(
                         @else if let Some(why) = &a.users_note { dt { "User" } dd.muted { "per-app users: off (" (why) ")" } }
                     }
                 }
-                @if !a.instances.is_empty() {
-                    table.instances {
-                        thead { tr { th { "Instance" } th { "State" } th { @if a.runtime == "process" { "PID" } @else { "Container" } } th { "Address" } th { "Restarts" } } }
-                        tbody {
-                            @for i in &a.instances {
-                                tr {
-                                    td { (i.name) }
-                                    td { (i.state) }
-                                    td { @if let Some(id) = &i.id { (id.chars().take(12).collect::<String>()) } @else if let Some(pid) = i.pid { (pid) } @else { "-" } }
-                                    td { (i.addr.clone().unwrap_or_else(|| "-".into())) @if let Some(node) = &i.node { " on " (node) } }
-                                    td { (i.restarts) }
-                                }
-                            }
+                @if is_static {
+                    p.muted { "A static site: the gateway serves its files; there are no instances to restart." }
+                } @else {
+                    div.actions {
+                        form.inline method="post" action={(base) "/restart"} {
+                            (csrf_field(csrf)) button.secondary type="submit" { "Restart" }
                         }
+                        a.button.secondary href={(base) "/terminal"} { "Terminal" }
                     }
-                }
-                form.inline method="post" action={(base) "/restart"} {
-                    (csrf_field(csrf)) button.secondary type="submit" { "Restart" }
                 }
             }
             section.card {
                 h2 { "Deploy" }
-                form.stack method="post" action={(base) "/deploy"} data-deploy {
+                form.stack method="post" action={(base) "/deploy"} data-deploy data-releases={(base) "/releases/"} {
                     (csrf_field(csrf))
                     label for="git" { "Git repository" }
                     input id="git" name="git" value=(a.git_url.clone().unwrap_or_default()) placeholder="https://… or file:///…";
@@ -480,6 +551,13 @@ pub(crate) async fn app(
                 }
                 p id="deploy-status" role="status" {}
                 pre.log id="deploy-log" hidden aria-live="polite" {}
+                p.deploy-links id="deploy-links" hidden {}
+            }
+        }
+        @if !is_static {
+            section.card {
+                h2 { "Instances" }
+                (instances_table(&a))
             }
         }
         section.card {
@@ -494,14 +572,14 @@ pub(crate) async fn app(
             h2 { "Releases" }
             @if releases.is_empty() { p.muted { "Nothing deployed yet." } } @else {
                 div.scroll { table {
-                    thead { tr { th { "#" } th { "Status" } th.opt { "Commit" } th { "Source" } th.opt { "When" } th {} } }
+                    thead { tr { th { "Release" } th { "Status" } th.opt { "Commit" } th { "Source" } th.opt { "When" } th {} } }
                     tbody { @for r in &releases {
                         tr {
-                            td { (r.number) }
-                            td { (state_badge(&r.status)) @if !r.message.is_empty() { br; span.muted { (r.message) } } }
+                            td { a href={(base) "/releases/" (r.number)} aria-label={"Release " (r.number)} { "#" (r.number) } }
+                            td { (state_badge(&r.status)) @if !r.message.is_empty() { br; span class=(if is_bad(&r.status) { "bad" } else { "muted" }) { (r.message) } } }
                             td.opt { code { (r.commit.as_deref().map_or("–", |c| &c[..c.len().min(7)])) } }
                             td { (r.source) }
-                            td.opt { (ago(t, r.created_at)) }
+                            td.opt { (when(t, r.created_at)) }
                             td { @if r.status == "ready" {
                                 form.inline method="post" action={(base) "/rollback"} {
                                     (csrf_field(csrf))
@@ -558,24 +636,13 @@ pub(crate) async fn app(
                     button type="submit" { "Set" }
                 }
             }
-            section.card {
-                h2 { "Scale and availability" }
-                form.row method="post" action={(base) "/settings"} {
-                    (csrf_field(csrf))
-                    label { "Replicas" input name="replicas" type="number" min="0" max="64" value=(a.replicas); }
-                    label { "Availability" select name="availability" {
-                        @for v in ["enabled", "not-served", "disabled"] {
-                            option value=(v) selected[a.availability == v] { (v) }
-                        }
-                    } }
-                    button type="submit" { "Save" }
-                }
-            }
         }
+        (crate::settings::settings_card(&a, csrf, live_run.as_deref()))
         section.card {
             h2 { "Operations" }
             (ops_table(&ops, t))
         }
+        (crate::settings::delete_card(&a, csrf))
     };
     page(&a.name, Some(csrf), flash(&q), body).into_response()
 }
@@ -584,13 +651,44 @@ fn ops_table(ops: &[OperationView], t: i64) -> Markup {
     html! {
         @if ops.is_empty() { p.muted { "Nothing yet." } } @else {
             div.scroll { table {
-                thead { tr { th { "When" } th.opt { "App" } th { "What" } th { "Result" } } }
+                thead { tr { th { "When" } th.opt { "Took" } th { "App" } th { "What" } th { "Result" } } }
                 tbody { @for o in ops {
                     tr {
-                        td { (ago(t, o.started_at)) }
-                        td.opt { (o.app.as_deref().unwrap_or("–")) }
+                        td { (when(t, o.started_at)) }
+                        td.opt { @match o.finished_at { Some(f) => (took(f - o.started_at)), None => span.muted { "running" } } }
+                        td { @match &o.app { Some(app) => a href={"/apps/" (app)} { (app) }, None => "–" } }
                         td { (o.kind) }
-                        td { (state_badge(if o.status == "running" { "running-op" } else { &o.status })) " " (o.message) }
+                        td.msg { (state_badge(if o.status == "running" { "running-op" } else { &o.status })) " " span class=(if o.status == "failed" { "bad" } else { "" }) { (o.message) } }
+                    }
+                } }
+            } }
+        }
+    }
+}
+
+/// Each instance of a process app: its state (with why, when it failed), CPU, memory, restarts
+/// and last exit.
+fn instances_table(a: &AppView) -> Markup {
+    html! {
+        @if a.instances.is_empty() {
+            p.muted { @if a.replicas == 0 { "Scaled to zero: nothing runs." } @else { "Nothing runs." } }
+        } @else {
+            div.scroll { table.instances {
+                thead { tr {
+                    th { "Instance" } th { "State" } th { "CPU" } th { "Memory" } th { "Restarts" }
+                    th { "Last exit" } th.opt { @if a.runtime == "process" { "PID" } @else { "Container" } } th.opt { "Address" } th.opt { "Up" }
+                } }
+                tbody { @for i in &a.instances {
+                    tr {
+                        td { (i.name) }
+                        td { (state_with_reason(&i.state, i.last_exit.as_deref())) }
+                        td { (i.cpu_seconds.map_or("–".to_string(), |c| format!("{c:.1} s"))) }
+                        td { (bytes(i.rss_bytes)) @if let Some(m) = a.memory_bytes { span.muted { " / " (bytes(Some(m))) } } }
+                        td { (i.restarts) }
+                        td { @if let Some(e) = &i.last_exit { span class=(if is_bad(&i.state) { "bad" } else { "muted" }) { (e) } } @else { span.muted { "–" } } }
+                        td.opt { @if let Some(id) = &i.id { (id.chars().take(12).collect::<String>()) } @else if let Some(pid) = i.pid { (pid) } @else { "–" } }
+                        td.opt { (i.addr.clone().unwrap_or_else(|| "–".into())) @if let Some(node) = &i.node { " on " (node) } }
+                        td.opt { (i.uptime_seconds.map_or("–".to_string(), |u| took(u as i64))) }
                     }
                 } }
             } }
@@ -726,9 +824,9 @@ pub(crate) async fn backups(State(d): State_, headers: HeaderMap) -> Response {
                         thead { tr { th { "Taken" } th { "Target" } th { "State" } th.opt { "Size" } th.opt { "Added" } th { "Note" } } }
                         tbody { @for b in list.iter().take(50) {
                             tr {
-                                td { (ago(t, b.started_at)) }
+                                td { (when(t, b.started_at)) }
                                 td { (b.target) }
-                                td { (state_badge(&b.state)) }
+                                td { (state_with_reason(&b.state, b.error.as_deref())) }
                                 td.opt { (size(b.total_bytes)) }
                                 td.opt { (size(b.added_bytes)) }
                                 td { (b.error.as_deref().unwrap_or(&b.note)) }
@@ -795,7 +893,7 @@ fn text(s: String) -> Response {
 
 /// Carries out one change of app `name` (after the CSRF check) and goes back to its page with the
 /// operation's message.
-async fn change_app<F, Fut>(
+pub(crate) async fn change_app<F, Fut>(
     d: &Dashboard,
     headers: &HeaderMap,
     name: &str,
@@ -899,33 +997,6 @@ pub(crate) async fn unset_env(
     .await
 }
 
-pub(crate) async fn settings(
-    State(d): State_,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    Form(f): Form<Fields>,
-) -> Response {
-    let replicas = match f.get("replicas").map(|r| r.parse::<u32>()) {
-        Some(Ok(n)) => Some(n),
-        Some(Err(_)) => {
-            return back(
-                &format!("/apps/{name}"),
-                Err("Replicas must be a whole number.".into()),
-            );
-        }
-        None => None,
-    };
-    let s = Settings {
-        replicas,
-        availability: f.get("availability").cloned(),
-        ..Default::default()
-    };
-    change_app(&d, &headers, &name, &f, |c, name| async move {
-        c.update_app(&name, &s).await
-    })
-    .await
-}
-
 pub(crate) async fn restart(
     State(d): State_,
     headers: HeaderMap,
@@ -981,4 +1052,29 @@ fn behind_https(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_utc_and_durations_as_people_say_them() {
+        assert_eq!(iso(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso(1_795_728_032), "2026-11-26T21:20:32Z");
+        assert_eq!(took(4), "4 s");
+        assert_eq!(took(185), "3 min 5 s");
+        assert_eq!(took(7_800), "2 h 10 min");
+        assert_eq!(took(-3), "0 s");
+    }
+
+    #[test]
+    fn bad_states_show_their_reason_and_others_do_not() {
+        let failed = state_with_reason("failed", Some("exited with 1\nmore")).into_string();
+        assert!(failed.contains("class=\"state failed\""), "{failed}");
+        assert!(failed.contains("exited with 1</span>"), "{failed}");
+        let running = state_with_reason("running", Some("old exit")).into_string();
+        assert!(!running.contains("old exit"), "{running}");
+    }
 }

@@ -2,7 +2,8 @@
 //! (chromedriver + fantoccini). Log in, create an app, deploy it from a local git repository and
 //! watch the build stream, see it live, deploy a change, see its traffic graphed, roll back with
 //! one click, read its logs;
-//! a request with a wrong CSRF token and one without a session are refused.
+//! a request with a wrong CSRF token and one without a session are refused; the traffic graphs
+//! survive a restart of the server.
 //!
 //! With `WHARF_SCREENSHOTS=DIR` set, it also saves the overview and app pages at desktop and
 //! phone widths there (how docs/screenshots/ is made).
@@ -10,106 +11,13 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use http_body_util::Full;
-use support::{Repo, ServerProc, TempDir, free_port, page, require_python, require_tool};
-use tokio::process::{Child, Command};
+use support::browser::{browser, click, fill, shoot, text_until};
+use support::{Repo, ServerProc, TempDir, free_port, page, require_python};
 use wharf_testkit::get;
-
-struct Driver {
-    _child: Child,
-    browser: Client,
-}
-
-async fn browser(profile: &std::path::Path) -> Driver {
-    require_tool("chromium", "chromium");
-    require_tool("chromedriver", "chromium-driver");
-    let port = free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromedriver starts");
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://{addr}"))
-        .await
-        .expect("a Chromium session");
-    Driver {
-        _child: child,
-        browser,
-    }
-}
-
-/// Waits (bounded) until the element's text satisfies `pred`; returns the text.
-async fn text_until(b: &Client, css: &str, pred: impl Fn(&str) -> bool) -> String {
-    let mut last = String::new();
-    for _ in 0..300 {
-        if let Ok(el) = b.find(Locator::Css(css)).await
-            && let Ok(t) = el.text().await
-        {
-            if pred(&t) {
-                return t;
-            }
-            last = t;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("`{css}` never showed what was expected; last text: {last:?}");
-}
-
-async fn click(b: &Client, css: &str) {
-    b.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
-async fn fill(b: &Client, css: &str, text: &str) {
-    let el = b.find(Locator::Css(css)).await.unwrap();
-    el.clear().await.unwrap();
-    el.send_keys(text).await.unwrap();
-}
-
-async fn shoot(b: &Client, name: &str) {
-    let Ok(dir) = std::env::var("WHARF_SCREENSHOTS") else {
-        return;
-    };
-    for (label, w, h) in [("desktop", 1280, 900), ("phone", 390, 844)] {
-        b.set_window_size(w, h).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let png = b.screenshot().await.unwrap();
-        std::fs::write(format!("{dir}/{name}-{label}.png"), png).unwrap();
-    }
-    b.set_window_size(1280, 900).await.unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_in_create_deploy_roll_back_and_read_logs_in_chromium() {
@@ -171,6 +79,8 @@ async fn log_in_create_deploy_roll_back_and_read_logs_in_chromium() {
 
     // A change, deployed the same way.
     repo.commit(&[("index.html", "version two")], "two");
+    // The log stays on screen after success; the page as it is now is one reload away.
+    b.refresh().await.unwrap();
     text_until(b, "h1", |t| t.contains("running")).await;
     click(b, "form[data-deploy] button").await;
     let done = text_until(b, "#deploy-status", |t| {
@@ -184,23 +94,10 @@ async fn log_in_create_deploy_roll_back_and_read_logs_in_chromium() {
     );
 
     // Traffic through the gateway shows on the app's graphs once sampled (every 5 s).
-    let api: SocketAddr = server.api.parse().unwrap();
     let mut seen = false;
     for _ in 0..150 {
         page(server.http, "web.localhost").await;
-        let req = http::Request::get("/api/v1/apps/web/traffic")
-            .header("host", server.api.to_string())
-            .header("authorization", format!("Bearer {}", server.token))
-            .body(Full::new(bytes::Bytes::new()))
-            .unwrap();
-        let t: serde_json::Value =
-            serde_json::from_slice(&wharf_testkit::request(api, req).await.unwrap().body).unwrap();
-        if t["points"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["requests_per_second"].as_f64().unwrap() > 0.0)
-        {
+        if traffic_seen(&server).await {
             seen = true;
             break;
         }
@@ -285,4 +182,32 @@ async fn log_in_create_deploy_roll_back_and_read_logs_in_chromium() {
 
     driver.browser.clone().close().await.unwrap();
     server.stop().await;
+
+    // The traffic graphs survive a restart: the history was written when the server stopped,
+    // and is there at once when it starts again, before any new request.
+    let data = tmp.0.join("data");
+    assert!(data.join("traffic.json").exists());
+    let server = ServerProc::start(&data, free_port()).await;
+    assert!(
+        traffic_seen(&server).await,
+        "the graphs came back empty after a restart"
+    );
+    server.stop().await;
+}
+
+/// Whether the app's traffic graph, from the API, shows any request.
+async fn traffic_seen(server: &ServerProc) -> bool {
+    let api: SocketAddr = server.api.parse().unwrap();
+    let req = http::Request::get("/api/v1/apps/web/traffic")
+        .header("host", server.api.to_string())
+        .header("authorization", format!("Bearer {}", server.token))
+        .body(Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let t: serde_json::Value =
+        serde_json::from_slice(&wharf_testkit::request(api, req).await.unwrap().body).unwrap();
+    t["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["requests_per_second"].as_f64().unwrap() > 0.0)
 }

@@ -1,5 +1,6 @@
-// Small progressive enhancements: a deploy streams its build log into the page, app logs follow
-// live over server-sent events. Every page works without this script.
+// Small progressive enhancements: a deploy streams its build log into the page (and it stays
+// there, with a link to the release's page), app logs follow live over server-sent events.
+// Every page works without this script.
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -28,7 +29,20 @@ document.addEventListener("DOMContentLoaded", () => {
         }
         status.textContent = last;
         status.className = last.startsWith("✓") ? "flash ok" : "flash err";
-        if (last.startsWith("✓")) setTimeout(() => location.reload(), 800);
+        // The log stays on screen; links lead to the release's page (its kept log) and to
+        // the app's page as it is now.
+        const links = document.getElementById("deploy-links");
+        if (links) {
+          links.replaceChildren();
+          const m = out.textContent.match(/^release (\d+) of /m);
+          const add = (href, label, id) => {
+            const a = document.createElement("a");
+            a.href = href; a.textContent = label; if (id) a.id = id; links.append(a);
+          };
+          if (m) add(deploy.dataset.releases + m[1], "Open release " + m[1] + " and its build log", "deploy-release");
+          add(location.pathname, "Refresh this page");
+          links.hidden = false;
+        }
       } catch (e) {
         status.textContent = "The deploy request failed: " + e; status.className = "flash err";
       } finally { button.disabled = false; }

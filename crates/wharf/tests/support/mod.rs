@@ -1,6 +1,7 @@
 //! Shared by the end-to-end tests: a real `wharf server` process driven through the real CLI.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod browser;
 pub mod docker;
 pub mod links;
 pub mod pebble;
