@@ -1,0 +1,223 @@
+//! One-off commands: `wharf run APP -- CMD` runs in the app's release folder, with its env, as
+//! its user, streams its output and exits with the command's status; it is recorded in the
+//! operations log without the env.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use support::{Repo, ServerProc, TempDir, free_port, require_python, sleep_in};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use wharf_testkit::{assert_eventually, request};
+
+const SECRET: &str = "greeting-s3cret-7731";
+
+/// A server with the app `web` deployed (release 1) and `GREETING` set.
+async fn deployed(tmp: &TempDir) -> ServerProc {
+    require_python();
+    let repo = Repo::new(
+        &tmp.0,
+        "web",
+        &[
+            ("index.html", "ok"),
+            (
+                "Procfile",
+                "web: exec python3 -m http.server $PORT --bind $HOST\n",
+            ),
+        ],
+    );
+    let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
+    server
+        .ok(&[
+            "apps",
+            "create",
+            "web",
+            "--git",
+            &repo.url(),
+            "--env",
+            &format!("GREETING={SECRET}"),
+        ])
+        .await;
+    server.ok(&["deploy", "web"]).await;
+    server
+}
+
+/// `wharf run ARGS…`: (exit code, stdout, stderr).
+async fn run(server: &ServerProc, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .arg("run")
+            .args(args)
+            .env("WHARF_URL", format!("http://{}", server.api))
+            .env("WHARF_TOKEN", &server.token)
+            .output(),
+    )
+    .await
+    .expect("wharf run ends within 60 s")
+    .unwrap();
+    (
+        out.status.code().expect("exited"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_runs_in_the_release_with_the_apps_env_and_user_and_its_status_is_the_clis() {
+    let tmp = TempDir::new("run-cmd");
+    let server = deployed(&tmp).await;
+    let data = tmp.0.join("data").canonicalize().unwrap();
+
+    let (code, out, err) = run(
+        &server,
+        &[
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING; pwd; id -u; echo to-stderr >&2; exit 3",
+        ],
+    )
+    .await;
+    assert_eq!(
+        code, 3,
+        "the CLI exits with the command's status: {out}{err}"
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], SECRET, "the app's env: {out}");
+    assert_eq!(
+        Path::new(lines[1]),
+        data.join("apps/web/releases/1"),
+        "the release folder"
+    );
+    let uid = server.app_json("web").await["uid"].as_u64();
+    if let Some(uid) = uid {
+        assert_eq!(lines[2], uid.to_string(), "runs as the app's own user");
+        assert_ne!(lines[2], "0");
+    }
+    assert_eq!(err.trim(), "to-stderr", "stderr stays stderr");
+
+    // Arguments arrive as they are; a command killed by a signal exits 128 + signal.
+    let (code, out, _) = run(&server, &["web", "--", "printf", "%s|", "it's", "a b"]).await;
+    assert_eq!((code, out.as_str()), (0, "it's|a b|"));
+    let (code, _, err) = run(&server, &["web", "--", "sh", "-c", "kill -9 $$"]).await;
+    assert_eq!(code, 128 + 9, "{err}");
+
+    // Recorded as operations of kind run, with the command (the env value masked) and how it
+    // ended; the value is nowhere in the operations log nor the server's log.
+    let ops = server.ok(&["ops", "web", "--json"]).await;
+    let ops: serde_json::Value = serde_json::from_str(&ops).unwrap();
+    let runs: Vec<&serde_json::Value> = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == "run")
+        .collect();
+    assert_eq!(runs.len(), 3, "{ops:#}");
+    let first = runs
+        .iter()
+        .find(|o| o["message"].as_str().unwrap().contains("exit 3"))
+        .unwrap_or_else(|| panic!("the first run is recorded: {ops:#}"));
+    assert_eq!(first["status"], "failed");
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .contains("echo $GREETING; pwd"),
+        "{first:#}"
+    );
+    let (_, secret_run, _) = run(&server, &["web", "--", "echo", SECRET]).await;
+    assert_eq!(secret_run.trim(), SECRET);
+    let shown = server.ok(&["ops", "web"]).await;
+    assert!(shown.contains("run"), "{shown}");
+    let all_ops = server.ok(&["ops", "web", "--json"]).await;
+    assert!(!all_ops.contains(SECRET), "{all_ops}");
+    assert!(all_ops.contains("echo ****"), "{all_ops}");
+    let logged = server.logged.lock().unwrap().join("\n");
+    assert!(logged.contains("echo ****"), "the run is logged: {logged}");
+    assert!(
+        !logged.contains(SECRET),
+        "the server log holds the env value"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_streams_as_it_comes_and_a_client_that_leaves_ends_the_command() {
+    let tmp = TempDir::new("run-stream");
+    let server = deployed(&tmp).await;
+    let data = tmp.0.join("data").canonicalize().unwrap();
+
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args([
+            "run",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo first; sleep 300; echo second",
+        ])
+        .env("WHARF_URL", format!("http://{}", server.api))
+        .env("WHARF_TOKEN", &server.token)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the first line comes while the command still runs")
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("first"));
+    // `sh` forks the sleep right after the echo.
+    assert_eventually!(sleep_in(&data), "the command is still running");
+
+    // The client goes away (Ctrl-C, a dropped connection): the command ends with it.
+    cli.start_kill().unwrap();
+    cli.wait().await.unwrap();
+    assert_eventually!(!sleep_in(&data), "the command was stopped");
+    let ops = server.ok(&["ops", "web"]).await;
+    assert!(ops.contains("the client went away"), "{ops}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_without_a_release_has_nowhere_to_run_a_command() {
+    let tmp = TempDir::new("run-norelease");
+    let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
+    let repo = Repo::new(&tmp.0, "fresh", &[("index.html", "v1")]);
+    server
+        .ok(&["apps", "create", "fresh", "--git", &repo.url()])
+        .await;
+    let (code, out, err) = run(&server, &["fresh", "--", "true"]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("fresh has no release yet") && err.contains("wharf deploy fresh"),
+        "{err}"
+    );
+    let answer = api_post(&server, "/api/v1/apps/fresh/run", r#"{"command":["true"]}"#).await;
+    assert_eq!(answer.status, 409, "{}", answer.text());
+    let answer = api_post(&server, "/api/v1/apps/fresh/run", r#"{"command":[]}"#).await;
+    assert_eq!(answer.status, 422, "{}", answer.text());
+    assert!(
+        answer.text().contains("say what to run"),
+        "{}",
+        answer.text()
+    );
+}
+
+async fn api_post(server: &ServerProc, path: &str, body: &str) -> wharf_testkit::Reply {
+    let addr: SocketAddr = server.api.parse().unwrap();
+    let req = http::Request::post(path)
+        .header("host", server.api.as_str())
+        .header("authorization", format!("Bearer {}", server.token))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    request(addr, req).await.unwrap()
+}
