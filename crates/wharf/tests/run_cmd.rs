@@ -1,6 +1,7 @@
 //! One-off commands: `wharf run APP -- CMD` runs in the app's release folder, with its env, as
 //! its user, streams its output and exits with the command's status; it is recorded in the
-//! operations log without the env.
+//! operations log without the env; the dashboard's terminal does the same over a WebSocket,
+//! opened only by a logged-in page of the same origin.
 
 mod support;
 
@@ -10,10 +11,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use http_body_util::Full;
 use support::{Repo, ServerProc, TempDir, free_port, require_python, sleep_in};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wharf_testkit::{assert_eventually, request};
 
 const SECRET: &str = "greeting-s3cret-7731";
@@ -220,4 +224,140 @@ async fn api_post(server: &ServerProc, path: &str, body: &str) -> wharf_testkit:
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap();
     request(addr, req).await.unwrap()
+}
+
+/// Logs in to the dashboard; returns the session cookie and the terminal page's CSRF token.
+async fn dashboard_login(server: &ServerProc, app: &str) -> (String, String) {
+    let addr: SocketAddr = server.api.parse().unwrap();
+    let req = http::Request::post("/login")
+        .header("host", server.api.as_str())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(format!("token={}", server.token))))
+        .unwrap();
+    let reply = request(addr, req).await.unwrap();
+    let cookie = reply
+        .header("set-cookie")
+        .expect("logged in")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let req = http::Request::get(format!("/apps/{app}/terminal"))
+        .header("host", server.api.as_str())
+        .header("cookie", &cookie)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let page = request(addr, req).await.unwrap();
+    assert_eq!(page.status, 200);
+    let page = page.text();
+    assert!(page.contains("xterm.js"), "the page loads xterm.js");
+    let csrf = page
+        .split("data-csrf=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("the page carries the CSRF token")
+        .to_string();
+    (cookie, csrf)
+}
+
+/// Opens the terminal's socket with these headers.
+async fn open(
+    server: &ServerProc,
+    app: &str,
+    csrf: &str,
+    cookie: Option<&str>,
+    origin: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    String,
+> {
+    let url = format!("ws://{}/apps/{app}/terminal/socket?csrf={csrf}", server.api);
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert("origin", origin.parse().unwrap());
+    if let Some(c) = cookie {
+        req.headers_mut().insert("cookie", c.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            Err(format!("refused with {}", resp.status()))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Reads from the terminal until what it showed contains `want`; returns all it showed.
+async fn read_until(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    want: &str,
+) -> String {
+    let mut shown = String::new();
+    let got = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Text(t) = msg {
+                shown.push_str(&t);
+                if shown.contains(want) {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(got, Ok(true)),
+        "the terminal never showed {want:?}; it showed {shown:?}"
+    );
+    shown
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_terminal_runs_a_line_and_opens_only_for_its_own_page() {
+    let tmp = TempDir::new("run-terminal");
+    let server = deployed(&tmp).await;
+    let data = tmp.0.join("data").canonicalize().unwrap();
+    let (cookie, csrf) = dashboard_login(&server, "web").await;
+    let origin = format!("http://{}", server.api);
+
+    let mut ws = open(&server, "web", &csrf, Some(&cookie), &origin)
+        .await
+        .expect("the terminal opens");
+    read_until(&mut ws, "$ ").await;
+    ws.send(Message::text("echo hi\r")).await.unwrap();
+    let shown = read_until(&mut ws, "[exit status 0]").await;
+    assert!(
+        shown.contains("echo hi\r\nhi\r\n"),
+        "echo, then output: {shown:?}"
+    );
+
+    // Backspace edits the line; the app's env is there.
+    ws.send(Message::text("echo $GREETINX\x7fG\r"))
+        .await
+        .unwrap();
+    let shown = read_until(&mut ws, "[exit status 0]").await;
+    assert!(shown.contains(SECRET), "{shown:?}");
+
+    // Ctrl-C stops a running command.
+    ws.send(Message::text("echo started; sleep 300\r"))
+        .await
+        .unwrap();
+    read_until(&mut ws, "started").await;
+    assert_eventually!(sleep_in(&data), "the command runs");
+    ws.send(Message::text("\x03")).await.unwrap();
+    read_until(&mut ws, "^C").await;
+    assert_eventually!(!sleep_in(&data), "Ctrl-C stopped the command");
+    ws.send(Message::text("exit 4\r")).await.unwrap();
+    read_until(&mut ws, "[exit status 4]").await;
+    let ops = server.ok(&["ops", "web"]).await;
+    assert!(ops.contains("echo hi"), "recorded: {ops}");
+
+    // Without a session, with another site's Origin, or without the page's CSRF token: refused.
+    let refused = open(&server, "web", &csrf, None, &origin).await;
+    assert_eq!(refused.err().as_deref(), Some("refused with 403 Forbidden"));
+    let refused = open(&server, "web", &csrf, Some(&cookie), "http://evil.example").await;
+    assert_eq!(refused.err().as_deref(), Some("refused with 403 Forbidden"));
+    let refused = open(&server, "web", "0000", Some(&cookie), &origin).await;
+    assert_eq!(refused.err().as_deref(), Some("refused with 403 Forbidden"));
 }
