@@ -4,7 +4,7 @@
 //! when it is done, too long, too loud, or nobody reads it any more.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,6 +76,9 @@ impl Ended {
 pub(crate) struct Running {
     child: Child,
     stdin: Option<Vec<u8>>,
+    /// Names its process group while it runs, so a server killed meanwhile stops it when it
+    /// starts again (`deploy::leftovers`).
+    pid_file: PathBuf,
 }
 
 /// The shell script that runs `argv` as it is (each argument quoted for `/bin/sh`).
@@ -93,6 +96,7 @@ pub(crate) fn spawn(
     one: OneOff,
     script: &str,
     stdin: Option<Vec<u8>>,
+    pid_file: PathBuf,
 ) -> std::io::Result<Running> {
     let shell = wharf_runtime::shell_command(
         launcher,
@@ -118,9 +122,21 @@ pub(crate) fn spawn(
     if let Some(u) = shell.spawn_as {
         command.uid(u.uid).gid(u.gid);
     }
+    let child = command.spawn()?;
+    let recorded = pid_file
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| match child.id() {
+            Some(pid) => wharf_runtime::pidfile::record(&pid_file, pid),
+            None => Ok(()),
+        });
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, file = %pid_file.display(), "cannot record a one-off command's pid");
+    }
     Ok(Running {
-        child: command.spawn()?,
+        child,
         stdin,
+        pid_file,
     })
 }
 
@@ -131,7 +147,11 @@ pub(crate) async fn watch(
     timeout: Duration,
     tx: &mpsc::Sender<RunEvent>,
 ) -> Ended {
-    let Running { mut child, stdin } = running;
+    let Running {
+        mut child,
+        stdin,
+        pid_file,
+    } = running;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // A command that does not read its input must not hold the run up.
         tokio::spawn(async move {
@@ -172,6 +192,7 @@ pub(crate) async fn watch(
     if !matches!(ended, Ended::Exited(_)) {
         let _ = child.kill().await;
     }
+    let _ = std::fs::remove_file(&pid_file);
     // The pipes close once the group is gone; a process that left the group and kept them open
     // does not hold the answer up for long.
     for p in pumps {

@@ -191,6 +191,27 @@ async fn output_streams_as_it_comes_and_a_client_that_leaves_ends_the_command() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_a_killed_server_left_running_is_stopped_when_it_starts_again() {
+    let tmp = TempDir::new("run-crash");
+    let server = deployed(&tmp).await;
+    let data = tmp.0.join("data").canonicalize().unwrap();
+    let mut cli = server.spawn_cli(&["run", "web", "--", "sh", "-c", "echo up; sleep 300"]);
+    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the command started")
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("up"));
+    assert_eventually!(sleep_in(&data), "the command runs");
+
+    let port = server.http.port();
+    server.kill9().await;
+    assert!(sleep_in(&data), "a kill -9 leaves the command running");
+    let _server = ServerProc::start(&tmp.0.join("data"), port).await;
+    assert_eventually!(!sleep_in(&data), "the next server stopped the command");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_without_a_release_has_nowhere_to_run_a_command() {
     let tmp = TempDir::new("run-norelease");
     let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;

@@ -61,7 +61,8 @@ pub(crate) async fn run(
     let workdir = one.workdir.display().to_string();
     let op = OpLog::begin(&c.store, Some(&app), "run");
     let stdin = req.stdin.map(String::into_bytes);
-    let running = match oneoff::spawn(c.reconciler.launcher(), one, &script, stdin) {
+    let pid_file = c.data.run_pid(&app, op.id);
+    let running = match oneoff::spawn(c.reconciler.launcher(), one, &script, stdin, pid_file) {
         Ok(r) => r,
         Err(e) => {
             let msg = format!("`{shown}` could not start: {e}");
