@@ -236,6 +236,46 @@ async fn an_app_without_a_release_has_nowhere_to_run_a_command() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_answers_output_events_then_one_exit_and_feeds_stdin() {
+    let tmp = TempDir::new("run-api");
+    let server = deployed(&tmp).await;
+    let answer = api_post(
+        &server,
+        "/api/v1/apps/web/run",
+        r#"{"command":["sh","-c","cat; echo oops >&2; exit 2"],"stdin":"piped-in\n"}"#,
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("content-type"), Some("application/x-ndjson"));
+    let events: Vec<serde_json::Value> = answer
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (last, output) = events.split_last().unwrap();
+    let text = |key: &str| -> String {
+        output
+            .iter()
+            .filter_map(|e| e[key].as_str())
+            .collect::<String>()
+    };
+    assert_eq!(text("stdout"), "piped-in\n");
+    assert_eq!(text("stderr"), "oops\n");
+    assert_eq!(last["exit"]["code"], 2, "{last}");
+    assert_eq!(last["exit"]["message"], "exit status 2");
+    let op = last["exit"]["operation"].as_i64().unwrap();
+    let ops: serde_json::Value =
+        serde_json::from_str(&server.ok(&["ops", "web", "--json"]).await).unwrap();
+    let recorded = ops.as_array().unwrap().iter().find(|o| o["id"] == op);
+    let recorded = recorded.unwrap_or_else(|| panic!("operation {op} is recorded: {ops:#}"));
+    assert_eq!(recorded["kind"], "run");
+    assert_eq!(
+        recorded["status"], "failed",
+        "a non-zero status is a failed run"
+    );
+}
+
 async fn api_post(server: &ServerProc, path: &str, body: &str) -> wharf_testkit::Reply {
     let addr: SocketAddr = server.api.parse().unwrap();
     let req = http::Request::post(path)
