@@ -274,6 +274,14 @@ async fn the_api_answers_output_events_then_one_exit_and_feeds_stdin() {
         recorded["status"], "failed",
         "a non-zero status is a failed run"
     );
+
+    // Past its timeout, the command is killed and the CLI says why.
+    let (code, _, err) = run(&server, &["web", "--timeout", "1", "--", "sleep", "120"]).await;
+    assert_eq!(code, 128 + 9, "{err}");
+    assert!(
+        err.contains("stopped after 1 s (the run's timeout)"),
+        "{err}"
+    );
 }
 
 async fn api_post(server: &ServerProc, path: &str, body: &str) -> wharf_testkit::Reply {
