@@ -113,6 +113,19 @@ async fn a_command_runs_in_the_release_with_the_apps_env_and_user_and_its_status
     assert_eq!((code, out.as_str()), (0, "it's|a b|"));
     let (code, _, err) = run(&server, &["web", "--", "sh", "-c", "kill -9 $$"]).await;
     assert_eq!(code, 128 + 9, "{err}");
+    // --json: the API's events, one a line; the status is still the CLI's.
+    let (code, out, _) = run(
+        &server,
+        &["web", "--json", "--", "sh", "-c", "echo j; exit 5"],
+    )
+    .await;
+    assert_eq!(code, 5);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["stdout"], "j\n");
+    assert_eq!(lines.last().unwrap()["exit"]["code"], 5, "{out}");
 
     // Recorded as operations of kind run, with the command (the env value masked) and how it
     // ended; the value is nowhere in the operations log nor the server's log.
@@ -124,7 +137,7 @@ async fn a_command_runs_in_the_release_with_the_apps_env_and_user_and_its_status
         .iter()
         .filter(|o| o["kind"] == "run")
         .collect();
-    assert_eq!(runs.len(), 3, "{ops:#}");
+    assert_eq!(runs.len(), 4, "{ops:#}");
     let first = runs
         .iter()
         .find(|o| o["message"].as_str().unwrap().contains("exit 3"))

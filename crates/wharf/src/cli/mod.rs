@@ -194,7 +194,7 @@ pub(crate) fn run(conn: Conn, verb: Verb) -> anyhow::Result<()> {
                 print::changed(&conn, changed)
             }
             Verb::Hooks(cmd) => deploy::hooks(&client, &conn, cmd).await,
-            Verb::Run(args) => run::run(&client, args).await,
+            Verb::Run(args) => run::run(&client, &conn, args).await,
         };
         result.map_err(|e| match e.downcast::<wharf_client::ClientError>() {
             Ok(ce) if ce.is_unauthorized() => anyhow::anyhow!(

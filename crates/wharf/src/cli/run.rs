@@ -23,7 +23,7 @@ pub(crate) struct RunArgs {
 }
 
 /// Runs the command; ends the program with its status when that is not 0.
-pub(crate) async fn run(client: &Client, args: RunArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(client: &Client, conn: &super::Conn, args: RunArgs) -> anyhow::Result<()> {
     let stdin = if args.stdin {
         let mut input = String::new();
         std::io::stdin().read_to_string(&mut input)?;
@@ -39,7 +39,13 @@ pub(crate) async fn run(client: &Client, args: RunArgs) -> anyhow::Result<()> {
     };
     let mut events = std::pin::pin!(client.run(&args.app, &req).await?);
     while let Some(event) = events.next().await {
-        match event? {
+        let event = event?;
+        if conn.json {
+            // The API's events as they are, one a line (the exit status is still the CLI's).
+            outln!("{}", serde_json::to_string(&event)?);
+        }
+        match event {
+            RunEvent::Stdout(_) | RunEvent::Stderr(_) if conn.json => {}
             RunEvent::Stdout(text) => crate::out::bytes(text.as_bytes()),
             RunEvent::Stderr(text) => {
                 let mut err = std::io::stderr().lock();
@@ -47,11 +53,13 @@ pub(crate) async fn run(client: &Client, args: RunArgs) -> anyhow::Result<()> {
             }
             RunEvent::Exit(exit) => {
                 let status = exit.status();
-                if exit.code.is_none() {
+                if exit.code.is_none() && !conn.json {
                     // Stopped rather than ended: say why (an exit status speaks for itself).
                     eprintln!("wharf run: {}", exit.message);
                 }
                 if status != 0 {
+                    // Whatever is still buffered goes out before the exit, which skips it.
+                    crate::out::bytes(b"");
                     std::process::exit(status);
                 }
                 return Ok(());
