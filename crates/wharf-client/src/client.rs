@@ -12,7 +12,8 @@ use serde::de::DeserializeOwned;
 
 use crate::dto::{
     AddDomain, AppView, ChangeEnv, Changed, CreateApp, DeployEvent, DeployRequest, ErrorBody,
-    OperationView, ReleaseView, Rollback, Scale, Settings, StatusView, WebhookView,
+    OperationView, ReleaseView, Rollback, RunEvent, RunRequest, Scale, Settings, StatusView,
+    WebhookView,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -460,6 +461,30 @@ impl Client {
             futures_util::StreamExt::map(split_lines(resp.into_body().into_data_stream()), |l| {
                 l.and_then(|line| {
                     serde_json::from_slice::<DeployEvent>(&line)
+                        .map_err(|e| ClientError::Decode(e.to_string()))
+                })
+            });
+        Ok(lines)
+    }
+
+    /// Runs a one-off command in the app's release (`POST /apps/{app}/run`); yields its output
+    /// as it comes, then how it ended. Dropping the stream ends the command.
+    pub async fn run(
+        &self,
+        app: &str,
+        req: &RunRequest,
+    ) -> Result<impl Stream<Item = Result<RunEvent>> + use<>> {
+        let resp = self
+            .send(
+                Method::POST,
+                &format!("/apps/{}/run", seg(app)),
+                Some(serde_json::to_vec(req).expect("serialisable")),
+            )
+            .await?;
+        let lines =
+            futures_util::StreamExt::map(split_lines(resp.into_body().into_data_stream()), |l| {
+                l.and_then(|line| {
+                    serde_json::from_slice::<RunEvent>(&line)
                         .map_err(|e| ClientError::Decode(e.to_string()))
                 })
             });

@@ -359,6 +359,58 @@ pub enum DeployEvent {
     Done(OperationView),
 }
 
+/// `POST /api/v1/apps/{app}/run`: a one-off command in the app's release folder and env, as
+/// the app's user and in its sandbox. Either `command` (an argument list, run as it is) or
+/// `shell` (a command line for `/bin/sh -c`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+    /// Stopped after this long (default 600, at most 86400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+    /// Given to the command on its standard input (none: it reads end of file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+}
+
+/// One line of a run's streamed answer (newline-delimited JSON): output as it comes (text; bytes
+/// that are not UTF-8 are replaced), then exactly one `exit`, always last.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RunEvent {
+    Stdout(String),
+    Stderr(String),
+    Exit(RunExit),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunExit {
+    /// The command's exit status, when it exited by itself.
+    pub code: Option<i32>,
+    /// The signal that ended it (a timeout or the output limit ends it with SIGKILL).
+    pub signal: Option<i32>,
+    /// In words, e.g. "exit status 3" or "stopped after 600 s (the run's timeout)".
+    pub message: String,
+    /// The operation that records the run.
+    pub operation: i64,
+}
+
+impl RunExit {
+    /// The status a shell would report: the code, or 128 + the signal.
+    pub fn status(&self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            (None, None) => 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReleaseView {
     pub number: u32,

@@ -12,6 +12,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzz;
 mod nodes;
+mod oneoff;
 mod oplog;
 mod paths;
 mod public_url;

@@ -293,6 +293,15 @@ impl DataDir {
         self.build_pids().join(format!("{app}.pid"))
     }
 
+    /// Pid files of one-off commands (`wharf run`) under way: `<app>-<operation>.pid`.
+    pub(crate) fn run_pids(&self) -> PathBuf {
+        self.run().join("one-off")
+    }
+
+    pub(crate) fn run_pid(&self, app: &str, op: i64) -> PathBuf {
+        self.run_pids().join(format!("{app}-{op}.pid"))
+    }
+
     pub(crate) fn backups(&self, app: &str) -> PathBuf {
         self.root.join("backups").join(app)
     }

@@ -1378,6 +1378,40 @@ impl Reconciler {
         }))
     }
 
+    /// Where and how a one-off command (`wharf run`) of a process app runs: as its instances
+    /// do (the active release's folder, the same env, user and sandbox), minus a port. `None`
+    /// when the app has nothing deployed and no folder of its own.
+    pub(crate) fn one_off(&self, app: &App) -> Result<Option<OneOff>, String> {
+        if app.release.is_none() && app.workdir.is_none() {
+            return Ok(None);
+        }
+        let eff = self.effective(app);
+        let user = self.app_user(&app.name)?;
+        if let Some(why) = self.users.refusal() {
+            return Err(format!("{} cannot run commands: {why}", app.name));
+        }
+        let mut env = self.env(app, &eff)?;
+        crate::deploy::add_tool_paths(&eff.workdir, &mut env);
+        let volume = self.data.volume(&app.name).display().to_string();
+        env.insert("WHARF_VOLUME".into(), volume.clone());
+        env.insert("DATA_DIR".into(), volume);
+        if user.is_some() && !env.contains_key("HOME") {
+            // As for instances: the app's user has no home, its private tmp stands in.
+            env.insert(
+                "HOME".to_string(),
+                self.data.tmp(&app.name).display().to_string(),
+            );
+        }
+        let sandbox = crate::sandbox::run_policy(self.launcher(), &self.data, app, &eff.workdir);
+        crate::sandbox::prepare(sandbox.as_ref(), self.data.tmp(&app.name), &mut env)
+            .map_err(|e| format!("cannot prepare the sandbox's folders: {e}"))?;
+        Ok(Some(OneOff {
+            workdir: eff.workdir,
+            env,
+            isolation: Isolation { user, sandbox },
+        }))
+    }
+
     /// The manifest's env defaults with the app's own env laid over them.
     fn env(&self, app: &App, eff: &Effective) -> Result<BTreeMap<String, String>, String> {
         let mut env = eff.env_defaults.clone();
@@ -1409,6 +1443,14 @@ impl Reconciler {
             container: ContainerOptions::default(),
         }
     }
+}
+
+/// How a one-off command of an app runs (see [`Reconciler::one_off`]).
+pub(crate) struct OneOff {
+    pub(crate) workdir: std::path::PathBuf,
+    /// Secrets included: given to the command only, never logged.
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) isolation: Isolation,
 }
 
 /// An app's command, folder and health path once its active release is taken into account.

@@ -35,6 +35,20 @@ pub(crate) fn instance_policy(
     })
 }
 
+/// The policy for a one-off command (`wharf run`) of `app` in `workdir`: an instance's,
+/// without a port to bind (the command serves nothing; its instances hold the app's ports).
+pub(crate) fn run_policy(
+    launcher: Option<&Path>,
+    data: &DataDir,
+    app: &App,
+    workdir: &Path,
+) -> Option<SandboxPolicy> {
+    instance_policy(launcher, data, app, workdir, 0).map(|p| SandboxPolicy {
+        bind_ports: Vec::new(),
+        ..p
+    })
+}
+
 /// The policy for a build of `app` in `release`: the release folder, the build cache (its
 /// `HOME`) and the private tmp read-write; no port (a build serves nothing).
 pub(crate) fn build_policy(

@@ -2,7 +2,8 @@
 //! (maud) over the same REST API the CLI uses, so it can do nothing a token could not. Login
 //! takes an API token and opens a session (HttpOnly, SameSite=Strict cookie, 12 h); every
 //! state-changing request carries the session's CSRF token. Small vanilla JS streams deploy
-//! output and follows logs; every page works without it.
+//! output and follows logs; every page works without it, but the terminal (xterm.js over a
+//! WebSocket, `terminal.rs`).
 #![forbid(unsafe_code)]
 
 mod charts;
@@ -11,6 +12,7 @@ mod pages;
 mod release;
 mod session;
 mod settings;
+mod terminal;
 
 use std::sync::Arc;
 
@@ -52,5 +54,10 @@ pub fn router(api: String) -> Router {
         .route("/apps/{app}/logs/live", get(pages::live_logs))
         .route("/assets/app.css", get(pages::css))
         .route("/assets/app.js", get(pages::js))
+        .route("/apps/{app}/terminal", get(terminal::show))
+        .route("/apps/{app}/terminal/socket", get(terminal::socket))
+        .route("/assets/terminal.js", get(terminal::js))
+        .route("/assets/terminal.css", get(terminal::css))
+        .route("/assets/vendor/{version}/{file}", get(terminal::vendor))
         .with_state(state)
 }

@@ -152,6 +152,14 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
+    /// Run a one-off command in an app's release, with its env, as its user; exits with the
+    /// command's status.
+    Run {
+        #[command(flatten)]
+        args: cli::RunArgs,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
     /// Push webhooks from GitHub, Gitea or GitLab.
     Hooks {
         #[command(subcommand)]
@@ -234,6 +242,7 @@ fn run() -> anyhow::Result<()> {
             cli::run(conn, cli::Verb::Rollback { app, release })
         }
         Command::Hooks { cmd, conn } => cli::run(conn, cli::Verb::Hooks(cmd)),
+        Command::Run { args, conn } => cli::run(conn, cli::Verb::Run(args)),
         Command::Login(args) => cli::login(args),
         Command::Completions { shell } => {
             out::bytes(&cli::completion_script(shell)?);

@@ -15,6 +15,7 @@ mod nodes;
 pub(crate) mod openapi;
 mod operations;
 mod paging;
+mod run;
 mod status;
 mod validate;
 mod views;
@@ -48,6 +49,7 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
         .route("/apps/{app}/stop", post(apps::stop))
         .route("/apps/{app}/restart", post(apps::restart))
         .route("/apps/{app}/scale", post(apps::scale))
+        .route("/apps/{app}/run", post(run::run))
         .route("/apps/{app}/logs", get(logs::logs))
         .route(
             "/apps/{app}/deploy",

@@ -234,12 +234,47 @@ pub(crate) fn spec() -> Value {
         }
     });
     // Apart: one `json!` for the whole document would pass the macro's recursion limit.
-    for more in [nodes_paths(), backups_paths()] {
+    for more in [nodes_paths(), backups_paths(), run_paths()] {
         if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), more) {
             paths.extend(more);
         }
     }
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        schemas.insert("RunRequest".into(), run_request());
+    }
     doc
+}
+
+/// `POST /apps/{app}/run`: a one-off command, streamed.
+fn run_paths() -> Value {
+    json!({
+        "/apps/{app}/run": { "post": {
+            "summary": "Run a one-off command in the app's release folder, with its env, as its user and in its sandbox (process apps)",
+            "description": "Answers newline-delimited JSON: `{\"stdout\": text}` and `{\"stderr\": text}` as the output comes, then one `{\"exit\": {code, signal, message, operation}}`, always last. The command is stopped (SIGKILL to its process group) at its timeout, past 64 MiB of output, or when the client closes the connection. Recorded as an operation of kind `run` (the command, env values masked, and how it ended).",
+            "security": [{ "bearer": [] }],
+            "parameters": app_param(),
+            "requestBody": { "required": true, "content": { "application/json": {
+                "schema": { "$ref": "#/components/schemas/RunRequest" } } } },
+            "responses": {
+                "200": { "description": "application/x-ndjson: output events, then `exit`" },
+                "409": { "description": "the app has no release yet, runs elsewhere (a node) or in containers",
+                         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+                "4XX": { "description": "refused; `message` says what to fix",
+                         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+            }
+        } }
+    })
+}
+
+fn run_request() -> Value {
+    json!({ "type": "object", "additionalProperties": false,
+        "description": "either `command` or `shell`",
+        "properties": {
+            "command": { "type": "array", "items": { "type": "string" }, "description": "program and arguments, run as they are" },
+            "shell": { "type": "string", "description": "a command line, run with /bin/sh -c" },
+            "timeout_secs": { "type": "integer", "minimum": 1, "maximum": 86400, "default": 600 },
+            "stdin": { "type": "string", "description": "given to the command on its standard input" }
+        } })
 }
 
 /// The answers of a paged list: the page as a JSON array, its neighbours in `Link`.

@@ -1,5 +1,6 @@
 //! What a killed server's deploys leave behind, cleared at start-up before anything runs: build
-//! process groups still running (recorded in `run/builds/<app>.pid`, reaped the way the process
+//! process groups still running (recorded in `run/builds/<app>.pid`; one-off commands in
+//! `run/one-off/<app>-<op>.pid`), reaped the way the process
 //! runtime reaps app instances from `run/`), folders of releases that are not `ready` or `active` (a build cut short;
 //! such a release is never served), checkouts in the making, and partial backups (`*.tmp`).
 
@@ -16,6 +17,14 @@ pub(crate) fn clear(store: &Store, data: &DataDir) -> Result<(), StoreError> {
         for e in entries.flatten() {
             if wharf_runtime::pidfile::reap(&e.path()) {
                 tracing::warn!(file = %e.path().display(), "stopped a build a previous server left running");
+            }
+        }
+    }
+    // One-off commands (`wharf run`) too: their client went with the server.
+    if let Ok(entries) = std::fs::read_dir(data.run_pids()) {
+        for e in entries.flatten() {
+            if wharf_runtime::pidfile::reap(&e.path()) {
+                tracing::warn!(file = %e.path().display(), "stopped a one-off command a previous server left running");
             }
         }
     }

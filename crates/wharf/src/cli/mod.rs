@@ -7,6 +7,7 @@ pub(crate) mod complete;
 mod connect;
 mod deploy;
 mod print;
+mod run;
 mod watch;
 
 use clap::{Args, Subcommand};
@@ -155,6 +156,7 @@ pub(crate) use apps::{NodesCmd, TunnelsCmd};
 pub(crate) use backups::{BackupsCmd, DbCmd};
 pub(crate) use complete::registration as completion_script;
 pub(crate) use deploy::{DeployArgs, HooksCmd, ReleasesCmd};
+pub(crate) use run::RunArgs;
 
 // Built once per CLI run; boxing the big variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
@@ -193,6 +195,7 @@ pub(crate) enum Verb {
     Tunnels(Option<apps::TunnelsCmd>),
     Db(Option<DbCmd>),
     Backups(BackupsCmd),
+    Run(RunArgs),
 }
 
 /// Runs one client verb on a small single-threaded runtime.
@@ -224,6 +227,7 @@ pub(crate) fn run(conn: Conn, verb: Verb) -> anyhow::Result<()> {
                 print::changed(&conn, changed)
             }
             Verb::Hooks(cmd) => deploy::hooks(&client, &conn, cmd).await,
+            Verb::Run(args) => run::run(&client, &conn, args).await,
         };
         result.map_err(|e| match e.downcast::<wharf_client::ClientError>() {
             Ok(ce) if ce.is_unauthorized() => anyhow::anyhow!(

@@ -44,6 +44,8 @@ pub struct ServerProc {
     pub link: Option<SocketAddr>,
     /// The server's log lines up to "ready".
     pub startup_log: Vec<String>,
+    /// Its log lines after "ready", as they come.
+    pub logged: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 pub fn free_port() -> u16 {
@@ -155,9 +157,16 @@ impl ServerProc {
             .unwrap()
             .trim()
             .to_string();
+        let logged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = logged.clone();
         ServerProc {
             child,
-            log: tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} }),
+            log: tokio::spawn(async move {
+                while let Ok(Some(line)) = log.next_line().await {
+                    keep.lock().unwrap().push(line);
+                }
+            }),
+            logged,
             api,
             http,
             https: SocketAddr::from(([127, 0, 0, 1], https_port)),

@@ -1,0 +1,148 @@
+//! `POST /apps/{app}/run`: a one-off command in the app's release, answered as
+//! newline-delimited JSON: its output as it comes (`stdout`, `stderr`), then one `exit`, always
+//! last. Everything that can be refused is refused before the command starts, with a status;
+//! once it runs, the answer is 200 and the `exit` line says how it ended. The command ends
+//! when the client goes away. Recorded as an operation of kind `run`: the command (env values
+//! masked) and how it ended, never the env nor the output.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use wharf_client::dto::{RunEvent, RunExit, RunRequest};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::ApiJson;
+use crate::Control;
+use crate::oneoff;
+use crate::oplog::OpLog;
+
+pub(crate) async fn run(
+    State(c): State<Arc<Control>>,
+    Path(app): Path<String>,
+    ApiJson(req): ApiJson<RunRequest>,
+) -> ApiResult<Response> {
+    let current = c.store.app(&app)?;
+    let (script, shown) = command(&req)?;
+    let timeout = match req.timeout_secs {
+        None => oneoff::DEFAULT_TIMEOUT,
+        Some(s) if (1..=oneoff::MAX_TIMEOUT_SECS).contains(&s) => std::time::Duration::from_secs(s),
+        Some(_) => {
+            return Err(ApiError::invalid(format!(
+                "`timeout_secs` must be between 1 and {}",
+                oneoff::MAX_TIMEOUT_SECS
+            )));
+        }
+    };
+    if current.runtime.runs_images() {
+        return Err(ApiError::conflict(format!(
+            "{app} runs on the {} runtime: one-off commands run for process apps only so far",
+            current.runtime
+        )));
+    }
+    if let Some(node) = &current.node {
+        return Err(ApiError::conflict(format!(
+            "{app} runs on node {node}: one-off commands run for apps on this server only so far"
+        )));
+    }
+    let one = c
+        .reconciler
+        .one_off(&current)
+        .map_err(ApiError::conflict)?
+        .ok_or_else(|| {
+            ApiError::conflict(format!(
+                "{app} has no release yet, so there is nowhere to run a command: deploy it \
+                 first (`wharf deploy {app}`)"
+            ))
+        })?;
+    // What the operations log shows: the command, any env value in it masked.
+    let shown = mask(&shown, one.env.values());
+    let workdir = one.workdir.display().to_string();
+    let op = OpLog::begin(&c.store, Some(&app), "run");
+    let stdin = req.stdin.map(String::into_bytes);
+    let pid_file = c.data.run_pid(&app, op.id);
+    let running = match oneoff::spawn(c.reconciler.launcher(), one, &script, stdin, pid_file) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("`{shown}` could not start: {e}");
+            op.failed("run", &msg);
+            op.finish(&Err(msg.clone()));
+            return Err(ApiError::internal(msg));
+        }
+    };
+    op.ok("start", format!("`{shown}` in {workdir}"));
+    // Bounded: a client that reads slowly slows the command down (its pipes fill up).
+    let (tx, rx) = tokio::sync::mpsc::channel::<RunEvent>(64);
+    tokio::spawn(async move {
+        let ended = oneoff::watch(running, timeout, &tx).await;
+        let (code, signal, message) = ended.describe();
+        let result = if ended.success() {
+            op.ok("run", format!("`{shown}`: {message}"));
+            Ok(format!("`{shown}`: {message}"))
+        } else {
+            op.failed("run", format!("`{shown}`: {message}"));
+            Err(format!("`{shown}`: {message}"))
+        };
+        op.finish(&result);
+        let _ = tx
+            .send(RunEvent::Exit(RunExit {
+                code,
+                signal,
+                message,
+                operation: op.id,
+            }))
+            .await;
+    });
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        let e = rx.recv().await?;
+        Some((line(&e), rx))
+    });
+    let headers = [(http::header::CONTENT_TYPE, "application/x-ndjson")];
+    Ok((headers, Body::from_stream(events)).into_response())
+}
+
+/// The script for `/bin/sh -c` and the command as the log shows it.
+fn command(req: &RunRequest) -> ApiResult<(String, String)> {
+    let has_nul = |s: &str| s.contains('\0');
+    match (&req.command[..], &req.shell) {
+        ([], None) => Err(ApiError::invalid(
+            "say what to run: `command` (a list of arguments) or `shell` (a command line)",
+        )),
+        ([_, ..], Some(_)) => Err(ApiError::invalid(
+            "give either `command` or `shell`, not both",
+        )),
+        ([first, ..], None) if first.is_empty() => Err(ApiError::invalid(
+            "`command` starts with an empty program name",
+        )),
+        (argv @ [_, ..], None) if argv.iter().any(|a| has_nul(a)) => Err(ApiError::invalid(
+            "`command` holds a NUL character, which no argument can",
+        )),
+        (argv @ [_, ..], None) => Ok((oneoff::script_of(argv), argv.join(" "))),
+        ([], Some(line)) if line.trim().is_empty() => {
+            Err(ApiError::invalid("`shell` is empty: say what to run"))
+        }
+        ([], Some(line)) if has_nul(line) => Err(ApiError::invalid(
+            "`shell` holds a NUL character, which no command line can",
+        )),
+        ([], Some(line)) => Ok((line.clone(), line.clone())),
+    }
+}
+
+/// `text` with every value of `secrets` (4 characters or more, as deploy output masks them)
+/// replaced by `****`.
+fn mask<'a>(text: &str, secrets: impl Iterator<Item = &'a String>) -> String {
+    let mut secrets: Vec<&String> = secrets.filter(|s| s.len() >= 4).collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut text = text.to_string();
+    for s in secrets {
+        text = text.replace(s.as_str(), "****");
+    }
+    text
+}
+
+fn line(e: &RunEvent) -> Result<Bytes, std::io::Error> {
+    let mut line = serde_json::to_vec(e).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    Ok(Bytes::from(line))
+}
