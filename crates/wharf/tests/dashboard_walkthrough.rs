@@ -273,14 +273,33 @@ async fn a_new_user_walks_the_whole_dashboard_in_chromium() {
     let row = text_of(b, "a[aria-label='Release 3']").await;
     assert_eq!(row, "#3");
 
-    // 7. The terminal: `echo hi` at /apps/web/terminal.
-    // TERMINAL STEP: built by the terminal page's own change; it goes here (click the app
-    // page's "Terminal" link, run `echo hi`, see `hi`, shoot "walkthrough-07-terminal").
-    let terminal = b
-        .find(Locator::Css("a[href='/apps/web/terminal']"))
+    // 7. The terminal: `echo hi` typed into xterm.js runs in the app's release and its output
+    // comes back with the exit status.
+    click(b, "a[href='/apps/web/terminal']").await;
+    for _ in 0..300 {
+        if b
+            .find(Locator::Css("#terminal[data-state='open']"))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let keys = b
+        .find(Locator::Css("#terminal .xterm-helper-textarea"))
         .await
-        .expect("the app page links to its terminal");
-    drop(terminal);
+        .expect("xterm.js takes the keys");
+    keys.send_keys("echo hi\n").await.unwrap();
+    let screen = text_until(b, "#terminal .xterm-rows", |t| t.contains("[exit status 0]")).await;
+    assert!(
+        screen.lines().any(|l| l.trim() == "hi"),
+        "the command's output is on screen: {screen}"
+    );
+    step(b, "the terminal", "walkthrough-07-terminal", None).await;
+    b.goto(&format!("{base}/operations")).await.unwrap();
+    text_until(b, "table", |t| t.contains("run")).await;
+    b.goto(&format!("{base}/apps/web")).await.unwrap();
 
     // The other pages, checked as they are with an app and its operations.
     b.goto(&format!("{base}/operations")).await.unwrap();
