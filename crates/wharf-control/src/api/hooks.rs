@@ -169,8 +169,14 @@ pub(crate) async fn receive(
     })?;
     tracing::info!(%app, provider, %reference, "webhook push: deploying");
     tokio::spawn(async move {
-        let _ = crate::deploy::deploy(&c, &app, Source::Git { url, reference }, Output::new(None))
-            .await;
+        let _ = crate::deploy::deploy(
+            &c,
+            &app,
+            Source::Git { url, reference },
+            Output::new(None),
+            crate::oplog::HOOK,
+        )
+        .await;
     });
     Ok((
         StatusCode::ACCEPTED,
