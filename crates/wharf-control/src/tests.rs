@@ -1124,3 +1124,93 @@ async fn a_revoked_token_is_refused_at_once_and_a_password_login_makes_one() {
     let (s, b) = h.authed("DELETE", "/api/v1/users/admin", None).await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
 }
+
+/// The dashboard acts with the session's token: a viewer who logged in with a password is
+/// refused a change with the API's reason on the page, and logging out revokes the token.
+#[tokio::test]
+async fn a_viewers_dashboard_session_is_refused_changes_with_the_reason_shown() {
+    let h = harness("dash-roles");
+    let (s, _) = h
+        .authed(
+            "POST",
+            "/api/v1/apps",
+            Some(r#"{"name":"blog","kind":"static"}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = h
+        .authed(
+            "POST",
+            "/api/v1/users",
+            Some(r#"{"name":"vic","role":"viewer","password":"correct horse"}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let app = serve_with_dashboard(&h).await;
+    let form = |uri: &str, body: String, cookie: &str| {
+        Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", cookie)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let resp = app
+        .clone()
+        .oneshot(form("/login", "user=vic&password=wrong+horse".into(), ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = app
+        .clone()
+        .oneshot(form("/login", "user=vic&password=correct+horse".into(), ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, page) = dashboard_get(&app, "/apps/blog", &cookie).await;
+    assert_eq!(status, StatusCode::OK, "a viewer reads");
+    let csrf = page
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let resp = app
+        .clone()
+        .oneshot(form(
+            "/apps/blog/env",
+            format!("csrf={csrf}&name=A&value=1"),
+            &cookie,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let to = resp.headers()["location"].to_str().unwrap().to_string();
+    let (_, page) = dashboard_get(&app, &to, &cookie).await;
+    assert!(
+        page.contains("this needs the deployer role on app blog"),
+        "the refusal is shown: {page}"
+    );
+    assert!(h.store.app("blog").unwrap().env_names.is_empty());
+    // The Users page lists the viewer's own session token.
+    let (status, page) = dashboard_get(&app, "/users", &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("session-"), "{page}");
+    // Logging out revokes the password session's token.
+    assert_eq!(h.store.tokens(Some("vic")).unwrap().len(), 1);
+    let resp = app
+        .clone()
+        .oneshot(form("/logout", format!("csrf={csrf}"), &cookie))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert!(h.store.tokens(Some("vic")).unwrap().is_empty());
+}

@@ -143,10 +143,20 @@ fn login_page(error: Option<&str>) -> Markup {
             section.card.login {
                 h1 { "Log in to wharf" }
                 form.stack method="post" action="/login" {
-                    label for="token" { "API token" }
-                    input id="token" name="token" type="password" autocomplete="current-password" required autofocus;
-                    p.muted { "The first one is in " code { "wharf-data/admin.token" } "." }
+                    label for="user" { "User" }
+                    input id="user" name="user" autocomplete="username" required autofocus;
+                    label for="password" { "Password" }
+                    input id="password" name="password" type="password" autocomplete="current-password" required;
                     button type="submit" { "Log in" }
+                }
+            }
+            section.card.login {
+                h2 { "Or with an API token" }
+                form.stack method="post" action="/login" {
+                    label for="token" { "API token" }
+                    input id="token" name="token" type="password" autocomplete="off" required;
+                    p.muted { "The first one is in " code { "wharf-data/admin.token" } "." }
+                    button type="submit" { "Log in with the token" }
                 }
             }
         },
@@ -154,30 +164,41 @@ fn login_page(error: Option<&str>) -> Markup {
 }
 
 pub(crate) async fn login(State(d): State_, headers: HeaderMap, Form(f): Form<Fields>) -> Response {
-    let token = f
-        .get("token")
-        .map(|t| t.trim().to_string())
-        .unwrap_or_default();
-    if token.is_empty() {
-        return (
-            StatusCode::UNAUTHORIZED,
-            login_page(Some("Paste an API token to log in.")),
-        )
-            .into_response();
-    }
-    let checked = match Client::new(&d.api, Some(token.clone())) {
-        Ok(c) => c.status_summary().await.map(|_| ()),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = checked {
-        let msg = if e.is_unauthorized() {
-            "That token is not valid.".to_string()
-        } else {
-            e.to_string()
+    let refused = |msg: &str| (StatusCode::UNAUTHORIZED, login_page(Some(msg))).into_response();
+    let user = f.get("user").map(|u| u.trim()).unwrap_or_default();
+    let (token, from_password) = if !user.is_empty() {
+        // A password login: the API makes a session token of the user's.
+        let password = f.get("password").map(String::as_str).unwrap_or_default();
+        let made = match Client::new(&d.api, None) {
+            Ok(c) => c.login(user, password).await,
+            Err(e) => Err(e),
         };
-        return (StatusCode::UNAUTHORIZED, login_page(Some(&msg))).into_response();
-    }
-    let id = d.sessions.create(token);
+        match made {
+            Ok(t) => (t.token, true),
+            Err(e) if e.is_unauthorized() => return refused("Wrong user name or password."),
+            Err(e) => return refused(&e.to_string()),
+        }
+    } else {
+        let token = f
+            .get("token")
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default();
+        if token.is_empty() {
+            return refused("Give your user name and password, or paste an API token.");
+        }
+        let checked = match Client::new(&d.api, Some(token.clone())) {
+            Ok(c) => c.status_summary().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
+            if e.is_unauthorized() {
+                return refused("That token is not valid.");
+            }
+            return refused(&e.to_string());
+        }
+        (token, false)
+    };
+    let id = d.sessions.create(token, from_password);
     let cookie = format!(
         "{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         LIFETIME.as_secs(),
@@ -199,8 +220,14 @@ pub(crate) async fn logout(
     headers: HeaderMap,
     Form(f): Form<Fields>,
 ) -> Response {
-    if let Err(r) = changing(&d, &headers, &f) {
-        return r;
+    let (s, client) = match changing(&d, &headers, &f) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if s.from_password {
+        // The session token is of no use to anyone after this: revoke it (if that fails, it
+        // still ends by itself).
+        let _ = client.logout().await;
     }
     d.sessions.remove(&headers);
     let mut resp = Redirect::to("/login").into_response();

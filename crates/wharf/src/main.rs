@@ -154,6 +154,20 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
+    /// Users and their roles (admin, deployer, viewer), everywhere or on single apps.
+    Users {
+        #[command(subcommand)]
+        cmd: cli::UsersCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// API tokens: yours, or (admins) any user's: list, create, revoke.
+    Tokens {
+        #[command(subcommand)]
+        cmd: cli::TokensCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
     /// Remember an API address and token for the CLI.
     Login(cli::Login),
     /// Print a shell completion script, e.g. `wharf completions bash > /etc/bash_completion.d/wharf`.
@@ -222,6 +236,8 @@ fn run() -> anyhow::Result<()> {
             cli::run(conn, cli::Verb::Rollback { app, release })
         }
         Command::Hooks { cmd, conn } => cli::run(conn, cli::Verb::Hooks(cmd)),
+        Command::Users { cmd, conn } => cli::run(conn, cli::Verb::Users(cmd)),
+        Command::Tokens { cmd, conn } => cli::run(conn, cli::Verb::Tokens(cmd)),
         Command::Login(args) => cli::login(args),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -1,6 +1,7 @@
 //! The client verbs (`wharf <noun> <verb>`): parse, call the API through `wharf-client`, print a
 //! table or `--json`. A failed operation exits with status 1 and says why.
 
+mod access;
 mod apps;
 mod backups;
 mod connect;
@@ -119,6 +120,7 @@ pub(crate) enum DomainsCmd {
     Remove { app: String, host: String },
 }
 
+pub(crate) use access::{TokensCmd, UsersCmd};
 pub(crate) use apps::{NodesCmd, TunnelsCmd};
 pub(crate) use backups::{BackupsCmd, DbCmd};
 pub(crate) use deploy::{DeployArgs, HooksCmd, ReleasesCmd};
@@ -160,6 +162,8 @@ pub(crate) enum Verb {
     Tunnels(Option<apps::TunnelsCmd>),
     Db(Option<DbCmd>),
     Backups(BackupsCmd),
+    Users(UsersCmd),
+    Tokens(TokensCmd),
 }
 
 /// Runs one client verb on a small single-threaded runtime.
@@ -191,6 +195,8 @@ pub(crate) fn run(conn: Conn, verb: Verb) -> anyhow::Result<()> {
                 print::changed(&conn, changed)
             }
             Verb::Hooks(cmd) => deploy::hooks(&client, &conn, cmd).await,
+            Verb::Users(cmd) => access::users(&client, &conn, cmd).await,
+            Verb::Tokens(cmd) => access::tokens(&client, &conn, cmd).await,
         };
         result.map_err(|e| match e.downcast::<wharf_client::ClientError>() {
             Ok(ce) if ce.is_unauthorized() => anyhow::anyhow!(
