@@ -8,7 +8,7 @@ mod support;
 use std::process::Stdio;
 
 use http_body_util::BodyExt;
-use support::{ServerProc, TempDir, free_port};
+use support::{Repo, ServerProc, TempDir, free_port};
 
 /// Runs `wharf ARGS` with `token`, `stdin` as its input; returns (success, stdout, stderr).
 async fn wharf_as(
@@ -188,6 +188,34 @@ async fn viewers_read_deployers_change_their_apps_and_the_log_names_them() {
         .map(|o| o["actor"].as_str().unwrap())
         .collect();
     assert_eq!(actors, ["dee", "dee", "admin"], "{listed}");
+
+    // `git push` is a deploy: the viewer is refused, the deployer of blog pushes.
+    let repo = Repo::new(&tmp.0, "blog", &[("index.html", "pushed")]);
+    let push = |token: &str| {
+        std::process::Command::new("git")
+            .args([
+                "push",
+                "-q",
+                &format!("http://x:{token}@{}/git/blog.git", server.api),
+                "main",
+            ])
+            .current_dir(&repo.work)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .unwrap()
+    };
+    let refused = push(&vic);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && said.contains("403"), "{said}");
+    let pushed = push(&dee);
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let (_, listed) = call(&server, &admin, "GET", "/operations?app=blog&limit=1", None).await;
+    assert_eq!(listed[0]["kind"], "deploy");
+    assert_eq!(listed[0]["actor"], "dee", "{listed}");
 
     // A revoked token is refused at the next call.
     server
