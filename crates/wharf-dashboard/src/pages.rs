@@ -142,21 +142,16 @@ fn login_page(error: Option<&str>) -> Markup {
         html! {
             section.card.login {
                 h1 { "Log in to wharf" }
+                // One form: a user name and password, or else an API token.
                 form.stack method="post" action="/login" {
                     label for="user" { "User" }
-                    input id="user" name="user" autocomplete="username" required autofocus;
+                    input id="user" name="user" autocomplete="username" autofocus;
                     label for="password" { "Password" }
-                    input id="password" name="password" type="password" autocomplete="current-password" required;
+                    input id="password" name="password" type="password" autocomplete="current-password";
+                    label for="token" { "or an API token" }
+                    input id="token" name="token" type="password" autocomplete="off";
+                    p.muted { "The first token is in " code { "wharf-data/admin.token" } "." }
                     button type="submit" { "Log in" }
-                }
-            }
-            section.card.login {
-                h2 { "Or with an API token" }
-                form.stack method="post" action="/login" {
-                    label for="token" { "API token" }
-                    input id="token" name="token" type="password" autocomplete="off" required;
-                    p.muted { "The first one is in " code { "wharf-data/admin.token" } "." }
-                    button type="submit" { "Log in with the token" }
                 }
             }
         },
