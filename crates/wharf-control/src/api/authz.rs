@@ -1,8 +1,8 @@
 //! Who may do what. Every API route is classified here, by method and path, in one place:
 //!
 //! 1. reads (GET) need the viewer role: on the app for `/apps/{app}/…`, globally for the rest
-//!    (`/status`, the list of apps, which shows a user only the apps they have a role on, and
-//!    the caller's own tokens need no role; `/databases/{db}/url` holds a password and needs
+//!    (`/status?apps=false`, the list of apps, which shows a user only the apps they have a
+//!    role on, and the caller's own tokens need no role; `/databases/{db}/url` holds a password and needs
 //!    admin);
 //! 2. app changes (anything under `/apps/{app}/…`, and a `git push` to it) need deployer on
 //!    the app or globally; creating an app needs deployer globally;
@@ -60,7 +60,10 @@ pub(crate) fn need(method: &Method, path: &str, query: Option<&str>, caller: &Ca
     };
     match (read, seg.as_slice()) {
         // Anyone's own: their tokens (others' are checked in the handler), logout, status.
-        (_, ["tokens", ..]) | (false, ["logout"]) | (true, ["status"]) => Need::Token,
+        (_, ["tokens", ..]) | (false, ["logout"]) => Need::Token,
+        // The summary alone (what the dashboard checks a token with); with every app's state
+        // it needs a role everywhere.
+        (true, ["status"]) if query_param(query, "apps").as_deref() == Some("false") => Need::Token,
         (false, ["users", user, "password"]) if *user == caller.user => Need::Token,
         (true, ["apps"]) => Need::Token,
         (true, ["apps", ..]) => on_app(Role::Viewer),
@@ -154,7 +157,8 @@ mod tests {
         };
         let app = |r| Need::Role(r, Some("blog".to_string()));
         let global = |r| Need::Role(r, None);
-        check(Method::GET, "/status", None, Need::Token);
+        check(Method::GET, "/status", Some("apps=false"), Need::Token);
+        check(Method::GET, "/status", None, global(Role::Viewer));
         check(Method::GET, "/apps", None, Need::Token);
         check(Method::GET, "/apps/blog", None, app(Role::Viewer));
         check(
