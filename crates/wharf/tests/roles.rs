@@ -249,3 +249,40 @@ async fn viewers_read_deployers_change_their_apps_and_the_log_names_them() {
     assert_eq!(status, 200);
     server.stop().await;
 }
+
+/// The users and tokens verbs end quietly on a closed stdout (`wharf users list | head -1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_tokens_verbs_end_quietly_on_a_closed_pipe() {
+    let tmp = TempDir::new("roles-pipe");
+    let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
+    server.ok(&["apps", "create", "docs", "--static"]).await;
+    for args in [
+        &["users", "list"][..],
+        &["users", "add", "ann", "--role", "viewer"][..],
+        &["users", "grant", "ann", "deployer", "--app", "docs"][..],
+        &["users", "revoke", "ann", "--app", "docs"][..],
+        &["tokens", "create", "ci", "--user", "ann"][..],
+        &["tokens", "list", "--all"][..],
+        &["tokens", "revoke", "ci", "--user", "ann"][..],
+        &["users", "remove", "ann"][..],
+    ] {
+        // A pipe whose reader is already gone, so the first write fails (EPIPE).
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(args)
+            .env("WHARF_URL", format!("http://{}", server.api))
+            .env("WHARF_TOKEN", &server.token)
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "wharf {args:?}: {stderr}");
+        assert!(stderr.is_empty(), "wharf {args:?} said: {stderr}");
+    }
+    // Each verb did its work all the same.
+    assert!(!server.ok(&["users", "list"]).await.contains("ann"));
+    server.stop().await;
+}
