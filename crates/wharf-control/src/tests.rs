@@ -1114,6 +1114,28 @@ async fn a_revoked_token_is_refused_at_once_and_a_password_login_makes_one() {
         h.call("GET", "/api/v1/apps", None, Some(&session)).await.0,
         StatusCode::OK
     );
+    // A new password ends the sessions the old one opened.
+    let (s, _) = h
+        .authed(
+            "PUT",
+            "/api/v1/users/vic/password",
+            Some(r#"{"password":"another horse"}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.call("GET", "/api/v1/apps", None, Some(&session)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, made) = h
+        .call(
+            "POST",
+            "/api/v1/login",
+            Some(r#"{"user":"vic","password":"another horse"}"#),
+            None,
+        )
+        .await;
+    let session = made["token"].as_str().unwrap().to_string();
     let (s, _) = h.call("POST", "/api/v1/logout", None, Some(&session)).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(

@@ -136,15 +136,23 @@ impl Store {
             .flatten())
     }
 
-    /// Sets (or with `None`, removes) the user's password.
+    /// Sets (or with `None`, removes) the user's password, and ends the sessions the old one
+    /// opened (whoever knew it is logged out).
     pub fn set_password(&self, name: &str, hash: Option<&str>) -> Result<()> {
-        let n = self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
             "UPDATE users SET password_hash = ?2 WHERE name = ?1",
             params![name, hash],
         )?;
         if n == 0 {
             return Err(not_found(name));
         }
+        tx.execute(
+            "DELETE FROM tokens WHERE user = ?1 AND kind = 'session'",
+            [name],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 

@@ -729,6 +729,28 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_apps_collaborators_go_with_it() {
+        let s = Store::open_test();
+        bulk(&s, &["blog".to_string(), "shop".to_string()]);
+        s.add_user("ann", None).unwrap();
+        s.grant("ann", crate::Role::Deployer, Some("blog")).unwrap();
+        s.grant("ann", crate::Role::Viewer, Some("shop")).unwrap();
+        s.delete_app("blog").unwrap();
+        let apps: Vec<_> = s
+            .user("ann")
+            .unwrap()
+            .grants
+            .into_iter()
+            .map(|g| g.app)
+            .collect();
+        assert_eq!(
+            apps,
+            [Some("shop".to_string())],
+            "a new blog starts without ann"
+        );
+    }
+
+    #[test]
     fn name_and_domain_lookups_answer_without_a_listing() {
         let s = Store::open_test();
         bulk(&s, &["blog".to_string()]);
