@@ -720,6 +720,94 @@ impl Client {
         };
         self.json(Method::GET, &path, None::<&()>).await
     }
+
+    /// A session token (12 hours) for a user's name and password; needs no token itself.
+    pub async fn login(&self, user: &str, password: &str) -> Result<crate::dto::NewToken> {
+        let body = crate::dto::LoginRequest {
+            user: user.to_string(),
+            password: password.to_string(),
+        };
+        self.json(Method::POST, "/login", Some(&body)).await
+    }
+
+    /// Revokes the token this client uses.
+    pub async fn logout(&self) -> Result<()> {
+        self.send(Method::POST, "/logout", None).await.map(drop)
+    }
+
+    pub async fn users(&self) -> Result<Vec<crate::dto::UserView>> {
+        self.json(Method::GET, "/users", None::<&()>).await
+    }
+
+    pub async fn create_user(&self, req: &crate::dto::CreateUser) -> Result<crate::dto::UserView> {
+        self.json(Method::POST, "/users", Some(req)).await
+    }
+
+    pub async fn remove_user(&self, name: &str) -> Result<()> {
+        self.send(Method::DELETE, &format!("/users/{}", seg(name)), None)
+            .await
+            .map(drop)
+    }
+
+    /// Sets the user's password; `None` removes it (tokens only).
+    pub async fn set_password(&self, name: &str, password: Option<String>) -> Result<()> {
+        let body = serde_json::to_vec(&crate::dto::SetPassword { password })
+            .expect("request types serialise");
+        self.send(
+            Method::PUT,
+            &format!("/users/{}/password", seg(name)),
+            Some(body),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Gives `name` a role everywhere or on one app.
+    pub async fn grant(
+        &self,
+        name: &str,
+        grant: &crate::dto::RoleGrant,
+    ) -> Result<crate::dto::UserView> {
+        self.json(
+            Method::PUT,
+            &format!("/users/{}/roles", seg(name)),
+            Some(grant),
+        )
+        .await
+    }
+
+    /// Takes `name`'s role everywhere (`app` `None`) or on one app away.
+    pub async fn revoke_role(&self, name: &str, app: Option<&str>) -> Result<crate::dto::UserView> {
+        let path = format!(
+            "/users/{}/roles{}",
+            seg(name),
+            query(&[("app", app.map(String::from))])
+        );
+        self.json(Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// The caller's tokens, or `user`'s (`*`: everyone's) for admins.
+    pub async fn tokens(&self, user: Option<&str>) -> Result<Vec<crate::dto::TokenView>> {
+        let path = format!("/tokens{}", query(&[("user", user.map(String::from))]));
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+
+    /// A new token; its value is in the answer, and nowhere ever again.
+    pub async fn create_token(
+        &self,
+        req: &crate::dto::CreateToken,
+    ) -> Result<crate::dto::NewToken> {
+        self.json(Method::POST, "/tokens", Some(req)).await
+    }
+
+    pub async fn revoke_token(&self, name: &str, user: Option<&str>) -> Result<()> {
+        let path = format!(
+            "/tokens/{}{}",
+            seg(name),
+            query(&[("user", user.map(String::from))])
+        );
+        self.send(Method::DELETE, &path, None).await.map(drop)
+    }
 }
 
 /// Keeps user input from changing the path: anything outside a DNS-ish alphabet is escaped.

@@ -290,6 +290,10 @@ pub struct OperationView {
     pub message: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
+    /// Who did it: a user's name, `hook` (a webhook) or `system` (the server's own work);
+    /// empty for operations recorded before users existed.
+    #[serde(default)]
+    pub actor: String,
     pub actions: Vec<ActionView>,
 }
 
@@ -701,4 +705,101 @@ pub struct RestoreView {
     /// The backup of what was there, taken first.
     pub pre_restore: Option<i64>,
     pub summary: String,
+}
+
+/// `POST /api/v1/login`: a user's name and password, for a session token. (No `Debug`, here
+/// and on the other types holding a password: nothing may print one by mistake.)
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub user: String,
+    pub password: String,
+}
+
+/// A token just made (by a login or `POST /api/v1/tokens`): the only answer that carries a
+/// token's value; it is never shown again.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct NewToken {
+    pub name: String,
+    pub user: String,
+    pub token: String,
+    pub expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for NewToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewToken")
+            .field("name", &self.name)
+            .field("user", &self.user)
+            .field("token", &"<hidden>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A token as `GET /api/v1/tokens` lists it: never its value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenView {
+    pub name: String,
+    pub user: String,
+    /// `api` (made by hand) or `session` (a password login, ending by itself).
+    pub kind: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+/// `POST /api/v1/tokens`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    /// Another user's (admins only); the caller's own by default.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Days until it stops working; never by default.
+    #[serde(default)]
+    pub expires_days: Option<u32>,
+}
+
+/// A role, everywhere (`app` absent) or on one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleGrant {
+    /// `admin` (everywhere only), `deployer` or `viewer`.
+    pub role: String,
+    #[serde(default)]
+    pub app: Option<String>,
+}
+
+/// `GET /api/v1/users`: a user and their roles.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserView {
+    pub name: String,
+    /// Whether the user can log in with a password (otherwise with tokens only).
+    pub has_password: bool,
+    pub created_at: i64,
+    pub roles: Vec<RoleGrant>,
+}
+
+/// `POST /api/v1/users`
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub name: String,
+    /// None: the user works with tokens only.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A first role, everywhere or on `app`.
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub app: Option<String>,
+}
+
+/// `PUT /api/v1/users/{user}/password`; `null` removes it (tokens only).
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPassword {
+    pub password: Option<String>,
 }

@@ -1,12 +1,13 @@
-//! API tokens: random, shown once, stored only as SHA-256 hashes. On first start the server
-//! writes an admin token to `<data>/admin.token` (mode 0600).
+//! API tokens: random, shown once, stored only as SHA-256 hashes, each a user's. On first
+//! start the server writes a token of the built-in `admin` user to `<data>/admin.token`
+//! (mode 0600). Passwords are kept as Argon2id hashes.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
-use wharf_store::Store;
+use wharf_store::{ADMIN_USER, Caller, Role, Store, StoreError};
 
 use crate::error::ControlError;
 use crate::paths::DataDir;
@@ -20,7 +21,9 @@ pub(crate) fn new_token() -> String {
     format!("wharf_{}", hex::encode(bytes))
 }
 
-/// Creates the admin token when the store has none; returns the file it was written to.
+/// Creates the admin token when the store has none (a first start, or every token was
+/// revoked: the way back in for whoever can read the data folder); returns the file it was
+/// written to.
 pub(crate) fn ensure_admin_token(
     store: &Store,
     data: &DataDir,
@@ -48,7 +51,12 @@ pub(crate) fn ensure_admin_token(
             context: format!("cannot write {}", path.display()),
             source,
         })?;
-    store.add_token("admin", &hash(&token))?;
+    match store.add_user(ADMIN_USER, None) {
+        Ok(()) | Err(StoreError::Exists { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    store.grant(ADMIN_USER, Role::Admin, None)?;
+    store.add_token(ADMIN_USER, "admin", "api", &hash(&token), None)?;
     Ok(Some(path))
 }
 
@@ -59,22 +67,32 @@ fn credentials<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
     given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
 }
 
-fn known(store: &Store, token: &str) -> Option<String> {
+/// Who the token speaks for; looked up on every request (no cache), so a revoked token or a
+/// changed role counts at once.
+fn known(store: &Store, token: &str) -> Option<Caller> {
     if token.is_empty() {
         return None;
     }
-    store.token_name(&hash(token)).ok().flatten()
+    store.caller(&hash(token)).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot look a token up");
+        None
+    })
 }
 
-/// The token's name if the `Authorization` header is `Bearer <token>` with a known token: the
-/// API's one way in.
-pub(crate) fn bearer(store: &Store, header: Option<&str>) -> Option<String> {
-    known(store, credentials(header?, "Bearer")?)
+/// The bearer token of an `Authorization` header, if it has one.
+pub(crate) fn bearer_token(header: Option<&str>) -> Option<&str> {
+    credentials(header?, "Bearer")
 }
 
-/// The token's name if the `Authorization` header is HTTP Basic with a known token as the
-/// password: what git sends, so accepted for `git push` only.
-pub(crate) fn basic(store: &Store, header: Option<&str>) -> Option<String> {
+/// The caller if the `Authorization` header is `Bearer <token>` with a known token: the API's
+/// one way in.
+pub(crate) fn bearer(store: &Store, header: Option<&str>) -> Option<Caller> {
+    known(store, bearer_token(header)?)
+}
+
+/// The caller if the `Authorization` header is HTTP Basic with a known token as the password:
+/// what git sends, so accepted for `git push` only.
+pub(crate) fn basic(store: &Store, header: Option<&str>) -> Option<Caller> {
     use base64::Engine;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(credentials(header?, "Basic")?)
@@ -85,4 +103,53 @@ pub(crate) fn basic(store: &Store, header: Option<&str>) -> Option<String> {
         pair.split_once(':')
             .map_or(pair.as_str(), |(_, password)| password),
     )
+}
+
+/// At most this many password hashes are worked out at once: each takes ~19 MiB and tens of
+/// milliseconds by design, so a burst of logins queues instead of exhausting the machine.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// A salted Argon2id hash (PHC string) of `password`, worked out off the async threads.
+pub(crate) async fn hash_password(password: String) -> Result<String, String> {
+    let _turn = HASHING.acquire().await.map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::PasswordHasher;
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| format!("cannot hash the password: {e}"))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Whether `password` matches `stored`. Without a stored hash (no such user, or no password)
+/// a hash is still checked, against a fixed one, so the answer takes as long either way and
+/// does not tell which user names exist.
+pub(crate) async fn verify_password(stored: Option<String>, password: String) -> bool {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let Ok(_turn) = HASHING.acquire().await else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let argon = argon2::Argon2::default();
+        let real = stored.is_some();
+        let stored = stored.unwrap_or_else(|| {
+            DUMMY
+                .get_or_init(|| {
+                    argon
+                        .hash_password(new_token().as_bytes())
+                        .map(|h| h.to_string())
+                        .unwrap_or_default()
+                })
+                .clone()
+        });
+        let ok = argon
+            .verify_password(password.as_bytes(), stored.as_str())
+            .is_ok();
+        ok && real
+    })
+    .await
+    .unwrap_or(false)
 }

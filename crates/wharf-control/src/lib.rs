@@ -320,7 +320,7 @@ impl Server {
                 while let Some(node) = rx.recv().await {
                     let c = c.clone();
                     tokio::spawn(async move {
-                        let op = OpLog::begin(&c.store, None, "node");
+                        let op = OpLog::begin(&c.store, None, "node", oplog::SYSTEM);
                         let result = c.reconciler.node_arrived(&node, &op).await;
                         op.finish(&result);
                     });
@@ -339,7 +339,7 @@ impl Server {
 
         let boot = control.clone();
         tokio::spawn(async move {
-            let op = OpLog::begin(&boot.store, None, "boot");
+            let op = OpLog::begin(&boot.store, None, "boot", oplog::SYSTEM);
             let result = boot.reconciler.reconcile_all(&op).await;
             op.finish(&result);
             match result {
@@ -408,7 +408,7 @@ impl Server {
 fn recover(store: &Arc<Store>, data: &DataDir) -> Result<(), ControlError> {
     for switch in store.interrupted_switches()? {
         let app = &switch.app;
-        let op = OpLog::begin(store, Some(app), "recover");
+        let op = OpLog::begin(store, Some(app), "recover", oplog::SYSTEM);
         // The env first: the switch stays open until it is undone below, so a server killed
         // in between does all of this again.
         let restored = switch
@@ -507,7 +507,7 @@ fn spawn_cert_log(control: &Arc<Control>) {
             };
             let host = reconciler::host_of_cert(&name);
             let app = control.store.domain_owner(&host).ok().flatten();
-            let op = OpLog::begin(&control.store, app.as_deref(), "certificate");
+            let op = OpLog::begin(&control.store, app.as_deref(), "certificate", oplog::SYSTEM);
             let message = format!("{host}: {}", attempt.message);
             if attempt.ok {
                 op.ok("certificate", &message);
@@ -537,7 +537,7 @@ fn spawn_engine_search(control: Arc<Control>, settings: EngineSettings, stop: Ca
                 break;
             }
         }
-        let op = OpLog::begin(&control.store, None, "containers");
+        let op = OpLog::begin(&control.store, None, "containers", oplog::SYSTEM);
         op.ok("engine", "the Docker engine answers");
         let result = control.reconciler.containers_arrived(&op).await;
         op.finish(&result);

@@ -4,6 +4,11 @@ use std::sync::Arc;
 
 use wharf_store::{OpStatus, Store};
 
+/// The actor of what a webhook starts.
+pub(crate) const HOOK: &str = "hook";
+/// The actor of the server's own work: boot, recovery, healing, schedules.
+pub(crate) const SYSTEM: &str = "system";
+
 /// One running operation. Failing to write the log never fails the operation itself.
 pub(crate) struct OpLog {
     store: Arc<Store>,
@@ -11,8 +16,9 @@ pub(crate) struct OpLog {
 }
 
 impl OpLog {
-    pub(crate) fn begin(store: &Arc<Store>, app: Option<&str>, kind: &str) -> OpLog {
-        let id = store.begin_operation(app, kind).unwrap_or_else(|e| {
+    /// Starts an operation done by `actor`: a user's name, [`HOOK`] or [`SYSTEM`].
+    pub(crate) fn begin(store: &Arc<Store>, app: Option<&str>, kind: &str, actor: &str) -> OpLog {
+        let id = store.begin_operation(app, kind, actor).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot record an operation");
             0
         });

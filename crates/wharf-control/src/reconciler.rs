@@ -551,7 +551,7 @@ impl Reconciler {
             instance,
             "an instance vanished; starting a new one"
         );
-        let op = OpLog::begin(&self.store, Some(name), "heal");
+        let op = OpLog::begin(&self.store, Some(name), "heal", crate::oplog::SYSTEM);
         op.ok("vanished", format!("{instance} is gone"));
         let result = self.reconcile(name, false, &op).await;
         op.finish(&result);

@@ -723,7 +723,7 @@ async fn operations_and_releases_page_newest_first() {
     for i in 0..45 {
         let op = h
             .store
-            .begin_operation(Some(if i % 2 == 0 { "a" } else { "b" }), "deploy")
+            .begin_operation(Some(if i % 2 == 0 { "a" } else { "b" }), "deploy", "system")
             .unwrap();
         h.store
             .finish_operation(op, wharf_store::OpStatus::Succeeded, "ok")
@@ -894,7 +894,7 @@ async fn the_dashboard_finds_one_app_among_thousands_and_pages_through_them() {
     // The operations list pages as well.
     for i in 0..120 {
         h.store
-            .begin_operation(Some(&names[i % 3]), "restart")
+            .begin_operation(Some(&names[i % 3]), "restart", "system")
             .unwrap();
     }
     let (status, page) = dashboard_get(&app, "/operations", &cookie).await;
@@ -909,6 +909,333 @@ async fn the_dashboard_finds_one_app_among_thousands_and_pages_through_them() {
     let (_, page) = dashboard_get(&app, &older, &cookie).await;
     assert_eq!(page.matches("<tr><td>").count(), 20, "{page}");
     assert!(!page.contains(r#"rel="next""#));
+}
+
+/// Makes user `name` with `role` (on `app`, or everywhere) and a token of theirs; returns it.
+async fn user_token(h: &Harness, name: &str, role: &str, app: Option<&str>) -> String {
+    let body = match app {
+        Some(a) => format!(r#"{{"name":"{name}","role":"{role}","app":"{a}"}}"#),
+        None => format!(r#"{{"name":"{name}","role":"{role}"}}"#),
+    };
+    let (status, user) = h.authed("POST", "/api/v1/users", Some(&body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let (status, made) = h
+        .authed(
+            "POST",
+            "/api/v1/tokens",
+            Some(&format!(r#"{{"name":"t1","user":"{name}"}}"#)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    made["token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_viewer_is_refused_every_write_and_a_deployer_its_own_apps_only() {
+    let h = harness("roles");
+    for app in ["blog", "shop"] {
+        let (s, b) = h
+            .authed(
+                "POST",
+                "/api/v1/apps",
+                Some(&format!(r#"{{"name":"{app}","kind":"static"}}"#)),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let viewer = user_token(&h, "vic", "viewer", None).await;
+    let deployer = user_token(&h, "dee", "deployer", Some("blog")).await;
+
+    let writes: &[(&str, &str, Option<&str>)] = &[
+        (
+            "POST",
+            "/api/v1/apps",
+            Some(r#"{"name":"new","kind":"static"}"#),
+        ),
+        ("PATCH", "/api/v1/apps/blog", Some(r#"{"replicas":2}"#)),
+        ("DELETE", "/api/v1/apps/blog", None),
+        (
+            "POST",
+            "/api/v1/apps/blog/env",
+            Some(r#"{"set":{"A":"1"}}"#),
+        ),
+        (
+            "POST",
+            "/api/v1/apps/blog/domains",
+            Some(r#"{"host":"a.example"}"#),
+        ),
+        ("POST", "/api/v1/apps/blog/deploy", Some("{}")),
+        ("POST", "/api/v1/apps/blog/restart", None),
+        ("POST", "/api/v1/apps/blog/rollback", None),
+        ("POST", "/api/v1/apps/blog/webhook", None),
+        ("POST", "/api/v1/users", Some(r#"{"name":"eve"}"#)),
+        (
+            "PUT",
+            "/api/v1/users/dee/roles",
+            Some(r#"{"role":"admin"}"#),
+        ),
+        ("DELETE", "/api/v1/users/dee", None),
+        (
+            "POST",
+            "/api/v1/tokens",
+            Some(r#"{"name":"x","user":"admin"}"#),
+        ),
+        ("DELETE", "/api/v1/tokens/admin?user=admin", None),
+        ("POST", "/api/v1/nodes", Some(r#"{"name":"n1"}"#)),
+        (
+            "POST",
+            "/api/v1/databases",
+            Some(r#"{"name":"pg","engine":"postgres"}"#),
+        ),
+        ("POST", "/api/v1/backups", Some(r#"{"target":"blog"}"#)),
+    ];
+    for (method, uri, body) in writes {
+        let (s, b) = h.call(method, uri, *body, Some(&viewer)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "viewer {method} {uri}: {b}");
+        assert_eq!(b["error"], "forbidden");
+        assert!(b["message"].as_str().unwrap().contains(" role"), "{b}");
+    }
+    for uri in [
+        "/api/v1/apps",
+        "/api/v1/apps/blog",
+        "/api/v1/operations",
+        "/api/v1/users",
+    ] {
+        let (s, b) = h.call("GET", uri, None, Some(&viewer)).await;
+        assert_eq!(s, StatusCode::OK, "viewer GET {uri}: {b}");
+    }
+    let (s, apps) = h.call("GET", "/api/v1/apps", None, Some(&viewer)).await;
+    assert_eq!((s, apps.as_array().unwrap().len()), (StatusCode::OK, 2));
+
+    // The deployer: its app only, listed alone, and no user management.
+    let (s, b) = h
+        .call(
+            "POST",
+            "/api/v1/apps/blog/env",
+            Some(r#"{"set":{"A":"1"}}"#),
+            Some(&deployer),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["operation"]["actor"], "dee", "{b}");
+    let (s, b) = h
+        .call(
+            "POST",
+            "/api/v1/apps/shop/env",
+            Some(r#"{"set":{"A":"1"}}"#),
+            Some(&deployer),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("deployer role on app shop"),
+        "{b}"
+    );
+    let (_, apps) = h.call("GET", "/api/v1/apps", None, Some(&deployer)).await;
+    let names: Vec<&str> = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["blog"]);
+    for (method, uri, body) in [
+        ("POST", "/api/v1/users", Some(r#"{"name":"eve"}"#)),
+        ("GET", "/api/v1/tokens?user=admin", None),
+        ("DELETE", "/api/v1/tokens/t1?user=vic", None),
+        ("GET", "/api/v1/apps/shop", None),
+    ] {
+        let (s, b) = h.call(method, uri, body, Some(&deployer)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "deployer {method} {uri}: {b}");
+    }
+    // Its own tokens it manages itself.
+    let (s, mine) = h.call("GET", "/api/v1/tokens", None, Some(&deployer)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    assert!(mine[0].get("token").is_none(), "values are never listed");
+
+    // The operations log names who did what.
+    let (_, ops) = h.authed("GET", "/api/v1/operations", None).await;
+    let actors: Vec<&str> = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(actors, ["dee", "admin", "admin"], "{ops}");
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_at_once_and_a_password_login_makes_one() {
+    let h = harness("revoke");
+    let viewer = user_token(&h, "vic", "viewer", None).await;
+    assert_eq!(
+        h.call("GET", "/api/v1/apps", None, Some(&viewer)).await.0,
+        StatusCode::OK
+    );
+    let (s, _) = h.authed("DELETE", "/api/v1/tokens/t1?user=vic", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.call("GET", "/api/v1/apps", None, Some(&viewer)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A password: a wrong one is refused the same way as an unknown user.
+    let (s, _) = h
+        .authed(
+            "PUT",
+            "/api/v1/users/vic/password",
+            Some(r#"{"password":"correct horse"}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    for body in [
+        r#"{"user":"vic","password":"wrong horse"}"#,
+        r#"{"user":"nobody","password":"correct horse"}"#,
+    ] {
+        let (s, b) = h.call("POST", "/api/v1/login", Some(body), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+        assert_eq!(b["message"], "wrong user name or password");
+    }
+    let (s, made) = h
+        .call(
+            "POST",
+            "/api/v1/login",
+            Some(r#"{"user":"vic","password":"correct horse"}"#),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    let session = made["token"].as_str().unwrap().to_string();
+    assert!(made["expires_at"].as_i64().is_some());
+    assert_eq!(
+        h.call("GET", "/api/v1/apps", None, Some(&session)).await.0,
+        StatusCode::OK
+    );
+    // A new password ends the sessions the old one opened.
+    let (s, _) = h
+        .authed(
+            "PUT",
+            "/api/v1/users/vic/password",
+            Some(r#"{"password":"another horse"}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.call("GET", "/api/v1/apps", None, Some(&session)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, made) = h
+        .call(
+            "POST",
+            "/api/v1/login",
+            Some(r#"{"user":"vic","password":"another horse"}"#),
+            None,
+        )
+        .await;
+    let session = made["token"].as_str().unwrap().to_string();
+    let (s, _) = h.call("POST", "/api/v1/logout", None, Some(&session)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.call("GET", "/api/v1/apps", None, Some(&session)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // The last admin stays.
+    let (s, b) = h.authed("DELETE", "/api/v1/users/admin", None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+}
+
+/// The dashboard acts with the session's token: a viewer who logged in with a password is
+/// refused a change with the API's reason on the page, and logging out revokes the token.
+#[tokio::test]
+async fn a_viewers_dashboard_session_is_refused_changes_with_the_reason_shown() {
+    let h = harness("dash-roles");
+    let (s, _) = h
+        .authed(
+            "POST",
+            "/api/v1/apps",
+            Some(r#"{"name":"blog","kind":"static"}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = h
+        .authed(
+            "POST",
+            "/api/v1/users",
+            Some(r#"{"name":"vic","role":"viewer","password":"correct horse"}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let app = serve_with_dashboard(&h).await;
+    let form = |uri: &str, body: String, cookie: &str| {
+        Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", cookie)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let resp = app
+        .clone()
+        .oneshot(form("/login", "user=vic&password=wrong+horse".into(), ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = app
+        .clone()
+        .oneshot(form("/login", "user=vic&password=correct+horse".into(), ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, page) = dashboard_get(&app, "/apps/blog", &cookie).await;
+    assert_eq!(status, StatusCode::OK, "a viewer reads");
+    let csrf = page
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let resp = app
+        .clone()
+        .oneshot(form(
+            "/apps/blog/env",
+            format!("csrf={csrf}&name=A&value=1"),
+            &cookie,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let to = resp.headers()["location"].to_str().unwrap().to_string();
+    let (_, page) = dashboard_get(&app, &to, &cookie).await;
+    assert!(
+        page.contains("this needs the deployer role on app blog"),
+        "the refusal is shown: {page}"
+    );
+    assert!(h.store.app("blog").unwrap().env_names.is_empty());
+    // The Users page lists the viewer's own session token.
+    let (status, page) = dashboard_get(&app, "/users", &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("session-"), "{page}");
+    // Logging out revokes the password session's token.
+    assert_eq!(h.store.tokens(Some("vic")).unwrap().len(), 1);
+    let resp = app
+        .clone()
+        .oneshot(form("/logout", format!("csrf={csrf}"), &cookie))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert!(h.store.tokens(Some("vic")).unwrap().is_empty());
 }
 
 /// Logs in to the dashboard with `token`; returns the session cookie.

@@ -28,6 +28,7 @@ pub(crate) fn page(title: &str, csrf: Option<&str>, flash: Flash<'_>, body: Mark
                             a href="/" { "Apps" }
                             a href="/backups" { "Backups" }
                             a href="/operations" { "Operations" }
+                            a href="/users" { "Users" }
                             form.inline method="post" action="/logout" {
                                 input type="hidden" name="csrf" value=(t);
                                 button.link type="submit" { "Log out" }

@@ -1,11 +1,12 @@
 //! The web dashboard, served by `wharf server` on the API's listener: server-rendered pages
 //! (maud) over the same REST API the CLI uses, so it can do nothing a token could not. Login
-//! takes an API token and opens a session (HttpOnly, SameSite=Strict cookie, 12 h); every
+//! takes a user's name and password (or an API token) and opens a session (HttpOnly, SameSite=Strict cookie, 12 h); every
 //! state-changing request carries the session's CSRF token. Small vanilla JS streams deploy
 //! output and follows logs; every page works without it, but the terminal (xterm.js over a
 //! WebSocket, `terminal.rs`).
 #![forbid(unsafe_code)]
 
+mod access;
 mod charts;
 mod layout;
 mod pages;
@@ -52,6 +53,12 @@ pub fn router(api: String) -> Router {
         .route("/apps/{app}/releases/{n}", get(release::release))
         .route("/apps/{app}/restart", post(pages::restart))
         .route("/apps/{app}/logs/live", get(pages::live_logs))
+        .route("/users", get(access::users).post(access::create_user))
+        .route("/users/{user}/remove", post(access::remove_user))
+        .route("/users/{user}/grant", post(access::grant))
+        .route("/users/{user}/revoke", post(access::revoke))
+        .route("/tokens", post(access::create_token))
+        .route("/tokens/{name}/revoke", post(access::revoke_token))
         .route("/assets/app.css", get(pages::css))
         .route("/assets/app.js", get(pages::js))
         .route("/apps/{app}/terminal", get(terminal::show))

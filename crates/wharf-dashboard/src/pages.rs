@@ -198,10 +198,15 @@ fn login_page(error: Option<&str>) -> Markup {
         html! {
             section.card.login {
                 h1 { "Log in to wharf" }
+                // One form: a user name and password, or else an API token.
                 form.stack method="post" action="/login" {
-                    label for="token" { "API token" }
-                    input id="token" name="token" type="password" autocomplete="current-password" required autofocus;
-                    p.muted { "The first one is in " code { "wharf-data/admin.token" } "." }
+                    label for="user" { "User" }
+                    input id="user" name="user" autocomplete="username" autofocus;
+                    label for="password" { "Password" }
+                    input id="password" name="password" type="password" autocomplete="current-password";
+                    label for="token" { "or an API token" }
+                    input id="token" name="token" type="password" autocomplete="off";
+                    p.muted { "The first token is in " code { "wharf-data/admin.token" } "." }
                     button type="submit" { "Log in" }
                 }
             }
@@ -210,30 +215,41 @@ fn login_page(error: Option<&str>) -> Markup {
 }
 
 pub(crate) async fn login(State(d): State_, headers: HeaderMap, Form(f): Form<Fields>) -> Response {
-    let token = f
-        .get("token")
-        .map(|t| t.trim().to_string())
-        .unwrap_or_default();
-    if token.is_empty() {
-        return (
-            StatusCode::UNAUTHORIZED,
-            login_page(Some("Paste an API token to log in.")),
-        )
-            .into_response();
-    }
-    let checked = match Client::new(&d.api, Some(token.clone())) {
-        Ok(c) => c.status_summary().await.map(|_| ()),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = checked {
-        let msg = if e.is_unauthorized() {
-            "That token is not valid.".to_string()
-        } else {
-            e.to_string()
+    let refused = |msg: &str| (StatusCode::UNAUTHORIZED, login_page(Some(msg))).into_response();
+    let user = f.get("user").map(|u| u.trim()).unwrap_or_default();
+    let (token, from_password) = if !user.is_empty() {
+        // A password login: the API makes a session token of the user's.
+        let password = f.get("password").map(String::as_str).unwrap_or_default();
+        let made = match Client::new(&d.api, None) {
+            Ok(c) => c.login(user, password).await,
+            Err(e) => Err(e),
         };
-        return (StatusCode::UNAUTHORIZED, login_page(Some(&msg))).into_response();
-    }
-    let id = d.sessions.create(token);
+        match made {
+            Ok(t) => (t.token, true),
+            Err(e) if e.is_unauthorized() => return refused("Wrong user name or password."),
+            Err(e) => return refused(&e.to_string()),
+        }
+    } else {
+        let token = f
+            .get("token")
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default();
+        if token.is_empty() {
+            return refused("Give your user name and password, or paste an API token.");
+        }
+        let checked = match Client::new(&d.api, Some(token.clone())) {
+            Ok(c) => c.status_summary().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
+            if e.is_unauthorized() {
+                return refused("That token is not valid.");
+            }
+            return refused(&e.to_string());
+        }
+        (token, false)
+    };
+    let id = d.sessions.create(token, from_password);
     let cookie = format!(
         "{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         LIFETIME.as_secs(),
@@ -255,8 +271,14 @@ pub(crate) async fn logout(
     headers: HeaderMap,
     Form(f): Form<Fields>,
 ) -> Response {
-    if let Err(r) = changing(&d, &headers, &f) {
-        return r;
+    let (s, client) = match changing(&d, &headers, &f) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if s.from_password {
+        // The session token is of no use to anyone after this: revoke it (if that fails, it
+        // still ends by itself).
+        let _ = client.logout().await;
     }
     d.sessions.remove(&headers);
     let mut resp = Redirect::to("/login").into_response();
@@ -651,13 +673,14 @@ fn ops_table(ops: &[OperationView], t: i64) -> Markup {
     html! {
         @if ops.is_empty() { p.muted { "Nothing yet." } } @else {
             div.scroll { table {
-                thead { tr { th { "When" } th.opt { "Took" } th { "App" } th { "What" } th { "Result" } } }
+                thead { tr { th { "When" } th.opt { "Took" } th { "App" } th { "What" } th.opt { "By" } th { "Result" } } }
                 tbody { @for o in ops {
                     tr {
                         td { (when(t, o.started_at)) }
                         td.opt { @match o.finished_at { Some(f) => (took(f - o.started_at)), None => span.muted { "running" } } }
                         td { @match &o.app { Some(app) => a href={"/apps/" (app)} { (app) }, None => "–" } }
                         td { (o.kind) }
+                        td.opt { @if o.actor.is_empty() { span.muted { "–" } } @else { (o.actor) } }
                         td.msg { (state_badge(if o.status == "running" { "running-op" } else { &o.status })) " " span class=(if o.status == "failed" { "bad" } else { "" }) { (o.message) } }
                     }
                 } }

@@ -1,5 +1,5 @@
 //! Sessions: a random id in an HttpOnly, SameSite=Strict cookie maps to the API token the user
-//! logged in with and a CSRF token every form and script request must echo. Kept in memory:
+//! logged in with (pasted, or made by a password login) and a CSRF token every form and script request must echo. Kept in memory:
 //! a server restart logs everyone out, which is the safe direction.
 
 use std::collections::HashMap;
@@ -17,6 +17,9 @@ pub(crate) const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 pub(crate) struct Session {
     pub(crate) token: String,
     pub(crate) csrf: String,
+    /// The token came from a password login (a session token the server made): logging out
+    /// revokes it. A pasted API token is left alone.
+    pub(crate) from_password: bool,
     expires: Instant,
 }
 
@@ -31,7 +34,7 @@ fn random_hex() -> String {
 
 impl Sessions {
     /// A new session for `token`; returns its id (the cookie value).
-    pub(crate) fn create(&self, token: String) -> String {
+    pub(crate) fn create(&self, token: String, from_password: bool) -> String {
         let id = random_hex();
         let mut map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -41,6 +44,7 @@ impl Sessions {
             Session {
                 token,
                 csrf: random_hex(),
+                from_password,
                 expires: now + LIFETIME,
             },
         );

@@ -126,6 +126,11 @@ fn app_filter_sql(select: &str, filter: &AppFilter) -> (String, Vec<rusqlite::ty
         sql.push_str(" AND kind = ?");
         args.push(k.as_str().to_string().into());
     }
+    if let Some(u) = &filter.visible_to {
+        // Through the grants' primary key (user, app): a user has few apps.
+        sql.push_str(" AND name IN (SELECT app FROM grants WHERE user = ?)");
+        args.push(u.clone().into());
+    }
     (sql, args)
 }
 
@@ -692,6 +697,7 @@ mod tests {
             prefix: prefix.map(String::from),
             contains: contains.map(String::from),
             kind,
+            visible_to: None,
         };
         let prefix = f(Some("blog"), None, None);
         assert_eq!(walk(&s, &prefix, 2), ["blog", "blog-api", "blogroll"]);
@@ -709,6 +715,39 @@ mod tests {
         assert_eq!(walk(&s, &both, 5), ["blog-api", "blogroll"]);
         assert!(walk(&s, &f(Some("zz"), None, None), 5).is_empty());
         assert_eq!(s.count_apps(&f(Some("zz"), None, None)).unwrap(), 0);
+        // A user with roles on single apps sees those, paged like the rest.
+        s.add_user("ann", None).unwrap();
+        for app in ["blogroll", "shop", "blog"] {
+            s.grant("ann", crate::Role::Viewer, Some(app)).unwrap();
+        }
+        let ann = AppFilter {
+            visible_to: Some("ann".into()),
+            ..f(Some("blog"), None, None)
+        };
+        assert_eq!(walk(&s, &ann, 1), ["blog", "blogroll"]);
+        assert_eq!(s.count_apps(&ann).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_deleted_apps_collaborators_go_with_it() {
+        let s = Store::open_test();
+        bulk(&s, &["blog".to_string(), "shop".to_string()]);
+        s.add_user("ann", None).unwrap();
+        s.grant("ann", crate::Role::Deployer, Some("blog")).unwrap();
+        s.grant("ann", crate::Role::Viewer, Some("shop")).unwrap();
+        s.delete_app("blog").unwrap();
+        let apps: Vec<_> = s
+            .user("ann")
+            .unwrap()
+            .grants
+            .into_iter()
+            .map(|g| g.app)
+            .collect();
+        assert_eq!(
+            apps,
+            [Some("shop".to_string())],
+            "a new blog starts without ann"
+        );
     }
 
     #[test]

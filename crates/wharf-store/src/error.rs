@@ -17,6 +17,8 @@ pub enum StoreError {
          (purge deleted apps to free theirs)"
     )]
     NoFreeUid { app: String, first: u32, last: u32 },
+    #[error("that would leave no admin: give another user the admin role first")]
+    LastAdmin,
 }
 
 /// Maps a UNIQUE/PRIMARY KEY violation to `Exists`, leaving other errors as they are.

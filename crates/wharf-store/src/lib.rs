@@ -1,7 +1,8 @@
-//! wharf's desired state in one SQLite file: apps, their domains and env, API tokens and the
-//! operations log. Every write is one transaction; versioned migrations run on open.
+//! wharf's desired state in one SQLite file: apps, their domains and env, users, their roles
+//! and API tokens, and the operations log. Every write is one transaction; versioned migrations run on open.
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod apps;
 mod backups;
 mod error;
@@ -18,12 +19,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub use accounts::{ADMIN_USER, Grant, Role, User};
 pub use backups::{
     AlertRecord, Backup, BackupKind, BackupOutcome, BackupState, Database, Schedule,
 };
 pub use error::{Result, StoreError};
 pub use model::*;
 pub use nodes::{Node, TokenRefusal, Tunnel};
+pub use tokens::{Caller, TokenInfo};
 pub use users::APP_UIDS;
 
 /// A handle on the database. Calls are short and synchronous; the mutex serialises writers the

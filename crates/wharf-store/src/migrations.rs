@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 use crate::error::{Result, StoreError};
 
-const STEPS: &[&str] = &[
+pub(crate) const STEPS: &[&str] = &[
     // 1: apps, domains, env, tokens, operations.
     "CREATE TABLE apps (
         id            INTEGER PRIMARY KEY,
@@ -189,6 +189,42 @@ const STEPS: &[&str] = &[
     // index each, so a rare status does not scan the whole log.
     "CREATE INDEX operations_kind ON operations (kind, id);
     CREATE INDEX operations_status ON operations (status, id);",
+    // 13: users and roles. Tokens belong to a user; the tokens made so far (the admin token)
+    // become the built-in `admin` user's, who holds the global admin role. A grant with
+    // app '' is global. Operations name who did them (empty: before users existed).
+    "CREATE TABLE users (
+        name          TEXT PRIMARY KEY,
+        password_hash TEXT,
+        created_at    INTEGER NOT NULL
+    );
+    CREATE TABLE grants (
+        user  TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        app   TEXT NOT NULL DEFAULT '',
+        role  TEXT NOT NULL CHECK (role IN ('admin', 'deployer', 'viewer')),
+        PRIMARY KEY (user, app)
+    );
+    CREATE INDEX grants_by_app ON grants (app, user);
+    -- A deleted app's collaborators go with it: a new app of the same name starts without them.
+    CREATE TRIGGER apps_grants_gone AFTER DELETE ON apps
+    BEGIN DELETE FROM grants WHERE app = OLD.name; END;
+    INSERT INTO users (name, password_hash, created_at) VALUES ('admin', NULL, CAST(strftime('%s', 'now') AS INTEGER));
+    INSERT INTO grants (user, app, role) VALUES ('admin', '', 'admin');
+    CREATE TABLE tokens_new (
+        id           INTEGER PRIMARY KEY,
+        user         TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        name         TEXT NOT NULL,
+        kind         TEXT NOT NULL DEFAULT 'api' CHECK (kind IN ('api', 'session')),
+        hash         TEXT NOT NULL UNIQUE,
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER,
+        expires_at   INTEGER,
+        UNIQUE (user, name)
+    );
+    INSERT INTO tokens_new (id, user, name, hash, created_at)
+        SELECT id, 'admin', name, hash, created_at FROM tokens;
+    DROP TABLE tokens;
+    ALTER TABLE tokens_new RENAME TO tokens;
+    ALTER TABLE operations ADD COLUMN actor TEXT NOT NULL DEFAULT '';",
 ];
 
 pub(crate) fn run(conn: &mut Connection) -> Result<()> {

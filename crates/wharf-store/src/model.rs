@@ -325,6 +325,8 @@ pub struct AppFilter {
     /// Names holding this anywhere.
     pub contains: Option<String>,
     pub kind: Option<AppKind>,
+    /// Only the apps this user holds a role on (a user with roles on single apps only).
+    pub visible_to: Option<String>,
 }
 
 /// Where a page of apps starts, in name order: keyset pagination, so a page costs the same
@@ -357,6 +359,9 @@ pub struct Operation {
     pub message: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
+    /// Who did it: a user's name, `hook` (a webhook), `system` (the server's own work), or
+    /// empty for operations recorded before users existed.
+    pub actor: String,
     pub actions: Vec<Action>,
 }
 

@@ -7,11 +7,12 @@ use crate::model::{Action, OpFilter, OpStatus, Operation};
 use crate::{Store, now};
 
 impl Store {
-    pub fn begin_operation(&self, app: Option<&str>, kind: &str) -> Result<i64> {
+    /// Starts an operation done by `actor` (a user's name, `hook` or `system`).
+    pub fn begin_operation(&self, app: Option<&str>, kind: &str, actor: &str) -> Result<i64> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO operations (app, kind, status, started_at) VALUES (?1, ?2, 'running', ?3)",
-            params![app, kind, now()],
+            "INSERT INTO operations (app, kind, status, started_at, actor) VALUES (?1, ?2, 'running', ?3, ?4)",
+            params![app, kind, now(), actor],
         )?;
         Ok(conn.last_insert_rowid())
     }
@@ -47,7 +48,7 @@ impl Store {
         let conn = self.conn();
         let op = conn
             .query_row(
-                "SELECT id, app, kind, status, message, started_at, finished_at FROM operations WHERE id = ?1",
+                "SELECT id, app, kind, status, message, started_at, finished_at, actor FROM operations WHERE id = ?1",
                 [id],
                 row_to_op,
             )
@@ -74,7 +75,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Operation>> {
         let (mut sql, mut args) = op_filter_sql(
-            "SELECT id, app, kind, status, message, started_at, finished_at FROM operations",
+            "SELECT id, app, kind, status, message, started_at, finished_at, actor FROM operations",
             filter,
         );
         if let Some(id) = before {
@@ -133,6 +134,7 @@ fn row_to_op(r: &rusqlite::Row<'_>) -> rusqlite::Result<Operation> {
         message: r.get(4)?,
         started_at: r.get(5)?,
         finished_at: r.get(6)?,
+        actor: r.get(7)?,
         actions: Vec::new(),
     })
 }
@@ -163,7 +165,7 @@ mod tests {
     #[test]
     fn operations_keep_ordered_actions() {
         let s = Store::open_test();
-        let op = s.begin_operation(Some("blog"), "create").unwrap();
+        let op = s.begin_operation(Some("blog"), "create", "ann").unwrap();
         s.add_action(op, "store", OpStatus::Succeeded, "saved")
             .unwrap();
         s.add_action(op, "start", OpStatus::Failed, "exited with status 1")
@@ -176,6 +178,7 @@ mod tests {
         .unwrap();
         let got = s.operation(op).unwrap();
         assert_eq!(got.status, OpStatus::Failed);
+        assert_eq!(got.actor, "ann");
         assert_eq!(
             got.actions
                 .iter()
@@ -183,7 +186,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["store", "start"]
         );
-        let other = s.begin_operation(Some("x"), "restart").unwrap();
+        let other = s.begin_operation(Some("x"), "restart", "ann").unwrap();
         assert_eq!(s.operations(Some("blog"), 10).unwrap().len(), 1);
         assert_eq!(s.operations(None, 10).unwrap()[0].id, other);
         assert_eq!(s.fail_interrupted_operations().unwrap(), 1);
@@ -198,7 +201,7 @@ mod tests {
         for i in 0..25 {
             let app = format!("app-{}", i % 3);
             let kind = if i % 2 == 0 { "deploy" } else { "restart" };
-            let op = s.begin_operation(Some(&app), kind).unwrap();
+            let op = s.begin_operation(Some(&app), kind, "ann").unwrap();
             if i % 5 == 0 {
                 s.finish_operation(op, OpStatus::Failed, "no").unwrap();
             } else {

@@ -167,6 +167,20 @@ enum Command {
         #[command(flatten)]
         conn: cli::Conn,
     },
+    /// Users and their roles (admin, deployer, viewer), everywhere or on single apps.
+    Users {
+        #[command(subcommand)]
+        cmd: cli::UsersCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
+    /// API tokens: yours, or (admins) any user's: list, create, revoke.
+    Tokens {
+        #[command(subcommand)]
+        cmd: cli::TokensCmd,
+        #[command(flatten)]
+        conn: cli::Conn,
+    },
     /// Remember an API address and token for the CLI.
     Login(cli::Login),
     /// Print a shell completion script, e.g. `wharf completions bash > /etc/bash_completion.d/wharf`
@@ -243,6 +257,8 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Hooks { cmd, conn } => cli::run(conn, cli::Verb::Hooks(cmd)),
         Command::Run { args, conn } => cli::run(conn, cli::Verb::Run(args)),
+        Command::Users { cmd, conn } => cli::run(conn, cli::Verb::Users(cmd)),
+        Command::Tokens { cmd, conn } => cli::run(conn, cli::Verb::Tokens(cmd)),
         Command::Login(args) => cli::login(args),
         Command::Completions { shell } => {
             out::bytes(&cli::completion_script(shell)?);

@@ -59,10 +59,25 @@ async fn a_new_user_walks_the_whole_dashboard_in_chromium() {
     let driver = browser(&tmp.0.join("chromium")).await;
     let b = &driver.browser;
 
-    // 1. Log in.
+    // 1. Log in as a user with a password: a deployer, made by the admin.
+    let admin = wharf_client::Client::new(
+        &format!("http://{}", server.api),
+        Some(server.token.clone()),
+    )
+    .unwrap();
+    admin
+        .create_user(&wharf_client::dto::CreateUser {
+            name: "ada".into(),
+            password: Some("walk the whole dashboard".into()),
+            role: Some("deployer".into()),
+            app: None,
+        })
+        .await
+        .unwrap();
     b.goto(&format!("{base}/login")).await.unwrap();
     shoot(b, "walkthrough-01-login").await;
-    fill(b, "#token", &server.token).await;
+    fill(b, "#user", "ada").await;
+    fill(b, "#password", "walk the whole dashboard").await;
     click(b, "form[action='/login'] button").await;
     text_until(b, "h1", |t| t == "Apps").await;
 
@@ -277,8 +292,7 @@ async fn a_new_user_walks_the_whole_dashboard_in_chromium() {
     // comes back with the exit status.
     click(b, "a[href='/apps/web/terminal']").await;
     for _ in 0..300 {
-        if b
-            .find(Locator::Css("#terminal[data-state='open']"))
+        if b.find(Locator::Css("#terminal[data-state='open']"))
             .await
             .is_ok()
         {
@@ -291,7 +305,10 @@ async fn a_new_user_walks_the_whole_dashboard_in_chromium() {
         .await
         .expect("xterm.js takes the keys");
     keys.send_keys("echo hi\n").await.unwrap();
-    let screen = text_until(b, "#terminal .xterm-rows", |t| t.contains("[exit status 0]")).await;
+    let screen = text_until(b, "#terminal .xterm-rows", |t| {
+        t.contains("[exit status 0]")
+    })
+    .await;
     assert!(
         screen.lines().any(|l| l.trim() == "hi"),
         "the command's output is on screen: {screen}"
@@ -306,6 +323,11 @@ async fn a_new_user_walks_the_whole_dashboard_in_chromium() {
     text_until(b, "h1", |t| t == "Operations").await;
     let ops = text_of(b, "table").await;
     assert!(ops.contains("deploy") && ops.contains("update"), "{ops}");
+    assert!(
+        ops.lines()
+            .any(|l| l.contains("deploy") && l.contains("ada")),
+        "the operations name who did them: {ops}"
+    );
     let app_link = b
         .find(Locator::Css("table td a[href='/apps/web']"))
         .await

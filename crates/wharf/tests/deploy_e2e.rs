@@ -528,6 +528,17 @@ async fn webhooks_from_github_gitea_and_gitlab() {
         );
     }
     assert_eq!(count(releases().await), 3);
+    // The operations log says a webhook did them (the last one is recorded as finished just
+    // after it went live).
+    wharf_testkit::assert_eventually!(
+        server
+            .ok(&["ops", "site"])
+            .await
+            .matches("deploy [succeeded] by hook")
+            .count()
+            == 3,
+        "three deploys by hook"
+    );
 
     // A secret the user chooses: never echoed, the old one stops working, a short one refused.
     let (ok, _, err) = server

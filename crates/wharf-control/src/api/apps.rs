@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -23,6 +24,7 @@ use super::extract::ApiJson;
 use super::{paging, validate, views};
 use crate::Control;
 use crate::oplog::OpLog;
+use wharf_store::Caller;
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,8 +43,10 @@ const LIST_PARAMS: &str = "limit, after, before, prefix, q, kind and state";
 /// `GET /apps`: a page of apps in name order (see `paging.rs` for the conventions). `state`
 /// is computed from what runs, so it filters while scanning the store in name order, a batch
 /// at a time, until the page is full; its total is not counted (it would mean a full scan).
+/// A user with roles on single apps only sees those apps (filtered in the store's query).
 pub(crate) async fn list(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(q) = query.map_err(|e| paging::bad_query(e, LIST_PARAMS))?;
@@ -69,6 +73,7 @@ pub(crate) async fn list(
                     .map_err(|e| ApiError::bad_request(format!("`kind`: {e}")))
             })
             .transpose()?,
+        visible_to: (!super::authz::global(&caller)).then(|| caller.user.clone()),
     };
     let state = nonempty(q.state);
     if let Some(s) = &state
@@ -192,6 +197,7 @@ pub(crate) async fn show(
 
 pub(crate) async fn create(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<CreateApp>,
 ) -> ApiResult<(StatusCode, Json<Changed>)> {
     validate_app_name(&req.name).map_err(ApiError::invalid)?;
@@ -241,7 +247,7 @@ pub(crate) async fn create(
     } else {
         "app saved".to_string()
     };
-    let changed = carry_out(&c, &req.name, "create", false, &saved).await?;
+    let changed = carry_out(&c, &caller.user, &req.name, "create", false, &saved).await?;
     Ok((StatusCode::CREATED, Json(changed)))
 }
 
@@ -298,6 +304,7 @@ fn check_placement(
 
 pub(crate) async fn update(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(app): Path<String>,
     ApiJson(req): ApiJson<Settings>,
 ) -> ApiResult<Json<Changed>> {
@@ -306,7 +313,7 @@ pub(crate) async fn update(
     check_placement(&c, &settings, Some(&c.store.app(&app)?))?;
     c.store.update_app(&app, &settings)?;
     Ok(Json(
-        carry_out(&c, &app, "update", false, "settings saved").await?,
+        carry_out(&c, &caller.user, &app, "update", false, "settings saved").await?,
     ))
 }
 
@@ -323,6 +330,7 @@ pub(crate) struct DeleteQuery {
 /// on disk goes too; otherwise its volume and logs are kept for an app of the same name.
 pub(crate) async fn remove(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(app): Path<String>,
     query: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> ApiResult<Json<OperationView>> {
@@ -334,8 +342,10 @@ pub(crate) async fn remove(
     c.traffic.forget(&app);
     // In a task of its own: a client that goes away must not leave the app half removed.
     let task = {
-        let c = c.clone();
-        tokio::spawn(async move { remove_now(&c, &app, q.purge, gone.runtime, &hosts).await })
+        let (c, actor) = (c.clone(), caller.user);
+        tokio::spawn(
+            async move { remove_now(&c, &actor, &app, q.purge, gone.runtime, &hosts).await },
+        )
     };
     let op = task.await.map_err(ApiError::internal)?;
     Ok(Json(views::operation(c.store.operation(op)?)))
@@ -344,12 +354,13 @@ pub(crate) async fn remove(
 /// Stops, unroutes and removes what a deleted app had; returns its operation.
 async fn remove_now(
     c: &Arc<Control>,
+    actor: &str,
     app: &str,
     purge: bool,
     runtime: wharf_store::RuntimeKind,
     hosts: &[String],
 ) -> i64 {
-    let op = OpLog::begin(&c.store, Some(app), "delete");
+    let op = OpLog::begin(&c.store, Some(app), "delete", actor);
     op.ok(
         "save",
         if purge {
@@ -413,6 +424,7 @@ async fn remove_now(
 
 pub(crate) async fn add_domain(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(app): Path<String>,
     ApiJson(req): ApiJson<AddDomain>,
 ) -> ApiResult<Json<Changed>> {
@@ -465,16 +477,27 @@ pub(crate) async fn add_domain(
         (false, Some(t)) if t != Tls::None => format!("added {host} (tls {})", t.as_str()),
         _ => format!("added {host}"),
     };
-    Ok(Json(carry_out(&c, &app, "domains", false, &what).await?))
+    Ok(Json(
+        carry_out(&c, &caller.user, &app, "domains", false, &what).await?,
+    ))
 }
 
 pub(crate) async fn remove_domain(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path((app, host)): Path<(String, String)>,
 ) -> ApiResult<Json<Changed>> {
     c.store.remove_domain(&app, &host.to_ascii_lowercase())?;
     Ok(Json(
-        carry_out(&c, &app, "domains", false, &format!("removed {host}")).await?,
+        carry_out(
+            &c,
+            &caller.user,
+            &app,
+            "domains",
+            false,
+            &format!("removed {host}"),
+        )
+        .await?,
     ))
 }
 
@@ -487,6 +510,7 @@ pub(crate) async fn env_names(
 
 pub(crate) async fn change_env(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(app): Path<String>,
     ApiJson(req): ApiJson<ChangeEnv>,
 ) -> ApiResult<Json<Changed>> {
@@ -511,36 +535,40 @@ pub(crate) async fn change_env(
         what.push(format!("unset {}", req.unset.join(", ")));
     }
     Ok(Json(
-        carry_out(&c, &app, "env", false, &what.join("; ")).await?,
+        carry_out(&c, &caller.user, &app, "env", false, &what.join("; ")).await?,
     ))
 }
 
 pub(crate) async fn start(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Changed>> {
-    set_availability(&c, &app, Availability::Enabled, "start").await
+    set_availability(&c, &caller.user, &app, Availability::Enabled, "start").await
 }
 
 pub(crate) async fn stop(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Changed>> {
-    set_availability(&c, &app, Availability::Disabled, "stop").await
+    set_availability(&c, &caller.user, &app, Availability::Disabled, "stop").await
 }
 
 pub(crate) async fn restart(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Changed>> {
     c.store.app(&app)?;
     Ok(Json(
-        carry_out(&c, &app, "restart", true, "restart requested").await?,
+        carry_out(&c, &caller.user, &app, "restart", true, "restart requested").await?,
     ))
 }
 
 pub(crate) async fn scale(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(app): Path<String>,
     ApiJson(req): ApiJson<Scale>,
 ) -> ApiResult<Json<Changed>> {
@@ -559,6 +587,7 @@ pub(crate) async fn scale(
     Ok(Json(
         carry_out(
             &c,
+            &caller.user,
             &app,
             "scale",
             false,
@@ -570,6 +599,7 @@ pub(crate) async fn scale(
 
 async fn set_availability(
     c: &Arc<Control>,
+    actor: &str,
     app: &str,
     a: Availability,
     kind: &str,
@@ -582,13 +612,22 @@ async fn set_availability(
         },
     )?;
     Ok(Json(
-        carry_out(c, app, kind, false, &format!("availability set to {a}")).await?,
+        carry_out(
+            c,
+            actor,
+            app,
+            kind,
+            false,
+            &format!("availability set to {a}"),
+        )
+        .await?,
     ))
 }
 
 /// Runs the reconciler for a stored change and returns the app with the operation's outcome.
 pub(crate) async fn carry_out(
     c: &Arc<Control>,
+    actor: &str,
     app: &str,
     kind: &str,
     force: bool,
@@ -597,14 +636,15 @@ pub(crate) async fn carry_out(
     // In a task of its own: a client that goes away (Ctrl-C) must not cut a change short
     // halfway, with instances started and never recorded.
     let task = {
-        let (c, app, kind, saved) = (
+        let (c, actor, app, kind, saved) = (
             c.clone(),
+            actor.to_string(),
             app.to_string(),
             kind.to_string(),
             saved.to_string(),
         );
         tokio::spawn(async move {
-            let op = OpLog::begin(&c.store, Some(&app), &kind);
+            let op = OpLog::begin(&c.store, Some(&app), &kind, &actor);
             op.ok("save", saved);
             let result = c.reconciler.reconcile(&app, force, &op).await;
             op.finish(&result);

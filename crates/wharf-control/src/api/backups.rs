@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -15,6 +16,7 @@ use wharf_store::{Backup, BackupKind, BackupState, Schedule};
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
 use crate::Control;
+use wharf_store::Caller;
 
 pub(crate) fn view(b: Backup) -> BackupView {
     BackupView {
@@ -135,12 +137,13 @@ pub(crate) async fn repository(State(c): State<Arc<Control>>) -> ApiResult<Json<
 
 pub(crate) async fn restore(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<RestoreRequest>,
 ) -> ApiResult<Json<RestoreView>> {
     let backups = c.backups.clone();
     let done = tokio::spawn(async move {
         backups
-            .restore(&req.target, &req.snapshot, req.to.as_deref())
+            .restore(&req.target, &req.snapshot, req.to.as_deref(), &caller.user)
             .await
     })
     .await

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -13,6 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
 use crate::Control;
 use crate::oplog::OpLog;
+use wharf_store::Caller;
 
 async fn view(c: &Control, db: &Database) -> ApiResult<DatabaseView> {
     let params = c.databases.params(db).map_err(ApiError::internal)?;
@@ -46,6 +48,7 @@ pub(crate) async fn show(
 
 pub(crate) async fn create(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<CreateDatabase>,
 ) -> ApiResult<(StatusCode, Json<DatabaseView>)> {
     let engine =
@@ -68,7 +71,7 @@ pub(crate) async fn create(
     let task = {
         let c = c.clone();
         tokio::spawn(async move {
-            let op = OpLog::begin(&c.store, Some(&req.name), "db create");
+            let op = OpLog::begin(&c.store, Some(&req.name), "db create", &caller.user);
             let made = c.databases.create(&req.name, engine).await;
             let result = made
                 .as_ref()
@@ -98,11 +101,12 @@ pub(crate) struct DeleteQuery {
 
 pub(crate) async fn delete(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
     c.store.database(&name)?;
-    let op = OpLog::begin(&c.store, Some(&name), "db delete");
+    let op = OpLog::begin(&c.store, Some(&name), "db delete", &caller.user);
     let result = c.databases.delete(&name, q.purge).await.map(|()| {
         if q.purge {
             "database removed with its data; its backups stay".to_string()
@@ -134,6 +138,7 @@ pub(crate) async fn url(
 /// on it without downtime, as on any env change.
 pub(crate) async fn link(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<LinkDatabase>,
 ) -> ApiResult<Json<Changed>> {
@@ -157,6 +162,7 @@ pub(crate) async fn link(
     c.store.change_env(&req.app, &set, &[])?;
     let changed = super::apps::carry_out(
         &c,
+        &caller.user,
         &req.app,
         "db link",
         false,

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
@@ -16,12 +17,14 @@ use super::error::{ApiError, ApiResult};
 use super::views;
 use crate::Control;
 use crate::deploy::{Output, Source};
+use wharf_store::Caller;
 
 /// Largest archive upload.
 pub(crate) const MAX_ARCHIVE: usize = 512 << 20;
 
 pub(crate) async fn deploy(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(app): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -58,7 +61,7 @@ pub(crate) async fn deploy(
                 )));
             }
             crate::deploy::check_image(&image).map_err(ApiError::invalid)?;
-            return Ok(stream(c, app, Source::Image(image)));
+            return Ok(stream(c, app, Source::Image(image), caller.user));
         }
         let url = req.git.or(current.git_url).ok_or_else(|| {
             ApiError::invalid("say what to deploy: a `git` URL, an archive, or save one with `wharf apps set APP --git URL`")
@@ -70,15 +73,16 @@ pub(crate) async fn deploy(
         crate::deploy::check_git(&url, &reference).map_err(ApiError::invalid)?;
         Source::Git { url, reference }
     };
-    Ok(stream(c, app, source))
+    Ok(stream(c, app, source, caller.user))
 }
 
 /// Starts the deploy in the background and streams its events.
-pub(crate) fn stream(c: Arc<Control>, app: String, source: Source) -> Response {
+pub(crate) fn stream(c: Arc<Control>, app: String, source: Source, actor: String) -> Response {
     let (lines_tx, lines) = tokio::sync::mpsc::unbounded_channel();
     let (done_tx, done) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        let (op, _) = crate::deploy::deploy(&c, &app, source, Output::new(Some(lines_tx))).await;
+        let (op, _) =
+            crate::deploy::deploy(&c, &app, source, Output::new(Some(lines_tx)), &actor).await;
         if let Ok(view) = c.store.operation(op) {
             let _ = done_tx.send(views::operation(view));
         }
@@ -178,6 +182,7 @@ pub(crate) async fn releases(
 
 pub(crate) async fn rollback(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(app): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Changed>> {
@@ -190,8 +195,8 @@ pub(crate) async fn rollback(
     };
     // In a task of its own, like a deploy: a client that goes away does not cut it short.
     let task = {
-        let (c, app) = (c.clone(), app.clone());
-        tokio::spawn(async move { crate::deploy::rollback(&c, &app, req.release).await })
+        let (c, app, actor) = (c.clone(), app.clone(), caller.user);
+        tokio::spawn(async move { crate::deploy::rollback(&c, &app, req.release, &actor).await })
     };
     let (op, _) = task.await.map_err(ApiError::internal)?;
     Ok(Json(Changed {

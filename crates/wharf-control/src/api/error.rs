@@ -50,6 +50,15 @@ impl ApiError {
         }
     }
 
+    /// The caller's roles do not allow this; `message` names the role needed.
+    pub(crate) fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: message.into(),
+        }
+    }
+
     /// The request contradicts the current state (e.g. removing what is still in use).
     pub(crate) fn conflict(message: impl Into<String>) -> ApiError {
         ApiError {
@@ -82,6 +91,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
+            StoreError::LastAdmin => ApiError::conflict(e.to_string()),
             StoreError::Exists { .. } => ApiError {
                 status: StatusCode::CONFLICT,
                 code: "conflict",

@@ -43,13 +43,19 @@ pub(crate) async fn serve(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let known = crate::auth::basic(&c.store, auth).or_else(|| crate::auth::bearer(&c.store, auth));
-    if known.is_none() {
+    let Some(caller) = known else {
         return Ok(ask_for_credentials());
-    }
+    };
     let app = repo
         .strip_suffix(".git")
         .ok_or_else(|| ApiError::not_found(format!("push to /git/<app>.git, not /git/{repo}")))?
         .to_string();
+    // A push is asked for as `info/refs?service=git-receive-pack`, then `git-receive-pack`.
+    let pushing_service = rest == "git-receive-pack"
+        || query
+            .iter()
+            .any(|(k, v)| k == "service" && v == "git-receive-pack");
+    super::authz::check(&caller, &super::authz::need_git(&app, pushing_service))?;
     c.store.app(&app)?;
     let root = c.data.push_repos();
     let bare = root.join(&repo);
@@ -134,7 +140,7 @@ pub(crate) async fn serve(
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             let out = Output::new(sideband.then_some(tx));
-            let _ = crate::deploy::deploy(&c, &app, source, out).await;
+            let _ = crate::deploy::deploy(&c, &app, source, out, &caller.user).await;
         });
         if sideband {
             return Ok(with_progress(response, rx).await);

@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::{Extension, Json};
 use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use wharf_client::dto::WebhookView;
+use wharf_store::Caller;
 
 use super::error::{ApiError, ApiResult};
 use crate::Control;
@@ -48,6 +49,7 @@ fn chosen_secret(s: &str) -> Result<(), ApiError> {
 pub(crate) async fn enable(
     State(c): State<Arc<Control>>,
     Path(app): Path<String>,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> ApiResult<Json<WebhookView>> {
     let req: EnableRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -68,7 +70,7 @@ pub(crate) async fn enable(
         }
     };
     c.store.set_webhook_secret(&app, Some(&secret))?;
-    let op = OpLog::begin(&c.store, Some(&app), "hooks");
+    let op = OpLog::begin(&c.store, Some(&app), "hooks", &caller.user);
     op.finish(&Ok(if shown.is_some() {
         "webhooks on, with a new secret".to_string()
     } else {
@@ -85,6 +87,7 @@ pub(crate) async fn enable(
 pub(crate) async fn disable(
     State(c): State<Arc<Control>>,
     Path(app): Path<String>,
+    Extension(caller): Extension<Caller>,
 ) -> ApiResult<Json<Value>> {
     c.store.app(&app)?;
     let was_on = c.store.webhook_secret(&app)?.is_some();
@@ -94,7 +97,7 @@ pub(crate) async fn disable(
     } else {
         "webhooks were already off"
     };
-    OpLog::begin(&c.store, Some(&app), "hooks").finish(&Ok(message.to_string()));
+    OpLog::begin(&c.store, Some(&app), "hooks", &caller.user).finish(&Ok(message.to_string()));
     Ok(Json(json!({ "message": message })))
 }
 
@@ -245,8 +248,14 @@ pub(crate) async fn receive(
     })?;
     tracing::info!(%app, provider, %reference, "webhook push: deploying");
     tokio::spawn(async move {
-        let _ = crate::deploy::deploy(&c, &app, Source::Git { url, reference }, Output::new(None))
-            .await;
+        let _ = crate::deploy::deploy(
+            &c,
+            &app,
+            Source::Git { url, reference },
+            Output::new(None),
+            crate::oplog::HOOK,
+        )
+        .await;
     });
     Ok((
         StatusCode::ACCEPTED,

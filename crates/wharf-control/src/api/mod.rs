@@ -1,7 +1,9 @@
 //! The REST API under `/api/v1`, built by [`router`]. Every route but the OpenAPI document
-//! needs a bearer token.
+//! and the login needs a bearer token, and the role `authz.rs` says its kind of call needs.
 
+mod accounts;
 mod apps;
+mod authz;
 mod backups;
 mod certs;
 mod databases;
@@ -26,7 +28,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 
 use crate::Control;
 use error::ApiError;
@@ -94,10 +96,27 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
         .route("/backups/alerts", get(backups::alerts))
         .route("/operations", get(operations::list))
         .route("/operations/{id}", get(operations::show))
+        .route("/logout", post(accounts::logout))
+        .route(
+            "/users",
+            get(accounts::list_users).post(accounts::create_user),
+        )
+        .route("/users/{user}", delete(accounts::remove_user))
+        .route("/users/{user}/password", put(accounts::set_password))
+        .route(
+            "/users/{user}/roles",
+            put(accounts::grant).delete(accounts::revoke),
+        )
+        .route(
+            "/tokens",
+            get(accounts::list_tokens).post(accounts::create_token),
+        )
+        .route("/tokens/{name}", delete(accounts::revoke_token))
         .route_layer(middleware::from_fn_with_state(
             control.clone(),
             require_token,
         ))
+        .route("/login", post(accounts::login))
         .route("/openapi.json", get(openapi::document));
     Router::new()
         .nest("/api/v1", v1)
@@ -115,13 +134,26 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
         .with_state(control)
 }
 
-async fn require_token(State(control): State<Arc<Control>>, req: Request, next: Next) -> Response {
+/// Resolves the token to its caller (afresh: a revoked token is refused at once), checks the
+/// role the call needs, and hands the caller on to the handler (operations name it).
+async fn require_token(
+    State(control): State<Arc<Control>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let header = req
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match crate::auth::bearer(&control.store, header) {
-        Some(_) => next.run(req).await,
-        None => ApiError::unauthorized().into_response(),
+    let Some(caller) = crate::auth::bearer(&control.store, header) else {
+        return ApiError::unauthorized().into_response();
+    };
+    let path = req.uri().path();
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
+    let need = authz::need(req.method(), path, req.uri().query(), &caller);
+    if let Err(refused) = authz::check(&caller, &need) {
+        return refused.into_response();
     }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
 }

@@ -234,7 +234,12 @@ pub(crate) fn spec() -> Value {
         }
     });
     // Apart: one `json!` for the whole document would pass the macro's recursion limit.
-    for more in [nodes_paths(), backups_paths(), run_paths()] {
+    for more in [
+        nodes_paths(),
+        backups_paths(),
+        run_paths(),
+        accounts_paths(),
+    ] {
         if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), more) {
             paths.extend(more);
         }
@@ -402,6 +407,85 @@ fn backups_paths() -> Value {
             "responses": { "204": { "description": "removed" } }
         } },
         "/backups/alerts": { "get": { "summary": "Alerts sent about backups, and how each channel took them", "security": bearer, "responses": ok } }
+    })
+}
+
+/// Login, users, roles and tokens. A refused call (the caller's roles do not allow it) is 403
+/// with `error` `forbidden` and a message naming the role needed.
+fn accounts_paths() -> Value {
+    let ok = json!({ "200": { "description": "success" } });
+    let gone = json!({ "204": { "description": "done" } });
+    let bearer = json!([{ "bearer": [] }]);
+    let text = json!({ "type": "string" });
+    let new_token = json!({ "201": { "description": "`{name, user, token, expires_at}`: the token's value, shown this once only" } });
+    json!({
+        "/login": { "post": {
+            "summary": "A user's name and password for a session token (works 12 hours); no bearer token needed",
+            "requestBody": body(&["user", "password"], json!({ "user": text, "password": text })),
+            "responses": { "201": new_token["201"], "401": { "description": "wrong user name or password" } }
+        } },
+        "/logout": { "post": { "summary": "Revoke the token this request carries", "security": bearer, "responses": gone } },
+        "/users": {
+            "get": { "summary": "Users with their roles (viewer)", "security": bearer, "responses": ok },
+            "post": {
+                "summary": "Add a user (admin), with an optional password and a first role everywhere or on `app`",
+                "security": bearer,
+                "requestBody": body(&["name"], json!({ "name": text, "password": text,
+                    "role": { "enum": ["admin", "deployer", "viewer"] }, "app": text })),
+                "responses": { "201": { "description": "created" }, "409": { "description": "the name is taken" } }
+            }
+        },
+        "/users/{user}": { "delete": {
+            "summary": "Remove a user with their roles and tokens (admin; never the last admin)",
+            "security": bearer, "parameters": name_param("user"), "responses": gone
+        } },
+        "/users/{user}/password": { "put": {
+            "summary": "Set a password (one's own, or anyone's for an admin); `null` removes it",
+            "security": bearer, "parameters": name_param("user"),
+            "requestBody": body(&["password"], json!({ "password": { "type": ["string", "null"] } })),
+            "responses": gone
+        } },
+        "/users/{user}/roles": {
+            "put": {
+                "summary": "Give a role everywhere, or on `app` (replacing the one held there); admin",
+                "security": bearer, "parameters": name_param("user"),
+                "requestBody": body(&["role"], json!({ "role": { "enum": ["admin", "deployer", "viewer"] }, "app": text })),
+                "responses": ok
+            },
+            "delete": {
+                "summary": "Take the role everywhere away, or on `?app=`; admin",
+                "security": bearer,
+                "parameters": [
+                    { "name": "user", "in": "path", "required": true, "schema": text },
+                    { "name": "app", "in": "query", "schema": text }
+                ],
+                "responses": ok
+            }
+        },
+        "/tokens": {
+            "get": {
+                "summary": "The caller's tokens (`?user=U`: U's, `?user=*`: everyone's, for admins); never their values",
+                "security": bearer,
+                "parameters": [{ "name": "user", "in": "query", "schema": text }],
+                "responses": ok
+            },
+            "post": {
+                "summary": "Make a token of the caller's (or of `user`'s, for admins), optionally expiring",
+                "security": bearer,
+                "requestBody": body(&["name"], json!({ "name": text, "user": text,
+                    "expires_days": { "type": "integer", "minimum": 1 } })),
+                "responses": new_token
+            }
+        },
+        "/tokens/{name}": { "delete": {
+            "summary": "Revoke one of the caller's tokens (`?user=U`: U's, for admins); refused at once from then on",
+            "security": bearer,
+            "parameters": [
+                { "name": "name", "in": "path", "required": true, "schema": text },
+                { "name": "user", "in": "query", "schema": text }
+            ],
+            "responses": gone
+        } }
     })
 }
 

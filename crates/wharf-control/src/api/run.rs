@@ -7,10 +7,12 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use wharf_client::dto::{RunEvent, RunExit, RunRequest};
+use wharf_store::Caller;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
@@ -21,6 +23,7 @@ use crate::oplog::OpLog;
 pub(crate) async fn run(
     State(c): State<Arc<Control>>,
     Path(app): Path<String>,
+    Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<RunRequest>,
 ) -> ApiResult<Response> {
     let current = c.store.app(&app)?;
@@ -59,7 +62,7 @@ pub(crate) async fn run(
     // What the operations log shows: the command, any env value in it masked.
     let shown = mask(&shown, one.env.values());
     let workdir = one.workdir.display().to_string();
-    let op = OpLog::begin(&c.store, Some(&app), "run");
+    let op = OpLog::begin(&c.store, Some(&app), "run", &caller.user);
     let stdin = req.stdin.map(String::into_bytes);
     let pid_file = c.data.run_pid(&app, op.id);
     let running = match oneoff::spawn(c.reconciler.launcher(), one, &script, stdin, pid_file) {

@@ -207,6 +207,7 @@ pub(crate) fn operation(op: Operation) -> OperationView {
         message: op.message,
         started_at: op.started_at,
         finished_at: op.finished_at,
+        actor: op.actor,
         actions: op
             .actions
             .into_iter()

@@ -27,6 +27,7 @@ impl Backups {
         source: &str,
         snapshot: &str,
         to: Option<&str>,
+        actor: &str,
     ) -> Result<Restored, String> {
         let _work = self.work.lock().await;
         if snapshot.len() < 8 || !snapshot.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -119,7 +120,7 @@ impl Backups {
                 pre.error.as_deref().unwrap_or("unknown")
             ));
         }
-        let op = OpLog::begin(&self.store, Some(dest.name()), "restore");
+        let op = OpLog::begin(&self.store, Some(dest.name()), "restore", actor);
         let result = match &dest {
             Target::Database(db) => self.restore_database(&backup, &snap, source, db).await,
             Target::App(app) => self.restore_volume(&snap, app, &op).await,

@@ -143,14 +143,15 @@ pub(crate) fn restore_config(
     Ok(snap.env.into_keys().collect())
 }
 
-/// Runs one deploy; returns the operation id and its outcome.
+/// Runs one deploy for `actor` (who asked); returns the operation id and its outcome.
 pub(crate) async fn deploy(
     c: &Arc<Control>,
     app: &str,
     source: Source,
     mut out: Output,
+    actor: &str,
 ) -> (i64, Result<String, String>) {
-    let op = OpLog::begin(&c.store, Some(app), "deploy");
+    let op = OpLog::begin(&c.store, Some(app), "deploy", actor);
     let result = match c.deploys.claim(app) {
         None => {
             let msg =
@@ -732,8 +733,9 @@ pub(crate) async fn rollback(
     c: &Arc<Control>,
     app: &str,
     target: Option<u32>,
+    actor: &str,
 ) -> (i64, Result<String, String>) {
-    let op = OpLog::begin(&c.store, Some(app), "rollback");
+    let op = OpLog::begin(&c.store, Some(app), "rollback", actor);
     let result = match c.deploys.claim(app) {
         None => Err(format!(
             "a deploy of {app} is running; roll back when it has finished"

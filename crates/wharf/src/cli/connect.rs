@@ -63,7 +63,8 @@ pub(crate) fn login(args: Login) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let client = Client::new(&args.url, Some(args.token.clone()))?;
-    let status = rt.block_on(client.status())?;
+    // The summary: a token with roles on single apps may read it (not every app's state).
+    let status = rt.block_on(client.status_summary())?;
     let path =
         login_path().context("cannot tell where to keep the login: set HOME or XDG_CONFIG_HOME")?;
     if let Some(dir) = path.parent() {
@@ -78,7 +79,7 @@ pub(crate) fn login(args: Login) -> anyhow::Result<()> {
         "logged in to {} (wharf {}, {} apps); saved in {}",
         args.url,
         status.version,
-        status.apps.len(),
+        status.app_count,
         path.display()
     );
     Ok(())

@@ -1,6 +1,7 @@
 //! The client verbs (`wharf <noun> <verb>`): parse, call the API through `wharf-client`, print a
 //! table or `--json`. A failed operation exits with status 1 and says why.
 
+mod access;
 mod apps;
 mod backups;
 pub(crate) mod complete;
@@ -152,6 +153,7 @@ pub(crate) enum DomainsCmd {
     },
 }
 
+pub(crate) use access::{TokensCmd, UsersCmd};
 pub(crate) use apps::{NodesCmd, TunnelsCmd};
 pub(crate) use backups::{BackupsCmd, DbCmd};
 pub(crate) use complete::registration as completion_script;
@@ -196,6 +198,8 @@ pub(crate) enum Verb {
     Db(Option<DbCmd>),
     Backups(BackupsCmd),
     Run(RunArgs),
+    Users(UsersCmd),
+    Tokens(TokensCmd),
 }
 
 /// Runs one client verb on a small single-threaded runtime.
@@ -228,6 +232,8 @@ pub(crate) fn run(conn: Conn, verb: Verb) -> anyhow::Result<()> {
             }
             Verb::Hooks(cmd) => deploy::hooks(&client, &conn, cmd).await,
             Verb::Run(args) => run::run(&client, &conn, args).await,
+            Verb::Users(cmd) => access::users(&client, &conn, cmd).await,
+            Verb::Tokens(cmd) => access::tokens(&client, &conn, cmd).await,
         };
         result.map_err(|e| match e.downcast::<wharf_client::ClientError>() {
             Ok(ce) if ce.is_unauthorized() => anyhow::anyhow!(

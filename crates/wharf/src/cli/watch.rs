@@ -242,8 +242,9 @@ pub(crate) async fn ops(
             .finished_at
             .map(|end| format!(", took {} s", (end - op.started_at).max(0)))
             .unwrap_or_default();
+        let by = if op.actor.is_empty() { "-" } else { &op.actor };
         outln!(
-            "#{} {} {} [{}] {} UTC{took}",
+            "#{} {} {} [{}] by {by} {} UTC{took}",
             op.id,
             op.app.as_deref().unwrap_or("-"),
             op.kind,

@@ -1,0 +1,368 @@
+//! The Users page: anyone's own API tokens (list, make one, shown once, revoke), and for those
+//! who may see them the users with their roles; admins add and remove users and grant and
+//! take roles. Every change goes through the API with the session's token, so the API's
+//! refusal (403, naming the role needed) is what the page shows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use http::{HeaderMap, StatusCode};
+use maud::{Markup, html};
+use wharf_client::Client;
+use wharf_client::dto::{CreateToken, CreateUser, NewToken, RoleGrant, UserView};
+
+use crate::Dashboard;
+use crate::layout::{Flash, ago, csrf_field, page};
+use crate::session::{Session, same};
+
+type Fields = HashMap<String, String>;
+type State_ = State<Arc<Dashboard>>;
+
+fn refused(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        page(
+            "Refused",
+            None,
+            Flash::Err(message),
+            html! { p { a href="/" { "Back to the dashboard" } } },
+        ),
+    )
+        .into_response()
+}
+
+/// The session and a client acting with its token; for a change, the form must echo the
+/// session's CSRF token.
+#[allow(clippy::result_large_err)]
+fn client(
+    d: &Dashboard,
+    headers: &HeaderMap,
+    form: Option<&Fields>,
+) -> Result<(Session, Client), Response> {
+    let Some(s) = d.sessions.get(headers) else {
+        return Err(match form {
+            None => Redirect::to("/login").into_response(),
+            Some(_) => refused(
+                StatusCode::FORBIDDEN,
+                "You are not logged in (or your session expired): log in again.",
+            ),
+        });
+    };
+    if let Some(f) = form
+        && !f.get("csrf").is_some_and(|t| same(t, &s.csrf))
+    {
+        return Err(refused(
+            StatusCode::FORBIDDEN,
+            "This form did not come from this dashboard page, or it is stale: reload the page and try again.",
+        ));
+    }
+    let c = Client::new(&d.api, Some(s.token.clone()))
+        .map_err(|e| refused(StatusCode::BAD_GATEWAY, &e.to_string()))?;
+    Ok((s, c))
+}
+
+/// Back to the Users page with the outcome as a message.
+fn back(outcome: Result<String, String>) -> Response {
+    let (key, msg) = match outcome {
+        Ok(m) => ("msg", m),
+        Err(e) => ("err", e),
+    };
+    let q = percent_encoding::utf8_percent_encode(&msg, percent_encoding::NON_ALPHANUMERIC);
+    Redirect::to(&format!("/users?{key}={q}")).into_response()
+}
+
+fn field(f: &Fields, key: &str) -> Option<String> {
+    f.get(key)
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// "3m ago", or "in 2h" for what is to come.
+fn date(secs: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if secs > now {
+        format!("in {}", ago(secs, now).trim_end_matches(" ago"))
+    } else {
+        ago(now, secs)
+    }
+}
+
+fn roles(u: &UserView) -> String {
+    if u.roles.is_empty() {
+        return "none".into();
+    }
+    u.roles
+        .iter()
+        .map(|g| match &g.app {
+            Some(a) => format!("{} on {a}", g.role),
+            None => g.role.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `GET /users`
+pub(crate) async fn users(
+    State(d): State_,
+    headers: HeaderMap,
+    Query(q): Query<Fields>,
+) -> Response {
+    let (s, c) = match client(&d, &headers, None) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let flash = match (q.get("msg"), q.get("err")) {
+        (_, Some(e)) => Flash::Err(e),
+        (Some(m), _) => Flash::Ok(m),
+        _ => Flash::None,
+    };
+    render(&c, &s, flash, None).await
+}
+
+async fn render(c: &Client, s: &Session, flash: Flash<'_>, made: Option<&NewToken>) -> Response {
+    let (tokens, users) = tokio::join!(c.tokens(None), c.users());
+    let tokens = match tokens {
+        Ok(t) => t,
+        Err(e) => return refused(StatusCode::BAD_GATEWAY, &e.to_string()),
+    };
+    let me = tokens.first().map(|t| t.user.clone());
+    // Users are listed to those with a role everywhere; admins get the forms.
+    let users = users.ok();
+    let admin = users.as_ref().is_some_and(|us| {
+        us.iter().any(|u| {
+            Some(&u.name) == me.as_ref()
+                && u.roles.iter().any(|g| g.role == "admin" && g.app.is_none())
+        })
+    });
+    let csrf = s.csrf.as_str();
+    let body = html! {
+        h1 { "Users and tokens" }
+        @if let Some(t) = made {
+            section.card {
+                h2 { "New token " (t.name) }
+                p { "Copy it now: it is shown this once only." }
+                pre.token { (t.token) }
+            }
+        }
+        section.card {
+            h2 { "Your tokens" @if let Some(me) = &me { " (" (me) ")" } }
+            table {
+                thead { tr { th { "Name" } th { "Kind" } th { "Created" } th { "Last used" } th { "Expires" } th {} } }
+                tbody {
+                    @for t in &tokens {
+                        tr {
+                            td { (t.name) }
+                            td { (t.kind) }
+                            td { (date(t.created_at)) }
+                            td { (t.last_used_at.map_or("never".to_string(), date)) }
+                            td { (t.expires_at.map_or("never".to_string(), date)) }
+                            td {
+                                form.inline method="post" action={"/tokens/" (t.name) "/revoke"} {
+                                    (csrf_field(csrf))
+                                    button.danger type="submit" { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form.stack method="post" action="/tokens" {
+                (csrf_field(csrf))
+                label for="token-name" { "New token's name" }
+                input id="token-name" name="name" required placeholder="ci";
+                label for="token-days" { "Expires after (days, empty: never)" }
+                input id="token-days" name="expires_days" type="number" min="1";
+                button type="submit" { "Make a token" }
+            }
+        }
+        @if let Some(users) = &users {
+            section.card {
+                h2 { "Users" }
+                table {
+                    thead { tr { th { "Name" } th { "Roles" } th { "Password" } @if admin { th {} } } }
+                    tbody {
+                        @for u in users {
+                            tr {
+                                td { (u.name) }
+                                td { (roles(u)) }
+                                td { @if u.has_password { "yes" } @else { "no (tokens only)" } }
+                                @if admin {
+                                    td {
+                                        form.inline method="post" action={"/users/" (u.name) "/grant"} {
+                                            (csrf_field(csrf))
+                                            (role_select())
+                                            input name="app" placeholder="app (empty: everywhere)" aria-label="app";
+                                            button type="submit" { "Grant" }
+                                        }
+                                        " "
+                                        form.inline method="post" action={"/users/" (u.name) "/revoke"} {
+                                            (csrf_field(csrf))
+                                            input name="app" placeholder="app (empty: everywhere)" aria-label="app";
+                                            button type="submit" { "Take role" }
+                                        }
+                                        " "
+                                        form.inline method="post" action={"/users/" (u.name) "/remove"} {
+                                            (csrf_field(csrf))
+                                            button.danger type="submit" { "Remove" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if admin {
+                    form.stack method="post" action="/users" {
+                        (csrf_field(csrf))
+                        h3 { "Add a user" }
+                        label for="new-name" { "Name" }
+                        input id="new-name" name="name" required;
+                        label for="new-password" { "Password (empty: tokens only)" }
+                        input id="new-password" name="password" type="password" autocomplete="new-password";
+                        label for="new-role" { "Role" }
+                        (role_select())
+                        label for="new-app" { "On app (empty: everywhere)" }
+                        input id="new-app" name="app";
+                        button type="submit" { "Add" }
+                    }
+                }
+            }
+        }
+    };
+    page("Users", Some(csrf), flash, body).into_response()
+}
+
+fn role_select() -> Markup {
+    html! {
+        select name="role" aria-label="role" {
+            option value="viewer" { "viewer" }
+            option value="deployer" { "deployer" }
+            option value="admin" { "admin" }
+        }
+    }
+}
+
+/// `POST /tokens`: the new token is shown on the page answered, never put in a URL.
+pub(crate) async fn create_token(
+    State(d): State_,
+    headers: HeaderMap,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (s, c) = match client(&d, &headers, Some(&f)) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let expires_days = match field(&f, "expires_days").map(|d| d.parse::<u32>()) {
+        Some(Err(_)) => return back(Err("Expires: give a number of days.".into())),
+        Some(Ok(d)) => Some(d),
+        None => None,
+    };
+    let req = CreateToken {
+        name: field(&f, "name").unwrap_or_default(),
+        user: None,
+        expires_days,
+    };
+    match c.create_token(&req).await {
+        Ok(made) => render(&c, &s, Flash::Ok("Token made."), Some(&made)).await,
+        Err(e) => back(Err(e.to_string())),
+    }
+}
+
+/// `POST /tokens/{name}/revoke`
+pub(crate) async fn revoke_token(
+    State(d): State_,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, c) = match client(&d, &headers, Some(&f)) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match c.revoke_token(&name, None).await {
+        Ok(()) => back(Ok(format!("Token {name} revoked."))),
+        Err(e) => back(Err(e.to_string())),
+    }
+}
+
+/// `POST /users`
+pub(crate) async fn create_user(
+    State(d): State_,
+    headers: HeaderMap,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, c) = match client(&d, &headers, Some(&f)) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let req = CreateUser {
+        name: field(&f, "name").unwrap_or_default(),
+        password: f.get("password").filter(|p| !p.is_empty()).cloned(),
+        role: field(&f, "role"),
+        app: field(&f, "app"),
+    };
+    match c.create_user(&req).await {
+        Ok(u) => back(Ok(format!("User {} added: {}.", u.name, roles(&u)))),
+        Err(e) => back(Err(e.to_string())),
+    }
+}
+
+/// `POST /users/{user}/remove`
+pub(crate) async fn remove_user(
+    State(d): State_,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, c) = match client(&d, &headers, Some(&f)) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match c.remove_user(&user).await {
+        Ok(()) => back(Ok(format!("User {user} removed with their tokens."))),
+        Err(e) => back(Err(e.to_string())),
+    }
+}
+
+/// `POST /users/{user}/grant`
+pub(crate) async fn grant(
+    State(d): State_,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, c) = match client(&d, &headers, Some(&f)) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let g = RoleGrant {
+        role: field(&f, "role").unwrap_or_default(),
+        app: field(&f, "app"),
+    };
+    match c.grant(&user, &g).await {
+        Ok(u) => back(Ok(format!("{}: {}.", u.name, roles(&u)))),
+        Err(e) => back(Err(e.to_string())),
+    }
+}
+
+/// `POST /users/{user}/revoke`
+pub(crate) async fn revoke(
+    State(d): State_,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, c) = match client(&d, &headers, Some(&f)) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match c.revoke_role(&user, field(&f, "app").as_deref()).await {
+        Ok(u) => back(Ok(format!("{}: {}.", u.name, roles(&u)))),
+        Err(e) => back(Err(e.to_string())),
+    }
+}
