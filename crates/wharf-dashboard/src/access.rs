@@ -8,71 +8,18 @@ use std::sync::Arc;
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
-use http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
 use maud::{Markup, html};
 use wharf_client::Client;
 use wharf_client::dto::{CreateToken, CreateUser, NewToken, RoleGrant, UserView};
 
-use crate::Dashboard;
 use crate::layout::{Flash, ago, csrf_field, page};
-use crate::session::{Session, same};
+use crate::session::Session;
+use crate::{Dashboard, pages};
 
 type Fields = HashMap<String, String>;
 type State_ = State<Arc<Dashboard>>;
-
-fn refused(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        page(
-            "Refused",
-            None,
-            Flash::Err(message),
-            html! { p { a href="/" { "Back to the dashboard" } } },
-        ),
-    )
-        .into_response()
-}
-
-/// The session and a client acting with its token; for a change, the form must echo the
-/// session's CSRF token.
-#[allow(clippy::result_large_err)]
-fn client(
-    d: &Dashboard,
-    headers: &HeaderMap,
-    form: Option<&Fields>,
-) -> Result<(Session, Client), Response> {
-    let Some(s) = d.sessions.get(headers) else {
-        return Err(match form {
-            None => Redirect::to("/login").into_response(),
-            Some(_) => refused(
-                StatusCode::FORBIDDEN,
-                "You are not logged in (or your session expired): log in again.",
-            ),
-        });
-    };
-    if let Some(f) = form
-        && !f.get("csrf").is_some_and(|t| same(t, &s.csrf))
-    {
-        return Err(refused(
-            StatusCode::FORBIDDEN,
-            "This form did not come from this dashboard page, or it is stale: reload the page and try again.",
-        ));
-    }
-    let c = Client::new(&d.api, Some(s.token.clone()))
-        .map_err(|e| refused(StatusCode::BAD_GATEWAY, &e.to_string()))?;
-    Ok((s, c))
-}
-
-/// Back to the Users page with the outcome as a message.
-fn back(outcome: Result<String, String>) -> Response {
-    let (key, msg) = match outcome {
-        Ok(m) => ("msg", m),
-        Err(e) => ("err", e),
-    };
-    let q = percent_encoding::utf8_percent_encode(&msg, percent_encoding::NON_ALPHANUMERIC);
-    Redirect::to(&format!("/users?{key}={q}")).into_response()
-}
 
 fn field(f: &Fields, key: &str) -> Option<String> {
     f.get(key)
@@ -82,9 +29,7 @@ fn field(f: &Fields, key: &str) -> Option<String> {
 
 /// "3m ago", or "in 2h" for what is to come.
 fn date(secs: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = pages::now();
     if secs > now {
         format!("in {}", ago(secs, now).trim_end_matches(" ago"))
     } else {
@@ -112,7 +57,7 @@ pub(crate) async fn users(
     headers: HeaderMap,
     Query(q): Query<Fields>,
 ) -> Response {
-    let (s, c) = match client(&d, &headers, None) {
+    let (s, c) = match pages::session(&d, &headers) {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -128,7 +73,7 @@ async fn render(c: &Client, s: &Session, flash: Flash<'_>, made: Option<&NewToke
     let (tokens, users) = tokio::join!(c.tokens(None), c.users());
     let tokens = match tokens {
         Ok(t) => t,
-        Err(e) => return refused(StatusCode::BAD_GATEWAY, &e.to_string()),
+        Err(e) => return pages::error_page(&e.to_string()),
     };
     let me = tokens.first().map(|t| t.user.clone());
     // Users are listed to those with a role everywhere; admins get the forms.
@@ -253,12 +198,14 @@ pub(crate) async fn create_token(
     headers: HeaderMap,
     Form(f): Form<Fields>,
 ) -> Response {
-    let (s, c) = match client(&d, &headers, Some(&f)) {
+    let (s, c) = match pages::changing(&d, &headers, &f) {
         Ok(v) => v,
         Err(r) => return r,
     };
     let expires_days = match field(&f, "expires_days").map(|d| d.parse::<u32>()) {
-        Some(Err(_)) => return back(Err("Expires: give a number of days.".into())),
+        Some(Err(_)) => {
+            return pages::back("/users", Err("Expires: give a number of days.".into()));
+        }
         Some(Ok(d)) => Some(d),
         None => None,
     };
@@ -269,7 +216,7 @@ pub(crate) async fn create_token(
     };
     match c.create_token(&req).await {
         Ok(made) => render(&c, &s, Flash::Ok("Token made."), Some(&made)).await,
-        Err(e) => back(Err(e.to_string())),
+        Err(e) => pages::back("/users", Err(e.to_string())),
     }
 }
 
@@ -280,13 +227,13 @@ pub(crate) async fn revoke_token(
     Path(name): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let (_, c) = match client(&d, &headers, Some(&f)) {
+    let (_, c) = match pages::changing(&d, &headers, &f) {
         Ok(v) => v,
         Err(r) => return r,
     };
     match c.revoke_token(&name, None).await {
-        Ok(()) => back(Ok(format!("Token {name} revoked."))),
-        Err(e) => back(Err(e.to_string())),
+        Ok(()) => pages::back("/users", Ok(format!("Token {name} revoked."))),
+        Err(e) => pages::back("/users", Err(e.to_string())),
     }
 }
 
@@ -296,7 +243,7 @@ pub(crate) async fn create_user(
     headers: HeaderMap,
     Form(f): Form<Fields>,
 ) -> Response {
-    let (_, c) = match client(&d, &headers, Some(&f)) {
+    let (_, c) = match pages::changing(&d, &headers, &f) {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -307,8 +254,11 @@ pub(crate) async fn create_user(
         app: field(&f, "app"),
     };
     match c.create_user(&req).await {
-        Ok(u) => back(Ok(format!("User {} added: {}.", u.name, roles(&u)))),
-        Err(e) => back(Err(e.to_string())),
+        Ok(u) => pages::back(
+            "/users",
+            Ok(format!("User {} added: {}.", u.name, roles(&u))),
+        ),
+        Err(e) => pages::back("/users", Err(e.to_string())),
     }
 }
 
@@ -319,13 +269,16 @@ pub(crate) async fn remove_user(
     Path(user): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let (_, c) = match client(&d, &headers, Some(&f)) {
+    let (_, c) = match pages::changing(&d, &headers, &f) {
         Ok(v) => v,
         Err(r) => return r,
     };
     match c.remove_user(&user).await {
-        Ok(()) => back(Ok(format!("User {user} removed with their tokens."))),
-        Err(e) => back(Err(e.to_string())),
+        Ok(()) => pages::back(
+            "/users",
+            Ok(format!("User {user} removed with their tokens.")),
+        ),
+        Err(e) => pages::back("/users", Err(e.to_string())),
     }
 }
 
@@ -336,7 +289,7 @@ pub(crate) async fn grant(
     Path(user): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let (_, c) = match client(&d, &headers, Some(&f)) {
+    let (_, c) = match pages::changing(&d, &headers, &f) {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -345,8 +298,8 @@ pub(crate) async fn grant(
         app: field(&f, "app"),
     };
     match c.grant(&user, &g).await {
-        Ok(u) => back(Ok(format!("{}: {}.", u.name, roles(&u)))),
-        Err(e) => back(Err(e.to_string())),
+        Ok(u) => pages::back("/users", Ok(format!("{}: {}.", u.name, roles(&u)))),
+        Err(e) => pages::back("/users", Err(e.to_string())),
     }
 }
 
@@ -357,12 +310,12 @@ pub(crate) async fn revoke(
     Path(user): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let (_, c) = match client(&d, &headers, Some(&f)) {
+    let (_, c) = match pages::changing(&d, &headers, &f) {
         Ok(v) => v,
         Err(r) => return r,
     };
     match c.revoke_role(&user, field(&f, "app").as_deref()).await {
-        Ok(u) => back(Ok(format!("{}: {}.", u.name, roles(&u)))),
-        Err(e) => back(Err(e.to_string())),
+        Ok(u) => pages::back("/users", Ok(format!("{}: {}.", u.name, roles(&u)))),
+        Err(e) => pages::back("/users", Err(e.to_string())),
     }
 }

@@ -86,7 +86,7 @@ fn error_markup(message: &str) -> Markup {
     )
 }
 
-fn error_page(message: &str) -> Response {
+pub(crate) fn error_page(message: &str) -> Response {
     (StatusCode::BAD_GATEWAY, error_markup(message)).into_response()
 }
 
