@@ -1051,6 +1051,59 @@ async fn a_viewer_is_refused_every_write_and_a_deployer_its_own_apps_only() {
         let (s, b) = h.call(method, uri, body, Some(&deployer)).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "deployer {method} {uri}: {b}");
     }
+    // Settings that reach past the app, to the server's disk with its rights, are an admin's:
+    // a static root on the data folder would serve the admin token.
+    let root = h._dir.0.display().to_string();
+    for (method, uri, body) in [
+        (
+            "PATCH",
+            "/api/v1/apps/blog",
+            format!(r#"{{"root":"{root}"}}"#),
+        ),
+        (
+            "PATCH",
+            "/api/v1/apps/blog",
+            r#"{"sandbox":false}"#.to_string(),
+        ),
+        (
+            "PATCH",
+            "/api/v1/apps/blog",
+            format!(r#"{{"git_url":"{root}/git/shop.git"}}"#),
+        ),
+        (
+            "POST",
+            "/api/v1/apps/blog/deploy",
+            r#"{"git":"file:///srv/other"}"#.to_string(),
+        ),
+    ] {
+        let (s, b) = h.call(method, uri, Some(&body), Some(&deployer)).await;
+        assert_eq!(
+            s,
+            StatusCode::FORBIDDEN,
+            "deployer {method} {uri} {body}: {b}"
+        );
+        assert!(
+            b["message"]
+                .as_str()
+                .unwrap()
+                .contains("needs the admin role"),
+            "{b}"
+        );
+    }
+    let (s, b) = h
+        .call(
+            "PATCH",
+            "/api/v1/apps/blog",
+            Some(r#"{"git_url":"https://example.com/blog.git"}"#),
+            Some(&deployer),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "a repository on the network is the deployer's: {b}"
+    );
+
     // Its own tokens it manages itself.
     let (s, mine) = h.call("GET", "/api/v1/tokens", None, Some(&deployer)).await;
     assert_eq!(s, StatusCode::OK);
@@ -1065,7 +1118,7 @@ async fn a_viewer_is_refused_every_write_and_a_deployer_its_own_apps_only() {
         .iter()
         .map(|o| o["actor"].as_str().unwrap())
         .collect();
-    assert_eq!(actors, ["dee", "admin", "admin"], "{ops}");
+    assert_eq!(actors, ["dee", "dee", "admin", "admin"], "{ops}");
 }
 
 #[tokio::test]

@@ -202,6 +202,9 @@ pub(crate) async fn create(
 ) -> ApiResult<(StatusCode, Json<Changed>)> {
     validate_app_name(&req.name).map_err(ApiError::invalid)?;
     let kind = validate::kind(req.kind.as_deref())?;
+    if let Some(what) = super::authz::admin_only(&req.settings) {
+        super::authz::check_admin_setting(&caller, what)?;
+    }
     let mut settings = validate::settings(&req.settings, kind)?;
     check_runtime(&c, &settings)?;
     let domains = req
@@ -309,6 +312,9 @@ pub(crate) async fn update(
     ApiJson(req): ApiJson<Settings>,
 ) -> ApiResult<Json<Changed>> {
     let kind = c.store.app(&app)?.kind;
+    if let Some(what) = super::authz::admin_only(&req) {
+        super::authz::check_admin_setting(&caller, what)?;
+    }
     let settings = validate::settings(&req, kind)?;
     check_placement(&c, &settings, Some(&c.store.app(&app)?))?;
     c.store.update_app(&app, &settings)?;

@@ -89,6 +89,54 @@ pub(crate) fn need_git(app: &str, pushing: bool) -> Need {
     Need::Role(role, Some(app.to_string()))
 }
 
+/// Whether a git URL names a repository on the server's own disk (a path, `file://`, or a
+/// `transport::address`), which the server would read with its own rights, rather than one
+/// reached over the network (`https://`, `ssh://`, `git://`, `user@host:path`).
+pub(crate) fn local_git(url: &str) -> bool {
+    let url = url.trim();
+    if let Some((scheme, _)) = url.split_once("://") {
+        return !matches!(
+            scheme.to_ascii_lowercase().as_str(),
+            "http" | "https" | "ssh" | "git"
+        );
+    }
+    // scp-like `[user@]host:path`: a colon before any slash, and not a transport's `::`.
+    match url.find(':') {
+        Some(i) => i == 0 || url[..i].contains('/') || url[i..].starts_with("::"),
+        None => true,
+    }
+}
+
+/// The first setting in `s` only an admin may give: a folder on the server's disk (the gateway
+/// serves a static root, and fetches run, with the server's rights), the sandbox switched off,
+/// or a git repository on the server's disk. Each reaches past the app, to the data folder's
+/// tokens, database and keys.
+pub(crate) fn admin_only(s: &wharf_client::dto::Settings) -> Option<&'static str> {
+    if s.root.is_some() {
+        Some("root")
+    } else if s.workdir.is_some() {
+        Some("workdir")
+    } else if s.sandbox == Some(false) {
+        Some("sandbox off")
+    } else if s.git_url.as_deref().is_some_and(local_git) {
+        Some("a git repository on the server's disk")
+    } else {
+        None
+    }
+}
+
+/// Refuses `what` (an [`admin_only`] setting) to a caller who is not an admin.
+pub(crate) fn check_admin_setting(caller: &Caller, what: &str) -> Result<(), ApiError> {
+    if role_on(caller, None) == Some(Role::Admin) {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "{what} needs the admin role: it reaches past the app, with the server's own rights \
+         ({} is not an admin; leave it out, or ask an admin to set it)",
+        caller.user
+    )))
+}
+
 /// Refuses (403, naming the role needed) what the caller may not do.
 pub(crate) fn check(caller: &Caller, need: &Need) -> Result<(), ApiError> {
     let Need::Role(role, app) = need else {
@@ -112,6 +160,33 @@ pub(crate) fn check(caller: &Caller, need: &Need) -> Result<(), ApiError> {
             .map(|a| format!(" --app {a}"))
             .unwrap_or_default()
     )))
+}
+
+#[cfg(test)]
+mod admin_settings {
+    use super::*;
+
+    #[test]
+    fn local_repositories_are_told_from_remote_ones() {
+        for local in [
+            "/var/lib/wharf/git/shop.git",
+            "./repo",
+            "repo",
+            "file:///srv/repo",
+            "ext::sh -c id",
+        ] {
+            assert!(local_git(local), "{local}");
+        }
+        for remote in [
+            "https://github.com/a/b.git",
+            "HTTP://example.com/r",
+            "ssh://git@example.com/r",
+            "git://example.com/r",
+            "git@github.com:a/b.git",
+        ] {
+            assert!(!local_git(remote), "{remote}");
+        }
+    }
 }
 
 fn query_param(query: Option<&str>, key: &str) -> Option<String> {

@@ -63,6 +63,11 @@ pub(crate) async fn deploy(
             crate::deploy::check_image(&image).map_err(ApiError::invalid)?;
             return Ok(stream(c, app, Source::Image(image), caller.user));
         }
+        // The app's saved repository was set by someone allowed to; one given here must be
+        // allowed to the caller.
+        if req.git.as_deref().is_some_and(super::authz::local_git) {
+            super::authz::check_admin_setting(&caller, "a git repository on the server's disk")?;
+        }
         let url = req.git.or(current.git_url).ok_or_else(|| {
             ApiError::invalid("say what to deploy: a `git` URL, an archive, or save one with `wharf apps set APP --git URL`")
         })?;
