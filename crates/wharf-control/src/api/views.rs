@@ -127,7 +127,7 @@ fn with_instances(
         node: app.node.clone(),
         users_note: rec.users().note().map(str::to_string),
         release: app.release,
-        git_url: app.git_url.clone(),
+        git_url: app.git_url.as_deref().map(crate::deploy::redact_git),
         git_ref: app.git_ref.clone(),
         created_at: app.created_at,
         updated_at: app.updated_at,

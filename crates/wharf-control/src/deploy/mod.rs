@@ -9,7 +9,7 @@ pub(crate) mod source;
 mod tools;
 
 pub(crate) use pipeline::{Deploys, Source, deploy, restore_config, rollback};
-pub(crate) use source::{check_git, check_image};
+pub(crate) use source::{check_git, check_image, git_credentials, redact_git};
 pub(crate) use tools::add_tool_paths;
 
 /// What one release's build log keeps at most; past it, lines are counted, not kept.

@@ -163,6 +163,12 @@ pub(crate) async fn deploy(
             if let Ok(env) = c.store.env(app) {
                 out.mask(env.into_values());
             }
+            if let Source::Git { url, .. } = &source
+                && let Some(r) = crate::deploy::git_credentials(url)
+            {
+                // What git itself may print of the address.
+                out.mask([url[r].to_string()]);
+            }
             run(c, app, source, &out, &op).await
         }
     };
@@ -184,7 +190,9 @@ async fn run(
 ) -> Result<String, String> {
     let current = c.store.app(app).map_err(|e| e.to_string())?;
     let description = match &source {
-        Source::Git { url, reference } => format!("git {url} {reference}"),
+        Source::Git { url, reference } => {
+            format!("git {} {reference}", crate::deploy::redact_git(url))
+        }
         Source::Archive(_) => "archive (tar.gz)".to_string(),
         Source::Zip(_) => "archive (zip)".to_string(),
         Source::Image(image) => format!("image {image}"),

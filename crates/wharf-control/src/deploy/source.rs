@@ -65,9 +65,48 @@ pub(crate) fn check_git(url: &str, reference: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The secret part of a git URL, if it has one: the whole user-info of `https://TOKEN@host/…`
+/// or `https://user:TOKEN@host/…` (hosts take tokens in either place), the password of any
+/// other `scheme://user:pass@host/…`. (`git@host:path` names a user, no secret.)
+pub(crate) fn git_credentials(url: &str) -> Option<std::ops::Range<usize>> {
+    let (scheme, rest) = url.split_once("://")?;
+    let start = scheme.len() + 3;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let at = authority.rfind('@')?;
+    let userinfo = &authority[..at];
+    if matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return (!userinfo.is_empty()).then(|| start..start + at);
+    }
+    let colon = userinfo.find(':')?;
+    (colon + 1 < at).then(|| start + colon + 1..start + at)
+}
+
+/// `url` with its credentials (see [`git_credentials`]) shown as `***`: what users, logs and
+/// the API see of a repository's address.
+pub(crate) fn redact_git(url: &str) -> String {
+    match git_credentials(url) {
+        Some(r) => format!("{}***{}", &url[..r.start], &url[r.end..]),
+        None => url.to_string(),
+    }
+}
+
 /// Fetches `reference` of `url` into the app's cache and writes its files into `dest`.
-/// Returns the exact commit.
+/// Returns the exact commit. Errors never hold the URL's credentials (git may quote it).
 pub(crate) async fn fetch_git(
+    cache: &Path,
+    url: &str,
+    reference: &str,
+    dest: &Path,
+    out: &Output,
+) -> Result<String, String> {
+    let fetched = fetch_git_as_is(cache, url, reference, dest, out).await;
+    fetched.map_err(|e| match git_credentials(url) {
+        Some(r) => e.replace(&url[r], "***"),
+        None => e,
+    })
+}
+
+async fn fetch_git_as_is(
     cache: &Path,
     url: &str,
     reference: &str,
@@ -81,7 +120,7 @@ pub(crate) async fn fetch_git(
             .map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
         git(&["init", "--bare", "--quiet", cache_s], out).await?;
     }
-    out.line(&format!("fetching {reference} from {url}"));
+    out.line(&format!("fetching {reference} from {}", redact_git(url)));
     let fetched = git(
         &[
             "-C",
@@ -117,7 +156,7 @@ pub(crate) async fn fetch_git(
                 out,
             )
             .await
-            .map_err(|e| format!("cannot fetch from {url}: {e}"))?;
+            .map_err(|e| format!("cannot fetch from {}: {e}", redact_git(url)))?;
             git(
                 &[
                     "-C",
@@ -310,6 +349,27 @@ pub(crate) fn check_image(image: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repository_credentials_are_never_shown() {
+        for (url, shown) in [
+            (
+                "https://oauth2:glpat-123@gitlab.com/a/b.git",
+                "https://***@gitlab.com/a/b.git",
+            ),
+            (
+                "https://ghp_token@github.com/a/b",
+                "https://***@github.com/a/b",
+            ),
+            ("ssh://git:secret@host/r.git", "ssh://git:***@host/r.git"),
+            ("ssh://git@host/r.git", "ssh://git@host/r.git"),
+            ("git@github.com:a/b.git", "git@github.com:a/b.git"),
+            ("https://github.com/a/b@v1", "https://github.com/a/b@v1"),
+            ("/srv/repo", "/srv/repo"),
+        ] {
+            assert_eq!(redact_git(url), shown, "{url}");
+        }
+    }
 
     fn targz(entries: &[(&str, &[u8])], links: &[(&str, &str)]) -> Vec<u8> {
         let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
