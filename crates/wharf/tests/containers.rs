@@ -512,6 +512,132 @@ async fn an_engine_that_answers_late_is_found_and_its_containers_adopted() {
     server.stop().await;
 }
 
+/// `wharf run` in a container app runs inside one of its running containers, as `docker exec`
+/// does: the container's env and files, its output streamed, the CLI's status the command's;
+/// recorded in the operations log; stopped (its process gone from the container) past its
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_off_command_runs_inside_the_apps_container() {
+    require_engine(LOCAL);
+    let app = unique("oneoff");
+    let _cleanup = Cleanup::new(LOCAL, &[&app]);
+    python_layer(LOCAL).await;
+    let tmp = TempDir::new("containers-run");
+    let repo = python_repo(&tmp.0, &app, "r1-image-only", PYTHON_DOCKERFILE);
+    let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
+    let greeting = "GREETING=hello-from-the-env";
+    server
+        .ok(&[
+            "apps",
+            "create",
+            &app,
+            "--runtime",
+            "docker",
+            "--git",
+            &repo.url(),
+            "--env",
+            greeting,
+        ])
+        .await;
+    server.ok(&["deploy", &app]).await;
+    let ids = containers_of(LOCAL, &app);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let hostname = inspect(LOCAL, &ids[0])["Config"]["Hostname"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let script = "echo $GREETING; hostname; cat /app/version; echo; echo to-stderr >&2; exit 4";
+    let (code, out, err) = run_in(&server, &[&app, "--", "sh", "-c", script], None).await;
+    assert_eq!(
+        code, 4,
+        "the CLI exits with the command's status: {out}{err}"
+    );
+    assert_eq!(
+        out,
+        format!("hello-from-the-env\n{hostname}\nr1-image-only\n"),
+        "the container's env, hostname and files"
+    );
+    assert_eq!(err.trim(), "to-stderr", "stderr stays stderr");
+
+    // Its standard input, given with --stdin.
+    let (code, out, _) = run_in(&server, &[&app, "--stdin", "--", "cat"], Some("piped in\n")).await;
+    assert_eq!((code, out.as_str()), (0, "piped in\n"));
+
+    // Past its timeout it is stopped, and gone from the container.
+    let (code, _, err) = run_in(
+        &server,
+        &[&app, "--timeout", "1", "--", "sleep", "4321"],
+        None,
+    )
+    .await;
+    assert_eq!(code, 128 + 9, "{err}");
+    assert!(
+        err.contains("stopped after 1 s (the run's timeout)"),
+        "{err}"
+    );
+    eventually(
+        10,
+        "the stopped command is gone from the container",
+        || async { !docker(LOCAL, &["top", &ids[0]]).contains("sleep 4321") },
+    )
+    .await;
+
+    let ops: serde_json::Value =
+        serde_json::from_str(&server.ok(&["ops", &app, "--json"]).await).unwrap();
+    let runs: Vec<&serde_json::Value> = ops
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["kind"] == "run")
+        .collect();
+    assert_eq!(runs.len(), 3, "{ops:#}");
+    let first = runs
+        .iter()
+        .find(|o| o["message"].as_str().unwrap().contains("exit 4"))
+        .unwrap_or_else(|| panic!("the first run is recorded: {ops:#}"));
+    assert_eq!(first["status"], "failed", "{first:#}");
+    assert!(
+        first["message"].as_str().unwrap().contains("exit status 4"),
+        "{first:#}"
+    );
+    server
+        .ok(&["apps", "delete", &app, "--purge", "--yes"])
+        .await;
+    server.stop().await;
+}
+
+/// `wharf run ARGS…` with `stdin` piped in: (exit code, stdout, stderr).
+async fn run_in(server: &ServerProc, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("run")
+        .args(args)
+        .env("WHARF_URL", format!("http://{}", server.api))
+        .env("WHARF_TOKEN", &server.token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all(stdin.unwrap_or_default().as_bytes())
+        .await
+        .unwrap();
+    drop(input);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("wharf run ends within 60 s")
+        .unwrap();
+    (
+        out.status.code().expect("exited"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Creates `app` on the docker runtime from `repo`, deploys it, and returns what it answers
 /// and its one container's id.
 async fn created_and_deployed(
