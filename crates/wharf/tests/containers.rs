@@ -583,6 +583,27 @@ async fn a_one_off_command_runs_inside_the_apps_container() {
     )
     .await;
 
+    // A client that goes away stops it too.
+    let mut cli = server.spawn_cli(&[
+        "run",
+        &app,
+        "--",
+        "sh",
+        "-c",
+        "echo started; exec sleep 4322",
+    ]);
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(cli.stdout.take().unwrap()));
+    let first = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line()).await;
+    assert_eq!(first.unwrap().unwrap().as_deref(), Some("started"));
+    cli.kill().await.unwrap();
+    eventually(
+        10,
+        "a command whose client left is gone from the container",
+        || async { !docker(LOCAL, &["top", &ids[0]]).contains("sleep 4322") },
+    )
+    .await;
+
     let ops: serde_json::Value =
         serde_json::from_str(&server.ok(&["ops", &app, "--json"]).await).unwrap();
     let runs: Vec<&serde_json::Value> = ops
@@ -591,7 +612,14 @@ async fn a_one_off_command_runs_inside_the_apps_container() {
         .iter()
         .filter(|o| o["kind"] == "run")
         .collect();
-    assert_eq!(runs.len(), 3, "{ops:#}");
+    assert_eq!(runs.len(), 4, "{ops:#}");
+    assert!(
+        runs.iter().any(|o| o["message"]
+            .as_str()
+            .unwrap()
+            .contains("the client went away")),
+        "{ops:#}"
+    );
     let first = runs
         .iter()
         .find(|o| o["message"].as_str().unwrap().contains("exit 4"))
@@ -601,6 +629,12 @@ async fn a_one_off_command_runs_inside_the_apps_container() {
         first["message"].as_str().unwrap().contains("exit status 4"),
         "{first:#}"
     );
+
+    // Without a running container there is nowhere to run it: said so, nothing recorded.
+    server.ok(&["apps", "stop", &app]).await;
+    let (code, _, err) = run_in(&server, &[&app, "--", "true"], None).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("no running container"), "{err}");
     server
         .ok(&["apps", "delete", &app, "--purge", "--yes"])
         .await;
