@@ -293,7 +293,7 @@ async fn containers_keep_running_through_a_killed_server_and_are_adopted() {
     let http_port = free_port();
     let host = format!("{app}.localhost");
     let server = ServerProc::start(&data, http_port).await;
-    let (body, ids) = created_and_deployed(&server, &app, &repo).await;
+    let (body, ids) = created_and_deployed(&server, &app, &repo, &[]).await;
     let started = inspect(LOCAL, &ids[0])["State"]["StartedAt"].clone();
 
     server.kill9().await;
@@ -484,7 +484,7 @@ async fn an_engine_that_answers_late_is_found_and_its_containers_adopted() {
     let url = format!("unix://{}", socket.display());
     let args = ["--docker-host", url.as_str()];
     let server = ServerProc::start_args(&data, http_port, &args, &[]).await;
-    let (body, ids) = created_and_deployed(&server, &app, &repo).await;
+    let (body, ids) = created_and_deployed(&server, &app, &repo, &[]).await;
 
     server.kill9().await;
     std::fs::remove_file(&socket).unwrap();
@@ -525,30 +525,15 @@ async fn a_one_off_command_runs_inside_the_apps_container() {
     let tmp = TempDir::new("containers-run");
     let repo = python_repo(&tmp.0, &app, "r1-image-only", PYTHON_DOCKERFILE);
     let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
-    let greeting = "GREETING=hello-from-the-env";
-    server
-        .ok(&[
-            "apps",
-            "create",
-            &app,
-            "--runtime",
-            "docker",
-            "--git",
-            &repo.url(),
-            "--env",
-            greeting,
-        ])
-        .await;
-    server.ok(&["deploy", &app]).await;
-    let ids = containers_of(LOCAL, &app);
-    assert_eq!(ids.len(), 1, "{ids:?}");
+    let env = ["--env", "GREETING=hello-from-the-env"];
+    let (_, ids) = created_and_deployed(&server, &app, &repo, &env).await;
     let hostname = inspect(LOCAL, &ids[0])["Config"]["Hostname"]
         .as_str()
         .unwrap()
         .to_string();
 
     let script = "echo $GREETING; hostname; cat /app/version; echo; echo to-stderr >&2; exit 4";
-    let (code, out, err) = run_in(&server, &[&app, "--", "sh", "-c", script], None).await;
+    let (code, out, err) = server.run(&[&app, "--", "sh", "-c", script], None).await;
     assert_eq!(
         code, 4,
         "the CLI exits with the command's status: {out}{err}"
@@ -561,16 +546,15 @@ async fn a_one_off_command_runs_inside_the_apps_container() {
     assert_eq!(err.trim(), "to-stderr", "stderr stays stderr");
 
     // Its standard input, given with --stdin.
-    let (code, out, _) = run_in(&server, &[&app, "--stdin", "--", "cat"], Some("piped in\n")).await;
+    let (code, out, _) = server
+        .run(&[&app, "--stdin", "--", "cat"], Some("piped in\n"))
+        .await;
     assert_eq!((code, out.as_str()), (0, "piped in\n"));
 
     // Past its timeout it is stopped, and gone from the container.
-    let (code, _, err) = run_in(
-        &server,
-        &[&app, "--timeout", "1", "--", "sleep", "4321"],
-        None,
-    )
-    .await;
+    let (code, _, err) = server
+        .run(&[&app, "--timeout", "1", "--", "sleep", "4321"], None)
+        .await;
     assert_eq!(code, 128 + 9, "{err}");
     assert!(
         err.contains("stopped after 1 s (the run's timeout)"),
@@ -604,26 +588,19 @@ async fn a_one_off_command_runs_inside_the_apps_container() {
     )
     .await;
 
-    let ops: serde_json::Value =
-        serde_json::from_str(&server.ok(&["ops", &app, "--json"]).await).unwrap();
-    let runs: Vec<&serde_json::Value> = ops
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|o| o["kind"] == "run")
-        .collect();
-    assert_eq!(runs.len(), 4, "{ops:#}");
+    let runs = server.ops_of(&app, "run").await;
+    assert_eq!(runs.len(), 4, "{runs:#?}");
     assert!(
         runs.iter().any(|o| o["message"]
             .as_str()
             .unwrap()
             .contains("the client went away")),
-        "{ops:#}"
+        "{runs:#?}"
     );
     let first = runs
         .iter()
         .find(|o| o["message"].as_str().unwrap().contains("exit 4"))
-        .unwrap_or_else(|| panic!("the first run is recorded: {ops:#}"));
+        .unwrap_or_else(|| panic!("the first run is recorded: {runs:#?}"));
     assert_eq!(first["status"], "failed", "{first:#}");
     assert!(
         first["message"].as_str().unwrap().contains("exit status 4"),
@@ -632,7 +609,7 @@ async fn a_one_off_command_runs_inside_the_apps_container() {
 
     // Without a running container there is nowhere to run it: said so, nothing recorded.
     server.ok(&["apps", "stop", &app]).await;
-    let (code, _, err) = run_in(&server, &[&app, "--", "true"], None).await;
+    let (code, _, err) = server.run(&[&app, "--", "true"], None).await;
     assert_ne!(code, 0);
     assert!(err.contains("no running container"), "{err}");
     server
@@ -641,48 +618,18 @@ async fn a_one_off_command_runs_inside_the_apps_container() {
     server.stop().await;
 }
 
-/// `wharf run ARGS…` with `stdin` piped in: (exit code, stdout, stderr).
-async fn run_in(server: &ServerProc, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .arg("run")
-        .args(args)
-        .env("WHARF_URL", format!("http://{}", server.api))
-        .env("WHARF_TOKEN", &server.token)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input
-        .write_all(stdin.unwrap_or_default().as_bytes())
-        .await
-        .unwrap();
-    drop(input);
-    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("wharf run ends within 60 s")
-        .unwrap();
-    (
-        out.status.code().expect("exited"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Creates `app` on the docker runtime from `repo`, deploys it, and returns what it answers
-/// and its one container's id.
+/// Creates `app` on the docker runtime from `repo` (with `extra` options for `apps create`),
+/// deploys it, and returns what it answers and its one container's id.
 async fn created_and_deployed(
     server: &ServerProc,
     app: &str,
     repo: &Repo,
+    extra: &[&str],
 ) -> (String, Vec<String>) {
     let url = repo.url();
-    server
-        .ok(&["apps", "create", app, "--runtime", "docker", "--git", &url])
-        .await;
+    let mut create = vec!["apps", "create", app, "--runtime", "docker", "--git", &url];
+    create.extend_from_slice(extra);
+    server.ok(&create).await;
     server.ok(&["deploy", app]).await;
     let body = text(server.http, &format!("{app}.localhost"), "/").await;
     let ids = containers_of(LOCAL, app);
