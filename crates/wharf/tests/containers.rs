@@ -515,7 +515,8 @@ async fn an_engine_that_answers_late_is_found_and_its_containers_adopted() {
 /// `wharf run` in a container app runs inside one of its running containers, as `docker exec`
 /// does: the container's env and files, its output streamed, the CLI's status the command's;
 /// recorded in the operations log; stopped (its process gone from the container) past its
-/// timeout.
+/// timeout, when its client goes away, or by the next start of a server killed meanwhile;
+/// refused while no container runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_off_command_runs_inside_the_apps_container() {
     require_engine(LOCAL);
@@ -524,7 +525,8 @@ async fn a_one_off_command_runs_inside_the_apps_container() {
     python_layer(LOCAL).await;
     let tmp = TempDir::new("containers-run");
     let repo = python_repo(&tmp.0, &app, "r1-image-only", PYTHON_DOCKERFILE);
-    let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
+    let (data, http_port) = (tmp.0.join("data"), free_port());
+    let server = ServerProc::start(&data, http_port).await;
     let env = ["--env", "GREETING=hello-from-the-env"];
     let (_, ids) = created_and_deployed(&server, &app, &repo, &env).await;
     let hostname = inspect(LOCAL, &ids[0])["Config"]["Hostname"]
@@ -560,33 +562,12 @@ async fn a_one_off_command_runs_inside_the_apps_container() {
         err.contains("stopped after 1 s (the run's timeout)"),
         "{err}"
     );
-    eventually(
-        10,
-        "the stopped command is gone from the container",
-        || async { !docker(LOCAL, &["top", &ids[0]]).contains("sleep 4321") },
-    )
-    .await;
+    gone_from(&ids[0], "sleep 4321").await;
 
     // A client that goes away stops it too.
-    let mut cli = server.spawn_cli(&[
-        "run",
-        &app,
-        "--",
-        "sh",
-        "-c",
-        "echo started; exec sleep 4322",
-    ]);
-    let mut lines =
-        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(cli.stdout.take().unwrap()));
-    let first = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line()).await;
-    assert_eq!(first.unwrap().unwrap().as_deref(), Some("started"));
+    let mut cli = running(&server, &app, "sleep 4322").await;
     cli.kill().await.unwrap();
-    eventually(
-        10,
-        "a command whose client left is gone from the container",
-        || async { !docker(LOCAL, &["top", &ids[0]]).contains("sleep 4322") },
-    )
-    .await;
+    gone_from(&ids[0], "sleep 4322").await;
 
     let runs = server.ops_of(&app, "run").await;
     assert_eq!(runs.len(), 4, "{runs:#?}");
@@ -607,6 +588,13 @@ async fn a_one_off_command_runs_inside_the_apps_container() {
         "{first:#}"
     );
 
+    // A server killed meanwhile stops it when it starts again.
+    let cli = running(&server, &app, "sleep 4323").await;
+    server.kill9().await;
+    drop(cli);
+    let server = ServerProc::start(&data, http_port).await;
+    gone_from(&ids[0], "sleep 4323").await;
+
     // Without a running container there is nowhere to run it: said so, nothing recorded.
     server.ok(&["apps", "stop", &app]).await;
     let (code, _, err) = server.run(&[&app, "--", "true"], None).await;
@@ -616,6 +604,26 @@ async fn a_one_off_command_runs_inside_the_apps_container() {
         .ok(&["apps", "delete", &app, "--purge", "--yes"])
         .await;
     server.stop().await;
+}
+
+/// Waits (a while) until `command` no longer runs in `container`.
+async fn gone_from(container: &str, command: &str) {
+    let what = format!("`{command}` is stopped and gone from the container");
+    eventually(10, &what, || async {
+        !docker(LOCAL, &["top", container]).contains(command)
+    })
+    .await;
+}
+
+/// `wharf run APP -- COMMAND`, left running once the command has started.
+async fn running(server: &ServerProc, app: &str, command: &str) -> tokio::process::Child {
+    let script = format!("echo started; exec {command}");
+    let mut cli = server.spawn_cli(&["run", app, "--", "sh", "-c", &script]);
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(cli.stdout.take().unwrap()));
+    let first = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line()).await;
+    assert_eq!(first.unwrap().unwrap().as_deref(), Some("started"));
+    cli
 }
 
 /// Creates `app` on the docker runtime from `repo` (with `extra` options for `apps create`),

@@ -1,4 +1,5 @@
-//! `POST /apps/{app}/run`: a one-off command in the app's release, answered as
+//! `POST /apps/{app}/run`: a one-off command in the app's release (a process app) or in one
+//! of its running containers (a docker app), answered as
 //! newline-delimited JSON: its output as it comes (`stdout`, `stderr`), then one `exit`, always
 //! last. Everything that can be refused is refused before the command starts, with a status;
 //! once it runs, the answer is 200 and the `exit` line says how it ended. The command ends
