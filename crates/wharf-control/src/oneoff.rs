@@ -1,18 +1,22 @@
-//! One-off commands (`wharf run APP -- CMD`, the dashboard's terminal): a command run as the
-//! app's instances run (`Reconciler::one_off`: release folder, env, user, sandbox), its output
-//! streamed as it comes, bounded in time and output, and ended with its whole process group
-//! when it is done, too long, too loud, or nobody reads it any more.
+//! One-off commands (`wharf run APP -- CMD`, the dashboard's terminal): for a process app, a
+//! command run as the app's instances run (`Reconciler::one_off`: release folder, env, user,
+//! sandbox); for a container app, run in one of its running containers as `docker exec` runs
+//! it. Either way its output is streamed as it comes, bounded in time and output, and it is
+//! ended with its whole process group when it is done, too long, too loud, or nobody reads it
+//! any more.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use futures_util::stream::{BoxStream, StreamExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
+use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 use wharf_client::dto::RunEvent;
 
@@ -24,10 +28,19 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 pub(crate) const MAX_TIMEOUT_SECS: u64 = 86_400;
 /// Output a run may send (standard output and error together); past it, it is stopped.
 pub(crate) const MAX_OUTPUT: u64 = 64 << 20;
+/// Bytes read from a command's pipe at once.
+const READ_CHUNK: usize = 16 << 10;
+
+/// How a command that ended by itself ended.
+pub(crate) enum Exit {
+    Code(i32),
+    Signal(i32),
+    Unknown,
+}
 
 /// How a run ended.
 pub(crate) enum Ended {
-    Exited(ExitStatus),
+    Exited(Exit),
     TimedOut(Duration),
     TooMuchOutput,
     /// The client went away (a closed connection, Ctrl-C in the terminal).
@@ -40,11 +53,11 @@ impl Ended {
     /// (exit code, signal, in words) for the client and the operations log.
     pub(crate) fn describe(&self) -> (Option<i32>, Option<i32>, String) {
         match self {
-            Ended::Exited(s) => match (s.code(), s.signal()) {
-                (Some(c), _) => (Some(c), None, format!("exit status {c}")),
-                (None, Some(sig)) => (None, Some(sig), format!("killed by signal {sig}")),
-                _ => (None, None, "ended".into()),
-            },
+            Ended::Exited(Exit::Code(c)) => (Some(*c), None, format!("exit status {c}")),
+            Ended::Exited(Exit::Signal(sig)) => {
+                (None, Some(*sig), format!("killed by signal {sig}"))
+            }
+            Ended::Exited(Exit::Unknown) => (None, None, "ended".into()),
             Ended::TimedOut(t) => (
                 None,
                 Some(9),
@@ -68,17 +81,89 @@ impl Ended {
     }
 
     pub(crate) fn success(&self) -> bool {
-        matches!(self, Ended::Exited(s) if s.success())
+        matches!(self, Ended::Exited(Exit::Code(0)))
     }
 }
 
+/// Where a command's standard input is written.
+type Input = Pin<Box<dyn AsyncWrite + Send>>;
+
 /// A one-off command started, not yet watched.
 pub(crate) struct Running {
-    child: Child,
-    stdin: Option<Vec<u8>>,
+    job: Job,
+    /// Its standard output and error, merged, each chunk marked `true` when from standard error.
+    output: BoxStream<'static, (bool, Bytes)>,
+    /// What to give its standard input, and where.
+    stdin: Option<(Vec<u8>, Input)>,
     /// Names its process group while it runs, so a server killed meanwhile stops it when it
     /// starts again (`deploy::leftovers`).
     pid_file: PathBuf,
+}
+
+/// What runs the command.
+enum Job {
+    /// A child process of the server, leading its own process group (taken at start: `wait`
+    /// forgets the pid).
+    Process {
+        child: Child,
+        group: Option<rustix::process::Pid>,
+    },
+    /// An exec in a container: the engine cannot stop one, so its process (as this machine
+    /// sees it, recorded in the pid file) is killed here.
+    Container(wharf_docker::Exec),
+}
+
+impl Job {
+    /// Waits for the command to end by itself. `output_closed` fires once its output ended.
+    async fn wait(&mut self, output_closed: &CancellationToken) -> Ended {
+        match self {
+            Job::Process { child, .. } => match child.wait().await {
+                Ok(s) => Ended::Exited(match (s.code(), s.signal()) {
+                    (Some(c), _) => Exit::Code(c),
+                    (None, Some(sig)) => Exit::Signal(sig),
+                    _ => Exit::Unknown,
+                }),
+                Err(e) => Ended::Lost(e.to_string()),
+            },
+            // The engine tells of an exec's end only when asked; its output ends with it.
+            Job::Container(exec) => {
+                output_closed.cancelled().await;
+                match exec.exit_code().await {
+                    Ok(Some(c)) => Ended::Exited(Exit::Code(i32::try_from(c).unwrap_or(-1))),
+                    // It closed its output and runs on: left to the timeout or the client.
+                    Ok(None) => std::future::pending().await,
+                    Err(e) => Ended::Lost(e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// Ends what is left of the command, however it ended: its whole process group.
+    async fn stop(&mut self, ended: &Ended, pid_file: &Path) {
+        match self {
+            Job::Process { child, group } => {
+                if let Some(pid) = group {
+                    let _ =
+                        rustix::process::kill_process_group(*pid, rustix::process::Signal::KILL);
+                }
+                if !matches!(ended, Ended::Exited(_)) {
+                    let _ = child.kill().await;
+                }
+                let _ = std::fs::remove_file(pid_file);
+            }
+            Job::Container(exec) => {
+                // Only while the recorded process still leads its group: its pid may be another
+                // process's by now.
+                let stopped = wharf_runtime::pidfile::reap(pid_file);
+                if !stopped && !matches!(ended, Ended::Exited(_)) {
+                    tracing::warn!(
+                        pid = exec.pid,
+                        "a one-off command in a container could not be stopped: its process is not seen here"
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// The shell script that runs `argv` as it is (each argument quoted for `/bin/sh`).
@@ -122,22 +207,75 @@ pub(crate) fn spawn(
     if let Some(u) = shell.spawn_as {
         command.uid(u.uid).gid(u.gid);
     }
-    let child = command.spawn()?;
+    let mut child = command.spawn()?;
+    record(&pid_file, child.id());
+    let mut streams = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        streams.push(chunks(out, false));
+    }
+    if let Some(err) = child.stderr.take() {
+        streams.push(chunks(err, true));
+    }
+    let stdin = match (stdin, child.stdin.take()) {
+        (Some(input), Some(pipe)) => Some((input, Box::pin(pipe) as Input)),
+        _ => None,
+    };
+    let group = child
+        .id()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32));
+    Ok(Running {
+        job: Job::Process { child, group },
+        output: futures_util::stream::select_all(streams).boxed(),
+        stdin,
+        pid_file,
+    })
+}
+
+/// Starts `script` with `/bin/sh -c` in the running container `container` of `engine`, as
+/// `docker exec` does (the container's user, folder and env).
+pub(crate) async fn exec(
+    engine: &wharf_docker::Engine,
+    container: &str,
+    script: &str,
+    stdin: Option<Vec<u8>>,
+    pid_file: PathBuf,
+) -> Result<Running, wharf_docker::ExecError> {
+    let started = engine.exec(container, script, stdin.is_some()).await?;
+    let exec = started.exec;
+    record(&pid_file, exec.pid);
+    let output = started.output.map(|c| (c.stderr, c.bytes)).boxed();
+    let stdin = stdin.zip(started.input);
+    Ok(Running {
+        job: Job::Container(exec),
+        output,
+        stdin,
+        pid_file,
+    })
+}
+
+/// Records the command's process group leader in `pid_file` (see [`Running::pid_file`]).
+fn record(pid_file: &Path, pid: Option<u32>) {
     let recorded = pid_file
         .parent()
         .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| match child.id() {
-            Some(pid) => wharf_runtime::pidfile::record(&pid_file, pid),
+        .and_then(|()| match pid {
+            Some(pid) => wharf_runtime::pidfile::record(pid_file, pid),
             None => Ok(()),
         });
     if let Err(e) = recorded {
         tracing::warn!(error = %e, file = %pid_file.display(), "cannot record a one-off command's pid");
     }
-    Ok(Running {
-        child,
-        stdin,
-        pid_file,
-    })
+}
+
+/// A pipe's bytes as chunks of output, marked as standard error or not.
+fn chunks(
+    pipe: impl tokio::io::AsyncRead + Send + 'static,
+    stderr: bool,
+) -> BoxStream<'static, (bool, Bytes)> {
+    ReaderStream::with_capacity(pipe, READ_CHUNK)
+        .take_while(|r| std::future::ready(r.is_ok()))
+        .filter_map(move |r| std::future::ready(r.ok().map(|b| (stderr, b))))
+        .boxed()
 }
 
 /// Sends the command's output to `tx` as it comes and waits for it to end, within `timeout`.
@@ -148,107 +286,81 @@ pub(crate) async fn watch(
     tx: &mpsc::Sender<RunEvent>,
 ) -> Ended {
     let Running {
-        mut child,
+        mut job,
+        output,
         stdin,
         pid_file,
     } = running;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        // A command that does not read its input must not hold the run up.
+    if let Some((input, mut pipe)) = stdin {
+        // A command that does not read its input must not hold the run up. Shut down after
+        // it: the command reads end of file.
         tokio::spawn(async move {
-            let _ = pipe.write_all(&input).await;
+            if pipe.write_all(&input).await.is_ok() {
+                let _ = pipe.shutdown().await;
+            }
         });
     }
-    let written = Arc::new(AtomicU64::new(0));
     let too_much = CancellationToken::new();
-    let mut pumps = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        pumps.push(pump(
-            out,
-            false,
-            tx.clone(),
-            written.clone(),
-            too_much.clone(),
-        ));
-    }
-    if let Some(err) = child.stderr.take() {
-        pumps.push(pump(err, true, tx.clone(), written, too_much.clone()));
-    }
-    // The command leads its own process group; taken before `wait`, which forgets the pid.
-    let group = child
-        .id()
-        .and_then(|p| rustix::process::Pid::from_raw(p as i32));
+    let output_closed = CancellationToken::new();
+    let pump = pump(output, tx.clone(), too_much.clone(), output_closed.clone());
     let ended = tokio::select! {
-        s = child.wait() => match s {
-            Ok(s) => Ended::Exited(s),
-            Err(e) => Ended::Lost(e.to_string()),
-        },
+        e = job.wait(&output_closed) => e,
         () = tokio::time::sleep(timeout) => Ended::TimedOut(timeout),
         () = too_much.cancelled() => Ended::TooMuchOutput,
         () = tx.closed() => Ended::ClientGone,
     };
-    if let Some(pid) = group {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
-    if !matches!(ended, Ended::Exited(_)) {
-        let _ = child.kill().await;
-    }
-    let _ = std::fs::remove_file(&pid_file);
-    // The pipes close once the group is gone; a process that left the group and kept them open
-    // does not hold the answer up for long.
-    for p in pumps {
-        let abort = p.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(5), p)
-            .await
-            .is_err()
-        {
-            abort.abort();
-        }
+    job.stop(&ended, &pid_file).await;
+    // The output closes once the group is gone; a process that left the group and kept it
+    // open does not hold the answer up for long.
+    let abort = pump.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(5), pump)
+        .await
+        .is_err()
+    {
+        abort.abort();
     }
     ended
 }
 
-/// Copies one of the command's streams to `tx` in chunks as they come, as text.
+/// Copies the command's output to `tx` in chunks as they come, as text; `closed` fires when
+/// the output ended.
 fn pump(
-    mut reader: impl AsyncRead + Unpin + Send + 'static,
-    stderr: bool,
+    mut output: BoxStream<'static, (bool, Bytes)>,
     tx: mpsc::Sender<RunEvent>,
-    written: Arc<AtomicU64>,
     too_much: CancellationToken,
+    closed: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut buf = vec![0u8; 16 << 10];
-        let mut text = Utf8Chunks::default();
-        loop {
-            let n = match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if written.fetch_add(n as u64, Ordering::Relaxed) + n as u64 > MAX_OUTPUT {
+        let _closed = closed.drop_guard();
+        let event = |stderr: bool, text: String| {
+            if stderr {
+                RunEvent::Stderr(text)
+            } else {
+                RunEvent::Stdout(text)
+            }
+        };
+        // Per stream: a character may be cut between two chunks of the same stream.
+        let mut texts = [Utf8Chunks::default(), Utf8Chunks::default()];
+        let mut written = 0u64;
+        while let Some((stderr, bytes)) = output.next().await {
+            written += bytes.len() as u64;
+            if written > MAX_OUTPUT {
                 too_much.cancel();
                 break;
             }
-            let chunk = text.push(&buf[..n]);
+            let chunk = texts[usize::from(stderr)].push(&bytes);
             if chunk.is_empty() {
                 continue;
             }
-            let event = if stderr {
-                RunEvent::Stderr(chunk)
-            } else {
-                RunEvent::Stdout(chunk)
-            };
-            if tx.send(event).await.is_err() {
+            if tx.send(event(stderr, chunk)).await.is_err() {
                 break;
             }
         }
-        let rest = text.finish();
-        if !rest.is_empty() {
-            let _ = tx
-                .send(if stderr {
-                    RunEvent::Stderr(rest)
-                } else {
-                    RunEvent::Stdout(rest)
-                })
-                .await;
+        for (stderr, text) in [false, true].into_iter().zip(&mut texts) {
+            let rest = text.finish();
+            if !rest.is_empty() {
+                let _ = tx.send(event(stderr, rest)).await;
+            }
         }
     })
 }

@@ -1412,6 +1412,11 @@ impl Reconciler {
         }))
     }
 
+    /// The env an app's instances get (secrets included: for masking, never for showing).
+    pub(crate) fn app_env(&self, app: &App) -> Result<BTreeMap<String, String>, String> {
+        self.env(app, &self.effective(app))
+    }
+
     /// The manifest's env defaults with the app's own env laid over them.
     fn env(&self, app: &App, eff: &Effective) -> Result<BTreeMap<String, String>, String> {
         let mut env = eff.env_defaults.clone();

@@ -673,27 +673,10 @@ async fn backups_all(server: &ServerProc, target: &str) -> Vec<serde_json::Value
 
 /// `wharf db shell DB -- ARGS` with `input` on its stdin; returns its output.
 async fn shell(server: &ServerProc, db: &str, args: &[&str], input: &str) -> String {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["db", "shell", db, "--"])
-        .args(args)
-        .env("WHARF_URL", format!("http://{}", server.api))
-        .env("WHARF_TOKEN", &server.token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).await.unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "db shell {db}: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut all = vec!["db", "shell", db, "--"];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr) = server.cli_input(&all, input).await;
+    assert_eq!(code, 0, "db shell {db}: {stdout}{stderr}");
     stdout
 }
 

@@ -293,7 +293,7 @@ async fn containers_keep_running_through_a_killed_server_and_are_adopted() {
     let http_port = free_port();
     let host = format!("{app}.localhost");
     let server = ServerProc::start(&data, http_port).await;
-    let (body, ids) = created_and_deployed(&server, &app, &repo).await;
+    let (body, ids) = created_and_deployed(&server, &app, &repo, &[]).await;
     let started = inspect(LOCAL, &ids[0])["State"]["StartedAt"].clone();
 
     server.kill9().await;
@@ -484,7 +484,7 @@ async fn an_engine_that_answers_late_is_found_and_its_containers_adopted() {
     let url = format!("unix://{}", socket.display());
     let args = ["--docker-host", url.as_str()];
     let server = ServerProc::start_args(&data, http_port, &args, &[]).await;
-    let (body, ids) = created_and_deployed(&server, &app, &repo).await;
+    let (body, ids) = created_and_deployed(&server, &app, &repo, &[]).await;
 
     server.kill9().await;
     std::fs::remove_file(&socket).unwrap();
@@ -512,17 +512,132 @@ async fn an_engine_that_answers_late_is_found_and_its_containers_adopted() {
     server.stop().await;
 }
 
-/// Creates `app` on the docker runtime from `repo`, deploys it, and returns what it answers
-/// and its one container's id.
+/// `wharf run` in a container app runs inside one of its running containers, as `docker exec`
+/// does: the container's env and files, its output streamed, the CLI's status the command's;
+/// recorded in the operations log; stopped (its process gone from the container) past its
+/// timeout, when its client goes away, or by the next start of a server killed meanwhile;
+/// refused while no container runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_off_command_runs_inside_the_apps_container() {
+    require_engine(LOCAL);
+    let app = unique("oneoff");
+    let _cleanup = Cleanup::new(LOCAL, &[&app]);
+    python_layer(LOCAL).await;
+    let tmp = TempDir::new("containers-run");
+    let repo = python_repo(&tmp.0, &app, "r1-image-only", PYTHON_DOCKERFILE);
+    let (data, http_port) = (tmp.0.join("data"), free_port());
+    let server = ServerProc::start(&data, http_port).await;
+    let env = ["--env", "GREETING=hello-from-the-env"];
+    let (_, ids) = created_and_deployed(&server, &app, &repo, &env).await;
+    let hostname = inspect(LOCAL, &ids[0])["Config"]["Hostname"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let script = "echo $GREETING; hostname; cat /app/version; echo; echo to-stderr >&2; exit 4";
+    let (code, out, err) = server.run(&[&app, "--", "sh", "-c", script], None).await;
+    assert_eq!(
+        code, 4,
+        "the CLI exits with the command's status: {out}{err}"
+    );
+    assert_eq!(
+        out,
+        format!("hello-from-the-env\n{hostname}\nr1-image-only\n"),
+        "the container's env, hostname and files"
+    );
+    assert_eq!(err.trim(), "to-stderr", "stderr stays stderr");
+
+    // Its standard input, given with --stdin.
+    let (code, out, _) = server
+        .run(&[&app, "--stdin", "--", "cat"], Some("piped in\n"))
+        .await;
+    assert_eq!((code, out.as_str()), (0, "piped in\n"));
+
+    // Past its timeout it is stopped, and gone from the container.
+    let (code, _, err) = server
+        .run(&[&app, "--timeout", "1", "--", "sleep", "4321"], None)
+        .await;
+    assert_eq!(code, 128 + 9, "{err}");
+    assert!(
+        err.contains("stopped after 1 s (the run's timeout)"),
+        "{err}"
+    );
+    gone_from(&ids[0], "sleep 4321").await;
+
+    // A client that goes away stops it too.
+    let mut cli = running(&server, &app, "sleep 4322").await;
+    cli.kill().await.unwrap();
+    gone_from(&ids[0], "sleep 4322").await;
+
+    let runs = server.ops_of(&app, "run").await;
+    assert_eq!(runs.len(), 4, "{runs:#?}");
+    assert!(
+        runs.iter().any(|o| o["message"]
+            .as_str()
+            .unwrap()
+            .contains("the client went away")),
+        "{runs:#?}"
+    );
+    let first = runs
+        .iter()
+        .find(|o| o["message"].as_str().unwrap().contains("exit 4"))
+        .unwrap_or_else(|| panic!("the first run is recorded: {runs:#?}"));
+    assert_eq!(first["status"], "failed", "{first:#}");
+    assert!(
+        first["message"].as_str().unwrap().contains("exit status 4"),
+        "{first:#}"
+    );
+
+    // A server killed meanwhile stops it when it starts again.
+    let cli = running(&server, &app, "sleep 4323").await;
+    server.kill9().await;
+    drop(cli);
+    let server = ServerProc::start(&data, http_port).await;
+    gone_from(&ids[0], "sleep 4323").await;
+
+    // Without a running container there is nowhere to run it: said so, nothing recorded.
+    server.ok(&["apps", "stop", &app]).await;
+    let (code, _, err) = server.run(&[&app, "--", "true"], None).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("no running container"), "{err}");
+    server
+        .ok(&["apps", "delete", &app, "--purge", "--yes"])
+        .await;
+    server.stop().await;
+}
+
+/// Waits (a while) until `command` no longer runs in `container`.
+async fn gone_from(container: &str, command: &str) {
+    let what = format!("`{command}` is stopped and gone from the container");
+    eventually(10, &what, || async {
+        !docker(LOCAL, &["top", container]).contains(command)
+    })
+    .await;
+}
+
+/// `wharf run APP -- COMMAND`, left running once the command has started.
+async fn running(server: &ServerProc, app: &str, command: &str) -> tokio::process::Child {
+    let script = format!("echo started; exec {command}");
+    let mut cli = server.spawn_cli(&["run", app, "--", "sh", "-c", &script]);
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(cli.stdout.take().unwrap()));
+    let first = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line()).await;
+    assert_eq!(first.unwrap().unwrap().as_deref(), Some("started"));
+    cli
+}
+
+/// Creates `app` on the docker runtime from `repo` (with `extra` options for `apps create`),
+/// deploys it, and returns what it answers and its one container's id.
 async fn created_and_deployed(
     server: &ServerProc,
     app: &str,
     repo: &Repo,
+    extra: &[&str],
 ) -> (String, Vec<String>) {
     let url = repo.url();
-    server
-        .ok(&["apps", "create", app, "--runtime", "docker", "--git", &url])
-        .await;
+    let mut create = vec!["apps", "create", app, "--runtime", "docker", "--git", &url];
+    create.extend_from_slice(extra);
+    server.ok(&create).await;
     server.ok(&["deploy", app]).await;
     let body = text(server.http, &format!("{app}.localhost"), "/").await;
     let ids = containers_of(LOCAL, app);

@@ -54,23 +54,7 @@ async fn deployed(tmp: &TempDir) -> ServerProc {
 
 /// `wharf run ARGS…`: (exit code, stdout, stderr).
 async fn run(server: &ServerProc, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        Command::new(env!("CARGO_BIN_EXE_wharf"))
-            .arg("run")
-            .args(args)
-            .env("WHARF_URL", format!("http://{}", server.api))
-            .env("WHARF_TOKEN", &server.token)
-            .output(),
-    )
-    .await
-    .expect("wharf run ends within 60 s")
-    .unwrap();
-    (
-        out.status.code().expect("exited"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    server.run(args, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,19 +113,12 @@ async fn a_command_runs_in_the_release_with_the_apps_env_and_user_and_its_status
 
     // Recorded as operations of kind run, with the command (the env value masked) and how it
     // ended; the value is nowhere in the operations log nor the server's log.
-    let ops = server.ok(&["ops", "web", "--json"]).await;
-    let ops: serde_json::Value = serde_json::from_str(&ops).unwrap();
-    let runs: Vec<&serde_json::Value> = ops
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|o| o["kind"] == "run")
-        .collect();
-    assert_eq!(runs.len(), 4, "{ops:#}");
+    let runs = server.ops_of("web", "run").await;
+    assert_eq!(runs.len(), 4, "{runs:#?}");
     let first = runs
         .iter()
         .find(|o| o["message"].as_str().unwrap().contains("exit 3"))
-        .unwrap_or_else(|| panic!("the first run is recorded: {ops:#}"));
+        .unwrap_or_else(|| panic!("the first run is recorded: {runs:#?}"));
     assert_eq!(first["status"], "failed");
     assert!(
         first["message"]

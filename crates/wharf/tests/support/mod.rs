@@ -199,6 +199,51 @@ impl ServerProc {
         out
     }
 
+    /// Runs the CLI with `input` on its stdin, within 60 s; returns (exit code, stdout, stderr).
+    pub async fn cli_input(&self, args: &[&str], input: &str) -> (i32, String, String) {
+        use tokio::io::AsyncWriteExt;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(args)
+            .env("WHARF_URL", format!("http://{}", self.api))
+            .env("WHARF_TOKEN", &self.token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).await.unwrap();
+        drop(stdin);
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("wharf {args:?} ends within 60 s"))
+            .unwrap();
+        (
+            out.status.code().expect("exited"),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `wharf run ARGS…` given `stdin` (else end of file): (exit code, stdout, stderr).
+    pub async fn run(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+        let args: Vec<&str> = std::iter::once("run").chain(args.iter().copied()).collect();
+        self.cli_input(&args, stdin.unwrap_or_default()).await
+    }
+
+    /// The app's operations of `kind`, as `wharf ops APP --json` lists them.
+    pub async fn ops_of(&self, app: &str, kind: &str) -> Vec<serde_json::Value> {
+        let ops: serde_json::Value =
+            serde_json::from_str(&self.ok(&["ops", app, "--json"]).await).unwrap();
+        ops.as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| o["kind"] == kind)
+            .cloned()
+            .collect()
+    }
+
     pub async fn app_json(&self, app: &str) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["apps", "show", app, "--json"]).await).unwrap()
     }
