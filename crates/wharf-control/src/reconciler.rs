@@ -996,8 +996,10 @@ impl Reconciler {
             allow: Vec::new(),
             access_log: true,
             cert: None,
+            // Git hosts do not follow a redirect of a POST: a webhook is answered where it is
+            // sent, even when a certificate (a wildcard, say) covers the host.
             https: HttpsPolicy {
-                redirect: true,
+                redirect: false,
                 hsts: None,
             },
         };

@@ -150,7 +150,13 @@ impl Traffic {
         };
         let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, bytes)?;
+        {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            // On disk before it replaces the last good file: a power cut leaves one or the other.
+            file.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     }
 

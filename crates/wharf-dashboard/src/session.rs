@@ -65,6 +65,21 @@ impl Sessions {
         }
     }
 
+    /// The id the request's cookie names, to ask [`Sessions::live`] about later.
+    pub(crate) fn id(headers: &HeaderMap) -> Option<String> {
+        cookie(headers)
+    }
+
+    /// Whether the session `id` still stands: not logged out, not expired. Asked by what
+    /// outlives a request, such as an open terminal.
+    pub(crate) fn live(&self, id: &str) -> bool {
+        self.by_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .is_some_and(|s| s.expires > Instant::now())
+    }
+
     pub(crate) fn remove(&self, headers: &HeaderMap) {
         if let Some(id) = cookie(headers) {
             self.by_id

@@ -27,7 +27,7 @@ use wharf_client::dto::{RunEvent, RunRequest};
 
 use crate::Dashboard;
 use crate::layout::{Flash, page};
-use crate::session::same;
+use crate::session::{Sessions, same};
 
 /// The vendored xterm.js release, part of its assets' URLs (they are cached for good).
 pub(crate) const XTERM_VERSION: &str = "6.0.0";
@@ -109,12 +109,15 @@ pub(crate) async fn socket(
         Ok(c) => c,
         Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
     };
+    let Some(id) = Sessions::id(headers) else {
+        return refuse("not logged in (or the session expired): log in again");
+    };
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
         let io = hyper_util::rt::TokioIo::new(upgraded);
         let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
-        session(ws, client, app).await;
+        session(ws, client, app, d, id).await;
     });
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -165,8 +168,9 @@ fn websocket_key(headers: &HeaderMap) -> Option<String> {
 
 type Ws = WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
-/// What the socket does until it closes: edit a line, run it, repeat.
-async fn session(ws: Ws, client: Client, app: String) {
+/// What the socket does until it closes: edit a line, run it, repeat. Each line runs only
+/// while the dashboard session `id` stands: a logout or its expiry ends the terminal too.
+async fn session(ws: Ws, client: Client, app: String, d: Arc<Dashboard>, id: String) {
     let (mut tx, mut rx) = ws.split();
     let prompt = format!("\x1b[1;32m{app}\x1b[0m$ ");
     let hello = format!(
@@ -190,6 +194,14 @@ async fn session(ws: Ws, client: Client, app: String) {
                 Key::Cancelled => echo.push_str(&format!("^C\r\n{prompt}")),
                 Key::Enter(line) => {
                     echo.push_str("\r\n");
+                    if !d.sessions.live(&id) {
+                        echo.push_str(
+                            "\x1b[31m[the session ended: log in again to use the terminal]\x1b[0m\r\n",
+                        );
+                        let _ = tx.send(Message::text(echo)).await;
+                        let _ = tx.send(Message::Close(None)).await;
+                        return;
+                    }
                     if tx
                         .send(Message::text(std::mem::take(&mut echo)))
                         .await

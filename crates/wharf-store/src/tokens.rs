@@ -135,10 +135,15 @@ impl Store {
         Ok(())
     }
 
+    /// Tokens that still let someone in (expired ones are dropped first, so a server whose
+    /// last tokens expired writes a new admin token at start).
     pub fn token_count(&self) -> Result<u64> {
-        Ok(self
-            .conn()
-            .query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))?)
+        let conn = self.conn();
+        conn.execute(
+            "DELETE FROM tokens WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+            [now()],
+        )?;
+        Ok(conn.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))?)
     }
 }
 
@@ -185,6 +190,21 @@ mod tests {
             "a removed user's tokens go"
         );
         assert!(s.tokens(Some(ADMIN_USER)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn expired_tokens_do_not_count_as_a_way_in() {
+        let s = Store::open_test();
+        s.add_user("ann", None).unwrap();
+        s.add_token("ann", "old", "session", "h1", Some(now() - 1))
+            .unwrap();
+        assert_eq!(
+            s.token_count().unwrap(),
+            0,
+            "the next start writes admin.token"
+        );
+        s.add_token("ann", "live", "api", "h2", None).unwrap();
+        assert_eq!(s.token_count().unwrap(), 1);
     }
 
     #[test]

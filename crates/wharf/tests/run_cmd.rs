@@ -419,4 +419,17 @@ async fn the_dashboard_terminal_runs_a_line_and_opens_only_for_its_own_page() {
     assert_eq!(refused.err().as_deref(), Some("refused with 403 Forbidden"));
     let refused = open(&server, "web", "0000", Some(&cookie), &origin).await;
     assert_eq!(refused.err().as_deref(), Some("refused with 403 Forbidden"));
+
+    // Logging out ends a terminal left open: its next line is refused, and it closes.
+    let logout = http::Request::post("/logout")
+        .header("host", server.api.as_str())
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(format!("csrf={csrf}"))))
+        .unwrap();
+    let reply = request(server.api.parse().unwrap(), logout).await.unwrap();
+    assert_eq!(reply.status, 303, "{}", reply.text());
+    ws.send(Message::text("echo after\r")).await.unwrap();
+    let shown = read_until(&mut ws, "the session ended").await;
+    assert!(!shown.contains("after\r\n[exit"), "nothing ran: {shown:?}");
 }
