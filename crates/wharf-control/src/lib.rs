@@ -92,6 +92,9 @@ pub(crate) struct Control {
     pub(crate) traffic: traffic::Traffic,
     pub(crate) databases: Arc<databases::Databases>,
     pub(crate) backups: Arc<backups::Backups>,
+    /// Cancelled when the server begins to stop: what a request keeps running (a one-off
+    /// command) ends then, so the API's graceful stop does not wait for it.
+    pub(crate) stopping: CancellationToken,
 }
 
 /// A running control plane with its gateway and runtime.
@@ -261,6 +264,7 @@ impl Server {
             tracing::warn!(error = %e, "the traffic graphs start empty");
             traffic::Traffic::default()
         });
+        let stop_background = CancellationToken::new();
         let control = Arc::new(Control {
             store,
             reconciler,
@@ -272,8 +276,8 @@ impl Server {
             traffic,
             databases,
             backups,
+            stopping: stop_background.clone(),
         });
-        let stop_background = CancellationToken::new();
         control.databases.start_all().await;
         backups::spawn_scheduler(control.backups.clone(), stop_background.clone());
         certs.spawn(stop_background.clone());

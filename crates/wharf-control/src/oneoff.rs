@@ -45,6 +45,8 @@ pub(crate) enum Ended {
     TooMuchOutput,
     /// The client went away (a closed connection, Ctrl-C in the terminal).
     ClientGone,
+    /// The server began to stop.
+    ServerStopping,
     /// Waiting for it failed (the server's fault, not the command's).
     Lost(String),
 }
@@ -76,6 +78,7 @@ impl Ended {
                 Some(9),
                 "stopped: the client went away (or pressed Ctrl-C)".into(),
             ),
+            Ended::ServerStopping => (None, Some(9), "stopped: the server is stopping".into()),
             Ended::Lost(why) => (None, None, format!("could not be watched: {why}")),
         }
     }
@@ -284,6 +287,7 @@ pub(crate) async fn watch(
     running: Running,
     timeout: Duration,
     tx: &mpsc::Sender<RunEvent>,
+    stopping: &CancellationToken,
 ) -> Ended {
     let Running {
         mut job,
@@ -302,24 +306,43 @@ pub(crate) async fn watch(
     }
     let too_much = CancellationToken::new();
     let output_closed = CancellationToken::new();
-    let pump = pump(output, tx.clone(), too_much.clone(), output_closed.clone());
+    let job_ended = CancellationToken::new();
+    let mut pump = pump(
+        output,
+        tx.clone(),
+        too_much.clone(),
+        output_closed.clone(),
+        job_ended.clone(),
+    );
     let ended = tokio::select! {
         e = job.wait(&output_closed) => e,
         () = tokio::time::sleep(timeout) => Ended::TimedOut(timeout),
         () = too_much.cancelled() => Ended::TooMuchOutput,
         () = tx.closed() => Ended::ClientGone,
+        () = stopping.cancelled() => Ended::ServerStopping,
     };
     job.stop(&ended, &pid_file).await;
-    // The output closes once the group is gone; a process that left the group and kept it
-    // open does not hold the answer up for long.
-    let abort = pump.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(5), pump)
-        .await
-        .is_err()
-    {
-        abort.abort();
+    job_ended.cancel();
+    // All it wrote reaches the client (the pump itself gives up reading what a process that
+    // left the group keeps open); a client that takes nothing more has a minute, a stopping
+    // server none.
+    tokio::select! {
+        _ = &mut pump => {}
+        () = tokio::time::sleep(AFTER_END) => pump.abort(),
+        () = stopping.cancelled() => pump.abort(),
     }
     ended
+}
+
+/// After the command ended: how long its output may stay open with nothing coming (a process
+/// that left its group keeps it open), and how long a client may take to read the rest.
+const LINGER: Duration = Duration::from_secs(5);
+const AFTER_END: Duration = Duration::from_secs(60);
+
+/// Returns `LINGER` after `ended` fired: from then on, a quiet output is over.
+async fn quiet_after(ended: &CancellationToken) {
+    ended.cancelled().await;
+    tokio::time::sleep(LINGER).await;
 }
 
 /// Copies the command's output to `tx` in chunks as they come, as text; `closed` fires when
@@ -329,6 +352,7 @@ fn pump(
     tx: mpsc::Sender<RunEvent>,
     too_much: CancellationToken,
     closed: CancellationToken,
+    ended: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let _closed = closed.drop_guard();
@@ -342,7 +366,13 @@ fn pump(
         // Per stream: a character may be cut between two chunks of the same stream.
         let mut texts = [Utf8Chunks::default(), Utf8Chunks::default()];
         let mut written = 0u64;
-        while let Some((stderr, bytes)) = output.next().await {
+        loop {
+            // Only the reading is bounded once the command ended, never the sending.
+            let next = tokio::select! {
+                n = output.next() => n,
+                () = quiet_after(&ended) => None,
+            };
+            let Some((stderr, bytes)) = next else { break };
             written += bytes.len() as u64;
             if written > MAX_OUTPUT {
                 too_much.cancel();

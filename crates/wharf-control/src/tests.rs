@@ -136,6 +136,7 @@ fn harness(name: &str) -> Harness {
         traffic: Default::default(),
         databases,
         backups,
+        stopping: Default::default(),
     });
     Harness {
         router: api::router(control),

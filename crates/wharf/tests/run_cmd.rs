@@ -181,6 +181,41 @@ async fn output_streams_as_it_comes_and_a_client_that_leaves_ends_the_command() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_ends_the_commands_it_runs_and_says_so() {
+    let tmp = TempDir::new("run-stop");
+    let server = deployed(&tmp).await;
+    let data = tmp.0.join("data").canonicalize().unwrap();
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["run", "web", "--", "sh", "-c", "echo up; sleep 300"])
+        .env("WHARF_URL", format!("http://{}", server.api))
+        .env("WHARF_TOKEN", &server.token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the command started")
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("up"));
+    assert_eventually!(sleep_in(&data), "the command runs");
+
+    // A server stop (systemctl restart) does not wait for the command: `stop` allows 30 s,
+    // the command would take 300.
+    server.stop().await;
+    assert!(!sleep_in(&data), "the command ended with the server");
+    let out = tokio::time::timeout(Duration::from_secs(30), cli.wait_with_output())
+        .await
+        .expect("the CLI ends")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(137));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("the server is stopping"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_a_killed_server_left_running_is_stopped_when_it_starts_again() {
     let tmp = TempDir::new("run-crash");
     let server = deployed(&tmp).await;

@@ -115,8 +115,9 @@ pub(crate) async fn run(
     op.ok("start", format!("`{shown}` in {place}"));
     // Bounded: a client that reads slowly slows the command down (its pipes fill up).
     let (tx, rx) = tokio::sync::mpsc::channel::<RunEvent>(64);
+    let stopping = c.stopping.clone();
     tokio::spawn(async move {
-        let ended = oneoff::watch(running, timeout, &tx).await;
+        let ended = oneoff::watch(running, timeout, &tx, &stopping).await;
         let (code, signal, message) = ended.describe();
         let result = if ended.success() {
             op.ok("run", format!("`{shown}`: {message}"));
