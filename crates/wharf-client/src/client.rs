@@ -751,8 +751,11 @@ impl Client {
 
     /// Sets the user's password; `None` removes it (tokens only).
     pub async fn set_password(&self, name: &str, password: Option<String>) -> Result<()> {
-        let body = serde_json::to_vec(&crate::dto::SetPassword { password })
-            .expect("request types serialise");
+        let body = serde_json::to_vec(&crate::dto::SetPassword {
+            password,
+            current: None,
+        })
+        .expect("request types serialise");
         self.send(
             Method::PUT,
             &format!("/users/{}/password", seg(name)),

@@ -757,9 +757,14 @@ pub struct CreateToken {
     /// Another user's (admins only); the caller's own by default.
     #[serde(default)]
     pub user: Option<String>,
-    /// Days until it stops working; never by default.
+    /// Days until it stops working; never by default (and never later than the token asking,
+    /// when that one expires).
     #[serde(default)]
     pub expires_days: Option<u32>,
+    /// The caller's own password: needed when the request comes with a password login's
+    /// session token, so a stolen session cannot mint a lasting token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 /// A role, everywhere (`app` absent) or on one app.
@@ -802,4 +807,7 @@ pub struct CreateUser {
 #[serde(deny_unknown_fields)]
 pub struct SetPassword {
     pub password: Option<String>,
+    /// The current password: needed to change one's own with a password login's session token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
 }

@@ -1169,6 +1169,56 @@ async fn a_revoked_token_is_refused_at_once_and_a_password_login_makes_one() {
         h.call("GET", "/api/v1/apps", None, Some(&session)).await.0,
         StatusCode::OK
     );
+    // What outlasts a session asks for the password again, so a stolen session cookie cannot
+    // mint a lasting token or take the password over.
+    let session_expires = made["expires_at"].as_i64().unwrap();
+    for body in [
+        r#"{"name":"forever"}"#,
+        r#"{"name":"forever","password":"wrong horse"}"#,
+    ] {
+        let (s, b) = h
+            .call("POST", "/api/v1/tokens", Some(body), Some(&session))
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    }
+    let (s, b) = h
+        .call(
+            "PUT",
+            "/api/v1/users/vic/password",
+            Some(r#"{"password":"stolen horse"}"#),
+            Some(&session),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let (s, b) = h
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(r#"{"name":"ci","password":"correct horse"}"#),
+            Some(&session),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // ... and never outlasts the token that made it.
+    let expires = b["expires_at"].as_i64().expect("it expires");
+    assert!(expires <= session_expires, "{b}");
+    let ci = b["token"].as_str().unwrap().to_string();
+    let (s, b) = h
+        .call(
+            "POST",
+            "/api/v1/tokens",
+            Some(r#"{"name":"ci2"}"#),
+            Some(&ci),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert!(b["expires_at"].as_i64().unwrap() <= expires, "{b}");
+    for name in ["ci", "ci2"] {
+        let (s, _) = h
+            .authed("DELETE", &format!("/api/v1/tokens/{name}?user=vic"), None)
+            .await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+    }
     // A new password ends the sessions the old one opened.
     let (s, _) = h
         .authed(

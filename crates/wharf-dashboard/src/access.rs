@@ -122,6 +122,10 @@ async fn render(c: &Client, s: &Session, flash: Flash<'_>, made: Option<&NewToke
                 input id="token-name" name="name" required placeholder="ci";
                 label for="token-days" { "Expires after (days, empty: never)" }
                 input id="token-days" name="expires_days" type="number" min="1";
+                @if s.from_password {
+                    label for="token-password" { "Your password (again: a token outlasts this session)" }
+                    input id="token-password" name="password" type="password" required autocomplete="current-password";
+                }
                 button type="submit" { "Make a token" }
             }
         }
@@ -213,6 +217,9 @@ pub(crate) async fn create_token(
         name: field(&f, "name").unwrap_or_default(),
         user: None,
         expires_days,
+        password: s
+            .from_password
+            .then(|| field(&f, "password").unwrap_or_default()),
     };
     match c.create_token(&req).await {
         Ok(made) => render(&c, &s, Flash::Ok("Token made."), Some(&made)).await,

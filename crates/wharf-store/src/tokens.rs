@@ -26,6 +26,8 @@ pub struct Caller {
     pub user: String,
     pub token: String,
     pub session: bool,
+    /// When the token stops working, if it does.
+    pub expires_at: Option<i64>,
     pub grants: Vec<Grant>,
 }
 
@@ -63,15 +65,25 @@ impl Store {
     pub fn caller(&self, hash: &str) -> Result<Option<Caller>> {
         let conn = self.conn();
         let t = now();
-        let found: Option<(i64, String, String, String, Option<i64>)> = conn
+        type Row = (i64, String, String, String, Option<i64>, Option<i64>);
+        let found: Option<Row> = conn
             .query_row(
-                "SELECT id, user, name, kind, last_used_at FROM tokens
+                "SELECT id, user, name, kind, last_used_at, expires_at FROM tokens
                  WHERE hash = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
                 params![hash, t],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
             )
             .optional()?;
-        let Some((id, user, token, kind, last)) = found else {
+        let Some((id, user, token, kind, last, expires_at)) = found else {
             return Ok(None);
         };
         if last.is_none_or(|l| t - l >= LAST_USED_EVERY) {
@@ -85,6 +97,7 @@ impl Store {
             user,
             token,
             session: kind == "session",
+            expires_at,
             grants,
         }))
     }

@@ -111,6 +111,27 @@ pub(crate) async fn login(
     Ok((StatusCode::CREATED, Json(made)))
 }
 
+/// A password login's session token proves less than the password: what outlasts the session
+/// (a new token, a new password) asks for the password again.
+async fn confirm_password(
+    c: &Control,
+    caller: &Caller,
+    given: Option<String>,
+    field: &str,
+) -> Result<(), ApiError> {
+    let Some(given) = given else {
+        return Err(ApiError::forbidden(format!(
+            "signed in with a password session: give your password again in {field}"
+        )));
+    };
+    let stored = c.store.password_hash(&caller.user)?;
+    if auth::verify_password(stored, given).await {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("that is not your password"))
+    }
+}
+
 /// `POST /logout`: revokes the token the request came with.
 pub(crate) async fn logout(
     State(c): State<Arc<Control>>,
@@ -184,9 +205,13 @@ pub(crate) async fn remove_user(
 /// `PUT /users/{user}/password`: one's own, or anyone's for an admin.
 pub(crate) async fn set_password(
     State(c): State<Arc<Control>>,
+    Extension(caller): Extension<Caller>,
     Path(user): Path<String>,
     ApiJson(req): ApiJson<SetPassword>,
 ) -> ApiResult<StatusCode> {
+    if caller.session && user == caller.user {
+        confirm_password(&c, &caller, req.current, "`current`").await?;
+    }
     let hash = match req.password {
         Some(p) => {
             check_password(&p)?;
@@ -275,10 +300,19 @@ pub(crate) async fn create_token(
 ) -> ApiResult<(StatusCode, Json<NewToken>)> {
     check_name("token name", &req.name)?;
     let user = whose(&caller, req.user)?;
-    let expires_at = match req.expires_days {
+    if caller.session {
+        confirm_password(&c, &caller, req.password, "`password`").await?;
+    }
+    let asked = match req.expires_days {
         Some(0) => return Err(ApiError::invalid("`expires_days` must be at least 1")),
         Some(d) => Some(now() + i64::from(d.min(3650)) * 86400),
         None => None,
+    };
+    // A token never outlasts the one that made it: an expiring token cannot make a lasting one.
+    let expires_at = match (asked, caller.expires_at) {
+        (Some(a), Some(limit)) => Some(a.min(limit)),
+        (None, limit) => limit,
+        (asked, None) => asked,
     };
     let made = make_token(&c, &user, &req.name, "api", expires_at)?;
     tracing::info!(user = %user, token = %req.name, by = %caller.user, "token created");

@@ -207,6 +207,7 @@ mod tests {
 
     fn caller(grants: &[(Role, Option<&str>)]) -> Caller {
         Caller {
+            expires_at: None,
             user: "ann".into(),
             token: "t".into(),
             session: false,

@@ -230,6 +230,7 @@ pub(crate) async fn tokens(client: &Client, conn: &Conn, cmd: TokensCmd) -> anyh
                     name,
                     user,
                     expires_days: expires,
+                    password: None,
                 })
                 .await?;
             if conn.json {
