@@ -59,7 +59,8 @@ async fn a_new_user_walks_the_whole_dashboard_in_chromium() {
     let driver = browser(&tmp.0.join("chromium")).await;
     let b = &driver.browser;
 
-    // 1. Log in as a user with a password: a deployer, made by the admin.
+    // 1. Log in as a user with a password, made by the admin token's holder (an admin: the
+    // app's repository is a folder on this machine, which only admins may name).
     let admin = wharf_client::Client::new(
         &format!("http://{}", server.api),
         Some(server.token.clone()),
@@ -69,7 +70,7 @@ async fn a_new_user_walks_the_whole_dashboard_in_chromium() {
         .create_user(&wharf_client::dto::CreateUser {
             name: "ada".into(),
             password: Some("walk the whole dashboard".into()),
-            role: Some("deployer".into()),
+            role: Some("admin".into()),
             app: None,
         })
         .await
@@ -344,6 +345,12 @@ async fn a_new_user_walks_the_whole_dashboard_in_chromium() {
     let tables = b.find_all(Locator::Css("table")).await.unwrap();
     assert_eq!(tables.len(), 2, "schedules and latest backups");
     step(b, "the backups page", "walkthrough-09-backups", None).await;
+    // The Users page: the user's own tokens, in a table like the others.
+    b.goto(&format!("{base}/users")).await.unwrap();
+    text_until(b, "h1", |t| t == "Users and tokens").await;
+    let tokens = text_of(b, "table").await;
+    assert!(tokens.contains("session-"), "the login's session token: {tokens}");
+    step(b, "the users page", "walkthrough-12-users", None).await;
 
     // A static site shows as one: no restart, instances or terminal.
     b.goto(&format!("{base}/")).await.unwrap();

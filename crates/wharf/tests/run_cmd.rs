@@ -140,6 +140,21 @@ async fn a_command_runs_in_the_release_with_the_apps_env_and_user_and_its_status
         !logged.contains(SECRET),
         "the server log holds the env value"
     );
+
+    // `wharf run … | head -1`: a closed stdout ends the CLI quietly, as every verb.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["run", "web", "--", "sh", "-c", "echo one; echo two"])
+        .env("WHARF_URL", format!("http://{}", server.api))
+        .env("WHARF_TOKEN", &server.token)
+        .env("RUST_BACKTRACE", "1")
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -537,6 +537,8 @@ async fn a_closed_stdout_ends_the_cli_quietly() {
         &["apps", "create", "more", "--static"][..],
         &["env", "set", "more", "A=1"][..],
         &["apps", "restart", "more"][..],
+        &["hooks", "enable", "more"][..],
+        &["hooks", "disable", "more"][..],
     ] {
         // A pipe whose reader is already gone, so the first write fails (EPIPE), whatever
         // the output's size.
