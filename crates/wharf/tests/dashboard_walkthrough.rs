@@ -349,7 +349,10 @@ async fn a_new_user_walks_the_whole_dashboard_in_chromium() {
     b.goto(&format!("{base}/users")).await.unwrap();
     text_until(b, "h1", |t| t == "Users and tokens").await;
     let tokens = text_of(b, "table").await;
-    assert!(tokens.contains("session-"), "the login's session token: {tokens}");
+    assert!(
+        tokens.contains("session-"),
+        "the login's session token: {tokens}"
+    );
     step(b, "the users page", "walkthrough-12-users", None).await;
 
     // A static site shows as one: no restart, instances or terminal.

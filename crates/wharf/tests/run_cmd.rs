@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use http_body_util::Full;
 use support::{Repo, ServerProc, TempDir, free_port, require_python, sleep_in};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wharf_testkit::{assert_eventually, request};
@@ -142,19 +142,33 @@ async fn a_command_runs_in_the_release_with_the_apps_env_and_user_and_its_status
     );
 
     // `wharf run … | head -1`: a closed stdout ends the CLI quietly, as every verb.
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["run", "web", "--", "sh", "-c", "echo one; echo two"])
-        .env("WHARF_URL", format!("http://{}", server.api))
-        .env("WHARF_TOKEN", &server.token)
-        .env("RUST_BACKTRACE", "1")
-        .stdout(writer)
-        .output()
-        .unwrap();
+    let out = server.closed_stdout(&["run", "web", "--", "sh", "-c", "echo one; echo two"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
+}
+
+/// `wharf run web -- sh -c SCRIPT` once its first line, `first`, came while it still runs (the
+/// first line is read as it comes, not at the end) and its `sleep` is there.
+async fn started(server: &ServerProc, data: &Path, script: &str, first: &str) -> Child {
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["run", "web", "--", "sh", "-c", script])
+        .env("WHARF_URL", format!("http://{}", server.api))
+        .env("WHARF_TOKEN", &server.token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the first line comes while the command still runs")
+        .unwrap();
+    assert_eq!(line.as_deref(), Some(first));
+    // `sh` forks the sleep right after the echo.
+    assert_eventually!(sleep_in(data), "the command is still running");
+    cli
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,29 +177,13 @@ async fn output_streams_as_it_comes_and_a_client_that_leaves_ends_the_command() 
     let server = deployed(&tmp).await;
     let data = tmp.0.join("data").canonicalize().unwrap();
 
-    let mut cli = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args([
-            "run",
-            "web",
-            "--",
-            "sh",
-            "-c",
-            "echo first; sleep 300; echo second",
-        ])
-        .env("WHARF_URL", format!("http://{}", server.api))
-        .env("WHARF_TOKEN", &server.token)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the first line comes while the command still runs")
-        .unwrap();
-    assert_eq!(first.as_deref(), Some("first"));
-    // `sh` forks the sleep right after the echo.
-    assert_eventually!(sleep_in(&data), "the command is still running");
+    let mut cli = started(
+        &server,
+        &data,
+        "echo first; sleep 300; echo second",
+        "first",
+    )
+    .await;
 
     // The client goes away (Ctrl-C, a dropped connection): the command ends with it.
     cli.start_kill().unwrap();
@@ -200,22 +198,7 @@ async fn a_server_that_stops_ends_the_commands_it_runs_and_says_so() {
     let tmp = TempDir::new("run-stop");
     let server = deployed(&tmp).await;
     let data = tmp.0.join("data").canonicalize().unwrap();
-    let mut cli = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["run", "web", "--", "sh", "-c", "echo up; sleep 300"])
-        .env("WHARF_URL", format!("http://{}", server.api))
-        .env("WHARF_TOKEN", &server.token)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the command started")
-        .unwrap();
-    assert_eq!(first.as_deref(), Some("up"));
-    assert_eventually!(sleep_in(&data), "the command runs");
+    let cli = started(&server, &data, "echo up; sleep 300", "up").await;
 
     // A server stop (systemctl restart) does not wait for the command: `stop` allows 30 s,
     // the command would take 300.

@@ -193,6 +193,21 @@ impl ServerProc {
         )
     }
 
+    /// Runs the CLI with its stdout a pipe whose reader is already gone (`wharf … | head -1`
+    /// ended), so its first write fails (EPIPE) whatever the output's size.
+    pub fn closed_stdout(&self, args: &[&str]) -> std::process::Output {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(args)
+            .env("WHARF_URL", format!("http://{}", self.api))
+            .env("WHARF_TOKEN", &self.token)
+            .env("RUST_BACKTRACE", "1")
+            .stdout(writer)
+            .output()
+            .unwrap()
+    }
+
     pub async fn ok(&self, args: &[&str]) -> String {
         let (ok, out, err) = self.cli(args).await;
         assert!(ok, "wharf {args:?} failed:\n{out}\n{err}");
