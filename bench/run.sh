@@ -38,6 +38,8 @@ WHARF=$PWD/target/release/wharf
 
 OUT=$PWD/bench/out
 TMP=$(mktemp -d)
+# mktemp makes it 0700: apps' own users must pass through to their folders in the data folder.
+chmod 755 "$TMP"
 mkdir -p "$OUT" "$TMP/www"
 PIDS=()
 cleanup() {
