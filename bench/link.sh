@@ -222,6 +222,8 @@ if [ "$links" = 1 ]; then
   export WHARF_URL="http://127.0.0.1:$api" WHARF_TOKEN
   WHARF_TOKEN=$(cat "$work/server/admin.token")
   listening root 7443
+  # The admin token is written before the API listens: wait for the API itself.
+  listening root "$api"
   # `wharf nodes add` prints the command to run on the node: wharf agent --join URL --token TOKEN
   join=$("$WHARF" nodes add n1 | grep -o 'wharf agent --join [^ ]* --token [^ ]*') \
     || { echo "bench: 'wharf nodes add n1' printed no 'wharf agent --join' command" >&2; exit 1; }
