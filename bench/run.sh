@@ -252,7 +252,8 @@ read -r nginx_rss nginx_hwm < <(rss "$(pgrep -P "$NGINX_PROXY_MASTER" | head -1)
 
 # wharf server: idle memory with 20 apps, and time from an API call to a live route.
 SERVER_DATA=$TMP/server
-RUST_LOG=warn WHARF_DATA=$SERVER_DATA WHARF_API=127.0.0.1:18110 WHARF_HTTP=127.0.0.1:18111 WHARF_ADMIN=127.0.0.1:18112 WHARF_HTTPS=127.0.0.1:18113 \
+# No link: bench/link.sh, later in this run, needs the link's port (7443) for its own server.
+RUST_LOG=warn WHARF_DATA=$SERVER_DATA WHARF_API=127.0.0.1:18110 WHARF_HTTP=127.0.0.1:18111 WHARF_ADMIN=127.0.0.1:18112 WHARF_HTTPS=127.0.0.1:18113 WHARF_LINK=off \
   start "$SERVER_CPU" "$WHARF" server
 SERVER_PID=$LAST
 for _ in $(seq 100); do [ -s "$SERVER_DATA/admin.token" ] && curl -sf -o /dev/null http://127.0.0.1:18110/api/v1/openapi.json && break; sleep 0.1; done
