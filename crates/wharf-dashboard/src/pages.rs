@@ -151,24 +151,9 @@ pub(crate) fn when(now: i64, t: i64) -> Markup {
     html! { time datetime=(iso(t)) title=(iso(t)) { (ago(now, t)) } }
 }
 
-/// `2026-11-26T20:57:21Z`, from Unix seconds (the civil-from-days algorithm; no time crate).
+/// `2026-11-26T20:57:21Z`, from Unix seconds (the CLI's dates come from jiff too).
 pub(crate) fn iso(t: i64) -> String {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    jiff::Timestamp::from_second(t).map_or_else(|_| "–".to_string(), |ts| ts.to_string())
 }
 
 /// A duration such as `4.2 s`, `3 min 5 s` or `2 h 10 min`.
