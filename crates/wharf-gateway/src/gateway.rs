@@ -719,7 +719,7 @@ fn spawn_idle_sweep(shared: &Arc<Shared>) {
             }
             // The upstream targets alone (static sites have none), retired ones included.
             for target in shared.targets.live() {
-                target.conns.close_expired();
+                target.close_expired();
             }
         }
     });

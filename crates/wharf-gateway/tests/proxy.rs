@@ -939,3 +939,136 @@ async fn a_reload_during_a_deploy_keeps_what_the_deploy_switched_to() {
     let reply = get(addr, "app.test", "/").await.unwrap();
     assert_eq!((reply.status, reply.text()), (StatusCode::OK, "b".into()));
 }
+
+/// An upstream that answers each request with the bytes its path names, then keeps the
+/// connection or closes it as the script says; counts connections.
+async fn scripted_upstream() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    fn script(path: &str) -> (&'static [u8], bool) {
+        match path {
+            "/chunked" => (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive, x-hop\r\nx-hop: 1\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+                false,
+            ),
+            "/early-hints" => (
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                false,
+            ),
+            "/http10" => (b"HTTP/1.0 200 OK\r\n\r\nuntil the end", true),
+            "/head" => (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", false),
+            "/two-lengths" => (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+                true,
+            ),
+            "/garbage" => (b"NOT HTTP AT ALL\r\n\r\n", true),
+            "/short" => (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", true),
+            _ => (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false),
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end + 4);
+                        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                        let (reply, close) = script(&path);
+                        if sock.write_all(reply).await.is_err() || close {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_way_an_upstream_frames_its_answer_reaches_the_client() {
+    use std::sync::atomic::Ordering;
+    let (up, conns) = scripted_upstream().await;
+    let (_gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "s"
+        hosts = ["s.test"]
+        upstreams = ["{up}"]
+        "#
+    ));
+    for _ in 0..3 {
+        let r = get(addr, "s.test", "/chunked").await.expect("answered");
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            r.text(),
+            "hello world",
+            "chunks joined, extension and trailer dropped"
+        );
+        assert!(
+            r.header("x-hop").is_none(),
+            "a header Connection names is hop-by-hop"
+        );
+        let r = get(addr, "s.test", "/early-hints").await.expect("answered");
+        assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "ok"));
+    }
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        1,
+        "chunked and informational answers leave the connection reusable"
+    );
+
+    let r = get(addr, "s.test", "/http10").await.expect("answered");
+    assert_eq!(
+        r.text(),
+        "until the end",
+        "an HTTP/1.0 body runs until the close"
+    );
+    let head = request(
+        addr,
+        Request::head("/head")
+            .header("host", "s.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(
+        head.header("content-length"),
+        Some("100"),
+        "HEAD keeps the length, no body follows"
+    );
+    assert!(head.body.is_empty());
+
+    for bad in ["/two-lengths", "/garbage"] {
+        let r = get(addr, "s.test", bad).await.expect("answered");
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{bad}: {}", r.text());
+    }
+    assert!(
+        get(addr, "s.test", "/short").await.is_err(),
+        "a body cut short is not passed off as complete"
+    );
+    let r = get(addr, "s.test", "/chunked").await.expect("answered");
+    assert_eq!(
+        r.text(),
+        "hello world",
+        "the gateway still serves after broken answers"
+    );
+}

@@ -16,7 +16,10 @@ use crate::config::Timeouts;
 use crate::server::ConnInfo;
 use crate::site::Site;
 use crate::synthetic;
-use crate::upstream::{Pool, Returning, SendError, Sender, TargetGuard, Upgraded, send};
+use crate::upstream::{
+    ExchangeError, Pool, Returning, SendError, Sender, Target, TargetGuard, Upgraded, exchange,
+    response, send,
+};
 
 /// How the gateway talks to upstreams; the keep-alive connections themselves live on each
 /// target (see `upstream::conn`).
@@ -61,6 +64,9 @@ pub(crate) async fn forward(
     // A request without a body can be sent again to another target when the first refuses the
     // connection: the user sees an answer instead of a 502 while a target is going away.
     let retryable = incoming.is_end_stream();
+    if retryable && upgrade.is_none() && parts.method.is_idempotent() {
+        return forward_bodiless(client, site, pool, &parts, &path_and_query, read_timeout).await;
+    }
     let mut body = Some(if retryable {
         empty()
     } else {
@@ -100,9 +106,7 @@ pub(crate) async fn forward(
         let (response, sender) = match outcome {
             Ok(Ok(exchange)) => exchange,
             Ok(Err(SendError::Connect(e))) => {
-                target.eject();
-                site.metrics.upstream_errors().inc();
-                tracing::warn!(site = %site.config.name, upstream = %target.addr, error = %e, "upstream connection failed");
+                connect_failed(site, &target, &e);
                 if retryable && tries > 0 {
                     skip = Some(target.addr);
                     body = Some(empty());
@@ -138,20 +142,92 @@ pub(crate) async fn forward(
                     upstream: Some(target.addr),
                 };
             }
-            Err(_) => {
-                site.metrics.upstream_errors().inc();
-                tracing::warn!(site = %site.config.name, upstream = %target.addr, timeout = ?read_timeout, "upstream did not answer in time");
-                return Forwarded {
-                    response: synthetic::gateway_timeout(),
-                    upstream: Some(target.addr),
-                };
-            }
+            Err(_) => return timed_out(site, &target, read_timeout),
         };
         target.mark_ok();
         return Forwarded {
             response: relay(response, sender, client_upgrade, guard),
             upstream: Some(target.addr),
         };
+    }
+}
+
+/// [`forward`] for an idempotent request without a body and no upgrade (most requests): the
+/// exchange runs in this task over the gateway's own HTTP/1 connections (`upstream::h1`), and a
+/// target that refuses the connection is skipped for the next.
+async fn forward_bodiless(
+    client: &Client,
+    site: &Site,
+    pool: &Pool,
+    parts: &http::request::Parts,
+    path: &PathAndQuery,
+    read_timeout: Duration,
+) -> Forwarded {
+    let mut skip = None;
+    let mut tries = pool.targets().len().max(1);
+    loop {
+        tries -= 1;
+        let Some(guard) = pool.pick(skip) else {
+            site.metrics.upstream_errors().inc();
+            return Forwarded {
+                response: synthetic::no_upstream(),
+                upstream: skip,
+            };
+        };
+        let target = &guard.0;
+        let sent = exchange(
+            target,
+            client.connect_timeout,
+            &parts.method,
+            path,
+            &parts.headers,
+        );
+        match tokio::time::timeout(read_timeout, sent).await {
+            Ok(Ok((head, conn))) => {
+                target.mark_ok();
+                let addr = target.addr;
+                return Forwarded {
+                    response: response(head, conn, guard).map(|b| b.boxed_unsync()),
+                    upstream: Some(addr),
+                };
+            }
+            Ok(Err(ExchangeError::Connect(e))) => {
+                connect_failed(site, target, &e);
+                if tries > 0 {
+                    skip = Some(target.addr);
+                    continue;
+                }
+                return Forwarded {
+                    response: synthetic::bad_gateway(),
+                    upstream: Some(target.addr),
+                };
+            }
+            Ok(Err(ExchangeError::Upstream(e))) => {
+                site.metrics.upstream_errors().inc();
+                tracing::warn!(site = %site.config.name, upstream = %target.addr, error = %e, "upstream request failed");
+                return Forwarded {
+                    response: synthetic::bad_gateway(),
+                    upstream: Some(target.addr),
+                };
+            }
+            Err(_) => return timed_out(site, target, read_timeout),
+        }
+    }
+}
+
+/// A target refused the connection: out of rotation until it is back.
+fn connect_failed(site: &Site, target: &Target, e: &std::io::Error) {
+    target.eject();
+    site.metrics.upstream_errors().inc();
+    tracing::warn!(site = %site.config.name, upstream = %target.addr, error = %e, "upstream connection failed");
+}
+
+fn timed_out(site: &Site, target: &Target, read_timeout: Duration) -> Forwarded {
+    site.metrics.upstream_errors().inc();
+    tracing::warn!(site = %site.config.name, upstream = %target.addr, timeout = ?read_timeout, "upstream did not answer in time");
+    Forwarded {
+        response: synthetic::gateway_timeout(),
+        upstream: Some(target.addr),
     }
 }
 

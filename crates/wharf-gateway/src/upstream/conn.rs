@@ -34,16 +34,38 @@ const MAX_IDLE: usize = 1024;
 
 pub(crate) type Sender = http1::SendRequest<Body>;
 
-/// The idle connections of one target, oldest at the front.
-#[derive(Default)]
-pub(crate) struct IdleConns(Mutex<VecDeque<(Sender, Instant)>>);
+/// A connection that can wait on a target's stack.
+pub(crate) trait Idle {
+    /// Known closed (only hyper's connections are watched while idle).
+    fn is_closed(&self) -> bool {
+        false
+    }
+}
 
-impl IdleConns {
-    fn pop(&self) -> Option<Sender> {
+impl Idle for Sender {
+    fn is_closed(&self) -> bool {
+        http1::SendRequest::is_closed(self)
+    }
+}
+
+impl Idle for super::h1::Conn {}
+
+/// The idle connections of one target, oldest at the front.
+pub(crate) struct IdleConns<T>(Mutex<VecDeque<(T, Instant)>>);
+
+impl<T> Default for IdleConns<T> {
+    fn default() -> Self {
+        IdleConns(Mutex::new(VecDeque::new()))
+    }
+}
+
+impl<T: Idle> IdleConns<T> {
+    /// The most recently used connection still open, and since when it has been idle.
+    pub(crate) fn pop(&self) -> Option<(T, Instant)> {
         let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some((sender, since)) = idle.pop_back() {
-            if since.elapsed() < IDLE_TIMEOUT && !sender.is_closed() {
-                return Some(sender);
+        while let Some((conn, since)) = idle.pop_back() {
+            if since.elapsed() < IDLE_TIMEOUT && !conn.is_closed() {
+                return Some((conn, since));
             }
         }
         None
@@ -66,13 +88,13 @@ impl IdleConns {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    fn push(&self, sender: Sender) {
-        if sender.is_closed() {
+    pub(crate) fn push(&self, conn: T) {
+        if conn.is_closed() {
             return;
         }
         let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push_back((sender, Instant::now()));
+            idle.push_back((conn, Instant::now()));
         }
     }
 }
@@ -96,7 +118,7 @@ pub(crate) async fn send(
     connect_timeout: Duration,
     mut req: Request<Body>,
 ) -> Result<(Response<Incoming>, Sender), SendError> {
-    while let Some(mut sender) = target.conns.pop() {
+    while let Some((mut sender, _)) = target.conns.pop() {
         if sender.ready().await.is_err() {
             continue;
         }

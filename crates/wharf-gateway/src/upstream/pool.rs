@@ -34,8 +34,10 @@ pub(crate) struct Target {
     /// Set when a deploy swapped this target out: no pool generation sends it a new request,
     /// until a deploy or reload lists it again.
     retired: AtomicBool,
-    /// Keep-alive connections waiting for the next request.
-    pub(crate) conns: IdleConns,
+    /// Keep-alive connections waiting for the next request: hyper's (requests with bodies,
+    /// upgrades) and the gateway's own (bodiless requests, see `h1`).
+    pub(crate) conns: IdleConns<super::conn::Sender>,
+    pub(crate) raw: IdleConns<super::h1::Conn>,
 }
 
 impl Target {
@@ -51,6 +53,7 @@ impl Target {
             idle: Notify::new(),
             retired: AtomicBool::new(false),
             conns: IdleConns::default(),
+            raw: IdleConns::default(),
         }
     }
 
@@ -68,6 +71,13 @@ impl Target {
     /// After its drain: the instance is about to stop, so its idle connections go now.
     pub(crate) fn close_idle(&self) {
         self.conns.close_all();
+        self.raw.close_all();
+    }
+
+    /// Closes the connections idle past their timeout (the gateway's periodic sweep).
+    pub(crate) fn close_expired(&self) {
+        self.conns.close_expired();
+        self.raw.close_expired();
     }
 
     pub(crate) fn is_healthy(&self) -> bool {

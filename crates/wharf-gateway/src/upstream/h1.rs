@@ -1,0 +1,715 @@
+//! Plain HTTP/1.1 exchanges with an upstream, driven inside the request's own task.
+//!
+//! Most proxied requests are idempotent and carry no body (GET, HEAD). For those the gateway
+//! writes the request head itself and reads the answer straight off the socket as the client's
+//! response body is polled: no connection task, no dispatch channel and no body channel per
+//! exchange, and the buffers stay with the connection. Everything else (request bodies,
+//! upgrades) goes through hyper's client (`conn.rs`).
+//!
+//! Framing follows RFC 9112 §6.3: no body for HEAD, 1xx, 204 and 304; chunked when
+//! Transfer-Encoding ends in chunked (Content-Length then ignored); else Content-Length; else
+//! until the upstream closes. A connection goes back to its target only when its answer was
+//! read to the very end with nothing left over and both sides keep it alive.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, Response, StatusCode, Version};
+use http_body::{Frame, SizeHint};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::{Target, TargetGuard};
+use crate::body::BoxError;
+
+/// Longest response head read (status line and headers).
+const MAX_HEAD: usize = 64 * 1024;
+/// Most response headers accepted, as hyper's client.
+const MAX_HEADERS: usize = 100;
+/// Longest chunk-size line (hex size and any extensions) and trailer section.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 64 * 1024;
+/// How much the read buffer grows by when it runs out.
+const READ_CHUNK: usize = 16 * 1024;
+/// A connection idle this long is checked for a close (or stray bytes) before reuse. Under load
+/// connections come back within milliseconds, so the check costs no system call there.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// One keep-alive connection to a target and its buffers.
+pub(crate) struct Conn {
+    stream: TcpStream,
+    /// Bytes read and not handed on yet.
+    buf: BytesMut,
+    /// The request head being written (kept for its capacity).
+    out: Vec<u8>,
+}
+
+/// An answer's status line and headers, the latter cleaned of hop-by-hop headers.
+pub(crate) struct Head {
+    pub(crate) status: StatusCode,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+pub(crate) enum ExchangeError {
+    /// No connection could be made: the target is down.
+    Connect(io::Error),
+    /// The exchange failed or the answer was not valid HTTP/1.
+    Upstream(io::Error),
+}
+
+/// Why a round trip failed: `NothingBack` (the connection closed before any byte of an answer)
+/// on a reused connection means the upstream closed it while idle, so the request goes again.
+enum RoundTrip {
+    NothingBack(io::Error),
+    Failed(io::Error),
+}
+
+impl RoundTrip {
+    fn into_io(self) -> io::Error {
+        match self {
+            RoundTrip::NothingBack(e) | RoundTrip::Failed(e) => e,
+        }
+    }
+}
+
+/// Sends a bodiless idempotent request over an idle connection to `target`, or a new one, and
+/// reads the answer's head. The request's headers must already be the upstream's (hop-by-hop
+/// removed, Host and forwarding headers set).
+pub(crate) async fn exchange(
+    target: &Target,
+    connect_timeout: Duration,
+    method: &Method,
+    path: &PathAndQuery,
+    headers: &HeaderMap,
+) -> Result<(Head, Conn), ExchangeError> {
+    while let Some((mut conn, since)) = target.raw.pop() {
+        if since.elapsed() >= CHECK_AFTER_IDLE && !conn.still_open() {
+            continue;
+        }
+        match conn.round_trip(method, path, headers).await {
+            Ok(head) => return Ok((head, conn)),
+            Err(RoundTrip::NothingBack(_)) => continue,
+            Err(RoundTrip::Failed(e)) => return Err(ExchangeError::Upstream(e)),
+        }
+    }
+    let mut conn = Conn::connect(target.addr, connect_timeout)
+        .await
+        .map_err(ExchangeError::Connect)?;
+    match conn.round_trip(method, path, headers).await {
+        Ok(head) => Ok((head, conn)),
+        Err(e) => Err(ExchangeError::Upstream(e.into_io())),
+    }
+}
+
+impl Conn {
+    async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no connection within {timeout:?}"),
+                )
+            })??;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            out: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Whether an idle connection is still usable: not closed by the upstream, and nothing
+    /// unasked-for (a 408 some servers send before closing) waiting on it.
+    fn still_open(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    async fn round_trip(
+        &mut self,
+        method: &Method,
+        path: &PathAndQuery,
+        headers: &HeaderMap,
+    ) -> Result<Head, RoundTrip> {
+        self.out.clear();
+        write_head(&mut self.out, method, path, headers);
+        self.stream
+            .write_all(&self.out)
+            .await
+            .map_err(RoundTrip::NothingBack)?;
+        let mut got_any = !self.buf.is_empty();
+        loop {
+            if !self.buf.is_empty()
+                && let Some(head) = self.parse_head(method).map_err(RoundTrip::Failed)?
+            {
+                return Ok(head);
+            }
+            if self.buf.len() >= MAX_HEAD {
+                return Err(RoundTrip::Failed(invalid(
+                    "the upstream's response head is over 64 KiB",
+                )));
+            }
+            self.buf.reserve(READ_CHUNK);
+            let read = tokio::io::AsyncReadExt::read_buf(&mut self.stream, &mut self.buf).await;
+            match read {
+                Ok(0) if !got_any => {
+                    return Err(RoundTrip::NothingBack(io::ErrorKind::UnexpectedEof.into()));
+                }
+                Ok(0) => {
+                    return Err(RoundTrip::Failed(invalid(
+                        "the upstream closed the connection in the middle of its response head",
+                    )));
+                }
+                Ok(_) => got_any = true,
+                Err(e) if !got_any => return Err(RoundTrip::NothingBack(e)),
+                Err(e) => return Err(RoundTrip::Failed(e)),
+            }
+        }
+    }
+
+    /// Parses a complete head off the buffer; informational answers (1xx but 101) are skipped,
+    /// as hyper's client does.
+    fn parse_head(&mut self, method: &Method) -> io::Result<Option<Head>> {
+        loop {
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut slots);
+            let len = match resp.parse(&self.buf) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(e) => return Err(invalid(format!("invalid response from the upstream: {e}"))),
+            };
+            let code = resp.code.unwrap_or(0);
+            let version = if resp.version == Some(0) {
+                Version::HTTP_10
+            } else {
+                Version::HTTP_11
+            };
+            let base = self.buf.as_ptr() as usize;
+            // Where each name and value sits in the head, so both can share its bytes.
+            let spans: Vec<(usize, usize, usize, usize)> = resp
+                .headers
+                .iter()
+                .map(|h| {
+                    let n = h.name.as_ptr() as usize - base;
+                    let v = h.value.as_ptr() as usize - base;
+                    (n, h.name.len(), v, h.value.len())
+                })
+                .collect();
+            let head = self.buf.split_to(len).freeze();
+            if (100..200).contains(&code) && code != 101 {
+                continue;
+            }
+            let status = StatusCode::from_u16(code)
+                .map_err(|_| invalid(format!("invalid status {code} from the upstream")))?;
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                return Err(invalid("the upstream switched protocols unasked"));
+            }
+            let mut headers = HeaderMap::with_capacity(spans.len());
+            for (n, nl, v, vl) in spans {
+                let name = HeaderName::from_bytes(&head[n..n + nl])
+                    .map_err(|_| invalid("invalid header name from the upstream"))?;
+                let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
+                    .map_err(|_| invalid("invalid header value from the upstream"))?;
+                headers.append(name, value);
+            }
+            let (framing, reusable) = framing(method, status, &headers)?;
+            let keep_alive = reusable && keeps_alive(version, &headers);
+            if framing == Framing::Chunked {
+                // The body is passed on decoded; the client side frames it anew.
+                headers.remove(header::CONTENT_LENGTH);
+            }
+            crate::proxy::strip_hop_by_hop(&mut headers, None);
+            return Ok(Some(Head {
+                status,
+                version,
+                headers,
+                framing,
+                keep_alive,
+            }));
+        }
+    }
+}
+
+fn write_head(out: &mut Vec<u8>, method: &Method, path: &PathAndQuery, headers: &HeaderMap) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_str().as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the body is delimited, and whether that framing lets the connection be reused.
+fn framing(
+    method: &Method,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> io::Result<(Framing, bool)> {
+    if method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok((Framing::Empty, true));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        let last = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|c| !c.is_empty());
+        let chunked = last.is_some_and(|c| c.eq_ignore_ascii_case("chunked"));
+        // With Content-Length as well the message is suspect: read it, never reuse the connection.
+        let clean = !headers.contains_key(header::CONTENT_LENGTH);
+        return Ok(if chunked {
+            (Framing::Chunked, clean)
+        } else {
+            (Framing::UntilClose, false)
+        });
+    }
+    let mut length = None;
+    for v in headers.get_all(header::CONTENT_LENGTH) {
+        for part in v.to_str().map_err(|_| bad_length())?.split(',') {
+            let n: u64 = part.trim().parse().map_err(|_| bad_length())?;
+            if length.is_some_and(|l| l != n) {
+                return Err(bad_length());
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => (Framing::Empty, true),
+        Some(n) => (Framing::Length(n), true),
+        None => (Framing::UntilClose, false),
+    })
+}
+
+fn bad_length() -> io::Error {
+    invalid("invalid Content-Length from the upstream")
+}
+
+fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
+    let has = |token: &str| {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if version == Version::HTTP_10 {
+        has("keep-alive")
+    } else {
+        !has("close")
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// The client's response for an exchange: the head as given, the body read off the connection
+/// as the client takes it. The target stays counted busy until the body is done or dropped.
+pub(crate) fn response(head: Head, conn: Conn, guard: TargetGuard) -> Response<RawBody> {
+    let state = match head.framing {
+        Framing::Empty => State::Done,
+        Framing::Length(n) => State::Length(n),
+        Framing::Chunked => State::Chunked(NEXT_CHUNK),
+        Framing::UntilClose => State::UntilClose,
+    };
+    let mut body = RawBody {
+        conn: Some(conn),
+        state,
+        keep_alive: head.keep_alive,
+        guard,
+    };
+    if body.state == State::Done {
+        body.finish();
+    }
+    let mut resp = Response::new(body);
+    *resp.status_mut() = head.status;
+    *resp.version_mut() = head.version;
+    *resp.headers_mut() = head.headers;
+    resp
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+    Done,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chunk {
+    /// Reading the chunk-size line: its value, hex digits seen, whether the digits ended (the
+    /// rest of the line is extensions and the CR), bytes of the line seen.
+    Size {
+        value: u64,
+        digits: u32,
+        past: bool,
+        line: usize,
+    },
+    /// Within chunk data, this much left.
+    Data(u64),
+    /// The CRLF after chunk data (`true` once the CR was seen).
+    DataEnd(bool),
+    /// The trailer section after the last chunk: bytes seen, and bytes of the current line.
+    Trailers { seen: usize, line: usize },
+}
+
+const NEXT_CHUNK: Chunk = Chunk::Size {
+    value: 0,
+    digits: 0,
+    past: false,
+    line: 0,
+};
+
+pub(crate) struct RawBody {
+    conn: Option<Conn>,
+    state: State,
+    keep_alive: bool,
+    guard: TargetGuard,
+}
+
+impl RawBody {
+    /// The answer was read to its end: the connection goes back to its target if it can.
+    fn finish(&mut self) {
+        self.state = State::Done;
+        if let Some(conn) = self.conn.take()
+            && self.keep_alive
+            && conn.buf.is_empty()
+            // A retired target's instance is about to stop: keep nothing open to it.
+            && !self.guard.0.is_retired()
+        {
+            self.guard.0.raw.push(conn);
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.state = State::Done;
+        self.conn = None;
+        Poll::Ready(Some(Err(Box::new(e))))
+    }
+
+    /// Reads more from the upstream; `Ok(0)` is its end of stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let conn = self
+            .conn
+            .as_mut()
+            .expect("a body being read has its connection");
+        conn.buf.reserve(READ_CHUNK);
+        tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf)
+    }
+
+    fn buf(&mut self) -> &mut BytesMut {
+        &mut self
+            .conn
+            .as_mut()
+            .expect("a body being read has its connection")
+            .buf
+    }
+
+    /// Decodes chunked framing until it has data to hand on or needs more bytes.
+    fn poll_chunked(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            let State::Chunked(chunk) = self.state else {
+                unreachable!("only called while chunked")
+            };
+            if self.buf().is_empty() {
+                match ready!(self.poll_fill(cx)) {
+                    Ok(0) => {
+                        return self.fail(invalid(
+                            "the upstream closed the connection in the middle of a chunked body",
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return self.fail(e),
+                }
+            }
+            let next = match chunk {
+                Chunk::Data(left) => {
+                    let buf = self.buf();
+                    let n = (buf.len() as u64).min(left) as usize;
+                    let data = buf.split_to(n).freeze();
+                    self.state = State::Chunked(if left == n as u64 {
+                        Chunk::DataEnd(false)
+                    } else {
+                        Chunk::Data(left - n as u64)
+                    });
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Chunk::Size {
+                    value,
+                    digits,
+                    past,
+                    line,
+                } => {
+                    let b = self.buf().get_u8();
+                    if line >= MAX_CHUNK_LINE {
+                        return self
+                            .fail(invalid("a chunk-size line from the upstream is too long"));
+                    }
+                    let line = line + 1;
+                    match b {
+                        b'\n' if digits == 0 => {
+                            return self.fail(invalid("a chunk without a size from the upstream"));
+                        }
+                        b'\n' if value == 0 => Chunk::Trailers { seen: 0, line: 0 },
+                        b'\n' => Chunk::Data(value),
+                        // Past the size: extensions and the CR are skipped.
+                        _ if past => Chunk::Size {
+                            value,
+                            digits,
+                            past,
+                            line,
+                        },
+                        _ => match (b as char).to_digit(16) {
+                            Some(d) if digits < 16 => Chunk::Size {
+                                value: value * 16 + u64::from(d),
+                                digits: digits + 1,
+                                past,
+                                line,
+                            },
+                            None if digits > 0 => Chunk::Size {
+                                value,
+                                digits,
+                                past: true,
+                                line,
+                            },
+                            _ => {
+                                return self
+                                    .fail(invalid("an invalid chunk size from the upstream"));
+                            }
+                        },
+                    }
+                }
+                Chunk::DataEnd(cr) => {
+                    let b = self.buf().get_u8();
+                    match (cr, b) {
+                        (false, b'\r') => Chunk::DataEnd(true),
+                        (_, b'\n') => NEXT_CHUNK,
+                        _ => {
+                            return self
+                                .fail(invalid("chunk data from the upstream ran past its size"));
+                        }
+                    }
+                }
+                Chunk::Trailers { seen, line } => {
+                    let b = self.buf().get_u8();
+                    if seen + 1 > MAX_TRAILERS {
+                        return self.fail(invalid("the upstream's trailers are over 64 KiB"));
+                    }
+                    match b {
+                        // An empty line ends the message (trailers are not passed on).
+                        b'\n' if line == 0 => {
+                            self.finish();
+                            return Poll::Ready(None);
+                        }
+                        b'\n' => Chunk::Trailers {
+                            seen: seen + 1,
+                            line: 0,
+                        },
+                        b'\r' => Chunk::Trailers {
+                            seen: seen + 1,
+                            line,
+                        },
+                        _ => Chunk::Trailers {
+                            seen: seen + 1,
+                            line: line + 1,
+                        },
+                    }
+                }
+            };
+            self.state = State::Chunked(next);
+        }
+    }
+}
+
+impl http_body::Body for RawBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match this.state {
+            State::Done => Poll::Ready(None),
+            State::Length(left) => {
+                if this.buf().is_empty() {
+                    match ready!(this.poll_fill(cx)) {
+                        Ok(0) => {
+                            return this.fail(invalid(
+                                "the upstream closed the connection before the end of its body",
+                            ));
+                        }
+                        Ok(_) => {}
+                        Err(e) => return this.fail(e),
+                    }
+                }
+                let buf = this.buf();
+                let n = (buf.len() as u64).min(left) as usize;
+                let data = buf.split_to(n).freeze();
+                if left == n as u64 {
+                    this.finish();
+                } else {
+                    this.state = State::Length(left - n as u64);
+                }
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            State::UntilClose => {
+                if this.buf().is_empty() {
+                    match ready!(this.poll_fill(cx)) {
+                        Ok(0) => {
+                            this.finish();
+                            return Poll::Ready(None);
+                        }
+                        Ok(_) => {}
+                        Err(e) => return this.fail(e),
+                    }
+                }
+                let data = this.buf().split().freeze();
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            State::Chunked(_) => this.poll_chunked(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.state == State::Done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Done => SizeHint::with_exact(0),
+            State::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let ok = StatusCode::OK;
+        let f = |m: Method, s: StatusCode, h: &[(&str, &str)]| framing(&m, s, &headers(h)).ok();
+        assert_eq!(
+            f(Method::HEAD, ok, &[("content-length", "5")]),
+            Some((Framing::Empty, true))
+        );
+        assert_eq!(
+            f(Method::GET, StatusCode::NOT_MODIFIED, &[]),
+            Some((Framing::Empty, true))
+        );
+        assert_eq!(
+            f(Method::GET, ok, &[("content-length", "5")]),
+            Some((Framing::Length(5), true))
+        );
+        assert_eq!(
+            f(Method::GET, ok, &[("content-length", "5, 5")]),
+            Some((Framing::Length(5), true))
+        );
+        assert_eq!(
+            f(
+                Method::GET,
+                ok,
+                &[("content-length", "5"), ("content-length", "6")]
+            ),
+            None
+        );
+        assert_eq!(f(Method::GET, ok, &[("content-length", "-1")]), None);
+        assert_eq!(
+            f(Method::GET, ok, &[("transfer-encoding", "gzip, chunked")]),
+            Some((Framing::Chunked, true))
+        );
+        assert_eq!(
+            f(
+                Method::GET,
+                ok,
+                &[("transfer-encoding", "chunked"), ("content-length", "3")]
+            ),
+            Some((Framing::Chunked, false)),
+            "both: read as chunked, never reused"
+        );
+        assert_eq!(
+            f(Method::GET, ok, &[("transfer-encoding", "gzip")]),
+            Some((Framing::UntilClose, false))
+        );
+        assert_eq!(f(Method::GET, ok, &[]), Some((Framing::UntilClose, false)));
+    }
+
+    #[test]
+    fn keep_alive_by_version_and_connection() {
+        assert!(keeps_alive(Version::HTTP_11, &headers(&[])));
+        assert!(!keeps_alive(
+            Version::HTTP_11,
+            &headers(&[("connection", "Close")])
+        ));
+        assert!(!keeps_alive(Version::HTTP_10, &headers(&[])));
+        assert!(keeps_alive(
+            Version::HTTP_10,
+            &headers(&[("connection", "keep-alive")])
+        ));
+    }
+
+    #[test]
+    fn request_head_is_written_in_one_piece() {
+        let mut out = Vec::new();
+        let h = headers(&[("host", "a.test"), ("x-a", "1")]);
+        write_head(
+            &mut out,
+            &Method::GET,
+            &PathAndQuery::from_static("/p?q=1"),
+            &h,
+        );
+        assert_eq!(
+            out,
+            b"GET /p?q=1 HTTP/1.1\r\nhost: a.test\r\nx-a: 1\r\n\r\n"
+        );
+    }
+}
