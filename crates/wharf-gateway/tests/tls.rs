@@ -264,3 +264,62 @@ async fn tls_connections_that_send_nothing_after_the_handshake_are_closed() {
         );
     }
 }
+
+/// One HTTPS request over a new connection with `config` (closed after the answer, so any
+/// session tickets have arrived); whether the handshake resumed an earlier session.
+async fn resumed(https: std::net::SocketAddr, config: &Arc<rustls::ClientConfig>) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    let kind = tls.get_ref().1.handshake_kind();
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    kind == Some(rustls::HandshakeKind::Resumed)
+}
+
+#[tokio::test]
+async fn a_returning_client_resumes_its_session_however_many_came_between() {
+    let d = dir("resume");
+    let ca = test_ca();
+    issue(&ca, &["a.test"], &d.0, "a");
+    let (gw, _certs, _) = start(&d.0).await;
+    let https = gw.https_addrs()[0];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.0.der().clone()).unwrap();
+    let client = || {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth(),
+        )
+    };
+    let returning = client();
+    assert!(
+        !resumed(https, &returning).await,
+        "first visit: a full handshake"
+    );
+    assert!(resumed(https, &returning).await, "second visit resumes");
+    // More clients than a server-side session cache holds (256) come in between.
+    for _ in 0..300 {
+        resumed(https, &client()).await;
+    }
+    assert!(
+        resumed(https, &returning).await,
+        "the returning client still resumes: its ticket carries the session"
+    );
+}
