@@ -36,6 +36,14 @@ pub(crate) fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
 /// Removes hop-by-hop headers, including any the `Connection` header names. When `upgrade` is
 /// set, the upgrade handshake headers are put back so the tunnel can be negotiated.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
+    // Most messages carry none: one pass over the names costs less than ten lookups.
+    if upgrade.is_none()
+        && !headers
+            .keys()
+            .any(|k| k == header::UPGRADE || HOP_BY_HOP.contains(k))
+    {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
