@@ -4,6 +4,7 @@
 #   bash bench/run.sh            # everything (about 5 minutes; container apps too when a Docker engine answers)
 #   DURATION=5 bash bench/run.sh # shorter runs
 #   PUBLISH=1 bash bench/run.sh  # and write the results into docs/benchmarks.md
+#   ONLY=gateway bash bench/run.sh # the gateway's comparisons alone (proxy, static, TLS), about a minute
 #
 # Method: one backend (nginx, one worker, `return 200`), and each proxy under test with ONE worker
 # thread pinned to its own core (CPU 1); wrk and the backend share the other core (CPU 0). Each
@@ -56,6 +57,7 @@ BACKEND=127.0.0.1:18100
 NGINX_PROXY=127.0.0.1:18101
 NGINX_STATIC=127.0.0.1:18102
 HAPROXY=127.0.0.1:18103
+HAPROXY_ACL=127.0.0.1:18114
 WHARF_ADDR=127.0.0.1:18104
 WHARF_TLS_PORT=18105
 NGINX_TLS_PORT=18106
@@ -102,6 +104,11 @@ frontend fe
 backend be
   server s1 $BACKEND
 CFG
+# HAProxy as a real front end runs it: the backend chosen by a Host ACL among several.
+sed -e "s/^  bind .*/  bind $HAPROXY_ACL/" \
+    -e "s/^  default_backend be/  acl is_proxy hdr(host) -i proxy.bench\n  acl is_other hdr(host) -i other.bench\n  use_backend be if is_proxy\n  use_backend other if is_other/" \
+    "$TMP/haproxy.cfg" > "$TMP/haproxy-acl.cfg"
+printf 'backend other\n  server s1 127.0.0.1:1\n' >> "$TMP/haproxy-acl.cfg"
 
 cat > "$TMP/wharf.toml" <<TOML
 [gateway]
@@ -139,6 +146,8 @@ start "$SERVER_CPU" nginx -c "$TMP/static.conf"
 NGINX_STATIC_MASTER=$LAST
 start "$SERVER_CPU" haproxy -f "$TMP/haproxy.cfg" -db
 HAPROXY_PID=$LAST
+start "$SERVER_CPU" haproxy -f "$TMP/haproxy-acl.cfg" -db
+HAPROXY_ACL_PID=$LAST
 RUST_LOG=warn start "$SERVER_CPU" "$WHARF" gateway --config "$TMP/wharf.toml" --no-watch
 WHARF_PID=$LAST
 
@@ -151,7 +160,7 @@ wait_up() { # addr, host
   echo "bench: nothing answers on $1" >&2
   exit 1
 }
-wait_up $BACKEND x; wait_up $NGINX_PROXY x; wait_up $NGINX_STATIC x; wait_up $HAPROXY x; wait_up $WHARF_ADDR proxy.bench
+wait_up $BACKEND x; wait_up $NGINX_PROXY x; wait_up $NGINX_STATIC x; wait_up $HAPROXY x; wait_up $HAPROXY_ACL proxy.bench; wait_up $WHARF_ADDR proxy.bench
 
 # nginx serves HTTPS with the certificate wharf generated (ECDSA P-256), sessions not resumed by
 # either (wrk does not resume), TLS 1.2 and 1.3 like wharf.
@@ -194,14 +203,18 @@ ticks() { # [pid]
 # The worker of an nginx started with one worker process.
 nginx_worker() { pgrep -P "$1" | head -1; }
 
-# The same with a new connection (and so a full TLS handshake) for every request.
-measure_close() { # url, host
+# The same with a new connection (and so a full TLS handshake) for every request; prints
+# "conn/s p99_ms cpu_us", cpu_us being the server's CPU time per connection.
+measure_close() { # url, host, pid
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" -H "Host: $2" -H "Connection: close" "$1" >/dev/null
+  local t0; t0=$(ticks "$3")
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "Host: $2" -H "Connection: close" "$1" > "$TMP/wrk.txt"
-  local rps p99
+  local t1; t1=$(ticks "$3")
+  local rps p99 n
   rps=$(awk '/^Requests\/sec/ {print $2}' "$TMP/wrk.txt")
   p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' "$TMP/wrk.txt")
-  echo "$rps $p99"
+  n=$(awk '/requests in/ {print $1}' "$TMP/wrk.txt")
+  echo "$rps $p99 $(awk -v a="$t0" -v b="$t1" -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", (b-a)/hz*1e6/n}')"
 }
 
 rss() { # pid -> "rss_kb peak_kb"
@@ -212,12 +225,13 @@ read -r direct_rps direct_p99 _ < <(measure "http://$BACKEND/" x)
 read -r wharf_rps wharf_p99 wharf_cpu < <(measure "http://$WHARF_ADDR/" proxy.bench "$WHARF_PID")
 read -r nginx_rps nginx_p99 nginx_cpu < <(measure "http://$NGINX_PROXY/" x "$(nginx_worker "$NGINX_PROXY_MASTER")")
 read -r hap_rps hap_p99 hap_cpu < <(measure "http://$HAPROXY/" x "$HAPROXY_PID")
+read -r hacl_rps hacl_p99 hacl_cpu < <(measure "http://$HAPROXY_ACL/" proxy.bench "$HAPROXY_ACL_PID")
 read -r wstat_rps wstat_p99 wstat_cpu < <(measure "http://$WHARF_ADDR/1k.bin" static.bench "$WHARF_PID")
 read -r nstat_rps nstat_p99 nstat_cpu < <(measure "http://$NGINX_STATIC/1k.bin" x "$(nginx_worker "$NGINX_STATIC_MASTER")")
 read -r wtls_rps wtls_p99 wtls_cpu < <(measure "https://localhost:$WHARF_TLS_PORT/1k.bin" localhost "$WHARF_PID")
 read -r ntls_rps ntls_p99 ntls_cpu < <(measure "https://localhost:$NGINX_TLS_PORT/1k.bin" localhost "$(nginx_worker "$NGINX_TLS_MASTER")")
-read -r whs_rps whs_p99 < <(measure_close "https://localhost:$WHARF_TLS_PORT/1k.bin" localhost)
-read -r nhs_rps nhs_p99 < <(measure_close "https://localhost:$NGINX_TLS_PORT/1k.bin" localhost)
+read -r whs_rps whs_p99 whs_cpu < <(measure_close "https://localhost:$WHARF_TLS_PORT/1k.bin" localhost "$WHARF_PID")
+read -r nhs_rps nhs_p99 nhs_cpu < <(measure_close "https://localhost:$NGINX_TLS_PORT/1k.bin" localhost "$(nginx_worker "$NGINX_TLS_MASTER")")
 
 read -r wharf_rss wharf_hwm < <(rss "$WHARF_PID")
 
@@ -249,6 +263,50 @@ read -r n10k_rss n10k_hwm < <(rss "$(pgrep -P "$NGINX10K_MASTER" | head -1)")
 kill "$NGINX10K_MASTER" 2>/dev/null || true
 read -r hap_rss hap_hwm < <(rss "$HAPROXY_PID")
 read -r nginx_rss nginx_hwm < <(rss "$(pgrep -P "$NGINX_PROXY_MASTER" | head -1)")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+report=$(cat <<MD
+Machine: $(nproc) cores, ${cpu_model:-unknown CPU}, Linux $(uname -r)
+Versions: $(nginx -v 2>&1 | sed 's/.*: //'), HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}'), wharf $(git rev-parse --short HEAD)
+Method: one worker each, pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS keep-alive connections, ${WARMUP}s warm-up then ${DURATION}s) and the backend on CPU $LOAD_CPU.
+
+| target | requests/s | p99 ms | CPU µs/request | RSS after run |
+|---|---:|---:|---:|---:|
+| backend direct (nginx return 200) | $direct_rps | $direct_p99 | | |
+| wharf proxy | $wharf_rps | $wharf_p99 | $wharf_cpu | ${wharf_rss} kB (peak ${wharf_hwm} kB) |
+| nginx proxy | $nginx_rps | $nginx_p99 | $nginx_cpu | ${nginx_rss:-?} kB |
+| HAProxy proxy, one default backend | $hap_rps | $hap_p99 | $hap_cpu | ${hap_rss} kB (peak ${hap_hwm} kB) |
+| HAProxy proxy, backend chosen by a Host ACL | $hacl_rps | $hacl_p99 | $hacl_cpu | |
+| wharf static 1 KiB | $wstat_rps | $wstat_p99 | $wstat_cpu | |
+| nginx static 1 KiB | $nstat_rps | $nstat_p99 | $nstat_cpu | |
+| wharf HTTPS 1 KiB, keep-alive | $wtls_rps | $wtls_p99 | $wtls_cpu | |
+| nginx HTTPS 1 KiB, keep-alive | $ntls_rps | $ntls_p99 | $ntls_cpu | |
+| wharf HTTPS, new handshake per request | $whs_rps | $whs_p99 | $whs_cpu | |
+| nginx HTTPS, new handshake per request | $nhs_rps | $nhs_p99 | $nhs_cpu | |
+
+| ratio | value | target |
+|---|---:|---:|
+| wharf proxy / HAProxy (default backend; Host ACL) | $(ratio "$wharf_rps" "$hap_rps"); $(ratio "$wharf_rps" "$hacl_rps") | ≥ 1.15 |
+| wharf proxy CPU per request / HAProxy's (default backend; Host ACL) | $(ratio "$wharf_cpu" "$hap_cpu"); $(ratio "$wharf_cpu" "$hacl_cpu") | ≤ 0.85 |
+| wharf proxy p99 / HAProxy's (default backend; Host ACL) | $(ratio "$wharf_p99" "$hap_p99"); $(ratio "$wharf_p99" "$hacl_p99") | ≤ 1.0 |
+| wharf proxy / nginx proxy | $(ratio "$wharf_rps" "$nginx_rps") | |
+| wharf proxy / backend direct | $(ratio "$wharf_rps" "$direct_rps") | ≥ 0.70 |
+| wharf static / nginx static | $(ratio "$wstat_rps" "$nstat_rps") | ≥ 1.0 |
+| wharf static / nginx static, CPU per request (nginx's µs ÷ wharf's) | $(ratio "$nstat_cpu" "$wstat_cpu") | |
+| wharf static with 10,000 routes / with 3 routes | $(ratio "$w10k_rps" "$wstat_rps") | ≈ 1.0 (flat) |
+| wharf / nginx, both with 10,000 routes | $(ratio "$w10k_rps" "$n10k_rps") | |
+| wharf HTTPS / nginx HTTPS, keep-alive | $(ratio "$wtls_rps" "$ntls_rps") | ≥ 1.0 |
+| wharf HTTPS / nginx HTTPS, new handshakes | $(ratio "$whs_rps" "$nhs_rps") | ≥ 1.0 |
+| wharf CPU per new handshake / nginx's | $(ratio "$whs_cpu" "$nhs_cpu") | |
+
+MD
+)
+# ONLY=gateway: the gateway comparisons alone (for repeated runs of the proxy and TLS figures).
+if [ "${ONLY:-}" = gateway ]; then
+  echo "$report" | tee "$OUT/latest.md"
+  exit 0
+fi
 
 # wharf server: idle memory with 20 apps, and time from an API call to a live route.
 SERVER_DATA=$TMP/server
@@ -333,38 +391,7 @@ list_ms=$(printf '%s\n' "${list_times[@]}" | sort -n | awk '{a[NR]=$1} END {prin
 sleep 2
 read -r server200_rss server200_hwm < <(rss "$SERVER_PID")
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
-cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
-report=$(cat <<MD
-Machine: $(nproc) cores, ${cpu_model:-unknown CPU}, Linux $(uname -r)
-Versions: $(nginx -v 2>&1 | sed 's/.*: //'), HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}'), wharf $(git rev-parse --short HEAD)
-Method: one worker each, pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS keep-alive connections, ${WARMUP}s warm-up then ${DURATION}s) and the backend on CPU $LOAD_CPU.
-
-| target | requests/s | p99 ms | CPU µs/request | RSS after run |
-|---|---:|---:|---:|---:|
-| backend direct (nginx return 200) | $direct_rps | $direct_p99 | | |
-| wharf proxy | $wharf_rps | $wharf_p99 | $wharf_cpu | ${wharf_rss} kB (peak ${wharf_hwm} kB) |
-| nginx proxy | $nginx_rps | $nginx_p99 | $nginx_cpu | ${nginx_rss:-?} kB |
-| HAProxy proxy | $hap_rps | $hap_p99 | $hap_cpu | ${hap_rss} kB (peak ${hap_hwm} kB) |
-| wharf static 1 KiB | $wstat_rps | $wstat_p99 | $wstat_cpu | |
-| nginx static 1 KiB | $nstat_rps | $nstat_p99 | $nstat_cpu | |
-| wharf HTTPS 1 KiB, keep-alive | $wtls_rps | $wtls_p99 | $wtls_cpu | |
-| nginx HTTPS 1 KiB, keep-alive | $ntls_rps | $ntls_p99 | $ntls_cpu | |
-| wharf HTTPS, new handshake per request | $whs_rps | $whs_p99 | | |
-| nginx HTTPS, new handshake per request | $nhs_rps | $nhs_p99 | | |
-
-| ratio | value | target |
-|---|---:|---:|
-| wharf proxy / HAProxy | $(ratio "$wharf_rps" "$hap_rps") | ≥ 1.15 |
-| wharf proxy / nginx proxy | $(ratio "$wharf_rps" "$nginx_rps") | |
-| wharf proxy / backend direct | $(ratio "$wharf_rps" "$direct_rps") | ≥ 0.70 |
-| wharf proxy / HAProxy, CPU per request (HAProxy's µs ÷ wharf's; > 1 means wharf costs less) | $(ratio "$hap_cpu" "$wharf_cpu") | |
-| wharf static / nginx static | $(ratio "$wstat_rps" "$nstat_rps") | ≥ 1.0 |
-| wharf static / nginx static, CPU per request (nginx's µs ÷ wharf's) | $(ratio "$nstat_cpu" "$wstat_cpu") | |
-| wharf static with 10,000 routes / with 3 routes | $(ratio "$w10k_rps" "$wstat_rps") | ≈ 1.0 (flat) |
-| wharf / nginx, both with 10,000 routes | $(ratio "$w10k_rps" "$n10k_rps") | |
-| wharf HTTPS / nginx HTTPS, keep-alive | $(ratio "$wtls_rps" "$ntls_rps") | ≥ 1.0 |
-| wharf HTTPS / nginx HTTPS, new handshakes | $(ratio "$whs_rps" "$nhs_rps") | ≥ 1.0 |
+report+=$(cat <<MD
 
 | wharf server | value | target |
 |---|---:|---:|
