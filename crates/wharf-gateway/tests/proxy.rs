@@ -940,9 +940,17 @@ async fn a_reload_during_a_deploy_keeps_what_the_deploy_switched_to() {
     assert_eq!((reply.status, reply.text()), (StatusCode::OK, "b".into()));
 }
 
+/// Bytes an upstream sends after its answer to a HEAD request, shaped like an answer.
+const STRAY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged";
+
 /// An upstream that answers each request with the bytes its path names, then keeps the
-/// connection or closes it as the script says; counts connections.
-async fn scripted_upstream() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+/// connection or closes it as the script says; counts connections. `/head-then-stray` sends
+/// [`STRAY`] a moment after its answer and then notifies.
+async fn scripted_upstream() -> (
+    SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<tokio::sync::Notify>,
+) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     fn script(path: &str) -> (&'static [u8], bool) {
         match path {
@@ -961,6 +969,11 @@ async fn scripted_upstream() -> (SocketAddr, std::sync::Arc<std::sync::atomic::A
                 true,
             ),
             "/garbage" => (b"NOT HTTP AT ALL\r\n\r\n", true),
+            "/head-then-stray" => (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", false),
+            "/hex-prefix" => (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x10\r\n0123456789abcdef\r\n0\r\n\r\n",
+                true,
+            ),
             "/short" => (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", true),
             _ => (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false),
         }
@@ -969,9 +982,12 @@ async fn scripted_upstream() -> (SocketAddr, std::sync::Arc<std::sync::atomic::A
     let addr = listener.local_addr().unwrap();
     let conns = std::sync::Arc::new(AtomicUsize::new(0));
     let counter = conns.clone();
+    let strayed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = strayed.clone();
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
+            let notify = notify.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -991,18 +1007,24 @@ async fn scripted_upstream() -> (SocketAddr, std::sync::Arc<std::sync::atomic::A
                         if sock.write_all(reply).await.is_err() || close {
                             return;
                         }
+                        if path == "/head-then-stray" {
+                            // A separate segment, after the gateway took the answer as whole.
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            let _ = sock.write_all(STRAY).await;
+                            notify.notify_one();
+                        }
                     }
                 }
             });
         }
     });
-    (addr, conns)
+    (addr, conns, strayed)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_way_an_upstream_frames_its_answer_reaches_the_client() {
     use std::sync::atomic::Ordering;
-    let (up, conns) = scripted_upstream().await;
+    let (up, conns, strayed) = scripted_upstream().await;
     let (_gw, addr) = start(&format!(
         r#"
         [gateway]
@@ -1061,10 +1083,29 @@ async fn every_way_an_upstream_frames_its_answer_reaches_the_client() {
         let r = get(addr, "s.test", bad).await.expect("answered");
         assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{bad}: {}", r.text());
     }
-    assert!(
-        get(addr, "s.test", "/short").await.is_err(),
-        "a body cut short is not passed off as complete"
-    );
+    for cut in ["/short", "/hex-prefix"] {
+        assert!(
+            get(addr, "s.test", cut).await.is_err(),
+            "{cut}: a body cut short or misframed is not passed off as complete"
+        );
+    }
+
+    // Bytes an upstream sends past its answer never become the next client's answer.
+    let head = request(
+        addr,
+        Request::head("/head-then-stray")
+            .header("host", "s.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(head.status, StatusCode::OK);
+    strayed.notified().await;
+    for _ in 0..3 {
+        let r = get(addr, "s.test", "/chunked").await.expect("answered");
+        assert_eq!(r.text(), "hello world", "never the stray bytes");
+    }
     let r = get(addr, "s.test", "/chunked").await.expect("answered");
     assert_eq!(
         r.text(),

@@ -36,10 +36,8 @@ pub(crate) type Sender = http1::SendRequest<Body>;
 
 /// A connection that can wait on a target's stack.
 pub(crate) trait Idle {
-    /// Known closed (only hyper's connections are watched while idle).
-    fn is_closed(&self) -> bool {
-        false
-    }
+    /// Closed by the upstream, or otherwise not to be used again.
+    fn is_closed(&self) -> bool;
 }
 
 impl Idle for Sender {
@@ -48,7 +46,11 @@ impl Idle for Sender {
     }
 }
 
-impl Idle for super::h1::Conn {}
+impl Idle for super::h1::Conn {
+    fn is_closed(&self) -> bool {
+        !self.still_open()
+    }
+}
 
 /// The idle connections of one target, oldest at the front.
 pub(crate) struct IdleConns<T>(Mutex<VecDeque<(T, Instant)>>);
@@ -73,14 +75,10 @@ impl<T: Idle> IdleConns<T> {
 
     /// Closes the connections idle past the timeout (the gateway's periodic sweep, so a target
     /// that gets no more traffic does not keep them open).
+    /// Those the upstream closed meanwhile go too, so they do not hold descriptors until then.
     pub(crate) fn close_expired(&self) {
         let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        while idle
-            .front()
-            .is_some_and(|(_, since)| since.elapsed() >= IDLE_TIMEOUT)
-        {
-            idle.pop_front();
-        }
+        idle.retain(|(conn, since)| since.elapsed() < IDLE_TIMEOUT && !conn.is_closed());
     }
 
     /// Closes every idle connection (a retired target's, once drained).

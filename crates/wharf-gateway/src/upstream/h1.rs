@@ -28,8 +28,8 @@ use tokio::net::TcpStream;
 use super::{Target, TargetGuard};
 use crate::body::BoxError;
 
-/// Longest response head read (status line and headers).
-const MAX_HEAD: usize = 64 * 1024;
+/// Longest response head read (status line and headers), as hyper's client allowed.
+const MAX_HEAD: usize = 400 * 1024;
 /// Most response headers accepted, as hyper's client.
 const MAX_HEADERS: usize = 100;
 /// Longest chunk-size line (hex size and any extensions) and trailer section.
@@ -37,9 +37,6 @@ const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILERS: usize = 64 * 1024;
 /// How much the read buffer grows by when it runs out.
 const READ_CHUNK: usize = 16 * 1024;
-/// A connection idle this long is checked for a close (or stray bytes) before reuse. Under load
-/// connections come back within milliseconds, so the check costs no system call there.
-const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// One keep-alive connection to a target and its buffers.
 pub(crate) struct Conn {
@@ -55,6 +52,8 @@ pub(crate) struct Head {
     pub(crate) status: StatusCode,
     pub(crate) version: Version,
     pub(crate) headers: HeaderMap,
+    /// A reason phrase other than the status code's usual one, passed on as given.
+    reason: Option<hyper::ext::ReasonPhrase>,
     framing: Framing,
     keep_alive: bool,
 }
@@ -92,6 +91,10 @@ impl RoundTrip {
 /// Sends a bodiless idempotent request over an idle connection to `target`, or a new one, and
 /// reads the answer's head. The request's headers must already be the upstream's (hop-by-hop
 /// removed, Host and forwarding headers set).
+///
+/// A reused connection that gives nothing back (the upstream closed it as the request went
+/// out: the keep-alive race) costs the request one more try, on a new connection; never more,
+/// so a request that makes its upstream drop the connection is not replayed again and again.
 pub(crate) async fn exchange(
     target: &Target,
     connect_timeout: Duration,
@@ -99,13 +102,11 @@ pub(crate) async fn exchange(
     path: &PathAndQuery,
     headers: &HeaderMap,
 ) -> Result<(Head, Conn), ExchangeError> {
-    while let Some((mut conn, since)) = target.raw.pop() {
-        if since.elapsed() >= CHECK_AFTER_IDLE && !conn.still_open() {
-            continue;
-        }
+    // `pop` checks the connection is still open (`Conn::still_open`).
+    if let Some((mut conn, _)) = target.raw.pop() {
         match conn.round_trip(method, path, headers).await {
             Ok(head) => return Ok((head, conn)),
-            Err(RoundTrip::NothingBack(_)) => continue,
+            Err(RoundTrip::NothingBack(_)) => {}
             Err(RoundTrip::Failed(e)) => return Err(ExchangeError::Upstream(e)),
         }
     }
@@ -137,8 +138,11 @@ impl Conn {
     }
 
     /// Whether an idle connection is still usable: not closed by the upstream, and nothing
-    /// unasked-for (a 408 some servers send before closing) waiting on it.
-    fn still_open(&mut self) -> bool {
+    /// unasked-for waiting on it (a 408 some servers send before closing, or bytes an upstream
+    /// sent past the end of its answer, which must never be read as the next answer). Costs no
+    /// system call unless the socket became readable since its last read (tokio keeps that
+    /// state, and a read that drained the socket cleared it).
+    pub(crate) fn still_open(&self) -> bool {
         let mut probe = [0u8; 1];
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
@@ -213,6 +217,7 @@ impl Conn {
                     (n, h.name.len(), v, h.value.len())
                 })
                 .collect();
+            let reason_span = resp.reason.map(|r| (r.as_ptr() as usize - base, r.len()));
             let head = self.buf.split_to(len).freeze();
             if (100..200).contains(&code) && code != 101 {
                 continue;
@@ -230,7 +235,13 @@ impl Conn {
                     .map_err(|_| invalid("invalid header value from the upstream"))?;
                 headers.append(name, value);
             }
-            let (framing, reusable) = framing(method, status, &headers)?;
+            let (framing, reusable) = framing(method, version, status, &headers)?;
+            let reason = reason_span
+                .map(|(o, l)| &head[o..o + l])
+                .filter(|r| {
+                    !r.is_empty() && status.canonical_reason().map(str::as_bytes) != Some(*r)
+                })
+                .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok());
             let keep_alive = reusable && keeps_alive(version, &headers);
             if framing == Framing::Chunked {
                 // The body is passed on decoded; the client side frames it anew.
@@ -241,6 +252,7 @@ impl Conn {
                 status,
                 version,
                 headers,
+                reason,
                 framing,
                 keep_alive,
             }));
@@ -265,6 +277,7 @@ fn write_head(out: &mut Vec<u8>, method: &Method, path: &PathAndQuery, headers: 
 /// How the body is delimited, and whether that framing lets the connection be reused.
 fn framing(
     method: &Method,
+    version: Version,
     status: StatusCode,
     headers: &HeaderMap,
 ) -> io::Result<(Framing, bool)> {
@@ -284,8 +297,9 @@ fn framing(
             .map(str::trim)
             .rfind(|c| !c.is_empty());
         let chunked = last.is_some_and(|c| c.eq_ignore_ascii_case("chunked"));
-        // With Content-Length as well the message is suspect: read it, never reuse the connection.
-        let clean = !headers.contains_key(header::CONTENT_LENGTH);
+        // With Content-Length as well, or in HTTP/1.0, the framing is suspect (RFC 9112 §6.1):
+        // read the message, never reuse the connection.
+        let clean = !headers.contains_key(header::CONTENT_LENGTH) && version != Version::HTTP_10;
         return Ok(if chunked {
             (Framing::Chunked, clean)
         } else {
@@ -295,7 +309,12 @@ fn framing(
     let mut length = None;
     for v in headers.get_all(header::CONTENT_LENGTH) {
         for part in v.to_str().map_err(|_| bad_length())?.split(',') {
-            let n: u64 = part.trim().parse().map_err(|_| bad_length())?;
+            let part = part.trim();
+            // Digits only: `u64::from_str` would also take a sign.
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad_length());
+            }
+            let n: u64 = part.parse().map_err(|_| bad_length())?;
             if length.is_some_and(|l| l != n) {
                 return Err(bad_length());
             }
@@ -347,6 +366,7 @@ pub(crate) fn response(head: Head, conn: Conn, guard: TargetGuard) -> Response<R
         state,
         keep_alive: head.keep_alive,
         guard,
+        trailers: Vec::new(),
     };
     if body.state == State::Done {
         body.finish();
@@ -355,6 +375,9 @@ pub(crate) fn response(head: Head, conn: Conn, guard: TargetGuard) -> Response<R
     *resp.status_mut() = head.status;
     *resp.version_mut() = head.version;
     *resp.headers_mut() = head.headers;
+    if let Some(reason) = head.reason {
+        resp.extensions_mut().insert(reason);
+    }
     resp
 }
 
@@ -369,25 +392,28 @@ enum State {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Chunk {
     /// Reading the chunk-size line: its value, hex digits seen, whether the digits ended (the
-    /// rest of the line is extensions and the CR), bytes of the line seen.
+    /// rest of the line is extensions), whether its CR was seen, bytes of the line seen.
     Size {
         value: u64,
         digits: u32,
         past: bool,
+        cr: bool,
         line: usize,
     },
     /// Within chunk data, this much left.
     Data(u64),
     /// The CRLF after chunk data (`true` once the CR was seen).
     DataEnd(bool),
-    /// The trailer section after the last chunk: bytes seen, and bytes of the current line.
-    Trailers { seen: usize, line: usize },
+    /// The trailer section after the last chunk (kept in `RawBody::trailers`): bytes of the
+    /// current line.
+    Trailers { line: usize },
 }
 
 const NEXT_CHUNK: Chunk = Chunk::Size {
     value: 0,
     digits: 0,
     past: false,
+    cr: false,
     line: 0,
 };
 
@@ -396,6 +422,8 @@ pub(crate) struct RawBody {
     state: State,
     keep_alive: bool,
     guard: TargetGuard,
+    /// The trailer section of a chunked body, passed on (HTTP/2 clients, gRPC-web) once whole.
+    trailers: Vec<u8>,
 }
 
 impl RawBody {
@@ -472,6 +500,7 @@ impl RawBody {
                     value,
                     digits,
                     past,
+                    cr,
                     line,
                 } => {
                     let b = self.buf().get_u8();
@@ -480,30 +509,27 @@ impl RawBody {
                             .fail(invalid("a chunk-size line from the upstream is too long"));
                     }
                     let line = line + 1;
+                    let size = |past, cr| Chunk::Size {
+                        value,
+                        digits,
+                        past,
+                        cr,
+                        line,
+                    };
                     match b {
-                        b'\n' if digits == 0 => {
-                            return self.fail(invalid("a chunk without a size from the upstream"));
-                        }
-                        b'\n' if value == 0 => Chunk::Trailers { seen: 0, line: 0 },
-                        b'\n' => Chunk::Data(value),
-                        // Past the size: extensions and the CR are skipped.
-                        _ if past => Chunk::Size {
-                            value,
-                            digits,
-                            past,
-                            line,
-                        },
+                        b'\n' if cr && value == 0 => Chunk::Trailers { line: 0 },
+                        b'\n' if cr => Chunk::Data(value),
+                        _ if cr => return self.fail(invalid("a chunk-size line without CRLF")),
+                        b'\r' if digits > 0 => size(true, true),
+                        // Extensions (`;name=value`) are skipped.
+                        _ if past && b != b'\n' => size(true, false),
+                        b';' | b' ' | b'\t' if digits > 0 => size(true, false),
                         _ => match (b as char).to_digit(16) {
                             Some(d) if digits < 16 => Chunk::Size {
                                 value: value * 16 + u64::from(d),
                                 digits: digits + 1,
                                 past,
-                                line,
-                            },
-                            None if digits > 0 => Chunk::Size {
-                                value,
-                                digits,
-                                past: true,
+                                cr,
                                 line,
                             },
                             _ => {
@@ -517,41 +543,60 @@ impl RawBody {
                     let b = self.buf().get_u8();
                     match (cr, b) {
                         (false, b'\r') => Chunk::DataEnd(true),
-                        (_, b'\n') => NEXT_CHUNK,
+                        (true, b'\n') => NEXT_CHUNK,
                         _ => {
                             return self
                                 .fail(invalid("chunk data from the upstream ran past its size"));
                         }
                     }
                 }
-                Chunk::Trailers { seen, line } => {
+                Chunk::Trailers { line } => {
                     let b = self.buf().get_u8();
-                    if seen + 1 > MAX_TRAILERS {
+                    if self.trailers.len() >= MAX_TRAILERS {
                         return self.fail(invalid("the upstream's trailers are over 64 KiB"));
                     }
+                    self.trailers.push(b);
                     match b {
-                        // An empty line ends the message (trailers are not passed on).
+                        // An empty line ends the message.
                         b'\n' if line == 0 => {
+                            let trailers = parse_trailers(&self.trailers);
                             self.finish();
-                            return Poll::Ready(None);
+                            return Poll::Ready(match trailers {
+                                Ok(Some(map)) => Some(Ok(Frame::trailers(map))),
+                                Ok(None) => None,
+                                Err(e) => Some(Err(Box::new(e))),
+                            });
                         }
-                        b'\n' => Chunk::Trailers {
-                            seen: seen + 1,
-                            line: 0,
-                        },
-                        b'\r' => Chunk::Trailers {
-                            seen: seen + 1,
-                            line,
-                        },
-                        _ => Chunk::Trailers {
-                            seen: seen + 1,
-                            line: line + 1,
-                        },
+                        b'\n' => Chunk::Trailers { line: 0 },
+                        b'\r' => Chunk::Trailers { line },
+                        _ => Chunk::Trailers { line: line + 1 },
                     }
                 }
             };
             self.state = State::Chunked(next);
         }
+    }
+}
+
+/// A trailer section (its lines and the empty line ending it) as headers; `None` when empty.
+fn parse_trailers(section: &[u8]) -> io::Result<Option<HeaderMap>> {
+    if section.len() <= 2 {
+        return Ok(None);
+    }
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::parse_headers(section, &mut slots) {
+        Ok(httparse::Status::Complete((_, fields))) => {
+            let mut map = HeaderMap::with_capacity(fields.len());
+            for f in fields {
+                let name = HeaderName::from_bytes(f.name.as_bytes())
+                    .map_err(|_| invalid("an invalid trailer name from the upstream"))?;
+                let value = HeaderValue::from_bytes(f.value)
+                    .map_err(|_| invalid("an invalid trailer value from the upstream"))?;
+                map.append(name, value);
+            }
+            Ok((!map.is_empty()).then_some(map))
+        }
+        _ => Err(invalid("invalid trailers from the upstream")),
     }
 }
 
@@ -637,7 +682,9 @@ mod tests {
     #[test]
     fn framing_follows_rfc_9112() {
         let ok = StatusCode::OK;
-        let f = |m: Method, s: StatusCode, h: &[(&str, &str)]| framing(&m, s, &headers(h)).ok();
+        let f = |m: Method, s: StatusCode, h: &[(&str, &str)]| {
+            framing(&m, Version::HTTP_11, s, &headers(h)).ok()
+        };
         assert_eq!(
             f(Method::HEAD, ok, &[("content-length", "5")]),
             Some((Framing::Empty, true))
@@ -681,6 +728,22 @@ mod tests {
             Some((Framing::UntilClose, false))
         );
         assert_eq!(f(Method::GET, ok, &[]), Some((Framing::UntilClose, false)));
+        assert_eq!(
+            f(Method::GET, ok, &[("content-length", "+5")]),
+            None,
+            "digits only"
+        );
+        assert_eq!(
+            framing(
+                &Method::GET,
+                Version::HTTP_10,
+                ok,
+                &headers(&[("transfer-encoding", "chunked")])
+            )
+            .ok(),
+            Some((Framing::Chunked, false)),
+            "HTTP/1.0 with Transfer-Encoding: read, then closed"
+        );
     }
 
     #[test]
