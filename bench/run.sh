@@ -4,7 +4,8 @@
 #   bash bench/run.sh            # everything (about 5 minutes; container apps too when a Docker engine answers)
 #   DURATION=5 bash bench/run.sh # shorter runs
 #   PUBLISH=1 bash bench/run.sh  # and write the results into docs/benchmarks.md
-#   ONLY=gateway bash bench/run.sh # the gateway's comparisons alone (proxy, static, TLS), about a minute
+#   ONLY=gateway bash bench/run.sh # the gateway's comparisons alone (proxy, static, TLS), about 5 minutes
+#   ROUNDS=1 bash bench/run.sh   # one round of the proxy and handshake comparisons instead of 3
 #
 # Method: one backend (nginx, one worker, `return 200`), and each proxy under test with ONE worker
 # thread pinned to its own core (CPU 1); wrk and the backend share the other core (CPU 0). Each
@@ -16,6 +17,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-3}
 CONNS=${CONNS:-50}
+ROUNDS=${ROUNDS:-3}
 LOAD_CPU=${LOAD_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 
@@ -221,17 +223,38 @@ rss() { # pid -> "rss_kb peak_kb"
   awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} END {print r, h}' "/proc/$1/status"
 }
 
+# The median of each column of a file of "a b c" lines.
+medians() { # file
+  local cols=() c
+  for c in 1 2 3; do
+    cols+=("$(cut -d' ' -f"$c" "$1" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')")
+  done
+  echo "${cols[*]}"
+}
+
 read -r direct_rps direct_p99 _ < <(measure "http://$BACKEND/" x)
-read -r wharf_rps wharf_p99 wharf_cpu < <(measure "http://$WHARF_ADDR/" proxy.bench "$WHARF_PID")
-read -r nginx_rps nginx_p99 nginx_cpu < <(measure "http://$NGINX_PROXY/" x "$(nginx_worker "$NGINX_PROXY_MASTER")")
-read -r hap_rps hap_p99 hap_cpu < <(measure "http://$HAPROXY/" x "$HAPROXY_PID")
-read -r hacl_rps hacl_p99 hacl_cpu < <(measure "http://$HAPROXY_ACL/" proxy.bench "$HAPROXY_ACL_PID")
+# The proxies take turns for ROUNDS rounds and each figure is the median of its rounds: a burst
+# from the machine's neighbours then hits one round of every proxy, not one proxy's only figure.
+for _ in $(seq "$ROUNDS"); do
+  measure "http://$WHARF_ADDR/" proxy.bench "$WHARF_PID" >> "$TMP/rounds.wharf"
+  measure "http://$NGINX_PROXY/" x "$(nginx_worker "$NGINX_PROXY_MASTER")" >> "$TMP/rounds.nginx"
+  measure "http://$HAPROXY/" x "$HAPROXY_PID" >> "$TMP/rounds.hap"
+  measure "http://$HAPROXY_ACL/" proxy.bench "$HAPROXY_ACL_PID" >> "$TMP/rounds.hacl"
+done
+read -r wharf_rps wharf_p99 wharf_cpu < <(medians "$TMP/rounds.wharf")
+read -r nginx_rps nginx_p99 nginx_cpu < <(medians "$TMP/rounds.nginx")
+read -r hap_rps hap_p99 hap_cpu < <(medians "$TMP/rounds.hap")
+read -r hacl_rps hacl_p99 hacl_cpu < <(medians "$TMP/rounds.hacl")
 read -r wstat_rps wstat_p99 wstat_cpu < <(measure "http://$WHARF_ADDR/1k.bin" static.bench "$WHARF_PID")
 read -r nstat_rps nstat_p99 nstat_cpu < <(measure "http://$NGINX_STATIC/1k.bin" x "$(nginx_worker "$NGINX_STATIC_MASTER")")
 read -r wtls_rps wtls_p99 wtls_cpu < <(measure "https://localhost:$WHARF_TLS_PORT/1k.bin" localhost "$WHARF_PID")
 read -r ntls_rps ntls_p99 ntls_cpu < <(measure "https://localhost:$NGINX_TLS_PORT/1k.bin" localhost "$(nginx_worker "$NGINX_TLS_MASTER")")
-read -r whs_rps whs_p99 whs_cpu < <(measure_close "https://localhost:$WHARF_TLS_PORT/1k.bin" localhost "$WHARF_PID")
-read -r nhs_rps nhs_p99 nhs_cpu < <(measure_close "https://localhost:$NGINX_TLS_PORT/1k.bin" localhost "$(nginx_worker "$NGINX_TLS_MASTER")")
+for _ in $(seq "$ROUNDS"); do
+  measure_close "https://localhost:$WHARF_TLS_PORT/1k.bin" localhost "$WHARF_PID" >> "$TMP/rounds.whs"
+  measure_close "https://localhost:$NGINX_TLS_PORT/1k.bin" localhost "$(nginx_worker "$NGINX_TLS_MASTER")" >> "$TMP/rounds.nhs"
+done
+read -r whs_rps whs_p99 whs_cpu < <(medians "$TMP/rounds.whs")
+read -r nhs_rps nhs_p99 nhs_cpu < <(medians "$TMP/rounds.nhs")
 
 read -r wharf_rss wharf_hwm < <(rss "$WHARF_PID")
 
@@ -269,7 +292,7 @@ cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 report=$(cat <<MD
 Machine: $(nproc) cores, ${cpu_model:-unknown CPU}, Linux $(uname -r)
 Versions: $(nginx -v 2>&1 | sed 's/.*: //'), HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}'), wharf $(git rev-parse --short HEAD)
-Method: one worker each, pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS keep-alive connections, ${WARMUP}s warm-up then ${DURATION}s) and the backend on CPU $LOAD_CPU.
+Method: one worker each, pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS keep-alive connections, ${WARMUP}s warm-up then ${DURATION}s) and the backend on CPU $LOAD_CPU. Proxies and new handshakes: median of $ROUNDS interleaved rounds.
 
 | target | requests/s | p99 ms | CPU µs/request | RSS after run |
 |---|---:|---:|---:|---:|
@@ -391,8 +414,7 @@ list_ms=$(printf '%s\n' "${list_times[@]}" | sort -n | awk '{a[NR]=$1} END {prin
 sleep 2
 read -r server200_rss server200_hwm < <(rss "$SERVER_PID")
 
-report+=$(cat <<MD
-
+report+=$'\n\n'$(cat <<MD
 | wharf server | value | target |
 |---|---:|---:|
 | RSS with 23 apps defined (21 static, 2 process), idle | ${server_rss} kB | < 30 MB |
