@@ -1021,6 +1021,14 @@ async fn scripted_upstream() -> (
     (addr, conns, strayed)
 }
 
+async fn head_request(addr: SocketAddr, host: &str, path: &str) -> wharf_testkit::Reply {
+    let req = Request::head(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    request(addr, req).await.expect("answered")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_way_an_upstream_frames_its_answer_reaches_the_client() {
     use std::sync::atomic::Ordering;
@@ -1062,15 +1070,7 @@ async fn every_way_an_upstream_frames_its_answer_reaches_the_client() {
         "until the end",
         "an HTTP/1.0 body runs until the close"
     );
-    let head = request(
-        addr,
-        Request::head("/head")
-            .header("host", "s.test")
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    )
-    .await
-    .expect("answered");
+    let head = head_request(addr, "s.test", "/head").await;
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(
         head.header("content-length"),
@@ -1091,15 +1091,7 @@ async fn every_way_an_upstream_frames_its_answer_reaches_the_client() {
     }
 
     // Bytes an upstream sends past its answer never become the next client's answer.
-    let head = request(
-        addr,
-        Request::head("/head-then-stray")
-            .header("host", "s.test")
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    )
-    .await
-    .expect("answered");
+    let head = head_request(addr, "s.test", "/head-then-stray").await;
     assert_eq!(head.status, StatusCode::OK);
     strayed.notified().await;
     for _ in 0..3 {

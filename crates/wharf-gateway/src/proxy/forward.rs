@@ -83,11 +83,7 @@ pub(crate) async fn forward(
     loop {
         tries -= 1;
         let Some(guard) = pool.pick(skip) else {
-            site.metrics.upstream_errors().inc();
-            return Forwarded {
-                response: synthetic::no_upstream(),
-                upstream: skip,
-            };
+            return no_upstream(site, skip);
         };
         let target = guard.0.clone();
         // Origin form (`/path?query`): the connection already knows where it goes.
@@ -168,11 +164,7 @@ async fn forward_bodiless(
     loop {
         tries -= 1;
         let Some(guard) = pool.pick(skip) else {
-            site.metrics.upstream_errors().inc();
-            return Forwarded {
-                response: synthetic::no_upstream(),
-                upstream: skip,
-            };
+            return no_upstream(site, skip);
         };
         let target = &guard.0;
         let sent = exchange(
@@ -212,6 +204,15 @@ async fn forward_bodiless(
             }
             Err(_) => return timed_out(site, target, read_timeout),
         }
+    }
+}
+
+/// No target is available (all down, or the one left just failed).
+fn no_upstream(site: &Site, skip: Option<SocketAddr>) -> Forwarded {
+    site.metrics.upstream_errors().inc();
+    Forwarded {
+        response: synthetic::no_upstream(),
+        upstream: skip,
     }
 }
 

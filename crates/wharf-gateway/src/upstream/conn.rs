@@ -154,7 +154,8 @@ fn copy_head(req: &Request<Body>) -> Request<Body> {
     copy
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Sender> {
+/// A new TCP connection to an upstream, within `timeout`, Nagle off (heads go out at once).
+pub(crate) async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| {
@@ -164,6 +165,11 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Sender> {
             )
         })??;
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Sender> {
+    let stream = dial(addr, timeout).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await

@@ -121,15 +121,7 @@ pub(crate) async fn exchange(
 
 impl Conn {
     async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no connection within {timeout:?}"),
-                )
-            })??;
-        stream.set_nodelay(true)?;
+        let stream = super::conn::dial(addr, timeout).await?;
         Ok(Conn {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
