@@ -969,6 +969,11 @@ async fn scripted_upstream() -> (
                 true,
             ),
             "/garbage" => (b"NOT HTTP AT ALL\r\n\r\n", true),
+            "/no-reason" => (b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok", false),
+            "/hop-trailer" => (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nConnection: close\r\nx-t: 1\r\n\r\n",
+                false,
+            ),
             "/head-then-stray" => (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", false),
             "/hex-prefix" => (
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x10\r\n0123456789abcdef\r\n0\r\n\r\n",
@@ -1062,6 +1067,21 @@ async fn every_way_an_upstream_frames_its_answer_reaches_the_client() {
         conns.load(Ordering::SeqCst),
         1,
         "chunked and informational answers leave the connection reusable"
+    );
+
+    let r = get(addr, "s.test", "/no-reason").await.expect("answered");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (StatusCode::OK, "ok"),
+        "a status line without a reason"
+    );
+    let r = get_h2(addr, "s.test", "/hop-trailer")
+        .await
+        .expect("answered over h2c");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (StatusCode::OK, "ok"),
+        "a connection-specific trailer does not break an HTTP/2 stream"
     );
 
     let r = get(addr, "s.test", "/http10").await.expect("answered");

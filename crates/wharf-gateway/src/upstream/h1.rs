@@ -160,7 +160,7 @@ impl Conn {
             }
             if self.buf.len() >= MAX_HEAD {
                 return Err(RoundTrip::Failed(invalid(
-                    "the upstream's response head is over 64 KiB",
+                    "the upstream's response head is over 400 KiB",
                 )));
             }
             self.buf.reserve(READ_CHUNK);
@@ -198,18 +198,20 @@ impl Conn {
             } else {
                 Version::HTTP_11
             };
-            let base = self.buf.as_ptr() as usize;
             // Where each name and value sits in the head, so both can share its bytes.
-            let spans: Vec<(usize, usize, usize, usize)> = resp
-                .headers
-                .iter()
-                .map(|h| {
-                    let n = h.name.as_ptr() as usize - base;
-                    let v = h.value.as_ptr() as usize - base;
-                    (n, h.name.len(), v, h.value.len())
-                })
-                .collect();
-            let reason_span = resp.reason.map(|r| (r.as_ptr() as usize - base, r.len()));
+            let mut spans = [(Span::EMPTY, Span::EMPTY); MAX_HEADERS];
+            let count = resp.headers.len();
+            for (slot, h) in spans.iter_mut().zip(resp.headers.iter()) {
+                let name = Span::of(&self.buf, h.name.as_bytes())
+                    .ok_or_else(|| invalid("invalid header name from the upstream"))?;
+                // An empty value may not point into the buffer at all.
+                *slot = (name, Span::of(&self.buf, h.value).unwrap_or(Span::EMPTY));
+            }
+            // A missing reason is a static empty string, not a part of the buffer.
+            let reason_span = resp
+                .reason
+                .filter(|r| !r.is_empty())
+                .and_then(|r| Span::of(&self.buf, r.as_bytes()));
             let head = self.buf.split_to(len).freeze();
             if (100..200).contains(&code) && code != 101 {
                 continue;
@@ -219,20 +221,18 @@ impl Conn {
             if status == StatusCode::SWITCHING_PROTOCOLS {
                 return Err(invalid("the upstream switched protocols unasked"));
             }
-            let mut headers = HeaderMap::with_capacity(spans.len());
-            for (n, nl, v, vl) in spans {
-                let name = HeaderName::from_bytes(&head[n..n + nl])
+            let mut headers = HeaderMap::with_capacity(count);
+            for (name, value) in &spans[..count] {
+                let name = HeaderName::from_bytes(&head[name.range()])
                     .map_err(|_| invalid("invalid header name from the upstream"))?;
-                let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
+                let value = HeaderValue::from_maybe_shared(head.slice(value.range()))
                     .map_err(|_| invalid("invalid header value from the upstream"))?;
                 headers.append(name, value);
             }
             let (framing, reusable) = framing(method, version, status, &headers)?;
             let reason = reason_span
-                .map(|(o, l)| &head[o..o + l])
-                .filter(|r| {
-                    !r.is_empty() && status.canonical_reason().map(str::as_bytes) != Some(*r)
-                })
+                .map(|r| &head[r.range()])
+                .filter(|r| status.canonical_reason().map(str::as_bytes) != Some(*r))
                 .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok());
             let keep_alive = reusable && keeps_alive(version, &headers);
             if framing == Framing::Chunked {
@@ -249,6 +249,24 @@ impl Conn {
                 keep_alive,
             }));
         }
+    }
+}
+
+/// A part of the read buffer, by offset and length.
+#[derive(Clone, Copy)]
+struct Span(usize, usize);
+
+impl Span {
+    const EMPTY: Span = Span(0, 0);
+
+    /// Where `part` sits in `buf`, if it is a part of it.
+    fn of(buf: &[u8], part: &[u8]) -> Option<Span> {
+        let offset = (part.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
+        (offset + part.len() <= buf.len()).then_some(Span(offset, part.len()))
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        self.0..self.0 + self.1
     }
 }
 
@@ -585,6 +603,17 @@ fn parse_trailers(section: &[u8]) -> io::Result<Option<HeaderMap>> {
                 let value = HeaderValue::from_bytes(f.value)
                     .map_err(|_| invalid("an invalid trailer value from the upstream"))?;
                 map.append(name, value);
+            }
+            // Connection-specific fields would break an HTTP/2 stream; framing, routing and
+            // the like are not allowed in trailers at all (RFC 9110 §6.5.1).
+            crate::proxy::strip_hop_by_hop(&mut map, None);
+            for name in [
+                header::CONTENT_LENGTH,
+                header::HOST,
+                header::CONTENT_TYPE,
+                header::CONTENT_ENCODING,
+            ] {
+                map.remove(name);
             }
             Ok((!map.is_empty()).then_some(map))
         }
