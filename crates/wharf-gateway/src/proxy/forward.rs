@@ -131,12 +131,7 @@ pub(crate) async fn forward(
                         upstream: Some(target.addr),
                     };
                 }
-                site.metrics.upstream_errors().inc();
-                tracing::warn!(site = %site.config.name, upstream = %target.addr, error = %error_chain(&e), "upstream request failed");
-                return Forwarded {
-                    response: synthetic::bad_gateway(),
-                    upstream: Some(target.addr),
-                };
+                return upstream_failed(site, &target, &error_chain(&e));
             }
             Err(_) => return timed_out(site, &target, read_timeout),
         };
@@ -194,14 +189,7 @@ async fn forward_bodiless(
                     upstream: Some(target.addr),
                 };
             }
-            Ok(Err(ExchangeError::Upstream(e))) => {
-                site.metrics.upstream_errors().inc();
-                tracing::warn!(site = %site.config.name, upstream = %target.addr, error = %e, "upstream request failed");
-                return Forwarded {
-                    response: synthetic::bad_gateway(),
-                    upstream: Some(target.addr),
-                };
-            }
+            Ok(Err(ExchangeError::Upstream(e))) => return upstream_failed(site, target, &e),
             Err(_) => return timed_out(site, target, read_timeout),
         }
     }
@@ -221,6 +209,16 @@ fn connect_failed(site: &Site, target: &Target, e: &std::io::Error) {
     target.eject();
     site.metrics.upstream_errors().inc();
     tracing::warn!(site = %site.config.name, upstream = %target.addr, error = %e, "upstream connection failed");
+}
+
+/// The exchange broke, or the answer was not HTTP: a 502 blaming the upstream.
+fn upstream_failed(site: &Site, target: &Target, e: &dyn std::fmt::Display) -> Forwarded {
+    site.metrics.upstream_errors().inc();
+    tracing::warn!(site = %site.config.name, upstream = %target.addr, error = %e, "upstream request failed");
+    Forwarded {
+        response: synthetic::bad_gateway(),
+        upstream: Some(target.addr),
+    }
 }
 
 fn timed_out(site: &Site, target: &Target, read_timeout: Duration) -> Forwarded {

@@ -21,15 +21,20 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
-/// The `Upgrade` protocol a request asks for (e.g. `websocket`), if it asks properly.
-pub(crate) fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asks = headers
+/// Whether the `Connection` header lists `token` (e.g. `close`, `upgrade`), in any case.
+pub(crate) fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    asks.then(|| headers.get(header::UPGRADE).cloned())
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The `Upgrade` protocol a request asks for (e.g. `websocket`), if it asks properly.
+pub(crate) fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
+    connection_has(headers, "upgrade")
+        .then(|| headers.get(header::UPGRADE).cloned())
         .flatten()
 }
 

@@ -6,4 +6,4 @@ mod forward;
 mod headers;
 
 pub(crate) use forward::{Client, forward, new_client};
-pub(crate) use headers::{ip_header, strip_hop_by_hop};
+pub(crate) use headers::{connection_has, ip_header, strip_hop_by_hop};

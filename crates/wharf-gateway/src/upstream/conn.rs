@@ -62,12 +62,12 @@ impl<T> Default for IdleConns<T> {
 }
 
 impl<T: Idle> IdleConns<T> {
-    /// The most recently used connection still open, and since when it has been idle.
-    pub(crate) fn pop(&self) -> Option<(T, Instant)> {
+    /// The most recently used connection still open.
+    pub(crate) fn pop(&self) -> Option<T> {
         let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((conn, since)) = idle.pop_back() {
             if since.elapsed() < IDLE_TIMEOUT && !conn.is_closed() {
-                return Some((conn, since));
+                return Some(conn);
             }
         }
         None
@@ -116,7 +116,7 @@ pub(crate) async fn send(
     connect_timeout: Duration,
     mut req: Request<Body>,
 ) -> Result<(Response<Incoming>, Sender), SendError> {
-    while let Some((mut sender, _)) = target.conns.pop() {
+    while let Some(mut sender) = target.conns.pop() {
         if sender.ready().await.is_err() {
             continue;
         }

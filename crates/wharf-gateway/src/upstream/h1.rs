@@ -103,7 +103,7 @@ pub(crate) async fn exchange(
     headers: &HeaderMap,
 ) -> Result<(Head, Conn), ExchangeError> {
     // `pop` checks the connection is still open (`Conn::still_open`).
-    if let Some((mut conn, _)) = target.raw.pop() {
+    if let Some(mut conn) = target.raw.pop() {
         match conn.round_trip(method, path, headers).await {
             Ok(head) => return Ok((head, conn)),
             Err(RoundTrip::NothingBack(_)) => {}
@@ -291,8 +291,8 @@ fn framing(
     status: StatusCode,
     headers: &HeaderMap,
 ) -> io::Result<(Framing, bool)> {
+    // (1xx answers never get here: `parse_head` skips them, and refuses 101.)
     if method == Method::HEAD
-        || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
@@ -343,18 +343,11 @@ fn bad_length() -> io::Error {
 }
 
 fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let has = |token: &str| {
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
+    use crate::proxy::connection_has;
     if version == Version::HTTP_10 {
-        has("keep-alive")
+        connection_has(headers, "keep-alive")
     } else {
-        !has("close")
+        !connection_has(headers, "close")
     }
 }
 
@@ -466,6 +459,21 @@ impl RawBody {
         tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf)
     }
 
+    /// Waits until the buffer holds bytes (`true`) or the upstream ended its stream (`false`).
+    fn poll_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        if !self.buf().is_empty() {
+            return Poll::Ready(Ok(true));
+        }
+        ready!(self.poll_fill(cx)).map(|n| n > 0).into()
+    }
+
+    /// Up to `left` buffered bytes, and how many of `left` remain after them.
+    fn take(&mut self, left: u64) -> (Bytes, u64) {
+        let buf = self.buf();
+        let n = (buf.len() as u64).min(left);
+        (buf.split_to(n as usize).freeze(), left - n)
+    }
+
     fn buf(&mut self) -> &mut BytesMut {
         &mut self
             .conn
@@ -483,26 +491,22 @@ impl RawBody {
             let State::Chunked(chunk) = self.state else {
                 unreachable!("only called while chunked")
             };
-            if self.buf().is_empty() {
-                match ready!(self.poll_fill(cx)) {
-                    Ok(0) => {
-                        return self.fail(invalid(
-                            "the upstream closed the connection in the middle of a chunked body",
-                        ));
-                    }
-                    Ok(_) => {}
-                    Err(e) => return self.fail(e),
+            match ready!(self.poll_some(cx)) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return self.fail(invalid(
+                        "the upstream closed the connection in the middle of a chunked body",
+                    ));
                 }
+                Err(e) => return self.fail(e),
             }
             let next = match chunk {
                 Chunk::Data(left) => {
-                    let buf = self.buf();
-                    let n = (buf.len() as u64).min(left) as usize;
-                    let data = buf.split_to(n).freeze();
-                    self.state = State::Chunked(if left == n as u64 {
+                    let (data, left) = self.take(left);
+                    self.state = State::Chunked(if left == 0 {
                         Chunk::DataEnd(false)
                     } else {
-                        Chunk::Data(left - n as u64)
+                        Chunk::Data(left)
                     });
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
@@ -632,42 +636,29 @@ impl http_body::Body for RawBody {
         let this = self.get_mut();
         match this.state {
             State::Done => Poll::Ready(None),
-            State::Length(left) => {
-                if this.buf().is_empty() {
-                    match ready!(this.poll_fill(cx)) {
-                        Ok(0) => {
-                            return this.fail(invalid(
-                                "the upstream closed the connection before the end of its body",
-                            ));
-                        }
-                        Ok(_) => {}
-                        Err(e) => return this.fail(e),
+            State::Length(left) => match ready!(this.poll_some(cx)) {
+                Ok(true) => {
+                    let (data, left) = this.take(left);
+                    if left == 0 {
+                        this.finish();
+                    } else {
+                        this.state = State::Length(left);
                     }
+                    Poll::Ready(Some(Ok(Frame::data(data))))
                 }
-                let buf = this.buf();
-                let n = (buf.len() as u64).min(left) as usize;
-                let data = buf.split_to(n).freeze();
-                if left == n as u64 {
+                Ok(false) => this.fail(invalid(
+                    "the upstream closed the connection before the end of its body",
+                )),
+                Err(e) => this.fail(e),
+            },
+            State::UntilClose => match ready!(this.poll_some(cx)) {
+                Ok(true) => Poll::Ready(Some(Ok(Frame::data(this.buf().split().freeze())))),
+                Ok(false) => {
                     this.finish();
-                } else {
-                    this.state = State::Length(left - n as u64);
+                    Poll::Ready(None)
                 }
-                Poll::Ready(Some(Ok(Frame::data(data))))
-            }
-            State::UntilClose => {
-                if this.buf().is_empty() {
-                    match ready!(this.poll_fill(cx)) {
-                        Ok(0) => {
-                            this.finish();
-                            return Poll::Ready(None);
-                        }
-                        Ok(_) => {}
-                        Err(e) => return this.fail(e),
-                    }
-                }
-                let data = this.buf().split().freeze();
-                Poll::Ready(Some(Ok(Frame::data(data))))
-            }
+                Err(e) => this.fail(e),
+            },
             State::Chunked(_) => this.poll_chunked(cx),
         }
     }
