@@ -1125,3 +1125,93 @@ async fn every_way_an_upstream_frames_its_answer_reaches_the_client() {
         "the gateway still serves after broken answers"
     );
 }
+
+/// Reads HTTP/1.1 answers off `stream` until it closes: (status, head, body) each.
+async fn read_answers(stream: &mut TcpStream) -> Vec<(u16, String, String)> {
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("the gateway closes the connection after the answer to `Connection: close`")
+        .expect("read");
+    let mut answers = Vec::new();
+    let mut rest = &raw[..];
+    while !rest.is_empty() {
+        let mut slots = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut slots);
+        let httparse::Status::Complete(len) = resp.parse(rest).expect("a valid answer") else {
+            panic!("an answer cut short: {}", String::from_utf8_lossy(rest));
+        };
+        let length: usize = resp
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+            .expect("answers here have a length");
+        let head = String::from_utf8_lossy(&rest[..len]).to_lowercase();
+        let body = String::from_utf8_lossy(&rest[len..len + length]).into_owned();
+        answers.push((resp.code.unwrap(), head, body));
+        rest = &rest[len + length..];
+    }
+    answers
+}
+
+/// Pipelined requests on one connection are answered in order, whichever server reads them:
+/// GETs go the gateway's own HTTP/1 lane, a request with a body takes the connection to hyper,
+/// and both pass the same headers on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order_across_both_servers() {
+    let up = MockUpstream::start("up").await;
+    let (_gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        [[site]]
+        name = "app"
+        hosts = ["app.test"]
+        upstreams = ["{}"]
+        "#,
+        up.addr
+    ));
+    let headers = "Host: App.Test\r\nX-Forwarded-For: 203.0.113.9\r\nX-Real-IP: 6.6.6.6\r\n\
+                   Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nX-Custom: kept\r\n";
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let pipelined = format!(
+        "GET /headers HTTP/1.1\r\n{headers}\r\n\
+         GET /first HTTP/1.1\r\nHost: app.test\r\nConnection: keep-alive\r\n\r\n\
+         POST /body HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello\
+         GET /headers HTTP/1.1\r\n{headers}Connection: close\r\n\r\n"
+    );
+    stream.write_all(pipelined.as_bytes()).await.unwrap();
+    let answers = read_answers(&mut stream).await;
+    assert_eq!(answers.len(), 4, "{answers:?}");
+    assert!(answers.iter().all(|a| a.0 == 200), "{answers:?}");
+    assert_eq!(answers[1].2, "up");
+    assert_eq!(answers[2].2, "5", "the body reached the upstream");
+    for seen in [&answers[0].2, &answers[3].2] {
+        for want in [
+            "host: App.Test",
+            "x-forwarded-for: 203.0.113.9, 127.0.0.1",
+            "x-real-ip: 127.0.0.1",
+            "x-forwarded-proto: http",
+            "x-forwarded-host: app.test",
+            "x-custom: kept",
+        ] {
+            assert!(
+                seen.contains(want),
+                "upstream did not see `{want}` in:\n{seen}"
+            );
+        }
+        for gone in ["keep-alive", "proxy-connection", "6.6.6.6"] {
+            assert!(!seen.contains(gone), "upstream saw `{gone}` in:\n{seen}");
+        }
+    }
+    for (i, a) in answers.iter().enumerate() {
+        assert!(a.1.contains("\r\ndate: "), "answer {i} has a Date: {}", a.1);
+        assert_eq!(
+            a.1.contains("connection: close"),
+            i == 3,
+            "only the last answer closes: {}",
+            a.1
+        );
+    }
+}

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri, Version, header};
+use http::{Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
@@ -17,8 +17,8 @@ use crate::server::ConnInfo;
 use crate::site::Site;
 use crate::synthetic;
 use crate::upstream::{
-    ExchangeError, Pool, Returning, SendError, Sender, Target, TargetGuard, Upgraded, exchange,
-    response, send,
+    ExchangeError, Pool, RawBody, Returning, SendError, Sender, Target, TargetGuard, Upgraded,
+    exchange, response, send, write_head,
 };
 
 /// How the gateway talks to upstreams; the keep-alive connections themselves live on each
@@ -32,8 +32,8 @@ pub(crate) fn new_client(connect_timeout: Duration) -> Client {
 }
 
 /// What the proxy answered, and which target (if any) it went to, for the access log.
-pub(crate) struct Forwarded {
-    pub(crate) response: Response<Body>,
+pub(crate) struct Forwarded<B = Body> {
+    pub(crate) response: Response<B>,
     pub(crate) upstream: Option<SocketAddr>,
 }
 
@@ -65,7 +65,16 @@ pub(crate) async fn forward(
     // connection: the user sees an answer instead of a 502 while a target is going away.
     let retryable = incoming.is_end_stream();
     if retryable && upgrade.is_none() && parts.method.is_idempotent() {
-        return forward_bodiless(client, site, pool, &parts, &path_and_query, read_timeout).await;
+        let write =
+            |out: &mut Vec<u8>| write_head(out, &parts.method, &path_and_query, &parts.headers);
+        let head = parts.method == Method::HEAD;
+        return match bodiless(client, site, pool, head, &write, read_timeout).await {
+            Ok(f) => Forwarded {
+                response: f.response.map(|b| b.boxed_unsync()),
+                upstream: f.upstream,
+            },
+            Err(own) => own,
+        };
     }
     let mut body = Some(if retryable {
         empty()
@@ -145,38 +154,33 @@ pub(crate) async fn forward(
 
 /// [`forward`] for an idempotent request without a body and no upgrade (most requests): the
 /// exchange runs in this task over the gateway's own HTTP/1 connections (`upstream::h1`), and a
-/// target that refuses the connection is skipped for the next.
-async fn forward_bodiless(
+/// target that refuses the connection is skipped for the next. `write_head` writes the request
+/// head as the upstream gets it. The error is the gateway's own answer (502, 503, 504).
+pub(crate) async fn bodiless(
     client: &Client,
     site: &Site,
     pool: &Pool,
-    parts: &http::request::Parts,
-    path: &PathAndQuery,
+    head: bool,
+    write_head: &(dyn Fn(&mut Vec<u8>) + Sync),
     read_timeout: Duration,
-) -> Forwarded {
+) -> Result<Forwarded<RawBody>, Forwarded> {
     let mut skip = None;
     let mut tries = pool.targets().len().max(1);
     loop {
         tries -= 1;
         let Some(guard) = pool.pick(skip) else {
-            return no_upstream(site, skip);
+            return Err(no_upstream(site, skip));
         };
         let target = &guard.0;
-        let sent = exchange(
-            target,
-            client.connect_timeout,
-            &parts.method,
-            path,
-            &parts.headers,
-        );
+        let sent = exchange(target, client.connect_timeout, head, write_head);
         match tokio::time::timeout(read_timeout, sent).await {
-            Ok(Ok((head, conn))) => {
+            Ok(Ok((answer, conn))) => {
                 target.mark_ok();
                 let addr = target.addr;
-                return Forwarded {
-                    response: response(head, conn, guard).map(|b| b.boxed_unsync()),
+                return Ok(Forwarded {
+                    response: response(answer, conn, guard),
                     upstream: Some(addr),
-                };
+                });
             }
             Ok(Err(ExchangeError::Connect(e))) => {
                 connect_failed(site, target, &e);
@@ -184,13 +188,13 @@ async fn forward_bodiless(
                     skip = Some(target.addr);
                     continue;
                 }
-                return Forwarded {
+                return Err(Forwarded {
                     response: synthetic::bad_gateway(),
                     upstream: Some(target.addr),
-                };
+                });
             }
-            Ok(Err(ExchangeError::Upstream(e))) => return upstream_failed(site, target, &e),
-            Err(_) => return timed_out(site, target, read_timeout),
+            Ok(Err(ExchangeError::Upstream(e))) => return Err(upstream_failed(site, target, &e)),
+            Err(_) => return Err(timed_out(site, target, read_timeout)),
         }
     }
 }
@@ -284,21 +288,28 @@ fn upstream_path(site: &Site, uri: &Uri) -> PathAndQuery {
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    stripped_target(site, uri.path(), uri.query())
+        .and_then(|t| PathAndQuery::try_from(t).ok())
+        .unwrap_or(original)
+}
+
+/// The request target without the site's path prefix, when the site asks to strip it (`None`:
+/// the client's target goes as it is).
+pub(crate) fn stripped_target(site: &Site, path: &str, query: Option<&str>) -> Option<String> {
     let prefix = site.config.path.as_str();
     let strip =
         matches!(&site.config.backend, crate::config::BackendConfig::Proxy(p) if p.strip_prefix);
     if !strip || prefix == "/" {
-        return original;
+        return None;
     }
-    let rest = match uri.path().strip_prefix(prefix) {
+    let rest = match path.strip_prefix(prefix) {
         Some("") | None => "/",
         Some(rest) => rest,
     };
-    let stripped = match uri.query() {
+    Some(match query {
         Some(q) => format!("{rest}?{q}"),
         None => rest.to_string(),
-    };
-    PathAndQuery::try_from(stripped).unwrap_or(original)
+    })
 }
 
 fn caused_by_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {

@@ -5,5 +5,5 @@ mod client_body;
 mod forward;
 mod headers;
 
-pub(crate) use forward::{Client, forward, new_client};
+pub(crate) use forward::{Client, bodiless, forward, new_client, stripped_target};
 pub(crate) use headers::{connection_has, ip_header, strip_hop_by_hop};

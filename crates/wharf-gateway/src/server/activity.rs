@@ -54,6 +54,15 @@ impl Activity {
         }
     }
 
+    /// Requests were served before hyper took the connection over (`h1.rs`): its idle time
+    /// runs from now, not its header time from accept.
+    pub(crate) fn served_until_now(&self) {
+        let ms = self.opened.elapsed().as_millis();
+        self.idle_since_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.started.store(true, Ordering::Relaxed);
+    }
+
     /// When the connection is due to be closed for doing nothing, or `None` while a request
     /// is in flight. Before its first request a connection has `header` from accept; after,
     /// `idle` from the end of its last request.

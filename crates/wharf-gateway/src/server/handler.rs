@@ -10,9 +10,10 @@
 //! 6. static files or proxy;
 //! 7. HSTS on HTTPS answers of sites that ask for it; metrics and access log.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::{Request, Response, header};
 use hyper::body::Incoming;
@@ -23,10 +24,10 @@ use crate::body::Body;
 use crate::config::UnknownHost;
 use crate::gateway::Shared;
 use crate::routing::{normalize_host, prefix_matches};
-use crate::site::Backend;
+use crate::site::{Backend, Site};
 use crate::{proxy, synthetic};
 
-const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+pub(super) const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// Returned to hyper to drop the connection without an answer.
 #[derive(Debug)]
@@ -87,9 +88,8 @@ pub(crate) async fn handle(
         };
     };
 
-    let log = shared.access_log.load_full();
-    let logged = (site.config.access_log && log.enabled())
-        .then(|| (req.method().clone(), req.uri().path().to_owned()));
+    let logged =
+        wants_log(&shared, &site).then(|| (req.method().clone(), req.uri().path().to_owned()));
 
     let https_port = shared.https_port.load(Ordering::Relaxed);
     let redirect = conn.scheme == "http"
@@ -140,29 +140,60 @@ pub(crate) async fn handle(
             .headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
     }
-    let elapsed = start.elapsed().as_secs_f64();
     let status = response.status().as_u16();
+    let logged = logged.as_ref().map(|(m, p)| (m.as_str(), p.as_str()));
+    account(
+        &shared,
+        &site,
+        &conn,
+        &host,
+        logged,
+        status,
+        start.elapsed(),
+        upstream,
+    );
+    Ok(response)
+}
+
+/// Whether a request to `site` gets an access-log line (its method and path are then kept).
+pub(super) fn wants_log(shared: &Shared, site: &Site) -> bool {
+    site.config.access_log && shared.access_log.load().enabled()
+}
+
+/// Counts an answered request in the site's metrics and writes its access-log line, if
+/// `logged` holds its method and path.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn account(
+    shared: &Shared,
+    site: &Site,
+    conn: &ConnInfo,
+    host: &str,
+    logged: Option<(&str, &str)>,
+    status: u16,
+    elapsed: Duration,
+    upstream: Option<SocketAddr>,
+) {
+    let elapsed = elapsed.as_secs_f64();
     site.metrics.record(status, elapsed);
     if let Some((method, path)) = logged {
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        log.write(&Entry {
+        shared.access_log.load().write(&Entry {
             ts,
             site: &site.config.name,
             client: conn.remote.ip().to_canonical(),
-            method: method.as_str(),
-            host: &host,
-            path: &path,
+            method,
+            host,
+            path,
             status,
             duration_ms: elapsed * 1000.0,
             upstream: upstream.map(|u| u.to_string()),
         });
     }
-    Ok(response)
 }
 
-fn allowed(allow: &[ipnet::IpNet], conn: &ConnInfo) -> bool {
+pub(super) fn allowed(allow: &[ipnet::IpNet], conn: &ConnInfo) -> bool {
     if allow.is_empty() {
         return true;
     }
@@ -180,7 +211,7 @@ fn declared_length<B>(req: &Request<B>) -> Option<u64> {
 }
 
 /// Longest request target accepted, as nginx's default header buffers allow.
-const MAX_URI: usize = 8 * 1024;
+pub(super) const MAX_URI: usize = 8 * 1024;
 
 /// Requests not to pass on: an upstream could read their host differently from us, or they are
 /// longer than any real page address.

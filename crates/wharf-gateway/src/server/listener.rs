@@ -126,9 +126,16 @@ pub(crate) fn spawn_accept_loop(
                         )
                         .await;
                     }
-                } else {
+                } else if conn_info.role == Role::Admin {
                     let io = HeadLimit::new(stream, activity.clone());
                     serve(
+                        &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
+                    )
+                    .await;
+                } else {
+                    // Hands over to `serve` for anything but plain proxied requests.
+                    let io = HeadLimit::new(stream, activity.clone());
+                    super::h1::serve(
                         &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
                     )
                     .await;
@@ -144,7 +151,7 @@ pub(crate) fn spawn_accept_loop(
 /// Serves one connection's requests until it ends, sits idle past its deadline (see
 /// `Activity::due`) or the gateway shuts down; the last two end it gracefully.
 /// Generic over the stream, so plain TCP pays nothing for TLS.
-async fn serve<I>(
+pub(super) async fn serve<I>(
     shared: &Arc<Shared>,
     conn_info: Arc<ConnInfo>,
     builder: &auto::Builder<TokioExecutor>,

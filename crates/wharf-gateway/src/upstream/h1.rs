@@ -95,16 +95,18 @@ impl RoundTrip {
 /// A reused connection that gives nothing back (the upstream closed it as the request went
 /// out: the keep-alive race) costs the request one more try, on a new connection; never more,
 /// so a request that makes its upstream drop the connection is not replayed again and again.
+///
+/// `write_head` puts the request head on the wire buffer (it may be called twice); `head` says
+/// whether the request is a HEAD, whose answer has no body whatever its headers say.
 pub(crate) async fn exchange(
     target: &Target,
     connect_timeout: Duration,
-    method: &Method,
-    path: &PathAndQuery,
-    headers: &HeaderMap,
+    head: bool,
+    write_head: &(dyn Fn(&mut Vec<u8>) + Sync),
 ) -> Result<(Head, Conn), ExchangeError> {
     // `pop` checks the connection is still open (`Conn::still_open`).
     if let Some(mut conn) = target.raw.pop() {
-        match conn.round_trip(method, path, headers).await {
+        match conn.round_trip(head, write_head).await {
             Ok(head) => return Ok((head, conn)),
             Err(RoundTrip::NothingBack(_)) => {}
             Err(RoundTrip::Failed(e)) => return Err(ExchangeError::Upstream(e)),
@@ -113,7 +115,7 @@ pub(crate) async fn exchange(
     let mut conn = Conn::connect(target.addr, connect_timeout)
         .await
         .map_err(ExchangeError::Connect)?;
-    match conn.round_trip(method, path, headers).await {
+    match conn.round_trip(head, write_head).await {
         Ok(head) => Ok((head, conn)),
         Err(e) => Err(ExchangeError::Upstream(e.into_io())),
     }
@@ -141,12 +143,11 @@ impl Conn {
 
     async fn round_trip(
         &mut self,
-        method: &Method,
-        path: &PathAndQuery,
-        headers: &HeaderMap,
+        head_request: bool,
+        write_head: &(dyn Fn(&mut Vec<u8>) + Sync),
     ) -> Result<Head, RoundTrip> {
         self.out.clear();
-        write_head(&mut self.out, method, path, headers);
+        write_head(&mut self.out);
         self.stream
             .write_all(&self.out)
             .await
@@ -154,7 +155,7 @@ impl Conn {
         let mut got_any = !self.buf.is_empty();
         loop {
             if !self.buf.is_empty()
-                && let Some(head) = self.parse_head(method).map_err(RoundTrip::Failed)?
+                && let Some(head) = self.parse_head(head_request).map_err(RoundTrip::Failed)?
             {
                 return Ok(head);
             }
@@ -183,7 +184,7 @@ impl Conn {
 
     /// Parses a complete head off the buffer; informational answers (1xx but 101) are skipped,
     /// as hyper's client does.
-    fn parse_head(&mut self, method: &Method) -> io::Result<Option<Head>> {
+    fn parse_head(&mut self, head_request: bool) -> io::Result<Option<Head>> {
         loop {
             let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut resp = httparse::Response::new(&mut slots);
@@ -229,7 +230,7 @@ impl Conn {
                     .map_err(|_| invalid("invalid header value from the upstream"))?;
                 headers.append(name, value);
             }
-            let (framing, reusable) = framing(method, version, status, &headers)?;
+            let (framing, reusable) = framing(head_request, version, status, &headers)?;
             let reason = reason_span
                 .map(|r| &head[r.range()])
                 .filter(|r| status.canonical_reason().map(str::as_bytes) != Some(*r))
@@ -270,7 +271,13 @@ impl Span {
     }
 }
 
-fn write_head(out: &mut Vec<u8>, method: &Method, path: &PathAndQuery, headers: &HeaderMap) {
+/// A request head from hyper's types, as the gateway writes it to an upstream.
+pub(crate) fn write_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    path: &PathAndQuery,
+    headers: &HeaderMap,
+) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(path.as_str().as_bytes());
@@ -286,16 +293,13 @@ fn write_head(out: &mut Vec<u8>, method: &Method, path: &PathAndQuery, headers: 
 
 /// How the body is delimited, and whether that framing lets the connection be reused.
 fn framing(
-    method: &Method,
+    head_request: bool,
     version: Version,
     status: StatusCode,
     headers: &HeaderMap,
 ) -> io::Result<(Framing, bool)> {
     // (1xx answers never get here: `parse_head` skips them, and refuses 101.)
-    if method == Method::HEAD
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
+    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((Framing::Empty, true));
     }
     if headers.contains_key(header::TRANSFER_ENCODING) {
@@ -695,7 +699,7 @@ mod tests {
     fn framing_follows_rfc_9112() {
         let ok = StatusCode::OK;
         let f = |m: Method, s: StatusCode, h: &[(&str, &str)]| {
-            framing(&m, Version::HTTP_11, s, &headers(h)).ok()
+            framing(m == Method::HEAD, Version::HTTP_11, s, &headers(h)).ok()
         };
         assert_eq!(
             f(Method::HEAD, ok, &[("content-length", "5")]),
@@ -747,7 +751,7 @@ mod tests {
         );
         assert_eq!(
             framing(
-                &Method::GET,
+                false,
                 Version::HTTP_10,
                 ok,
                 &headers(&[("transfer-encoding", "chunked")])

@@ -1,0 +1,497 @@
+//! The gateway's own HTTP/1.1 lane for what most traffic is: GET and HEAD without a body,
+//! proxied to an upstream, on plain-HTTP listeners. The request head is read with httparse and
+//! the upstream's head written straight from the client's bytes; the answer is written in one
+//! piece with its body when the body is already in. All of it runs in the connection's task: no
+//! dispatcher, no request `HeaderMap`, no timer per request.
+//!
+//! Anything else (a body, an upgrade, `Expect`, HTTP/1.0, the h2c preface, a head over 8 KiB, a
+//! static site, and whatever `handler.rs` would refuse, redirect or answer itself) hands the
+//! connection to hyper with the bytes already read, and hyper serves it from that request on.
+//! So every rule about hostile input keeps its one place; this lane only has to know what it may
+//! take, and takes nothing it is unsure of.
+
+use std::io::{self, Write as _};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use http::{Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::activity::Activity;
+use super::handler::{ACME_CHALLENGE_PREFIX, MAX_URI, account, allowed, wants_log};
+use super::head::HeadLimit;
+use super::listener::{ConnInfo, Role};
+use super::rewind::Rewind;
+use crate::body::BoxError;
+use crate::config::Timeouts;
+use crate::gateway::Shared;
+use crate::routing::{normalize_host, prefix_matches};
+use crate::site::{Backend, Site};
+
+/// A head not complete within this many bytes goes to hyper, which allows up to `HEAD_LIMIT`.
+const LANE_HEAD: usize = 8 * 1024;
+/// Most request headers taken, as hyper.
+const MAX_HEADERS: usize = 100;
+/// Free space kept in the read buffer before a read.
+const READ_SPACE: usize = 4 * 1024;
+/// Body bytes gathered behind the head before a write.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// A request this lane takes, ready to go upstream.
+struct Plan {
+    head_len: usize,
+    head_request: bool,
+    /// The client asked to close after this answer.
+    close: bool,
+    site: Arc<Site>,
+    host: String,
+    read_timeout: std::time::Duration,
+    /// Method and path for the access log, when the site has one.
+    logged: Option<(&'static str, String)>,
+}
+
+enum Step {
+    Take(Plan),
+    Partial,
+    HandOver,
+}
+
+/// The connection's buffers, kept for their capacity.
+struct Buffers {
+    read: BytesMut,
+    /// The upstream request line and header fields.
+    line: Vec<u8>,
+    fields: Vec<u8>,
+    /// The client's answer being written.
+    out: Vec<u8>,
+}
+
+/// Serves a plain-HTTP connection until it ends, is idle past its deadline, the gateway stops,
+/// or a request needs hyper (which then serves the rest of it).
+pub(super) async fn serve<I>(
+    shared: &Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    builder: &auto::Builder<TokioExecutor>,
+    mut io: HeadLimit<I>,
+    activity: Arc<Activity>,
+    timeouts: Timeouts,
+    stop: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut b = Buffers {
+        read: BytesMut::with_capacity(2 * READ_SPACE),
+        line: Vec::with_capacity(256),
+        fields: Vec::with_capacity(1024),
+        out: Vec::with_capacity(4 * 1024),
+    };
+    let cancelled = stop.clone().cancelled_owned();
+    tokio::pin!(cancelled);
+    // One timer for the connection, moved only when it fires: the deadlines it guards are
+    // checked then, so a request costs no timer work.
+    let timer = tokio::time::sleep_until(activity.opened() + timeouts.header_read);
+    tokio::pin!(timer);
+    // When the head being read started (the first request's counts from accept), and when the
+    // last answer was written.
+    let mut head_started = Some(activity.opened());
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        let plan = loop {
+            if !b.read.is_empty() {
+                match read_request(&b.read, shared, &conn, &mut b.line, &mut b.fields) {
+                    Step::Take(plan) => break plan,
+                    Step::HandOver => {
+                        return hand_over(
+                            shared, conn, builder, io, b.read, activity, timeouts, stop,
+                        )
+                        .await;
+                    }
+                    Step::Partial => {
+                        head_started.get_or_insert_with(Instant::now);
+                    }
+                }
+            }
+            if b.read.capacity() - b.read.len() < READ_SPACE {
+                b.read.reserve(2 * READ_SPACE);
+            }
+            tokio::select! {
+                biased;
+                read = io.read_buf(&mut b.read) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                },
+                () = &mut timer => {
+                    let due = match head_started {
+                        Some(t) => t + timeouts.header_read,
+                        None => idle_since.unwrap_or(activity.opened()) + timeouts.idle,
+                    };
+                    if due <= Instant::now() {
+                        return;
+                    }
+                    timer.as_mut().reset(due);
+                }
+                () = &mut cancelled => return,
+            }
+        };
+        let start = Instant::now();
+        let head_request = plan.head_request;
+        let Backend::Proxy(pool) = &plan.site.backend else {
+            unreachable!("the lane takes proxied sites only")
+        };
+        let write = |out: &mut Vec<u8>| {
+            out.extend_from_slice(&b.line);
+            out.extend_from_slice(&b.fields);
+        };
+        let answer = crate::proxy::bodiless(
+            &shared.client,
+            &plan.site,
+            pool,
+            head_request,
+            &write,
+            plan.read_timeout,
+        )
+        .await;
+        // (Shutdown is seen while waiting for the next head, or below for one already read.)
+        let close = plan.close;
+        let (status, upstream) = match &answer {
+            Ok(f) => (f.response.status(), f.upstream),
+            Err(f) => (f.response.status(), f.upstream),
+        };
+        let end = Instant::now();
+        let logged = plan.logged.as_ref().map(|(m, p)| (*m, p.as_str()));
+        account(
+            shared,
+            &plan.site,
+            &conn,
+            &plan.host,
+            logged,
+            status.as_u16(),
+            end - start,
+            upstream,
+        );
+        let written = match answer {
+            Ok(f) => respond(&mut io, &mut b.out, f.response, head_request, close).await,
+            Err(f) => respond(&mut io, &mut b.out, f.response, head_request, close).await,
+        };
+        if written.is_err() || close {
+            let _ = io.shutdown().await;
+            return;
+        }
+        let _ = b.read.split_to(plan.head_len);
+        if !b.read.is_empty() && stop.is_cancelled() {
+            return;
+        }
+        head_started = None;
+        idle_since = Some(end);
+        // The next bytes start a head: `HeadLimit` watches its request line again.
+        activity.head_next.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Gives the connection to hyper, with what was read of it put back in front.
+#[allow(clippy::too_many_arguments)]
+async fn hand_over<I>(
+    shared: &Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    builder: &auto::Builder<TokioExecutor>,
+    io: HeadLimit<I>,
+    read: BytesMut,
+    activity: Arc<Activity>,
+    timeouts: Timeouts,
+    stop: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    activity.served_until_now();
+    let io = Rewind::new(read.freeze(), io);
+    super::listener::serve(shared, conn, builder, io, activity, timeouts, stop).await;
+}
+
+/// Reads a request head off the front of `buf` and decides whether this lane takes it; if so,
+/// writes the upstream's request line into `line` and its header fields into `fields`.
+fn read_request(
+    buf: &[u8],
+    shared: &Shared,
+    conn: &ConnInfo,
+    line: &mut Vec<u8>,
+    fields: &mut Vec<u8>,
+) -> Step {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() < LANE_HEAD => return Step::Partial,
+        _ => return Step::HandOver,
+    };
+    let (method, head_request) = match req.method {
+        Some("GET") => ("GET", false),
+        Some("HEAD") => ("HEAD", true),
+        _ => return Step::HandOver,
+    };
+    let target = req.path.unwrap_or_default();
+    if req.version != Some(1)
+        || target.len() > MAX_URI
+        || !target.starts_with('/')
+        || !target.bytes().all(plain_target_byte)
+    {
+        return Step::HandOver;
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    if path.starts_with(ACME_CHALLENGE_PREFIX) {
+        return Step::HandOver;
+    }
+
+    fields.clear();
+    let mut host = None;
+    let mut hosts = 0;
+    let mut close = false;
+    let mut forwarded_for = None;
+    for h in req.headers.iter() {
+        let name = h.name;
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        if is("host") {
+            hosts += 1;
+            host = Some(h.value);
+        } else if is("connection") {
+            // `keep-alive` and `close` only: any other token names headers to drop, or asks
+            // for an upgrade.
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                    return Step::HandOver;
+                }
+            }
+            continue;
+        } else if is("content-length")
+            || is("transfer-encoding")
+            || is("upgrade")
+            || is("expect")
+            || is("te")
+        {
+            return Step::HandOver;
+        } else if is("keep-alive")
+            || is("proxy-connection")
+            || is("proxy-authenticate")
+            || is("proxy-authorization")
+            || is("trailer")
+            || is("x-real-ip")
+            || is("x-forwarded-proto")
+            || is("x-forwarded-host")
+        {
+            // Hop-by-hop, or set by the gateway below.
+            continue;
+        } else if is("x-forwarded-for") {
+            forwarded_for.get_or_insert(h.value);
+            continue;
+        }
+        for &c in name.as_bytes() {
+            fields.push(c.to_ascii_lowercase());
+        }
+        fields.extend_from_slice(b": ");
+        fields.extend_from_slice(h.value);
+        fields.extend_from_slice(b"\r\n");
+    }
+    let Some(host) = host
+        .filter(|_| hosts == 1)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(normalize_host)
+    else {
+        return Step::HandOver;
+    };
+
+    let table = shared.table.load();
+    let site = match &conn.role {
+        Role::Site(name) => table
+            .site(name)
+            .filter(|s| prefix_matches(&s.config.path, path)),
+        _ => table.lookup(&host, path),
+    };
+    let Some(site) = site else {
+        return Step::HandOver;
+    };
+    let https_port = shared.https_port.load(Ordering::Relaxed);
+    let redirect = https_port != 0 && site.config.https.redirect && shared.certs.covers(&host);
+    if redirect || !allowed(&site.config.allow, conn) || !matches!(site.backend, Backend::Proxy(_))
+    {
+        return Step::HandOver;
+    }
+
+    line.clear();
+    line.extend_from_slice(method.as_bytes());
+    line.push(b' ');
+    match crate::proxy::stripped_target(site, path, query) {
+        Some(stripped) => line.extend_from_slice(stripped.as_bytes()),
+        None => line.extend_from_slice(target.as_bytes()),
+    }
+    line.extend_from_slice(b" HTTP/1.1\r\n");
+    // The forwarding headers, as `proxy::add_forwarding` sets them.
+    let client = conn.client_ip.as_bytes();
+    fields.extend_from_slice(b"x-forwarded-for: ");
+    if let Some(prev) = forwarded_for.filter(|v| {
+        v.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) && !v.trim_ascii().is_empty()
+    }) {
+        fields.extend_from_slice(prev);
+        fields.extend_from_slice(b", ");
+    }
+    fields.extend_from_slice(client);
+    fields.extend_from_slice(b"\r\nx-real-ip: ");
+    fields.extend_from_slice(client);
+    fields.extend_from_slice(b"\r\nx-forwarded-proto: ");
+    fields.extend_from_slice(conn.scheme.as_bytes());
+    fields.extend_from_slice(b"\r\nx-forwarded-host: ");
+    fields.extend_from_slice(host.as_bytes());
+    fields.extend_from_slice(b"\r\n\r\n");
+
+    let logged = wants_log(shared, site).then(|| (method, path.to_owned()));
+    Step::Take(Plan {
+        head_len,
+        head_request,
+        close,
+        site: site.clone(),
+        host,
+        read_timeout: table.timeouts.read,
+        logged,
+    })
+}
+
+/// Bytes of a request target this lane passes on as they are: RFC 3986's path and query
+/// characters, which every parser agrees on. Anything else goes to hyper's stricter reading.
+fn plain_target_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
+                | b'?'
+                | b'%'
+        )
+}
+
+/// Writes an answer as HTTP/1.1: the head and as much of the body as is already in go out in
+/// one write. A body of unknown length is sent chunked; trailers are not sent (the client did
+/// not ask for them: requests with `TE` go to hyper).
+async fn respond<I, B>(
+    io: &mut I,
+    out: &mut Vec<u8>,
+    response: Response<B>,
+    head_request: bool,
+    close: bool,
+) -> io::Result<()>
+where
+    I: AsyncWrite + Unpin,
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    let reason = match parts.extensions.get::<hyper::ext::ReasonPhrase>() {
+        Some(r) => r.as_bytes(),
+        None => status.canonical_reason().unwrap_or("").as_bytes(),
+    };
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let bodiless = head_request
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational();
+    let mut chunked = false;
+    if !bodiless && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+        match body.size_hint().exact() {
+            Some(n) => {
+                let _ = write!(out, "content-length: {n}\r\n");
+            }
+            None => {
+                chunked = true;
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            }
+        }
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(httpdate::fmt_http_date(SystemTime::now()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if bodiless {
+        return io.write_all(out).await;
+    }
+    loop {
+        // What the body has ready goes behind the head; wait for more only once that is out.
+        let ready = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx)));
+        let frame = match ready.await {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                io.write_all(out).await?;
+                out.clear();
+                body.frame().await
+            }
+        };
+        let data = match frame {
+            None => break,
+            Some(Err(e)) => return Err(io::Error::other(e.into())),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if !data.is_empty() => data,
+                _ => continue,
+            },
+        };
+        if chunked {
+            let _ = write!(out, "{:x}\r\n", data.len());
+        }
+        if out.len() + data.len() <= WRITE_BATCH {
+            out.extend_from_slice(&data);
+        } else {
+            io.write_all(out).await?;
+            out.clear();
+            io.write_all(&data).await?;
+        }
+        if chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    io.write_all(out).await
+}
