@@ -17,8 +17,8 @@ use crate::server::ConnInfo;
 use crate::site::Site;
 use crate::synthetic;
 use crate::upstream::{
-    ExchangeError, Pool, RawBody, Returning, SendError, Sender, Target, TargetGuard, Upgraded,
-    exchange, response, send, write_head,
+    ExchangeError, Head, Pool, RawBody, Returning, SendError, Sender, Target, TargetGuard,
+    Upgraded, body, exchange, response, send, write_head,
 };
 
 /// How the gateway talks to upstreams; the keep-alive connections themselves live on each
@@ -32,8 +32,8 @@ pub(crate) fn new_client(connect_timeout: Duration) -> Client {
 }
 
 /// What the proxy answered, and which target (if any) it went to, for the access log.
-pub(crate) struct Forwarded<B = Body> {
-    pub(crate) response: Response<B>,
+pub(crate) struct Forwarded {
+    pub(crate) response: Response<Body>,
     pub(crate) upstream: Option<SocketAddr>,
 }
 
@@ -70,8 +70,8 @@ pub(crate) async fn forward(
         let head = parts.method == Method::HEAD;
         return match bodiless(client, site, pool, head, &write, read_timeout).await {
             Ok(f) => Forwarded {
-                response: f.response.map(|b| b.boxed_unsync()),
-                upstream: f.upstream,
+                response: response(&f.head, f.body).map(|b| b.boxed_unsync()),
+                upstream: Some(f.upstream),
             },
             Err(own) => own,
         };
@@ -152,6 +152,13 @@ pub(crate) async fn forward(
     }
 }
 
+/// An upstream's answer to a request without a body, as read so far.
+pub(crate) struct Fetched {
+    pub(crate) head: Head,
+    pub(crate) body: RawBody,
+    pub(crate) upstream: SocketAddr,
+}
+
 /// [`forward`] for an idempotent request without a body and no upgrade (most requests): the
 /// exchange runs in this task over the gateway's own HTTP/1 connections (`upstream::h1`), and a
 /// target that refuses the connection is skipped for the next. `write_head` writes the request
@@ -163,7 +170,7 @@ pub(crate) async fn bodiless(
     head: bool,
     write_head: &(dyn Fn(&mut Vec<u8>) + Sync),
     read_timeout: Duration,
-) -> Result<Forwarded<RawBody>, Forwarded> {
+) -> Result<Fetched, Forwarded> {
     let mut skip = None;
     let mut tries = pool.targets().len().max(1);
     loop {
@@ -174,12 +181,14 @@ pub(crate) async fn bodiless(
         let target = &guard.0;
         let sent = exchange(target, client.connect_timeout, head, write_head);
         match tokio::time::timeout(read_timeout, sent).await {
-            Ok(Ok((answer, conn))) => {
+            Ok(Ok((head, conn))) => {
                 target.mark_ok();
-                let addr = target.addr;
-                return Ok(Forwarded {
-                    response: response(answer, conn, guard),
-                    upstream: Some(addr),
+                let upstream = target.addr;
+                let body = body(&head, conn, guard);
+                return Ok(Fetched {
+                    head,
+                    body,
+                    upstream,
                 });
             }
             Ok(Err(ExchangeError::Connect(e))) => {

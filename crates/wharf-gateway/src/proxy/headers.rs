@@ -21,6 +21,14 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+/// Whether a field is hop-by-hop by its name alone (not counting those `Connection` names).
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"upgrade")
+        || HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
+}
+
 /// Whether the `Connection` header lists `token` (e.g. `close`, `upgrade`), in any case.
 pub(crate) fn connection_has(headers: &HeaderMap, token: &str) -> bool {
     headers

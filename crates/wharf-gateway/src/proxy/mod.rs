@@ -5,5 +5,7 @@ mod client_body;
 mod forward;
 mod headers;
 
-pub(crate) use forward::{Client, bodiless, forward, new_client, stripped_target};
-pub(crate) use headers::{connection_has, ip_header, strip_hop_by_hop};
+pub(crate) use forward::{
+    Client, Fetched, Forwarded, bodiless, forward, new_client, stripped_target,
+};
+pub(crate) use headers::{ip_header, is_hop_by_hop, strip_hop_by_hop};

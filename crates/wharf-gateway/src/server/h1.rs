@@ -17,9 +17,10 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::SystemTime;
 
-use bytes::{Bytes, BytesMut};
-use http::{Response, StatusCode, header};
-use http_body_util::BodyExt;
+use bytes::BytesMut;
+use http::{StatusCode, header};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Either};
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -31,9 +32,9 @@ use super::handler::{ACME_CHALLENGE_PREFIX, MAX_URI, account, allowed, wants_log
 use super::head::HeadLimit;
 use super::listener::{ConnInfo, Role};
 use super::rewind::Rewind;
-use crate::body::BoxError;
 use crate::config::Timeouts;
 use crate::gateway::Shared;
+use crate::proxy::{Fetched, Forwarded};
 use crate::routing::{normalize_host, prefix_matches};
 use crate::site::{Backend, Site};
 
@@ -163,8 +164,8 @@ pub(super) async fn serve<I>(
         // (Shutdown is seen while waiting for the next head, or below for one already read.)
         let close = plan.close;
         let (status, upstream) = match &answer {
-            Ok(f) => (f.response.status(), f.upstream),
-            Err(f) => (f.response.status(), f.upstream),
+            Ok(f) => (f.head.status, Some(f.upstream)),
+            Err(own) => (own.response.status(), own.upstream),
         };
         let end = Instant::now();
         let logged = plan.logged.as_ref().map(|(m, p)| (*m, p.as_str()));
@@ -178,10 +179,7 @@ pub(super) async fn serve<I>(
             end - start,
             upstream,
         );
-        let written = match answer {
-            Ok(f) => respond(&mut io, &mut b.out, f.response, head_request, close).await,
-            Err(f) => respond(&mut io, &mut b.out, f.response, head_request, close).await,
-        };
+        let written = respond(&mut io, &mut b.out, answer, head_request, close).await;
         if written.is_err() || close {
             let _ = io.shutdown().await;
             return;
@@ -396,45 +394,42 @@ fn plain_target_byte(b: u8) -> bool {
         )
 }
 
-/// Writes an answer as HTTP/1.1: the head and as much of the body as is already in go out in
-/// one write. A body of unknown length is sent chunked; trailers are not sent (the client did
-/// not ask for them: requests with `TE` go to hyper).
-async fn respond<I, B>(
+/// Writes an answer as HTTP/1.1: the upstream's head from its own bytes, or the gateway's own
+/// answer. The head and as much of the body as is already in go out in one write. A body of
+/// unknown length is sent chunked; trailers are not sent (the client did not ask for them:
+/// requests with `TE` go to hyper).
+async fn respond<I>(
     io: &mut I,
     out: &mut Vec<u8>,
-    response: Response<B>,
+    answer: Result<Fetched, Forwarded>,
     head_request: bool,
     close: bool,
 ) -> io::Result<()>
 where
     I: AsyncWrite + Unpin,
-    B: http_body::Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
 {
-    let (parts, mut body) = response.into_parts();
-    let status = parts.status;
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    let reason = match parts.extensions.get::<hyper::ext::ReasonPhrase>() {
-        Some(r) => r.as_bytes(),
-        None => status.canonical_reason().unwrap_or("").as_bytes(),
+    let (status, (has_length, has_date), mut body) = match answer {
+        Ok(fetched) => (
+            fetched.head.status,
+            fetched.head.write(out),
+            Either::Left(fetched.body),
+        ),
+        Err(own) => {
+            let (parts, body) = own.response.into_parts();
+            (
+                parts.status,
+                write_own_head(out, &parts),
+                Either::Right(body),
+            )
+        }
     };
-    out.extend_from_slice(reason);
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in &parts.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
     let bodiless = head_request
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
         || status.is_informational();
     let mut chunked = false;
-    if !bodiless && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+    if !bodiless && !has_length {
         match body.size_hint().exact() {
             Some(n) => {
                 let _ = write!(out, "content-length: {n}\r\n");
@@ -445,7 +440,7 @@ where
             }
         }
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if !has_date {
         out.extend_from_slice(b"date: ");
         out.extend_from_slice(httpdate::fmt_http_date(SystemTime::now()).as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -470,7 +465,7 @@ where
         };
         let data = match frame {
             None => break,
-            Some(Err(e)) => return Err(io::Error::other(e.into())),
+            Some(Err(e)) => return Err(io::Error::other(e)),
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) if !data.is_empty() => data,
                 _ => continue,
@@ -494,4 +489,25 @@ where
         out.extend_from_slice(b"0\r\n\r\n");
     }
     io.write_all(out).await
+}
+
+/// The status line and fields of an answer the gateway made itself; says whether a
+/// Content-Length and a Date were among them.
+fn write_own_head(out: &mut Vec<u8>, parts: &http::response::Parts) -> (bool, bool) {
+    let status = parts.status;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    (
+        parts.headers.contains_key(header::CONTENT_LENGTH),
+        parts.headers.contains_key(header::DATE),
+    )
 }

@@ -32,6 +32,8 @@ use crate::body::BoxError;
 const MAX_HEAD: usize = 400 * 1024;
 /// Most response headers accepted, as hyper's client.
 const MAX_HEADERS: usize = 100;
+/// Longest header name `http` takes.
+const MAX_NAME: usize = (1 << 16) - 1;
 /// Longest chunk-size line (hex size and any extensions) and trailer section.
 const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILERS: usize = 64 * 1024;
@@ -47,15 +49,63 @@ pub(crate) struct Conn {
     out: Vec<u8>,
 }
 
-/// An answer's status line and headers, the latter cleaned of hop-by-hop headers.
+/// An answer's status line and header fields, kept as read: the gateway's own HTTP/1 lane
+/// writes them on from these bytes, and hyper's side gets a `HeaderMap` (`response`).
 pub(crate) struct Head {
     pub(crate) status: StatusCode,
-    pub(crate) version: Version,
-    pub(crate) headers: HeaderMap,
+    version: Version,
+    /// The head as read; the spans below point into it.
+    raw: Bytes,
+    /// The fields passed on (name, value): hop-by-hop ones, and the Content-Length of a chunked
+    /// answer, left out.
+    fields: Vec<(Span, Span)>,
     /// A reason phrase other than the status code's usual one, passed on as given.
-    reason: Option<hyper::ext::ReasonPhrase>,
+    reason: Option<Span>,
     framing: Framing,
     keep_alive: bool,
+}
+
+impl Head {
+    /// Writes the status line and fields as HTTP/1.1, names in lower case as hyper writes them;
+    /// says whether a Content-Length and a Date were among them.
+    pub(crate) fn write(&self, out: &mut Vec<u8>) -> (bool, bool) {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(self.status.as_str().as_bytes());
+        out.push(b' ');
+        match self.reason {
+            Some(r) => out.extend_from_slice(&self.raw[r.range()]),
+            None => {
+                let reason = self.status.canonical_reason().unwrap_or("");
+                out.extend_from_slice(reason.as_bytes());
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+        let (mut length, mut date) = (false, false);
+        for (name, value) in &self.fields {
+            let name = &self.raw[name.range()];
+            length |= name.eq_ignore_ascii_case(b"content-length");
+            date |= name.eq_ignore_ascii_case(b"date");
+            out.extend(name.iter().map(u8::to_ascii_lowercase));
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&self.raw[value.range()]);
+            out.extend_from_slice(b"\r\n");
+        }
+        (length, date)
+    }
+
+    fn header_map(&self) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(self.fields.len());
+        for (name, value) in &self.fields {
+            // Both were checked when the head was read.
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(&self.raw[name.range()]),
+                HeaderValue::from_maybe_shared(self.raw.slice(value.range())),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        headers
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,21 +249,27 @@ impl Conn {
             } else {
                 Version::HTTP_11
             };
-            // Where each name and value sits in the head, so both can share its bytes.
-            let mut spans = [(Span::EMPTY, Span::EMPTY); MAX_HEADERS];
-            let count = resp.headers.len();
-            for (slot, h) in spans.iter_mut().zip(resp.headers.iter()) {
+            // Where each name and value sits in the head, and what framing and keep-alive
+            // need from them, in one pass.
+            let mut fields = Vec::with_capacity(resp.headers.len());
+            let mut seen = Seen::default();
+            for h in resp.headers.iter() {
                 let name = Span::of(&self.buf, h.name.as_bytes())
+                    .filter(|_| h.name.len() <= MAX_NAME)
                     .ok_or_else(|| invalid("invalid header name from the upstream"))?;
+                seen.note(h.name.as_bytes(), h.value);
+                if crate::proxy::is_hop_by_hop(h.name.as_bytes()) {
+                    continue;
+                }
                 // An empty value may not point into the buffer at all.
-                *slot = (name, Span::of(&self.buf, h.value).unwrap_or(Span::EMPTY));
+                fields.push((name, Span::of(&self.buf, h.value).unwrap_or(Span::EMPTY)));
             }
             // A missing reason is a static empty string, not a part of the buffer.
-            let reason_span = resp
+            let reason = resp
                 .reason
                 .filter(|r| !r.is_empty())
                 .and_then(|r| Span::of(&self.buf, r.as_bytes()));
-            let head = self.buf.split_to(len).freeze();
+            let raw = self.buf.split_to(len).freeze();
             if (100..200).contains(&code) && code != 101 {
                 continue;
             }
@@ -222,29 +278,24 @@ impl Conn {
             if status == StatusCode::SWITCHING_PROTOCOLS {
                 return Err(invalid("the upstream switched protocols unasked"));
             }
-            let mut headers = HeaderMap::with_capacity(count);
-            for (name, value) in &spans[..count] {
-                let name = HeaderName::from_bytes(&head[name.range()])
-                    .map_err(|_| invalid("invalid header name from the upstream"))?;
-                let value = HeaderValue::from_maybe_shared(head.slice(value.range()))
-                    .map_err(|_| invalid("invalid header value from the upstream"))?;
-                headers.append(name, value);
-            }
-            let (framing, reusable) = framing(head_request, version, status, &headers)?;
-            let reason = reason_span
-                .map(|r| &head[r.range()])
-                .filter(|r| status.canonical_reason().map(str::as_bytes) != Some(*r))
-                .and_then(|r| hyper::ext::ReasonPhrase::try_from(r).ok());
-            let keep_alive = reusable && keeps_alive(version, &headers);
-            if framing == Framing::Chunked {
+            let (framing, reusable) = framing(head_request, version, status, &seen)?;
+            let reason = reason
+                .filter(|r| status.canonical_reason().map(str::as_bytes) != Some(&raw[r.range()]));
+            let keep_alive = reusable && keeps_alive(version, &seen);
+            let named = seen.names_fields;
+            fields.retain(|(name, _)| {
+                let name = &raw[name.range()];
                 // The body is passed on decoded; the client side frames it anew.
-                headers.remove(header::CONTENT_LENGTH);
-            }
-            crate::proxy::strip_hop_by_hop(&mut headers, None);
+                let length_of_chunked =
+                    framing == Framing::Chunked && name.eq_ignore_ascii_case(b"content-length");
+                let named_by_connection = named && connection_names(&raw, name);
+                !(length_of_chunked || named_by_connection)
+            });
             return Ok(Some(Head {
                 status,
                 version,
-                headers,
+                raw,
+                fields,
                 reason,
                 framing,
                 keep_alive,
@@ -291,51 +342,103 @@ pub(crate) fn write_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// What the framing and keep-alive decisions need from an answer's fields.
+#[derive(Default)]
+struct Seen {
+    /// Transfer-Encoding was sent; whether its last coding is chunked.
+    transfer_encoding: bool,
+    chunked: bool,
+    /// Content-Length was sent: its value, if all its values agree and are numbers.
+    length_sent: bool,
+    length: Option<u64>,
+    bad_length: bool,
+    close: bool,
+    keep_alive: bool,
+    /// `Connection` names other fields, to be dropped with it.
+    names_fields: bool,
+}
+
+impl Seen {
+    fn note(&mut self, name: &[u8], value: &[u8]) {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.transfer_encoding = true;
+            if let Some(last) = tokens(value).last() {
+                self.chunked = last.eq_ignore_ascii_case(b"chunked");
+            }
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            self.length_sent = true;
+            for part in value.split(|&b| b == b',') {
+                let part = part.trim_ascii();
+                // Digits only: `u64::from_str` would also take a sign.
+                let n = Some(part)
+                    .filter(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit))
+                    .and_then(|p| std::str::from_utf8(p).ok()?.parse::<u64>().ok());
+                match n {
+                    Some(n) if self.length.is_none_or(|l| l == n) => self.length = Some(n),
+                    _ => self.bad_length = true,
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in tokens(value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    self.keep_alive = true;
+                } else {
+                    self.names_fields = true;
+                }
+            }
+        }
+    }
+}
+
+/// The non-empty, trimmed items of a comma-separated field value.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether a `Connection` field of the head `raw` names the field `name`.
+fn connection_names(raw: &[u8], name: &[u8]) -> bool {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    if resp.parse(raw).is_err() {
+        return false;
+    }
+    resp.headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| tokens(h.value))
+        .any(|t| t.eq_ignore_ascii_case(name))
+}
+
 /// How the body is delimited, and whether that framing lets the connection be reused.
 fn framing(
     head_request: bool,
     version: Version,
     status: StatusCode,
-    headers: &HeaderMap,
+    seen: &Seen,
 ) -> io::Result<(Framing, bool)> {
     // (1xx answers never get here: `parse_head` skips them, and refuses 101.)
     if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((Framing::Empty, true));
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|c| !c.is_empty());
-        let chunked = last.is_some_and(|c| c.eq_ignore_ascii_case("chunked"));
+    if seen.transfer_encoding {
         // With Content-Length as well, or in HTTP/1.0, the framing is suspect (RFC 9112 §6.1):
         // read the message, never reuse the connection.
-        let clean = !headers.contains_key(header::CONTENT_LENGTH) && version != Version::HTTP_10;
-        return Ok(if chunked {
+        let clean = !seen.length_sent && version != Version::HTTP_10;
+        return Ok(if seen.chunked {
             (Framing::Chunked, clean)
         } else {
             (Framing::UntilClose, false)
         });
     }
-    let mut length = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
-        for part in v.to_str().map_err(|_| bad_length())?.split(',') {
-            let part = part.trim();
-            // Digits only: `u64::from_str` would also take a sign.
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad_length());
-            }
-            let n: u64 = part.parse().map_err(|_| bad_length())?;
-            if length.is_some_and(|l| l != n) {
-                return Err(bad_length());
-            }
-            length = Some(n);
-        }
+    if seen.bad_length {
+        return Err(bad_length());
     }
-    Ok(match length {
+    Ok(match seen.length {
         Some(0) => (Framing::Empty, true),
         Some(n) => (Framing::Length(n), true),
         None => (Framing::UntilClose, false),
@@ -346,12 +449,11 @@ fn bad_length() -> io::Error {
     invalid("invalid Content-Length from the upstream")
 }
 
-fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    use crate::proxy::connection_has;
+fn keeps_alive(version: Version, seen: &Seen) -> bool {
     if version == Version::HTTP_10 {
-        connection_has(headers, "keep-alive")
+        seen.keep_alive
     } else {
-        !connection_has(headers, "close")
+        !seen.close
     }
 }
 
@@ -359,9 +461,9 @@ fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-/// The client's response for an exchange: the head as given, the body read off the connection
-/// as the client takes it. The target stays counted busy until the body is done or dropped.
-pub(crate) fn response(head: Head, conn: Conn, guard: TargetGuard) -> Response<RawBody> {
+/// The body of an exchange's answer, read off the connection as the client takes it. The
+/// target stays counted busy until the body is done or dropped.
+pub(crate) fn body(head: &Head, conn: Conn, guard: TargetGuard) -> RawBody {
     let state = match head.framing {
         Framing::Empty => State::Done,
         Framing::Length(n) => State::Length(n),
@@ -378,11 +480,18 @@ pub(crate) fn response(head: Head, conn: Conn, guard: TargetGuard) -> Response<R
     if body.state == State::Done {
         body.finish();
     }
+    body
+}
+
+/// An answer as hyper's server takes it.
+pub(crate) fn response(head: &Head, body: RawBody) -> Response<RawBody> {
     let mut resp = Response::new(body);
     *resp.status_mut() = head.status;
     *resp.version_mut() = head.version;
-    *resp.headers_mut() = head.headers;
-    if let Some(reason) = head.reason {
+    *resp.headers_mut() = head.header_map();
+    if let Some(reason) = head.reason
+        && let Ok(reason) = hyper::ext::ReasonPhrase::try_from(&head.raw[reason.range()])
+    {
         resp.extensions_mut().insert(reason);
     }
     resp
@@ -695,11 +804,19 @@ mod tests {
         h
     }
 
+    fn seen(pairs: &[(&str, &str)]) -> Seen {
+        let mut seen = Seen::default();
+        for (k, v) in pairs {
+            seen.note(k.as_bytes(), v.as_bytes());
+        }
+        seen
+    }
+
     #[test]
     fn framing_follows_rfc_9112() {
         let ok = StatusCode::OK;
         let f = |m: Method, s: StatusCode, h: &[(&str, &str)]| {
-            framing(m == Method::HEAD, Version::HTTP_11, s, &headers(h)).ok()
+            framing(m == Method::HEAD, Version::HTTP_11, s, &seen(h)).ok()
         };
         assert_eq!(
             f(Method::HEAD, ok, &[("content-length", "5")]),
@@ -754,7 +871,7 @@ mod tests {
                 false,
                 Version::HTTP_10,
                 ok,
-                &headers(&[("transfer-encoding", "chunked")])
+                &seen(&[("transfer-encoding", "chunked")])
             )
             .ok(),
             Some((Framing::Chunked, false)),
@@ -764,15 +881,15 @@ mod tests {
 
     #[test]
     fn keep_alive_by_version_and_connection() {
-        assert!(keeps_alive(Version::HTTP_11, &headers(&[])));
+        assert!(keeps_alive(Version::HTTP_11, &seen(&[])));
         assert!(!keeps_alive(
             Version::HTTP_11,
-            &headers(&[("connection", "Close")])
+            &seen(&[("connection", "Close")])
         ));
-        assert!(!keeps_alive(Version::HTTP_10, &headers(&[])));
+        assert!(!keeps_alive(Version::HTTP_10, &seen(&[])));
         assert!(keeps_alive(
             Version::HTTP_10,
-            &headers(&[("connection", "keep-alive")])
+            &seen(&[("connection", "keep-alive")])
         ));
     }
 
