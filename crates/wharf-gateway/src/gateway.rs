@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) access_log: ArcSwap<AccessLog>,
     pub(crate) client: Client,
     pub(crate) shutdown: CancellationToken,
+    /// Set with `shutdown`, for checks on every request (the token's own check takes a lock).
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
     pub(crate) tracker: TaskTracker,
     /// Certificates by SNI, and pending ACME challenge answers.
     pub(crate) certs: Arc<CertStore>,
@@ -115,6 +117,7 @@ impl Gateway {
             )?),
             client: new_client(config.timeouts.connect),
             shutdown: CancellationToken::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
             tracker: TaskTracker::new(),
             targets: Targets::default(),
         });
@@ -557,6 +560,7 @@ impl Gateway {
     /// Stops accepting, lets open requests finish (up to the drain timeout), then returns.
     pub async fn shutdown(&self) {
         let drain = self.shared.table.load().timeouts.drain;
+        self.shared.stopping.store(true, Ordering::Relaxed);
         self.shared.shutdown.cancel();
         self.shared.tracker.close();
         if tokio::time::timeout(drain, self.shared.tracker.wait())

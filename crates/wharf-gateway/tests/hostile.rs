@@ -242,6 +242,14 @@ async fn connections_that_send_nothing_are_closed() {
     let mut buf = [0u8; 1024];
     let n = kept.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // The same to a proxied site (the gateway's own HTTP/1 lane).
+    let mut kept_proxied = TcpStream::connect(addr).await.unwrap();
+    kept_proxied
+        .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let n = kept_proxied.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     // HTTP/2 after one answered request, with the connection otherwise left open.
     let h2 = h2_connection(addr).await;
 
@@ -256,6 +264,10 @@ async fn connections_that_send_nothing_are_closed() {
         .collect();
     watched.push(watch("an HTTP/2 connection without a stream", h2_no_stream));
     watched.push(watch("an idle HTTP/1.1 keep-alive connection", kept));
+    watched.push(watch(
+        "an idle keep-alive connection to a proxied site",
+        kept_proxied,
+    ));
     let h2_closed = tokio::spawn(async move {
         (
             "an idle HTTP/2 connection",

@@ -980,6 +980,10 @@ async fn scripted_upstream() -> (
                 true,
             ),
             "/short" => (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", true),
+            "/identity-and-length" => (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged",
+                true,
+            ),
             _ => (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false),
         }
     }
@@ -1067,6 +1071,16 @@ async fn every_way_an_upstream_frames_its_answer_reaches_the_client() {
         conns.load(Ordering::SeqCst),
         1,
         "chunked and informational answers leave the connection reusable"
+    );
+
+    let r = get(addr, "s.test", "/identity-and-length")
+        .await
+        .expect("answered");
+    assert!(
+        r.text().ends_with("forged"),
+        "Transfer-Encoding overrides Content-Length: the body runs to the close, and no second \
+         answer comes out of it: {:?}",
+        r.text()
     );
 
     let r = get(addr, "s.test", "/no-reason").await.expect("answered");

@@ -68,7 +68,8 @@ pub(crate) async fn forward(
         let write =
             |out: &mut Vec<u8>| write_head(out, &parts.method, &path_and_query, &parts.headers);
         let head = parts.method == Method::HEAD;
-        return match bodiless(client, site, pool, head, &write, read_timeout).await {
+        let started = tokio::time::Instant::now();
+        return match bodiless(client, site, pool, head, &write, started, read_timeout).await {
             Ok(f) => Forwarded {
                 response: response(&f.head, f.body).map(|b| b.boxed_unsync()),
                 upstream: Some(f.upstream),
@@ -162,13 +163,15 @@ pub(crate) struct Fetched {
 /// [`forward`] for an idempotent request without a body and no upgrade (most requests): the
 /// exchange runs in this task over the gateway's own HTTP/1 connections (`upstream::h1`), and a
 /// target that refuses the connection is skipped for the next. `write_head` writes the request
-/// head as the upstream gets it. The error is the gateway's own answer (502, 503, 504).
+/// head as the upstream gets it; the answer's head is due `read_timeout` after `started`. The
+/// error is the gateway's own answer (502, 503, 504).
 pub(crate) async fn bodiless(
     client: &Client,
     site: &Site,
     pool: &Pool,
     head: bool,
     write_head: &(dyn Fn(&mut Vec<u8>) + Sync),
+    started: tokio::time::Instant,
     read_timeout: Duration,
 ) -> Result<Fetched, Forwarded> {
     let mut skip = None;
@@ -180,7 +183,8 @@ pub(crate) async fn bodiless(
         };
         let target = &guard.0;
         let sent = exchange(target, client.connect_timeout, head, write_head);
-        match tokio::time::timeout(read_timeout, sent).await {
+        // One deadline for every try, from when the request was read.
+        match tokio::time::timeout_at(started + read_timeout, sent).await {
             Ok(Ok((head, conn))) => {
                 target.mark_ok();
                 let upstream = target.addr;

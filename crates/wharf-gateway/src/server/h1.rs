@@ -78,6 +78,10 @@ struct Buffers {
 
 /// Serves a plain-HTTP connection until it ends, is idle past its deadline, the gateway stops,
 /// or a request needs hyper (which then serves the rest of it).
+///
+/// Deadlines are hyper's: the first head must be whole within the header timeout from accept,
+/// and each next one within the header timeout (or the idle timeout, if shorter) from the end
+/// of the answer before it.
 pub(super) async fn serve<I>(
     shared: &Arc<Shared>,
     conn: Arc<ConnInfo>,
@@ -97,28 +101,28 @@ pub(super) async fn serve<I>(
     };
     let cancelled = stop.clone().cancelled_owned();
     tokio::pin!(cancelled);
-    // One timer for the connection, moved only when it fires: the deadlines it guards are
-    // checked then, so a request costs no timer work.
-    let timer = tokio::time::sleep_until(activity.opened() + timeouts.header_read);
+    let mut deadline = activity.opened() + timeouts.header_read;
+    let between = timeouts.header_read.min(timeouts.idle);
+    // One timer for the connection, moved only when it fires: the deadline only ever moves
+    // later, so a timer that fires early is set again and a request costs no timer work.
+    let timer = tokio::time::sleep_until(deadline);
     tokio::pin!(timer);
-    // When the head being read started (the first request's counts from accept), and when the
-    // last answer was written.
-    let mut head_started = Some(activity.opened());
-    let mut idle_since: Option<Instant> = None;
+    let mut served = false;
     loop {
         let plan = loop {
             if !b.read.is_empty() {
                 match read_request(&b.read, shared, &conn, &mut b.line, &mut b.fields) {
                     Step::Take(plan) => break plan,
                     Step::HandOver => {
-                        return hand_over(
-                            shared, conn, builder, io, b.read, activity, timeouts, stop,
-                        )
-                        .await;
+                        if served {
+                            activity.served_until_now();
+                        }
+                        let io = Rewind::new(b.read.freeze(), io);
+                        super::listener::serve(shared, conn, builder, io, activity, timeouts, stop)
+                            .await;
+                        return;
                     }
-                    Step::Partial => {
-                        head_started.get_or_insert_with(Instant::now);
-                    }
+                    Step::Partial => {}
                 }
             }
             if b.read.capacity() - b.read.len() < READ_SPACE {
@@ -126,23 +130,23 @@ pub(super) async fn serve<I>(
             }
             tokio::select! {
                 biased;
+                () = &mut cancelled => return,
                 read = io.read_buf(&mut b.read) => match read {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {}
                 },
                 () = &mut timer => {
-                    let due = match head_started {
-                        Some(t) => t + timeouts.header_read,
-                        None => idle_since.unwrap_or(activity.opened()) + timeouts.idle,
-                    };
-                    if due <= Instant::now() {
+                    if deadline <= Instant::now() {
                         return;
                     }
-                    timer.as_mut().reset(due);
+                    timer.as_mut().reset(deadline);
                 }
-                () = &mut cancelled => return,
             }
         };
+        // A head read as the gateway began to stop is not taken (hyper does the same).
+        if shared.stopping.load(Ordering::Relaxed) {
+            return;
+        }
         let start = Instant::now();
         let head_request = plan.head_request;
         let Backend::Proxy(pool) = &plan.site.backend else {
@@ -152,22 +156,34 @@ pub(super) async fn serve<I>(
             out.extend_from_slice(&b.line);
             out.extend_from_slice(&b.fields);
         };
-        let answer = crate::proxy::bodiless(
+        let exchange = crate::proxy::bodiless(
             &shared.client,
             &plan.site,
             pool,
             head_request,
             &write,
+            start,
             plan.read_timeout,
-        )
-        .await;
-        // (Shutdown is seen while waiting for the next head, or below for one already read.)
-        let close = plan.close;
+        );
+        tokio::pin!(exchange);
+        // While the upstream thinks, a client that goes away ends the exchange, as with hyper
+        // (long polls). What it sends meanwhile waits in the buffer, up to one head's worth.
+        let answer = loop {
+            tokio::select! {
+                biased;
+                answer = &mut exchange => break answer,
+                read = io.read_buf(&mut b.read), if b.read.len() < plan.head_len + LANE_HEAD => {
+                    if !matches!(read, Ok(n) if n > 0) {
+                        return;
+                    }
+                }
+            }
+        };
+        let close = plan.close || shared.stopping.load(Ordering::Relaxed);
         let (status, upstream) = match &answer {
             Ok(f) => (f.head.status, Some(f.upstream)),
             Err(own) => (own.response.status(), own.upstream),
         };
-        let end = Instant::now();
         let logged = plan.logged.as_ref().map(|(m, p)| (*m, p.as_str()));
         account(
             shared,
@@ -176,7 +192,7 @@ pub(super) async fn serve<I>(
             &plan.host,
             logged,
             status.as_u16(),
-            end - start,
+            start.elapsed(),
             upstream,
         );
         let written = respond(&mut io, &mut b.out, answer, head_request, close).await;
@@ -184,34 +200,14 @@ pub(super) async fn serve<I>(
             let _ = io.shutdown().await;
             return;
         }
+        served = true;
+        deadline = Instant::now() + between;
         let _ = b.read.split_to(plan.head_len);
-        if !b.read.is_empty() && stop.is_cancelled() {
-            return;
+        if b.read.is_empty() {
+            // The next bytes start a head: `HeadLimit` watches its request line again.
+            activity.head_next.store(true, Ordering::Relaxed);
         }
-        head_started = None;
-        idle_since = Some(end);
-        // The next bytes start a head: `HeadLimit` watches its request line again.
-        activity.head_next.store(true, Ordering::Relaxed);
     }
-}
-
-/// Gives the connection to hyper, with what was read of it put back in front.
-#[allow(clippy::too_many_arguments)]
-async fn hand_over<I>(
-    shared: &Arc<Shared>,
-    conn: Arc<ConnInfo>,
-    builder: &auto::Builder<TokioExecutor>,
-    io: HeadLimit<I>,
-    read: BytesMut,
-    activity: Arc<Activity>,
-    timeouts: Timeouts,
-    stop: CancellationToken,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    activity.served_until_now();
-    let io = Rewind::new(read.freeze(), io);
-    super::listener::serve(shared, conn, builder, io, activity, timeouts, stop).await;
 }
 
 /// Reads a request head off the front of `buf` and decides whether this lane takes it; if so,
@@ -424,20 +420,27 @@ where
             )
         }
     };
-    let bodiless = head_request
-        || status == StatusCode::NO_CONTENT
+    let lengthless = status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
         || status.is_informational();
+    let bodiless = head_request || lengthless;
+    // An upstream's answer to HEAD has its length in its head if anywhere; the gateway's own
+    // answers tell theirs, to HEAD as well, as hyper does.
+    let exact = match &body {
+        Either::Left(_) if head_request => None,
+        body => body.size_hint().exact(),
+    };
     let mut chunked = false;
-    if !bodiless && !has_length {
-        match body.size_hint().exact() {
+    if !has_length && !lengthless {
+        match exact {
             Some(n) => {
                 let _ = write!(out, "content-length: {n}\r\n");
             }
-            None => {
+            None if !bodiless => {
                 chunked = true;
                 out.extend_from_slice(b"transfer-encoding: chunked\r\n");
             }
+            None => {}
         }
     }
     if !has_date {

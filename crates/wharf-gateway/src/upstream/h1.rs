@@ -11,7 +11,7 @@
 //! until the upstream closes. A connection goes back to its target only when its answer was
 //! read to the very end with nothing left over and both sides keep it alive.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -80,15 +80,28 @@ impl Head {
             }
         }
         out.extend_from_slice(b"\r\n");
+        // A length the framing was read by is written once, as read; 204 and 304 get none.
+        let no_length = matches!(self.framing, Framing::Length(_))
+            || self.status == StatusCode::NO_CONTENT
+            || self.status == StatusCode::NOT_MODIFIED;
         let (mut length, mut date) = (false, false);
         for (name, value) in &self.fields {
             let name = &self.raw[name.range()];
-            length |= name.eq_ignore_ascii_case(b"content-length");
+            if name.eq_ignore_ascii_case(b"content-length") {
+                if no_length {
+                    continue;
+                }
+                length = true;
+            }
             date |= name.eq_ignore_ascii_case(b"date");
             out.extend(name.iter().map(u8::to_ascii_lowercase));
             out.extend_from_slice(b": ");
             out.extend_from_slice(&self.raw[value.range()]);
             out.extend_from_slice(b"\r\n");
+        }
+        if let Framing::Length(n) = self.framing {
+            let _ = write!(out, "content-length: {n}\r\n");
+            length = true;
         }
         (length, date)
     }
@@ -285,11 +298,12 @@ impl Conn {
             let named = seen.names_fields;
             fields.retain(|(name, _)| {
                 let name = &raw[name.range()];
-                // The body is passed on decoded; the client side frames it anew.
-                let length_of_chunked =
-                    framing == Framing::Chunked && name.eq_ignore_ascii_case(b"content-length");
+                // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3): the body is
+                // passed on decoded, and the client side frames it anew.
+                let overridden =
+                    seen.transfer_encoding && name.eq_ignore_ascii_case(b"content-length");
                 let named_by_connection = named && connection_names(&raw, name);
-                !(length_of_chunked || named_by_connection)
+                !(overridden || named_by_connection)
             });
             return Ok(Some(Head {
                 status,
