@@ -775,16 +775,37 @@ async fn shutdown_lets_in_flight_requests_finish() {
         "#,
         up.addr
     ));
+    // A kept-alive connection with nothing in flight.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     let held = tokio::spawn(async move { get(addr, "app.test", "/hold").await });
     up.until_held(1).await;
     let stopping = {
         let gw = gw.clone();
         tokio::spawn(async move { gw.shutdown().await })
     };
+    let closed = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "an idle connection is closed as the gateway stops"
+    );
     up.release_held();
     let r = held.await.unwrap().unwrap();
     assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "up held"));
-    stopping.await.unwrap();
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "the answer in flight tells the client the connection ends"
+    );
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("shutdown waits for the request in flight, not for idle connections")
+        .unwrap();
     assert!(
         TcpStream::connect(addr).await.is_err(),
         "no longer accepting"

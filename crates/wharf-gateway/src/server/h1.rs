@@ -99,8 +99,24 @@ pub(super) async fn serve<I>(
         fields: Vec::with_capacity(1024),
         out: Vec::with_capacity(4 * 1024),
     };
+    // The token wakes this task once when the gateway stops; from then on the `stopping` flag
+    // is what is checked (the token's own check takes a lock, once per wait).
     let cancelled = stop.clone().cancelled_owned();
     tokio::pin!(cancelled);
+    if std::future::poll_fn(|cx| Poll::Ready(cancelled.as_mut().poll(cx)))
+        .await
+        .is_ready()
+    {
+        return;
+    }
+    let stopping = std::future::poll_fn(|_| {
+        if shared.stopping.load(Ordering::Relaxed) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    });
+    tokio::pin!(stopping);
     let mut deadline = activity.opened() + timeouts.header_read;
     let between = timeouts.header_read.min(timeouts.idle);
     // One timer for the connection, moved only when it fires: the deadline only ever moves
@@ -130,7 +146,7 @@ pub(super) async fn serve<I>(
             }
             tokio::select! {
                 biased;
-                () = &mut cancelled => return,
+                () = &mut stopping => return,
                 read = io.read_buf(&mut b.read) => match read {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {}
@@ -219,9 +235,10 @@ fn read_request(
     line: &mut Vec<u8>,
     fields: &mut Vec<u8>,
 ) -> Step {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let head_len = match req.parse(buf) {
+    // Left uninitialised: filling 100 empty slots per request costs more than the parse.
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() < LANE_HEAD => return Step::Partial,
         _ => return Step::HandOver,
