@@ -323,3 +323,47 @@ async fn a_returning_client_resumes_its_session_however_many_came_between() {
         "the returning client still resumes: its ticket carries the session"
     );
 }
+
+/// A proxied site over HTTPS answers alike over HTTP/1.1 (the gateway's own HTTP/1 lane) and
+/// HTTP/2 (hyper): the upstream is told the request came over HTTPS, and the answer carries the
+/// site's HSTS.
+#[tokio::test]
+async fn a_proxied_site_over_https_says_so_upstream_and_carries_its_hsts() {
+    let d = dir("proxied");
+    let up = wharf_testkit::MockUpstream::start("up").await;
+    let toml = format!(
+        r#"
+[gateway]
+listen = ["127.0.0.1:0"]
+https = ["127.0.0.1:0"]
+[[site]]
+name = "p"
+hosts = ["p.test"]
+upstreams = ["{}"]
+tls = "self-signed"
+hsts = "1d"
+"#,
+        up.addr
+    );
+    let (gw, _certs, _) = start_toml(&d.0, &toml).await;
+    let https = gw.https_addrs()[0];
+    for alpn in ["http/1.1", "h2"] {
+        let r = get_tls(https, "p.test", "/headers", &[alpn], &Trust::Any)
+            .await
+            .unwrap();
+        assert_eq!(r.alpn.as_deref(), Some(alpn));
+        assert_eq!(r.reply.status, 200, "{alpn}");
+        let seen = r.reply.text();
+        for want in ["x-forwarded-proto: https", "x-forwarded-host: p.test"] {
+            assert!(
+                seen.contains(want),
+                "{alpn}: upstream did not see `{want}`:\n{seen}"
+            );
+        }
+        assert_eq!(
+            r.reply.header("strict-transport-security"),
+            Some("max-age=86400"),
+            "{alpn}"
+        );
+    }
+}

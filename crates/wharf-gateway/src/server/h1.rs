@@ -1,5 +1,5 @@
 //! The gateway's own HTTP/1.1 lane for what most traffic is: GET and HEAD without a body,
-//! proxied to an upstream, on plain-HTTP listeners. The request head is read with httparse and
+//! proxied to an upstream, over plain HTTP or TLS (HTTP/2 goes to hyper). The request head is read with httparse and
 //! the upstream's head written straight from the client's bytes; the answer is written in one
 //! piece with its body when the body is already in. All of it runs in the connection's task: no
 //! dispatcher, no request `HeaderMap`, no timer per request.
@@ -18,7 +18,8 @@ use std::task::Poll;
 use std::time::SystemTime;
 
 use bytes::BytesMut;
-use http::{StatusCode, header};
+use http::StatusCode;
+use http::header::{self, HeaderName, HeaderValue};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Either};
 use hyper_util::rt::TokioExecutor;
@@ -76,7 +77,7 @@ struct Buffers {
     out: Vec<u8>,
 }
 
-/// Serves a plain-HTTP connection until it ends, is idle past its deadline, the gateway stops,
+/// Serves an HTTP/1 connection until it ends, is idle past its deadline, the gateway stops,
 /// or a request needs hyper (which then serves the rest of it).
 ///
 /// Deadlines are hyper's: the first head must be whole within the header timeout from accept,
@@ -211,7 +212,14 @@ pub(super) async fn serve<I>(
             start.elapsed(),
             upstream,
         );
-        let written = respond(&mut io, &mut b.out, answer, head_request, close).await;
+        // HTTPS answers of sites that ask for it carry the site's HSTS, the upstream's replaced.
+        let hsts = plan.site.hsts.as_ref().filter(|_| conn.scheme == "https");
+        let extra = Extra {
+            head_request,
+            close,
+            hsts,
+        };
+        let written = respond(&mut io, &mut b.out, answer, extra).await;
         if written.is_err() || close {
             let _ = io.shutdown().await;
             return;
@@ -335,7 +343,10 @@ fn read_request(
         return Step::HandOver;
     };
     let https_port = shared.https_port.load(Ordering::Relaxed);
-    let redirect = https_port != 0 && site.config.https.redirect && shared.certs.covers(&host);
+    let redirect = conn.scheme == "http"
+        && https_port != 0
+        && site.config.https.redirect
+        && shared.certs.covers(&host);
     if redirect || !allowed(&site.config.allow, conn) || !matches!(site.backend, Backend::Proxy(_))
     {
         return Step::HandOver;
@@ -407,6 +418,14 @@ fn plain_target_byte(b: u8) -> bool {
         )
 }
 
+/// What an answer's head gets besides the answer's own fields.
+struct Extra<'a> {
+    head_request: bool,
+    /// `connection: close`, and the connection ends after the answer.
+    close: bool,
+    hsts: Option<&'a HeaderValue>,
+}
+
 /// Writes an answer as HTTP/1.1: the upstream's head from its own bytes, or the gateway's own
 /// answer. The head and as much of the body as is already in go out in one write. A body of
 /// unknown length is sent chunked; trailers are not sent (the client did not ask for them:
@@ -415,28 +434,35 @@ async fn respond<I>(
     io: &mut I,
     out: &mut Vec<u8>,
     answer: Result<Fetched, Forwarded>,
-    head_request: bool,
-    close: bool,
+    extra: Extra<'_>,
 ) -> io::Result<()>
 where
     I: AsyncWrite + Unpin,
 {
+    let Extra {
+        head_request,
+        close,
+        hsts,
+    } = extra;
     out.clear();
+    let replaced = hsts.map(|_| &header::STRICT_TRANSPORT_SECURITY);
     let (status, (has_length, has_date), mut body) = match answer {
         Ok(fetched) => (
             fetched.head.status,
-            fetched.head.write(out),
+            fetched.head.write(out, replaced),
             Either::Left(fetched.body),
         ),
         Err(own) => {
             let (parts, body) = own.response.into_parts();
-            (
-                parts.status,
-                write_own_head(out, &parts),
-                Either::Right(body),
-            )
+            let written = write_own_head(out, &parts, replaced);
+            (parts.status, written, Either::Right(body))
         }
     };
+    if let Some(v) = hsts {
+        out.extend_from_slice(b"strict-transport-security: ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     let lengthless = status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
         || status.is_informational();
@@ -513,7 +539,11 @@ where
 
 /// The status line and fields of an answer the gateway made itself; says whether a
 /// Content-Length and a Date were among them.
-fn write_own_head(out: &mut Vec<u8>, parts: &http::response::Parts) -> (bool, bool) {
+fn write_own_head(
+    out: &mut Vec<u8>,
+    parts: &http::response::Parts,
+    replaced: Option<&HeaderName>,
+) -> (bool, bool) {
     let status = parts.status;
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -521,6 +551,9 @@ fn write_own_head(out: &mut Vec<u8>, parts: &http::response::Parts) -> (bool, bo
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in &parts.headers {
+        if Some(name) == replaced {
+            continue;
+        }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());

@@ -120,11 +120,19 @@ pub(crate) fn spawn_accept_loop(
                     if let Ok(Ok(tls)) = accepted
                         && tls.get_ref().1.alpn_protocol() != Some(wharf_tls::ACME_TLS_ALPN)
                     {
+                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                         let io = HeadLimit::new(tls, activity.clone());
-                        serve(
-                            &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
-                        )
-                        .await;
+                        if h2 {
+                            serve(
+                                &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
+                            )
+                            .await;
+                        } else {
+                            super::h1::serve(
+                                &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
+                            )
+                            .await;
+                        }
                     }
                 } else if conn_info.role == Role::Admin {
                     let io = HeadLimit::new(stream, activity.clone());

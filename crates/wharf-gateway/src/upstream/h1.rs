@@ -66,9 +66,10 @@ pub(crate) struct Head {
 }
 
 impl Head {
-    /// Writes the status line and fields as HTTP/1.1, names in lower case as hyper writes them;
-    /// says whether a Content-Length and a Date were among them.
-    pub(crate) fn write(&self, out: &mut Vec<u8>) -> (bool, bool) {
+    /// Writes the status line and fields as HTTP/1.1, names in lower case as hyper writes them,
+    /// leaving out `replaced` (a field the gateway sets itself); says whether a Content-Length
+    /// and a Date were among them.
+    pub(crate) fn write(&self, out: &mut Vec<u8>, replaced: Option<&HeaderName>) -> (bool, bool) {
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(self.status.as_str().as_bytes());
         out.push(b' ');
@@ -92,6 +93,9 @@ impl Head {
                     continue;
                 }
                 length = true;
+            }
+            if replaced.is_some_and(|r| name.eq_ignore_ascii_case(r.as_str().as_bytes())) {
+                continue;
             }
             date |= name.eq_ignore_ascii_case(b"date");
             out.extend(name.iter().map(u8::to_ascii_lowercase));
