@@ -721,7 +721,7 @@ fn spawn_idle_sweep(shared: &Arc<Shared>) {
             if shared.shutdown.is_cancelled() {
                 return;
             }
-            crate::upstream::tick_sweep();
+            shared.targets.tick_sweep();
             // The upstream targets alone (static sites have none), retired ones included.
             for target in shared.targets.live() {
                 target.close_expired();

@@ -61,6 +61,13 @@ struct Plan {
     logged: Option<(&'static str, String)>,
 }
 
+/// What ended a wait for more of a head.
+enum Woke {
+    Stopping,
+    Read(io::Result<usize>),
+    Timer,
+}
+
 enum Step {
     Take(Plan),
     Partial,
@@ -101,7 +108,8 @@ pub(super) async fn serve<I>(
         out: Vec::with_capacity(4 * 1024),
     };
     // The token wakes this task once when the gateway stops; from then on the `stopping` flag
-    // is what is checked (the token's own check takes a lock, once per wait).
+    // is what is checked (the token's own check takes a lock, once per wait). `stop` is the
+    // gateway's own shutdown token, which `Gateway::shutdown` cancels right after the flag.
     let cancelled = stop.clone().cancelled_owned();
     tokio::pin!(cancelled);
     if std::future::poll_fn(|cx| Poll::Ready(cancelled.as_mut().poll(cx)))
@@ -145,24 +153,23 @@ pub(super) async fn serve<I>(
             if b.read.capacity() - b.read.len() < READ_SPACE {
                 b.read.reserve(2 * READ_SPACE);
             }
-            tokio::select! {
+            let woke = tokio::select! {
                 biased;
-                () = &mut stopping => return,
-                read = io.read_buf(&mut b.read) => match read {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                },
-                () = &mut timer => {
-                    if deadline <= Instant::now() {
-                        return;
-                    }
-                    timer.as_mut().reset(deadline);
-                }
+                () = &mut stopping => Woke::Stopping,
+                read = io.read_buf(&mut b.read) => Woke::Read(read),
+                () = &mut timer => Woke::Timer,
+            };
+            match woke {
+                Woke::Timer if deadline > Instant::now() => timer.as_mut().reset(deadline),
+                // Closed as hyper closes (TLS says close_notify).
+                Woke::Stopping | Woke::Timer => return close(&mut io, timeouts).await,
+                Woke::Read(Ok(0) | Err(_)) => return,
+                Woke::Read(Ok(_)) => {}
             }
         };
         // A head read as the gateway began to stop is not taken (hyper does the same).
         if shared.stopping.load(Ordering::Relaxed) {
-            return;
+            return close(&mut io, timeouts).await;
         }
         let start = Instant::now();
         let head_request = plan.head_request;
@@ -232,6 +239,12 @@ pub(super) async fn serve<I>(
             activity.head_next.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// Ends a connection the lane closes on its own (idle, stopping): TLS sends its close_notify,
+/// TCP its FIN, within the header timeout as on hyper's side.
+async fn close<I: AsyncWrite + Unpin>(io: &mut I, timeouts: Timeouts) {
+    let _ = tokio::time::timeout(timeouts.header_read, io.shutdown()).await;
 }
 
 /// Reads a request head off the front of `buf` and decides whether this lane takes it; if so,
@@ -496,7 +509,8 @@ where
     }
     out.extend_from_slice(b"\r\n");
     if bodiless {
-        return io.write_all(out).await;
+        io.write_all(out).await?;
+        return io.flush().await;
     }
     loop {
         // What the body has ready goes behind the head; wait for more only once that is out.
@@ -504,7 +518,9 @@ where
         let frame = match ready.await {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
+                // Flushed, not only written: TLS keeps what the socket did not take yet.
                 io.write_all(out).await?;
+                io.flush().await?;
                 out.clear();
                 body.frame().await
             }
@@ -534,7 +550,8 @@ where
     if chunked {
         out.extend_from_slice(b"0\r\n\r\n");
     }
-    io.write_all(out).await
+    io.write_all(out).await?;
+    io.flush().await
 }
 
 /// The status line and fields of an answer the gateway made itself; says whether a

@@ -1,6 +1,7 @@
-//! Listeners and connections. A listener is bound once and kept across reloads; each connection
-//! is served by hyper's auto builder (HTTP/1.1, or HTTP/2 when the client opens with the h2c
-//! preface) and closed gracefully on shutdown.
+//! Listeners and connections. A listener is bound once and kept across reloads. An HTTP/1.1
+//! connection (plain, or TLS without h2) starts in the gateway's own lane (`h1.rs`), which hands
+//! it to hyper's auto builder for anything but proxied GET and HEAD; HTTP/2 (ALPN h2, or the h2c
+//! preface) and the admin listener go to hyper at once. Connections close gracefully on shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

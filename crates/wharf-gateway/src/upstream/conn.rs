@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -29,16 +29,9 @@ use super::{Target, TargetGuard};
 use crate::body::{Body, BoxError};
 
 /// An idle connection is closed by the sweep once this many sweeps (15 s apart) saw it idle:
-/// after 60 to 75 s unused. Counting sweeps keeps the clock out of every checkout and return.
-const IDLE_SWEEPS: u32 = 5;
-
-/// Sweeps so far, the idle stacks' coarse clock.
-static SWEEPS: AtomicU32 = AtomicU32::new(0);
-
-/// Called by the gateway's periodic sweep before it closes expired connections.
-pub(crate) fn tick_sweep() {
-    SWEEPS.fetch_add(1, Ordering::Relaxed);
-}
+/// after 45 to 60 s unused, under nginx's 75 s keep-alive. Counting sweeps keeps the clock out
+/// of every checkout and return.
+const IDLE_SWEEPS: u32 = 4;
 /// Idle connections kept per target; more are closed when they finish.
 const MAX_IDLE: usize = 1024;
 
@@ -62,20 +55,26 @@ impl Idle for super::h1::Conn {
     }
 }
 
-/// The idle connections of one target, oldest at the front.
-/// Idle connections, each with the sweep count when it came back.
-pub(crate) struct IdleConns<T>(Mutex<VecDeque<(T, u32)>>);
+/// The idle connections of one target, oldest at the front, each with the sweep count (of
+/// its gateway, `sweeps`) when it came back.
+pub(crate) struct IdleConns<T> {
+    idle: Mutex<VecDeque<(T, u32)>>,
+    sweeps: Arc<AtomicU32>,
+}
 
-impl<T> Default for IdleConns<T> {
-    fn default() -> Self {
-        IdleConns(Mutex::new(VecDeque::new()))
+impl<T> IdleConns<T> {
+    pub(crate) fn new(sweeps: Arc<AtomicU32>) -> Self {
+        IdleConns {
+            idle: Mutex::new(VecDeque::new()),
+            sweeps,
+        }
     }
 }
 
 impl<T: Idle> IdleConns<T> {
     /// The most recently used connection still open.
     pub(crate) fn pop(&self) -> Option<T> {
-        let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((conn, _)) = idle.pop_back() {
             if !conn.is_closed() {
                 return Some(conn);
@@ -88,23 +87,23 @@ impl<T: Idle> IdleConns<T> {
     /// that gets no more traffic does not keep them open).
     /// Those the upstream closed meanwhile go too, so they do not hold descriptors until then.
     pub(crate) fn close_expired(&self) {
-        let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let now = SWEEPS.load(Ordering::Relaxed);
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.sweeps.load(Ordering::Relaxed);
         idle.retain(|(conn, since)| now.wrapping_sub(*since) < IDLE_SWEEPS && !conn.is_closed());
     }
 
     /// Closes every idle connection (a retired target's, once drained).
     pub(crate) fn close_all(&self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     pub(crate) fn push(&self, conn: T) {
         if conn.is_closed() {
             return;
         }
-        let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push_back((conn, SWEEPS.load(Ordering::Relaxed)));
+            idle.push_back((conn, self.sweeps.load(Ordering::Relaxed)));
         }
     }
 }

@@ -88,14 +88,14 @@ impl Head {
         let (mut length, mut date) = (false, false);
         for (name, value) in &self.fields {
             let name = &self.raw[name.range()];
+            if replaced.is_some_and(|r| name.eq_ignore_ascii_case(r.as_str().as_bytes())) {
+                continue;
+            }
             if name.eq_ignore_ascii_case(b"content-length") {
                 if no_length {
                     continue;
                 }
                 length = true;
-            }
-            if replaced.is_some_and(|r| name.eq_ignore_ascii_case(r.as_str().as_bytes())) {
-                continue;
             }
             date |= name.eq_ignore_ascii_case(b"date");
             out.extend(name.iter().map(u8::to_ascii_lowercase));

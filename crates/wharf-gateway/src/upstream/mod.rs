@@ -6,7 +6,7 @@ mod h1;
 mod health;
 mod pool;
 
-pub(crate) use conn::{Returning, SendError, Sender, Upgraded, send, tick_sweep};
+pub(crate) use conn::{Returning, SendError, Sender, Upgraded, send};
 pub(crate) use h1::{ExchangeError, Head, RawBody, body, exchange, response, write_head};
 pub(crate) use health::{probe, spawn_checker};
 pub(crate) use pool::{Pool, Target, TargetGuard, Targets};

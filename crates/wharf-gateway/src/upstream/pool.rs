@@ -41,7 +41,7 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    fn new(addr: SocketAddr) -> Target {
+    fn new(addr: SocketAddr, sweeps: &Arc<AtomicU32>) -> Target {
         Target {
             addr,
             healthy: AtomicBool::new(true),
@@ -52,8 +52,8 @@ impl Target {
             epoch: Instant::now(),
             idle: Notify::new(),
             retired: AtomicBool::new(false),
-            conns: IdleConns::default(),
-            raw: IdleConns::default(),
+            conns: IdleConns::new(sweeps.clone()),
+            raw: IdleConns::new(sweeps.clone()),
         }
     }
 
@@ -159,7 +159,11 @@ impl Target {
 /// in-flight count, one drain notification and one set of connections. Only weak references are
 /// kept: a target no pool or request holds any more is gone.
 #[derive(Default)]
-pub(crate) struct Targets(Mutex<TargetMap>);
+pub(crate) struct Targets {
+    map: Mutex<TargetMap>,
+    /// Idle-connection sweeps so far: the idle stacks' coarse clock (see `conn::IdleConns`).
+    sweeps: Arc<AtomicU32>,
+}
 
 #[derive(Default)]
 struct TargetMap {
@@ -180,7 +184,7 @@ impl Targets {
 
     /// The site's target for `addr`, made if nothing holds one; retired or not as it was.
     fn get(&self, site: &str, addr: SocketAddr) -> Arc<Target> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let key = (site.to_string(), addr);
         match map.by_key.get(&key).and_then(Weak::upgrade) {
             Some(t) => t,
@@ -189,22 +193,27 @@ impl Targets {
                     map.by_key.retain(|_, t| t.strong_count() > 0);
                     map.swept_at = map.by_key.len();
                 }
-                let t = Arc::new(Target::new(addr));
+                let t = Arc::new(Target::new(addr, &self.sweeps));
                 map.by_key.insert(key, Arc::downgrade(&t));
                 t
             }
         }
     }
 
+    /// Counts a sweep of idle connections, before it closes those it finds expired.
+    pub(crate) fn tick_sweep(&self) {
+        self.sweeps.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Every target something still holds, whatever its site.
     pub(crate) fn live(&self) -> Vec<Arc<Target>> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.by_key.values().filter_map(Weak::upgrade).collect()
     }
 
     /// The site's target for `addr`, if anything still holds it.
     pub(crate) fn find(&self, site: &str, addr: SocketAddr) -> Option<Arc<Target>> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.by_key
             .get(&(site.to_string(), addr))
             .and_then(Weak::upgrade)
