@@ -128,8 +128,9 @@ pub(super) async fn serve<I>(
     tokio::pin!(stopping);
     let mut deadline = activity.opened() + timeouts.header_read;
     let between = timeouts.header_read.min(timeouts.idle);
-    // One timer for the connection, moved only when it fires: the deadline only ever moves
-    // later, so a timer that fires early is set again and a request costs no timer work.
+    // One timer for the connection, moved only when it fires: after the first request the
+    // deadline only moves later, so a timer that fires early is set again and a request costs
+    // no timer work.
     let timer = tokio::time::sleep_until(deadline);
     tokio::pin!(timer);
     let mut served = false;
@@ -203,7 +204,7 @@ pub(super) async fn serve<I>(
                 }
             }
         };
-        let close = plan.close || shared.stopping.load(Ordering::Relaxed);
+        let closing = plan.close || shared.stopping.load(Ordering::Relaxed);
         let (status, upstream) = match &answer {
             Ok(f) => (f.head.status, Some(f.upstream)),
             Err(own) => (own.response.status(), own.upstream),
@@ -223,16 +224,22 @@ pub(super) async fn serve<I>(
         let hsts = plan.site.hsts.as_ref().filter(|_| conn.scheme == "https");
         let extra = Extra {
             head_request,
-            close,
+            close: closing,
             hsts,
         };
         let written = respond(&mut io, &mut b.out, answer, extra).await;
-        if written.is_err() || close {
-            let _ = io.shutdown().await;
+        if written.is_err() {
             return;
+        }
+        if closing {
+            return close(&mut io, timeouts).await;
         }
         served = true;
         deadline = Instant::now() + between;
+        // Only the first deadline (from accept) can be later than this one.
+        if timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
         let _ = b.read.split_to(plan.head_len);
         if b.read.is_empty() {
             // The next bytes start a head: `HeadLimit` watches its request line again.
@@ -241,8 +248,8 @@ pub(super) async fn serve<I>(
     }
 }
 
-/// Ends a connection the lane closes on its own (idle, stopping): TLS sends its close_notify,
-/// TCP its FIN, within the header timeout as on hyper's side.
+/// Ends a connection the lane closes (idle, stopping, or asked to): TLS sends its close_notify,
+/// TCP its FIN, bounded by the header timeout so a client that reads nothing cannot hold it.
 async fn close<I: AsyncWrite + Unpin>(io: &mut I, timeouts: Timeouts) {
     let _ = tokio::time::timeout(timeouts.header_read, io.shutdown()).await;
 }
