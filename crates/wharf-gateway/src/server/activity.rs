@@ -57,10 +57,14 @@ impl Activity {
     /// Requests were served before hyper took the connection over (`h1.rs`): its idle time
     /// runs from now, not its header time from accept.
     pub(crate) fn served_until_now(&self) {
+        self.idle_from_now();
+        self.started.store(true, Ordering::Relaxed);
+    }
+
+    fn idle_from_now(&self) {
         let ms = self.opened.elapsed().as_millis();
         self.idle_since_ms
             .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
-        self.started.store(true, Ordering::Relaxed);
     }
 
     /// When the connection is due to be closed for doing nothing, or `None` while a request
@@ -88,9 +92,7 @@ pub(crate) struct RequestGuard {
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let a = &self.activity;
-        let ms = a.opened.elapsed().as_millis();
-        a.idle_since_ms
-            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+        a.idle_from_now();
         if self.head_follows {
             a.head_next.store(true, Ordering::Relaxed);
         }

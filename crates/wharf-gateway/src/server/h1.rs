@@ -322,11 +322,7 @@ fn read_request(
             || is("te")
         {
             return Step::HandOver;
-        } else if is("keep-alive")
-            || is("proxy-connection")
-            || is("proxy-authenticate")
-            || is("proxy-authorization")
-            || is("trailer")
+        } else if crate::proxy::is_hop_by_hop(name.as_bytes())
             || is("x-real-ip")
             || is("x-forwarded-proto")
             || is("x-forwarded-host")

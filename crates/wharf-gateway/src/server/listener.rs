@@ -121,31 +121,18 @@ pub(crate) fn spawn_accept_loop(
                     if let Ok(Ok(tls)) = accepted
                         && tls.get_ref().1.alpn_protocol() != Some(wharf_tls::ACME_TLS_ALPN)
                     {
-                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                        let lane = tls.get_ref().1.alpn_protocol() != Some(b"h2");
                         let io = HeadLimit::new(tls, activity.clone());
-                        if h2 {
-                            serve(
-                                &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
-                            )
-                            .await;
-                        } else {
-                            super::h1::serve(
-                                &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
-                            )
-                            .await;
-                        }
+                        serve_in(
+                            lane, &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
+                        )
+                        .await;
                     }
-                } else if conn_info.role == Role::Admin {
-                    let io = HeadLimit::new(stream, activity.clone());
-                    serve(
-                        &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
-                    )
-                    .await;
                 } else {
-                    // Hands over to `serve` for anything but plain proxied requests.
+                    let lane = conn_info.role != Role::Admin;
                     let io = HeadLimit::new(stream, activity.clone());
-                    super::h1::serve(
-                        &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
+                    serve_in(
+                        lane, &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
                     )
                     .await;
                 }
@@ -155,6 +142,28 @@ pub(crate) fn spawn_accept_loop(
         tracing::debug!(%local, "listener closed");
     });
     Ok(local)
+}
+
+/// Serves a connection in the HTTP/1 lane (`h1.rs`, which hands it to [`serve`] for anything
+/// but proxied GET and HEAD), or with hyper from the start.
+#[allow(clippy::too_many_arguments)]
+async fn serve_in<I>(
+    lane: bool,
+    shared: &Arc<Shared>,
+    conn_info: Arc<ConnInfo>,
+    builder: &auto::Builder<TokioExecutor>,
+    io: HeadLimit<I>,
+    activity: Arc<Activity>,
+    timeouts: Timeouts,
+    stop: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if lane {
+        super::h1::serve(shared, conn_info, builder, io, activity, timeouts, stop).await;
+    } else {
+        serve(shared, conn_info, builder, io, activity, timeouts, stop).await;
+    }
 }
 
 /// Serves one connection's requests until it ends, sits idle past its deadline (see
