@@ -3,6 +3,7 @@
 //! in time proportional to the change, not to the number of sites, while every table stays a
 //! complete, immutable value that requests hold for as long as they run.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::config::{HostPattern, Timeouts, UnknownHost};
@@ -161,26 +162,38 @@ fn remove(map: &mut Map<Routes>, key: &str, name: &str) {
 /// Normalises a request's host (from the URI authority or the Host header): lower-case, port and
 /// trailing dot removed. `None` if it holds anything a host name cannot.
 pub(crate) fn normalize_host(raw: &str) -> Option<String> {
+    let mut host = String::new();
+    normalize_host_into(raw, &mut host).then_some(host)
+}
+
+/// [`normalize_host`] into a buffer the caller keeps (the HTTP/1 lane: no allocation per
+/// request); false, and `out` left empty or partly written, if the host is not valid.
+pub(crate) fn normalize_host_into(raw: &str, out: &mut String) -> bool {
+    out.clear();
     let host = if let Some(v6) = raw.strip_prefix('[') {
         // IPv6 literal: keep the brackets off; after `]` only `:port` may follow.
-        let (addr, rest) = v6.split_once(']')?;
-        if !rest.is_empty() && !rest.strip_prefix(':')?.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        return addr
-            .parse::<std::net::Ipv6Addr>()
-            .ok()
-            .map(|ip| ip.to_string());
+        let Some((addr, rest)) = v6.split_once(']') else {
+            return false;
+        };
+        let port_ok = rest.is_empty()
+            || rest
+                .strip_prefix(':')
+                .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+        let Some(ip) = addr.parse::<std::net::Ipv6Addr>().ok().filter(|_| port_ok) else {
+            return false;
+        };
+        let _ = write!(out, "{ip}");
+        return true;
     } else {
         match raw.rsplit_once(':') {
             Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            Some(_) => return None,
+            Some(_) => return false,
             None => raw,
         }
     };
-    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    crate::config::validate_host_name(&host).ok()?;
-    Some(host)
+    out.push_str(host.strip_suffix('.').unwrap_or(host));
+    out.make_ascii_lowercase();
+    crate::config::validate_host_name(out).is_ok()
 }
 
 #[cfg(test)]

@@ -242,6 +242,56 @@ async fn dead_upstream_gives_502_and_slow_one_504() {
     slow.release_held();
 }
 
+/// An upstream may take longer than the header timeout to answer: only the read timeout cuts
+/// it. The connection stays usable after such an answer, and is still closed once idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_answer_outlives_the_header_timeout_but_not_the_read_timeout() {
+    let up = MockUpstream::start("slow").await;
+    let (_gw, addr) = start(&format!(
+        r#"
+        [gateway]
+        listen = ["127.0.0.1:0"]
+        header_timeout = "200ms"
+        read_timeout = "10s"
+        [[site]]
+        name = "slow"
+        hosts = ["slow.test"]
+        upstreams = ["{}"]
+        "#,
+        up.addr
+    ));
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /hold HTTP/1.1\r\nHost: slow.test\r\n\r\n")
+        .await
+        .unwrap();
+    up.until_held(1).await;
+    // Time passing is what is tested: the header deadline goes by while the upstream thinks.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    up.release_held();
+    s.write_all(b"GET /next HTTP/1.1\r\nHost: slow.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answers = read_answers(&mut s).await;
+    let bodies: Vec<_> = answers.iter().map(|(c, _, b)| (*c, b.as_str())).collect();
+    assert_eq!(bodies, [(200, "slow held"), (200, "slow")]);
+
+    // Idle past the header timeout after an answer: closed.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: slow.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("an idle connection is closed after the header timeout")
+        .unwrap();
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowlist_refuses_other_addresses() {
     let up = MockUpstream::start("up").await;

@@ -1,6 +1,7 @@
 //! Sends a request to one of the site's targets and streams the answer back.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use http::uri::PathAndQuery;
@@ -68,8 +69,14 @@ pub(crate) async fn forward(
         let write =
             |out: &mut Vec<u8>| write_head(out, &parts.method, &path_and_query, &parts.headers);
         let head = parts.method == Method::HEAD;
-        let started = tokio::time::Instant::now();
-        return match bodiless(client, site, pool, head, &write, started, read_timeout).await {
+        let at = tokio::time::Instant::now() + read_timeout;
+        let timer = std::pin::pin!(tokio::time::sleep_until(at));
+        let due = Due {
+            at,
+            timer,
+            timeout: read_timeout,
+        };
+        return match bodiless(client, site, pool, head, &write, due).await {
             Ok(f) => Forwarded {
                 response: response(&f.head, f.body).map(|b| b.boxed_unsync()),
                 upstream: Some(f.upstream),
@@ -160,20 +167,32 @@ pub(crate) struct Fetched {
     pub(crate) upstream: SocketAddr,
 }
 
+/// When an upstream's answer head is due, and the timer that says so. The timer is the caller's:
+/// a connection that already has one (the HTTP/1 lane's) lends it, so a request sets no timer
+/// of its own unless it fires. It is moved only when it would fire after `at`, or fires before.
+pub(crate) struct Due<'a> {
+    pub(crate) at: tokio::time::Instant,
+    pub(crate) timer: Pin<&'a mut tokio::time::Sleep>,
+    /// The read timeout `at` came from, for the log.
+    pub(crate) timeout: Duration,
+}
+
 /// [`forward`] for an idempotent request without a body and no upgrade (most requests): the
 /// exchange runs in this task over the gateway's own HTTP/1 connections (`upstream::h1`), and a
 /// target that refuses the connection is skipped for the next. `write_head` writes the request
-/// head as the upstream gets it; the answer's head is due `read_timeout` after `started`. The
-/// error is the gateway's own answer (502, 503, 504).
+/// head as the upstream gets it; every try's answer head is due by `due.at`. The error is the
+/// gateway's own answer (502, 503, 504).
 pub(crate) async fn bodiless(
     client: &Client,
     site: &Site,
     pool: &Pool,
     head: bool,
     write_head: &(dyn Fn(&mut Vec<u8>) + Sync),
-    started: tokio::time::Instant,
-    read_timeout: Duration,
+    mut due: Due<'_>,
 ) -> Result<Fetched, Forwarded> {
+    if due.timer.deadline() > due.at {
+        due.timer.as_mut().reset(due.at);
+    }
     let mut skip = None;
     let mut tries = pool.targets().len().max(1);
     loop {
@@ -183,8 +202,8 @@ pub(crate) async fn bodiless(
         };
         let target = &guard.0;
         let sent = exchange(target, client.connect_timeout, head, write_head);
-        // One deadline for every try, from when the request was read.
-        match tokio::time::timeout_at(started + read_timeout, sent).await {
+        let outcome = until(sent, &mut due).await;
+        match outcome {
             Ok(Ok((head, conn))) => {
                 target.mark_ok();
                 let upstream = target.addr;
@@ -207,7 +226,28 @@ pub(crate) async fn bodiless(
                 });
             }
             Ok(Err(ExchangeError::Upstream(e))) => return Err(upstream_failed(site, target, &e)),
-            Err(_) => return Err(timed_out(site, target, read_timeout)),
+            Err(Late) => return Err(timed_out(site, target, due.timeout)),
+        }
+    }
+}
+
+/// The deadline passed.
+struct Late;
+
+/// Runs `work` until it is done or `due.at` passes, whichever is first.
+async fn until<F: Future>(work: F, due: &mut Due<'_>) -> Result<F::Output, Late> {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return Ok(out),
+            () = due.timer.as_mut() => {
+                if tokio::time::Instant::now() >= due.at {
+                    return Err(Late);
+                }
+                // An earlier deadline of the timer's owner went by: on to this one.
+                due.timer.as_mut().reset(due.at);
+            }
         }
     }
 }

@@ -6,6 +6,6 @@ mod forward;
 mod headers;
 
 pub(crate) use forward::{
-    Client, Fetched, Forwarded, bodiless, forward, new_client, stripped_target,
+    Client, Due, Fetched, Forwarded, bodiless, forward, new_client, stripped_target,
 };
 pub(crate) use headers::{ip_header, is_hop_by_hop, strip_hop_by_hop};

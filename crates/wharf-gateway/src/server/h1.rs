@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::SystemTime;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use http::StatusCode;
 use http::header::{self, HeaderName, HeaderValue};
 use http_body::Body as _;
@@ -35,8 +35,8 @@ use super::listener::{ConnInfo, Role};
 use super::rewind::Rewind;
 use crate::config::Timeouts;
 use crate::gateway::Shared;
-use crate::proxy::{Fetched, Forwarded};
-use crate::routing::{normalize_host, prefix_matches};
+use crate::proxy::{Due, Fetched, Forwarded};
+use crate::routing::{normalize_host_into, prefix_matches};
 use crate::site::{Backend, Site};
 
 /// A head not complete within this many bytes goes to hyper, which allows up to `HEAD_LIMIT`.
@@ -55,7 +55,6 @@ struct Plan {
     /// The client asked to close after this answer.
     close: bool,
     site: Arc<Site>,
-    host: String,
     read_timeout: std::time::Duration,
     /// Method and path for the access log, when the site has one.
     logged: Option<(&'static str, String)>,
@@ -77,11 +76,18 @@ enum Step {
 /// The connection's buffers, kept for their capacity.
 struct Buffers {
     read: BytesMut,
-    /// The upstream request line and header fields.
-    line: Vec<u8>,
-    fields: Vec<u8>,
+    request: Taken,
     /// The client's answer being written.
     out: Vec<u8>,
+}
+
+/// What the lane keeps of a request it takes.
+struct Taken {
+    /// The upstream's request line and header fields.
+    line: Vec<u8>,
+    fields: Vec<u8>,
+    /// The host, normalised.
+    host: String,
 }
 
 /// Serves an HTTP/1 connection until it ends, is idle past its deadline, the gateway stops,
@@ -103,8 +109,11 @@ pub(super) async fn serve<I>(
 {
     let mut b = Buffers {
         read: BytesMut::with_capacity(2 * READ_SPACE),
-        line: Vec::with_capacity(256),
-        fields: Vec::with_capacity(1024),
+        request: Taken {
+            line: Vec::with_capacity(256),
+            fields: Vec::with_capacity(1024),
+            host: String::with_capacity(64),
+        },
         out: Vec::with_capacity(4 * 1024),
     };
     // The token wakes this task once when the gateway stops; from then on the `stopping` flag
@@ -137,7 +146,7 @@ pub(super) async fn serve<I>(
     loop {
         let plan = loop {
             if !b.read.is_empty() {
-                match read_request(&b.read, shared, &conn, &mut b.line, &mut b.fields) {
+                match read_request(&b.read, shared, &conn, &mut b.request) {
                     Step::Take(plan) => break plan,
                     Step::HandOver => {
                         if served {
@@ -178,28 +187,29 @@ pub(super) async fn serve<I>(
             unreachable!("the lane takes proxied sites only")
         };
         let write = |out: &mut Vec<u8>| {
-            out.extend_from_slice(&b.line);
-            out.extend_from_slice(&b.fields);
+            out.extend_from_slice(&b.request.line);
+            out.extend_from_slice(&b.request.fields);
         };
-        let exchange = crate::proxy::bodiless(
-            &shared.client,
-            &plan.site,
-            pool,
-            head_request,
-            &write,
-            start,
-            plan.read_timeout,
-        );
-        tokio::pin!(exchange);
         // While the upstream thinks, a client that goes away ends the exchange, as with hyper
         // (long polls). What it sends meanwhile waits in the buffer, up to one head's worth.
-        let answer = loop {
-            tokio::select! {
-                biased;
-                answer = &mut exchange => break answer,
-                read = io.read_buf(&mut b.read), if b.read.len() < plan.head_len + LANE_HEAD => {
-                    if !matches!(read, Ok(n) if n > 0) {
-                        return;
+        let answer = {
+            // The upstream's answer is due by the connection's own timer.
+            let due = Due {
+                at: start + plan.read_timeout,
+                timer: timer.as_mut(),
+                timeout: plan.read_timeout,
+            };
+            let exchange =
+                crate::proxy::bodiless(&shared.client, &plan.site, pool, head_request, &write, due);
+            tokio::pin!(exchange);
+            loop {
+                tokio::select! {
+                    biased;
+                    answer = &mut exchange => break answer,
+                    read = io.read_buf(&mut b.read), if b.read.len() < plan.head_len + LANE_HEAD => {
+                        if !matches!(read, Ok(n) if n > 0) {
+                            return;
+                        }
                     }
                 }
             }
@@ -214,7 +224,7 @@ pub(super) async fn serve<I>(
             shared,
             &plan.site,
             &conn,
-            &plan.host,
+            &b.request.host,
             logged,
             status.as_u16(),
             start.elapsed(),
@@ -240,7 +250,8 @@ pub(super) async fn serve<I>(
         if timer.deadline() > deadline {
             timer.as_mut().reset(deadline);
         }
-        let _ = b.read.split_to(plan.head_len);
+        // Moves the start only: no reference count, and `reserve` reuses the space.
+        b.read.advance(plan.head_len);
         if b.read.is_empty() {
             // The next bytes start a head: `HeadLimit` watches its request line again.
             activity.head_next.store(true, Ordering::Relaxed);
@@ -255,14 +266,9 @@ async fn close<I: AsyncWrite + Unpin>(io: &mut I, timeouts: Timeouts) {
 }
 
 /// Reads a request head off the front of `buf` and decides whether this lane takes it; if so,
-/// writes the upstream's request line into `line` and its header fields into `fields`.
-fn read_request(
-    buf: &[u8],
-    shared: &Shared,
-    conn: &ConnInfo,
-    line: &mut Vec<u8>,
-    fields: &mut Vec<u8>,
-) -> Step {
+/// writes the upstream's request line and header fields, and the host, into `taken`.
+fn read_request(buf: &[u8], shared: &Shared, conn: &ConnInfo, taken: &mut Taken) -> Step {
+    let Taken { line, fields, host } = taken;
     // Left uninitialised: filling 100 empty slots per request costs more than the parse.
     let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
@@ -293,7 +299,7 @@ fn read_request(
     }
 
     fields.clear();
-    let mut host = None;
+    let mut raw_host = None;
     let mut hosts = 0;
     let mut close = false;
     let mut forwarded_for = None;
@@ -302,7 +308,7 @@ fn read_request(
         let is = |n: &str| name.eq_ignore_ascii_case(n);
         if is("host") {
             hosts += 1;
-            host = Some(h.value);
+            raw_host = Some(h.value);
         } else if is("connection") {
             // `keep-alive` and `close` only: any other token names headers to drop, or asks
             // for an upgrade.
@@ -333,27 +339,28 @@ fn read_request(
             forwarded_for.get_or_insert(h.value);
             continue;
         }
-        for &c in name.as_bytes() {
-            fields.push(c.to_ascii_lowercase());
-        }
+        let at = fields.len();
+        fields.extend_from_slice(name.as_bytes());
+        fields[at..].make_ascii_lowercase();
         fields.extend_from_slice(b": ");
         fields.extend_from_slice(h.value);
         fields.extend_from_slice(b"\r\n");
     }
-    let Some(host) = host
+    let valid = raw_host
         .filter(|_| hosts == 1)
         .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(normalize_host)
-    else {
+        .is_some_and(|raw| normalize_host_into(raw, host));
+    if !valid {
         return Step::HandOver;
-    };
+    }
+    let host = host.as_str();
 
     let table = shared.table.load();
     let site = match &conn.role {
         Role::Site(name) => table
             .site(name)
             .filter(|s| prefix_matches(&s.config.path, path)),
-        _ => table.lookup(&host, path),
+        _ => table.lookup(host, path),
     };
     let Some(site) = site else {
         return Step::HandOver;
@@ -362,7 +369,7 @@ fn read_request(
     let redirect = conn.scheme == "http"
         && https_port != 0
         && site.config.https.redirect
-        && shared.certs.covers(&host);
+        && shared.certs.covers(host);
     if redirect || !allowed(&site.config.allow, conn) || !matches!(site.backend, Backend::Proxy(_))
     {
         return Step::HandOver;
@@ -400,7 +407,6 @@ fn read_request(
         head_request,
         close,
         site: site.clone(),
-        host,
         read_timeout: table.timeouts.read,
         logged,
     })

@@ -98,7 +98,9 @@ impl Head {
                 length = true;
             }
             date |= name.eq_ignore_ascii_case(b"date");
-            out.extend(name.iter().map(u8::to_ascii_lowercase));
+            let at = out.len();
+            out.extend_from_slice(name);
+            out[at..].make_ascii_lowercase();
             out.extend_from_slice(b": ");
             out.extend_from_slice(&self.raw[value.range()]);
             out.extend_from_slice(b"\r\n");
