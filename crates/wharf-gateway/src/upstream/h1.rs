@@ -11,7 +11,7 @@
 //! until the upstream closes. A connection goes back to its target only when its answer was
 //! read to the very end with nothing left over and both sides keep it alive.
 
-use std::io::{self, Write as _};
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -106,7 +106,9 @@ impl Head {
             out.extend_from_slice(b"\r\n");
         }
         if let Framing::Length(n) = self.framing {
-            let _ = write!(out, "content-length: {n}\r\n");
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
             length = true;
         }
         (length, date)
