@@ -370,7 +370,7 @@ async fn server_sent_events_arrive_one_by_one() {
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .unwrap();
-    tokio::spawn(conn);
+    let client = tokio::spawn(conn);
     let req = Request::get("/sse")
         .header("host", "sse.test")
         .body(Full::new(Bytes::new()))
@@ -389,6 +389,13 @@ async fn server_sent_events_arrive_one_by_one() {
         let data = frame.into_data().unwrap();
         assert_eq!(data, format!("data: tick {i}\n\n"));
     }
+    // A client that leaves a quiet stream frees the upstream connection at once, not at the
+    // next event.
+    drop((body, tx));
+    client.abort();
+    tokio::time::timeout(Duration::from_secs(5), feed.closed())
+        .await
+        .expect("the gateway closes the upstream's stream when the client goes away");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,6 +53,11 @@ impl SseFeed {
             .await
             .expect("no SSE client");
     }
+
+    /// Resolves once the `/sse` answer is gone: the connection it went out on was closed.
+    pub async fn closed(&self) {
+        self.0.closed().await
+    }
 }
 
 impl MockUpstream {

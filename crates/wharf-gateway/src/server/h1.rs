@@ -237,7 +237,11 @@ pub(super) async fn serve<I>(
             close: closing,
             hsts,
         };
-        let written = respond(&mut io, &mut b.out, answer, extra).await;
+        let client = Client {
+            read: &mut b.read,
+            limit: plan.head_len + LANE_HEAD,
+        };
+        let written = respond(&mut io, &mut b.out, client, answer, extra).await;
         if written.is_err() {
             return;
         }
@@ -440,6 +444,13 @@ fn plain_target_byte(b: u8) -> bool {
         )
 }
 
+/// The client's side of the connection while its answer streams: what it sends meanwhile is
+/// kept in `read`, up to `limit` bytes.
+struct Client<'a> {
+    read: &'a mut BytesMut,
+    limit: usize,
+}
+
 /// What an answer's head gets besides the answer's own fields.
 struct Extra<'a> {
     head_request: bool,
@@ -451,15 +462,17 @@ struct Extra<'a> {
 /// Writes an answer as HTTP/1.1: the upstream's head from its own bytes, or the gateway's own
 /// answer. The head and as much of the body as is already in go out in one write. A body of
 /// unknown length is sent chunked; trailers are not sent (the client did not ask for them:
-/// requests with `TE` go to hyper).
+/// requests with `TE` go to hyper). While the body is quiet, a client that goes away ends the
+/// answer, and so frees the upstream connection, as hyper's server does.
 async fn respond<I>(
     io: &mut I,
     out: &mut Vec<u8>,
+    client: Client<'_>,
     answer: Result<Fetched, Forwarded>,
     extra: Extra<'_>,
 ) -> io::Result<()>
 where
-    I: AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + Unpin,
 {
     let Extra {
         head_request,
@@ -531,7 +544,17 @@ where
                 io.write_all(out).await?;
                 io.flush().await?;
                 out.clear();
-                body.frame().await
+                loop {
+                    tokio::select! {
+                        biased;
+                        frame = body.frame() => break frame,
+                        got = io.read_buf(client.read), if client.read.len() < client.limit => {
+                            if !matches!(got, Ok(n) if n > 0) {
+                                return Err(io::ErrorKind::ConnectionAborted.into());
+                            }
+                        }
+                    }
+                }
             }
         };
         let data = match frame {
