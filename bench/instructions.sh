@@ -9,8 +9,15 @@
 # (1 thread, 50 keep-alive connections) against the same nginx `return 200` backend as
 # bench/run.sh, and divides all instructions the gateway ran by the requests it answered. It
 # counts user space only: the kernel's share (most of a proxied request) is in docs/benchmarks.md.
-# About a minute; the gateway runs some 50 times slower under callgrind.
+# The figure still moves a little (1-3%) with how often the gateway runs out of work and waits,
+# so compare two builds one after the other. About 15 seconds; the gateway runs some 50 times
+# slower under callgrind.
 set -euo pipefail
+# A binary given is found from where the script was called.
+GIVEN=
+if [ $# -ge 1 ]; then
+  GIVEN=$(realpath -e "$1") || { echo "bench: no such file: $1" >&2; exit 1; }
+fi
 cd "$(dirname "$0")/.."
 
 need() {
@@ -27,13 +34,13 @@ need nginx nginx-light
 need valgrind valgrind
 need curl curl
 
-if [ $# -ge 1 ]; then
-  WHARF=$(realpath "$1")
+if [ -n "$GIVEN" ]; then
+  WHARF=$GIVEN
   LABEL=$WHARF
 else
   cargo build --release -q -p wharf
   WHARF=$PWD/target/release/wharf
-  LABEL="wharf $(git rev-parse --short HEAD 2>/dev/null || echo '(working tree)')"
+  LABEL="wharf $(git describe --always --dirty 2>/dev/null || echo '(working tree)')"
 fi
 
 TMP=$(mktemp -d)
@@ -70,6 +77,12 @@ TOML
 
 nginx -c "$TMP/backend.conf" &
 PIDS+=($!)
+up=
+for _ in $(seq 50); do
+  if curl -sf -o /dev/null "http://$BACKEND/"; then up=1; break; fi
+  sleep 0.1
+done
+[ -n "$up" ] || { echo "bench: the nginx backend on $BACKEND did not answer" >&2; cat "$TMP/nginx.err" >&2 || true; exit 1; }
 (cd "$TMP" && RUST_LOG=warn exec valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out" \
   "$WHARF" gateway --config "$TMP/wharf.toml" --no-watch) >"$TMP/gateway.log" 2>&1 &
 GW=$!
@@ -86,9 +99,16 @@ total=0
 for secs in 3 8; do
   wrk -t1 -c50 -d"${secs}s" -H "Host: proxy.bench" "http://$GATEWAY/" > "$TMP/wrk.txt"
   if grep -q "Non-2xx" "$TMP/wrk.txt"; then cat "$TMP/wrk.txt" >&2; exit 1; fi
-  total=$((total + $(awk '/requests in/ {print $1}' "$TMP/wrk.txt")))
+  served=$(awk '/requests in/ {print $1}' "$TMP/wrk.txt")
+  [ -n "$served" ] || { echo "bench: wrk reported no request count" >&2; cat "$TMP/wrk.txt" >&2; exit 1; }
+  total=$((total + served))
 done
 kill -INT "$GW"
 wait "$GW" 2>/dev/null || true
-instructions=$(awk '/^(summary|totals):/ {print $2; exit}' "$TMP/callgrind.out")
+instructions=$(awk '/^(summary|totals):/ {print $2; exit}' "$TMP/callgrind.out" 2>/dev/null || true)
+if [ -z "$instructions" ] || [ "$total" -eq 0 ]; then
+  echo "bench: callgrind wrote no totals, or no request was answered" >&2
+  cat "$TMP/gateway.log" >&2
+  exit 1
+fi
 echo "$LABEL: $total requests, $((instructions / total)) user-space instructions per proxied request"

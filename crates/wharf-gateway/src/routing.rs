@@ -167,7 +167,8 @@ pub(crate) fn normalize_host(raw: &str) -> Option<String> {
 }
 
 /// [`normalize_host`] into a buffer the caller keeps (the HTTP/1 lane: no allocation per
-/// request); false, and `out` left empty or partly written, if the host is not valid.
+/// request). False if the host is not valid; `out` then holds no valid host and is not to be
+/// used.
 pub(crate) fn normalize_host_into(raw: &str, out: &mut String) -> bool {
     out.clear();
     let host = if let Some(v6) = raw.strip_prefix('[') {
