@@ -20,15 +20,7 @@ if [ $# -ge 1 ]; then
 fi
 cd "$(dirname "$0")/.."
 
-need() {
-  command -v "$1" >/dev/null 2>&1 && return
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-  else
-    echo "bench: '$1' is missing; install it with: sudo apt-get install -y $2" >&2
-    exit 1
-  fi
-}
+. bench/need.sh
 need wrk wrk
 need nginx nginx-light
 need valgrind valgrind

@@ -35,10 +35,7 @@ HOST_IP=$NET.1 NODE_IP=$NET.10
 APP_PORT=18200 SINK_PORT=18201 STUNNEL_PORT=18202
 
 [ "$(id -u)" = 0 ] || { echo "bench: link.sh makes a network namespace: run it as root" >&2; exit 1; }
-need() {
-  command -v "$1" >/dev/null 2>&1 && return
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-}
+. bench/need.sh
 need ip iproute2
 need ss iproute2
 need nsenter util-linux
