@@ -237,7 +237,7 @@ pub(super) async fn serve<I>(
             close: closing,
             hsts,
         };
-        let client = Client {
+        let client = ClientReads {
             read: &mut b.read,
             limit: plan.head_len + LANE_HEAD,
         };
@@ -446,7 +446,7 @@ fn plain_target_byte(b: u8) -> bool {
 
 /// The client's side of the connection while its answer streams: what it sends meanwhile is
 /// kept in `read`, up to `limit` bytes.
-struct Client<'a> {
+struct ClientReads<'a> {
     read: &'a mut BytesMut,
     limit: usize,
 }
@@ -467,7 +467,7 @@ struct Extra<'a> {
 async fn respond<I>(
     io: &mut I,
     out: &mut Vec<u8>,
-    client: Client<'_>,
+    client: ClientReads<'_>,
     answer: Result<Fetched, Forwarded>,
     extra: Extra<'_>,
 ) -> io::Result<()>
