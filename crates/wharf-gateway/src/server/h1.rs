@@ -21,7 +21,7 @@ use bytes::{Buf, BytesMut};
 use http::StatusCode;
 use http::header::{self, HeaderName, HeaderValue};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Either};
+use http_body_util::Either;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -190,29 +190,21 @@ pub(super) async fn serve<I>(
             out.extend_from_slice(&b.request.line);
             out.extend_from_slice(&b.request.fields);
         };
-        // While the upstream thinks, a client that goes away ends the exchange, as with hyper
-        // (long polls). What it sends meanwhile waits in the buffer, up to one head's worth.
-        let answer = {
-            // The upstream's answer is due by the connection's own timer.
-            let due = Due {
-                at: start + plan.read_timeout,
-                timer: timer.as_mut(),
-                timeout: plan.read_timeout,
-            };
-            let exchange =
-                crate::proxy::bodiless(&shared.client, &plan.site, pool, head_request, &write, due);
-            tokio::pin!(exchange);
-            loop {
-                tokio::select! {
-                    biased;
-                    answer = &mut exchange => break answer,
-                    read = io.read_buf(&mut b.read), if b.read.len() < plan.head_len + LANE_HEAD => {
-                        if !matches!(read, Ok(n) if n > 0) {
-                            return;
-                        }
-                    }
-                }
-            }
+        let mut client = ClientReads {
+            read: &mut b.read,
+            limit: plan.head_len + LANE_HEAD,
+        };
+        // The upstream's answer is due by the connection's own timer.
+        let due = Due {
+            at: start + plan.read_timeout,
+            timer: timer.as_mut(),
+            timeout: plan.read_timeout,
+        };
+        let exchange =
+            crate::proxy::bodiless(&shared.client, &plan.site, pool, head_request, &write, due);
+        // While the upstream thinks, a client that goes away ends the exchange (long polls).
+        let Some(answer) = client.unless_gone(&mut io, exchange).await else {
+            return;
         };
         let closing = plan.close || shared.stopping.load(Ordering::Relaxed);
         let (status, upstream) = match &answer {
@@ -236,10 +228,6 @@ pub(super) async fn serve<I>(
             head_request,
             close: closing,
             hsts,
-        };
-        let client = ClientReads {
-            read: &mut b.read,
-            limit: plan.head_len + LANE_HEAD,
         };
         let written = respond(&mut io, &mut b.out, client, answer, extra).await;
         if written.is_err() {
@@ -444,11 +432,35 @@ fn plain_target_byte(b: u8) -> bool {
         )
 }
 
-/// The client's side of the connection while its answer streams: what it sends meanwhile is
-/// kept in `read`, up to `limit` bytes.
+/// The client's side of the connection while its answer is on the way: what it sends meanwhile
+/// (a pipelined request) is kept in `read`, up to `limit` bytes.
 struct ClientReads<'a> {
     read: &'a mut BytesMut,
     limit: usize,
+}
+
+impl ClientReads<'_> {
+    /// Runs `work` unless the client goes away first (`None`), as hyper's server notices a
+    /// client that leaves: the work (an upstream exchange, a body) is dropped with its upstream
+    /// connection.
+    async fn unless_gone<I, F>(&mut self, io: &mut I, work: F) -> Option<F::Output>
+    where
+        I: AsyncRead + Unpin,
+        F: Future,
+    {
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut work => return Some(out),
+                got = io.read_buf(self.read), if self.read.len() < self.limit => {
+                    if !matches!(got, Ok(n) if n > 0) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What an answer's head gets besides the answer's own fields.
@@ -467,7 +479,7 @@ struct Extra<'a> {
 async fn respond<I>(
     io: &mut I,
     out: &mut Vec<u8>,
-    client: ClientReads<'_>,
+    mut client: ClientReads<'_>,
     answer: Result<Fetched, Forwarded>,
     extra: Extra<'_>,
 ) -> io::Result<()>
@@ -544,16 +556,11 @@ where
                 io.write_all(out).await?;
                 io.flush().await?;
                 out.clear();
-                loop {
-                    tokio::select! {
-                        biased;
-                        frame = body.frame() => break frame,
-                        got = io.read_buf(client.read), if client.read.len() < client.limit => {
-                            if !matches!(got, Ok(n) if n > 0) {
-                                return Err(io::ErrorKind::ConnectionAborted.into());
-                            }
-                        }
-                    }
+                // `poll_frame` directly: `BodyExt::frame` here fails the spawned task's `Send` check.
+                let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+                match client.unless_gone(io, frame).await {
+                    Some(frame) => frame,
+                    None => return Err(io::ErrorKind::ConnectionAborted.into()),
                 }
             }
         };
