@@ -194,16 +194,21 @@ pub(super) async fn serve<I>(
             read: &mut b.read,
             limit: plan.head_len + LANE_HEAD,
         };
-        // The upstream's answer is due by the connection's own timer.
-        let due = Due {
-            at: start + plan.read_timeout,
-            timer: timer.as_mut(),
-            timeout: plan.read_timeout,
-        };
-        let exchange =
-            crate::proxy::bodiless(&shared.client, &plan.site, pool, head_request, &write, due);
         // While the upstream thinks, a client that goes away ends the exchange (long polls).
-        let Some(answer) = client.unless_gone(&mut io, exchange).await else {
+        let answer = {
+            // The upstream's answer is due by the connection's own timer.
+            let due = Due {
+                at: start + plan.read_timeout,
+                timer: timer.as_mut(),
+                timeout: plan.read_timeout,
+            };
+            let exchange =
+                crate::proxy::bodiless(&shared.client, &plan.site, pool, head_request, &write, due);
+            // Pinned here and lent: the exchange's future is large, and moving it costs a copy.
+            tokio::pin!(exchange);
+            client.unless_gone(&mut io, exchange.as_mut()).await
+        };
+        let Some(answer) = answer else {
             return;
         };
         let closing = plan.close || shared.stopping.load(Ordering::Relaxed);
@@ -558,7 +563,9 @@ where
                 out.clear();
                 // `poll_frame` directly: `BodyExt::frame` here fails the spawned task's `Send` check.
                 let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
-                match client.unless_gone(io, frame).await {
+                // Boxed: only a body that makes the answer wait pays for this future, and the
+                // answer's own future stays small enough to be cheap to start.
+                match Box::pin(client.unless_gone(io, frame)).await {
                     Some(frame) => frame,
                     None => return Err(io::ErrorKind::ConnectionAborted.into()),
                 }
