@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, Version, header};
+// The option macro calls these by name.
 use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use nix::{libc, setsockopt_impl, sockopt_impl};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -49,7 +51,28 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, GatewayErr
         std::net::TcpListener::bind(addr).map_err(|source| GatewayError::Bind { addr, source })?;
     l.set_nonblocking(true)
         .map_err(|source| GatewayError::Bind { addr, source })?;
+    defer_accept(&l, addr);
     Ok(l)
+}
+
+// Linux's TCP_DEFER_ACCEPT, which nix has no ready-made option for (its macro: no unsafe here).
+sockopt_impl!(
+    DeferAccept,
+    SetOnly,
+    libc::IPPROTO_TCP,
+    libc::TCP_DEFER_ACCEPT,
+    u32
+);
+
+/// Every protocol served here has the client speak first, so the kernel hands a connection
+/// over with its first bytes (the request, or TLS's ClientHello) instead of waking the gateway
+/// twice: once to accept, once to read. A client that connects and says nothing is handed over
+/// after a second anyway (the kernel's next SYN-ACK), so the header timeout still applies to it.
+/// Best effort: where the option is missing, connections are accepted as before.
+fn defer_accept(l: &std::net::TcpListener, addr: SocketAddr) {
+    if let Err(e) = nix::sys::socket::setsockopt(l, DeferAccept, &1) {
+        tracing::debug!(%addr, error = %e, "TCP_DEFER_ACCEPT not set");
+    }
 }
 
 pub(crate) fn spawn_accept_loop(
