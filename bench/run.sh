@@ -304,6 +304,7 @@ Method: one worker each, pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS keep-a
 |---|---:|---:|
 | wharf proxy / HAProxy (default backend; Host ACL) | $(ratio "$wharf_rps" "$hap_rps"); $(ratio "$wharf_rps" "$hacl_rps") | ≥ 1.15 |
 | wharf proxy CPU per request / HAProxy's (default backend; Host ACL) | $(ratio "$wharf_cpu" "$hap_cpu"); $(ratio "$wharf_cpu" "$hacl_cpu") | ≤ 0.85 |
+| requests/s within reach: backend direct / HAProxy (default backend; Host ACL); wrk and the backend share one core, so no proxy serves more than the backend alone | $(ratio "$direct_rps" "$hap_rps"); $(ratio "$direct_rps" "$hacl_rps") | |
 | wharf proxy p99 / HAProxy's (default backend; Host ACL) | $(ratio "$wharf_p99" "$hap_p99"); $(ratio "$wharf_p99" "$hacl_p99") | ≤ 1.0 |
 | wharf proxy / nginx proxy | $(ratio "$wharf_rps" "$nginx_rps") | |
 | wharf proxy / backend direct | $(ratio "$wharf_rps" "$direct_rps") | ≥ 0.70 |
