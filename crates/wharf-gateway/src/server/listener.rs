@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, Version, header};
-// The option macro calls these by name.
 use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+// nix's option macro calls these by name.
 use nix::{libc, setsockopt_impl, sockopt_impl};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -47,15 +47,30 @@ pub(crate) struct ConnInfo {
 
 /// Binds without an async context so a reload can bind new addresses before committing.
 pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, GatewayError> {
-    let l =
-        std::net::TcpListener::bind(addr).map_err(|source| GatewayError::Bind { addr, source })?;
-    l.set_nonblocking(true)
-        .map_err(|source| GatewayError::Bind { addr, source })?;
+    let err = |source| GatewayError::Bind { addr, source };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(err)?;
+    // As std's bind does: a restarted gateway rebinds while old connections sit in TIME_WAIT.
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    // A queue as deep as nginx's and HAProxy's (std's is 128): connections not yet accepted,
+    // and those the kernel holds until their first bytes, wait here.
+    socket.listen(LISTEN_BACKLOG).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    let l = std::net::TcpListener::from(socket);
     defer_accept(&l, addr);
     Ok(l)
 }
 
-// Linux's TCP_DEFER_ACCEPT, which nix has no ready-made option for (its macro: no unsafe here).
+/// The kernel caps it at `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: i32 = 1024;
+
+// Linux's TCP_DEFER_ACCEPT, which nix, socket2 and rustix have no ready-made call for. nix's
+// option macro holds the `unsafe` setsockopt call (a u32 option, passed by reference).
 sockopt_impl!(
     DeferAccept,
     SetOnly,
