@@ -57,8 +57,8 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, GatewayErr
     // As std's bind does: a restarted gateway rebinds while old connections sit in TIME_WAIT.
     socket.set_reuse_address(true).map_err(err)?;
     socket.bind(&addr.into()).map_err(err)?;
-    // A queue as deep as nginx's and HAProxy's (std's is 128): connections not yet accepted,
-    // and those the kernel holds until their first bytes, wait here.
+    // A deeper queue than std's 128 (nginx asks for 511): connections not yet accepted, and
+    // those the kernel holds until their first bytes, wait here.
     socket.listen(LISTEN_BACKLOG).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;
     let l = std::net::TcpListener::from(socket);
