@@ -70,6 +70,12 @@ impl Engine {
         })
     }
 
+    /// Containers join `network` instead of [`DEFAULT_NETWORK`].
+    pub fn with_network(mut self, network: String) -> Engine {
+        self.network = network;
+        self
+    }
+
     /// Labels what this engine handle creates with `owner`, and lists only what carries it.
     pub fn with_owner(mut self, owner: String) -> Engine {
         self.owner = Some(owner);
@@ -112,41 +118,46 @@ impl Engine {
     /// (then it is used as it is: it may be the user's own).
     ///
     /// Engines before API 1.44 accept two networks of the same name, and a name that matches
-    /// two makes every container creation on it fail ("ambiguous"): creations are serialized
-    /// here, and if another server created one at the same time, all but one are removed (the
-    /// same one kept by both: the smallest id).
+    /// two makes every container creation on it fail ("ambiguous"). Creations are serialized
+    /// here; servers that create one at the same moment all keep the oldest and remove the
+    /// others they labelled, and so does a server that finds such twins left behind. Oldest,
+    /// not smallest id: the first creator may look before the second network exists, so only
+    /// the later creators can be relied on to see both, and they must give way.
     pub async fn ensure_network(&self) -> Result<(), DockerError> {
         let _one_at_a_time = NETWORK_LOCK.lock().await;
-        if !self.networks_named().await?.is_empty() {
-            return Ok(());
+        let mut named = self.networks_named().await?;
+        if named.is_empty() {
+            let req = NetworkCreateRequest {
+                name: self.network.clone(),
+                driver: Some("bridge".into()),
+                labels: Some(HashMap::from([(
+                    labels::MANAGED.to_string(),
+                    "true".to_string(),
+                )])),
+                ..Default::default()
+            };
+            self.docker
+                .create_network(req)
+                .await
+                .map_err(|source| DockerError::Api {
+                    context: format!("cannot create the network {}", self.network),
+                    source,
+                })?;
+            named = self.networks_named().await?;
         }
-        let req = NetworkCreateRequest {
-            name: self.network.clone(),
-            driver: Some("bridge".into()),
-            labels: Some(HashMap::from([(
-                labels::MANAGED.to_string(),
-                "true".to_string(),
-            )])),
-            ..Default::default()
-        };
-        let created = self
-            .docker
-            .create_network(req)
-            .await
-            .map_err(|source| DockerError::Api {
-                context: format!("cannot create the network {}", self.network),
-                source,
-            })?;
-        let mut all = self.networks_named().await?;
-        all.sort();
-        if all.len() > 1 && all[0] != created.id {
-            let _ = self.docker.remove_network(&created.id).await;
+        named.sort_by(|a, b| {
+            (created_key(&a.created), &a.id).cmp(&(created_key(&b.created), &b.id))
+        });
+        for twin in named.iter().skip(1).filter(|n| n.managed) {
+            // One with containers stays (the engine refuses); another server may have removed
+            // it already.
+            let _ = self.docker.remove_network(&twin.id).await;
         }
         Ok(())
     }
 
-    /// The ids of the networks named exactly like the apps' network.
-    async fn networks_named(&self) -> Result<Vec<String>, DockerError> {
+    /// The networks named exactly like the apps' network.
+    async fn networks_named(&self) -> Result<Vec<Named>, DockerError> {
         let filters = HashMap::from([("name".to_string(), vec![self.network.clone()])]);
         let list = self
             .docker
@@ -162,7 +173,49 @@ impl Engine {
         Ok(list
             .into_iter()
             .filter(|n| n.name.as_deref() == Some(self.network.as_str()))
-            .filter_map(|n| n.id)
+            .filter_map(|n| {
+                let managed = n
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key(labels::MANAGED));
+                Some(Named {
+                    id: n.id?,
+                    created: n.created.unwrap_or_default(),
+                    managed,
+                })
+            })
             .collect())
+    }
+}
+
+/// A network named like the apps' network.
+struct Named {
+    id: String,
+    /// RFC 3339 in UTC, as the engine writes it.
+    created: String,
+    /// Labelled by a wharf server, so a twin wharf may remove.
+    managed: bool,
+}
+
+/// A creation time that sorts as a string: the engine drops a fraction's trailing zeros
+/// ("…:19.8153185Z"), so the fraction is padded to nine digits.
+fn created_key(created: &str) -> String {
+    let t = created.trim_end_matches('Z');
+    let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
+    format!("{secs}.{frac:0<9}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::created_key;
+
+    #[test]
+    fn creation_times_sort_whatever_their_fractions_length() {
+        // The engine writes 19.815318560 as "19.81531856".
+        let later = created_key("2026-11-27T11:06:19.81531856Z");
+        let earlier = created_key("2026-11-27T11:06:19.8153185Z");
+        assert!(earlier < later);
+        assert!(created_key("2026-11-27T11:06:19Z") < earlier);
+        assert!(later < created_key("2026-11-27T11:06:20.1Z"));
     }
 }

@@ -927,3 +927,47 @@ async fn a_process_workload_is_refused_clearly() {
     let err = rt.start(s).await.unwrap_err().to_string();
     assert!(err.contains("runs images") && err.contains(&app), "{err}");
 }
+
+/// Engines before API 1.44 (Debian's docker.io) accept two networks of one name, and then
+/// every container creation on that name fails as "ambiguous". Two servers creating the apps'
+/// network at the same moment leave such twins: the next `ensure_network` keeps the oldest.
+#[tokio::test(flavor = "multi_thread")]
+async fn twin_networks_are_narrowed_to_the_oldest() {
+    let name = format!("wharftest-twins-{}", std::process::id());
+    let docker = docker();
+    let request = || bollard::models::NetworkCreateRequest {
+        name: name.clone(),
+        driver: Some("bridge".into()),
+        labels: Some(HashMap::from([(
+            "wharf.managed".to_string(),
+            "true".to_string(),
+        )])),
+        ..Default::default()
+    };
+    let first = docker.create_network(request()).await.unwrap().id;
+    // API 1.44 and later refuse the twin; then there is only one to keep.
+    let twin = docker.create_network(request()).await;
+    eprintln!(
+        "the engine's answer to a twin network: {:?}",
+        twin.as_ref().map(|_| "created")
+    );
+    let named = || async {
+        docker
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters: Some(HashMap::from([("name".to_string(), vec![name.clone()])])),
+            }))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name.as_str()))
+            .filter_map(|n| n.id)
+            .collect::<Vec<_>>()
+    };
+    let engine = Engine::connect(None, None)
+        .await
+        .unwrap()
+        .with_network(name.clone());
+    engine.ensure_network().await.unwrap();
+    assert_eq!(named().await, vec![first.clone()], "the oldest is kept");
+    let _ = docker.remove_network(&first).await;
+}
