@@ -115,14 +115,15 @@ impl Engine {
     }
 
     /// Creates the apps' network (a labelled bridge) unless a network of that name exists
-    /// (then it is used as it is: it may be the user's own).
+    /// (then it is used: it may be the user's own).
     ///
     /// Engines before API 1.44 accept two networks of the same name, and a name that matches
     /// two makes every container creation on it fail ("ambiguous"). Creations are serialized
-    /// here; servers that create one at the same moment all keep the oldest and remove the
-    /// others they labelled, and so does a server that finds such twins left behind. Oldest,
-    /// not smallest id: the first creator may look before the second network exists, so only
-    /// the later creators can be relied on to see both, and they must give way.
+    /// within this process. Servers that create one at the same moment, and a server that
+    /// finds such twins left behind, all keep the oldest (the engine's creation time, then the
+    /// id: one order for every server) and remove the others they labelled. An engine refuses
+    /// to remove a network containers are on; such twins are logged and tried again at the
+    /// next start.
     pub async fn ensure_network(&self) -> Result<(), DockerError> {
         let _one_at_a_time = NETWORK_LOCK.lock().await;
         let mut named = self.networks_named().await?;
@@ -136,22 +137,35 @@ impl Engine {
                 )])),
                 ..Default::default()
             };
-            self.docker
-                .create_network(req)
-                .await
-                .map_err(|source| DockerError::Api {
+            let created = self.docker.create_network(req).await;
+            named = self.networks_named().await?;
+            // Newer engines refuse a second network of a name: another server's is as good.
+            if let Err(source) = created
+                && named.is_empty()
+            {
+                return Err(DockerError::Api {
                     context: format!("cannot create the network {}", self.network),
                     source,
-                })?;
-            named = self.networks_named().await?;
+                });
+            }
         }
-        named.sort_by(|a, b| {
-            (created_key(&a.created), &a.id).cmp(&(created_key(&b.created), &b.id))
+        // Unknown times sort last, so a network's missing date cannot make it the keeper.
+        named.sort_by_cached_key(|n| {
+            (
+                crate::logs::nanos(&n.created).unwrap_or(i128::MAX),
+                n.id.clone(),
+            )
         });
         for twin in named.iter().skip(1).filter(|n| n.managed) {
-            // One with containers stays (the engine refuses); another server may have removed
-            // it already.
-            let _ = self.docker.remove_network(&twin.id).await;
+            if let Err(e) = self.docker.remove_network(&twin.id).await {
+                tracing::warn!(
+                    network = %self.network,
+                    id = %twin.id,
+                    error = %e,
+                    "two networks have this name, so containers cannot be created on it; \
+                     this one could not be removed (remove it, or move its containers)"
+                );
+            }
         }
         Ok(())
     }
@@ -191,31 +205,8 @@ impl Engine {
 /// A network named like the apps' network.
 struct Named {
     id: String,
-    /// RFC 3339 in UTC, as the engine writes it.
+    /// RFC 3339, as the engine writes it.
     created: String,
     /// Labelled by a wharf server, so a twin wharf may remove.
     managed: bool,
-}
-
-/// A creation time that sorts as a string: the engine drops a fraction's trailing zeros
-/// ("…:19.8153185Z"), so the fraction is padded to nine digits.
-fn created_key(created: &str) -> String {
-    let t = created.trim_end_matches('Z');
-    let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
-    format!("{secs}.{frac:0<9}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::created_key;
-
-    #[test]
-    fn creation_times_sort_whatever_their_fractions_length() {
-        // The engine writes 19.815318560 as "19.81531856".
-        let later = created_key("2026-11-27T11:06:19.81531856Z");
-        let earlier = created_key("2026-11-27T11:06:19.8153185Z");
-        assert!(earlier < later);
-        assert!(created_key("2026-11-27T11:06:19Z") < earlier);
-        assert!(later < created_key("2026-11-27T11:06:20.1Z"));
-    }
 }

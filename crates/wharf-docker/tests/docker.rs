@@ -934,6 +934,7 @@ async fn a_process_workload_is_refused_clearly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn twin_networks_are_narrowed_to_the_oldest() {
     let name = format!("wharftest-twins-{}", std::process::id());
+    let _cleanup = NetworksNamed(name.clone());
     let docker = docker();
     let request = || bollard::models::NetworkCreateRequest {
         name: name.clone(),
@@ -945,29 +946,67 @@ async fn twin_networks_are_narrowed_to_the_oldest() {
         ..Default::default()
     };
     let first = docker.create_network(request()).await.unwrap().id;
-    // API 1.44 and later refuse the twin; then there is only one to keep.
     let twin = docker.create_network(request()).await;
-    eprintln!(
-        "the engine's answer to a twin network: {:?}",
-        twin.as_ref().map(|_| "created")
-    );
-    let named = || async {
-        docker
-            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
-                filters: Some(HashMap::from([("name".to_string(), vec![name.clone()])])),
-            }))
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|n| n.name.as_deref() == Some(name.as_str()))
-            .filter_map(|n| n.id)
-            .collect::<Vec<_>>()
-    };
+    if let Err(e) = &twin {
+        // API 1.44 and later: the engine itself keeps names unique.
+        assert!(
+            matches!(
+                e,
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        eprintln!("this engine refuses twin networks: only the one network to keep");
+    }
     let engine = Engine::connect(None, None)
         .await
         .unwrap()
         .with_network(name.clone());
     engine.ensure_network().await.unwrap();
-    assert_eq!(named().await, vec![first.clone()], "the oldest is kept");
-    let _ = docker.remove_network(&first).await;
+    assert_eq!(
+        networks_named(&name).await,
+        vec![first],
+        "the oldest is kept"
+    );
+}
+
+async fn networks_named(name: &str) -> Vec<String> {
+    docker()
+        .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+            filters: Some(HashMap::from([(
+                "name".to_string(),
+                vec![name.to_string()],
+            )])),
+        }))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(name))
+        .filter_map(|n| n.id)
+        .collect()
+}
+
+/// Removes every network of a name, even when the test panicked.
+struct NetworksNamed(String);
+
+impl Drop for NetworksNamed {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.0);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for id in networks_named(&name).await {
+                    let _ = docker().remove_network(&id).await;
+                }
+            });
+        })
+        .join()
+        .unwrap();
+    }
 }
