@@ -172,6 +172,8 @@ struct Cleanup {
     apps: Vec<String>,
     containers: Vec<String>,
     images: Vec<String>,
+    /// Every network of each of these names.
+    networks: Vec<String>,
     dir: Option<PathBuf>,
 }
 
@@ -181,6 +183,7 @@ impl Cleanup {
             apps: apps.iter().map(|a| a.to_string()).collect(),
             containers: Vec::new(),
             images: Vec::new(),
+            networks: Vec::new(),
             dir: Some(dir.to_path_buf()),
         }
     }
@@ -191,6 +194,7 @@ impl Drop for Cleanup {
         let apps = std::mem::take(&mut self.apps);
         let containers = std::mem::take(&mut self.containers);
         let images = std::mem::take(&mut self.images);
+        let networks = std::mem::take(&mut self.networks);
         let dir = self.dir.take();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -205,6 +209,11 @@ impl Drop for Cleanup {
                 };
                 for c in &containers {
                     let _ = docker.remove_container(c, Some(force())).await;
+                }
+                for name in &networks {
+                    for id in networks_named(name).await {
+                        let _ = docker.remove_network(&id).await;
+                    }
                 }
                 for app in &apps {
                     let label =
@@ -934,7 +943,8 @@ async fn a_process_workload_is_refused_clearly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn twin_networks_are_narrowed_to_the_oldest() {
     let name = format!("wharftest-twins-{}", std::process::id());
-    let _cleanup = NetworksNamed(name.clone());
+    let mut cleanup = Cleanup::new(&[], &scratch("twins"));
+    cleanup.networks.push(name.clone());
     let docker = docker();
     let request = || bollard::models::NetworkCreateRequest {
         name: name.clone(),
@@ -987,26 +997,4 @@ async fn networks_named(name: &str) -> Vec<String> {
         .filter(|n| n.name.as_deref() == Some(name))
         .filter_map(|n| n.id)
         .collect()
-}
-
-/// Removes every network of a name, even when the test panicked.
-struct NetworksNamed(String);
-
-impl Drop for NetworksNamed {
-    fn drop(&mut self) {
-        let name = std::mem::take(&mut self.0);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for id in networks_named(&name).await {
-                    let _ = docker().remove_network(&id).await;
-                }
-            });
-        })
-        .join()
-        .unwrap();
-    }
 }
