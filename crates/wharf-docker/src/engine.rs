@@ -149,13 +149,7 @@ impl Engine {
                 });
             }
         }
-        // Unknown times sort last, so a network's missing date cannot make it the keeper.
-        named.sort_by_cached_key(|n| {
-            (
-                crate::logs::nanos(&n.created).unwrap_or(i128::MAX),
-                n.id.clone(),
-            )
-        });
+        named.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
         for twin in named.iter().skip(1).filter(|n| n.managed) {
             if let Err(e) = self.docker.remove_network(&twin.id).await {
                 tracing::warn!(
@@ -194,7 +188,12 @@ impl Engine {
                     .is_some_and(|l| l.contains_key(labels::MANAGED));
                 Some(Named {
                     id: n.id?,
-                    created: n.created.unwrap_or_default(),
+                    // Unknown times sort last, so a missing date cannot make a network the keeper.
+                    created: n
+                        .created
+                        .as_deref()
+                        .and_then(crate::logs::nanos)
+                        .unwrap_or(i128::MAX),
                     managed,
                 })
             })
@@ -205,8 +204,8 @@ impl Engine {
 /// A network named like the apps' network.
 struct Named {
     id: String,
-    /// RFC 3339, as the engine writes it.
-    created: String,
+    /// The engine's creation time, in nanoseconds since the epoch.
+    created: i128,
     /// Labelled by a wharf server, so a twin wharf may remove.
     managed: bool,
 }
