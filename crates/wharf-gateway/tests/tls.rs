@@ -367,3 +367,175 @@ hsts = "1d"
         );
     }
 }
+
+/// A client's session store that counts the TLS 1.3 tickets it is given and wakes a waiter for
+/// each.
+#[derive(Debug)]
+struct Tickets {
+    inner: rustls::client::ClientSessionMemoryCache,
+    count: std::sync::atomic::AtomicUsize,
+    arrived: tokio::sync::Notify,
+}
+
+impl Tickets {
+    fn new() -> Arc<Tickets> {
+        Arc::new(Tickets {
+            inner: rustls::client::ClientSessionMemoryCache::new(16),
+            count: Default::default(),
+            arrived: Default::default(),
+        })
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A client for a.test (trusting `ca`) that keeps its sessions here.
+    fn client(self: &Arc<Self>, ca: &Ca) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.0.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.resumption = rustls::client::Resumption::store(self.clone());
+        Arc::new(config)
+    }
+}
+
+impl rustls::client::ClientSessionStore for Tickets {
+    fn set_kx_hint(&self, name: rustls::pki_types::ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(name, group)
+    }
+    fn kx_hint(&self, name: &rustls::pki_types::ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(name)
+    }
+    fn set_tls12_session(
+        &self,
+        name: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.inner.set_tls12_session(name, value)
+    }
+    fn tls12_session(
+        &self,
+        name: &rustls::pki_types::ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &rustls::pki_types::ServerName<'static>) {
+        self.inner.remove_tls12_session(name)
+    }
+    fn insert_tls13_ticket(
+        &self,
+        name: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.inner.insert_tls13_ticket(name, value);
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.arrived.notify_one();
+    }
+    fn take_tls13_ticket(
+        &self,
+        name: &rustls::pki_types::ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(name)
+    }
+}
+
+/// A client that sends its first request with its `Finished`, as browsers and wrk do, reads the
+/// session ticket in the same read as the answer: one wake-up for both, not two. (Sent on its
+/// own, the ticket is usually read first, alone; `server/ticket.rs` tests the rules exactly.)
+#[tokio::test]
+async fn a_new_connections_ticket_comes_in_one_read_with_its_first_answer() {
+    use std::io::{Read, Write};
+    let d = dir("ticket-with-answer");
+    let ca = test_ca();
+    issue(&ca, &["a.test"], &d.0, "a");
+    let (gw, _certs, _) = start(&d.0).await;
+    let https = gw.https_addrs()[0];
+    let tickets = Tickets::new();
+    let config = tickets.client(&ca);
+    let first_read = tokio::task::spawn_blocking(move || {
+        let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
+        let mut tls = rustls::ClientConnection::new(config, name).unwrap();
+        let mut tcp = std::net::TcpStream::connect(https).unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        while tls.is_handshaking() {
+            while tls.wants_write() {
+                tls.write_tls(&mut tcp).unwrap();
+            }
+            if tls.is_handshaking() {
+                assert!(tls.read_tls(&mut tcp).unwrap() > 0, "closed mid-handshake");
+                tls.process_new_packets().unwrap();
+            }
+        }
+        // The client's Finished and its request, in one write.
+        tls.writer()
+            .write_all(b"GET / HTTP/1.1\r\nhost: a.test\r\n\r\n")
+            .unwrap();
+        while tls.wants_write() {
+            tls.write_tls(&mut tcp).unwrap();
+        }
+        assert!(
+            tls.read_tls(&mut tcp).unwrap() > 0,
+            "closed before answering"
+        );
+        tls.process_new_packets().expect("the first read decrypts");
+        let mut plain = [0u8; 4096];
+        let n = match tls.reader().read(&mut plain) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => panic!("reading the answer: {e}"),
+        };
+        String::from_utf8_lossy(&plain[..n]).into_owned()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        tickets.count(),
+        1,
+        "one ticket, read with the answer (first read: {first_read:?})"
+    );
+    assert!(
+        first_read.starts_with("HTTP/1.1 200") && first_read.ends_with("site a"),
+        "the whole answer came with the ticket: {first_read:?}"
+    );
+}
+
+/// A client that opens a connection and sends nothing (a browser's preconnect) still gets its
+/// ticket, and resumes with it next time.
+#[tokio::test]
+async fn a_client_that_sends_nothing_still_gets_its_ticket() {
+    use tokio::io::AsyncReadExt;
+    let d = dir("ticket-idle");
+    let ca = test_ca();
+    issue(&ca, &["a.test"], &d.0, "a");
+    let (gw, _certs, _) = start(&d.0).await;
+    let https = gw.https_addrs()[0];
+    let tickets = Tickets::new();
+    let config = tickets.client(&ca);
+    let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    // Reading processes the ticket; no answer can come, as nothing was asked.
+    let mut buf = [0u8; 64];
+    tokio::select! {
+        r = tls.read(&mut buf) => panic!("the connection ended or answered first: {r:?}"),
+        _ = tickets.arrived.notified() => {}
+        _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {
+            panic!("no session ticket within 10 s of a silent handshake")
+        }
+    }
+    drop(tls);
+    assert!(
+        resumed(https, &config).await,
+        "the next connection resumes with that ticket"
+    );
+}

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::activity::{Activity, InFlight};
 use super::head::{HEAD_LIMIT, HeadLimit};
+use super::ticket::TicketHold;
 use crate::config::Timeouts;
 use crate::error::GatewayError;
 use crate::gateway::Shared;
@@ -153,12 +154,16 @@ pub(crate) fn spawn_accept_loop(
                 if conn_info.role == Role::Https {
                     // The handshake counts against the header timeout, which runs from accept.
                     let deadline = opened + timeouts.header_read;
-                    let accepted =
-                        tokio::time::timeout_at(deadline, shared.tls.accept(stream)).await;
+                    let accepted = tokio::time::timeout_at(
+                        deadline,
+                        shared.tls.accept(TicketHold::new(stream)),
+                    )
+                    .await;
                     // A TLS-ALPN-01 validation ends with the handshake.
-                    if let Ok(Ok(tls)) = accepted
+                    if let Ok(Ok(mut tls)) = accepted
                         && tls.get_ref().1.alpn_protocol() != Some(wharf_tls::ACME_TLS_ALPN)
                     {
+                        tls.get_mut().0.handshake_done();
                         let lane = tls.get_ref().1.alpn_protocol() != Some(b"h2");
                         let io = HeadLimit::new(tls, activity.clone());
                         serve_in(

@@ -48,5 +48,6 @@ mod handler;
 mod head;
 mod listener;
 mod rewind;
+mod ticket;
 
 pub(crate) use listener::{ConnInfo, Role, bind, spawn_accept_loop};
