@@ -186,6 +186,11 @@ impl Gateway {
             .collect();
         let table = RouteTable::new(sites, config.unknown_host, config.timeouts);
         self.shared.table.store(Arc::new(table));
+        if first || config.default_sni != control.config.default_sni {
+            self.shared
+                .certs
+                .set_default_host(config.default_sni.clone());
+        }
         // A replaced pool's health checks stop now, though requests may still hold it: its
         // targets are shared with the pool that replaced it, whose checks now decide.
         for pool in old.sites().filter_map(|s| s.pool()) {

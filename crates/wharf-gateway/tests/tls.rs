@@ -539,3 +539,45 @@ async fn a_client_that_sends_nothing_still_gets_its_ticket() {
         "the next connection resumes with that ticket"
     );
 }
+
+/// A client that names no host (an `https://<ip>/` URL, `openssl s_time`) gets the certificate
+/// of `default_sni`'s site; without it, the handshake is refused, as before.
+#[tokio::test]
+async fn a_client_without_sni_gets_the_default_sites_certificate() {
+    let d = dir("default-sni");
+    let ca = test_ca();
+    issue(&ca, &["a.test"], &d.0, "a");
+    let toml = CONFIG.replace(
+        "https = [\"127.0.0.1:0\"]",
+        "https = [\"127.0.0.1:0\"]\ndefault_sni = \"A.test.\"",
+    );
+    let (gw, _certs, config) = start_toml(&d.0, &toml).await;
+    assert_eq!(config.default_sni.as_deref(), Some("a.test"));
+    let https = gw.https_addrs()[0];
+    let tickets = Tickets::new();
+    let mut client = (*tickets.client(&ca)).clone();
+    client.enable_sni = false;
+    let client = Arc::new(client);
+    let without_sni = || async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
+        // The name is what the certificate is checked against; it is not sent.
+        let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(client.clone())
+            .connect(name, tcp)
+            .await?;
+        tls.write_all(b"GET / HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\n\r\n")
+            .await?;
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer).into_owned())
+    };
+    let answer = without_sni().await.expect("handshake without SNI");
+    assert!(answer.ends_with("site a"), "{answer}");
+
+    let mut config = config;
+    config.default_sni = None;
+    gw.reload(config).unwrap();
+    let refused = without_sni().await;
+    assert!(refused.is_err(), "no default: refused, got {refused:?}");
+}

@@ -28,6 +28,8 @@ struct Index {
     alpn_challenges: HashMap<String, Arc<CertifiedKey>>,
     /// HTTP-01 key authorizations by token.
     http_challenges: HashMap<String, String>,
+    /// Whose certificate a client that names no host gets.
+    default_host: Option<String>,
 }
 
 /// Certificates by name (an app, a site), indexed by host for the handshake.
@@ -43,6 +45,7 @@ struct Entries {
     certs: HashMap<String, Entry>,
     alpn_challenges: HashMap<String, Arc<CertifiedKey>>,
     http_challenges: HashMap<String, String>,
+    default_host: Option<String>,
 }
 
 impl CertStore {
@@ -83,6 +86,12 @@ impl CertStore {
         lookup(&index, host).is_some()
     }
 
+    /// The host (lower-case, no trailing dot) whose certificate answers a client that sends no
+    /// server name; `None` refuses such handshakes.
+    pub fn set_default_host(&self, host: Option<String>) {
+        self.change(|e| e.default_host = host);
+    }
+
     pub(crate) fn set_alpn_challenge(&self, host: &str, key: Option<Arc<CertifiedKey>>) {
         self.change(|e| match key {
             Some(k) => {
@@ -117,6 +126,7 @@ impl CertStore {
         let mut index = Index {
             alpn_challenges: e.alpn_challenges.clone(),
             http_challenges: e.http_challenges.clone(),
+            default_host: e.default_host.clone(),
             ..Index::default()
         };
         // Sorted by name so that two certificates claiming one host resolve the same way always.
@@ -150,7 +160,10 @@ fn lookup(index: &Index, host: &str) -> Option<Arc<CertifiedKey>> {
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let index = self.index.load();
-        let name = hello.server_name()?;
+        let Some(name) = hello.server_name() else {
+            // An IP-address URL or an old client: the configured default, if any.
+            return lookup(&index, index.default_host.as_deref()?);
+        };
         let acme = hello
             .alpn()
             .is_some_and(|mut protos| protos.any(|p| p == ACME_TLS_ALPN));

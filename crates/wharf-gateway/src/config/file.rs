@@ -47,6 +47,7 @@ struct GatewaySection {
     listen: Option<Vec<String>>,
     https: Option<Vec<String>>,
     tls_dir: Option<PathBuf>,
+    default_sni: Option<String>,
     admin: Option<String>,
     workers: Option<usize>,
     unknown_host: Option<String>,
@@ -248,8 +249,44 @@ fn convert(file: FileConfig, base: &Path) -> Result<GatewayConfig, ConfigError> 
             }
         }
     }
+    if let Some(raw) = g.default_sni {
+        cfg.default_sni = Some(default_sni(&raw, &cfg.sites)?);
+    }
     check_conflicts(&cfg)?;
     Ok(cfg)
+}
+
+/// `gateway.default_sni`: an exact host name that a site with `tls` serves.
+fn default_sni(raw: &str, sites: &[SiteConfig]) -> Result<String, ConfigError> {
+    let key = "gateway.default_sni";
+    let host = match HostPattern::parse(raw).map_err(|m| err(None, key, m))? {
+        HostPattern::Exact(h) => h,
+        _ => {
+            return Err(err(
+                None,
+                key,
+                format!("`{raw}` is a pattern; name one host, e.g. \"example.com\""),
+            ));
+        }
+    };
+    let served = sites.iter().filter(|s| s.cert.is_some()).any(|s| {
+        s.hosts.iter().any(|p| match p {
+            HostPattern::Exact(h) => *h == host,
+            // A wildcard certificate covers one label.
+            HostPattern::Wildcard(suffix) => host
+                .strip_suffix(suffix.as_str())
+                .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+            HostPattern::Any => false,
+        })
+    });
+    if !served {
+        return Err(err(
+            None,
+            key,
+            format!("`{host}` is not a host of any site with `tls`; name one of theirs"),
+        ));
+    }
+    Ok(host)
 }
 
 fn convert_site(s: SiteSection, base: &Path, default_body: u64) -> Result<SiteConfig, ConfigError> {
@@ -673,6 +710,14 @@ mod tests {
                 "`health.interval`",
             ),
             ("[[site]]\nname='A'\nhosts=['x.test']\nroot='src'", "`name`"),
+            (
+                "[gateway]\ndefault_sni='x.test'\n[[site]]\nname='a'\nhosts=['x.test']\nroot='src'",
+                "`gateway.default_sni`: `x.test` is not a host of any site with `tls`",
+            ),
+            (
+                "[gateway]\ndefault_sni='*.x.test'",
+                "`gateway.default_sni`: `*.x.test` is a pattern; name one host",
+            ),
             (
                 "[[site]]\nname='a'\nhosts=['x.test']\nupstreams=['127.0.0.1:1']\nfollow_links_outside_root=true",
                 "site \"a\": `follow_links_outside_root`: only static sites",

@@ -16,6 +16,9 @@ pub struct GatewayConfig {
     pub https: Vec<SocketAddr>,
     /// Where generated and ordered certificates (and the ACME account) are kept.
     pub tls_dir: Option<PathBuf>,
+    /// The host whose certificate answers a client that names no host (no SNI): an
+    /// `https://<ip address>/` URL, `openssl s_time`. Without it such handshakes are refused.
+    pub default_sni: Option<String>,
     /// ACME settings; needed by sites with `tls = "acme"`.
     pub acme: Option<wharf_tls::AcmeSettings>,
     /// Admin listener serving `/metrics` and `/healthz`.
@@ -34,6 +37,7 @@ impl Default for GatewayConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
             https: Vec::new(),
             tls_dir: None,
+            default_sni: None,
             acme: None,
             admin: None,
             workers: 0,
