@@ -26,6 +26,7 @@ need wrk wrk
 need nginx nginx-light
 need haproxy haproxy
 need curl curl
+need openssl openssl
 need python3 python3
 
 cargo build --release -q -p wharf
@@ -109,6 +110,9 @@ cat > "$TMP/wharf.toml" <<TOML
 listen = ["$WHARF_ADDR"]
 workers = 1
 https = ["127.0.0.1:$WHARF_TLS_PORT", "[::1]:$WHARF_TLS_PORT"]
+# openssl s_time sends no server name: wharf answers it with this host's certificate, as nginx
+# does with its only server's.
+default_sni = "localhost"
 [[site]]
 name = "proxy"
 hosts = ["proxy.bench"]
@@ -247,6 +251,14 @@ for _ in $(seq "$ROUNDS"); do
 done
 read -r whs_rps whs_p99 whs_cpu < <(medians "$TMP/rounds.whs")
 read -r nhs_rps nhs_p99 nhs_cpu < <(medians "$TMP/rounds.nhs")
+# New handshakes one at a time (openssl s_time -new: full handshakes, no request), so latency
+# rather than a saturated core sets the rate; connections per second.
+s_time() { # port, -tls1_3 or -tls1_2
+  taskset -c "$LOAD_CPU" openssl s_time -connect "127.0.0.1:$1" -new "$2" -time 5 2>/dev/null \
+    | awk '/connections in [0-9.]+s;/ {printf "%.0f", $1 / 5; exit}'
+}
+wst13=$(s_time "$WHARF_TLS_PORT" -tls1_3); nst13=$(s_time "$NGINX_TLS_PORT" -tls1_3)
+wst12=$(s_time "$WHARF_TLS_PORT" -tls1_2); nst12=$(s_time "$NGINX_TLS_PORT" -tls1_2)
 
 read -r wharf_rss wharf_hwm < <(rss "$WHARF_PID")
 
@@ -315,6 +327,7 @@ Method: one worker each, pinned to CPU $SERVER_CPU; wrk (1 thread, $CONNS keep-a
 | wharf HTTPS / nginx HTTPS, keep-alive | $(ratio "$wtls_rps" "$ntls_rps") | ≥ 1.0 |
 | wharf HTTPS / nginx HTTPS, new handshakes | $(ratio "$whs_rps" "$nhs_rps") | ≥ 1.0 |
 | wharf CPU per new handshake / nginx's | $(ratio "$whs_cpu" "$nhs_cpu") | |
+| wharf / nginx, full handshakes one at a time (openssl s_time -new; TLS 1.3, TLS 1.2: $wst13 / $nst13, $wst12 / $nst12 per second) | $(ratio "$wst13" "$nst13"); $(ratio "$wst12" "$nst12") | |
 
 MD
 )
