@@ -446,19 +446,33 @@ impl rustls::client::ClientSessionStore for Tickets {
 }
 
 /// A client that sends its first request with its `Finished`, as browsers and wrk do, reads the
-/// session ticket in the same read as the answer: one wake-up for both, not two. (Sent on its
-/// own, the ticket is usually read first, alone; `server/ticket.rs` tests the rules exactly.)
+/// session ticket in the same read as the answer: one wake-up for both, not two. The answer is
+/// held upstream until the request is there, so a ticket sent on its own would be read first.
 #[tokio::test]
 async fn a_new_connections_ticket_comes_in_one_read_with_its_first_answer() {
     use std::io::{Read, Write};
     let d = dir("ticket-with-answer");
     let ca = test_ca();
     issue(&ca, &["a.test"], &d.0, "a");
-    let (gw, _certs, _) = start(&d.0).await;
+    let up = wharf_testkit::MockUpstream::start("up").await;
+    let toml = format!(
+        r#"
+[gateway]
+listen = ["127.0.0.1:0"]
+https = ["127.0.0.1:0"]
+[[site]]
+name = "a"
+hosts = ["a.test"]
+upstreams = ["{}"]
+tls = {{ cert = "a.pem", key = "a.key" }}
+"#,
+        up.addr
+    );
+    let (gw, _certs, _) = start_toml(&d.0, &toml).await;
     let https = gw.https_addrs()[0];
     let tickets = Tickets::new();
     let config = tickets.client(&ca);
-    let first_read = tokio::task::spawn_blocking(move || {
+    let client = tokio::task::spawn_blocking(move || {
         let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
         let mut tls = rustls::ClientConnection::new(config, name).unwrap();
         let mut tcp = std::net::TcpStream::connect(https).unwrap();
@@ -475,7 +489,7 @@ async fn a_new_connections_ticket_comes_in_one_read_with_its_first_answer() {
         }
         // The client's Finished and its request, in one write.
         tls.writer()
-            .write_all(b"GET / HTTP/1.1\r\nhost: a.test\r\n\r\n")
+            .write_all(b"GET /hold HTTP/1.1\r\nhost: a.test\r\n\r\n")
             .unwrap();
         while tls.wants_write() {
             tls.write_tls(&mut tcp).unwrap();
@@ -492,16 +506,17 @@ async fn a_new_connections_ticket_comes_in_one_read_with_its_first_answer() {
             Err(e) => panic!("reading the answer: {e}"),
         };
         String::from_utf8_lossy(&plain[..n]).into_owned()
-    })
-    .await
-    .unwrap();
+    });
+    up.until_held(1).await;
+    up.release_held();
+    let first_read = client.await.unwrap();
     assert_eq!(
         tickets.count(),
         1,
         "one ticket, read with the answer (first read: {first_read:?})"
     );
     assert!(
-        first_read.starts_with("HTTP/1.1 200") && first_read.ends_with("site a"),
+        first_read.starts_with("HTTP/1.1 200") && first_read.ends_with("up held"),
         "the whole answer came with the ticket: {first_read:?}"
     );
 }

@@ -89,6 +89,7 @@ impl CertStore {
     /// The host (lower-case, no trailing dot) whose certificate answers a client that sends no
     /// server name; `None` refuses such handshakes.
     pub fn set_default_host(&self, host: Option<String>) {
+        let host = host.map(|h| h.trim_end_matches('.').to_ascii_lowercase());
         self.change(|e| e.default_host = host);
     }
 
@@ -160,13 +161,14 @@ fn lookup(index: &Index, host: &str) -> Option<Arc<CertifiedKey>> {
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let index = self.index.load();
-        let Some(name) = hello.server_name() else {
-            // An IP-address URL or an old client: the configured default, if any.
-            return lookup(&index, index.default_host.as_deref()?);
-        };
         let acme = hello
             .alpn()
             .is_some_and(|mut protos| protos.any(|p| p == ACME_TLS_ALPN));
+        let Some(name) = hello.server_name() else {
+            // An IP-address URL or an old client: the configured default, if any. A validator
+            // always names the host it validates.
+            return lookup(&index, index.default_host.as_deref().filter(|_| !acme)?);
+        };
         if acme {
             return index.alpn_challenges.get(name).cloned();
         }

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 // nix's option macro calls these by name.
 use nix::{libc, setsockopt_impl, sockopt_impl};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -156,20 +156,36 @@ pub(crate) fn spawn_accept_loop(
                     let deadline = opened + timeouts.header_read;
                     let accepted = tokio::time::timeout_at(
                         deadline,
-                        shared.tls.accept(TicketHold::new(stream)),
+                        shared.tls.accept(TicketHold::new(stream)).into_fallible(),
                     )
                     .await;
-                    // A TLS-ALPN-01 validation ends with the handshake.
-                    if let Ok(Ok(mut tls)) = accepted
-                        && tls.get_ref().1.alpn_protocol() != Some(wharf_tls::ACME_TLS_ALPN)
-                    {
-                        tls.get_mut().0.handshake_done();
-                        let lane = tls.get_ref().1.alpn_protocol() != Some(b"h2");
-                        let io = HeadLimit::new(tls, activity.clone());
-                        serve_in(
-                            lane, &shared, conn_info, &builder, io, activity, timeouts, stop_conn,
-                        )
-                        .await;
+                    match accepted {
+                        // A TLS-ALPN-01 validation ends with the handshake.
+                        Ok(Ok(mut tls))
+                            if tls.get_ref().1.alpn_protocol()
+                                != Some(wharf_tls::ACME_TLS_ALPN) =>
+                        {
+                            // Whether the first request came with the client's Finished.
+                            let asked = tls
+                                .get_mut()
+                                .1
+                                .process_new_packets()
+                                .is_ok_and(|state| state.plaintext_bytes_to_read() > 0);
+                            tls.get_mut().0.handshake_done(asked);
+                            let lane = tls.get_ref().1.alpn_protocol() != Some(b"h2");
+                            let io = HeadLimit::new(tls, activity.clone());
+                            serve_in(
+                                lane, &shared, conn_info, &builder, io, activity, timeouts,
+                                stop_conn,
+                            )
+                            .await;
+                        }
+                        // A failed handshake's last words (a TLS 1.3 alert is encrypted, and
+                        // held like a ticket) go before the connection closes.
+                        Ok(Err((_, mut io))) if io.holds() => {
+                            let _ = tokio::time::timeout_at(deadline, io.shutdown()).await;
+                        }
+                        _ => {}
                     }
                 } else {
                     let lane = conn_info.role != Role::Admin;
