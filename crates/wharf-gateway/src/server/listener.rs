@@ -165,13 +165,7 @@ pub(crate) fn spawn_accept_loop(
                             if tls.get_ref().1.alpn_protocol()
                                 != Some(wharf_tls::ACME_TLS_ALPN) =>
                         {
-                            // Whether the first request came with the client's Finished.
-                            let asked = tls
-                                .get_mut()
-                                .1
-                                .process_new_packets()
-                                .is_ok_and(|state| state.plaintext_bytes_to_read() > 0);
-                            tls.get_mut().0.handshake_done(asked);
+                            tls.get_mut().0.handshake_done();
                             let lane = tls.get_ref().1.alpn_protocol() != Some(b"h2");
                             let io = HeadLimit::new(tls, activity.clone());
                             serve_in(

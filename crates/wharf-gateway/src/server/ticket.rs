@@ -5,9 +5,9 @@
 //! client's first request already in hand. Sent alone, the ticket costs the gateway a write and
 //! the client a wake-up and a read of its own, on every new connection; the client's core is
 //! what limits new connections per second (docs/benchmarks.md). Held here, it goes out in the
-//! same write as the first answer. Until the client has asked for something, a read that finds
-//! nothing sends it at once, so a client that sends nothing (a browser's preconnect) still gets
-//! it; once a request is in, such reads (hyper watching for the client leaving) do not.
+//! same write as the first answer (HTTP/2: the server's first SETTINGS), even when the client's
+//! request arrives a moment after its `Finished`, as OpenSSL clients send them. A connection that
+//! closes without an answer sends it before its close_notify.
 //!
 //! During the handshake a write is held only when nothing else can be in it: a TLS 1.3
 //! encrypted record (content type 23) right after reading from the client, every earlier write
@@ -29,8 +29,6 @@ pub(crate) struct TicketHold<I> {
     /// `Some` until the listener says the handshake is over.
     handshake: Option<Handshake>,
     held: Vec<u8>,
-    /// The client has sent data since its `Finished`: an answer will carry what is held.
-    asked: bool,
 }
 
 #[derive(Default)]
@@ -47,15 +45,12 @@ impl<I> TicketHold<I> {
             io,
             handshake: Some(Handshake::default()),
             held: Vec::new(),
-            asked: false,
         }
     }
 
-    /// The handshake is over: from now on, held bytes go out with the next write. `asked`: the
-    /// client's first data came with its `Finished` (rustls holds it as plaintext).
-    pub(crate) fn handshake_done(&mut self, asked: bool) {
+    /// The handshake is over: from now on, held bytes go out with the next write.
+    pub(crate) fn handshake_done(&mut self) {
         self.handshake = None;
-        self.asked = asked;
     }
 
     /// Something is held (after a failed handshake: its alert, which a shutdown sends).
@@ -79,7 +74,7 @@ impl<I: AsyncWrite + Unpin> TicketHold<I> {
     }
 }
 
-impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for TicketHold<I> {
+impl<I: AsyncRead + Unpin> AsyncRead for TicketHold<I> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -88,16 +83,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for TicketHold<I> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let read = Pin::new(&mut this.io).poll_read(cx, buf);
-        match &mut this.handshake {
-            Some(h) if buf.filled().len() > before => h.read_since_write = true,
-            Some(_) => {}
-            None if buf.filled().len() > before => this.asked = true,
-            // Nothing asked, nothing to answer: the ticket goes now. A full socket keeps the
-            // rest for the next write, and its error will show there too.
-            None if read.is_pending() && !this.asked && !this.held.is_empty() => {
-                let _ = this.poll_release(cx);
-            }
-            None => {}
+        if let Some(h) = &mut this.handshake
+            && buf.filled().len() > before
+        {
+            h.read_since_write = true;
         }
         read
     }
@@ -255,7 +244,7 @@ mod tests {
         assert!(s.read(&mut buf).await.unwrap() > 0);
         s.write_all(TICKET).await.unwrap();
         s.flush().await.unwrap();
-        s.handshake_done(true);
+        s.handshake_done();
         s
     }
 
@@ -269,35 +258,20 @@ mod tests {
         assert_eq!(s.io.writes.last().unwrap(), ANSWER, "held once only");
     }
 
-    /// Reads once, finding nothing.
-    fn read_nothing(s: &mut TicketHold<Wire>) {
+    #[tokio::test]
+    async fn reads_that_find_nothing_leave_the_ticket_held() {
+        // Hyper reads again after a request head, to notice a client leaving.
+        let mut s = handshake(Wire::default()).await;
         let mut buf = [0u8; 64];
         let mut read_buf = ReadBuf::new(&mut buf);
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        assert!(Pin::new(s).poll_read(&mut cx, &mut read_buf).is_pending());
-    }
-
-    #[tokio::test]
-    async fn the_ticket_goes_when_the_client_has_asked_nothing_yet() {
-        let mut s = handshake(Wire::default()).await;
-        s.handshake_done(false);
-        read_nothing(&mut s);
-        assert_eq!(s.io.writes, [FLIGHT, TICKET]);
-    }
-
-    #[tokio::test]
-    async fn once_asked_the_ticket_waits_for_the_answer_through_idle_reads() {
-        // The request came with the client's Finished.
-        let mut s = handshake(Wire::default()).await;
-        read_nothing(&mut s);
-        assert_eq!(s.io.writes, [FLIGHT]);
-        // The request came in a read of its own.
-        let mut s = handshake(Wire::default()).await;
-        s.handshake_done(false);
+        assert!(
+            Pin::new(&mut s)
+                .poll_read(&mut cx, &mut read_buf)
+                .is_pending()
+        );
         s.io.reads.push_back(Some(b"\x17request".to_vec()));
-        let mut buf = [0u8; 64];
         assert!(s.read(&mut buf).await.unwrap() > 0);
-        read_nothing(&mut s);
         assert_eq!(s.io.writes, [FLIGHT]);
         s.write_all(ANSWER).await.unwrap();
         assert_eq!(s.io.writes, [FLIGHT, &[TICKET, ANSWER].concat()]);
