@@ -74,6 +74,21 @@ async fn start(d: &Path) -> (Gateway, Arc<CertManager>, GatewayConfig) {
     start_toml(d, CONFIG).await
 }
 
+/// The gateway of `CONFIG`, a.test's certificate issued by a fresh test CA, with
+/// `gateway_line` added to its `[gateway]` section.
+async fn start_a(
+    name: &str,
+    gateway_line: &str,
+) -> (Dir, Ca, Gateway, Arc<CertManager>, GatewayConfig) {
+    let d = dir(name);
+    let ca = test_ca();
+    issue(&ca, &["a.test"], &d.0, "a");
+    let https = "https = [\"127.0.0.1:0\"]";
+    let toml = CONFIG.replace(https, &format!("{https}\n{gateway_line}"));
+    let (gw, certs, config) = start_toml(&d.0, &toml).await;
+    (d, ca, gw, certs, config)
+}
+
 async fn start_toml(d: &Path, toml: &str) -> (Gateway, Arc<CertManager>, GatewayConfig) {
     let config = GatewayConfig::from_toml(toml, d).unwrap();
     let gw = Gateway::start(config.clone()).unwrap();
@@ -527,14 +542,7 @@ tls = {{ cert = "a.pem", key = "a.key" }}
 #[tokio::test]
 async fn a_client_that_sends_nothing_gets_its_ticket_when_the_connection_closes() {
     use tokio::io::AsyncReadExt;
-    let d = dir("ticket-idle");
-    let ca = test_ca();
-    issue(&ca, &["a.test"], &d.0, "a");
-    let toml = CONFIG.replace(
-        "https = [\"127.0.0.1:0\"]",
-        "https = [\"127.0.0.1:0\"]\nheader_timeout = \"1s\"",
-    );
-    let (gw, _certs, _) = start_toml(&d.0, &toml).await;
+    let (_d, ca, gw, _certs, _) = start_a("ticket-idle", "header_timeout = \"1s\"").await;
     let https = gw.https_addrs()[0];
     let tickets = Tickets::new();
     let config = tickets.client(&ca);
@@ -565,14 +573,7 @@ async fn a_client_that_sends_nothing_gets_its_ticket_when_the_connection_closes(
 /// of `default_sni`'s site; without it, the handshake is refused, as before.
 #[tokio::test]
 async fn a_client_without_sni_gets_the_default_sites_certificate() {
-    let d = dir("default-sni");
-    let ca = test_ca();
-    issue(&ca, &["a.test"], &d.0, "a");
-    let toml = CONFIG.replace(
-        "https = [\"127.0.0.1:0\"]",
-        "https = [\"127.0.0.1:0\"]\ndefault_sni = \"A.test.\"",
-    );
-    let (gw, _certs, config) = start_toml(&d.0, &toml).await;
+    let (_d, ca, gw, _certs, config) = start_a("default-sni", "default_sni = \"A.test.\"").await;
     assert_eq!(config.default_sni.as_deref(), Some("a.test"));
     let https = gw.https_addrs()[0];
     let tickets = Tickets::new();
