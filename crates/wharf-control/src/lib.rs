@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub http: Vec<SocketAddr>,
     /// The gateway's HTTPS listeners (certificates by SNI).
     pub https: Vec<SocketAddr>,
+    /// The domain whose certificate answers a client that names no host (no SNI).
+    pub default_sni: Option<String>,
     /// ACME settings for domains with `--tls acme`.
     pub acme: Option<wharf_tls::AcmeSettings>,
     /// Retry spacing of failed certificate orders.
@@ -164,6 +166,7 @@ impl Server {
         let gateway = Gateway::start(GatewayConfig {
             listen: config.http.clone(),
             https: config.https.clone(),
+            default_sni: config.default_sni.clone(),
             admin: config.admin,
             ..Default::default()
         })?;

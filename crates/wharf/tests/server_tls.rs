@@ -59,6 +59,7 @@ async fn domains_over_https_with_self_signed_manual_and_acme_certificates() {
             ),
             // The gateway test covers HTTP-01; this one answers on the HTTPS listener.
             ("WHARF_ACME_CHALLENGE", "tls-alpn-01".to_string()),
+            ("WHARF_DEFAULT_SNI", "Origin.example.test".to_string()),
         ],
     )
     .await;
@@ -88,6 +89,11 @@ async fn domains_over_https_with_self_signed_manual_and_acme_certificates() {
     .unwrap();
     assert_eq!(r.reply.text(), "hello tls");
     assert_eq!(r.alpn.as_deref(), Some("h2"));
+    assert_eq!(hosts_of(r.leaf), ["origin.example.test"]);
+    // A client that names no host (an IP-address URL sends no SNI) gets --default-sni's.
+    let r = get_tls(https, "127.0.0.1", "/", &["http/1.1"], &Trust::Any)
+        .await
+        .unwrap();
     assert_eq!(hosts_of(r.leaf), ["origin.example.test"]);
     // `domains list` says where each host's certificate comes from.
     let listed = server.ok(&["domains", "list", "site"]).await;

@@ -25,6 +25,10 @@ pub(crate) struct Args {
     /// Address of the gateway's HTTPS listener (e.g. 0.0.0.0:443); certificates by SNI.
     #[arg(long, default_value = "0.0.0.0:8443", env = "WHARF_HTTPS")]
     https: SocketAddr,
+    /// The domain whose certificate answers HTTPS clients that name no host (an
+    /// https://<ip address>/ URL, `openssl s_time`); without it their handshakes are refused.
+    #[arg(long, value_name = "HOST", env = "WHARF_DEFAULT_SNI", value_parser = default_sni)]
+    default_sni: Option<String>,
     /// ACME directory for `--tls acme` domains: `staging` (Let's Encrypt staging: try a set-up
     /// here first), `production` (Let's Encrypt), or any directory URL.
     #[arg(long, default_value = "production", env = "WHARF_ACME_DIRECTORY")]
@@ -115,6 +119,15 @@ pub(crate) struct Args {
     clock_file: Option<PathBuf>,
 }
 
+fn default_sni(s: &str) -> Result<String, String> {
+    match wharf_gateway::config::HostPattern::parse(s)? {
+        wharf_gateway::config::HostPattern::Exact(host) => Ok(host),
+        _ => Err(format!(
+            "`{s}` is a pattern; name one domain, e.g. example.com"
+        )),
+    }
+}
+
 fn public_url(s: &str) -> Result<wharf_control::PublicUrl, String> {
     wharf_control::PublicUrl::parse(s)
 }
@@ -157,6 +170,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         api: args.api,
         http: vec![args.http],
         https: vec![args.https],
+        default_sni: args.default_sni.clone(),
         acme: Some(wharf_tls::AcmeSettings {
             directory,
             email: args.acme_email.clone(),
