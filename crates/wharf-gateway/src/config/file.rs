@@ -259,16 +259,7 @@ fn convert(file: FileConfig, base: &Path) -> Result<GatewayConfig, ConfigError> 
 /// `gateway.default_sni`: an exact host name that a site with `tls` serves.
 fn default_sni(raw: &str, sites: &[SiteConfig]) -> Result<String, ConfigError> {
     let key = "gateway.default_sni";
-    let host = match HostPattern::parse(raw).map_err(|m| err(None, key, m))? {
-        HostPattern::Exact(h) => h,
-        _ => {
-            return Err(err(
-                None,
-                key,
-                format!("`{raw}` is a pattern; name one host, e.g. \"example.com\""),
-            ));
-        }
-    };
+    let host = HostPattern::parse_exact(raw).map_err(|m| err(None, key, m))?;
     let served = sites.iter().filter(|s| s.cert.is_some()).any(|s| {
         s.hosts.iter().any(|p| match p {
             HostPattern::Exact(h) => *h == host,

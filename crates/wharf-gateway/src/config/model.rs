@@ -252,6 +252,19 @@ impl HostPattern {
     }
 }
 
+impl HostPattern {
+    /// One exact host name, checked and normalised as [`HostPattern::parse`] does; a pattern is
+    /// refused.
+    pub fn parse_exact(raw: &str) -> Result<String, String> {
+        match HostPattern::parse(raw)? {
+            HostPattern::Exact(host) => Ok(host),
+            _ => Err(format!(
+                "`{raw}` is a pattern; name one host, e.g. \"example.com\""
+            )),
+        }
+    }
+}
+
 impl std::fmt::Display for HostPattern {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -62,6 +62,9 @@ impl<I> TicketHold<I> {
 impl<I: AsyncWrite + Unpin> TicketHold<I> {
     /// Writes what is held, all of it or until the socket is full.
     fn poll_release(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.held.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
         while !self.held.is_empty() {
             let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.held))?;
             if n == 0 {

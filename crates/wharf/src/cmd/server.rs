@@ -27,7 +27,7 @@ pub(crate) struct Args {
     https: SocketAddr,
     /// The domain whose certificate answers HTTPS clients that name no host (an
     /// https://<ip address>/ URL, `openssl s_time`); without it their handshakes are refused.
-    #[arg(long, value_name = "HOST", env = "WHARF_DEFAULT_SNI", value_parser = default_sni)]
+    #[arg(long, value_name = "HOST", env = "WHARF_DEFAULT_SNI", value_parser = wharf_gateway::config::HostPattern::parse_exact)]
     default_sni: Option<String>,
     /// ACME directory for `--tls acme` domains: `staging` (Let's Encrypt staging: try a set-up
     /// here first), `production` (Let's Encrypt), or any directory URL.
@@ -117,15 +117,6 @@ pub(crate) struct Args {
     /// For tests: schedules run by the time (unix seconds) written in this file.
     #[arg(long, hide = true, env = "WHARF_CLOCK_FILE")]
     clock_file: Option<PathBuf>,
-}
-
-fn default_sni(s: &str) -> Result<String, String> {
-    match wharf_gateway::config::HostPattern::parse(s)? {
-        wharf_gateway::config::HostPattern::Exact(host) => Ok(host),
-        _ => Err(format!(
-            "`{s}` is a pattern; name one domain, e.g. example.com"
-        )),
-    }
 }
 
 fn public_url(s: &str) -> Result<wharf_control::PublicUrl, String> {
