@@ -48,12 +48,33 @@ pub struct ServerProc {
     pub logged: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+/// A port nothing listens on, from below the kernel's ephemeral range: tests restart servers
+/// on the same ports, and a port from that range could be taken in between as the source port
+/// of any outgoing connection or by another `bind(0)`.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    // Ports 10000.. up to the range; each test process starts at its own place in it.
+    let (base, span) = (10_000, low.saturating_sub(10_000));
+    if span < 1000 {
+        return std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    }
+    let start = std::process::id() * 7919;
+    for _ in 0..span {
+        let port = (base + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {base} and {low}");
 }
 
 impl ServerProc {
@@ -139,14 +160,22 @@ impl ServerProc {
         let ready = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = log.next_line().await.unwrap() {
                 if line.contains("wharf server ready") {
-                    return line;
+                    return Some(line);
                 }
                 startup_log.push(line);
             }
-            panic!("wharf server exited before it was ready");
+            None
         })
         .await
         .expect("wharf server ready within 30 s");
+        // How it ended (an exit code, or the signal that killed it) and what it said.
+        let Some(ready) = ready else {
+            let status = child.wait().await;
+            panic!(
+                "wharf server exited before it was ready ({status:?}); its log:\n{}",
+                startup_log.join("\n")
+            );
+        };
         let fields: serde_json::Value = serde_json::from_str(&ready).unwrap();
         let api = fields["fields"]["api"].as_str().unwrap().to_string();
         let http = fields["fields"]["http"].as_str().unwrap().parse().unwrap();
