@@ -59,7 +59,7 @@ pub fn free_port() -> u16 {
         .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
         .unwrap_or(32768);
     // Ports 10000.. up to the range; each test process starts at its own place in it.
-    let (base, span) = (10_000, low.saturating_sub(10_000));
+    let (base, span): (u32, u32) = (10_000, low.saturating_sub(10_000));
     if span < 1000 {
         return std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -67,9 +67,10 @@ pub fn free_port() -> u16 {
             .unwrap()
             .port();
     }
-    let start = std::process::id() * 7919;
+    let start = u64::from(std::process::id()) * 7919;
     for _ in 0..span {
-        let port = (base + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        let next = u64::from(NEXT.fetch_add(1, Ordering::Relaxed));
+        let port = (u64::from(base) + (start + next) % u64::from(span)) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
