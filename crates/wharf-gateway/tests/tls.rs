@@ -240,21 +240,10 @@ async fn certificates_swap_live_and_bad_files_keep_the_old_one() {
 
 #[tokio::test]
 async fn tls_connections_that_send_nothing_after_the_handshake_are_closed() {
-    let d = dir("idle");
-    let ca = test_ca();
-    issue(&ca, &["a.test"], &d.0, "a");
-    let toml = CONFIG.replace("[gateway]\n", "[gateway]\nheader_timeout = \"3s\"\n");
-    let (gw, _certs, _) = start_toml(&d.0, &toml).await;
+    let (_d, ca, gw, _certs, _) = start_a("idle", "header_timeout = \"3s\"").await;
     let https = gw.https_addrs()[0];
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.0.der().clone()).unwrap();
     for alpn in ["h2", "http/1.1"] {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots.clone())
-            .with_no_client_auth();
+        let mut config = client_config(&ca, rustls::DEFAULT_VERSIONS);
         config.alpn_protocols = vec![alpn.as_bytes().to_vec()];
         let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
@@ -283,46 +272,52 @@ async fn tls_connections_that_send_nothing_after_the_handshake_are_closed() {
 /// One HTTPS request over a new connection with `config` (closed after the answer, so any
 /// session tickets have arrived); whether the handshake resumed an earlier session.
 async fn resumed(https: std::net::SocketAddr, config: &Arc<rustls::ClientConfig>) -> bool {
+    let (kind, answer) = get_a(https, config).await.expect("handshake");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    kind == Some(rustls::HandshakeKind::Resumed)
+}
+
+/// `GET /` for a.test over a new connection with `config`: how the handshake went, and the
+/// whole answer. An error is a refused handshake.
+async fn get_a(
+    https: std::net::SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+) -> std::io::Result<(Option<rustls::HandshakeKind>, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
+    // Checked against the certificate; sent as SNI unless the config turns that off.
     let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(config.clone())
         .connect(name, tcp)
-        .await
-        .expect("handshake");
+        .await?;
     let kind = tls.get_ref().1.handshake_kind();
     tls.write_all(b"GET / HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
+        .await?;
     let mut answer = Vec::new();
     let _ = tls.read_to_end(&mut answer).await;
-    assert!(
-        answer.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
-    kind == Some(rustls::HandshakeKind::Resumed)
+    Ok((kind, String::from_utf8_lossy(&answer).into_owned()))
+}
+
+/// A client that trusts `ca`, speaking `versions`.
+fn client_config(
+    ca: &Ca,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.0.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 #[tokio::test]
 async fn a_returning_client_resumes_its_session_however_many_came_between() {
-    let d = dir("resume");
-    let ca = test_ca();
-    issue(&ca, &["a.test"], &d.0, "a");
-    let (gw, _certs, _) = start(&d.0).await;
+    let (_d, ca, gw, _certs, _) = start_a("resume", "").await;
     let https = gw.https_addrs()[0];
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.0.der().clone()).unwrap();
-    let client = || {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots.clone())
-                .with_no_client_auth(),
-        )
-    };
+    let client = || Arc::new(client_config(&ca, rustls::DEFAULT_VERSIONS));
     let returning = client();
     assert!(
         !resumed(https, &returning).await,
@@ -407,14 +402,7 @@ impl Tickets {
 
     /// A client for a.test (trusting `ca`) that keeps its sessions here.
     fn client(self: &Arc<Self>, ca: &Ca) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.0.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let mut config = client_config(ca, &[&rustls::version::TLS13]);
         config.resumption = rustls::client::Resumption::store(self.clone());
         Arc::new(config)
     }
@@ -576,30 +564,15 @@ async fn a_client_without_sni_gets_the_default_sites_certificate() {
     let (_d, ca, gw, _certs, config) = start_a("default-sni", "default_sni = \"A.test.\"").await;
     assert_eq!(config.default_sni.as_deref(), Some("a.test"));
     let https = gw.https_addrs()[0];
-    let tickets = Tickets::new();
-    let mut client = (*tickets.client(&ca)).clone();
+    let mut client = client_config(&ca, &[&rustls::version::TLS13]);
     client.enable_sni = false;
     let client = Arc::new(client);
-    let without_sni = || async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
-        // The name is what the certificate is checked against; it is not sent.
-        let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
-        let mut tls = tokio_rustls::TlsConnector::from(client.clone())
-            .connect(name, tcp)
-            .await?;
-        tls.write_all(b"GET / HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\n\r\n")
-            .await?;
-        let mut answer = Vec::new();
-        let _ = tls.read_to_end(&mut answer).await;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer).into_owned())
-    };
-    let answer = without_sni().await.expect("handshake without SNI");
+    let (_, answer) = get_a(https, &client).await.expect("handshake without SNI");
     assert!(answer.ends_with("site a"), "{answer}");
 
     let mut config = config;
     config.default_sni = None;
     gw.reload(config).unwrap();
-    let refused = without_sni().await;
+    let refused = get_a(https, &client).await;
     assert!(refused.is_err(), "no default: refused, got {refused:?}");
 }
