@@ -127,7 +127,8 @@ impl DockerRuntime {
         if self.shared.tracked(&spec.instance).is_some() {
             return Err(RuntimeError::AlreadyRunning(spec.instance.clone()));
         }
-        self.engine
+        let network = self
+            .engine
             .ensure_network()
             .await
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
@@ -139,14 +140,7 @@ impl DockerRuntime {
                 source,
             })?;
         let port = spec.port.unwrap_or(DEFAULT_CONTAINER_PORT);
-        let mut body = create_body(
-            &spec,
-            image,
-            command.as_deref(),
-            port,
-            &volume,
-            &self.engine.network,
-        );
+        let mut body = create_body(&spec, image, command.as_deref(), port, &volume, &network);
         if let Some(l) = body.labels.as_mut() {
             self.engine.own(l);
         }
@@ -574,7 +568,7 @@ fn create_body(
     command: Option<&str>,
     port: u16,
     volume: &Path,
-    network: &str,
+    network_id: &str,
 ) -> ContainerCreateBody {
     let mut env: Vec<String> = spec
         .env
@@ -627,15 +621,20 @@ fn create_body(
         }),
         // A small init as PID 1 forwards SIGTERM (`sh -c` as PID 1 would ignore it) and reaps.
         init: Some(true),
-        network_mode: Some(network.to_string()),
+        // By id: while two networks share the name (engines before API 1.44), a name is
+        // ambiguous and the engine refuses to start the container. The engine still files the
+        // endpoint under the network's name, where `address` looks.
+        network_mode: Some(network_id.to_string()),
         ..Default::default()
     };
     let networking_config = NetworkingConfig {
         endpoints_config: Some(HashMap::from([(
-            network.to_string(),
+            network_id.to_string(),
             EndpointSettings {
                 // Other apps reach it as http://<app>:<port>/.
                 aliases: Some(vec![spec.app.clone()]),
+                // Without it the engine resolves the network by name again at each start.
+                network_id: Some(network_id.to_string()),
                 ..Default::default()
             },
         )])),

@@ -115,16 +115,16 @@ impl Engine {
     }
 
     /// Creates the apps' network (a labelled bridge) unless a network of that name exists
-    /// (then it is used: it may be the user's own).
+    /// (then it is used: it may be the user's own), and returns the id of the one to use.
     ///
     /// Engines before API 1.44 accept two networks of the same name, and a name that matches
-    /// two makes every container creation on it fail ("ambiguous"). Creations are serialized
-    /// within this process. Servers that create one at the same moment, and a server that
-    /// finds such twins left behind, all keep the oldest (the engine's creation time, then the
-    /// id: one order for every server) and remove the others they labelled. An engine refuses
-    /// to remove a network containers are on; such twins are logged and tried again at the
-    /// next start.
-    pub async fn ensure_network(&self) -> Result<(), DockerError> {
+    /// two makes every container start on it fail ("ambiguous"), so containers join by this
+    /// id. Creations are serialized within this process. Servers that create one at the same
+    /// moment, and a server that finds such twins left behind, all keep the oldest (the
+    /// engine's creation time, then the id: one order for every server) and remove the others
+    /// they labelled. An engine refuses to remove a network containers are on; such twins are
+    /// logged and tried again at the next start.
+    pub async fn ensure_network(&self) -> Result<String, DockerError> {
         let _one_at_a_time = NETWORK_LOCK.lock().await;
         let mut named = self.networks_named().await?;
         if named.is_empty() {
@@ -156,12 +156,19 @@ impl Engine {
                     network = %self.network,
                     id = %twin.id,
                     error = %e,
-                    "two networks have this name, so containers cannot be created on it; \
-                     this one could not be removed (remove it, or move its containers)"
+                    "two networks have this name (containers that join it by name fail as \
+                     ambiguous); this one could not be removed (remove it, or move its containers)"
                 );
             }
         }
-        Ok(())
+        match named.into_iter().next() {
+            Some(keep) => Ok(keep.id),
+            // Removed by someone else between the create and the list.
+            None => Err(DockerError::Other(format!(
+                "the network {} vanished as it was created; try again",
+                self.network
+            ))),
+        }
     }
 
     /// The networks named exactly like the apps' network.

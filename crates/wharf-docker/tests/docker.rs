@@ -210,11 +210,6 @@ impl Drop for Cleanup {
                 for c in &containers {
                     let _ = docker.remove_container(c, Some(force())).await;
                 }
-                for name in &networks {
-                    for id in networks_named(name).await {
-                        let _ = docker.remove_network(&id).await;
-                    }
-                }
                 for app in &apps {
                     let label =
                         HashMap::from([("label".to_string(), vec![format!("wharf.app={app}")])]);
@@ -228,6 +223,12 @@ impl Drop for Cleanup {
                         .unwrap_or_default();
                     for c in list.into_iter().filter_map(|c| c.id) {
                         let _ = docker.remove_container(&c, Some(force())).await;
+                    }
+                }
+                // After the containers: the engine keeps a network that has some.
+                for name in &networks {
+                    for id in networks_named(name).await {
+                        let _ = docker.remove_network(&id).await;
                     }
                 }
                 for image in &images {
@@ -980,6 +981,70 @@ async fn twin_networks_are_narrowed_to_the_oldest() {
         networks_named(&name).await,
         vec![first],
         "the oldest is kept"
+    );
+}
+
+/// Twins wharf may not remove (the user's own, unlabelled) stay; containers still start, on
+/// the oldest.
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_start_while_two_networks_share_the_name() {
+    let engine = engine().await;
+    let image = shared_image(&engine).await;
+    let dir = scratch("twin-start");
+    let name = format!("wharftest-twinstart-{}", std::process::id());
+    let web = app("twinweb");
+    let mut cleanup = Cleanup::new(&[&web], &dir);
+    cleanup.networks.push(name.clone());
+    let docker = docker();
+    let request = || bollard::models::NetworkCreateRequest {
+        name: name.clone(),
+        driver: Some("bridge".into()),
+        ..Default::default()
+    };
+    let first = docker.create_network(request()).await.unwrap().id;
+    match docker.create_network(request()).await {
+        Ok(_) => assert_eq!(
+            networks_named(&name).await.len(),
+            2,
+            "two networks, one name"
+        ),
+        // API 1.44 and later: the engine itself keeps names unique.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => eprintln!("this engine refuses twin networks: only the one network to join"),
+        Err(e) => panic!("{e}"),
+    }
+    let engine = Arc::new(
+        Engine::connect(None, None)
+            .await
+            .unwrap()
+            .with_network(name.clone()),
+    );
+    let rt = DockerRuntime::new(engine);
+    let addr = start_one(&rt, spec(&web, &image, &dir)).await;
+    let (status, body) = get(addr, "/").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let listed = docker
+        .list_containers(Some(ListContainersOptions {
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![format!("wharf.app={web}")],
+            )])),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let id = listed[0].id.clone().unwrap();
+    let joined = inspect(&id)
+        .await
+        .network_settings
+        .unwrap()
+        .networks
+        .unwrap();
+    assert_eq!(
+        joined.get(&name).and_then(|e| e.network_id.clone()),
+        Some(first),
+        "on the oldest network: {joined:?}"
     );
 }
 
