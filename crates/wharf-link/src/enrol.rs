@@ -50,51 +50,58 @@ impl std::str::FromStr for JoinUrl {
         let (address, fp) = rest
             .split_once('/')
             .ok_or_else(|| bad("the CA fingerprint after the address is missing".into()))?;
-        let (host, port) = if let Some(v6) = address.strip_prefix('[') {
-            let (ip, after) = v6
-                .split_once(']')
-                .ok_or_else(|| bad("the `[` before an IPv6 address has no `]`".into()))?;
-            ip.parse::<Ipv6Addr>()
-                .map_err(|_| bad(format!("`{ip}` is not an IPv6 address")))?;
-            let port = after
-                .strip_prefix(':')
-                .ok_or_else(|| bad("the port after the address is missing".into()))?;
-            (format!("[{ip}]"), port)
-        } else {
-            let (host, port) = address
-                .rsplit_once(':')
-                .ok_or_else(|| bad("the port after the host is missing".into()))?;
-            if host.contains(':') {
-                return Err(bad(format!(
-                    "write the IPv6 address `{host}` in brackets: [{host}]"
-                )));
-            }
-            if host.is_empty() {
-                return Err(bad("the host is missing".into()));
-            }
-            if let Some(c) = host
-                .chars()
-                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
-            {
-                return Err(bad(format!("the host `{host}` holds `{c}`")));
-            }
-            (host.to_string(), port)
-        };
-        let port: u16 = port
-            .parse()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| bad(format!("the port `{port}` is not a number from 1 to 65535")))?;
+        let server = server_address(address).map_err(bad)?;
         if fp.len() != 64 || !fp.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(bad(format!(
                 "the CA fingerprint `{fp}` is not 64 lowercase hex digits (a SHA-256)"
             )));
         }
         Ok(JoinUrl {
-            server: format!("{host}:{port}"),
+            server,
             ca_fingerprint: fp.to_string(),
         })
     }
+}
+
+/// Checks the `HOST:PORT` (or `[IPv6]:PORT`) agents reach the server at, as a join URL holds
+/// it (`wharf server --link-public` is checked with this too), and returns it as written.
+pub fn server_address(address: &str) -> Result<String, String> {
+    let (host, port) = if let Some(v6) = address.strip_prefix('[') {
+        let (ip, after) = v6
+            .split_once(']')
+            .ok_or("the `[` before an IPv6 address has no `]`")?;
+        ip.parse::<Ipv6Addr>()
+            .map_err(|_| format!("`{ip}` is not an IPv6 address"))?;
+        let port = after
+            .strip_prefix(':')
+            .ok_or("the port after the address is missing")?;
+        (format!("[{ip}]"), port)
+    } else {
+        let (host, port) = address
+            .rsplit_once(':')
+            .ok_or("the port after the host is missing")?;
+        if host.contains(':') {
+            return Err(format!(
+                "write the IPv6 address `{host}` in brackets: [{host}]"
+            ));
+        }
+        if host.is_empty() {
+            return Err("the host is missing".into());
+        }
+        if let Some(c) = host
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+        {
+            return Err(format!("the host `{host}` holds `{c}`"));
+        }
+        (host.to_string(), port)
+    };
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("the port `{port}` is not a number from 1 to 65535"))?;
+    Ok(format!("{host}:{port}"))
 }
 
 impl std::fmt::Display for JoinUrl {

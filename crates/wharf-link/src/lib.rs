@@ -118,7 +118,7 @@ pub mod frame;
 pub mod mux;
 
 pub use ca::{Authority, Identity, PeerCert};
-pub use enrol::JoinUrl;
+pub use enrol::{JoinUrl, server_address};
 pub use mux::{Incoming, Opener, Session, Stream};
 
 /// ALPN of an enrolled agent's link connection.

@@ -172,6 +172,30 @@ async fn static_apps_and_cli_errors() {
         "{list}"
     );
     assert!(!list.contains("Bad"), "{list}");
+    // A size past what the store holds is refused by name, not a server failure.
+    let (ok, _, err) = server
+        .cli(&["apps", "set", "docs", "--max-body", "9000000000GB"])
+        .await;
+    assert!(
+        !ok && err.contains("`max_body`") && err.contains("too large"),
+        "{err}"
+    );
+    // The saved repository can be forgotten again.
+    server
+        .ok(&[
+            "apps",
+            "set",
+            "docs",
+            "--git",
+            "https://git.example/docs.git",
+        ])
+        .await;
+    assert_eq!(
+        server.app_json("docs").await["git_url"],
+        "https://git.example/docs.git"
+    );
+    server.ok(&["apps", "set", "docs", "--git", "none"]).await;
+    assert!(server.app_json("docs").await["git_url"].is_null());
 
     // A process app whose command never listens is reported, not left half-live.
     let (ok, out, err) = server
@@ -605,4 +629,39 @@ async fn delete_removes_certificates_and_purge_removes_everything() {
     let out = server.ok(&["apps", "create", "shop", "--static"]).await;
     assert!(!out.contains("kept from an earlier app"), "{out}");
     server.stop().await;
+}
+
+/// Flags that would only fail later (every default host a 404, every join command refused)
+/// stop the server before it starts, naming the flag; nothing is created.
+#[test]
+fn server_flags_that_cannot_work_are_refused_at_start() {
+    let tmp = TempDir::new("bad-flags");
+    let data = tmp.0.join("data");
+    for (flag, value, says) in [
+        ("--base-domain", "my site.example", "not a valid host"),
+        (
+            "--link-public",
+            "example.com",
+            "the port after the host is missing",
+        ),
+        (
+            "--link-public",
+            "example.com:0",
+            "not a number from 1 to 65535",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["server", "--data"])
+            .arg(&data)
+            .args([flag, value])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag} {value} was taken");
+        assert!(
+            err.contains(flag) && err.contains(says),
+            "{flag} {value}: {err}"
+        );
+        assert!(!data.exists(), "{flag} {value} left a data folder");
+    }
 }

@@ -43,7 +43,7 @@ pub(crate) fn settings(s: &Settings, kind: AppKind) -> Result<AppSettings, ApiEr
         out.replicas = Some(n);
     }
     if let Some(m) = &s.memory {
-        let bytes = parse_size(m).map_err(|e| ApiError::invalid(format!("`memory`: {e}")))?;
+        let bytes = size("memory", m)?;
         if bytes < 4 << 20 {
             return Err(ApiError::invalid("`memory` must be at least 4MB"));
         }
@@ -68,7 +68,7 @@ pub(crate) fn settings(s: &Settings, kind: AppKind) -> Result<AppSettings, ApiEr
         });
     }
     if let Some(b) = &s.max_body {
-        let bytes = parse_size(b).map_err(|e| ApiError::invalid(format!("`max_body`: {e}")))?;
+        let bytes = size("max_body", b)?;
         out.max_body = Some(Some(bytes));
     }
     if let Some(p) = &s.health_path {
@@ -84,9 +84,14 @@ pub(crate) fn settings(s: &Settings, kind: AppKind) -> Result<AppSettings, ApiEr
     }
     if let Some(url) = &s.git_url {
         let url = url.trim();
-        let reference = s.git_ref.as_deref().unwrap_or("main");
-        crate::deploy::check_git(url, reference).map_err(ApiError::invalid)?;
-        out.git_url = Some((!url.is_empty()).then(|| url.to_string()));
+        // "" or "none" forgets the repository.
+        out.git_url = Some(if url.is_empty() || url == "none" {
+            None
+        } else {
+            let reference = s.git_ref.as_deref().unwrap_or("main");
+            crate::deploy::check_git(url, reference).map_err(ApiError::invalid)?;
+            Some(url.to_string())
+        });
     }
     if let Some(r) = &s.git_ref {
         crate::deploy::check_git("x", r).map_err(ApiError::invalid)?;
@@ -176,6 +181,17 @@ fn existing_dir(key: &str, dir: &str) -> Result<String, ApiError> {
         )));
     }
     Ok(dir.to_string())
+}
+
+/// A size the store can hold (SQLite integers are signed 64-bit).
+fn size(key: &str, raw: &str) -> Result<u64, ApiError> {
+    let bytes = parse_size(raw).map_err(|e| ApiError::invalid(format!("`{key}`: {e}")))?;
+    if i64::try_from(bytes).is_err() {
+        return Err(ApiError::invalid(format!(
+            "`{key}`: `{raw}` is too large; write e.g. \"512MB\" or \"4GB\""
+        )));
+    }
+    Ok(bytes)
 }
 
 /// A custom host name: a DNS name or `*.wildcard`, never `*` alone, never an app's default host.

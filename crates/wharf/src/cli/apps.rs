@@ -35,7 +35,8 @@ pub(crate) struct SettingsArgs {
     /// Path that answers 2xx when the app is healthy, e.g. /up.
     #[arg(long, value_name = "PATH")]
     health_path: Option<String>,
-    /// Git repository that `wharf deploy` (without --git) and webhooks fetch from.
+    /// Git repository that `wharf deploy` (without --git) and webhooks fetch from; `none`
+    /// forgets it.
     #[arg(long, value_name = "URL")]
     git: Option<String>,
     /// Branch deployed by default and accepted from webhooks (default main).

@@ -47,7 +47,7 @@ pub(crate) struct Args {
     #[arg(long, default_value = "127.0.0.1:9901", env = "WHARF_ADMIN")]
     admin: SocketAddr,
     /// Apps answer at <app>.<base-domain>; `localhost` works in browsers and curl with no DNS.
-    #[arg(long, default_value = "localhost", env = "WHARF_BASE_DOMAIN")]
+    #[arg(long, default_value = "localhost", env = "WHARF_BASE_DOMAIN", value_parser = wharf_gateway::config::HostPattern::parse_exact)]
     base_domain: String,
     /// How long new instances have to pass their health check (e.g. 30s, 2m).
     #[arg(long, default_value = "30s", env = "WHARF_HEALTH_TIMEOUT", value_parser = duration)]
@@ -72,7 +72,7 @@ pub(crate) struct Args {
     link: String,
     /// The HOST:PORT agents reach the link at, put in the join commands `wharf nodes add`
     /// prints (default: the link's address, or this machine's host name).
-    #[arg(long, value_name = "HOST:PORT", env = "WHARF_LINK_PUBLIC")]
+    #[arg(long, value_name = "HOST:PORT", env = "WHARF_LINK_PUBLIC", value_parser = wharf_link::server_address)]
     link_public: Option<String>,
     /// The backup repository (restic format): a folder, or s3:http(s)://HOST[:PORT]/BUCKET[/PREFIX]
     /// with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set (default: <data>/repository).
