@@ -69,6 +69,15 @@ impl Location {
             let host = parts.next().unwrap_or_default();
             let bucket = parts.next().unwrap_or_default();
             let root = parts.next().unwrap_or_default().trim_matches('/');
+            // Keys in the URL would show wherever the location does: refused, and not quoted.
+            if let Some((_, after)) = host.rsplit_once('@') {
+                return Err(BackupError::InvalidLocation {
+                    input: format!("s3:{scheme}://***@{after}/{bucket}"),
+                    reason: "put the S3 keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+                             not in the URL"
+                        .to_owned(),
+                });
+            }
             if host.is_empty() {
                 return Err(invalid(
                     "no S3 host; write s3:http(s)://HOST:PORT/BUCKET[/PREFIX]",
@@ -198,5 +207,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+        let err = Location::parse_with("s3:https://AKID:s3cr3t@s3.example.net/b", env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("AWS_SECRET_ACCESS_KEY") && !err.contains("s3cr3t"),
+            "{err}"
+        );
     }
 }

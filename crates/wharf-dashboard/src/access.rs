@@ -183,7 +183,13 @@ async fn render(c: &Client, s: &Session, flash: Flash<'_>, made: Option<&NewToke
             }
         }
     };
-    page("Users", Some(csrf), flash, body).into_response()
+    // A token shown once must not stay behind in the browser's cache.
+    let mut resp = page("Users", Some(csrf), flash, body).into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    resp
 }
 
 fn role_select() -> Markup {

@@ -190,6 +190,13 @@ impl SmtpServer {
         const HOW: &str =
             "give smtp://host:port (STARTTLS when offered) or smtps://host:port (TLS)";
         let bad = |why: String| NotifyError::Smtp(why);
+        // First, and without quoting the URL: what is before an `@` is a password.
+        if url.contains('@') {
+            return Err(bad(
+                "put the user name and password in email.username and email.password, not in the URL"
+                    .to_owned(),
+            ));
+        }
         if !url.contains("://") {
             return Err(bad(format!("{url:?} has no scheme: {HOW}")));
         }
@@ -204,12 +211,6 @@ impl SmtpServer {
         let authority = uri
             .authority()
             .ok_or_else(|| bad(format!("{url:?} has no host: {HOW}")))?;
-        if authority.as_str().contains('@') {
-            return Err(bad(
-                "put the user name and password in email.username and email.password, not in the URL"
-                    .to_owned(),
-            ));
-        }
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(bad(format!("{url:?} has a path or query: {HOW}")));
         }
@@ -327,6 +328,12 @@ mod tests {
             email("smtp://u:p@mail.example.com", "a@example.com", to),
             Some("email.username and email.password"),
         );
+        // A password with an `@` in it is not quoted back either.
+        let err = email("smtp://u:p@ss@mail", "a@example.com", to)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("p@ss"), "{err}");
         check(
             email("smtp://mail.example.com/x", "a@example.com", to),
             Some("has a path or query"),

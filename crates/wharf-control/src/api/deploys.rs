@@ -63,12 +63,13 @@ pub(crate) async fn deploy(
             crate::deploy::check_image(&image).map_err(ApiError::invalid)?;
             return Ok(stream(c, app, Source::Image(image), caller.user));
         }
+        let given = given_git(req.git, current.git_url.as_deref());
         // The app's saved repository was set by someone allowed to; one given here must be
         // allowed to the caller.
-        if req.git.as_deref().is_some_and(super::authz::local_git) {
+        if given.as_deref().is_some_and(super::authz::local_git) {
             super::authz::check_admin_setting(&caller, "a git repository on the server's disk")?;
         }
-        let url = req.git.or(current.git_url).ok_or_else(|| {
+        let url = given.or(current.git_url).ok_or_else(|| {
             ApiError::invalid("say what to deploy: a `git` URL, an archive, or save one with `wharf apps set APP --git URL`")
         })?;
         let reference = req
@@ -79,6 +80,13 @@ pub(crate) async fn deploy(
         Source::Git { url, reference }
     };
     Ok(stream(c, app, source, caller.user))
+}
+
+/// The repository a deploy names, if it is not the saved one. The saved URL as shown (its
+/// credentials as `***`, the dashboard's deploy form comes filled with it) stands for the
+/// saved one.
+fn given_git(given: Option<String>, saved: Option<&str>) -> Option<String> {
+    given.filter(|g| saved.map(crate::deploy::redact_git).as_deref() != Some(g.as_str()))
 }
 
 /// Starts the deploy in the background and streams its events.
@@ -208,4 +216,20 @@ pub(crate) async fn rollback(
         app: views::app(&c, &c.store.app(&app)?).await,
         operation: views::operation(c.store.operation(op)?),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::given_git;
+
+    #[test]
+    fn the_saved_repository_as_shown_stands_for_the_saved_one() {
+        let saved = Some("https://ci:glpat-1@git.example/a.git");
+        let shown = "https://***@git.example/a.git".to_string();
+        assert_eq!(given_git(Some(shown), saved), None);
+        let other = "https://git.example/b.git".to_string();
+        assert_eq!(given_git(Some(other.clone()), saved), Some(other.clone()));
+        assert_eq!(given_git(Some(other.clone()), None), Some(other));
+        assert_eq!(given_git(None, saved), None);
+    }
 }

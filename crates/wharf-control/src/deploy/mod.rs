@@ -100,9 +100,18 @@ impl Output {
     }
 
     /// Values that must never appear in output (short ones would mask too much by accident).
+    /// Output is read a line at a time, so a value of several lines (a PEM key) is masked line
+    /// by line.
     pub(crate) fn mask(&mut self, values: impl IntoIterator<Item = String>) {
-        self.secrets
-            .extend(values.into_iter().filter(|v| v.len() >= 4));
+        for value in values {
+            self.secrets.extend(
+                value
+                    .lines()
+                    .map(|l| l.trim_end_matches('\r'))
+                    .filter(|l| l.len() >= 4)
+                    .map(str::to_string),
+            );
+        }
         self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
 
@@ -118,5 +127,29 @@ impl Output {
         if let Some(tx) = &self.tx {
             let _ = tx.send(line);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_of_several_lines_is_masked_on_every_line() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut out = Output::new(Some(tx));
+        out.mask([
+            "-----BEGIN KEY-----\r\nc2VjcmV0LWtleQ==\n-----END KEY-----\n".to_string(),
+            "hunter22".to_string(),
+        ]);
+        for line in [
+            "key: -----BEGIN KEY-----",
+            "c2VjcmV0LWtleQ==",
+            "pass=hunter22 end",
+        ] {
+            out.line(line);
+        }
+        let seen: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(seen, ["key: ****", "****", "pass=**** end"]);
     }
 }

@@ -51,7 +51,7 @@ pub(crate) fn check_git(url: &str, reference: &str) -> Result<(), String> {
         || url.starts_with('-')
         || url.chars().any(|c| c.is_whitespace() || c.is_control())
     {
-        return Err(format!("`{url}` is not a git URL"));
+        return Err(format!("`{}` is not a git URL", redact_git(url)));
     }
     if reference.is_empty()
         || reference.starts_with('-')
@@ -369,6 +369,12 @@ mod tests {
         ] {
             assert_eq!(redact_git(url), shown, "{url}");
         }
+        // Nor in the refusal of a URL pasted with a stray space.
+        let err = check_git("https://ghp_token@github.com/a/b c", "main").unwrap_err();
+        assert!(
+            !err.contains("ghp_token") && err.contains("***@github.com"),
+            "{err}"
+        );
     }
 
     fn targz(entries: &[(&str, &[u8])], links: &[(&str, &str)]) -> Vec<u8> {

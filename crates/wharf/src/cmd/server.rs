@@ -82,7 +82,12 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FOLDER|s3:URL", env = "WHARF_BACKUP_COPY")]
     backup_copy: Option<String>,
     /// Backup alerts (failure, stale, recovered) are POSTed as JSON to this URL.
-    #[arg(long, value_name = "URL", env = "WHARF_ALERT_WEBHOOK")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WHARF_ALERT_WEBHOOK",
+        hide_env_values = true
+    )]
     alert_webhook: Option<String>,
     /// Backup alerts are mailed to this address (repeat for more).
     #[arg(
