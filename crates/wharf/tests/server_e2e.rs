@@ -665,3 +665,47 @@ fn server_flags_that_cannot_work_are_refused_at_start() {
         assert!(!data.exists(), "{flag} {value} left a data folder");
     }
 }
+
+/// `wharf login` keeps the URL and token for later commands, readable by the user alone; a
+/// login file that cannot be read is named, not silently replaced by the local defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_is_kept_privately_and_a_broken_one_is_named() {
+    let tmp = TempDir::new("login");
+    let server = ServerProc::start(&tmp.0.join("data"), free_port()).await;
+    let config = tmp.0.join("config");
+    let bare = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+        c.args(args)
+            .env_remove("WHARF_URL")
+            .env_remove("WHARF_TOKEN")
+            .env("XDG_CONFIG_HOME", &config)
+            .env("WHARF_DATA", tmp.0.join("elsewhere"))
+            .env("NO_COLOR", "1");
+        c
+    };
+    let url = format!("http://{}", server.api);
+    let out = bare(&["login", "--url", &url])
+        .env("WHARF_TOKEN", &server.token)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let file = config.join("wharf/cli.toml");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the login file is the user's alone");
+
+    server.ok(&["apps", "create", "kept", "--static"]).await;
+    let out = bare(&["apps", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && listed.contains("kept"), "{out:?}");
+
+    std::fs::write(&file, "url = \"http://").unwrap();
+    let out = bare(&["apps", "list"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        err.contains(&*file.to_string_lossy()) && err.contains("wharf login"),
+        "{err}"
+    );
+    server.stop().await;
+}

@@ -23,15 +23,32 @@ fn login_path() -> Option<PathBuf> {
     Some(base.join("wharf").join("cli.toml"))
 }
 
-fn read_login() -> LoginFile {
-    login_path()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| toml::from_str(&t).ok())
-        .unwrap_or_default()
+/// The saved login; none if there is no file. One that cannot be read is an error: falling
+/// back to the local defaults would send the user after a server that is not the one meant.
+fn read_login() -> anyhow::Result<LoginFile> {
+    let Some(path) = login_path() else {
+        return Ok(LoginFile::default());
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LoginFile::default()),
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    };
+    toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read the login in {}: {}; run `wharf login` again (or remove the file)",
+            path.display(),
+            e.message()
+        )
+    })
 }
 
 pub(crate) fn client(conn: &Conn) -> anyhow::Result<Client> {
-    let login = read_login();
+    let login = if conn.url.is_some() && conn.token.is_some() {
+        LoginFile::default()
+    } else {
+        read_login()?
+    };
     let url = conn
         .url
         .clone()
@@ -85,14 +102,27 @@ pub(crate) fn login(args: Login) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Written whole or not at all (a full disk keeps the old login), readable by the user only.
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("toml.new");
+    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())
+        .open(&tmp)?;
+    let written = f
+        .write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
