@@ -31,7 +31,6 @@ const PRIVATE_DIRS: [&str; 7] = [
 /// Folders that hold one folder per app, owned by the app's user.
 const APP_PARENTS: [&str; 2] = ["apps", "volumes"];
 
-/// Creates the data folder owner-only (0700; its parents as the umask says) if it does not exist.
 /// The id of the server that owns `dir` (kept in `dir/server-id`, made on first use): what it
 /// creates on a shared Docker engine carries it, so servers never touch each other's objects.
 pub fn server_id(dir: &Path) -> std::io::Result<String> {
@@ -43,13 +42,18 @@ pub fn server_id(dir: &Path) -> std::io::Result<String> {
         Err(e) => return Err(e),
     }
     let id = hex::encode(rand::random::<[u8; 8]>());
-    // Whole or not at all: a half-written id would orphan every container at the next start.
+    // Whole or not at all, and on disk before anything is labelled with it: an id lost to a
+    // power cut would orphan every container at the next start.
     let tmp = dir.join("server-id.tmp");
-    std::fs::write(&tmp, format!("{id}\n"))?;
+    let mut f = std::fs::File::create(&tmp)?;
+    std::io::Write::write_all(&mut f, format!("{id}\n").as_bytes())?;
+    f.sync_all()?;
     std::fs::rename(&tmp, &file)?;
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(id)
 }
 
+/// Creates the data folder owner-only (0700; its parents as the umask says) if it does not exist.
 pub fn create_data_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
