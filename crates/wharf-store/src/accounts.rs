@@ -71,12 +71,28 @@ pub const ADMIN_USER: &str = "admin";
 
 impl Store {
     pub fn add_user(&self, name: &str, password_hash: Option<&str>) -> Result<()> {
-        self.conn()
-            .execute(
-                "INSERT INTO users (name, password_hash, created_at) VALUES (?1, ?2, ?3)",
-                params![name, password_hash, now()],
-            )
-            .map_err(|e| exists_on_conflict(e, "user", name))?;
+        self.add_user_with_grant(name, password_hash, None)
+    }
+
+    /// A new user and, in the same transaction, their role (everywhere, or on one app): a
+    /// refused role leaves no user without one behind.
+    pub fn add_user_with_grant(
+        &self,
+        name: &str,
+        password_hash: Option<&str>,
+        grant: Option<(Role, Option<&str>)>,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO users (name, password_hash, created_at) VALUES (?1, ?2, ?3)",
+            params![name, password_hash, now()],
+        )
+        .map_err(|e| exists_on_conflict(e, "user", name))?;
+        if let Some((role, app)) = grant {
+            grant_in(&tx, name, role, app)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -182,12 +198,7 @@ impl Store {
         if !known {
             return Err(not_found(user));
         }
-        tx.execute(
-            "INSERT INTO grants (user, app, role) VALUES (?1, ?2, ?3)
-             ON CONFLICT (user, app) DO UPDATE SET role = excluded.role",
-            params![user, app.unwrap_or(""), role.as_str()],
-        )?;
-        keep_an_admin(&tx)?;
+        grant_in(&tx, user, role, app)?;
         tx.commit()?;
         Ok(())
     }
@@ -213,6 +224,35 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Checked in the grant's own transaction: an app deleted a moment before would otherwise
+/// leave a grant that a later app of the same name inherits.
+fn grant_in(
+    tx: &rusqlite::Transaction<'_>,
+    user: &str,
+    role: Role,
+    app: Option<&str>,
+) -> Result<()> {
+    if let Some(app) = app {
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM apps WHERE name = ?1)",
+            [app],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Err(StoreError::NotFound {
+                what: "app",
+                name: app.to_string(),
+            });
+        }
+    }
+    tx.execute(
+        "INSERT INTO grants (user, app, role) VALUES (?1, ?2, ?3)
+         ON CONFLICT (user, app) DO UPDATE SET role = excluded.role",
+        params![user, app.unwrap_or(""), role.as_str()],
+    )?;
+    keep_an_admin(tx)
 }
 
 fn not_found(name: &str) -> StoreError {
@@ -256,7 +296,7 @@ pub(crate) fn grants(conn: &rusqlite::Connection, user: &str) -> Result<Vec<Gran
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -275,6 +315,12 @@ mod tests {
             s.add_user("ann", None),
             Err(StoreError::Exists { .. })
         ));
+        // No role on an app that is not there (nor one a later app of its name inherits).
+        assert!(matches!(
+            s.grant("ann", Role::Deployer, Some("blog")),
+            Err(StoreError::NotFound { what: "app", .. })
+        ));
+        blog(&s);
         s.grant("ann", Role::Viewer, None).unwrap();
         s.grant("ann", Role::Deployer, Some("blog")).unwrap();
         s.grant("ann", Role::Viewer, Some("blog")).unwrap();
@@ -299,5 +345,30 @@ mod tests {
         assert_eq!(s.users().unwrap().len(), 1);
         s.revoke_grant("ann", Some("blog")).unwrap();
         assert!(s.revoke_grant("ann", Some("blog")).is_err());
+    }
+
+    #[test]
+    fn a_new_users_refused_role_leaves_no_user_behind() {
+        let s = Store::open_test();
+        assert!(matches!(
+            s.add_user_with_grant("bob", None, Some((Role::Viewer, Some("gone")))),
+            Err(StoreError::NotFound { what: "app", .. })
+        ));
+        assert!(s.user("bob").is_err(), "no user without the role asked for");
+        blog(&s);
+        s.add_user_with_grant("bob", None, Some((Role::Viewer, Some("blog"))))
+            .unwrap();
+        assert_eq!(s.user("bob").unwrap().grants.len(), 1);
+    }
+
+    pub(crate) fn blog(s: &Store) {
+        s.create_app(
+            "blog",
+            crate::AppKind::Static,
+            &crate::AppSettings::default(),
+            &[],
+            &Default::default(),
+        )
+        .unwrap();
     }
 }

@@ -174,6 +174,7 @@ mod tests {
     fn tokens_belong_to_users_expire_and_go_at_once() {
         let s = Store::open_test();
         s.add_user("ann", None).unwrap();
+        crate::accounts::tests::blog(&s);
         s.grant("ann", Role::Deployer, Some("blog")).unwrap();
         s.add_token("ann", "laptop", "api", "h1", None).unwrap();
         assert!(matches!(

@@ -184,10 +184,11 @@ pub(crate) async fn create_user(
         }
         None => None,
     };
-    c.store.add_user(&req.name, hash.as_deref())?;
-    if let Some(role) = role {
-        c.store.grant(&req.name, role, req.app.as_deref())?;
-    }
+    c.store.add_user_with_grant(
+        &req.name,
+        hash.as_deref(),
+        role.map(|r| (r, req.app.as_deref())),
+    )?;
     Ok((
         StatusCode::CREATED,
         Json(user_view(c.store.user(&req.name)?)),
