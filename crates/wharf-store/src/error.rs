@@ -21,6 +21,34 @@ pub enum StoreError {
     LastAdmin,
 }
 
+impl StoreError {
+    /// What the operator can do when the database itself could not be written (rather than
+    /// refusing the request): the change was rolled back, nothing half-written.
+    pub fn storage_trouble(&self) -> Option<&'static str> {
+        let StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) = self else {
+            return None;
+        };
+        Some(match f.code {
+            rusqlite::ErrorCode::DiskFull => {
+                "the disk holding the server's data folder is full: free some space and try again \
+                 (nothing was changed)"
+            }
+            rusqlite::ErrorCode::ReadOnly => {
+                "the server's database cannot be written (a read-only disk, or its file's \
+                 owner or mode changed): fix that and try again (nothing was changed)"
+            }
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => {
+                "the server's database is busy: try again (nothing was changed)"
+            }
+            rusqlite::ErrorCode::SystemIoFailure => {
+                "the server could not read or write its database (an I/O error from the disk): \
+                 check the disk, then try again"
+            }
+            _ => return None,
+        })
+    }
+}
+
 /// Maps a UNIQUE/PRIMARY KEY violation to `Exists`, leaving other errors as they are.
 pub(crate) fn exists_on_conflict(e: rusqlite::Error, what: &'static str, name: &str) -> StoreError {
     match &e {
@@ -35,5 +63,21 @@ pub(crate) fn exists_on_conflict(e: rusqlite::Error, what: &'static str, name: &
             }
         }
         _ => StoreError::Sqlite(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_told_as_such() {
+        let full = StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        ));
+        assert!(full.storage_trouble().unwrap().contains("is full"));
+        let other = StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows);
+        assert_eq!(other.storage_trouble(), None);
     }
 }

@@ -97,7 +97,18 @@ impl From<StoreError> for ApiError {
                 code: "conflict",
                 message: e.to_string(),
             },
-            other => ApiError::internal(other),
+            StoreError::NoFreeUid { .. } => ApiError::conflict(e.to_string()),
+            other => match other.storage_trouble() {
+                Some(message) => {
+                    tracing::error!(error = %other, "the database could not be written");
+                    ApiError {
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                        code: "storage",
+                        message: message.into(),
+                    }
+                }
+                None => ApiError::internal(other),
+            },
         }
     }
 }
