@@ -493,7 +493,11 @@ pub(crate) async fn remove_domain(
     Extension(caller): Extension<Caller>,
     Path((app, host)): Path<(String, String)>,
 ) -> ApiResult<Json<Changed>> {
-    c.store.remove_domain(&app, &host.to_ascii_lowercase())?;
+    // Spelled as it was added: normalised the same way (case, a trailing dot).
+    let host = wharf_gateway::config::HostPattern::parse(&host)
+        .map(|p| p.to_string())
+        .map_err(|e| ApiError::invalid(format!("host {e}")))?;
+    c.store.remove_domain(&app, &host)?;
     Ok(Json(
         carry_out(
             &c,
