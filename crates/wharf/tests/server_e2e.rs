@@ -164,6 +164,10 @@ async fn static_apps_and_cli_errors() {
     assert!(err.contains("not a valid app name"), "{err}");
     let (ok, _, err) = server.cli(&["domains", "add", "docs", "a||b.test"]).await;
     assert!(!ok && err.contains("not a valid host"), "{err}");
+    let (ok, _, err) = server
+        .cli(&["domains", "add", "docs", "intranet", "--tls", "acme"])
+        .await;
+    assert!(!ok && err.contains("single label"), "{err}");
     let (ok, _, err) = server.cli(&["apps", "create", "docs", "--static"]).await;
     assert!(!ok && err.contains("already exists"), "{err}");
     let list = server.ok(&["apps", "list"]).await;

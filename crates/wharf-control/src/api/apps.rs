@@ -471,10 +471,15 @@ pub(crate) async fn add_domain(
             ));
         }
     }
-    if tls == Some(Tls::Acme) && host.starts_with("*.") {
-        return Err(ApiError::invalid(
-            "ACME here validates each exact host name; for a wildcard use --tls manual or self-signed",
-        ));
+    if tls == Some(Tls::Acme) {
+        if host.starts_with("*.") {
+            return Err(ApiError::invalid(
+                "ACME here validates each exact host name; for a wildcard use --tls manual or self-signed",
+            ));
+        }
+        if let Some(why) = wharf_gateway::config::acme_host_problem(&host) {
+            return Err(ApiError::invalid(why));
+        }
     }
     let known = current.domains.contains(&host);
     c.store.add_domain_tls(&app, &host, tls)?;

@@ -247,6 +247,13 @@ fn convert(file: FileConfig, base: &Path) -> Result<GatewayConfig, ConfigError> 
                     "ACME here validates each exact host name; wildcards and `*` need another certificate source",
                 ));
             }
+            for h in &s.hosts {
+                if let HostPattern::Exact(host) = h
+                    && let Some(why) = super::model::acme_host_problem(host)
+                {
+                    return Err(err(Some(&s.name), "tls", &why));
+                }
+            }
         }
     }
     if let Some(raw) = g.default_sni {
@@ -714,8 +721,21 @@ mod tests {
                 "site \"a\": `follow_links_outside_root`: only static sites",
             ),
         ];
+        // Names no certificate authority issues for are refused before the first order.
+        let acme = |host: &str| {
+            format!(
+                "[gateway]\nhttps=['127.0.0.1:8443']\n[acme]\ndirectory='https://ca.test/dir'\n\
+                 [[site]]\nname='a'\nhosts=['{host}']\nroot='src'\ntls='acme'"
+            )
+        };
+        let cases = cases.into_iter().map(|(t, w)| (t.to_string(), w)).chain([
+            (acme("app.localhost"), "`app.localhost` is local"),
+            (acme("intranet"), "`intranet` is a single label"),
+            (acme("192.0.2.7"), "`192.0.2.7` is an IP address"),
+            (acme("my_app.example.com"), "has a `_`"),
+        ]);
         for (text, want) in cases {
-            let got = load(text).unwrap_err();
+            let got = load(&text).unwrap_err();
             assert!(
                 got.contains(want),
                 "for {text:?}\n got: {got}\nwant: {want}"

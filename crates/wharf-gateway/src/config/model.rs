@@ -275,6 +275,35 @@ impl std::fmt::Display for HostPattern {
     }
 }
 
+/// Why a public certificate authority would not issue for this exact host over ACME, if it
+/// would not: said before the first order, rather than as a failing certificate later.
+pub fn acme_host_problem(host: &str) -> Option<String> {
+    if host == "localhost" || host.ends_with(".localhost") {
+        return Some(format!(
+            "`{host}` is local to this machine, where no certificate authority can check it; use self-signed"
+        ));
+    }
+    if !host.contains('.') {
+        return Some(format!(
+            "`{host}` is a single label; a public certificate needs a full name such as blog.example.com"
+        ));
+    }
+    if host
+        .split('.')
+        .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Some(format!(
+            "`{host}` is an IP address; ACME certificates here are for host names"
+        ));
+    }
+    if host.contains('_') {
+        return Some(format!(
+            "`{host}` has a `_`, which certificate authorities do not accept in host names"
+        ));
+    }
+    None
+}
+
 /// A DNS name (or IPv4 literal): dot-separated labels of `[a-z0-9_-]`, 1–63 bytes each, 253 in all.
 pub(crate) fn validate_host_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
