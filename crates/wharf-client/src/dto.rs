@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The largest archive a deploy may upload (the server refuses more, the CLI says so first).
+pub const MAX_ARCHIVE_BYTES: usize = 512 << 20;
+
 /// `POST /api/v1/apps`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

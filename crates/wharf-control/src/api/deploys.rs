@@ -20,7 +20,7 @@ use crate::deploy::{Output, Source};
 use wharf_store::Caller;
 
 /// Largest archive upload.
-pub(crate) const MAX_ARCHIVE: usize = 512 << 20;
+pub(crate) const MAX_ARCHIVE: usize = wharf_client::dto::MAX_ARCHIVE_BYTES;
 
 pub(crate) async fn deploy(
     State(c): State<Arc<Control>>,

@@ -148,6 +148,16 @@ fn pack(dir: &Path) -> anyhow::Result<Vec<u8>> {
         }
     }
     let bytes = tar.into_inner()?.finish()?;
+    let limit = wharf_client::dto::MAX_ARCHIVE_BYTES;
+    if bytes.len() > limit {
+        anyhow::bail!(
+            "{} packs to {} MiB, over the {} MiB a deploy may upload: leave out what the build \
+             makes again (node_modules, target, build output) in a .wharfignore, or deploy from git",
+            dir.display(),
+            bytes.len() >> 20,
+            limit >> 20
+        );
+    }
     eprintln!(
         "packed {files} files from {} ({} KiB)",
         dir.display(),
