@@ -234,6 +234,8 @@ impl CertManager {
     /// With the attempt it made, if it made one (a self-signed certificate generated).
     fn load(&self, w: &WantedCert) -> Result<Option<(CertInfo, Option<Attempt>)>, TlsError> {
         let dir = self.cert_dir(&w.name);
+        // A replacement a crash interrupted is finished (or dropped) before the files are read.
+        files::settle_cert_files(&dir)?;
         let (cert_path, key_path) = match &w.source {
             CertSource::Manual { cert, key } => (cert.clone(), key.clone()),
             _ => (dir.join("cert.pem"), dir.join("key.pem")),
