@@ -19,6 +19,13 @@ pub enum StoreError {
     NoFreeUid { app: String, first: u32, last: u32 },
     #[error("that would leave no admin: give another user the admin role first")]
     LastAdmin,
+    /// A node that apps are placed on, or tunnels use, stays.
+    #[error("node \"{node}\" is in use (apps: {apps:?}; tunnels: {tunnels:?})")]
+    NodeInUse {
+        node: String,
+        apps: Vec<String>,
+        tunnels: Vec<String>,
+    },
 }
 
 impl StoreError {

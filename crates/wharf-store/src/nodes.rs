@@ -162,13 +162,31 @@ impl Store {
     }
 
     /// Forgets a node (its certificate is refused from then on) and its tokens.
+    /// Forgets a node no app is placed on and no tunnel uses; checked in the same transaction,
+    /// so an app placed on it meanwhile cannot be left on a node that is gone.
     pub fn remove_node(&self, name: &str) -> Result<()> {
-        let n = self
-            .conn()
-            .execute("DELETE FROM nodes WHERE name = ?1", [name])?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let names = |sql: &str| -> Result<Vec<String>> {
+            let mut q = tx.prepare_cached(sql)?;
+            let rows = q.query_map([name], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        };
+        let apps = names("SELECT name FROM apps WHERE node = ?1 ORDER BY name")?;
+        let tunnels =
+            names("SELECT name FROM tunnels WHERE listen_node = ?1 OR to_node = ?1 ORDER BY name")?;
+        if !apps.is_empty() || !tunnels.is_empty() {
+            return Err(StoreError::NodeInUse {
+                node: name.to_string(),
+                apps,
+                tunnels,
+            });
+        }
+        let n = tx.execute("DELETE FROM nodes WHERE name = ?1", [name])?;
         if n == 0 {
             return Err(node_not_found(name));
         }
+        tx.commit()?;
         Ok(())
     }
 
@@ -256,5 +274,22 @@ mod tests {
         assert_eq!(s.redeem_node_token("h1").unwrap(), Err(TokenRefusal::Used));
         s.remove_node("edge").unwrap();
         assert!(s.nodes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_node_with_an_app_on_it_stays() {
+        let s = Store::open_test();
+        s.add_node_token("edge", "h1", now() + 600).unwrap();
+        crate::accounts::tests::blog(&s);
+        let on_edge = crate::AppSettings {
+            node: Some(Some("edge".into())),
+            ..Default::default()
+        };
+        s.update_app("blog", &on_edge).unwrap();
+        match s.remove_node("edge") {
+            Err(StoreError::NodeInUse { apps, .. }) => assert_eq!(apps, ["blog"]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.nodes().unwrap().len(), 1, "still there");
     }
 }

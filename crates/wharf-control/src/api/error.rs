@@ -97,7 +97,9 @@ impl From<StoreError> for ApiError {
                 code: "conflict",
                 message: e.to_string(),
             },
-            StoreError::NoFreeUid { .. } => ApiError::conflict(e.to_string()),
+            StoreError::NoFreeUid { .. } | StoreError::NodeInUse { .. } => {
+                ApiError::conflict(e.to_string())
+            }
             other => match other.storage_trouble() {
                 Some(message) => {
                     tracing::error!(error = %other, "the database could not be written");

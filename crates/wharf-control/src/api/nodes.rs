@@ -144,28 +144,21 @@ pub(crate) async fn remove(
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     let hub = hub(&c)?;
-    c.store.node(&name)?;
-    let placed = c.store.apps_on_node(&name)?;
-    if !placed.is_empty() {
-        return Err(ApiError::conflict(format!(
-            "apps run on node {name}: {}; move them (`wharf apps set APP --node ''`) or delete them first",
-            placed.join(", ")
-        )));
+    match c.store.remove_node(&name) {
+        Err(StoreError::NodeInUse { apps, .. }) if !apps.is_empty() => {
+            return Err(ApiError::conflict(format!(
+                "apps run on node {name}: {}; move them (`wharf apps set APP --node none`) or delete them first",
+                apps.join(", ")
+            )));
+        }
+        Err(StoreError::NodeInUse { tunnels, .. }) => {
+            return Err(ApiError::conflict(format!(
+                "tunnels use node {name}: {}; remove them first (`wharf tunnels remove NAME`)",
+                tunnels.join(", ")
+            )));
+        }
+        other => other?,
     }
-    let tunnels: Vec<String> = c
-        .store
-        .tunnels()?
-        .into_iter()
-        .filter(|t| t.listen_node == name || t.to_node == name)
-        .map(|t| t.name)
-        .collect();
-    if !tunnels.is_empty() {
-        return Err(ApiError::conflict(format!(
-            "tunnels use node {name}: {}; remove them first (`wharf tunnels remove NAME`)",
-            tunnels.join(", ")
-        )));
-    }
-    c.store.remove_node(&name)?;
     hub.forget(&name);
     Ok(StatusCode::NO_CONTENT)
 }
