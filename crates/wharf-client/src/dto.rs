@@ -753,7 +753,7 @@ pub struct TokenView {
 }
 
 /// `POST /api/v1/tokens`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub name: String,

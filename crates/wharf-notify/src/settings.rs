@@ -10,11 +10,21 @@ use lettre::message::Mailbox;
 use crate::NotifyError;
 
 /// Where alerts go. A channel left `None` is not used.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     /// An `http://` or `https://` URL that alerts are POSTed to as JSON.
     pub webhook: Option<String>,
     pub email: Option<EmailSettings>,
+}
+
+// By hand: a webhook's path is often its secret.
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("webhook", &self.webhook.as_ref().map(|_| "<hidden>"))
+            .field("email", &self.email)
+            .finish()
+    }
 }
 
 /// Alerts by email, through an SMTP server.
@@ -59,11 +69,17 @@ impl Settings {
 }
 
 /// A validated webhook URL.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct WebhookUrl {
     pub(crate) uri: Uri,
     /// `scheme://host[:port]` only: what errors show, since the path is often the secret.
     pub(crate) shown: String,
+}
+
+impl fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("WebhookUrl").field(&self.shown).finish()
+    }
 }
 
 impl WebhookUrl {
@@ -112,12 +128,26 @@ impl WebhookUrl {
 }
 
 /// Validated email settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct EmailRoute {
     pub(crate) server: SmtpServer,
     pub(crate) from: Mailbox,
     pub(crate) to: Vec<Mailbox>,
     pub(crate) credentials: Option<(String, String)>,
+}
+
+impl fmt::Debug for EmailRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailRoute")
+            .field("server", &self.server)
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|(u, _)| (u, "<hidden>")),
+            )
+            .finish()
+    }
 }
 
 /// A validated SMTP server address.

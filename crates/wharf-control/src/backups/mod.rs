@@ -28,7 +28,7 @@ use crate::paths::DataDir;
 use crate::reconciler::Reconciler;
 
 /// Where backups go and whom to tell when they fail.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct BackupSettings {
     /// The repository: a folder or `s3:http(s)://HOST/BUCKET[/PREFIX]` (keys from
     /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`); default `<data>/repository`.
@@ -45,6 +45,24 @@ pub struct BackupSettings {
     pub smtp_password: Option<String>,
     /// The clock schedules run by.
     pub clock: Clock,
+}
+
+// By hand: the SMTP password and the webhook (its path is often the secret) never show.
+impl std::fmt::Debug for BackupSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<hidden>");
+        f.debug_struct("BackupSettings")
+            .field("repository", &self.repository)
+            .field("copy", &self.copy)
+            .field("alert_webhook", &hidden(&self.alert_webhook))
+            .field("alert_email", &self.alert_email)
+            .field("smtp", &self.smtp)
+            .field("smtp_from", &self.smtp_from)
+            .field("smtp_user", &self.smtp_user)
+            .field("smtp_password", &hidden(&self.smtp_password))
+            .field("clock", &self.clock)
+            .finish()
+    }
 }
 
 /// The backups of this server.
