@@ -188,7 +188,11 @@ impl Databases {
                 format!("database {} did not answer within {}s: {e}", db.name, READY_WITHIN.as_secs())
             }),
             why = self.process.exited(&instance) => {
-                let out = self.process.recent_output(&instance, 20).await.join("\n");
+                let mut out = self.process.recent_output(&instance, 20).await.join("\n");
+                // A server may echo its settings; the password stays out of the answer.
+                if !params.password.is_empty() {
+                    out = out.replace(&params.password, "****");
+                }
                 Err(format!(
                     "database {} ended at start ({}):\n{out}",
                     db.name,
