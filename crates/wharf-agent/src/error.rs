@@ -34,6 +34,17 @@ pub enum AgentError {
         #[source]
         source: LinkError,
     },
+    /// The join token was spent on an identity that could not be kept.
+    #[error(
+        "joined the server as node `{node}`, but cannot keep its identity in {}: {source};          the join token is used up: fix that, then on the server `wharf nodes remove {node}`          and `wharf nodes add {node}` for a new one",
+        dir.display()
+    )]
+    IdentityNotKept {
+        node: String,
+        dir: PathBuf,
+        #[source]
+        source: Box<LinkError>,
+    },
     #[error("cannot join the server at {server}: {source}")]
     Enrol {
         server: String,

@@ -39,9 +39,10 @@ pub(crate) async fn identity(dir: &Path, join: Option<(JoinUrl, String)>) -> Res
                     server: url.server.clone(),
                     source,
                 })?;
-            id.save(dir).map_err(|source| AgentError::Identity {
+            id.save(dir).map_err(|source| AgentError::IdentityNotKept {
+                node: id.node.clone(),
                 dir: dir.to_path_buf(),
-                source,
+                source: Box::new(source),
             })?;
             tracing::info!(node = id.node, file = %file.display(), "joined the server");
             Ok(id)
