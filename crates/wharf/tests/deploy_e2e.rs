@@ -630,6 +630,76 @@ async fn git_push_over_smart_http_deploys_the_pushed_branch() {
     server.stop().await;
 }
 
+/// A private repository's token in its URL never reaches git's command line, which any user
+/// of the machine can read; the deploy still authenticates with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_token_stays_off_gits_command_line() {
+    let tmp = TempDir::new("deploy-token");
+    let repo = Repo::new(&tmp.0, "site", &[("index.html", "private v1")]);
+    // git as the server finds it: the real one, each command line written down first.
+    let bin = tmp.0.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let seen = tmp.0.join("git-argv.log");
+    let real = String::from_utf8(
+        StdCommand::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let wrapper = bin.join("git");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec {} \"$@\"\n",
+            seen.display(),
+            real.trim()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let server = ServerProc::start_with(
+        &tmp.0.join("data"),
+        free_port(),
+        free_port(),
+        &[("PATH", path)],
+    )
+    .await;
+    // wharf's own push endpoint is the private repository: it takes a token as the password.
+    server.ok(&["apps", "create", "site"]).await;
+    let private = format!("http://wharf:{}@{}/git/site.git", server.token, server.api);
+    let pushed = StdCommand::new("git")
+        .args(["push", "-q", &private, "main"])
+        .current_dir(&repo.work)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .unwrap();
+    assert!(pushed.status.success(), "{pushed:?}");
+
+    server.ok(&["apps", "create", "copy"]).await;
+    server.ok(&["apps", "set", "copy", "--git", &private]).await;
+    let said = server.ok(&["deploy", "copy"]).await;
+    assert!(said.contains("live at"), "{said}");
+    assert_eq!(
+        page(server.http, "copy.localhost").await.as_deref(),
+        Some("private v1")
+    );
+    let argv = std::fs::read_to_string(&seen).unwrap();
+    assert!(argv.contains("fetch"), "the wrapper saw the fetch: {argv}");
+    assert!(
+        !argv.contains(&server.token),
+        "the token was on git's command line: {argv}"
+    );
+    server.stop().await;
+}
+
 /// A deploy whose app dies at start leaves the app saying why, until a deploy succeeds: as
 /// `failed` when nothing else runs (a first deploy), as "last change failed" while the previous
 /// release keeps serving.

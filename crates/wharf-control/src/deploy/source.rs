@@ -13,8 +13,13 @@ use super::Output;
 const GIT_TIMEOUT: Duration = Duration::from_secs(300);
 
 async fn git(args: &[&str], out: &Output) -> Result<String, String> {
+    git_with(args, &[], out).await
+}
+
+async fn git_with(args: &[&str], env: &[(&str, String)], out: &Output) -> Result<String, String> {
     let mut cmd = Command::new("git");
     cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         // Never wait for a password prompt nobody can answer.
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "true")
@@ -81,6 +86,67 @@ pub(crate) fn git_credentials(url: &str) -> Option<std::ops::Range<usize>> {
     (colon + 1 < at).then(|| start + colon + 1..start + at)
 }
 
+/// A repository as git's command line gets it, and the environment that carries its
+/// credentials instead. Anyone on the machine can read a process's command line
+/// (`/proc/<pid>/cmdline`, `ps`); only its own user can read its environment. So an http(s)
+/// URL's user-info leaves the URL, and a credential helper set in the environment (ahead of
+/// any the machine has) answers git with it, as git would have used it from the URL (a token
+/// alone as the user name, with an empty password).
+struct Remote {
+    url: String,
+    env: Vec<(&'static str, String)>,
+}
+
+/// Prints the user name and password from the environment when git asks (`get`).
+const CREDENTIAL_HELPER: &str = "!f() { test \"$1\" = get || exit 0; \
+     printf 'username=%s\\npassword=%s\\n' \"$WHARF_GIT_USERNAME\" \"$WHARF_GIT_PASSWORD\"; }; f";
+
+fn remote(url: &str) -> Result<Remote, String> {
+    let as_is = || Remote {
+        url: url.to_string(),
+        env: Vec::new(),
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Ok(as_is());
+    };
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return Ok(as_is());
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..end].rfind('@') else {
+        return Ok(as_is());
+    };
+    let (user, password) = rest[..at].split_once(':').unwrap_or((&rest[..at], ""));
+    let decode = |part: &str| {
+        percent_encoding::percent_decode_str(part)
+            .decode_utf8()
+            .ok()
+            .filter(|v| !v.chars().any(char::is_control))
+            .map(|v| v.into_owned())
+            .ok_or_else(|| {
+                format!(
+                    "the credentials in `{}` are not text git can pass on (percent-encoded \
+                     control characters or bytes that are not UTF-8)",
+                    redact_git(url)
+                )
+            })
+    };
+    Ok(Remote {
+        url: format!("{scheme}://{}", &rest[at + 1..]),
+        env: vec![
+            ("GIT_CONFIG_COUNT", "2".into()),
+            // An empty value first: the helpers the machine's git configuration names are
+            // not asked (nor told the credentials).
+            ("GIT_CONFIG_KEY_0", "credential.helper".into()),
+            ("GIT_CONFIG_VALUE_0", String::new()),
+            ("GIT_CONFIG_KEY_1", "credential.helper".into()),
+            ("GIT_CONFIG_VALUE_1", CREDENTIAL_HELPER.into()),
+            ("WHARF_GIT_USERNAME", decode(user)?),
+            ("WHARF_GIT_PASSWORD", decode(password)?),
+        ],
+    })
+}
+
 /// `url` with its credentials (see [`git_credentials`]) shown as `***`: what users, logs and
 /// the API see of a repository's address.
 pub(crate) fn redact_git(url: &str) -> String {
@@ -121,7 +187,8 @@ async fn fetch_git_as_is(
         git(&["init", "--bare", "--quiet", cache_s], out).await?;
     }
     out.line(&format!("fetching {reference} from {}", redact_git(url)));
-    let fetched = git(
+    let remote = remote(url)?;
+    let fetched = git_with(
         &[
             "-C",
             cache_s,
@@ -131,9 +198,10 @@ async fn fetch_git_as_is(
             "--depth",
             "1",
             "--",
-            url,
+            &remote.url,
             reference,
         ],
+        &remote.env,
         out,
     )
     .await;
@@ -142,17 +210,18 @@ async fn fetch_git_as_is(
         // Servers refuse to hand out an unadvertised commit by its hash; fetch the branches
         // and tags and look the commit up instead.
         Err(first) if reference.len() >= 7 && reference.chars().all(|c| c.is_ascii_hexdigit()) => {
-            git(
+            git_with(
                 &[
                     "-C",
                     cache_s,
                     "fetch",
                     "--quiet",
                     "--",
-                    url,
+                    &remote.url,
                     "+refs/heads/*:refs/remotes/src/*",
                     "+refs/tags/*:refs/tags/*",
                 ],
+                &remote.env,
                 out,
             )
             .await
@@ -369,6 +438,26 @@ mod tests {
         ] {
             assert_eq!(redact_git(url), shown, "{url}");
         }
+        // Nor on git's command line: the credentials travel in its environment.
+        let r = remote("https://ci:glpat%2F1@git.example/a.git").unwrap();
+        assert_eq!(r.url, "https://git.example/a.git");
+        let env = |r: &Remote, k: &str| r.env.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+        assert_eq!(env(&r, "WHARF_GIT_USERNAME"), "ci");
+        assert_eq!(env(&r, "WHARF_GIT_PASSWORD"), "glpat/1");
+        let r = remote("https://ghp_token@github.com/a/b").unwrap();
+        assert_eq!(r.url, "https://github.com/a/b");
+        assert_eq!(env(&r, "WHARF_GIT_USERNAME"), "ghp_token");
+        assert_eq!(env(&r, "WHARF_GIT_PASSWORD"), "");
+        for plain in [
+            "/srv/repo",
+            "git@github.com:a/b.git",
+            "https://github.com/a/b@v1",
+        ] {
+            let r = remote(plain).unwrap();
+            assert_eq!((r.url.as_str(), r.env.len()), (plain, 0));
+        }
+        let err = remote("https://u:p%0Aq@h/x").err().unwrap();
+        assert!(err.contains("https://***@h/x"), "{err}");
         // Nor in the refusal of a URL pasted with a stray space.
         let err = check_git("https://ghp_token@github.com/a/b c", "main").unwrap_err();
         assert!(
