@@ -621,6 +621,8 @@ fn create_body(
         }),
         // A small init as PID 1 forwards SIGTERM (`sh -c` as PID 1 would ignore it) and reaps.
         init: Some(true),
+        // No set-uid program (sudo, su) gains privileges the container did not start with.
+        security_opt: Some(vec!["no-new-privileges:true".to_string()]),
         // By id: while two networks share the name (engines before API 1.44), a name is
         // ambiguous and the engine refuses to start the container. The engine still files the
         // endpoint under the network's name, where `address` looks.

@@ -569,7 +569,10 @@ async fn limits_and_restart_policy_are_given_to_the_engine() {
     };
     s.stop_grace = Duration::from_secs(4);
     let name = s.instance.clone();
-    start_one(&rt, s).await;
+    let addr = start_one(&rt, s).await;
+    // A set-uid program inside gains nothing.
+    let (_, status) = get(addr, "/read?/proc/self/status").await.unwrap();
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     let i = inspect(&name).await;
     let hc = i.host_config.unwrap();
     assert_eq!(hc.memory, Some(96 << 20));
