@@ -81,6 +81,61 @@ async fn static_site_deploy_change_rollback_and_broken_build() {
     server.stop().await;
 }
 
+/// Releases that never went live (a failed backup, a failed build) are failed, not left ready,
+/// and never push the last good release out of the kept ones: a rollback returns to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_deploys_never_take_the_place_of_the_release_to_roll_back_to() {
+    let tmp = TempDir::new("deploy-failed-keep");
+    let repo = Repo::new(&tmp.0, "site", &[("index.html", "v1")]);
+    let data = tmp.0.join("data");
+    let server = ServerProc::start(&data, free_port()).await;
+    let http = server.http;
+    server
+        .ok(&[
+            "apps",
+            "create",
+            "site",
+            "--git",
+            &repo.url(),
+            "--keep-releases",
+            "2",
+        ])
+        .await;
+    server.ok(&["deploy", "site"]).await;
+
+    // The backup cannot be written (its folder is a file): release 2 fails, and goes.
+    repo.commit(&[("index.html", "v2")], "second");
+    let backups = data.join("backups/site");
+    std::fs::remove_dir_all(&backups).unwrap();
+    std::fs::write(&backups, "in the way").unwrap();
+    let (ok, _, err) = server.cli(&["deploy", "site"]).await;
+    assert!(!ok && err.contains("pre-deploy backup failed"), "{err}");
+    assert!(
+        !data.join("apps/site/releases/2").exists(),
+        "no release left to pick"
+    );
+    std::fs::remove_file(&backups).unwrap();
+
+    // A broken build: release 3 fails too.
+    repo.commit(
+        &[("wharf.toml", "build = \"exit 7\"\nstatic = \".\"\n")],
+        "broken",
+    );
+    assert!(!server.cli(&["deploy", "site"]).await.0);
+    repo.commit(
+        &[("wharf.toml", "static = \".\"\n"), ("index.html", "v4")],
+        "fixed",
+    );
+    let out = server.ok(&["deploy", "site"]).await;
+    assert!(out.contains("release 4"), "{out}");
+    assert_eq!(page(http, "site.localhost").await.as_deref(), Some("v4"));
+
+    let out = server.ok(&["rollback", "site"]).await;
+    assert!(out.contains("rolled back to release 1"), "{out}");
+    assert_eq!(page(http, "site.localhost").await.as_deref(), Some("v1"));
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_app_from_a_procfile_with_env_rollback_and_a_crashing_release() {
     require_python();

@@ -28,12 +28,27 @@ pub(crate) fn write(
     release: Option<&Path>,
     exclude: &[String],
 ) -> Result<String, String> {
+    let tmp = out.with_extension("tmp");
+    let written = write_to(out, &tmp, volume, release, exclude);
+    if written.is_err() {
+        // A full disk is the usual cause: the partial archive would only make it fuller.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn write_to(
+    out: &Path,
+    tmp: &Path,
+    volume: &Path,
+    release: Option<&Path>,
+    exclude: &[String],
+) -> Result<String, String> {
     let fail = |e: std::io::Error| format!("backup {}: {e}", out.display());
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
-    let tmp = out.with_extension("tmp");
-    let file = File::create(&tmp).map_err(fail)?;
+    let file = File::create(tmp).map_err(fail)?;
     let gz = flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
     tar.follow_symlinks(false);
@@ -57,7 +72,7 @@ pub(crate) fn write(
         .map_err(|e| fail(e.into_error()))?
         .sync_all()
         .map_err(fail)?;
-    std::fs::rename(&tmp, out).map_err(fail)?;
+    std::fs::rename(tmp, out).map_err(fail)?;
     sha256(out).map_err(fail)
 }
 

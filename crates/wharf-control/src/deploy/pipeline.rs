@@ -355,7 +355,7 @@ async fn run(
             _ => plan.kind.to_string(),
         },
     );
-    go_live(c, app, n, &current, commit, plan.exclude, out, op).await
+    go_live(c, app, n, &current, commit, plan.exclude, out, op, &fail).await
 }
 
 /// Records a release whose artifact is an image (built or given) and takes it live.
@@ -381,7 +381,7 @@ async fn image_live(
         "build",
         format!("image {}", built.image.as_deref().unwrap_or("")),
     );
-    go_live(c, app, n, current, built.commit, Vec::new(), out, op).await
+    go_live(c, app, n, current, built.commit, Vec::new(), out, op, fail).await
 }
 
 /// Steps 3 to 5, whatever built the release: back up, switch, prune.
@@ -395,8 +395,10 @@ async fn go_live(
     exclude: Vec<String>,
     out: &Output,
     op: &OpLog,
+    fail: &(dyn Fn(&str, String) -> Result<String, String> + Sync),
 ) -> Result<String, String> {
-    // 3. Back up what runs now, before anything changes.
+    // 3. Back up what runs now, before anything changes. A release that cannot get this far
+    // is failed (its folder removed): left `ready`, a rollback could pick code that never ran.
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -426,21 +428,28 @@ async fn go_live(
             out.line(&format!("backup: {path}"));
         }
         Err(e) => {
-            let msg = format!("the pre-deploy backup failed, nothing was changed: {e}");
-            op.failed("backup", &msg);
-            return Err(msg);
+            return fail(
+                "backup",
+                format!("the pre-deploy backup failed, nothing was changed: {e}"),
+            );
         }
     }
 
     // 4. Go live through the zero-downtime switch.
-    let snap = snapshot(c, current)?;
-    let previous = c
-        .store
-        .activate_release(app, n, &snap)
-        .map_err(|e| e.to_string())?;
+    let activated = snapshot(c, current).and_then(|snap| {
+        c.store
+            .activate_release(app, n, &snap)
+            .map_err(|e| e.to_string())
+    });
+    let previous = match activated {
+        Ok(p) => p,
+        Err(e) => return fail("switch", format!("cannot record the switch: {e}")),
+    };
     out.line("starting the new release");
     if let Err(e) = c.reconciler.reconcile(app, true, op).await {
         let _ = c.store.revert_release(app, n, previous, &e);
+        // Failed: nothing will run it again (its build log stays).
+        let _ = std::fs::remove_dir_all(c.data.release(app, n));
         // The old instances kept serving; this only restores the routes' view of them.
         let _ = c.reconciler.restore(app, op).await;
         return Err(match previous {
@@ -455,7 +464,7 @@ async fn go_live(
     }
 
     // 5. Keep the last releases (and their images).
-    prune(c, app).await;
+    prune(c, app, previous).await;
     let short = commit
         .as_deref()
         .map(|s| format!(" ({})", &s[..s.len().min(7)]))
@@ -604,14 +613,25 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// Deletes releases (and their backups) beyond the app's `keep_releases`, never the active one.
-async fn prune(c: &Control, app: &str) {
+/// Deletes releases (and their backups) beyond the app's `keep_releases`. Only releases that
+/// can run count: failed ones stay while among the newest `keep_releases` (for their logs) and
+/// never crowd out a good one. The active release and the one that served before it
+/// (`previous`, what a rollback returns to) always stay.
+async fn prune(c: &Control, app: &str, previous: Option<u32>) {
     let Ok(a) = c.store.app(app) else { return };
     let Ok(releases) = c.store.releases(app) else {
         return;
     };
-    for r in releases.iter().skip(a.keep_releases.max(1) as usize) {
-        if Some(r.number) == a.release {
+    let keep = a.keep_releases.max(1) as usize;
+    let mut good = 0;
+    for (i, r) in releases.iter().enumerate() {
+        let kept = if r.status == ReleaseStatus::Failed {
+            i < keep
+        } else {
+            good += 1;
+            good <= keep
+        };
+        if kept || Some(r.number) == a.release || Some(r.number) == previous {
             continue;
         }
         let _ = std::fs::remove_dir_all(c.data.release(app, r.number));
