@@ -624,6 +624,61 @@ async fn webhooks_from_github_gitea_and_gitlab() {
     server.stop().await;
 }
 
+/// A push a git host announces while a deploy runs waits for it, then goes live (it was
+/// refused before, seen only in the operations log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_push_during_a_deploy_goes_live_after_it() {
+    let tmp = TempDir::new("deploy-hook-queue");
+    // The first release's build waits for a file the test makes.
+    let repo = Repo::new(
+        &tmp.0,
+        "site",
+        &[
+            ("index.html", "v1"),
+            (
+                "wharf.toml",
+                "build = \"until [ -e go ]; do sleep 0.05; done\"\nstatic = \".\"\n",
+            ),
+        ],
+    );
+    let data = tmp.0.join("data");
+    let server = ServerProc::start(&data, free_port()).await;
+    server
+        .ok(&["apps", "create", "site", "--git", &repo.url()])
+        .await;
+    let hook_info: serde_json::Value =
+        serde_json::from_str(&server.ok(&["hooks", "enable", "site", "--json"]).await).unwrap();
+    let secret = hook_info["secret"].as_str().unwrap().to_string();
+
+    let mut first = server.spawn_cli(&["deploy", "site"]);
+    let building = data.join("apps/site/releases/1");
+    assert_eventually!(
+        building.join("index.html").exists(),
+        "release 1 is building"
+    );
+    repo.commit(
+        &[("index.html", "v2"), ("wharf.toml", "static = \".\"\n")],
+        "v2",
+    );
+    let push = r#"{"ref":"refs/heads/main","after":"0000000000000000000000000000000000000000"}"#;
+    let signed = vec![
+        ("x-github-event", "push".to_string()),
+        (
+            "x-hub-signature-256",
+            format!("sha256={}", hmac_hex(&secret, push.as_bytes())),
+        ),
+    ];
+    let (status, text) = hook(&server, "site", &signed, push).await;
+    assert_eq!(status, 202, "{text}");
+    std::fs::write(building.join("go"), "").unwrap();
+    assert!(first.wait().await.unwrap().success(), "the first deploy");
+    assert_eventually!(
+        page(server.http, "site.localhost").await.as_deref() == Some("v2"),
+        "the push that came during the first deploy is live after it"
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_push_over_smart_http_deploys_the_pushed_branch() {
     let tmp = TempDir::new("deploy-push");

@@ -247,13 +247,21 @@ pub(crate) async fn receive(
         ))
     })?;
     tracing::info!(%app, provider, %reference, "webhook push: deploying");
+    // A push while a deploy runs waits for it (git hosts send pushes as they come, and each
+    // is answered at once); of several waiting, the newest deploys.
+    let push = c.deploys.queue_push(&app);
     tokio::spawn(async move {
-        let _ = crate::deploy::deploy(
+        let Some(claim) = c.deploys.claim_for_push(&app, push).await else {
+            tracing::info!(%app, %reference, "webhook push superseded by a newer one");
+            return;
+        };
+        let _ = crate::deploy::deploy_claimed(
             &c,
             &app,
             Source::Git { url, reference },
             Output::new(None),
             crate::oplog::HOOK,
+            Some(claim),
         )
         .await;
     });

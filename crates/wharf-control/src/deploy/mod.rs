@@ -8,7 +8,7 @@ mod pipeline;
 pub(crate) mod source;
 mod tools;
 
-pub(crate) use pipeline::{Deploys, Source, deploy, restore_config, rollback};
+pub(crate) use pipeline::{Deploys, Source, deploy, deploy_claimed, restore_config, rollback};
 pub(crate) use source::{check_git, check_image, git_credentials, redact_git};
 pub(crate) use tools::add_tool_paths;
 

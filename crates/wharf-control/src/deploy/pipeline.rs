@@ -5,7 +5,7 @@
 //! drain, stop old) → prune old releases. Any failure leaves the previous release serving and
 //! removes the failed release's folder; only `ready` releases are ever served.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -32,10 +32,15 @@ pub(crate) enum Source {
     Image(String),
 }
 
-/// Apps with a deploy or rollback under way: a second one is refused, never interleaved.
+/// Apps with a deploy or rollback under way: a second one is refused, never interleaved;
+/// a webhook's push waits its turn instead (the newest push per app, see [`Deploys::queue_push`]).
 #[derive(Default)]
 pub(crate) struct Deploys {
     running: Mutex<HashSet<String>>,
+    /// Woken each time an app's deploy ends.
+    freed: tokio::sync::Notify,
+    /// Per app, the number of the newest push a webhook queued.
+    pushes: Mutex<HashMap<String, u64>>,
 }
 
 pub(crate) struct Claim<'a> {
@@ -51,6 +56,37 @@ impl Deploys {
             app: app.to_string(),
         })
     }
+
+    /// Waits until no deploy of `app` runs and claims it, unless a newer push was queued for
+    /// the app meanwhile (`None`: that one deploys instead; it names a later commit).
+    pub(crate) async fn claim_for_push(&self, app: &str, push: u64) -> Option<Claim<'_>> {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Registered before the check, so an end between the two is not missed.
+            freed.as_mut().enable();
+            if self.newest_push(app) != Some(push) {
+                return None;
+            }
+            if let Some(claim) = self.claim(app) {
+                return Some(claim);
+            }
+            freed.await;
+        }
+    }
+
+    /// Numbers a webhook's push to `app`; the newest number is the one to deploy.
+    pub(crate) fn queue_push(&self, app: &str) -> u64 {
+        let mut pushes = self.pushes.lock().unwrap_or_else(|p| p.into_inner());
+        let n = pushes.entry(app.to_string()).or_default();
+        *n += 1;
+        *n
+    }
+
+    fn newest_push(&self, app: &str) -> Option<u64> {
+        let pushes = self.pushes.lock().unwrap_or_else(|p| p.into_inner());
+        pushes.get(app).copied()
+    }
 }
 
 impl Drop for Claim<'_> {
@@ -60,6 +96,7 @@ impl Drop for Claim<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.app);
+        self.deploys.freed.notify_waiters();
     }
 }
 
@@ -148,11 +185,23 @@ pub(crate) async fn deploy(
     c: &Arc<Control>,
     app: &str,
     source: Source,
-    mut out: Output,
+    out: Output,
     actor: &str,
 ) -> (i64, Result<String, String>) {
+    deploy_claimed(c, app, source, out, actor, c.deploys.claim(app)).await
+}
+
+/// [`deploy`] with the app's claim already sought (`None`: another deploy runs).
+pub(crate) async fn deploy_claimed(
+    c: &Arc<Control>,
+    app: &str,
+    source: Source,
+    mut out: Output,
+    actor: &str,
+    claim: Option<Claim<'_>>,
+) -> (i64, Result<String, String>) {
     let op = OpLog::begin(&c.store, Some(app), "deploy", actor);
-    let result = match c.deploys.claim(app) {
+    let result = match claim {
         None => {
             let msg =
                 format!("a deploy of {app} is already running; try again when it has finished");
