@@ -632,15 +632,23 @@ async fn watch(
             kill_group();
             let _ = child.kill().await;
             return Err(format!(
-                "the build took longer than {timeout:?} and was stopped"
+                "the build took longer than {timeout:?} and was stopped \
+                 (`build_timeout` in wharf.toml gives it longer)"
             ));
         }
     };
     // What the build left running in the background ends with it: it would hold the output
     // open (the deploy would wait for it forever) and outlive its pid file.
     kill_group();
-    for p in pumps {
-        let _ = p.await;
+    // A process that left the group (setsid) can still hold the output open: what it has
+    // written within a second is kept, then the deploy goes on without it.
+    for mut p in pumps {
+        if tokio::time::timeout(Duration::from_secs(1), &mut p)
+            .await
+            .is_err()
+        {
+            p.abort();
+        }
     }
     if status.success() {
         Ok(())
