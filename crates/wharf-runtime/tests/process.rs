@@ -351,3 +351,24 @@ fn a_spec_in_a_log_line_names_env_variables_but_not_their_values() {
         "env values never appear: {shown}"
     );
 }
+
+/// A start that fails before anything runs (its volume cannot be made) leaves no instance
+/// listed as running, and the name can start once the cause is gone.
+#[tokio::test]
+async fn a_start_whose_volume_cannot_be_made_leaves_nothing_listed() {
+    let d = dir("no-volume");
+    let rt = ProcessRuntime::new();
+    std::fs::write(d.0.join("volume"), "a file where the folder goes").unwrap();
+    let err = rt
+        .start(spec(&d, "v-1", "exec sleep 30"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("cannot create the volume"),
+        "{err}"
+    );
+    assert!(rt.status("v-1").is_none(), "{:?}", rt.status("v-1"));
+    std::fs::remove_file(d.0.join("volume")).unwrap();
+    rt.start(spec(&d, "v-1", "exec sleep 30")).await.unwrap();
+    rt.stop("v-1").await.unwrap();
+}

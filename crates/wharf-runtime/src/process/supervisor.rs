@@ -191,10 +191,17 @@ impl ProcessRuntime {
             }
             map.insert(name.clone(), instance.clone());
         }
-        std::fs::create_dir_all(&spec.volume).map_err(|source| RuntimeError::Io {
-            context: format!("cannot create the volume {}", spec.volume.display()),
-            source,
-        })?;
+        if let Err(source) = std::fs::create_dir_all(&spec.volume) {
+            // Nothing started: the name is free again (left, it showed as running for ever).
+            self.instances
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name);
+            return Err(RuntimeError::Io {
+                context: format!("cannot create the volume {}", spec.volume.display()),
+                source,
+            });
+        }
         let log = self.app_log(&spec);
         let (first_tx, first_rx) = oneshot::channel();
         let pid_file = self.pids.as_ref().map(|d| d.join(format!("{name}.pid")));
