@@ -485,7 +485,10 @@ async fn go_live(
     }
 
     // 4. Go live through the zero-downtime switch.
-    let activated = snapshot(c, current).and_then(|snap| {
+    // The settings as they are now, not as the build began: a change made during a long build
+    // is what this release runs with, and what a rollback to it restores.
+    let settings = c.store.app(app).map_err(|e| e.to_string());
+    let activated = settings.and_then(|now| snapshot(c, &now)).and_then(|snap| {
         c.store
             .activate_release(app, n, &snap)
             .map_err(|e| e.to_string())
@@ -855,10 +858,17 @@ async fn roll_back(
     if Some(release.number) == current.release {
         return Err(format!("release {} is already live", release.number));
     }
-    if release.status != ReleaseStatus::Ready || !c.data.release(app, release.number).is_dir() {
+    if release.status != ReleaseStatus::Ready {
         return Err(format!(
             "release {} is {} and cannot go live",
             release.number, release.status
+        ));
+    }
+    if !c.data.release(app, release.number).is_dir() {
+        return Err(format!(
+            "release {}'s folder ({}) is gone, so it cannot go live; deploy it again instead",
+            release.number,
+            c.data.release(app, release.number).display()
         ));
     }
     // Restore the config the release ran with (a release that never ran keeps today's). The
