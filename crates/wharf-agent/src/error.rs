@@ -36,7 +36,9 @@ pub enum AgentError {
     },
     /// The join token was spent on an identity that could not be kept.
     #[error(
-        "joined the server as node `{node}`, but cannot keep its identity in {}: {source};          the join token is used up: fix that, then on the server `wharf nodes remove {node}`          and `wharf nodes add {node}` for a new one",
+        "joined the server as node `{node}`, but cannot keep its identity in {}: {source}; \
+         the join token is used up: fix that, then on the server `wharf nodes remove {node}` \
+         and `wharf nodes add {node}` for a new one",
         dir.display()
     )]
     IdentityNotKept {
