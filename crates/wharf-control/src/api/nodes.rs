@@ -182,7 +182,12 @@ pub(crate) async fn tunnels(State(c): State<Arc<Control>>) -> ApiResult<Json<Vec
 fn end(what: &str, s: &str, default_ip: Option<IpAddr>) -> ApiResult<(String, SocketAddr)> {
     let bad = || {
         ApiError::invalid(format!(
-            "`{what}`: `{s}` is not NODE:ADDR:PORT (e.g. server:127.0.0.1:5432 or db1:5432)"
+            "`{what}`: `{s}` is not NODE:ADDR:PORT (e.g. db1:127.0.0.1:5432{})",
+            if default_ip.is_some() {
+                ", or NODE:PORT for the node's loopback, e.g. server:5432"
+            } else {
+                ""
+            }
         ))
     };
     let (node, rest) = s.split_once(':').ok_or_else(bad)?;

@@ -26,6 +26,8 @@ const PING_EVERY: Duration = Duration::from_millis(500);
 const PING_PATIENCE: Duration = Duration::from_millis(1200);
 /// How long a request to an agent may take (a container start included).
 const CALL_PATIENCE: Duration = Duration::from_secs(60);
+/// How long a new connection to a node waits for one of its stream slots.
+const SLOT_PATIENCE: Duration = Duration::from_secs(10);
 /// Connections carried at once per node (see [`Node::carried`]).
 const CARRIED_STREAMS: usize = wharf_link::mux::MAX_STREAMS * 3 / 4;
 /// How long opening a stream and sending its request may take.
@@ -407,12 +409,20 @@ impl Node {
         &self,
         addr: SocketAddr,
     ) -> Result<(wharf_link::Stream, tokio::sync::OwnedSemaphorePermit), String> {
-        let permit = self
-            .carried
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| format!("node {} is gone", self.name))?;
+        // Every slot held (busy relays and tunnels, or the gateway's idle connections): an
+        // error after a while rather than a client that hangs.
+        let permit = tokio::time::timeout(
+            SLOT_PATIENCE,
+            self.carried.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "node {} carries {CARRIED_STREAMS} connections already; try again when some end",
+                self.name
+            )
+        })?
+        .map_err(|_| format!("node {} is gone", self.name))?;
         let mut stream = self.open(&ToAgent::Connect { addr }).await?;
         match frame::read_msg::<Reply>(&mut stream).await {
             Ok(Some(Reply::Done)) => Ok((stream, permit)),

@@ -147,7 +147,17 @@ impl RemoteRuntime {
             let node = Arc::downgrade(&self.node);
             let target = *addr;
             let task = tokio::spawn(async move {
-                while let Ok((tcp, _)) = listener.accept().await {
+                loop {
+                    let tcp = match listener.accept().await {
+                        Ok((tcp, _)) => tcp,
+                        Err(e) => {
+                            // Out of file descriptors, most likely: the relay stays, and
+                            // takes connections again once some are free.
+                            tracing::warn!(%target, error = %e, "relay accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
                     let Some(node) = node.upgrade() else { return };
                     let _ = tcp.set_nodelay(true);
                     tokio::spawn(async move { relay(&node, tcp, target).await });

@@ -56,7 +56,17 @@ impl Tunnels {
             let (hub2, t2) = (hub.clone(), t.clone());
             let end = self.end_of(&t.name);
             let task = tokio::spawn(async move {
-                while let Ok((tcp, _)) = listener.accept().await {
+                loop {
+                    let tcp = match listener.accept().await {
+                        Ok((tcp, _)) => tcp,
+                        Err(e) => {
+                            // Out of file descriptors, most likely: the tunnel stays, and
+                            // takes connections again once some are free.
+                            tracing::warn!(tunnel = %t2.name, error = %e, "tunnel accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
                     let _ = tcp.set_nodelay(true);
                     let (hub, t, end) = (hub2.clone(), t2.clone(), end.clone());
                     tokio::spawn(async move {
