@@ -55,7 +55,7 @@ impl Location {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Location, BackupError> {
         let invalid = |reason: &str| BackupError::InvalidLocation {
-            input: s.to_owned(),
+            input: without_userinfo(s),
             reason: reason.to_owned(),
         };
         let s_trim = s.trim();
@@ -70,13 +70,10 @@ impl Location {
             let bucket = parts.next().unwrap_or_default();
             let root = parts.next().unwrap_or_default().trim_matches('/');
             // Keys in the URL would show wherever the location does: refused, and not quoted.
-            if let Some((_, after)) = host.rsplit_once('@') {
-                return Err(BackupError::InvalidLocation {
-                    input: format!("s3:{scheme}://***@{after}/{bucket}"),
-                    reason: "put the S3 keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
-                             not in the URL"
-                        .to_owned(),
-                });
+            if host.contains('@') {
+                return Err(invalid(
+                    "put the S3 keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, not in the URL",
+                ));
             }
             if host.is_empty() {
                 return Err(invalid(
@@ -138,6 +135,23 @@ impl fmt::Display for Location {
             }
         }
     }
+}
+
+/// `s` with whatever precedes an `@` after its scheme shown as `***`: a location quoted in an
+/// error must not carry keys someone put in it.
+fn without_userinfo(s: &str) -> String {
+    let Some(at) = s.rfind('@') else {
+        return s.to_owned();
+    };
+    let start = s
+        .find("://")
+        .map(|i| i + 3)
+        .or_else(|| s.find(':').map(|i| i + 1))
+        .unwrap_or(0);
+    if start > at {
+        return s.to_owned();
+    }
+    format!("{}***{}", &s[..start], &s[at..])
 }
 
 #[cfg(test)]
@@ -214,5 +228,13 @@ mod tests {
             err.contains("AWS_SECRET_ACCESS_KEY") && !err.contains("s3cr3t"),
             "{err}"
         );
+        // Whatever else is wrong with such a location, the keys are not quoted.
+        for bad in [
+            "s3://AKID:s3cr3t@s3.example.net/b",
+            "s3:HTTPS://AKID:s3cr3t@h/b",
+        ] {
+            let err = Location::parse_with(bad, env).unwrap_err().to_string();
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
     }
 }

@@ -669,6 +669,21 @@ fn server_flags_that_cannot_work_are_refused_at_start() {
         );
         assert!(!data.exists(), "{flag} {value} left a data folder");
     }
+    // An "off-site" copy into the repository itself is no copy.
+    let repo = tmp.0.join("repo");
+    let repo = repo.to_str().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["server", "--data"])
+        .arg(&data)
+        .args(["--backup-repo", repo, "--backup-copy", repo])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the same repository twice was taken");
+    assert!(
+        err.contains("--backup-copy is the repository itself"),
+        "{err}"
+    );
 }
 
 /// `wharf login` keeps the URL and token for later commands, readable by the user alone; a

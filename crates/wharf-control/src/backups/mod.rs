@@ -120,6 +120,12 @@ impl Backups {
             .map(Location::parse)
             .transpose()
             .map_err(|e| format!("--backup-copy: {e}"))?;
+        if copy.as_ref() == Some(&location) {
+            return Err(format!(
+                "--backup-copy is the repository itself ({location}): a copy there would be \
+                 reported as off-site while it is not; give another location"
+            ));
+        }
         let password = password(&data.repository_password())?;
         let notifier = wharf_notify::Notifier::new(wharf_notify::Settings {
             webhook: settings.alert_webhook.clone(),

@@ -113,12 +113,14 @@ fn parse_level(s: &str) -> Level {
 }
 
 impl Backups {
-    /// The schedule's last scheduled run (any outcome), or its creation.
-    fn last_run(&self, s: &Schedule, backups: &[Backup]) -> i64 {
+    /// The schedule's last scheduled run (any outcome), or its creation. Runs stamped after
+    /// `now` (the clock was set back since) do not count: the schedule goes on by the clock.
+    fn last_run(&self, s: &Schedule, backups: &[Backup], now: i64) -> i64 {
         backups
             .iter()
             .filter(|b| b.kind == BackupKind::Scheduled && b.schedule.as_deref() == Some(&s.name))
             .map(|b| b.started_at)
+            .filter(|t| *t <= now)
             .max()
             .unwrap_or(s.created_at)
     }
@@ -136,11 +138,11 @@ impl Backups {
             let Ok(cron) = Cron::parse(&s.cron) else {
                 continue;
             };
-            // A last run "in the future" (the clock was set back) must not stop the schedule.
+            // A schedule made "in the future" (the clock was set back since) runs now rather
+            // than wait for the clock to catch up.
             let now = self.clock.now();
-            let due = cron
-                .next_after(self.last_run(&s, &all).min(now))
-                .is_some_and(|t| t <= now);
+            let last = self.last_run(&s, &all, now);
+            let due = last > now || cron.next_after(last).is_some_and(|t| t <= now);
             if !due {
                 continue;
             }
@@ -246,10 +248,12 @@ impl Backups {
                     .iter()
                     .filter(|b| b.schedule.as_deref() == Some(&s.name))
                     .collect();
+                // One stamped after now (the clock was set back) says nothing of today's age.
                 let newest_verified = runs
                     .iter()
                     .filter(|b| matches!(b.state, BackupState::Verified))
                     .map(|b| b.started_at)
+                    .filter(|t| *t <= now)
                     .max();
                 let last = runs.iter().find(|b| b.state != BackupState::Running);
                 let last_error = last.and_then(|b| b.error.clone());
@@ -266,7 +270,7 @@ impl Backups {
                 );
                 let next_run = Cron::parse(&s.cron)
                     .ok()
-                    .and_then(|c| c.next_after(self.last_run(&s, &all)));
+                    .and_then(|c| c.next_after(self.last_run(&s, &all, now).min(now)));
                 Freshness {
                     schedule: s.name.clone(),
                     target: s.target.clone(),

@@ -160,12 +160,13 @@ impl Backups {
         if let Some(copy) = self.copy_repo()? {
             repo.copy_to(&copy, std::slice::from_ref(&snap.id))
                 .map_err(|e| format!("copy to {}: {e}", copy_name(self)))?;
-            let tag = format!("backup={}", job.row);
+            // By the snapshot it copies, not by tag: another server that used this copy
+            // repository (row ids start again at 1) left snapshots with the same tags.
             let copied = copy
                 .snapshots()
                 .map_err(|e| format!("copy to {}: {e}", copy_name(self)))?
                 .into_iter()
-                .find(|s| s.tags.contains(&tag))
+                .find(|s| s.original.as_deref() == Some(snap.id.as_str()))
                 .ok_or_else(|| format!("copy to {}: the copy is missing", copy_name(self)))?;
             copy.verify(&copied.id)
                 .map_err(|e| format!("copy to {}: verification failed: {e}", copy_name(self)))?;
