@@ -540,6 +540,59 @@ async fn a_server_killed_during_a_backup_leaves_a_sound_repository_and_the_next_
     server.stop().await;
 }
 
+/// An app's volume comes back as it was backed up, after a verified backup of what it held.
+/// A folder an earlier restore left (it may hold the app's only files) is never removed: the
+/// restore stops and names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apps_volume_is_restored_and_a_leftover_restore_is_never_removed() {
+    let tmp = TempDir::new("backups-volume");
+    let data = tmp.0.join("data");
+    let server = ServerProc::start(&data, free_port()).await;
+    app_with_volume(&server, &data, "site", 1).await;
+    let note = data.join("volumes/site/note.txt");
+    std::fs::write(&note, "as backed up").unwrap();
+    server.ok(&["backups", "run", "site"]).await;
+    let snapshot = backups(&server, "site").await[0]["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(&note, "changed since").unwrap();
+
+    let leftover = data.join("volumes/.restore-site");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("only-copy"), "precious").unwrap();
+    let (ok, _, err) = server
+        .cli(&["backups", "restore", "site", &snapshot[..8]])
+        .await;
+    assert!(!ok && err.contains(".restore-site"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(leftover.join("only-copy")).unwrap(),
+        "precious"
+    );
+    assert_eq!(std::fs::read_to_string(&note).unwrap(), "changed since");
+
+    std::fs::remove_dir_all(&leftover).unwrap();
+    let out = server
+        .ok(&["backups", "restore", "site", &snapshot[..8]])
+        .await;
+    assert!(out.contains("restored site"), "{out}");
+    assert_eq!(std::fs::read_to_string(&note).unwrap(), "as backed up");
+    assert!(
+        !leftover.exists(),
+        "the previous files go once the app runs on the restored ones"
+    );
+    let pre: Vec<_> = backups(&server, "site")
+        .await
+        .into_iter()
+        .filter(|b| b["kind"] == "pre-restore")
+        .collect();
+    assert!(
+        pre.iter().any(|b| b["state"] == "verified"),
+        "what was there was backed up first: {pre:?}"
+    );
+    server.stop().await;
+}
+
 fn walk_count(dir: &Path) -> usize {
     let mut n = 0;
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {

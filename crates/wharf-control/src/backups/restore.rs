@@ -223,7 +223,15 @@ impl Backups {
         let volume = self.data.volume(app);
         let parent = volume.parent().expect("volumes/<app>").to_path_buf();
         let incoming = parent.join(format!(".restore-{app}"));
-        let _ = std::fs::remove_dir_all(&incoming);
+        // Left by an earlier restore that did not finish: it may hold the app's only copy of
+        // its files, so it is the user's to look at, never removed here.
+        if incoming.exists() {
+            return Err(format!(
+                "{} is left from an earlier restore of {app} and may hold its files: look into \
+                 it, move or remove it, then restore again",
+                incoming.display()
+            ));
+        }
         let me = self.clone();
         let (snap2, incoming2) = (snap.to_string(), incoming.clone());
         let restored = tokio::task::spawn_blocking(move || -> Result<(u64, u64), String> {
@@ -247,7 +255,8 @@ impl Backups {
         }
         // One atomic exchange: at no moment is there no volume. The old files end up in
         // `incoming`, kept until the app runs on the restored ones.
-        let swap = if volume.exists() {
+        let had_volume = volume.exists();
+        let swap = if had_volume {
             rustix::fs::renameat_with(
                 rustix::fs::CWD,
                 &incoming,
@@ -266,11 +275,32 @@ impl Backups {
                 let _ = std::fs::remove_dir_all(&incoming);
                 Ok(format!("{files} files, {bytes} bytes"))
             }
-            Err(e) => Err(format!(
-                "the files are back but {app} did not restart: {e} (its previous files are \
-                 in {})",
-                incoming.display()
+            Err(e) if !had_volume => Err(format!(
+                "the files are in place but {app} did not restart: {e}"
             )),
+            Err(e) => {
+                // The instances still serving use the previous files (mounts and the sandbox
+                // follow the folder, not its name): they go back where backups look.
+                let back = rustix::fs::renameat_with(
+                    rustix::fs::CWD,
+                    &incoming,
+                    rustix::fs::CWD,
+                    &volume,
+                    rustix::fs::RenameFlags::EXCHANGE,
+                );
+                Err(match back {
+                    Ok(()) => format!(
+                        "{app} did not start on the restored files ({e}), so its own files are \
+                         back in place; the restored ones are in {}",
+                        incoming.display()
+                    ),
+                    Err(b) => format!(
+                        "{app} did not start on the restored files ({e}), and its own files \
+                         could not be put back ({b}): they are in {}",
+                        incoming.display()
+                    ),
+                })
+            }
         }
     }
 }
