@@ -392,12 +392,24 @@ impl Store {
     }
 
     /// Backups a stopped server left running are failed (their snapshot, if any, unverified).
-    pub fn fail_running_backups(&self, why: &str, at: i64) -> Result<usize> {
-        Ok(self.conn().execute(
+    /// Fails every backup still marked running; returns each one's id, target and kind (for
+    /// the alerts a failure sends).
+    pub fn fail_running_backups(&self, why: &str, at: i64) -> Result<Vec<(i64, String, String)>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let failed = {
+            let mut q =
+                tx.prepare("SELECT id, target, kind FROM backups WHERE state = 'running'")?;
+            q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        tx.execute(
             "UPDATE backups SET state = 'failed', error = ?1, finished_at = ?2
              WHERE state = 'running'",
             params![why, at],
-        )?)
+        )?;
+        tx.commit()?;
+        Ok(failed)
     }
 
     pub fn record_alert(
@@ -500,7 +512,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(done.state, BackupState::Verified);
-        assert_eq!(s.fail_running_backups("stopped", 30).unwrap(), 1);
+        assert_eq!(s.fail_running_backups("stopped", 30).unwrap().len(), 1);
         let all = s.backups(Some("pg")).unwrap();
         assert_eq!(all[0].id, b);
         assert_eq!(all[0].state, BackupState::Failed);

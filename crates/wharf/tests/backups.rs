@@ -535,6 +535,14 @@ async fn a_server_killed_during_a_backup_leaves_a_sound_repository_and_the_next_
                 && b["error"].as_str().unwrap().contains("server stopped")),
         "the interrupted backup is failed: {list:?}"
     );
+    // And alerted as a failure is, not left for freshness, which stays quiet about it.
+    until(30, "the interrupted backup is alerted", || async {
+        server
+            .ok(&["backups", "alerts"])
+            .await
+            .contains("backup of big failed")
+    })
+    .await;
     let out = server.ok(&["backups", "run", "big"]).await;
     assert!(out.contains("verified"), "{out}");
     server.stop().await;

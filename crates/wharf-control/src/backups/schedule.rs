@@ -79,17 +79,28 @@ impl Metrics {
 pub(crate) fn spawn_scheduler(backups: Arc<Backups>, stop: CancellationToken) {
     let _ = std::fs::remove_dir_all(backups.spool());
     tokio::spawn(async move {
-        // A backup a killed server left running never finishes: it failed.
+        // A backup a killed server left running never finishes: it failed, and is alerted
+        // about as any failure is (freshness stays quiet about a schedule whose last run
+        // failed: that was told).
         let now = backups.clock.now();
-        if let Ok(n) = backups
-            .store
-            .fail_running_backups("the server stopped during this backup", now)
-            && n > 0
+        const WHY: &str = "the server stopped during this backup";
+        if let Ok(failed) = backups.store.fail_running_backups(WHY, now)
+            && !failed.is_empty()
         {
             tracing::warn!(
-                count = n,
+                count = failed.len(),
                 "backups a stopped server left running are failed"
             );
+            for (id, target, kind) in failed {
+                backups
+                    .alert(
+                        AlertKind::Failure,
+                        &target,
+                        format!("backup of {target} failed"),
+                        format!("The {kind} backup of {target} (#{id}) failed: {WHY}"),
+                    )
+                    .await;
+            }
         }
         // Every schedule counts as ok at start: one that went stale while the server was
         // down is alerted about now.
