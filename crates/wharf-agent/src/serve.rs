@@ -53,6 +53,9 @@ pub struct Link<O> {
     pub(crate) tunnels: Mutex<HashMap<String, Listening>>,
     /// Cancelled when the connection ends: its tunnel listeners and waits end with it.
     pub(crate) closed: CancellationToken,
+    /// Tunnel connections carried at once, all tunnels together (see
+    /// [`wharf_link::mux::AGENT_TUNNEL_STREAMS`]).
+    pub(crate) tunnel_slots: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) struct Listening {
@@ -70,6 +73,9 @@ impl<O: OpenStream> Link<O> {
             opener,
             tunnels: Mutex::default(),
             closed: CancellationToken::new(),
+            tunnel_slots: Arc::new(tokio::sync::Semaphore::new(
+                wharf_link::mux::AGENT_TUNNEL_STREAMS,
+            )),
         })
     }
 

@@ -132,6 +132,15 @@ impl<O: OpenStream> Link<O> {
 
     /// One accepted connection: a stream to the server, `Tunnel`, its `Done`, then the bytes.
     async fn forward(self: Arc<Self>, tunnel: String, tcp: TcpStream) {
+        // Past its share of the link's streams, one more would end the link itself (and take
+        // every app of this node out of routing): this connection is refused instead.
+        let Ok(_slot) = self.tunnel_slots.clone().try_acquire_owned() else {
+            return tracing::warn!(
+                tunnel,
+                limit = wharf_link::mux::AGENT_TUNNEL_STREAMS,
+                "a tunnel connection was refused: this node carries its most already"
+            );
+        };
         let mut s = match self.opener.open().await {
             Ok(s) => s,
             Err(e) => return tracing::debug!(tunnel, error = %e, "cannot open a tunnel stream"),

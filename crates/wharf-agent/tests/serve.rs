@@ -410,6 +410,48 @@ async fn a_tunnel_listener_brings_connections_to_the_server() {
     );
 }
 
+/// Tunnel connections past the agent's share of the link are refused one by one: one more
+/// stream would end the link (and every app of the node with it).
+#[tokio::test]
+async fn tunnel_connections_past_the_agents_share_are_refused_not_the_link() {
+    let d = dir("tunnel-cap");
+    let agent = agent(&d);
+    let addr: SocketAddr = format!("127.0.0.1:{}", wharf_runtime::free_port().unwrap())
+        .parse()
+        .unwrap();
+    let listen = ToAgent::Listen {
+        tunnel: "db".into(),
+        addr,
+    };
+    assert!(matches!(agent.ask(listen).await, Reply::Done));
+    let mut held = Vec::new();
+    for _ in 0..wharf_link::mux::AGENT_TUNNEL_STREAMS {
+        let client = TcpStream::connect(addr).await.unwrap();
+        let s = agent.opened.lock().await.recv().await.unwrap();
+        held.push((client, s));
+    }
+    let mut refused = TcpStream::connect(addr).await.unwrap();
+    let mut got = [0; 1];
+    assert_eq!(
+        refused.read(&mut got).await.unwrap_or(0),
+        0,
+        "the connection past the share is closed"
+    );
+    // One ends: the next is carried again.
+    held.pop();
+    assert_eventually!(
+        {
+            let _c = TcpStream::connect(addr).await.unwrap();
+            tokio::time::timeout(std::time::Duration::from_millis(200), async {
+                agent.opened.lock().await.recv().await
+            })
+            .await
+            .is_ok_and(|s| s.is_some())
+        },
+        "a connection is carried once a slot is free"
+    );
+}
+
 /// An agent killed with -9 leaves its processes running: the next agent stops them before it
 /// serves, so the server's restart never makes a duplicate.
 #[test]

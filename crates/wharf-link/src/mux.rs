@@ -18,8 +18,13 @@ use tokio_util::sync::{CancellationToken, DropGuard, WaitForCancellationFutureOw
 
 use crate::LinkError;
 
-/// At most this many streams open at once on one connection (each end counts its own).
+/// At most this many streams open at once on one connection, those both ends opened counted
+/// together: one more ends the whole connection. Each end keeps to its share (the server's
+/// carried connections, [`AGENT_TUNNEL_STREAMS`]), leaving room for requests.
 pub const MAX_STREAMS: usize = 1024;
+/// Tunnel connections an agent carries to the server at once; more are refused one by one,
+/// never at the cost of the link.
+pub const AGENT_TUNNEL_STREAMS: usize = MAX_STREAMS / 8;
 /// How long a local close may take to tell the other end before the socket is dropped anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
