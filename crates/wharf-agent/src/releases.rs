@@ -65,7 +65,13 @@ pub(crate) fn has(node: &Node, app: &str, release: u32) -> Result<bool> {
 
 /// Unpacks the tar that `stream` carries (up to its end) as release `release` of `app`, and
 /// gives the stream back for the answer.
-pub(crate) async fn put<S>(node: &Node, app: &str, release: u32, stream: S) -> (S, Result<()>)
+pub(crate) async fn put<S>(
+    node: &Node,
+    app: &str,
+    release: u32,
+    sealed: bool,
+    stream: S,
+) -> (S, Result<()>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -81,7 +87,7 @@ where
     let app = app.to_string();
     let job = tokio::task::spawn_blocking(move || {
         let mut bridge = bridge;
-        let done = receive(&mut bridge, &parent, &partial, &fin, &app, release);
+        let done = receive(&mut bridge, sealed, &parent, &partial, &fin, &app, release);
         if done.is_err() {
             let _ = std::fs::remove_dir_all(&partial);
         }
@@ -95,7 +101,8 @@ where
 }
 
 fn receive(
-    tar: &mut impl Read,
+    stream: &mut impl Read,
+    sealed: bool,
     parent: &Path,
     partial: &Path,
     fin: &Path,
@@ -109,10 +116,26 @@ fn receive(
     };
     std::fs::create_dir_all(parent).map_err(unpack)?;
     std::fs::create_dir(partial).map_err(unpack)?;
-    unpack_into(tar, partial, app, release)?;
-    // The sender ends its stream after the archive; whatever padding follows is read, so it
-    // sees its end acknowledged rather than a reset.
-    std::io::copy(tar, &mut std::io::sink()).map_err(unpack)?;
+    let mut tar = Counted {
+        inner: stream,
+        bytes: 0,
+    };
+    unpack_into(&mut tar, partial, app, release)?;
+    // The sender ends its stream after the archive; whatever follows (the end blocks, the
+    // seal) is read, so it sees its end acknowledged rather than a reset.
+    let mut rest = Vec::new();
+    std::io::Read::by_ref(&mut tar)
+        .take(SEALED_TAIL_MAX)
+        .read_to_end(&mut rest)
+        .map_err(unpack)?;
+    std::io::copy(&mut tar, &mut std::io::sink()).map_err(unpack)?;
+    if sealed && !seal_holds(&rest, tar.bytes) {
+        return Err(unpack(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the archive arrived cut short (the sender or the link stopped before its end); \
+             nothing was kept, and the next start sends it again",
+        )));
+    }
     if release == FOLDER && fin.is_dir() {
         // Not a release but an app's folder (`--dir`), sent again at each start: the new copy
         // replaces the old one, which a running instance may still have open (unlinked).
@@ -234,6 +257,34 @@ pub(crate) fn lead_to(path: &Path, copy: &Path) -> Option<PathBuf> {
         return None;
     }
     Some(path.to_path_buf())
+}
+
+/// The most of a stream read after the archive itself: its second end block and the seal.
+const SEALED_TAIL_MAX: u64 = 64 << 10;
+
+/// Whether the stream (`total` bytes in all) ended with the seal and the archive's length.
+fn seal_holds(rest: &[u8], total: u64) -> bool {
+    let seal = wharf_link::proto::RELEASE_SEAL;
+    let Some(tail) = rest.len().checked_sub(seal.len() + 8).map(|at| &rest[at..]) else {
+        return false;
+    };
+    let (magic, length) = tail.split_at(seal.len());
+    let length = u64::from_le_bytes(length.try_into().unwrap_or_default());
+    magic == seal && length + (seal.len() as u64 + 8) == total
+}
+
+/// Counts what is read through it.
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

@@ -119,8 +119,12 @@ impl<O: OpenStream> Link<O> {
             ToAgent::HasRelease { app, release } => {
                 crate::releases::has(node, &app, release).map(Reply::Has)
             }
-            ToAgent::PutRelease { app, release } => {
-                let (back, done) = crate::releases::put(node, &app, release, s).await;
+            ToAgent::PutRelease {
+                app,
+                release,
+                sealed,
+            } => {
+                let (back, done) = crate::releases::put(node, &app, release, sealed, s).await;
                 s = back;
                 match &done {
                     Ok(()) => {

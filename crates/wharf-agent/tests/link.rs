@@ -143,6 +143,7 @@ async fn an_agent_joins_links_and_comes_back_after_the_link_drops() {
     let put = ToAgent::PutRelease {
         app: "blog".into(),
         release: 1,
+        sealed: false,
     };
     write_msg(&mut s, &put).await.unwrap();
     s.write_all(&site_tar("served over the link"))

@@ -83,10 +83,17 @@ impl Agent {
     }
 
     async fn put_release(&self, app: &str, release: u32, tar: &[u8]) -> Reply {
+        self.put(app, release, false, tar).await
+    }
+
+    /// `bytes` as they are: with `sealed`, the archive and its seal, or what a cut left.
+    async fn put(&self, app: &str, release: u32, sealed: bool, bytes: &[u8]) -> Reply {
+        let tar = bytes;
         let mut s = self
             .request(ToAgent::PutRelease {
                 app: app.into(),
                 release,
+                sealed,
             })
             .await;
         // The agent may refuse before it read everything: its answer says so.
@@ -408,6 +415,34 @@ async fn a_tunnel_listener_brings_connections_to_the_server() {
         matches!(&reply, Reply::Error(why) if why.contains("cannot listen")),
         "{reply:?}"
     );
+}
+
+/// A sealed release is kept only when its seal arrived: a link cut after a whole number of
+/// entries reads like an end of stream, and would otherwise leave a release with files missing.
+#[tokio::test]
+async fn a_release_cut_short_is_not_kept() {
+    let d = dir("sealed");
+    let agent = agent(&d);
+    let tar = raw_tar("index.html", b"whole");
+    let mut sealed = tar.clone();
+    sealed.extend_from_slice(wharf_link::proto::RELEASE_SEAL);
+    sealed.extend_from_slice(&(tar.len() as u64).to_le_bytes());
+
+    // The archive's entries and end blocks, but no seal: refused, nothing kept.
+    let reply = agent.put("blog", 1, true, &tar).await;
+    assert!(
+        matches!(&reply, Reply::Error(why) if why.contains("cut short")),
+        "{reply:?}"
+    );
+    let has = ToAgent::HasRelease {
+        app: "blog".into(),
+        release: 1,
+    };
+    assert!(matches!(agent.ask(has.clone()).await, Reply::Has(false)));
+
+    let reply = agent.put("blog", 1, true, &sealed).await;
+    assert!(matches!(reply, Reply::Done), "{reply:?}");
+    assert!(matches!(agent.ask(has).await, Reply::Has(true)));
 }
 
 /// Tunnel connections past the agent's share of the link are refused one by one: one more

@@ -19,7 +19,16 @@ pub enum ToAgent {
     HasRelease { app: String, release: u32 },
     /// The release's folder follows as a tar stream, up to the server's end of stream; the agent
     /// unpacks it into a fresh folder, renames it into place and answers `Reply::Done`.
-    PutRelease { app: String, release: u32 },
+    /// `sealed`: the archive is followed by [`RELEASE_SEAL`] and its length in bytes (u64, little
+    /// endian), and a stream without them is refused: a link cut short reads like an end of
+    /// stream, and a cut archive would otherwise be kept as the release. (Absent from older
+    /// servers' requests, which an agent still takes as they are.)
+    PutRelease {
+        app: String,
+        release: u32,
+        #[serde(default)]
+        sealed: bool,
+    },
     /// Does the agent's Docker engine hold this image (`wharf/<app>:<release>`)? `Reply::Has`;
     /// `Has(false)`, not an error, when the agent has no Docker runtime.
     HasImage { image: String },
@@ -60,6 +69,9 @@ pub enum ToAgent {
     /// Close a tunnel's listening end; `Reply::Done`.
     Unlisten { tunnel: String },
 }
+
+/// Ends a sealed release archive (see [`ToAgent::PutRelease`]), before its length.
+pub const RELEASE_SEAL: &[u8; 8] = b"WHARFEND";
 
 /// A request from an agent to the server.
 #[derive(Clone, Debug, Serialize, Deserialize)]

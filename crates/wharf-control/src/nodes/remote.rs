@@ -185,6 +185,7 @@ impl RemoteRuntime {
             .open(&ToAgent::PutRelease {
                 app: app.to_string(),
                 release: n,
+                sealed: true,
             })
             .await
             .map_err(err)?;
@@ -192,11 +193,20 @@ impl RemoteRuntime {
         let handle = tokio::runtime::Handle::current();
         let stream = tokio::task::spawn_blocking(move || {
             let mut bridge = tokio_util::io::SyncIoBridge::new_with_handle(stream, handle);
-            let mut tar = tar::Builder::new(&mut bridge);
+            let mut counted = Counted {
+                inner: &mut bridge,
+                bytes: 0,
+            };
+            let mut tar = tar::Builder::new(&mut counted);
             tar.follow_symlinks(false);
             tar.append_dir_all(".", &folder)?;
             tar.finish()?;
             drop(tar);
+            // The seal: without it, the agent keeps nothing (a failure above ends the stream
+            // before it).
+            let length = counted.bytes;
+            std::io::Write::write_all(&mut bridge, wharf_link::proto::RELEASE_SEAL)?;
+            std::io::Write::write_all(&mut bridge, &length.to_le_bytes())?;
             std::io::Write::flush(&mut bridge)?;
             bridge.shutdown()?;
             Ok::<_, std::io::Error>(bridge.into_inner())
@@ -636,5 +646,23 @@ impl Runtime for RemoteRuntime {
                 _ => Vec::new(),
             }
         })
+    }
+}
+
+/// Counts what goes through it: a release archive's length, for its seal.
+struct Counted<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
