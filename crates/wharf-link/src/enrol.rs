@@ -348,9 +348,12 @@ async fn answer_enrol(
     mut tls: tokio_rustls::server::TlsStream<TcpStream>,
     check: TokenCheck<'_>,
 ) -> Result<Accepted, LinkError> {
-    let request: EnrolRequest = read_msg(&mut tls).await?.ok_or_else(|| {
-        LinkError::Protocol("the agent closed the enrolment without a request".into())
-    })?;
+    // Before the token is checked, anyone may send this: a request and its CSR fit in 64 KiB.
+    let request: EnrolRequest = crate::frame::read_msg_within(&mut tls, 64 << 10)
+        .await?
+        .ok_or_else(|| {
+            LinkError::Protocol("the agent closed the enrolment without a request".into())
+        })?;
     let (reply, outcome) = match check(&request.token) {
         Ok(node) => match authority.sign_node(&node, &request.csr_pem) {
             Ok(cert_pem) => {

@@ -21,7 +21,10 @@ pub async fn write_msg<T: Serialize>(
     })?;
     let len = buf.len() - 4;
     if len > MAX_FRAME {
-        return Err(LinkError::FrameTooLarge { len });
+        return Err(LinkError::FrameTooLarge {
+            len,
+            max: MAX_FRAME,
+        });
     }
     buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
     w.write_all(&buf)
@@ -33,6 +36,15 @@ pub async fn write_msg<T: Serialize>(
 /// `None` at a clean end of stream before a frame.
 pub async fn read_msg<T: DeserializeOwned>(
     r: &mut (impl AsyncRead + Unpin),
+) -> Result<Option<T>, LinkError> {
+    read_msg_within(r, MAX_FRAME).await
+}
+
+/// [`read_msg`] for a frame that is small by nature (what a peer sends before it is known,
+/// such as an enrolment's request): at most `max` bytes are taken in.
+pub async fn read_msg_within<T: DeserializeOwned>(
+    r: &mut (impl AsyncRead + Unpin),
+    max: usize,
 ) -> Result<Option<T>, LinkError> {
     let mut head = [0u8; 4];
     let mut got = 0;
@@ -51,8 +63,11 @@ pub async fn read_msg<T: DeserializeOwned>(
         got += n;
     }
     let len = u32::from_be_bytes(head) as usize;
-    if len > MAX_FRAME {
-        return Err(LinkError::FrameTooLarge { len });
+    if len > max.min(MAX_FRAME) {
+        return Err(LinkError::FrameTooLarge {
+            len,
+            max: max.min(MAX_FRAME),
+        });
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body).await.map_err(|e| {
@@ -99,6 +114,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_small_frame_reader_refuses_more_and_says_its_own_limit() {
+        let mut buf = Vec::new();
+        write_msg(&mut buf, &"a".repeat(100)).await.unwrap();
+        let err = read_msg_within::<String>(&mut &buf[..], 64)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("over the limit of 64 bytes"),
+            "{err}"
+        );
+        let back: String = read_msg_within(&mut &buf[..], 128).await.unwrap().unwrap();
+        assert_eq!(back.len(), 100);
+    }
+
+    #[tokio::test]
     async fn the_limit_itself_is_allowed_and_one_more_byte_is_not() {
         // A JSON string of n chars encodes as n + 2 bytes.
         let fits = "a".repeat(MAX_FRAME - 2);
@@ -111,7 +141,7 @@ mod tests {
         let over = "a".repeat(MAX_FRAME - 1);
         let mut buf = Vec::new();
         let err = write_msg(&mut buf, &over).await.unwrap_err();
-        assert!(matches!(err, LinkError::FrameTooLarge { len } if len == MAX_FRAME + 1));
+        assert!(matches!(err, LinkError::FrameTooLarge { len, .. } if len == MAX_FRAME + 1));
         assert!(buf.is_empty(), "nothing is written for a refused frame");
     }
 

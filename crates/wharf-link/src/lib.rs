@@ -67,8 +67,8 @@ pub enum LinkError {
     /// A file holds something unusable (names the file and what to do).
     #[error("{0}")]
     Invalid(String),
-    #[error("a frame of {len} bytes is over the limit of {max} bytes", max = frame::MAX_FRAME)]
-    FrameTooLarge { len: usize },
+    #[error("a frame of {len} bytes is over the limit of {max} bytes")]
+    FrameTooLarge { len: usize, max: usize },
     #[error("the stream ended inside a frame")]
     TruncatedFrame,
     #[error("invalid join URL `{url}`: {why} (expected wharf://HOST:PORT/CA-FINGERPRINT)")]
