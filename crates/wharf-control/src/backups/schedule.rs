@@ -102,11 +102,23 @@ pub(crate) fn spawn_scheduler(backups: Arc<Backups>, stop: CancellationToken) {
                     .await;
             }
         }
-        // Every schedule counts as ok at start: one that went stale while the server was
-        // down is alerted about now.
+        // Freshness is watched on its own: a backup that hangs (a dump waiting on a lock the
+        // app holds) keeps the schedules from running, and is exactly what must still turn
+        // stale and be alerted about.
+        let (watcher, watch_stop) = (backups.clone(), stop.clone());
+        tokio::spawn(async move {
+            // Every schedule counts as ok at start: one that went stale while the server was
+            // down is alerted about now.
+            loop {
+                watcher.watch().await;
+                tokio::select! {
+                    _ = watch_stop.cancelled() => return,
+                    _ = tokio::time::sleep(watcher.clock.tick()) => {}
+                }
+            }
+        });
         loop {
             backups.run_due().await;
-            backups.watch().await;
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(backups.clock.tick()) => {}
