@@ -99,6 +99,9 @@ async fn connection(
     Ok(linked)
 }
 
+/// How an error the server answered the hello with begins.
+const REFUSED: &str = "the server refused: ";
+
 /// The first stream of each connection: who the agent is.
 async fn hello(opener: &Opener, node: &Node) -> Result<(), LinkError> {
     let hello = Hello {
@@ -115,7 +118,7 @@ async fn hello(opener: &Opener, node: &Node) -> Result<(), LinkError> {
     .map_err(|_| LinkError::Other("the server did not answer the hello in 10 s".into()))?;
     match answer? {
         Some(Reply::Done) => Ok(()),
-        Some(Reply::Error(why)) => Err(LinkError::Other(format!("the server refused: {why}"))),
+        Some(Reply::Error(why)) => Err(LinkError::Other(format!("{REFUSED}{why}"))),
         other => Err(LinkError::Other(format!(
             "unexpected answer to Hello: {other:?}"
         ))),
@@ -143,6 +146,9 @@ impl State {
                     server,
                     "link to the server lost; reconnecting (apps keep running)"
                 )
+            }
+            State::Failing(why) if why.starts_with(REFUSED) => {
+                tracing::error!(server, error = %why, "the server refused this node; retrying with backoff")
             }
             State::Failing(why) => {
                 tracing::warn!(server, error = %why, "cannot reach the server; retrying with backoff")

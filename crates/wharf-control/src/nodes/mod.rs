@@ -235,7 +235,23 @@ impl Hub {
                 if pinned.as_deref() != Some(cert.fingerprint.as_str()) {
                     // Removed, or a certificate other than the one it enrolled with.
                     tracing::warn!(node = %cert.node, %peer, "link refused: the node is not (or no longer) known with this certificate");
-                    let (opener, _) = session.split();
+                    let (opener, mut incoming) = session.split();
+                    // Said on its hello, so the agent's operator reads what to do instead of
+                    // "the link is closed" at every retry.
+                    let why = format!(
+                        "this server does not know node `{}` with this agent's certificate (the \
+                         node was removed, or added again): on the agent, remove identity.json \
+                         from its data folder and join again with the command `wharf nodes add {}` \
+                         prints",
+                        cert.node, cert.node
+                    );
+                    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                        if let Some(mut s) = incoming.next().await {
+                            let _ = frame::read_msg::<ToServer>(&mut s).await;
+                            let _ = frame::write_msg(&mut s, &Reply::Error(why)).await;
+                        }
+                    })
+                    .await;
                     opener.close();
                     return;
                 }
