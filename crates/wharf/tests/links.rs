@@ -401,7 +401,8 @@ async fn tokens_work_once_removed_nodes_are_cut_off_and_the_wire_carries_no_clea
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Its reconnections (backoff up to 5 s) are refused once its certificate is seen: the
-    // agent never gets a link again (each attempt is closed before its hello is answered).
+    // agent never gets a link again (each attempt's hello is answered with the reason, then
+    // the connection is closed).
     let links = |log: &str| log.matches("linked to the server").count();
     let before = links(&agent.log());
     // It is told why, and what to do.
