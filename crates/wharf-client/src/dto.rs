@@ -707,6 +707,9 @@ pub struct RestoreView {
     pub snapshot: String,
     /// The backup of what was there, taken first.
     pub pre_restore: Option<i64>,
+    /// Its snapshot, which `wharf backups restore` takes to put it back.
+    #[serde(default)]
+    pub pre_restore_snapshot: Option<String>,
     pub summary: String,
 }
 

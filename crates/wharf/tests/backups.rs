@@ -583,7 +583,10 @@ async fn an_apps_volume_is_restored_and_a_leftover_restore_is_never_removed() {
     let out = server
         .ok(&["backups", "restore", "site", &snapshot[..8]])
         .await;
-    assert!(out.contains("restored site"), "{out}");
+    assert!(
+        out.contains("restored site") && out.contains("puts it back"),
+        "the way back is named: {out}"
+    );
     assert_eq!(std::fs::read_to_string(&note).unwrap(), "as backed up");
     assert!(
         !leftover.exists(),

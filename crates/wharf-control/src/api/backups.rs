@@ -153,6 +153,7 @@ pub(crate) async fn restore(
         target: done.target,
         snapshot: done.snapshot,
         pre_restore: done.pre_restore,
+        pre_restore_snapshot: done.pre_restore_snapshot,
         summary: done.summary,
     }))
 }

@@ -16,6 +16,8 @@ pub(crate) struct Restored {
     pub(crate) snapshot: String,
     /// The backup of what was there before, taken first.
     pub(crate) pre_restore: Option<i64>,
+    /// Its snapshot: what `wharf backups restore` takes to put it back.
+    pub(crate) pre_restore_snapshot: Option<String>,
     pub(crate) summary: String,
 }
 
@@ -64,18 +66,25 @@ impl Backups {
         // Read from the repository, so a deleted app's or database's backups come back too.
         let me = self.clone();
         let (snap2, source2) = (snap.clone(), source.to_string());
-        let paths = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+        let paths = tokio::task::spawn_blocking(move || -> Result<Option<Vec<String>>, String> {
             let repo = me.repo()?;
             Ok(repo
                 .snapshots()
                 .map_err(|e| e.to_string())?
                 .into_iter()
                 .find(|s| s.id == snap2)
-                .map(|s| s.paths)
-                .unwrap_or_default())
+                .map(|s| s.paths))
         })
         .await
         .map_err(|e| e.to_string())??;
+        let Some(paths) = paths else {
+            return Err(format!(
+                "snapshot {} of {source} is not in the repository {} (pruned, or the repository \
+                 moved): pick one `wharf backups list {source}` shows",
+                short(&snap),
+                self.location
+            ));
+        };
         let dumped = [
             wharf_db::Engine::Postgres,
             wharf_db::Engine::Mysql,
@@ -125,12 +134,22 @@ impl Backups {
             Target::Database(db) => self.restore_database(&backup, &snap, source, db).await,
             Target::App(app) => self.restore_volume(&snap, app, &op).await,
         };
-        let result = result.map(|summary| Restored {
-            target: dest.name().to_string(),
-            snapshot: snap.clone(),
-            pre_restore: Some(pre.id),
-            summary,
-        });
+        let result = result
+            .map(|summary| Restored {
+                target: dest.name().to_string(),
+                snapshot: snap.clone(),
+                pre_restore: Some(pre.id),
+                pre_restore_snapshot: pre.snapshot.clone(),
+                summary,
+            })
+            .map_err(|e| {
+                // A restore may have changed part of what was there: say where that is.
+                format!(
+                    "{e} (what was there before is backup {} of {})",
+                    short(pre.snapshot.as_deref().unwrap_or("")),
+                    dest.name()
+                )
+            });
         match &result {
             Ok(r) => op.ok(
                 "restore",

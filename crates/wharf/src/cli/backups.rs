@@ -339,9 +339,16 @@ pub(crate) async fn backups(client: &Client, conn: &Conn, cmd: BackupsCmd) -> an
                 r.target,
                 &r.snapshot[..r.snapshot.len().min(8)],
                 r.summary,
-                r.pre_restore.map_or(String::new(), |id| format!(
-                    "; what was there is backup #{id}"
-                ))
+                match (&r.pre_restore_snapshot, r.pre_restore) {
+                    (Some(s), _) => format!(
+                        "; what was there is backup {} (wharf backups restore {} {} puts it back)",
+                        &s[..s.len().min(8)],
+                        r.target,
+                        &s[..s.len().min(8)]
+                    ),
+                    (None, Some(id)) => format!("; what was there is backup #{id}"),
+                    (None, None) => String::new(),
+                }
             );
         }
         BackupsCmd::Schedule(cmd) => match cmd {
