@@ -342,18 +342,24 @@ async fn requests_that_cannot_be_met_say_why() {
     ));
 }
 
-#[tokio::test]
-async fn a_tunnel_listener_brings_connections_to_the_server() {
-    let d = dir("tunnel");
-    let agent = agent(&d);
+/// Asks the agent to listen for `tunnel` on a free loopback port; returns the address.
+async fn listening(agent: &Agent, tunnel: &str) -> SocketAddr {
     let addr: SocketAddr = format!("127.0.0.1:{}", wharf_runtime::free_port().unwrap())
         .parse()
         .unwrap();
     let listen = ToAgent::Listen {
-        tunnel: "db".into(),
+        tunnel: tunnel.into(),
         addr,
     };
     assert!(matches!(agent.ask(listen).await, Reply::Done));
+    addr
+}
+
+#[tokio::test]
+async fn a_tunnel_listener_brings_connections_to_the_server() {
+    let d = dir("tunnel");
+    let agent = agent(&d);
+    let addr = listening(&agent, "db").await;
 
     // A client on the agent's machine connects; the server gets a stream for the tunnel.
     let mut client = TcpStream::connect(addr).await.unwrap();
@@ -451,14 +457,7 @@ async fn a_release_cut_short_is_not_kept() {
 async fn tunnel_connections_past_the_agents_share_are_refused_not_the_link() {
     let d = dir("tunnel-cap");
     let agent = agent(&d);
-    let addr: SocketAddr = format!("127.0.0.1:{}", wharf_runtime::free_port().unwrap())
-        .parse()
-        .unwrap();
-    let listen = ToAgent::Listen {
-        tunnel: "db".into(),
-        addr,
-    };
-    assert!(matches!(agent.ask(listen).await, Reply::Done));
+    let addr = listening(&agent, "db").await;
     let mut held = Vec::new();
     for _ in 0..wharf_link::mux::AGENT_TUNNEL_STREAMS {
         let client = TcpStream::connect(addr).await.unwrap();
