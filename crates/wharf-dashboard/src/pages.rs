@@ -200,6 +200,15 @@ fn login_page(error: Option<&str>) -> Markup {
 }
 
 pub(crate) async fn login(State(d): State_, headers: HeaderMap, Form(f): Form<Fields>) -> Response {
+    // A page elsewhere must not log the browser in (as its author, whose account would then
+    // receive what the user types): browsers name the page a form came from.
+    if headers.contains_key(header::ORIGIN) && !crate::terminal::same_origin(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "a login from another site is refused",
+        )
+            .into_response();
+    }
     let refused = |msg: &str| (StatusCode::UNAUTHORIZED, login_page(Some(msg))).into_response();
     let user = f.get("user").map(|u| u.trim()).unwrap_or_default();
     let (token, from_password) = if !user.is_empty() {

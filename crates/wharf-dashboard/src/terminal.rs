@@ -137,7 +137,7 @@ fn refuse(why: &'static str) -> Response {
 /// `Origin` names the host the request was sent to (scheme aside: behind wharf's HTTPS
 /// gateway the page is `https` while this hop is plain). No `Origin` is refused: browsers
 /// always send it on WebSocket requests.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let (Some(origin), Some(host)) = (origin, host) else {

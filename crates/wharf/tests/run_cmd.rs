@@ -321,7 +321,22 @@ async fn api_post(server: &ServerProc, path: &str, body: &str) -> wharf_testkit:
 /// Logs in to the dashboard; returns the session cookie and the terminal page's CSRF token.
 async fn dashboard_login(server: &ServerProc, app: &str) -> (String, String) {
     let addr: SocketAddr = server.api.parse().unwrap();
+    // A form another site's page sends is refused: it would log the browser in as that
+    // site's author.
     let req = http::Request::post("/login")
+        .header("host", server.api.as_str())
+        .header("origin", "https://elsewhere.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(format!("token={}", server.token))))
+        .unwrap();
+    let reply = request(addr, req).await.unwrap();
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(
+        reply.header("set-cookie").is_none(),
+        "no session from elsewhere"
+    );
+    let req = http::Request::post("/login")
+        .header("origin", format!("http://{}", server.api))
         .header("host", server.api.as_str())
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Full::new(Bytes::from(format!("token={}", server.token))))
