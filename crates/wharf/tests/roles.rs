@@ -217,6 +217,14 @@ async fn viewers_read_deployers_change_their_apps_and_the_log_names_them() {
     assert_eq!(listed[0]["kind"], "deploy");
     assert_eq!(listed[0]["actor"], "dee", "{listed}");
 
+    // The server at a glance tells a collaborator of their apps alone.
+    let (status, glance) = call(&server, &dee, "GET", "/status?apps=false", None).await;
+    assert_eq!(status, 200, "{glance}");
+    let (_, all) = call(&server, &admin, "GET", "/status?apps=false", None).await;
+    assert!(all["app_count"].as_u64().unwrap() > 1, "{all}");
+    assert_eq!(glance["app_count"], 1, "{glance}");
+    assert_eq!(glance["data_dir"], "", "{glance}");
+
     // A revoked token is refused at the next call.
     server
         .ok(&["tokens", "revoke", "laptop", "--user", "dee"])

@@ -21,9 +21,17 @@ pub(crate) struct StatusQuery {
 
 pub(crate) async fn status(
     State(c): State<Arc<Control>>,
+    axum::Extension(caller): axum::Extension<wharf_store::Caller>,
     query: Result<Query<StatusQuery>, QueryRejection>,
 ) -> ApiResult<Json<StatusView>> {
     let Query(q) = query.map_err(|e| super::paging::bad_query(e, "apps=true|false"))?;
+    // A user with roles on single apps learns of those alone: not how many others there
+    // are, nor where the server keeps its data.
+    let global = super::authz::global(&caller);
+    let visible = wharf_store::AppFilter {
+        visible_to: (!global).then(|| caller.user.clone()),
+        ..Default::default()
+    };
     let apps = if q.apps.unwrap_or(true) {
         views::apps(&c, &c.store.apps()?).await
     } else {
@@ -40,9 +48,13 @@ pub(crate) async fn status(
             .collect::<Vec<_>>()
             .join(", "),
         base_domain: c.reconciler.routing().base_domain.clone(),
-        data_dir: c.data.root().display().to_string(),
+        data_dir: if global {
+            c.data.root().display().to_string()
+        } else {
+            String::new()
+        },
         rss_bytes: own_rss(),
-        app_count: c.store.count_apps(&Default::default())?,
+        app_count: c.store.count_apps(&visible)?,
         apps,
     }))
 }

@@ -24,12 +24,17 @@ pub(crate) async fn status(
     }
     let s = client.status().await?;
     outln!(
-        "wharf {}  up {}s  gateway {}  memory {}  data {}",
+        "wharf {}  up {}s  gateway {}  memory {}{}",
         s.version,
         s.uptime_seconds,
         s.gateway,
         bytes(s.rss_bytes),
-        s.data_dir
+        // Shown to those with a role everywhere only.
+        if s.data_dir.is_empty() {
+            String::new()
+        } else {
+            format!("  data {}", s.data_dir)
+        }
     );
     if s.apps.is_empty() {
         outln!("no apps yet");
