@@ -2,9 +2,11 @@
 //! start the server writes a token of the built-in `admin` user to `<data>/admin.token`
 //! (mode 0600). Passwords are kept as Argon2id hashes.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 use wharf_store::{ADMIN_USER, Caller, Role, Store, StoreError};
@@ -103,6 +105,78 @@ pub(crate) fn basic(store: &Store, header: Option<&str>) -> Option<Caller> {
         pair.split_once(':')
             .map_or(pair.as_str(), |(_, password)| password),
     )
+}
+
+/// Failed logins by user name, to slow guessing down: from the fifth failure in a row, each
+/// next try waits 1 s, doubling up to 15 minutes; a success clears it. Names, not addresses:
+/// every dashboard login reaches the API from the dashboard.
+pub(crate) static LOGINS: LoginThrottle = LoginThrottle::new();
+
+pub(crate) struct LoginThrottle {
+    failures: Mutex<Option<HashMap<String, (u32, std::time::Instant)>>>,
+}
+
+const FREE_FAILURES: u32 = 5;
+const LONGEST_WAIT: u64 = 15 * 60;
+/// Names kept at most; beyond it, those whose wait is over go first.
+const NAMES_KEPT: usize = 10_000;
+
+impl LoginThrottle {
+    const fn new() -> LoginThrottle {
+        LoginThrottle {
+            failures: Mutex::new(None),
+        }
+    }
+
+    fn delay(failures: u32) -> u64 {
+        match failures.checked_sub(FREE_FAILURES) {
+            None => 0,
+            Some(extra) => 1u64
+                .checked_shl(extra)
+                .unwrap_or(u64::MAX)
+                .min(LONGEST_WAIT),
+        }
+    }
+
+    /// Seconds `user` must still wait before a login is tried (0: now).
+    pub(crate) fn wait(&self, user: &str) -> u64 {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((n, last)) = failures.as_ref().and_then(|m| m.get(user)) else {
+            return 0;
+        };
+        let due = std::time::Duration::from_secs(Self::delay(*n));
+        let elapsed = last.elapsed();
+        if elapsed >= due {
+            0
+        } else {
+            (due - elapsed).as_secs_f64().ceil() as u64
+        }
+    }
+
+    pub(crate) fn failed(&self, user: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let map = failures.get_or_insert_with(HashMap::new);
+        if map.len() >= NAMES_KEPT && !map.contains_key(user) {
+            map.retain(|_, (n, last)| {
+                last.elapsed() < std::time::Duration::from_secs(Self::delay(*n))
+            });
+            if map.len() >= NAMES_KEPT {
+                map.clear();
+            }
+        }
+        let entry = map
+            .entry(user.to_string())
+            .or_insert((0, std::time::Instant::now()));
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = std::time::Instant::now();
+    }
+
+    pub(crate) fn succeeded(&self, user: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(map) = failures.as_mut() {
+            map.remove(user);
+        }
+    }
 }
 
 /// At most this many password hashes are worked out at once: each takes ~19 MiB and tens of

@@ -252,6 +252,43 @@ async fn viewers_read_deployers_change_their_apps_and_the_log_names_them() {
             .any(|t| t["kind"] == "session" && t["user"] == "vic"),
         "{mine}"
     );
+    // Guessing is slowed down: from the fifth wrong password in a row, the name must wait
+    // (1 s, doubling), its right password too; other names are not held up.
+    let wrong = r#"{"user":"vic","password":"not it at all"}"#;
+    for _ in 0..5 {
+        let (status, _) = call(&server, "", "POST", "/login", Some(wrong)).await;
+        assert_eq!(status, 401);
+    }
+    let right = r#"{"user":"vic","password":"correct horse"}"#;
+    let (status, held) = call(&server, "", "POST", "/login", Some(right)).await;
+    assert_eq!(status, 429, "{held}");
+    assert!(
+        held["message"].as_str().unwrap().contains("try again in"),
+        "{held}"
+    );
+    let (status, _) = call(
+        &server,
+        "",
+        "POST",
+        "/login",
+        Some(r#"{"user":"dee","password":"x"}"#),
+    )
+    .await;
+    assert_eq!(status, 401, "another name is not held up");
+    let waited = std::time::Instant::now();
+    loop {
+        let (status, _) = call(&server, "", "POST", "/login", Some(right)).await;
+        if status == 201 {
+            break;
+        }
+        assert_eq!(status, 429);
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(5),
+            "the wait ends"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     // The first admin token still works after all this.
     let (status, _) = call(&server, &admin, "GET", "/users", None).await;
     assert_eq!(status, 200);

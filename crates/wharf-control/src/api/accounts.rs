@@ -95,18 +95,41 @@ fn make_token(
 pub(crate) async fn login(
     State(c): State<Arc<Control>>,
     ApiJson(req): ApiJson<LoginRequest>,
-) -> ApiResult<(StatusCode, Json<NewToken>)> {
-    let stored = c.store.password_hash(&req.user)?;
+) -> Result<(StatusCode, Json<NewToken>), axum::response::Response> {
+    use axum::response::IntoResponse;
+    let wait = auth::LOGINS.wait(&req.user);
+    if wait > 0 {
+        tracing::info!(user = %req.user, wait, "login refused: too many failed ones");
+        let refused = ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "too_many_logins",
+            message: format!("too many failed logins for this user name: try again in {wait} s"),
+        };
+        let mut resp = refused.into_response();
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(wait),
+        );
+        return Err(resp);
+    }
+    let stored = c
+        .store
+        .password_hash(&req.user)
+        .map_err(|e| ApiError::from(e).into_response())?;
     if !auth::verify_password(stored, req.password).await {
+        auth::LOGINS.failed(&req.user);
         tracing::info!(user = %req.user, "login refused");
         return Err(ApiError {
             status: StatusCode::UNAUTHORIZED,
             code: "unauthorized",
             message: "wrong user name or password".into(),
-        });
+        }
+        .into_response());
     }
+    auth::LOGINS.succeeded(&req.user);
     let name = format!("session-{}", &auth::new_token()[6..14]);
-    let made = make_token(&c, &req.user, &name, "session", Some(now() + SESSION_SECS))?;
+    let made = make_token(&c, &req.user, &name, "session", Some(now() + SESSION_SECS))
+        .map_err(IntoResponse::into_response)?;
     tracing::info!(user = %req.user, token = %name, "logged in");
     Ok((StatusCode::CREATED, Json(made)))
 }
