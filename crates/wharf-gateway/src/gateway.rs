@@ -219,6 +219,15 @@ impl Gateway {
             }
             keep
         });
+        // Redirects to HTTPS name a port that still listens (the HTTPS listener moved).
+        let https = control
+            .listeners
+            .iter()
+            .filter(|(key, _)| key.1 == Role::Https)
+            .map(|(_, l)| l.local.port())
+            .min_by_key(|p| (*p != 443, *p))
+            .unwrap_or(0);
+        self.shared.https_port.store(https, Ordering::Relaxed);
         control.config = config;
         Ok(())
     }

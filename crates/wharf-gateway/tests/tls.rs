@@ -182,6 +182,19 @@ async fn plain_http_redirects_once_a_certificate_exists() {
     // Redirect switched off for b: plain HTTP keeps serving.
     assert_eq!(get(http, "b.test", "/").await.unwrap().text(), "site b");
 
+    // The HTTPS listener moves: redirects name its new port, not the closed one.
+    let moved = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    config.https = vec![moved];
+    gw.reload(config.clone()).unwrap();
+    let r = get(http, "a.test", "/").await.unwrap();
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://a.test:{}/", moved.port()).as_str())
+    );
+
     // Without a certificate (removed), a.test serves plain HTTP again instead of redirecting
     // to a handshake that would fail.
     // The site still asks for redirects; only its certificate is gone.
