@@ -147,15 +147,34 @@ impl Gateway {
         self.counted(self.apply(config, false))
     }
 
+    /// Counts a configuration refused before it reached [`Gateway::reload`] (a file that does
+    /// not parse), so the reloads metric shows every refusal.
+    pub fn reload_refused(&self) {
+        self.count("refused");
+    }
+
+    /// How many sites the configuration in force has.
+    pub fn site_count(&self) -> usize {
+        self.control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .config
+            .sites
+            .len()
+    }
+
     /// Counts a reload or update by its result on `/metrics`.
     fn counted(&self, result: Result<()>) -> Result<()> {
-        let label = if result.is_ok() { "ok" } else { "refused" };
+        self.count(if result.is_ok() { "ok" } else { "refused" });
+        result
+    }
+
+    fn count(&self, label: &'static str) {
         self.shared
             .metrics
             .reloads
             .get_or_create(&ReloadResult { result: label })
             .inc();
-        result
     }
 
     fn apply(&self, config: GatewayConfig, first: bool) -> Result<()> {

@@ -146,6 +146,13 @@ async fn reloads_on_sighup_and_file_change_refuses_bad_config_and_stops_on_sigte
     );
     assert_eq!(get(addr, "app.test", "/").await.unwrap().text(), "app");
 
+    // An emptied file (as a writer leaves it between truncating and writing) takes no site
+    // away.
+    std::fs::write(&file, "").unwrap();
+    let refused = gw.wait_for("configuration refused").await;
+    assert!(refused.contains("has no sites now"), "{refused}");
+    assert_eq!(get(addr, "app.test", "/").await.unwrap().text(), "app");
+
     // SIGHUP reloads too (the file is fixed without the app site now).
     std::fs::write(&file, &base).unwrap();
     gw.wait_for("configuration reloaded").await;

@@ -62,9 +62,10 @@ async fn serve(args: Args, config: GatewayConfig) -> anyhow::Result<()> {
     loop {
         let changed = async {
             changes.recv().await;
-            // Editors write in several steps; let them finish before reading.
-            tokio::time::sleep(Duration::from_millis(150)).await;
-            while changes.try_recv().is_ok() {}
+            // Editors write in several steps; read once the file has been quiet for 150 ms.
+            while let Ok(Some(())) =
+                tokio::time::timeout(Duration::from_millis(150), changes.recv()).await
+            {}
             Event::Reload
         };
         match signals.next(changed).await {
@@ -86,10 +87,25 @@ fn apply_certs(certs: &CertManager, config: &GatewayConfig) {
 }
 
 fn reload(gateway: &Gateway, certs: &CertManager, path: &Path) {
-    match GatewayConfig::from_file(path)
-        .map_err(wharf_gateway::GatewayError::from)
-        .and_then(|c| gateway.reload(c.clone()).map(|()| c))
-    {
+    let read = GatewayConfig::from_file(path).map_err(|e| e.to_string());
+    let read = match read {
+        // A file with no sites while some serve is most likely caught mid-write (or emptied
+        // by mistake): every site would go. A config without sites is taken at start only.
+        Ok(c) if c.sites.is_empty() && gateway.site_count() > 0 => Err(format!(
+            "{} has no sites now (empty, or still being written?); to serve none, restart",
+            path.display()
+        )),
+        other => other,
+    };
+    if read.is_err() {
+        gateway.reload_refused();
+    }
+    match read.and_then(|c| {
+        gateway
+            .reload(c.clone())
+            .map(|()| c)
+            .map_err(|e| e.to_string())
+    }) {
         Ok(config) => {
             apply_certs(certs, &config);
             tracing::info!(config = %path.display(), "configuration reloaded")
@@ -111,7 +127,14 @@ fn watch(path: &Path, tx: mpsc::Sender<()>) -> anyhow::Result<notify::Recommende
         .to_path_buf();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
-            if ev.kind.is_access() {
+            // Reads are not changes; a writer closing the file is (it finished writing).
+            let written = matches!(
+                ev.kind,
+                notify::EventKind::Access(notify::event::AccessKind::Close(
+                    notify::event::AccessMode::Write
+                ))
+            );
+            if ev.kind.is_access() && !written {
                 return;
             }
             if ev.paths.iter().any(|p| p.file_name() == file.as_deref()) {
