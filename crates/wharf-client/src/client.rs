@@ -137,7 +137,12 @@ impl Client {
         if uri.scheme_str() != Some("http") || uri.host().is_none() {
             return Err(ClientError::BadUrl(base_url.to_string()));
         }
-        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+        // A server that cannot be reached says so in seconds, not after the system's two
+        // minutes of SYN retries (`wharf backups check` runs from monitoring).
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
+        let http =
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
         Ok(Client { base, token, http })
     }
 
