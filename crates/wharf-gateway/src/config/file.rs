@@ -206,14 +206,23 @@ fn convert(file: FileConfig, base: &Path) -> Result<GatewayConfig, ConfigError> 
             .transpose()
             .map(|d| d.unwrap_or(default))
     };
+    // Zero would fail every request (or close every connection) at once; only draining may
+    // be skipped.
+    let positive = |v: Option<String>, key: &str, default| -> Result<_, ConfigError> {
+        let d = dur(v, key, default)?;
+        if d.is_zero() {
+            return Err(err(None, key, "must be more than 0 (e.g. \"30s\")"));
+        }
+        Ok(d)
+    };
     let t = Timeouts::default();
     cfg.timeouts = Timeouts {
-        connect: dur(g.connect_timeout, "gateway.connect_timeout", t.connect)?,
-        read: dur(g.read_timeout, "gateway.read_timeout", t.read)?,
+        connect: positive(g.connect_timeout, "gateway.connect_timeout", t.connect)?,
+        read: positive(g.read_timeout, "gateway.read_timeout", t.read)?,
         drain: dur(g.drain_timeout, "gateway.drain_timeout", t.drain)?,
-        header_read: dur(g.header_timeout, "gateway.header_timeout", t.header_read)?,
-        idle: dur(g.idle_timeout, "gateway.idle_timeout", t.idle)?,
-        body_read: dur(g.body_timeout, "gateway.body_timeout", t.body_read)?,
+        header_read: positive(g.header_timeout, "gateway.header_timeout", t.header_read)?,
+        idle: positive(g.idle_timeout, "gateway.idle_timeout", t.idle)?,
+        body_read: positive(g.body_timeout, "gateway.body_timeout", t.body_read)?,
     };
     let default_body = g
         .max_body
@@ -733,6 +742,10 @@ mod tests {
             (acme("intranet"), "`intranet` is a single label"),
             (acme("192.0.2.7"), "`192.0.2.7` is an IP address"),
             (acme("my_app.example.com"), "has a `_`"),
+            (
+                "[gateway]\nread_timeout='0s'".to_string(),
+                "`gateway.read_timeout`: must be more than 0",
+            ),
         ]);
         for (text, want) in cases {
             let got = load(&text).unwrap_err();
