@@ -184,8 +184,12 @@ impl Gateway {
         // 1. Build sites, reusing pools that did not change.
         let (sites, fresh_pools) = self.build_sites(&old, config.sites.iter().cloned())?;
 
-        // 2. Access log, if its target changed.
-        let new_log = (first || config.access_log != control.config.access_log)
+        // 2. Access log, if its target changed, and a file's at every reload: after logrotate
+        // moved it, the reload (SIGHUP) starts the new one.
+        let reopen = first
+            || config.access_log != control.config.access_log
+            || matches!(config.access_log, crate::config::AccessLogTarget::File(_));
+        let new_log = reopen
             .then(|| AccessLog::open(&config.access_log))
             .transpose()?;
 

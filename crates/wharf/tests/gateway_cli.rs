@@ -209,3 +209,50 @@ async fn logs_written_to_a_file_have_no_colour_codes() {
     assert!(!text.contains('\u{1b}'), "colour codes in a file: {text:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// After logrotate moved the access log and sent SIGHUP, lines go to a new file at the
+/// configured path (they went on into the moved one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_starts_a_new_access_log_after_logrotate_moved_it() {
+    let dir = temp_dir("logrotate");
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::write(dir.join("www/index.html"), "home\n").unwrap();
+    let file = dir.join("gateway.toml");
+    std::fs::write(
+        &file,
+        "[gateway]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\naccess_log = \"access.log\"\n\n\
+         [[site]]\nname = \"www\"\nhosts = [\"www.test\"]\nroot = \"www\"\n",
+    )
+    .unwrap();
+    let mut gw = Running::spawn(&file);
+    let addr = gw.listening().await;
+    gw.wait_for("gateway running").await;
+    let log = dir.join("access.log");
+    let lines = |p: &Path| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    get(addr, "www.test", "/first").await.unwrap();
+    wharf_testkit::assert_eventually!(lines(&log) == 1, "the first request is logged");
+
+    std::fs::rename(&log, dir.join("access.log.1")).unwrap();
+    gw.signal("-HUP");
+    gw.wait_for("configuration reloaded").await;
+    get(addr, "www.test", "/second").await.unwrap();
+    wharf_testkit::assert_eventually!(
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("/second"),
+        "the next request goes to a new access.log"
+    );
+    assert_eq!(
+        lines(&dir.join("access.log.1")),
+        1,
+        "the moved file keeps its line"
+    );
+    gw.signal("-TERM");
+    let _ = tokio::time::timeout(Duration::from_secs(20), gw.child.wait()).await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
