@@ -23,6 +23,8 @@ use crate::{DockerError, Engine, labels};
 
 /// How long `start` waits for the tasks to run (image pulls included) before giving up.
 const START_PATIENCE: Duration = Duration::from_secs(300);
+/// How long a service's past output may take to read (`docker service logs` can hang).
+const LOGS_PATIENCE: Duration = Duration::from_secs(5);
 /// Beyond the stop grace period, how long `stop` waits for the tasks to go.
 const STOP_SLACK: Duration = Duration::from_secs(30);
 
@@ -351,7 +353,13 @@ impl SwarmRuntime {
         };
         // A service that cannot start is not left behind to retry forever; what it wrote is.
         self.forget(&spec.instance);
-        if let Ok(read) = logs::read(&self.engine.docker, &id, FAILED_OUTPUT_LINES, false).await {
+        // Bounded: the engine's service logs are known to hang, and the service must go anyway.
+        let read = tokio::time::timeout(
+            LOGS_PATIENCE,
+            logs::read(&self.engine.docker, &id, FAILED_OUTPUT_LINES, false),
+        )
+        .await;
+        if let Ok(Ok(read)) = read {
             let mut kept = self.failed_output.lock().unwrap_or_else(|p| p.into_inner());
             // Bounded: only the latest failures matter.
             if kept.len() >= 64 {
@@ -682,7 +690,12 @@ impl Runtime for SwarmRuntime {
             if !known {
                 return Vec::new();
             }
-            match logs::read(&self.engine.docker, instance, lines, false).await {
+            let read = tokio::time::timeout(
+                LOGS_PATIENCE,
+                logs::read(&self.engine.docker, instance, lines, false),
+            )
+            .await;
+            match read.unwrap_or_else(|_| Ok(Vec::new())) {
                 Ok(read) => {
                     let skip = read.len().saturating_sub(lines);
                     read.into_iter()
