@@ -513,7 +513,7 @@ impl Runtime for DockerRuntime {
 
     fn logs<'a>(&'a self, app: &'a str, lines: usize) -> BoxFuture<'a, Result<Vec<String>>> {
         Box::pin(async move {
-            logs::past(self.docker(), app, lines)
+            logs::past(self.docker(), self.engine.owner_filter(), app, lines)
                 .await
                 .map_err(RuntimeError::Engine)
         })

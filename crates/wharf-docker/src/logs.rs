@@ -155,14 +155,19 @@ pub(crate) fn options(follow: bool, since_secs: i64, tail: Option<usize>) -> Log
 }
 
 /// The last `n` lines of every container of `app` (running or not), merged oldest first.
-pub(crate) async fn past(docker: &Docker, app: &str, n: usize) -> Result<Vec<String>, String> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![
-            format!("{}={app}", labels::APP),
-            labels::INSTANCE.to_string(),
-        ],
-    )]);
+pub(crate) async fn past(
+    docker: &Docker,
+    owner: Option<String>,
+    app: &str,
+    n: usize,
+) -> Result<Vec<String>, String> {
+    // This server's containers only: another server on the engine may have an app of the name.
+    let mut labelled = vec![
+        format!("{}={app}", labels::APP),
+        labels::INSTANCE.to_string(),
+    ];
+    labelled.extend(owner);
+    let filters = HashMap::from([("label".to_string(), labelled)]);
     let containers = docker
         .list_containers(Some(ListContainersOptions {
             all: true,
