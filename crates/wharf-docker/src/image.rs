@@ -122,16 +122,18 @@ impl Engine {
         let tar = tar
             .await
             .map_err(|e| DockerError::Other(format!("the build context task failed: {e}")))?;
-        if let Err(e) = tar {
-            return Err(DockerError::Other(format!(
-                "cannot send the build context {}: {e}",
-                req.context.display()
-            )));
-        }
+        // The engine's own reason first: when it stops a build (no space left, say), the
+        // context upload breaks too, and that says less.
         if let Some(msg) = failure {
             let at = step.map(|s| format!(" at {s}")).unwrap_or_default();
             return Err(DockerError::Other(format!(
                 "the image build of {image} failed{at}: {msg}"
+            )));
+        }
+        if let Err(e) = tar {
+            return Err(DockerError::Other(format!(
+                "cannot send the build context {}: {e}",
+                req.context.display()
             )));
         }
         Ok(image)
