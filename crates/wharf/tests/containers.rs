@@ -389,6 +389,19 @@ async fn foreign_containers_and_images_survive_deploys_deletes_and_pruning() {
         vec![format!("wharf/{app}:3"), format!("wharf/{app}:4")],
         "images of releases no longer kept are pruned"
     );
+    // A release whose image builds but never runs fails, and its image goes with it.
+    repo.commit(&[("app.py", "import sys\nsys.exit(3)\n")], "broken");
+    assert!(
+        !server.cli(&["deploy", &app]).await.0,
+        "the broken release fails"
+    );
+    let mut images = images_of(LOCAL, &app);
+    images.sort();
+    assert_eq!(
+        images,
+        vec![format!("wharf/{app}:3"), format!("wharf/{app}:4")],
+        "the failed release's image is removed"
+    );
 
     let survives = |when: &str| {
         let c = inspect(LOCAL, &foreign);

@@ -218,7 +218,14 @@ pub(crate) async fn deploy_claimed(
                 // What git itself may print of the address.
                 out.mask([url[r].to_string()]);
             }
-            run(c, app, source, &out, &op).await
+            let result = run(c, app, source, &out, &op).await;
+            if result.is_err()
+                && let Ok(a) = c.store.app(app)
+            {
+                // What a failed release built (an image) goes now, not after the next success.
+                prune_images(c, &a).await;
+            }
+            result
         }
     };
     match &result {
@@ -701,14 +708,26 @@ async fn prune(c: &Control, app: &str, previous: Option<u32>) {
         }
         let _ = c.store.delete_release(app, r.number);
     }
+    prune_images(c, &a).await;
+}
+
+/// Removes the app's images but those of its releases that can run.
+async fn prune_images(c: &Control, a: &App) {
+    let app = a.name.as_str();
     if a.runtime.runs_images()
         && let Ok(engine) = c.runtimes.engine()
     {
-        // Only images wharf built for this app (labelled); those of kept releases stay.
+        // Only images wharf built for this app (labelled); those of kept releases that can run
+        // stay (a failed release's image would never run again).
         let keep: Vec<u32> = c
             .store
             .releases(app)
-            .map(|rs| rs.iter().map(|r| r.number).collect())
+            .map(|rs| {
+                rs.iter()
+                    .filter(|r| r.status != ReleaseStatus::Failed)
+                    .map(|r| r.number)
+                    .collect()
+            })
             .unwrap_or_default();
         match engine.prune_images(app, &keep).await {
             Ok(removed) if !removed.is_empty() => {
