@@ -160,7 +160,17 @@ impl DockerRuntime {
                 } => RuntimeError::AlreadyRunning(spec.instance.clone()),
                 e => engine_error(&format!("cannot create the container {}", spec.instance), e),
             })?;
-        let inspect = self.inspect(&created.id).await?;
+        let inspect = match self.inspect(&created.id).await {
+            Ok(i) => i,
+            Err(e) => {
+                // Not yet tracked: left, nothing would ever remove it.
+                let _ = self
+                    .docker()
+                    .remove_container(&created.id, Some(force_remove()))
+                    .await;
+                return Err(e);
+            }
+        };
         let since = inspect
             .created
             .as_deref()
