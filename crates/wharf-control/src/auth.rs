@@ -154,6 +154,11 @@ impl LoginThrottle {
     }
 
     pub(crate) fn failed(&self, user: &str) {
+        // No user has a longer name (so none could log in with it), and a key per request
+        // body of up to a MiB would let a guesser fill memory.
+        if user.len() > 63 {
+            return;
+        }
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let map = failures.get_or_insert_with(HashMap::new);
         if map.len() >= NAMES_KEPT && !map.contains_key(user) {
