@@ -143,11 +143,14 @@ fn without_userinfo(s: &str) -> String {
     let Some(at) = s.rfind('@') else {
         return s.to_owned();
     };
-    let start = s
+    // A folder's path (no scheme) keeps its '@'.
+    let Some(start) = s
         .find("://")
         .map(|i| i + 3)
         .or_else(|| s.find(':').map(|i| i + 1))
-        .unwrap_or(0);
+    else {
+        return s.to_owned();
+    };
     if start > at {
         return s.to_owned();
     }
