@@ -268,9 +268,14 @@ impl Backups {
                 return Err(format!("cannot restore the files: {e}"));
             }
         };
-        if let Some(u) = self.reconciler.app_user(app)? {
-            crate::users::chown_tree(&incoming, u)
-                .map_err(|e| format!("cannot give the restored files to {app}'s user: {e}"))?;
+        if let Some(u) = self.reconciler.app_user(app)?
+            && let Err(e) = crate::users::chown_tree(&incoming, u)
+        {
+            // Only restored files so far: nothing of the app's is in there.
+            let _ = std::fs::remove_dir_all(&incoming);
+            return Err(format!(
+                "cannot give the restored files to {app}'s user: {e}"
+            ));
         }
         // One atomic exchange: at no moment is there no volume. The old files end up in
         // `incoming`, kept until the app runs on the restored ones.
