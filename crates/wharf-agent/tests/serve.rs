@@ -466,8 +466,11 @@ async fn tunnel_connections_past_the_agents_share_are_refused_not_the_link() {
     }
     let mut refused = TcpStream::connect(addr).await.unwrap();
     let mut got = [0; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), refused.read(&mut got));
     assert_eq!(
-        refused.read(&mut got).await.unwrap_or(0),
+        read.await
+            .expect("the connection past the share is closed, not carried")
+            .unwrap_or(0),
         0,
         "the connection past the share is closed"
     );

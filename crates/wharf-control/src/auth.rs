@@ -110,10 +110,12 @@ pub(crate) fn basic(store: &Store, header: Option<&str>) -> Option<Caller> {
 /// Failed logins by user name, to slow guessing down: from the fifth failure in a row, each
 /// next try waits 1 s, doubling up to 15 minutes; a success clears it. Names, not addresses:
 /// every dashboard login reaches the API from the dashboard.
-pub(crate) static LOGINS: LoginThrottle = LoginThrottle::new();
+pub(crate) static LOGINS: std::sync::LazyLock<LoginThrottle> =
+    std::sync::LazyLock::new(LoginThrottle::default);
 
+#[derive(Default)]
 pub(crate) struct LoginThrottle {
-    failures: Mutex<Option<HashMap<String, (u32, std::time::Instant)>>>,
+    failures: Mutex<HashMap<String, (u32, std::time::Instant)>>,
 }
 
 const FREE_FAILURES: u32 = 5;
@@ -122,12 +124,6 @@ const LONGEST_WAIT: u64 = 15 * 60;
 const NAMES_KEPT: usize = 10_000;
 
 impl LoginThrottle {
-    const fn new() -> LoginThrottle {
-        LoginThrottle {
-            failures: Mutex::new(None),
-        }
-    }
-
     fn delay(failures: u32) -> u64 {
         match failures.checked_sub(FREE_FAILURES) {
             None => 0,
@@ -141,7 +137,7 @@ impl LoginThrottle {
     /// Seconds `user` must still wait before a login is tried (0: now).
     pub(crate) fn wait(&self, user: &str) -> u64 {
         let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((n, last)) = failures.as_ref().and_then(|m| m.get(user)) else {
+        let Some((n, last)) = failures.get(user) else {
             return 0;
         };
         let due = std::time::Duration::from_secs(Self::delay(*n));
@@ -159,8 +155,7 @@ impl LoginThrottle {
         if user.len() > 63 {
             return;
         }
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let map = failures.get_or_insert_with(HashMap::new);
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= NAMES_KEPT && !map.contains_key(user) {
             map.retain(|_, (n, last)| {
                 last.elapsed() < std::time::Duration::from_secs(Self::delay(*n))
@@ -177,10 +172,10 @@ impl LoginThrottle {
     }
 
     pub(crate) fn succeeded(&self, user: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(map) = failures.as_mut() {
-            map.remove(user);
-        }
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(user);
     }
 }
 

@@ -242,7 +242,8 @@ impl Gateway {
             }
             keep
         });
-        // Redirects to HTTPS name a port that still listens (the HTTPS listener moved).
+        // The port redirects to HTTPS name: one that listens now (443 if it does), also
+        // after the HTTPS listener moved.
         let https = control
             .listeners
             .iter()
@@ -392,11 +393,6 @@ impl Gateway {
                     }
                 };
             tracing::info!(address = %local, role = ?key.1, "listening");
-            if key.1 == Role::Https && self.shared.https_port.load(Ordering::Relaxed) == 0 {
-                self.shared
-                    .https_port
-                    .store(local.port(), Ordering::Relaxed);
-            }
             control.listeners.insert(key, Listening { local, stop });
         }
     }

@@ -106,17 +106,15 @@ fn remote(url: &str) -> Result<Remote, String> {
         url: url.to_string(),
         env: Vec::new(),
     };
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let http = url.split_once("://").is_some_and(|(scheme, _)| {
+        matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https")
+    });
+    // For http(s), the whole user-info, which an '@' follows.
+    let (true, Some(secret)) = (http, git_credentials(url)) else {
         return Ok(as_is());
     };
-    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
-        return Ok(as_is());
-    }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..end].rfind('@') else {
-        return Ok(as_is());
-    };
-    let (user, password) = rest[..at].split_once(':').unwrap_or((&rest[..at], ""));
+    let userinfo = &url[secret.clone()];
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
     let decode = |part: &str| {
         percent_encoding::percent_decode_str(part)
             .decode_utf8()
@@ -132,7 +130,7 @@ fn remote(url: &str) -> Result<Remote, String> {
             })
     };
     Ok(Remote {
-        url: format!("{scheme}://{}", &rest[at + 1..]),
+        url: format!("{}{}", &url[..secret.start], &url[secret.end + 1..]),
         env: vec![
             ("GIT_CONFIG_COUNT", "2".into()),
             // An empty value first: the helpers the machine's git configuration names are

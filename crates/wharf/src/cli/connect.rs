@@ -91,7 +91,8 @@ pub(crate) fn login(args: Login) -> anyhow::Result<()> {
         url: Some(args.url.clone()),
         token: Some(args.token),
     })?;
-    write_private(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    // Whole or not at all (a full disk keeps the old login), readable by the user only.
+    wharf_tls::write_private(&path, text.as_bytes())?;
     outln!(
         "logged in to {} (wharf {}, {} apps); saved in {}",
         args.url,
@@ -99,30 +100,5 @@ pub(crate) fn login(args: Login) -> anyhow::Result<()> {
         status.app_count,
         path.display()
     );
-    Ok(())
-}
-
-/// Written whole or not at all (a full disk keeps the old login), readable by the user only.
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("toml.new");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    let written = f
-        .write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
     Ok(())
 }
